@@ -1,0 +1,16 @@
+"""Reference Transformer LM, its configuration and the one training step."""
+from model.config import PRESETS, ModelConfig, preset
+from model.vocabulary import CATEGORIES, COMPONENTS, LAYER_COMPONENTS, OPTIMIZER_IMPLEMENTATIONS, PHASES
+
+__all__ = ["ModelConfig", "PRESETS", "preset", "PHASES", "CATEGORIES", "COMPONENTS", "LAYER_COMPONENTS",
+           "OPTIMIZER_IMPLEMENTATIONS", "TransformerLM", "make_optimizer", "train_step"]
+
+
+def __getattr__(name):  # torch-dependent names are imported lazily so that analytic/ never pulls torch
+    if name == "TransformerLM":
+        from model.transformer import TransformerLM
+        return TransformerLM
+    if name in ("make_optimizer", "train_step"):
+        import model.step as step
+        return getattr(step, name)
+    raise AttributeError(name)

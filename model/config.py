@@ -1,0 +1,90 @@
+"""The one configuration dataclass and the presets. No torch import: analytic/ uses this too."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+POSITIONAL_OPTIONS = ("learned", "rope", "none")
+ATTENTION_OPTIONS = ("explicit", "sdpa")
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and options of the reference Transformer LM.
+
+    d_ff defaults to 4·d_model. positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
+    attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or 'sdpa'
+    (F.scaled_dot_product_attention). dtype: the dtype of parameters, activations and optimizer state.
+    """
+
+    vocab_size: int
+    context_length: int
+    num_layers: int
+    d_model: int
+    num_heads: int
+    d_ff: int | None = None
+    positional: str = "learned"
+    attention: str = "explicit"
+    dtype: str = "float32"
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.d_ff is None:
+            object.__setattr__(self, "d_ff", 4 * self.d_model)
+        for name in ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
+            )
+        if self.positional not in POSITIONAL_OPTIONS:
+            raise ValueError(f"positional must be one of {POSITIONAL_OPTIONS}, got {self.positional!r}")
+        if self.attention not in ATTENTION_OPTIONS:
+            raise ValueError(f"attention must be one of {ATTENTION_OPTIONS}, got {self.attention!r}")
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {self.dtype!r}")
+        if self.positional == "rope" and self.head_dim % 2:
+            raise ValueError(f"positional='rope' needs an even head dimension, got {self.head_dim}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def bytes_per_element(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _gpt2(name: str, num_layers: int, d_model: int, num_heads: int) -> ModelConfig:
+    return ModelConfig(vocab_size=50257, context_length=1024, num_layers=num_layers, d_model=d_model,
+                       num_heads=num_heads, name=name)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(vocab_size=256, context_length=32, num_layers=2, d_model=64, num_heads=4, name="tiny"),
+    "mini": ModelConfig(vocab_size=1000, context_length=64, num_layers=4, d_model=128, num_heads=4, name="mini"),
+    "small-cpu": ModelConfig(vocab_size=4096, context_length=128, num_layers=4, d_model=256, num_heads=8,
+                             name="small-cpu"),
+    "gpt2-small": _gpt2("gpt2-small", 12, 768, 12),
+    "gpt2-medium": _gpt2("gpt2-medium", 24, 1024, 16),
+    "gpt2-large": _gpt2("gpt2-large", 36, 1280, 20),
+    "gpt2-xl": _gpt2("gpt2-xl", 48, 1600, 25),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None

@@ -1,0 +1,65 @@
+"""The one training step that every measurement runs, and the AdamW factory."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from model.config import ModelConfig
+from model.transformer import TransformerLM
+from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
+
+ADAMW_FLAGS = {
+    "forloop": {"foreach": False, "fused": False},
+    "foreach": {"foreach": True, "fused": False},
+    "fused": {"foreach": False, "fused": True},
+}
+
+
+def make_optimizer(model: torch.nn.Module, implementation: str = "foreach", lr: float = 1e-3,
+                   weight_decay: float = 0.1) -> torch.optim.AdamW:
+    """torch.optim.AdamW over all parameters with the implementation chosen explicitly (never torch's default)."""
+    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
+        raise ValueError(f"optimizer implementation must be one of {OPTIMIZER_IMPLEMENTATIONS}, "
+                         f"got {implementation!r}")
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **ADAMW_FLAGS[implementation])
+
+
+def build(config: ModelConfig, device: str | torch.device = "cpu", implementation: str = "foreach",
+          seed: int = 0) -> tuple[TransformerLM, torch.optim.AdamW]:
+    """The model on `device` (built there directly: no host copy of a GPT-2 XL) and its optimizer."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = TransformerLM(config)
+    return model, make_optimizer(model, implementation)
+
+
+def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device = "cpu",
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token ids and next-token targets, each [batch_size, context_length] int64."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    shape = (batch_size, config.context_length)
+    generator = None if torch.device(device).type == "meta" else torch.Generator(device).manual_seed(seed)
+    tokens = torch.randint(config.vocab_size, shape, device=device, generator=generator)
+    targets = torch.randint(config.vocab_size, shape, device=device, generator=generator)
+    return tokens, targets
+
+
+def train_step(model: TransformerLM, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
+               targets: torch.Tensor, mark: Callable[[str], None] = lambda phase: None) -> torch.Tensor:
+    """Forward with the loss, backward, AdamW step, zero_grad(set_to_none=True); returns the detached loss.
+
+    `mark(phase)` is called as each phase begins ("forward", "backward", "optimizer") and with "end" after the
+    last one: the hook that every measurement (meta tracker, CUDA allocator statistics) uses to cut phases.
+    The logits are not kept: cross-entropy saves its own log-softmax, so they die inside the forward.
+    """
+    mark("forward")
+    loss = model.loss(tokens, targets)
+    mark("backward")
+    loss.backward()
+    mark("optimizer")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    mark("end")
+    return loss.detach()

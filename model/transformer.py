@@ -1,0 +1,138 @@
+"""The reference Transformer LM, in the spirit of nanoGPT's model.py.
+
+Every component the textbook accounting has a term for is its own named module (norm1, q_proj, k_proj, v_proj,
+scores, softmax, weighted_sum, out_proj, norm2, w1, silu, w2, final_norm, lm_head, cross_entropy), so that the
+profiler can attribute saved tensors and FLOPs by module path. Shapes: B batch, T tokens, D d_model, H heads,
+Dh = D/H head size, F d_ff, V vocabulary.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.config import ModelConfig
+
+
+class Op(nn.Module):
+    """A stateless function as a named module: its saved tensors and FLOPs are attributed to its name."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+class RMSNorm(nn.Module):
+    """x · rsqrt(mean(x²) + eps) · g, written out so that it runs the same ops on every device."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):  # [B, T, D] -> [B, T, D]
+        rms = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)  # [B, T, 1]
+        return x * rms * self.weight
+
+
+def rotate(x, cos, sin):
+    """RoPE on [B, H, T, Dh]: rotate each (even, odd) pair of features by a position-dependent angle."""
+    x1, x2 = x[..., ::2], x[..., 1::2]  # [B, H, T, Dh/2] each
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d, self.num_heads, self.attention = config.d_model, config.num_heads, config.attention
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.rope = Op(rotate) if config.positional == "rope" else None
+        scale = 1.0 / math.sqrt(config.head_dim)
+        self.scores = Op(lambda q, k, future: (q @ k.transpose(-2, -1) * scale).masked_fill(future, float("-inf")))
+        self.softmax = Op(lambda scores: torch.softmax(scores, dim=-1))
+        self.weighted_sum = Op(lambda probs, v: probs @ v)
+        self.out_proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x, future, cos=None, sin=None):  # x [B, T, D]; future [T, T] bool, True above the diagonal
+        B, T, D = x.shape
+        q = self.q_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)  # [B, H, T, Dh]
+        k = self.k_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)
+        if self.rope is not None:
+            q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+        if self.attention == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, Dh]
+        else:
+            probs = self.softmax(self.scores(q, k, future))  # [B, H, T, T]
+            y = self.weighted_sum(probs, v)  # [B, H, T, Dh]
+        return self.out_proj(y.transpose(1, 2).contiguous().view(B, T, D))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.w1 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.silu = Op(F.silu)
+        self.w2 = nn.Linear(config.d_ff, config.d_model, bias=False)
+
+    def forward(self, x):  # [B, T, D] -> [B, T, F] -> [B, T, D]
+        return self.w2(self.silu(self.w1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.norm1 = RMSNorm(config.d_model)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = RMSNorm(config.d_model)
+        self.ffn = FeedForward(config)
+
+    def forward(self, x, future, cos=None, sin=None):
+        x = x + self.attn(self.norm1(x), future, cos, sin)
+        return x + self.ffn(self.norm2(x))
+
+
+class TransformerLM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        T, d = config.context_length, config.d_model
+        self.embedding = nn.Embedding(config.vocab_size, d)
+        self.position_embedding = nn.Embedding(T, d) if config.positional == "learned" else None
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.final_norm = RMSNorm(d)
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.cross_entropy = Op(lambda logits, targets: F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
+        # Buffers: made once, so that no step allocates them again.
+        self.register_buffer("future", torch.ones(T, T, dtype=torch.bool).triu(1), persistent=False)
+        self.register_buffer("positions", torch.arange(T), persistent=False)
+        if config.positional == "rope":
+            angles = torch.outer(torch.arange(T).float(),
+                                 10000.0 ** (-torch.arange(0, config.head_dim, 2).float() / config.head_dim))
+            self.register_buffer("cos", angles.cos(), persistent=False)  # [T, Dh/2]
+            self.register_buffer("sin", angles.sin(), persistent=False)
+        else:
+            self.cos = self.sin = None
+        self.to(getattr(torch, config.dtype))
+
+    def forward(self, tokens):  # [B, T] int64 -> logits [B, T, V]
+        T = tokens.shape[1]
+        if T > self.config.context_length:
+            raise ValueError(f"sequence of {T} tokens is longer than context_length={self.config.context_length}")
+        x = self.embedding(tokens)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(self.positions[:T])
+        cos, sin = (self.cos[:T], self.sin[:T]) if self.cos is not None else (None, None)
+        for block in self.blocks:
+            x = block(x, self.future[:T, :T], cos, sin)
+        return self.lm_head(self.final_norm(x))
+
+    def loss(self, tokens, targets):  # mean cross-entropy of next-token prediction, a 0-dim tensor
+        return self.cross_entropy(self(tokens), targets)

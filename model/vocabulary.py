@@ -1,0 +1,29 @@
+"""The shared vocabulary of predictions and measurements: phases, memory categories, components.
+
+Defined once here (no torch import) and imported everywhere else.
+"""
+PHASES = ("forward", "backward", "optimizer")
+
+# Memory categories. Every live byte at any moment of a step belongs to exactly one of them. "buffers" holds the
+# model's non-trainable state (the causal mask, position indices, RoPE tables): allocated, but no textbook term.
+CATEGORIES = (
+    "parameters",
+    "buffers",
+    "gradients",
+    "optimizer_state",
+    "optimizer_temporaries",
+    "saved_activations",
+    "temporaries",
+)
+
+# Per-layer components, in forward order, then the components outside the blocks. Each is a named module of
+# model.transformer, so saved tensors and FLOPs are attributed by module path ("rope" exists only with RoPE;
+# "embedding" covers the token and the learned position embedding).
+LAYER_COMPONENTS = (
+    "norm1", "q_proj", "k_proj", "v_proj", "rope", "scores", "softmax", "weighted_sum", "out_proj",
+    "norm2", "w1", "silu", "w2",
+)
+MODEL_COMPONENTS = ("embedding", "final_norm", "lm_head", "cross_entropy")
+COMPONENTS = ("embedding",) + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")
+
+OPTIMIZER_IMPLEMENTATIONS = ("forloop", "foreach", "fused")

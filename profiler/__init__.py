@@ -1,0 +1,1 @@
+"""Measurement: the training step on meta, CPU or CUDA; sweeps and discrepancy reports."""

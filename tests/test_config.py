@@ -1,0 +1,48 @@
+import pytest
+
+from analytic.units import format_bytes, parse_bytes, relative_error
+from model import ModelConfig, preset
+
+
+def test_d_ff_defaults_to_four_d_model():
+    assert ModelConfig(10, 8, 1, 16, 4).d_ff == 64
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("vocab_size", 0, "vocab_size must be positive, got 0"),
+    ("num_layers", -2, "num_layers must be positive, got -2"),
+    ("d_model", 10, "d_model=10 is not divisible by num_heads=4"),
+    ("d_ff", 0, "d_ff must be positive, got 0"),
+    ("positional", "alibi", "positional must be one of"),
+    ("attention", "linear", "attention must be one of"),
+    ("dtype", "float8", "dtype must be one of"),
+    ("context_length", 2.5, "context_length must be an integer, got 2.5"),
+])
+def test_bad_config_names_field_and_value(field, value, message):
+    sizes = dict(vocab_size=10, context_length=8, num_layers=1, d_model=16, num_heads=4)
+    sizes[field] = value
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ModelConfig(**sizes)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset 'gpt5'"):
+        preset("gpt5")
+
+
+@pytest.mark.parametrize("text, expected", [("80GB", 80 * 10**9), ("80GiB", 80 * 2**30), ("512 MiB", 2**29),
+                                            ("1.5GB", 1_500_000_000), ("100B", 100)])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["80", "80 gigs", "GB", "-1GB", "0GB", "80Gb", ""])
+def test_parse_bytes_rejects_bad_budgets(text):
+    with pytest.raises(ValueError, match="memory budget"):
+        parse_bytes(text)
+
+
+def test_units_are_not_mixed():
+    assert format_bytes(80 * 10**9, "GB") == "80.00 GB"
+    assert format_bytes(80 * 10**9, "GiB") == "74.51 GiB"
+    assert relative_error(110, 100) == pytest.approx(0.1)

@@ -1,0 +1,23 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_command(which):
+    return subprocess.run([sys.executable, str(ROOT / ".ci/readme_commands.py"), which], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_quickstart_has_two_lines_that_pin_torch_first():
+    main, test = readme_command("main"), readme_command("test")
+    for line in (main, test):
+        assert line.startswith("pip install torch==2.13.0 && pip install -e ")
+    assert "python -m profiler" in main
+    assert test.endswith("python -m pytest -q")
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci/run").read_text()
+    assert "readme_commands.py test" in ci and 'eval "$test_command"' in ci
