@@ -6,9 +6,11 @@ PHASES = ("forward", "backward", "optimizer")
 
 # Memory categories. Every live byte at any moment of a step belongs to exactly one of them. "buffers" holds the
 # model's non-trainable state (the causal mask, position indices, RoPE tables): allocated, but no textbook term.
+# "inputs" holds the batch (token ids and targets), which the caller owns for the whole step.
 CATEGORIES = (
     "parameters",
     "buffers",
+    "inputs",
     "gradients",
     "optimizer_state",
     "optimizer_temporaries",

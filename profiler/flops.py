@@ -1,0 +1,129 @@
+"""FLOP counting: torch's FlopCounterMode, extended through its `custom_mapping`.
+
+1. Matmuls (mm, bmm, ...) keep FlopCounterMode's own formulas: 2 FLOPs per multiply-add.
+2. The CPU SDPA kernels (`_scaled_dot_product_flash_attention_for_cpu` and its backward) have no formula in
+   torch, so attention would silently count 0 on CPU; they get torch's own sdpa formulas (4·B·H·T²·Dh forward,
+   10·B·H·T²·Dh backward, causal masking not halved: the same numbers as the fused CUDA kernels).
+3. Elementwise and reduction ops, which FlopCounterMode counts as 0, get the convention table ELEMENTWISE below:
+   FLOPs per element of the tensor named in its basis column. Anything not in the table counts 0: copies, views,
+   masked_fill and embedding lookups move data without arithmetic.
+
+One FlopCounterMode with both kinds of formula gives per-op counts per module (forward and backward attributed by
+its ModuleTracker); `split_counts` separates matmul from elementwise FLOPs afterwards.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils._pytree import tree_flatten
+
+from model.vocabulary import COMPONENTS
+
+aten = torch.ops.aten
+
+# op -> (FLOPs per element, basis): basis "out" counts the output's elements (for in-place ops with no output,
+# the first argument's), "self" the first argument's, "target" the second argument's (the class indices).
+ELEMENTWISE: dict[object, tuple[int, str]] = {
+    # 1 FLOP per element: one arithmetic operation per output element.
+    aten.add: (1, "out"), aten.add_: (1, "out"), aten.sub: (1, "out"), aten.mul: (1, "out"),
+    aten.mul_: (1, "out"), aten.div: (1, "out"), aten.div_: (1, "out"), aten.neg: (1, "out"),
+    aten.pow: (1, "out"),  # x**2: one multiply
+    aten.rsqrt: (1, "out"), aten.sqrt: (1, "out"),
+    # reductions: n-1 adds (+1 divide for mean) per output, 1 per input element.
+    aten.mean: (1, "self"), aten.sum: (1, "self"),
+    # softmax: max, subtract, exp, sum, divide = 5 per element; backward y·(g - Σ g·y): mul, sum, sub, mul = 4.
+    aten._softmax: (5, "out"), aten._softmax_backward_data: (4, "out"),
+    # log-softmax: max, subtract, exp, sum, subtract log-sum = 5; backward g - exp(y)·Σg: exp, sum, mul, sub = 4.
+    aten._log_softmax: (5, "out"), aten._log_softmax_backward_data: (4, "out"),
+    # silu x·σ(x), σ = 1/(1+exp(-x)): neg, exp, add, divide, multiply = 5;
+    # backward g·σ·(1 + x·(1-σ)): σ (4), 1-σ, x·, 1+, σ·, g· = 9.
+    aten.silu: (5, "out"), aten.silu_backward: (9, "out"),
+    # cross-entropy picks one log-probability per target and sums them: 1 per target, forward and backward.
+    aten.nll_loss_forward: (1, "target"), aten.nll_loss_backward: (1, "target"),
+    # embedding backward scatter-adds every element of the incoming gradient: 1 per element.
+    aten.embedding_dense_backward: (1, "self"),
+    # AdamW, for-loop and foreach: p·=(1-lr·wd) 1; m.lerp_(g, 1-β1) a+w·(b-a) 3; v·=β2 1; v.addcmul_(g, g, 1-β2)
+    # 3; sqrt(v) 1; /sqrt(bias_correction2) 1; +eps 1; p.addcdiv_(m, denom, -step_size) 3: 14 per parameter,
+    # plus 1 per parameter tensor for the step counter (+= 1).
+    aten.lerp_: (3, "out"), aten.addcmul_: (3, "out"), aten.addcdiv_: (3, "out"),
+    aten._foreach_add_: (1, "out"), aten._foreach_mul_: (1, "out"), aten._foreach_div_: (1, "out"),
+    aten._foreach_sqrt: (1, "out"), aten._foreach_sqrt_: (1, "out"),
+    aten._foreach_lerp_: (3, "out"), aten._foreach_addcmul_: (3, "out"), aten._foreach_addcdiv_: (3, "out"),
+    # fused AdamW: one kernel doing the same arithmetic as the for-loop path, 14 per parameter element.
+    aten._fused_adamw_: (14, "self"),
+}
+ELEMENTWISE = {getattr(op, "overloadpacket", op): rule for op, rule in ELEMENTWISE.items()}
+MATMUL_OPS = frozenset(flop_registry) | {aten._scaled_dot_product_flash_attention_for_cpu,
+                                         aten._scaled_dot_product_flash_attention_for_cpu_backward}
+
+
+def _numel(value) -> int:
+    return sum(t.numel() for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor))
+
+
+def _elementwise_formula(flops_per_element: int, basis: str):
+    def formula(*args, out_val=None, **kwargs) -> int:
+        if basis == "target":
+            return flops_per_element * _numel(args[1])
+        counted = out_val if basis == "out" and _numel(out_val) else args[0]
+        return flops_per_element * _numel(counted)
+    formula._get_raw = True
+    return formula
+
+
+def _cpu_sdpa_forward(query, key, value, *args, out_val=None, **kwargs) -> int:
+    return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+def _cpu_sdpa_backward(grad_out, query, key, value, *args, out_val=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+
+
+_cpu_sdpa_forward._get_raw = _cpu_sdpa_backward._get_raw = True
+
+
+def custom_mapping() -> dict:
+    mapping = {op: _elementwise_formula(*rule) for op, rule in ELEMENTWISE.items()}
+    mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_forward
+    mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward
+    return mapping
+
+
+def flop_counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False, custom_mapping=custom_mapping())
+
+
+def split_counts(op_counts: dict) -> tuple[int, int]:
+    """(matmul FLOPs, elementwise FLOPs) of one {op: FLOPs} dict."""
+    matmul = sum(count for op, count in op_counts.items() if op in MATMUL_OPS)
+    return matmul, sum(op_counts.values()) - matmul
+
+
+def snapshot(counter: FlopCounterMode) -> dict[str, dict]:
+    """A copy of the counter's {module: {op: FLOPs}}, to be differenced between phase marks."""
+    return counter.get_flop_counts()
+
+
+def difference(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dict]:
+    result = {}
+    for module, ops in after.items():
+        earlier = before.get(module, {})
+        delta = {op: count - earlier.get(op, 0) for op, count in ops.items() if count - earlier.get(op, 0)}
+        if delta:
+            result[module] = delta
+    return result
+
+
+def by_component(counts: dict[str, dict]) -> dict[str, int]:
+    """FLOPs by component (module name's last part; position_embedding is embedding); the rest goes to 'other'.
+
+    Component modules are leaves of the module tree, so summing them never counts an op twice.
+    """
+    totals = dict.fromkeys(COMPONENTS, 0)
+    for module, ops in counts.items():
+        last = module.rsplit(".", 1)[-1]
+        last = "embedding" if last == "position_embedding" else last
+        if last in totals and module != "Global":
+            totals[last] += sum(ops.values())
+    totals["other"] = sum(counts.get("Global", {}).values()) - sum(totals.values())
+    return totals

@@ -1,0 +1,214 @@
+"""Storage-lifetime memory tracking with a TorchDispatchMode: works the same on `meta` and real CPU tensors.
+
+Every op's outputs pass through the mode; a storage on the tracked device that has not been seen before is an
+allocation (its `nbytes`), and a weakref callback on its `untyped_storage()` records the free when the storage
+dies. Views and in-place ops return storages already seen, so they allocate nothing; a storage shared by several
+tensors counts once. The log is a list of events (+1 | -1, storage id, nbytes) with phase marks between them.
+
+Roles are learnt as the step runs (which storages are parameters, buffers, inputs, gradients, optimizer state,
+saved for backward) and each storage gets one category (model.vocabulary.CATEGORIES) by the first role that
+holds in this order: parameters, buffers, inputs, optimizer_state, gradients, saved_activations,
+optimizer_temporaries (allocated during the optimizer phase), temporaries. Replaying the events with numpy then
+gives live bytes by category after every event: phase peaks, the categories at a peak, the timeline.
+
+Host scalars: AdamW's for-loop and foreach implementations keep each parameter's `step` counter in a 0-dim CPU
+tensor and wrap constants in 0-dim CPU tensors. On CUDA and meta that is host memory, never counted; on a CPU run
+the host is the device, so such 0-dim storages allocated by the optimizer phase are left out there too. That
+keeps meta and CPU figures identical, and both equal to what a CUDA run's allocator sees.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from model.vocabulary import CATEGORIES, COMPONENTS
+
+ALLOC, FREE = 1, -1
+
+
+@dataclass
+class Mark:
+    name: str
+    event_index: int  # events[:event_index] happened before the mark
+    op_index: int
+
+
+@dataclass
+class SavedTensor:
+    sid: int
+    component: str
+    layer: int | None  # None outside the blocks
+
+
+class StorageTracker(TorchDispatchMode):
+    """Logs allocations and frees of storages on one device type ('meta', 'cpu' or 'cuda')."""
+
+    def __init__(self, device_type: str):
+        super().__init__()
+        self.device_type = device_type
+        self.events: list[tuple[int, int, int]] = []  # (ALLOC | FREE, sid, nbytes)
+        self.event_ops: list[int] = []  # op index at each event
+        self.op_names: list[str] = []
+        self.marks: list[Mark] = []
+        self.nbytes: dict[int, int] = {}
+        self._sid_of: dict[int, int] = {}  # StorageImpl address -> sid, for live storages
+        self._refs: dict[int, weakref.ref] = {}
+        self._ids = itertools.count()
+        self._host_scalars_ignored = False  # set during the optimizer phase of a CPU run
+        self.ignored: set[int] = set()  # sids of host scalars left out (see module docstring)
+
+    # --- the dispatch mode -------------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.op_names.append(func.__name__)
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.sid(value)
+        return out
+
+    def sid(self, tensor: torch.Tensor) -> int | None:
+        """The id of the tensor's storage, registering it as an allocation when it is new; None if untracked."""
+        storage = tensor.untyped_storage()
+        key = storage._cdata
+        sid = self._sid_of.get(key)
+        if sid is not None or storage.device.type != self.device_type:
+            return sid
+        sid = next(self._ids)
+        nbytes = storage.nbytes()
+        self._sid_of[key] = sid
+        self.nbytes[sid] = nbytes
+        self._refs[sid] = weakref.ref(storage, lambda _, key=key, sid=sid: self._free(key, sid))
+        if self._host_scalars_ignored and tensor.dim() == 0:
+            self.ignored.add(sid)
+            return sid
+        self.events.append((ALLOC, sid, nbytes))
+        self.event_ops.append(len(self.op_names))
+        return sid
+
+    def _free(self, key: int, sid: int) -> None:
+        if self._sid_of.get(key) == sid:
+            del self._sid_of[key]
+        self._refs.pop(sid, None)
+        if sid not in self.ignored:
+            self.events.append((FREE, sid, self.nbytes[sid]))
+            self.event_ops.append(len(self.op_names))
+
+    def mark(self, name: str) -> None:
+        self.marks.append(Mark(name, len(self.events), len(self.op_names)))
+
+    @contextmanager
+    def ignoring_host_scalars(self, active: bool):
+        previous, self._host_scalars_ignored = self._host_scalars_ignored, active
+        try:
+            yield
+        finally:
+            self._host_scalars_ignored = previous
+
+
+class SavedTensorRecorder:
+    """Which storages autograd saves for backward, and the component (module) that saved each one first.
+
+    Forward pre/post hooks on the component modules keep a stack of (component, layer); the pack hook of
+    `saved_tensors_hooks` charges each saved storage to the innermost component active when it was first saved.
+    """
+
+    def __init__(self, model: torch.nn.Module, tracker: StorageTracker):
+        self.tracker = tracker
+        self.saved: dict[int, SavedTensor] = {}
+        self._stack: list[tuple[str, int | None]] = [("other", None)]
+        self._handles = []
+        for name, module in model.named_modules():
+            component = component_of(name)
+            if component is None:
+                continue
+            layer = layer_of(name)
+            self._handles.append(module.register_forward_pre_hook(
+                lambda *_, c=component, l=layer: self._stack.append((c, l))))
+            self._handles.append(module.register_forward_hook(self._leave))
+
+    def _leave(self, *_) -> None:  # a forward hook must return None, or it replaces the module's output
+        self._stack.pop()
+
+    def _pack(self, tensor):
+        sid = self.tracker.sid(tensor)
+        if sid is not None and sid not in self.saved:
+            component, layer = self._stack[-1]
+            self.saved[sid] = SavedTensor(sid, component, layer)
+        return tensor
+
+    @contextmanager
+    def recording(self):
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor):
+            yield
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def component_of(module_name: str) -> str | None:
+    """'blocks.3.attn.q_proj' -> 'q_proj'; 'position_embedding' -> 'embedding'; non-components -> None."""
+    last = module_name.rsplit(".", 1)[-1]
+    if last == "position_embedding":
+        return "embedding"
+    return last if last in COMPONENTS else None
+
+
+def layer_of(module_name: str) -> int | None:
+    parts = module_name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" else None
+
+
+@dataclass
+class Replay:
+    """Live bytes after every event, in total and by category (rows follow CATEGORIES)."""
+
+    live: np.ndarray  # [n_events + 1]; live[0] = 0 before any event, live[i] after event i-1
+    by_category: np.ndarray  # [len(CATEGORIES), n_events + 1]
+    event_ops: np.ndarray  # [n_events + 1] op index of each point
+
+    def at(self, point: int) -> dict[str, int]:
+        return {name: int(value) for name, value in zip(CATEGORIES, self.by_category[:, point])}
+
+    def peak_point(self, start: int, stop: int) -> int:
+        """The first point of the highest live total among points start..stop (a mark's point included)."""
+        return start + int(np.argmax(self.live[start:stop + 1]))
+
+
+def replay(tracker: StorageTracker, category_of: dict[int, str]) -> Replay:
+    signed = np.fromiter((sign * nbytes for sign, _, nbytes in tracker.events), dtype=np.int64,
+                         count=len(tracker.events))
+    codes = np.fromiter((CATEGORIES.index(category_of.get(sid, "temporaries")) for _, sid, _ in tracker.events),
+                        dtype=np.int64, count=len(tracker.events))
+    by_category = np.zeros((len(CATEGORIES), len(signed) + 1), dtype=np.int64)
+    for index in range(len(CATEGORIES)):
+        by_category[index, 1:] = np.cumsum(np.where(codes == index, signed, 0))
+    event_ops = np.concatenate([[0], np.asarray(tracker.event_ops, dtype=np.int64)])
+    return Replay(by_category.sum(axis=0), by_category, event_ops)
+
+
+@dataclass
+class Roles:
+    """Storage ids by role, filled in as the step runs."""
+
+    parameters: set[int] = field(default_factory=set)
+    buffers: set[int] = field(default_factory=set)
+    inputs: set[int] = field(default_factory=set)
+    optimizer_state: set[int] = field(default_factory=set)
+    gradients: set[int] = field(default_factory=set)
+    saved_activations: set[int] = field(default_factory=set)
+    optimizer_temporaries: set[int] = field(default_factory=set)
+
+    def categories(self) -> dict[int, str]:
+        category_of: dict[int, str] = {}
+        for name in ("optimizer_temporaries", "saved_activations", "gradients", "optimizer_state", "inputs",
+                     "buffers", "parameters"):  # later roles win: the order of precedence, reversed
+            category_of.update(dict.fromkeys(getattr(self, name), name))
+        return category_of

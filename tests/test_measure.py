@@ -1,0 +1,135 @@
+"""The tracker and measure() on meta and CPU: exact agreement, sums, FlopCounterMode, MemTracker cross-check."""
+import random
+
+import pytest
+import torch
+from torch.distributed._tools.mem_tracker import MemTracker
+
+from analytic.figures import flatten
+from model import CATEGORIES, COMPONENTS, PHASES, ModelConfig, preset
+from model.step import build, make_batch, train_step
+from profiler.measure import measure
+
+
+def random_configs(count, seed=0):
+    rng = random.Random(seed)
+    configs = []
+    for _ in range(count):
+        heads = rng.randint(1, 4)
+        configs.append((ModelConfig(vocab_size=rng.randint(2, 300), context_length=rng.randint(1, 24),
+                                    num_layers=rng.randint(1, 3), d_model=heads * 2 * rng.randint(1, 6),
+                                    num_heads=heads, d_ff=rng.choice([None, rng.randint(1, 50)]),
+                                    positional=rng.choice(["learned", "rope", "none"])),
+                        rng.randint(1, 3), rng.choice(["foreach", "forloop"])))
+    return configs
+
+
+def byte_figures(measured):
+    return {key: value for key, value in flatten(measured).items() if "flops" not in key}
+
+
+@pytest.mark.parametrize("config, batch, optimizer", random_configs(24))
+def test_meta_and_cpu_give_identical_bytes(config, batch, optimizer):
+    on_meta = measure(config, batch, "meta", optimizer, count_flops=False).measured
+    on_cpu = measure(config, batch, "cpu", optimizer, count_flops=False).measured
+    assert byte_figures(on_meta) == byte_figures(on_cpu)
+
+
+@pytest.mark.parametrize("optimizer", ["foreach", "forloop"])
+@pytest.mark.parametrize("positional", ["learned", "rope"])
+def test_memtracker_agrees_on_the_peak(optimizer, positional):
+    config, batch = preset("tiny").replace(positional=positional), 2
+    model, adamw = build(config, "meta", optimizer)
+    tokens, targets = make_batch(config, batch, "meta")
+    train_step(model, adamw, tokens, targets)
+    tracker = MemTracker()
+    tracker.track_external(model, adamw, tokens, targets)
+    with tracker:
+        train_step(model, adamw, tokens, targets)
+    theirs = tracker.get_tracker_snapshot("peak")[torch.device("meta")]["Total"]
+    assert measure(config, batch, "meta", optimizer, count_flops=False).measured["peak_bytes"] == theirs
+
+
+@pytest.mark.parametrize("config, batch, optimizer", random_configs(6, seed=1))
+def test_categories_sum_to_the_live_total(config, batch, optimizer):
+    result = measure(config, batch, "meta", optimizer, count_flops=False)
+    measured = result.measured
+    assert sum(measured["categories_at_peak"].values()) == measured["peak_bytes"]
+    for step in (measured, measured["warmup"]):
+        for phase in PHASES:
+            figures = step["phases"][phase]
+            assert sum(figures["categories_at_peak"].values()) == figures["peak_bytes"]
+            assert figures["peak_bytes"] >= max(figures["start_bytes"], figures["end_bytes"])
+    timeline = result.timeline
+    totals = [sum(timeline[name][i] for name in CATEGORIES) for i in range(len(timeline["op_index"]))]
+    assert max(totals) == measured["peak_bytes"]
+    assert sum(measured["saved_activations_by_component"].values()) == measured["saved_activations_bytes"]
+    assert set(measured["saved_activations_by_component"]) == set(COMPONENTS)
+    per_layer = result.saved_activations_per_layer
+    assert len(per_layer) == config.num_layers
+
+
+def test_saved_activations_by_component_match_autograd_for_one_layer():
+    """Hand count for the explicit attention path (fp32, learned positions): bytes per layer."""
+    config, B = preset("tiny"), 3
+    T, D, H, F = config.context_length, config.d_model, config.num_heads, config.d_ff
+    layer = measure(config, B, "meta", count_flops=False).saved_activations_per_layer["1"]
+    BTD = B * T * D * 4
+    assert layer == {"norm1": 2 * BTD + B * T * 4,  # x and x·rsqrt (BTD each), rsqrt (BT)
+                     "q_proj": BTD,  # the normalised input, shared by q, k and v projections: counted once
+                     "scores": 2 * BTD,  # contiguous copies of q and kᵀ made for the batched matmul
+                     "softmax": B * H * T * T * 4,  # its output only (also what weighted_sum saves)
+                     "weighted_sum": BTD,  # contiguous copy of v
+                     "out_proj": BTD,  # heads merged by .contiguous()
+                     "norm2": 2 * BTD + B * T * 4, "w1": BTD, "silu": B * T * F * 4, "w2": B * T * F * 4}
+
+
+def matmul_flops(config, B):
+    T, L, D, F, V = (config.context_length, config.num_layers, config.d_model, config.d_ff, config.vocab_size)
+    return 2 * B * T * (L * (4 * D * D + 2 * D * F) + D * V) + L * 4 * B * T * T * D
+
+
+@pytest.mark.parametrize("config, batch, optimizer", random_configs(4, seed=2) + [(preset("mini"), 2, "foreach")])
+def test_flop_counter_equals_matmul_formula_and_backward_is_twice_forward(config, batch, optimizer):
+    flops = measure(config, batch, "meta", optimizer).measured["flops_matmul"]
+    assert flops["forward"] == matmul_flops(config, batch)
+    assert flops["backward"] == 2 * flops["forward"]
+
+
+def test_sdpa_on_cpu_is_counted():
+    explicit = preset("tiny")
+    sdpa = explicit.replace(attention="sdpa")
+    counted = measure(sdpa, 2, "cpu").measured["flops_matmul"]
+    assert counted["forward"] == matmul_flops(explicit, 2)  # flash attention forward: 4·B·H·T²·Dh, as QKᵀ + PV
+    T, D, L = explicit.context_length, explicit.d_model, explicit.num_layers
+    attention_forward = L * 4 * 2 * T * T * D
+    assert counted["backward"] == 2 * (counted["forward"] - attention_forward) + 10 * attention_forward // 4
+
+
+@pytest.mark.parametrize("optimizer, device", [("forloop", "meta"), ("foreach", "meta"), ("fused", "cpu")])
+def test_adamw_flops_per_parameter(optimizer, device):
+    """14 FLOPs per parameter under the convention, plus the step counters (+1 per tensor) where they are ops."""
+    config = preset("tiny")
+    measured = measure(config, 2, device, optimizer).measured
+    tensors = len(list(build(config, "meta")[0].parameters()))
+    extra = {"forloop": tensors, "foreach": tensors, "fused": tensors}[optimizer]
+    assert measured["flops"]["optimizer"] == 14 * measured["params"] + extra
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="device must be one of"):
+        measure(preset("tiny"), 1, "tpu")
+    with pytest.raises(ValueError, match="fused AdamW does not run on meta"):
+        measure(preset("tiny"), 1, "meta", "fused")
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        measure(preset("tiny"), 0)
+
+
+@pytest.mark.slow
+def test_gpt2_xl_on_meta_peaks_in_the_optimizer_step():
+    measured = measure(preset("gpt2-xl"), 1, "meta").measured
+    params = measured["params"]
+    assert measured["peak_phase"] == "optimizer"
+    at_peak = measured["categories_at_peak"]
+    assert at_peak["parameters"] == at_peak["gradients"] == at_peak["optimizer_temporaries"] == 4 * params
+    assert at_peak["optimizer_state"] == 8 * params
