@@ -15,6 +15,10 @@ from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
 COMMANDS = {  # name -> (module, help)
     "predict": ("profiler.commands.predict", "every formula set's predictions side by side"),
     "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures"),
+    "max-batch": ("profiler.commands.max_batch", "the largest batch that fits a memory budget, searched and predicted"),
+    "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report"),
+    "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)"),
+    "check": ("profiler.commands.check", "gate: fail if a formula set misses a measured term on a meta grid"),
 }
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")

@@ -22,7 +22,8 @@ from model.vocabulary import COMPONENTS
 aten = torch.ops.aten
 
 # op -> (FLOPs per element, basis): basis "out" counts the output's elements (for in-place ops with no output,
-# the first argument's), "self" the first argument's, "target" the second argument's (the class indices).
+# the first argument's), an integer i the elements of positional argument i (reductions count their input;
+# the loss counts its class indices).
 ELEMENTWISE: dict[object, tuple[int, str]] = {
     # 1 FLOP per element: one arithmetic operation per output element.
     aten.add: (1, "out"), aten.add_: (1, "out"), aten.sub: (1, "out"), aten.mul: (1, "out"),
@@ -30,7 +31,7 @@ ELEMENTWISE: dict[object, tuple[int, str]] = {
     aten.pow: (1, "out"),  # x**2: one multiply
     aten.rsqrt: (1, "out"), aten.sqrt: (1, "out"),
     # reductions: n-1 adds (+1 divide for mean) per output, 1 per input element.
-    aten.mean: (1, "self"), aten.sum: (1, "self"),
+    aten.mean: (1, 0), aten.sum: (1, 0),
     # softmax: max, subtract, exp, sum, divide = 5 per element; backward y·(g - Σ g·y): mul, sum, sub, mul = 4.
     aten._softmax: (5, "out"), aten._softmax_backward_data: (4, "out"),
     # log-softmax: max, subtract, exp, sum, subtract log-sum = 5; backward g - exp(y)·Σg: exp, sum, mul, sub = 4.
@@ -39,9 +40,9 @@ ELEMENTWISE: dict[object, tuple[int, str]] = {
     # backward g·σ·(1 + x·(1-σ)): σ (4), 1-σ, x·, 1+, σ·, g· = 9.
     aten.silu: (5, "out"), aten.silu_backward: (9, "out"),
     # cross-entropy picks one log-probability per target and sums them: 1 per target, forward and backward.
-    aten.nll_loss_forward: (1, "target"), aten.nll_loss_backward: (1, "target"),
+    aten.nll_loss_forward: (1, 1), aten.nll_loss_backward: (1, 2),
     # embedding backward scatter-adds every element of the incoming gradient: 1 per element.
-    aten.embedding_dense_backward: (1, "self"),
+    aten.embedding_dense_backward: (1, 0),
     # AdamW, for-loop and foreach: p·=(1-lr·wd) 1; m.lerp_(g, 1-β1) a+w·(b-a) 3; v·=β2 1; v.addcmul_(g, g, 1-β2)
     # 3; sqrt(v) 1; /sqrt(bias_correction2) 1; +eps 1; p.addcdiv_(m, denom, -step_size) 3: 14 per parameter,
     # plus 1 per parameter tensor for the step counter (+= 1).
@@ -50,7 +51,7 @@ ELEMENTWISE: dict[object, tuple[int, str]] = {
     aten._foreach_sqrt: (1, "out"), aten._foreach_sqrt_: (1, "out"),
     aten._foreach_lerp_: (3, "out"), aten._foreach_addcmul_: (3, "out"), aten._foreach_addcdiv_: (3, "out"),
     # fused AdamW: one kernel doing the same arithmetic as the for-loop path, 14 per parameter element.
-    aten._fused_adamw_: (14, "self"),
+    aten._fused_adamw_: (14, 0),
 }
 ELEMENTWISE = {getattr(op, "overloadpacket", op): rule for op, rule in ELEMENTWISE.items()}
 MATMUL_OPS = frozenset(flop_registry) | {aten._scaled_dot_product_flash_attention_for_cpu,
@@ -61,12 +62,11 @@ def _numel(value) -> int:
     return sum(t.numel() for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor))
 
 
-def _elementwise_formula(flops_per_element: int, basis: str):
+def _elementwise_formula(flops_per_element: int, basis: str | int):
     def formula(*args, out_val=None, **kwargs) -> int:
-        if basis == "target":
-            return flops_per_element * _numel(args[1])
-        counted = out_val if basis == "out" and _numel(out_val) else args[0]
-        return flops_per_element * _numel(counted)
+        if basis == "out":
+            return flops_per_element * (_numel(out_val) or _numel(args[0]))
+        return flops_per_element * _numel(args[basis])
     formula._get_raw = True
     return formula
 
@@ -83,9 +83,17 @@ _cpu_sdpa_forward._get_raw = _cpu_sdpa_backward._get_raw = True
 
 
 def custom_mapping() -> dict:
+    """Formulas keyed by overload packet and by every overload of it.
+
+    FlopCounterMode decomposes any op whose *overload* is not a registry key (it then counts the pieces), so
+    an op with a decomposition, such as silu_backward, must be registered overload by overload to count as one.
+    """
     mapping = {op: _elementwise_formula(*rule) for op, rule in ELEMENTWISE.items()}
     mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_forward
     mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward
+    for packet, formula in list(mapping.items()):
+        for overload in packet.overloads():
+            mapping[getattr(packet, overload)] = formula
     return mapping
 
 

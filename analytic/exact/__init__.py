@@ -1,0 +1,53 @@
+"""The `exact` formula set: closed forms that predict what the profiler measures for model.transformer.
+
+Memory to the byte on meta (analytic.exact.memory, from the allocation programs of analytic.exact.programs),
+FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exact.flops), the maximum batch in
+a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
+of batch sizes, or use `evaluate` over arrays of sizes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analytic.exact.flops import flop_figures
+from analytic.exact.max_batch import max_batch_size
+from analytic.exact.memory import saved_activations_by_component, step_figures
+from analytic.exact.sizes import sizes_of
+from model.config import ModelConfig
+
+NAME = "exact"
+DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensors, transient temporaries, AdamW "
+               "temporaries, phase order), exact on meta")
+
+__all__ = ["NAME", "DESCRIPTION", "predict", "max_batch_size", "evaluate"]
+
+
+def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dict[str, Any]:
+    """All figures as numpy values (arrays when batch_size is an array)."""
+    sizes = sizes_of(config, batch_size)
+    figures: dict[str, Any] = {"params": sizes.params}
+    if config.attention == "explicit":
+        figures.update(step_figures(sizes, config.positional, optimizer))
+        figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
+        by_component = saved_activations_by_component(sizes)
+        figures["saved_activations_bytes"] = sum(by_component.values())
+        figures["saved_activations_by_component"] = by_component
+        figures.update(flop_figures(sizes))
+    return figures
+
+
+def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict[str, Any]:
+    """Figures for one configuration as plain Python numbers (analytic.figures)."""
+    return _plain(evaluate(config, batch_size, optimizer))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value

@@ -1,0 +1,61 @@
+"""Exact FLOPs of one training step: matmul FLOPs as FlopCounterMode counts them, elementwise FLOPs under the
+convention table of profiler.flops (FLOPs per element of each aten op). Explicit attention."""
+from __future__ import annotations
+
+from analytic.exact.sizes import Sizes
+
+ADAMW_FLOPS_PER_PARAMETER = 14  # profiler.flops.ELEMENTWISE: 1+3+1+3+1+1+1+3 per element
+
+
+def matmul_forward(sz: Sizes):
+    """2 FLOPs per multiply-add of every mm/bmm in forward:
+    1. Q, K, V, output projections: 4 · 2·B·T·D²;  2. W1, W2: 2 · 2·B·T·D·F;  3. LM head: 2·B·T·D·V;
+    4. QKᵀ and P·V: 2 · 2·B·H·T²·Dh = 4·B·T²·D per layer (the causal mask halves nothing).
+    Total 2·B·T·(L·(4D² + 2DF) + DV) + 4·L·B·T²·D. Backward runs two matmuls per forward matmul (the gradient
+    of each operand that needs one; token ids need none): exactly 2× forward.
+    """
+    B, T, D, F, V, L = sz.B, sz.T, sz.D, sz.F, sz.V, sz.L
+    return 2 * B * T * (L * (4 * D * D + 2 * D * F) + D * V) + 4 * L * B * T * T * D
+
+
+def elementwise_forward(sz: Sizes):
+    """Per RMSNorm: x² (BTD), mean (BTD read), +eps (BT), rsqrt (BT), ·rsqrt (BTD), ·gain (BTD): 4BTD + 2BT.
+    Per layer: 2 RMSNorms, 2 residual adds (2BTD), ·scale (BHT²), softmax 5·BHT², silu 5·BTF; RoPE 6 ops on
+    half of q and of k (6BTD). Once: position add (BTD, learned only), final RMSNorm, log-softmax 5·BTV and the
+    loss's pick of one log-probability per target (BT).
+    """
+    B, T, D, H, F, V, L = sz.B, sz.T, sz.D, sz.H, sz.F, sz.V, sz.L
+    BTD, BT, BHTT = B * T * D, B * T, B * H * T * T
+    norm = 4 * BTD + 2 * BT
+    layer = 2 * norm + 2 * BTD + 6 * BHTT + 5 * B * T * F + sz.rope * 6 * BTD
+    return L * layer + sz.learned * BTD + norm + 5 * B * T * V + BT
+
+
+def elementwise_backward(sz: Sizes):
+    """Per RMSNorm backward: 6BTD + 2BT of products, x²'s gradient BTD + BT, two reductions 2BTD, mean's
+    divide BTD, the sum of its two input paths BTD: 11BTD + 3BT.
+    Per layer: 2 RMSNorms, 2 residual gradient sums and 2 sums of q/k/v input gradients (4BTD), ·scale BHT²,
+    softmax backward 4·BHT², silu backward 9·BTF; RoPE: 4 products, 4 sums, 1 negation on halves of q and k
+    (9BTD). Once: final RMSNorm, loss backward BT, log-softmax backward 4·BTV, the token embedding's
+    scatter-add BTD; learned positions: the batch sum (BTD) and their scatter-add (TD).
+    """
+    B, T, D, H, F, V, L = sz.B, sz.T, sz.D, sz.H, sz.F, sz.V, sz.L
+    BTD, BT, BHTT = B * T * D, B * T, B * H * T * T
+    norm = 11 * BTD + 3 * BT
+    layer = 2 * norm + 4 * BTD + 5 * BHTT + 9 * B * T * F + sz.rope * 9 * BTD
+    return L * layer + norm + BT + 4 * B * T * V + BTD + sz.learned * (BTD + T * D)
+
+
+def optimizer_flops(sz: Sizes):
+    """14 per parameter (weight decay 1, m lerp 3, v scale 1 and addcmul 3, sqrt 1, bias-correction divide 1,
+    +eps 1, addcdiv 3) plus one step-counter increment per parameter tensor; the same for all three
+    implementations under the convention (fused runs the same arithmetic in one kernel)."""
+    return ADAMW_FLOPS_PER_PARAMETER * sz.params + sz.tensors
+
+
+def flop_figures(sz: Sizes) -> dict:
+    forward = matmul_forward(sz)
+    return {"flops": {"forward": forward + elementwise_forward(sz),
+                      "backward": 2 * forward + elementwise_backward(sz), "optimizer": optimizer_flops(sz)},
+            "flops_matmul": {"forward": forward, "backward": 2 * forward},
+            "adamw_flops_per_param": optimizer_flops(sz) / sz.params}

@@ -1,0 +1,156 @@
+"""Exact memory of one training step, by phase and category: closed forms, vectorised over numpy arrays.
+
+The step's live bytes at any moment = the constant part (parameters, buffers, inputs, optimizer state) + what
+the phase's allocation programs (analytic.exact.programs) have left live. A phase's peak is the highest moment:
+ 1. Forward: the embedding program, L copies of the layer program, the head program. Every layer leaves
+    net_f = (10a + 2f + s + 2r) saved, so its moments are those of the first layer shifted by l·net_f; the
+    highest layer moment is in the last layer (l = L-1).
+ 2. Backward: the head program, L layer programs (each frees one layer's saved tensors and adds its weight
+    gradients, a net that may be negative or positive), the embedding program; the highest layer moment is in
+    the first (l = 0) or last (l = L-1) layer processed, whichever the sign of the net favours: both are
+    candidates.
+ 3. Optimizer: gradients and the loss are live; AdamW's temporaries come on top (foreach: sqrt(v) of every
+    parameter at once, P·e; for-loop: the previous parameter's denominator plus sqrt(v) and its quotient for
+    the current one, max over consecutive parameters of p_{i-1} + 2·p_i; fused: none); zero_grad frees the
+    gradients. The warm-up step creates the state (2·P·e, and the step counters of fused) before the update.
+The peak of the step is the highest of the three phase peaks; categories are read at that moment.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from analytic.exact import programs
+from analytic.exact.sizes import STEP_COUNTER_BYTES, SYMBOLS, Sizes
+from model.vocabulary import CATEGORIES, PHASES
+
+TAPE_ROWS = [CATEGORIES.index(name) for name in programs.TAPE_CATEGORIES]
+OPTIMIZER_TEMPORARIES = CATEGORIES.index("optimizer_temporaries")
+GRADIENTS = CATEGORIES.index("gradients")
+
+
+def optimizer_state_bytes(sizes: Sizes, optimizer: str):
+    """exp_avg and exp_avg_sq, one element each per parameter: 2·P·e; fused AdamW keeps each step on the device
+    as well (4 bytes a tensor); for-loop and foreach keep steps on the host."""
+    return 2 * sizes.parameter_bytes + (optimizer == "fused") * STEP_COUNTER_BYTES * sizes.tensors
+
+
+def constant_part(sizes: Sizes, state) -> np.ndarray:
+    """[CATEGORIES, ...] bytes present all step long: parameters, buffers, inputs, optimizer state."""
+    live = np.zeros((len(CATEGORIES),) + np.shape(sizes.B), dtype=np.int64)
+    for name, value in (("parameters", sizes.parameter_bytes), ("buffers", sizes.buffer_bytes),
+                        ("inputs", sizes.input_bytes), ("optimizer_state", state)):
+        live[CATEGORIES.index(name)] = value
+    return live
+
+
+def adamw_temporary_bytes(sizes: Sizes, optimizer: str):
+    """Largest optimizer-step temporaries (item 3 of the module docstring)."""
+    if optimizer == "foreach":
+        return sizes.parameter_bytes
+    if optimizer == "fused":
+        return 0 * sizes.B
+    V, T, D, F = sizes.V, sizes.T, sizes.D, sizes.F
+    first_pairs = np.where(sizes.learned, np.maximum(V * D + 2 * T * D, T * D + 2 * D), V * D + 2 * D)
+    pairs = [2 * V * D, first_pairs, D + 2 * D * D, 3 * D * D, D * D + 2 * D, D + 2 * D * F, 3 * D * F,
+             D * F + 2 * D, D + 2 * V * D]
+    return np.maximum.reduce(pairs) * sizes.e
+
+
+class Phase:
+    """Moments of one phase: [K, CATEGORIES, ...] bytes after each allocation, the start first."""
+
+    def __init__(self, start: np.ndarray, symbols: np.ndarray):
+        self.symbols = symbols  # [SYMBOLS, ...]
+        self.live = start.copy()
+        self.moments = [start[None].copy()]  # blocks of [K, CATEGORIES, ...]
+
+    def _bytes(self, coefficients: np.ndarray) -> np.ndarray:  # [..., 3, SYMBOLS] -> [..., 3, *shape]
+        return np.tensordot(coefficients, self.symbols, axes=([-1], [0]))
+
+    def run(self, program: str, repeat=1) -> None:
+        """Run `program` `repeat` times (an int or array): moments of the first and the last repetition."""
+        moments, net = programs.compile_program(program)
+        moment_bytes, net_bytes = self._bytes(moments), self._bytes(net)
+        repeat = np.asarray(repeat)
+        for shift in (0, repeat - 1) if np.any(repeat > 1) else (0,):
+            block = np.repeat(self.live[None], len(moments), axis=0)
+            block[:, TAPE_ROWS] += moment_bytes + shift * net_bytes
+            self.moments.append(block)
+        self.live[TAPE_ROWS] += repeat * net_bytes
+
+    def add(self, row: int, value) -> None:
+        self.live[row] += value
+        self.moments.append(self.live[None].copy())
+
+    def figures(self, start: np.ndarray) -> dict:
+        stack = np.concatenate(self.moments)  # [K, CATEGORIES, ...]
+        totals = stack.sum(axis=1)
+        peak_at = np.argmax(totals, axis=0)
+        at_peak = np.take_along_axis(stack, peak_at[None, None], axis=0)[0]
+        return {"peak_bytes": totals.max(axis=0), "start_bytes": start.sum(axis=0),
+                "end_bytes": self.live.sum(axis=0),
+                "categories_at_peak": {name: at_peak[i] for i, name in enumerate(CATEGORIES)}}
+
+
+def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False,
+                moments: bool = False) -> dict:
+    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-3);
+    with moments=True, the live total at every moment of each phase instead ([K, ...] per phase)."""
+    symbols = np.stack([np.broadcast_to(value, np.shape(sizes.B)) for value in
+                        (sizes.symbols()[name] for name in SYMBOLS)])
+    state = optimizer_state_bytes(sizes, optimizer)
+    start = constant_part(sizes, 0 * state if warmup else state)
+    forward = Phase(start, symbols)
+    forward.run(programs.FORWARD_EMBEDDING[positional])
+    forward.run(programs.forward_layer(positional), sizes.L)
+    forward.run(programs.FORWARD_HEAD)
+    backward = Phase(forward.live, symbols)
+    backward.run(programs.BACKWARD_HEAD)
+    backward.run(programs.backward_layer(positional), sizes.L)
+    backward.run(programs.BACKWARD_EMBEDDING[positional])
+    optimizer_phase = Phase(backward.live, symbols)
+    if warmup:
+        optimizer_phase.add(CATEGORIES.index("optimizer_state"), state)
+    temporaries = adamw_temporary_bytes(sizes, optimizer)
+    optimizer_phase.add(OPTIMIZER_TEMPORARIES, temporaries)
+    optimizer_phase.live[OPTIMIZER_TEMPORARIES] -= temporaries
+    optimizer_phase.live[GRADIENTS] = 0  # zero_grad(set_to_none=True)
+    if moments:
+        return {name: np.concatenate(phase.moments).sum(axis=1)
+                for name, phase in zip(PHASES, (forward, backward, optimizer_phase))}
+    return {"forward": forward.figures(start), "backward": backward.figures(forward.live),
+            "optimizer": optimizer_phase.figures(backward.live)}
+
+
+def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+    """Phase figures plus the step's peak, the phase that holds it and the categories there."""
+    phases = step_phases(sizes, positional, optimizer, warmup)
+    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
+    index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
+    categories = {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
+                  for name in CATEGORIES}
+    peak_phase = np.array(PHASES)[index]
+    return {"peak_bytes": peaks.max(axis=0), "peak_phase": peak_phase, "categories_at_peak": categories,
+            "phases": phases}
+
+
+def saved_activations_by_component(sizes: Sizes) -> dict[str, np.ndarray]:
+    """Bytes autograd keeps at the end of forward, by the component that saved each tensor first.
+
+    Per layer (×L): norm1 and norm2 keep their input x, x·rsqrt (a each) and rsqrt (r): 2a + r; q_proj keeps
+    the normalised input that k_proj and v_proj share (a); the QKᵀ bmm keeps contiguous q and k (2a; with RoPE
+    the rotated q and k); softmax keeps its output (s), which the P·V bmm shares; weighted_sum keeps a
+    contiguous v (a); out_proj its merged-heads input (a); w1 its input (a); silu its input, w1's output (f);
+    w2 its input, silu's output (f). Outside the blocks: final_norm 2a + r, lm_head its input a, cross-entropy
+    the log-probabilities n and the 0-dim total weight c. The embedding keeps only the token ids (inputs) and
+    the position indices (a buffer), so it holds no activation bytes of its own; rope keeps only its tables.
+    """
+    v = sizes.symbols()
+    a, L, zero = v["a"], sizes.L, 0 * sizes.B
+    per_layer = {"norm1": 2 * a + v["r"], "q_proj": a, "k_proj": zero, "v_proj": zero, "rope": zero,
+                 "scores": 2 * a, "softmax": v["s"], "weighted_sum": a, "out_proj": a, "norm2": 2 * a + v["r"],
+                 "w1": a, "silu": v["f"], "w2": v["f"]}
+    result = {"embedding": zero}
+    result.update({name: L * value for name, value in per_layer.items()})
+    result.update(final_norm=2 * a + v["r"], lm_head=a, cross_entropy=v["n"] + v["c"])
+    return result

@@ -1,0 +1,80 @@
+"""The sizes every exact term is made of: bytes of the tensors one training step allocates.
+
+All are closed forms of (B, T, D, H, F, V, e) with e the bytes per element of config.dtype, and numpy-friendly:
+pass arrays for any of them to evaluate many configurations at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytic.params import parameter_count, parameter_tensor_count
+from model.config import DTYPE_BYTES, ModelConfig
+
+INT64_BYTES = 8
+STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0-dim tensor on the device
+
+# Symbols of the allocation programs (analytic.exact.programs), in bytes:
+SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "gDD", "gDF", "gVD", "gD", "gTD")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    B: np.ndarray
+    T: np.ndarray
+    D: np.ndarray
+    H: np.ndarray
+    F: np.ndarray
+    V: np.ndarray
+    L: np.ndarray
+    e: np.ndarray  # bytes per element
+    params: np.ndarray  # parameter count
+    tensors: np.ndarray  # parameter tensor count
+    learned: np.ndarray  # 1 where positional == "learned"
+    rope: np.ndarray  # 1 where positional == "rope"
+
+    def symbols(self) -> dict[str, np.ndarray]:
+        """Bytes of each tensor kind (the programs' alphabet).
+
+        a  = B·T·D·e   one activation of the residual width ([B,T,D], or [B,H,T,Dh] of a head view)
+        h  = a/2       half of one: RoPE's even or odd features [B,H,T,Dh/2]
+        f  = B·T·F·e   one feed-forward hidden activation
+        s  = B·H·T²·e  one attention matrix (scores, probabilities and their gradients)
+        r  = B·T·e     one per-token scalar (RMSNorm's rsqrt and its gradients)
+        n  = B·T·V·e   logits, log-probabilities and their gradients
+        t  = T·D·e     the learned position embedding's output and gradients
+        c  = e         a 0-dim tensor (the loss, cross-entropy's total weight, the backward seed)
+        gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   weight gradients
+        """
+        B, T, D, H, F, V, e = self.B, self.T, self.D, self.H, self.F, self.V, self.e
+        a = B * T * D * e
+        return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
+                "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "gDD": D * D * e, "gDF": D * F * e,
+                "gVD": V * D * e, "gD": D * e, "gTD": T * D * e}
+
+    @property
+    def parameter_bytes(self):
+        return self.params * self.e
+
+    @property
+    def buffer_bytes(self):
+        """Causal mask T² bools, position indices 8·T, RoPE cos and sin tables T·Dh/2 elements each."""
+        T, D, H = self.T, self.D, self.H
+        return T * T + INT64_BYTES * T + self.rope * T * (D // H) * self.e
+
+    @property
+    def input_bytes(self):
+        """Token ids and targets, [B, T] int64 each."""
+        return 2 * INT64_BYTES * self.B * self.T
+
+
+def sizes_of(config: ModelConfig, batch_size) -> Sizes:
+    """Sizes of one config at one batch size or a numpy array of batch sizes."""
+    B = np.asarray(batch_size, dtype=np.int64)
+    as_array = lambda value: np.asarray(value, dtype=np.int64) + 0 * B  # noqa: E731 - broadcast to B's shape
+    return Sizes(B=B, T=as_array(config.context_length), D=as_array(config.d_model), H=as_array(config.num_heads),
+                 F=as_array(config.d_ff), V=as_array(config.vocab_size), L=as_array(config.num_layers),
+                 e=as_array(DTYPE_BYTES[config.dtype]), params=as_array(parameter_count(config)),
+                 tensors=as_array(parameter_tensor_count(config)),
+                 learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"))

@@ -1,0 +1,48 @@
+"""`python -m profiler check`: the gate. Measure a grid on meta and fail if a formula set misses any term it
+predicts by more than the tolerance (relative)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from profiler.cli import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", default="ci", help="a shipped grid (default ci) or a path to a .toml file")
+    parser.add_argument("--tolerance", type=float, default=0.001,
+                        help="largest |predicted - measured| / measured allowed (default 0.001)")
+    parser.add_argument("--formula-set", default="exact", help="the formula set to gate on (default exact)")
+    parser.add_argument("--out", type=Path, help="keep (and resume) the results here instead of a temp folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from analytic.formula_sets import formula_sets
+    from profiler.grid import load_grid
+    from profiler.render import markdown_table
+    from profiler.report import misses
+    from profiler.sweep import read_results, run_sweep
+
+    if args.tolerance < 0:
+        raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")
+    if args.formula_set not in formula_sets():
+        raise UsageError(f"formula set {args.formula_set!r} does not exist (yet); known: "
+                         f"{', '.join(formula_sets()) or 'none'}")
+    grid = load_grid(args.grid)
+    with tempfile.TemporaryDirectory(prefix="profiler-check-") as scratch:
+        out = args.out or Path(scratch)
+        run_sweep(grid, out, "meta", progress=not args.quiet)
+        rows = read_results(out)
+        off = misses(rows, args.formula_set, args.tolerance)
+    if off.empty:
+        print(f"ok: formula set {args.formula_set} is within {args.tolerance:g} of every measured term it "
+              f"predicts at all {len(rows)} points of grid {grid.name}")
+        return 0
+    print(f"FAIL: formula set {args.formula_set} misses {len(off)} term(s) by more than {args.tolerance:g} "
+          f"(grid {grid.name}, meta):")
+    print(markdown_table(off))
+    sys.stdout.flush()
+    return 1

@@ -1,0 +1,236 @@
+"""Sweep grids: a TOML file read strictly, expanded into measurement points with stable keys.
+
+A grid file (profiler/grids/<name>.toml, or any path):
+
+    name = "ci"                      # optional; defaults to the file's stem
+    description = "one line"         # optional
+    device = "meta"                  # default device: meta | cpu | cuda
+    optimizers = ["foreach"]         # AdamW implementations measured at every base and axis point
+
+    [base]                           # the configuration every axis varies around
+    preset = "mini"                  # optional; any ModelConfig field overrides it
+    batch_size = 2                   # the base batch size
+
+    [axes]                           # one axis varied at a time, every other size kept at the base
+    batch_size = [1, 2, 4]
+    context_length = [32, 64]        # also d_model, num_layers, num_heads, vocab_size
+
+    [[points]]                       # explicit extra points
+    preset = "gpt2-xl"               # and/or ModelConfig fields
+    batch_sizes = [1]
+    optimizers = ["foreach"]         # optional; defaults to the grid's list
+
+Every mistake (an unknown key, a bad value, a size the model rejects) raises GridError naming the file, the key
+and the problem, before anything is measured or written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model.config import ModelConfig, PRESETS
+from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
+
+GRID_DIR = Path(__file__).parent / "grids"
+DEVICES = ("meta", "cpu", "cuda")
+AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size")
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+TOP_KEYS = ("name", "description", "device", "optimizers", "base", "axes", "points")
+BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
+POINT_KEYS = ("preset", "batch_sizes", "optimizers") + CONFIG_FIELDS
+
+
+class GridError(ValueError):
+    """A grid file that cannot be used; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class Point:
+    key: str                  # stable: the same configuration, batch, optimizer and device give the same key
+    config: ModelConfig
+    batch_size: int
+    device: str
+    optimizer: str
+    axes: tuple[str, ...]     # the swept axes this point lies on ("base" lies on all of them); () for extras
+    label: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    source: Path
+    text: str                 # the file as read, copied next to the results
+    device: str
+    optimizers: tuple[str, ...]
+    base: ModelConfig | None
+    base_batch: int | None
+    axes: dict[str, tuple[int, ...]]
+    extras: tuple[tuple[ModelConfig, tuple[int, ...], tuple[str, ...]], ...]
+
+
+def grid_path(name_or_path: str | Path) -> Path:
+    """A shipped grid's name ("ci") or a path to a .toml file."""
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text:
+        path = Path(text)
+    else:
+        path = GRID_DIR / f"{text}.toml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in GRID_DIR.glob("*.toml")))
+            raise GridError(f"unknown grid {text!r}; shipped grids: {known} (or give a path to a .toml file)")
+    if not path.exists():
+        raise GridError(f"grid file {path} does not exist")
+    return path
+
+
+def load_grid(name_or_path: str | Path) -> Grid:
+    path = grid_path(name_or_path)
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise GridError(f"grid {path}: not valid TOML: {error}") from None
+    return _parse(data, path, text)
+
+
+def _fail(path: Path, key: str, problem: str) -> GridError:
+    return GridError(f"grid {path}: {key}: {problem}")
+
+
+def _check_keys(path: Path, table: Any, allowed: tuple[str, ...], where: str) -> None:
+    if not isinstance(table, dict):
+        raise _fail(path, where or "(top level)", f"must be a table, got {type(table).__name__}")
+    for key in table:
+        if key not in allowed:
+            raise _fail(path, f"{where}.{key}" if where else key, f"unknown key; known: {', '.join(allowed)}")
+
+
+def _positive_ints(path: Path, key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(path, key, f"must be a non-empty list of positive integers, got {value!r}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
+            raise _fail(path, key, f"must hold positive integers only, got {item!r}")
+    return tuple(value)
+
+
+def _optimizers(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(path, key, f"must be a non-empty list, some of {OPTIMIZER_IMPLEMENTATIONS}, got {value!r}")
+    for item in value:
+        if item not in OPTIMIZER_IMPLEMENTATIONS:
+            raise _fail(path, key, f"unknown optimizer implementation {item!r}; known: "
+                                   f"{', '.join(OPTIMIZER_IMPLEMENTATIONS)}")
+    return tuple(value)
+
+
+def _config(path: Path, where: str, table: dict[str, Any]) -> ModelConfig:
+    """A ModelConfig from `preset` and/or fields; the model's own checks name the problem."""
+    fields = {k: v for k, v in table.items() if k in CONFIG_FIELDS}
+    name = table.get("preset")
+    try:
+        if name is not None:
+            if name not in PRESETS:
+                raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+            return PRESETS[name].replace(**fields)
+        return ModelConfig(**fields)
+    except (TypeError, ValueError) as error:
+        raise _fail(path, where, str(error)) from None
+
+
+def vary(base: ModelConfig, axis: str, value: int) -> ModelConfig:
+    """The base with one size changed and named after it; d_ff follows d_model unless the base fixed it."""
+    changes = {axis: value, "name": f"{base.name}:{axis}={value}"}
+    if axis == "d_model" and base.d_ff == 4 * base.d_model:
+        changes["d_ff"] = 4 * value
+    return base.replace(**changes)
+
+
+def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
+    _check_keys(path, data, TOP_KEYS, "")
+    device = data.get("device", "meta")
+    if device not in DEVICES:
+        raise _fail(path, "device", f"must be one of {', '.join(DEVICES)}, got {device!r}")
+    optimizers = _optimizers(path, "optimizers", data.get("optimizers", ["foreach"]))
+    for key in ("name", "description"):
+        if not isinstance(data.get(key, ""), str):
+            raise _fail(path, key, f"must be a string, got {data[key]!r}")
+
+    base = base_batch = None
+    axes: dict[str, tuple[int, ...]] = {}
+    if "base" in data:
+        _check_keys(path, data["base"], BASE_KEYS, "base")
+        base = _config(path, "base", data["base"])
+        base_batch = _positive_ints(path, "base.batch_size", [data["base"].get("batch_size", 1)])[0]
+    if "axes" in data:
+        if base is None:
+            raise _fail(path, "axes", "needs a [base] table to vary around")
+        _check_keys(path, data["axes"], AXES, "axes")
+        for axis, values in data["axes"].items():
+            axes[axis] = _positive_ints(path, f"axes.{axis}", values)
+            for index, value in enumerate(axes[axis]):
+                if axis != "batch_size":
+                    try:
+                        vary(base, axis, value)
+                    except ValueError as error:
+                        raise _fail(path, f"axes.{axis}[{index}] = {value}", str(error)) from None
+
+    extras = []
+    points = data.get("points", [])
+    if not isinstance(points, list):
+        raise _fail(path, "points", "must be an array of tables ([[points]])")
+    for index, table in enumerate(points):
+        where = f"points[{index}]"
+        _check_keys(path, table, POINT_KEYS, where)
+        extras.append((_config(path, where, table),
+                       _positive_ints(path, f"{where}.batch_sizes", table.get("batch_sizes", [1])),
+                       _optimizers(path, f"{where}.optimizers", table.get("optimizers", list(optimizers)))))
+    if base is None and not extras:
+        raise _fail(path, "(top level)", "defines no points: give a [base] table or [[points]]")
+    return Grid(name=data.get("name", path.stem), description=data.get("description", ""), source=path,
+                text=text, device=device, optimizers=optimizers, base=base, base_batch=base_batch, axes=axes,
+                extras=tuple(extras))
+
+
+def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:
+    """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device."""
+    c = config
+    return (f"V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
+            f"-{c.positional}-{c.attention}-{c.dtype}|b{batch_size}|{optimizer}|{device}")
+
+
+def expand(grid: Grid, device: str | None = None) -> list[Point]:
+    """Every point of the grid, in order (base, each axis, extras), each key once; a point on several axes
+    (the base point lies on all of them) lists them all."""
+    device = device or grid.device
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    found: dict[str, Point] = {}
+
+    def add(config: ModelConfig, batch: int, optimizer: str, axes: tuple[str, ...]) -> None:
+        key = point_key(config, batch, optimizer, device)
+        old = found.get(key)
+        if old is not None:
+            found[key] = dataclasses.replace(old, axes=old.axes + tuple(a for a in axes if a not in old.axes))
+            return
+        label = f"{config.name} b={batch}" + ("" if optimizer == "foreach" else f" {optimizer}")
+        found[key] = Point(key, config, batch, device, optimizer, axes, label)
+
+    if grid.base is not None:
+        for optimizer in grid.optimizers:
+            add(grid.base, grid.base_batch, optimizer, tuple(grid.axes))
+            for axis, values in grid.axes.items():
+                for value in values:
+                    if axis == "batch_size":
+                        add(grid.base, value, optimizer, (axis,))
+                    else:
+                        add(vary(grid.base, axis, value), grid.base_batch, optimizer, (axis,))
+    for config, batches, optimizers in grid.extras:
+        for optimizer in optimizers:
+            for batch in batches:
+                add(config, batch, optimizer, ())
+    return list(found.values())

@@ -1,0 +1,324 @@
+"""A sweep's report, from out_dir/results.jsonl: comparison rows (results.csv), leaderboard, seed audit, saved
+activations by component, maximum batch and the plots, written as report.md and a self-contained report.html.
+
+The table functions return pandas DataFrames of numbers; `write_report` formats them and hands the blocks to
+profiler.render.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analytic.figures import common_keys, flatten
+from analytic.units import UNITS, format_bytes, parse_bytes, relative_error
+from model.config import ModelConfig, PRESETS
+from model.vocabulary import COMPONENTS, PHASES
+from profiler import plots, render
+from profiler.sweep import META, read_results
+
+HEADLINE_PRESET = "gpt2-xl"
+SAVED_ACTIVATION_SETS = ("textbook", "exact")
+DEFAULT_BUDGET = "80GB"
+POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "vocab_size", "context_length",
+                 "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "axes")
+# Leaderboard columns: a name and the terms pooled under it.
+LEADERBOARD_TERMS = {"peak": ("peak_bytes",),
+                     **{f"{phase} peak": (f"phases.{phase}.peak_bytes",) for phase in PHASES},
+                     "FLOPs": tuple(f"flops.{phase}" for phase in PHASES)}
+
+
+def load(out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(meta.json, every row of results.jsonl); a folder without results is an error."""
+    out_dir = Path(out_dir)
+    rows = read_results(out_dir)
+    if not rows:
+        raise FileNotFoundError(f"{out_dir / 'results.jsonl'} holds no results; run `profiler sweep --out {out_dir}`")
+    meta_path = out_dir / META
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return meta, rows
+
+
+def ok_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [row for row in rows if row.get("outcome") == "ok"]
+
+
+def row_config(row: dict[str, Any]) -> ModelConfig:
+    return ModelConfig(**row["config"])
+
+
+def repredict(rows: list[dict[str, Any]], names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows with "predicted" recomputed by today's formula sets (measurements are slow; formulas change)."""
+    from analytic.formula_sets import predict
+
+    return [{**row, "predicted": predict(row_config(row), row["batch_size"], row["optimizer"], names)}
+            for row in rows]
+
+
+def point_fields(row: dict[str, Any]) -> dict[str, Any]:
+    fields = {**row["config"], **row}
+    fields["axes"] = "+".join(row.get("axes") or ())
+    return {name: fields.get(name) for name in POINT_COLUMNS}
+
+
+def comparison(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per point × formula set × term the set predicts and the run measured."""
+    records = []
+    for row in ok_rows(rows):
+        point = point_fields(row)
+        measured = flatten(row["measured"])
+        for set_name, figures in row.get("predicted", {}).items():
+            predicted = flatten(figures)
+            for term in common_keys(figures, row["measured"]):
+                records.append({**point, "formula_set": set_name, "term": term, "predicted": predicted[term],
+                                "measured": measured[term],
+                                "relative_error": relative_error(predicted[term], measured[term])})
+    columns = list(POINT_COLUMNS) + ["formula_set", "term", "predicted", "measured", "relative_error"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
+    """Per formula set: median and worst |relative error| of each headline term, over the points it predicts."""
+    table = table.assign(abs_error=table["relative_error"].abs())
+    out = []
+    for set_name, group in table.groupby("formula_set", sort=False):
+        entry: dict[str, Any] = {"formula set": set_name, "points": group["key"].nunique(),
+                                 "terms": group["term"].nunique()}
+        for column, terms in LEADERBOARD_TERMS.items():
+            errors = group.loc[group["term"].isin(terms), "abs_error"]
+            entry[f"{column} median"] = errors.median() if len(errors) else None
+            entry[f"{column} worst"] = errors.max() if len(errors) else None
+        out.append(entry)
+    board = pd.DataFrame(out)
+    if board.empty:
+        return board
+    return board.sort_values("peak median", na_position="last").reset_index(drop=True)
+
+
+def failures(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{"point": row.get("label", row["key"]), "outcome": row["outcome"], "error": row["error"]}
+                         for row in rows if row.get("outcome") != "ok"], columns=["point", "outcome", "error"])
+
+
+def same_sizes(a: ModelConfig, b: ModelConfig) -> bool:
+    return a.replace(name="") == b.replace(name="")
+
+
+def headline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The point the detailed tables and plots show: GPT-2 XL at its smallest batch (foreach first), else the point
+    with the largest measured peak."""
+    rows = ok_rows(rows)
+    if not rows:
+        return None
+    xl = [row for row in rows if same_sizes(row_config(row), PRESETS[HEADLINE_PRESET])]
+    if xl:
+        return min(xl, key=lambda row: (row["optimizer"] != "foreach", row["batch_size"]))
+    return max(rows, key=lambda row: row["measured"].get("peak_bytes", 0))
+
+
+def saved_activations(row: dict[str, Any]) -> pd.DataFrame:
+    """Bytes saved for backward by component: textbook, exact (where they predict it) and measured."""
+    columns = {name: row.get("predicted", {}).get(name, {}).get("saved_activations_by_component")
+               for name in SAVED_ACTIVATION_SETS}
+    columns = {name: values for name, values in columns.items() if values}
+    columns["measured"] = row["measured"].get("saved_activations_by_component", {})
+    names = [c for c in COMPONENTS if any(c in values for values in columns.values())]
+    names += sorted({c for values in columns.values() for c in values} - set(names))
+    table = pd.DataFrame({"component": names, **{name: [values.get(c) for c in names]
+                                                  for name, values in columns.items()}})
+    total = {"component": "total", **{name: table[name].sum(min_count=1) for name in columns}}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimizer: str) -> int | None:
+    for row in ok_rows(rows):
+        if row["optimizer"] == optimizer and same_sizes(row_config(row), config):
+            value = row.get("max_batch_size", row["measured"].get("max_batch_size"))
+            if value is not None:
+                return value
+    return None
+
+
+def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
+    """Largest batch that fits `budget` for each GPT-2 preset in the results (else the headline point's model),
+    by every formula set that computes it (profiler.max_batch), and measured where a row carries it."""
+    from profiler.max_batch import predicted_max_batches
+
+    budget_bytes = parse_bytes(budget)
+    models: dict[tuple[str, str], ModelConfig] = {}
+    for row in ok_rows(rows):
+        config = row_config(row)
+        for name, known in PRESETS.items():
+            if name.startswith("gpt2") and same_sizes(config, known):
+                models.setdefault((name, row["optimizer"]), known)
+    top = headline(rows)
+    if not models and top is not None:
+        config = row_config(top)
+        models[(config.name, top["optimizer"])] = config
+    out = [{"model": name, "optimizer": optimizer, **predicted_max_batches(config, budget_bytes, optimizer),
+            "measured": _measured_max_batch(rows, config, optimizer)}
+           for (name, optimizer), config in models.items()]
+    return pd.DataFrame(out).dropna(axis="columns", how="all")
+
+
+def seed_audit_markdown() -> str | None:
+    """analytic.audit's markdown with its headings demoted below the report's, or None while it does not exist."""
+    try:
+        from analytic.audit import audit, to_markdown
+    except ImportError:
+        return None
+    return re.sub(r"^(#+ )", r"##\1", to_markdown(audit()), flags=re.MULTILINE)  # nested under "## Seed audit"
+
+
+def header(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """What every report names: grid, device, torch version, dtype, optimizers, settings, date."""
+    done = ok_rows(rows)
+
+    def values(get) -> str:
+        return ", ".join(sorted({str(value) for value in map(get, done) if value}))
+
+    settings = values(lambda row: ", ".join(f"{k}={v}" for k, v in sorted((row.get("environment") or {}).items())))
+    return {"grid": f"{meta.get('grid', '?')}: {meta.get('grid_description', '')}",
+            "device": values(lambda row: row.get("device_name")) or meta.get("device", "?"),
+            "torch": values(lambda row: row.get("torch_version")) or meta.get("torch_version", "?"),
+            "dtype": values(lambda row: row["config"]["dtype"]) or "?",
+            "optimizers": values(lambda row: f"{row['optimizer']} AdamW"),
+            "settings": settings or "—",
+            "date": meta.get("date") or values(lambda row: row.get("date")),
+            "points": f"{len(done)} measured, {len(rows) - len(done)} failed"}
+
+
+def misses(rows: list[dict[str, Any]], formula_set: str, tolerance: float) -> pd.DataFrame:
+    """The terms where `formula_set` (predicted afresh) misses the measurement by more than `tolerance` relative,
+    plus every point that failed to measure: what `profiler check` gates on."""
+    table = comparison(repredict(ok_rows(rows), [formula_set]))
+    off = table[table["relative_error"].abs() > tolerance]
+    found = pd.DataFrame({"point": off["label"], "term": off["term"], "predicted": off["predicted"],
+                          "measured": off["measured"], "relative error": off["relative_error"].map(_percent)})
+    failed = failures(rows).rename(columns={"outcome": "term", "error": "measured"})
+    return pd.concat([found, failed], ignore_index=True) if not failed.empty else found.reset_index(drop=True)
+
+
+def peaks_by_point(table: pd.DataFrame) -> pd.DataFrame:
+    """Measured peak of every point and each formula set's relative error on it."""
+    peaks = table[table["term"] == "peak_bytes"]
+    if peaks.empty:
+        return pd.DataFrame()
+    wide = peaks.pivot_table(index=["key", "label"], columns="formula_set", values="relative_error",
+                             aggfunc="first", sort=False)
+    measured = peaks.groupby(["key", "label"], sort=False)["measured"].first()
+    wide.insert(0, "measured peak", measured)
+    wide.columns.name = None
+    return wide.reset_index(level="key", drop=True).reset_index()
+
+
+def _percent(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    if value in (float("inf"), float("-inf")):
+        return "∞"
+    return f"{value * 100:.3g} %"
+
+
+def _bytes(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return format_bytes(value, "GiB" if abs(value) >= UNITS["GiB"] else "MiB")
+
+
+def _leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
+    shown = board[["formula set", "points", "terms"]].copy()
+    for column in LEADERBOARD_TERMS:
+        shown[column] = [f"{_percent(m)} / {_percent(w)}" for m, w in
+                                               zip(board[f"{column} median"], board[f"{column} worst"])]
+    return shown
+
+
+def _describe(row: dict[str, Any]) -> str:
+    config = row["config"]
+    return (f"{config['name']} (V={config['vocab_size']}, T={config['context_length']}, L={config['num_layers']}, "
+            f"D={config['d_model']}, H={config['num_heads']}), batch {row['batch_size']}, {row['optimizer']} AdamW")
+
+
+def _headline_blocks(row: dict[str, Any]) -> list[render.Block]:
+    name = _describe(row)
+    blocks: list[render.Block] = [render.Heading(f"Saved activations by component: {name}"),
+                                  render.Table(saved_activations(row).map(
+                                      lambda v: v if isinstance(v, str) else _bytes(v)))]
+    if row.get("timeline", {}).get("op_index"):
+        blocks += [render.Heading("Memory timeline of one step"),
+                   render.Image("timeline.png", plots.memory_timeline(row["timeline"], name),
+                                f"Live bytes by category after each op: {name}")]
+    if row.get("flops_by_component"):
+        blocks += [render.Heading("FLOPs by component"),
+                   render.Image("flops_by_component.png", plots.flops_by_component(row["flops_by_component"], name),
+                                f"FLOPs of one step by component (log scale): {name}")]
+    columns = {set_name: figures["categories_at_peak"] for set_name, figures in row.get("predicted", {}).items()
+               if set_name in SAVED_ACTIVATION_SETS and figures.get("categories_at_peak")}
+    if row["measured"].get("categories_at_peak"):
+        columns["measured"] = row["measured"]["categories_at_peak"]
+        blocks += [render.Heading("Bytes by category at the peak"),
+                   render.Image("categories_at_peak.png", plots.categories_at_peak(columns, name),
+                                f"Bytes by category at the peak, predicted and measured: {name}")]
+    return blocks
+
+
+def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.DataFrame,
+                  budget: str = DEFAULT_BUDGET) -> list[render.Block]:
+    blocks: list[render.Block] = [render.Facts(header(meta, rows))]
+    board = leaderboard(table)
+    blocks += [render.Heading("Leaderboard of formula sets"),
+               render.Text("Each cell: median / worst of |predicted − measured| / measured over the points "
+                           "where the set predicts the term. FLOPs pools `flops.forward`, `flops.backward` and "
+                           "`flops.optimizer`."),
+               render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
+    failed = failures(rows)
+    if not failed.empty:
+        blocks += [render.Heading("Points that did not complete"), render.Table(failed)]
+    audit = seed_audit_markdown()
+    blocks += [render.Heading("Seed audit"),
+               render.Text(audit if audit else "analytic.audit is not available yet.")]
+    top = headline(rows)
+    if top is not None:
+        blocks += _headline_blocks(top)
+    batches = max_batch(rows, budget)
+    if len(batches.columns) > 2:  # a formula set or a measurement gave a number
+        blocks += [render.Heading(f"Maximum batch in {budget}"),
+                   render.Text(f"Largest batch whose predicted peak fits {budget} "
+                               f"({parse_bytes(budget):,} bytes), by each formula set that computes it; "
+                               "`measured` where the sweep measured it."),
+                   render.Table(batches.astype(object).where(batches.notna(), "—"))]
+    if not table.empty:
+        axes = [axis for axis in ("batch_size", "context_length", "d_model", "num_layers", "num_heads",
+                                  "vocab_size") if table["axes"].str.split("+").apply(lambda a: axis in a).any()]
+        blocks += [render.Heading("Peak memory: predicted vs measured"),
+                   render.Image("peak_scatter.png", plots.peak_scatter(table),
+                                "Predicted vs measured peak, log-log; the dashed line is y = x")]
+        if axes:
+            blocks += [render.Heading("Relative error of the peak along each swept axis"),
+                       render.Image("error_by_axis.png", plots.error_by_axis(table, axes),
+                                    "Relative error of the peak vs each axis, the others at the base "
+                                    "(a mis-scaled term shows as a slope; symmetric-log scale when a set is off by more than 100 %)")]
+        peaks = peaks_by_point(table)
+        for column in peaks.columns[2:]:
+            peaks[column] = peaks[column].map(_percent)
+        peaks["measured peak"] = peaks["measured peak"].map(_bytes)
+        blocks += [render.Heading("Peak by point (relative error of each set)"), render.Table(peaks)]
+    return blocks
+
+
+def write_report(out_dir: str | Path, recompute_predictions: bool = False,
+                 budget: str = DEFAULT_BUDGET) -> list[Path]:
+    """results.csv, report.md (+ plots/*.png) and report.html in out_dir; returns the paths written."""
+    out_dir = Path(out_dir)
+    meta, rows = load(out_dir)
+    if recompute_predictions:
+        rows = repredict(ok_rows(rows)) + [row for row in rows if row.get("outcome") != "ok"]
+    table = comparison(rows)
+    csv = out_dir / "results.csv"
+    table.to_csv(csv, index=False)
+    title = f"Memory and FLOPs of AdamW training: grid {meta.get('grid', '?')} on {meta.get('device', '?')}"
+    return [csv] + render.write(out_dir, title, report_blocks(meta, rows, table, budget))

@@ -1,0 +1,155 @@
+"""Run a grid of measurements into a folder, one JSON line per point, safe to interrupt and resume.
+
+out_dir/
+    grid.toml       the grid file as read
+    meta.json       device, torch version, date, grid name, number of points (rewritten at every run)
+    results.jsonl   one row per point, appended as soon as it is measured: a Measurement.to_dict() plus
+                    {"key", "label", "axes", "outcome": "ok"}, or {"key", "label", "axes", "config",
+                    "batch_size", "device", "optimizer", "outcome": "oom" | "error", "error": message}
+
+Each row is one os.write of one whole line followed by fsync, so a Ctrl-C or kill -9 loses at most the point being
+measured; a trailing half line (a kill inside the write) is ignored by the reader and cut off before the next
+append. A rerun skips every key already measured or out of memory and retries those that raised an error (often a
+bug fixed since); the reader keeps the last row of a key.
+"""
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from profiler.grid import Grid, Point, expand, load_grid
+
+RESULTS = "results.jsonl"
+META = "meta.json"
+GRID_COPY = "grid.toml"
+
+FINAL = ("ok", "oom")  # outcomes a rerun keeps; an "error" (often a bug fixed since) is measured again
+MeasureFn = Callable[..., Any]
+
+
+def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Every complete row of out_dir/results.jsonl, the last one per key; a trailing partial line is ignored."""
+    path = Path(out_dir) / RESULTS
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    rows: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(complete.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not a JSON line ({error}); the file was edited by hand?") from None
+        rows[row["key"]] = row
+    return list(rows.values())
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a half-written last line (a kill inside a write) so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with open(path, "r+b") as file:
+            file.truncate(keep)
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """One line, one write call (looped only if the kernel writes less), then fsync."""
+    line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _default_measure() -> MeasureFn:
+    from profiler.measure import measure
+    return measure
+
+
+def _point_identity(point: Point) -> dict[str, Any]:
+    return {"key": point.key, "label": point.label, "axes": list(point.axes)}
+
+
+def measure_point(point: Point, measure_fn: MeasureFn) -> dict[str, Any]:
+    """The row for one point: the measurement, or its failure (OOM or any exception) as the outcome."""
+    import torch
+
+    try:
+        result = measure_fn(point.config, point.batch_size, device=point.device, optimizer=point.optimizer)
+        body = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        return {**_point_identity(point), "outcome": "ok", **body}
+    except torch.OutOfMemoryError as error:
+        outcome, message = "oom", str(error).splitlines()[0] if str(error) else "out of memory"
+    except Exception as error:  # one bad point must not end the sweep: record it and go on
+        outcome, message = "error", f"{type(error).__name__}: {error}"
+    _release_memory(point.device)  # outside the except block: the traceback no longer pins tensors
+    return {**_point_identity(point), "outcome": outcome, "error": message, "config": point.config.to_dict(),
+            "batch_size": point.batch_size, "device": point.device, "optimizer": point.optimizer}
+
+
+def _release_memory(device: str) -> None:
+    import torch
+
+    gc.collect()
+    if device == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:
+    import torch
+
+    (out_dir / GRID_COPY).write_text(grid.text)
+    meta = {"grid": grid.name, "grid_description": grid.description, "grid_source": str(grid.source),
+            "device": device, "torch_version": torch.__version__, "points": total,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    (out_dir / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None, measure_fn: MeasureFn | None = None,
+               progress: bool = True) -> Iterator[dict[str, Any]]:
+    """Measure every point of `grid` (a Grid, a shipped grid's name or a .toml path) not yet in
+    out_dir/results.jsonl, yielding each row once it is on disk. Bad grids fail before anything is written."""
+    from tqdm import tqdm
+
+    if not isinstance(grid, Grid):
+        grid = load_grid(grid)
+    out_dir = Path(out_dir)
+    device = device or grid.device
+    points = expand(grid, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / RESULTS
+    _drop_partial_line(results)
+    done = {row["key"] for row in read_results(out_dir) if row["outcome"] in FINAL}
+    todo = [point for point in points if point.key not in done]
+    write_start(grid, out_dir, device, len(points))
+    measure_fn = measure_fn or _default_measure()
+    bar = tqdm(todo, desc=f"sweep {grid.name} on {device}", unit="point", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    for point in bar:
+        bar.set_postfix_str(point.label, refresh=True)
+        row = measure_point(point, measure_fn)
+        append_row(results, row)
+        yield row
+
+
+def run_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None, measure_fn: MeasureFn | None = None,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Run the sweep to the end; returns the rows measured by this call (not those a previous run left)."""
+    return list(iter_sweep(grid, out_dir, device, measure_fn, progress))

@@ -1,0 +1,44 @@
+"""`profiler check`: the gate passes on an exact set, fails (with a table) on one that is off, and says clearly
+when the set does not exist."""
+from __future__ import annotations
+
+import pytest
+
+from profiler import cli
+from sweep_fakes import register_test_sets, write_grid
+
+SMALL_GRID = """
+device = "meta"
+[[points]]
+preset = "tiny"
+batch_sizes = [1, 2]
+"""
+
+
+@pytest.fixture
+def gate(monkeypatch, tmp_path):
+    register_test_sets(monkeypatch)
+    monkeypatch.setattr(cli, "COMMANDS", {name: cli.COMMANDS[name] for name in ("check",)})
+    grid = write_grid(tmp_path, SMALL_GRID)
+
+    def run(*extra):
+        return cli.main(["check", "--grid", str(grid), "--quiet", "--out", str(tmp_path / "out"), *extra])
+    return run
+
+
+def test_gate_passes_on_a_set_that_matches(gate, capsys):
+    assert gate("--formula-set", "textbook") == 0
+    assert capsys.readouterr().out.startswith("ok:")
+
+
+def test_gate_fails_on_a_set_that_is_off_and_names_points_and_terms(gate, capsys):
+    assert gate("--formula-set", "off", "--tolerance", "0.001") == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "tiny b=1" in out and "tiny b=2" in out and "peak_bytes" in out
+    assert "phases.forward.peak_bytes" not in out  # the set is exact there
+    assert gate("--formula-set", "off", "--tolerance", "0.02") == 0  # 1 % off passes a 2 % gate
+
+
+def test_missing_formula_set_exits_2(gate, capsys):
+    assert gate() == 2  # the test registry has no `exact`
+    assert "formula set 'exact' does not exist" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""The predict and audit commands, and bad input: exit 2, one line on stderr, no traceback."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import analytic.formula_sets
+from profiler.cli import main
+
+OURS = ["analytic.textbook"] + [f"analytic.seeds.seed_{i:03d}" for i in range(5)]
+
+
+@pytest.fixture
+def our_sets(monkeypatch):
+    """The predict table over the sets of this package (other sets are tested where they are written)."""
+    monkeypatch.setattr(analytic.formula_sets, "FORMULA_SET_MODULES", OURS)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_table(capsys, our_sets):
+    code, out, err = run(capsys, "predict", "--preset", "gpt2-xl", "--batch-size", "4")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    header = lines[1].split()
+    assert header == ["figure", "textbook", "seed_000", "seed_001", "seed_002", "seed_003", "seed_004"]
+    params = next(line for line in lines if line.startswith("params "))
+    assert "1,637,176,000" in params and "2,127,057,600" in params
+    peak = next(line for line in lines if line.startswith("peak_bytes "))
+    assert "GiB" in peak and "GB)" in peak
+    assert any(line.startswith("flops.forward ") and "TFLOP" in line for line in lines)
+
+
+def test_predict_json(capsys, our_sets):
+    code, out, _ = run(capsys, "predict", "--preset", "tiny", "--batch-size", "2", "--json")
+    document = json.loads(out)
+    assert code == 0 and document["batch_size"] == 2 and document["config"]["name"] == "tiny"
+    textbook = document["sets"]["textbook"]
+    assert textbook["peak_bytes"] == sum(textbook["categories_at_peak"].values())
+    assert set(document["sets"]) == {"textbook", "seed_000", "seed_001", "seed_002", "seed_003", "seed_004"}
+
+
+def test_predict_sets_and_explicit_sizes(capsys, our_sets):
+    code, out, _ = run(capsys, "predict", "--vocab-size", "100", "--context-length", "8", "--num-layers", "2",
+                       "--d-model", "16", "--num-heads", "4", "--sets", "textbook,seed_003", "--json")
+    assert code == 0 and list(json.loads(out)["sets"]) == ["textbook", "seed_003"]
+
+
+def test_audit_json_is_one_document(capsys):
+    code, out, err = run(capsys, "audit", "--json")
+    document = json.loads(out)  # the whole of stdout
+    assert code == 0 and err == ""
+    assert len(document["seeds"]) == 5
+    for block in document["seeds"].values():
+        assert {"stated", "recomputed", "flags"} <= set(block)
+
+
+def test_audit_markdown_and_out(capsys, tmp_path):
+    code, out, _ = run(capsys, "audit", "--out", str(tmp_path / "audit"))
+    assert code == 0 and out.startswith("# Audit")
+    assert (tmp_path / "audit" / "audit.md").read_text() == out
+    assert json.loads((tmp_path / "audit" / "audit.json").read_text())["seeds"]
+
+
+def test_audit_json_through_the_module():
+    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--json"], capture_output=True, text=True,
+                          check=True)
+    assert "003_1da3290532807f31" in json.loads(done.stdout)["seeds"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--preset", "gpt3"], "unknown preset"),
+    (["predict", "--d-model", "64"], "missing --vocab-size"),
+    (["predict", "--preset", "tiny", "--batch-size", "0"], "--batch-size must be positive"),
+    (["predict", "--preset", "tiny", "--batch-size", "-3"], "--batch-size must be positive"),
+    (["predict", "--preset", "tiny", "--d-model", "65"], "not divisible by num_heads"),
+    (["predict", "--preset", "tiny", "--num-layers", "0"], "num_layers must be positive"),
+    (["predict", "--preset", "tiny", "--sets", "nope"], "unknown formula set"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, our_sets, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_audit_out_on_a_file_exits_2(capsys, tmp_path):
+    path = tmp_path / "file"
+    path.write_text("")
+    code, _, err = run(capsys, "audit", "--out", str(path))
+    assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,68 @@
+"""The exact formula set against the tracker on meta: every measured figure it predicts, to the byte."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from analytic import exact
+from analytic.exact.max_batch import max_batch_size
+from analytic.figures import flatten
+from analytic.units import parse_bytes
+from model import ModelConfig, preset
+from profiler.measure import measure
+
+
+def mismatches(config, batch, optimizer="foreach", device="meta"):
+    measured = flatten(measure(config, batch, device, optimizer).measured)
+    predicted = flatten(exact.predict(config, batch, optimizer))
+    assert {key for key in measured if key in predicted} >= {
+        "peak_bytes", "peak_phase", "phases.forward.peak_bytes", "phases.backward.peak_bytes",
+        "phases.optimizer.peak_bytes", "warmup.peak_bytes", "saved_activations_bytes", "flops.forward",
+        "flops.backward", "flops.optimizer", "flops_matmul.forward", "categories_at_peak.temporaries"}
+    return {key: (predicted[key], value) for key, value in measured.items()
+            if key in predicted and predicted[key] != value}
+
+
+@st.composite
+def configs(draw):
+    heads = draw(st.integers(2, 25))
+    head_dim = draw(st.integers(1, 64)) * 2
+    return ModelConfig(vocab_size=draw(st.integers(2, 50257)), context_length=draw(st.integers(2, 1024)),
+                       num_layers=draw(st.integers(1, 4)), d_model=heads * head_dim, num_heads=heads,
+                       d_ff=draw(st.one_of(st.none(), st.integers(1, 6400))),
+                       positional=draw(st.sampled_from(["learned", "rope", "none"])),
+                       dtype=draw(st.sampled_from(["float32", "bfloat16"])))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(), st.integers(2, 64), st.sampled_from(["foreach", "forloop"]))
+def test_exact_equals_measurement_on_meta(config, batch, optimizer):
+    assert mismatches(config, batch, optimizer) == {}
+
+
+@pytest.mark.parametrize("name, batch", [("gpt2-small", 64), ("gpt2-xl", 1), ("gpt2-xl", 7)])
+def test_exact_on_gpt2_sizes(name, batch):
+    assert mismatches(preset(name), batch) == {}
+
+
+@pytest.mark.parametrize("positional", ["learned", "rope"])
+def test_exact_fused_on_cpu(positional):
+    assert mismatches(preset("tiny").replace(positional=positional), 3, "fused", "cpu") == {}
+
+
+@pytest.mark.parametrize("budget", ["80GB", "80GiB", "40GB"])
+def test_max_batch_solved_from_the_closed_form_matches_measured_peaks(budget):
+    config, budget_bytes = preset("gpt2-xl"), parse_bytes(budget)
+    best = max_batch_size(config, budget_bytes)
+    peak = lambda batch: measure(config, batch, "meta", count_flops=False).measured["peak_bytes"]  # noqa: E731
+    assert best >= 1 and peak(best) <= budget_bytes < peak(best + 1)
+
+
+def test_max_batch_is_zero_when_nothing_fits():
+    assert max_batch_size(preset("gpt2-xl"), parse_bytes("20GB")) == 0
+
+
+def test_vectorised_over_batch_sizes():
+    config = preset("gpt2-xl")
+    batches = np.arange(1, 65)
+    vector = exact.evaluate(config, batches)["peak_bytes"]
+    assert [exact.predict(config, int(b))["peak_bytes"] for b in (1, 17, 64)] == list(vector[[0, 16, 63]])

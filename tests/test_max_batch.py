@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from model.config import preset
+from profiler import cli, max_batch
+from profiler.max_batch import cuda_fits, find_max_batch, predicted_max_batches
+
+
+def threshold(maximum, calls=None):
+    def fits(batch):
+        if calls is not None:
+            calls.append(batch)
+        return batch <= maximum
+    return fits
+
+
+@pytest.mark.parametrize("maximum", [1, 2, 3, 5, 7, 8, 9, 100, 1000, 4095])
+def test_finds_the_threshold(maximum):
+    calls = []
+    assert find_max_batch(threshold(maximum, calls), limit=4096) == maximum
+    assert len(calls) <= 2 * maximum.bit_length() + 2  # exponential then binary: logarithmic
+
+
+def test_nothing_fits():
+    probes = []
+    assert find_max_batch(threshold(0), probes=probes) == 0
+    assert probes == [(1, False)]
+
+
+def test_limit_fits():
+    assert find_max_batch(threshold(10**9), limit=50) == 50
+    assert find_max_batch(threshold(49), limit=50) == 49
+
+
+def test_start_above_the_answer_searches_below():
+    probes = []
+    assert find_max_batch(threshold(5), start=16, probes=probes) == 5
+    assert probes[0] == (16, False)
+
+
+def test_start_inside_the_range():
+    assert find_max_batch(threshold(37), start=4) == 37
+
+
+def test_bad_start():
+    with pytest.raises(ValueError):
+        find_max_batch(threshold(3), start=0)
+    with pytest.raises(ValueError):
+        find_max_batch(threshold(3), start=10, limit=5)
+
+
+class FormulaSet:
+    @staticmethod
+    def max_batch_size(config, budget_bytes, optimizer="foreach"):
+        return budget_bytes // 1000
+
+
+class Helper:  # a module-level max_batch_size of another signature, as analytic.textbook has
+    @staticmethod
+    def max_batch_size(per_sequence_bytes, fixed_bytes, budget_bytes):
+        raise AssertionError("must not be called")
+
+
+FAKE_SETS = {"good": FormulaSet, "helper": Helper, "none": object()}
+
+
+def test_predictions_skip_sets_without_a_formula_set_signature(monkeypatch):
+    monkeypatch.setattr(max_batch, "formula_sets", lambda: FAKE_SETS)
+    assert predicted_max_batches(preset("tiny"), 5000) == {"good": 5, "helper": None, "none": None}
+
+
+def run_cli(argv, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", {"max-batch": cli.COMMANDS["max-batch"]})
+    monkeypatch.setattr(max_batch, "formula_sets", lambda: FAKE_SETS)
+    return cli.main(["max-batch", *argv])
+
+
+def test_cli_without_cuda_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_cli(["--preset", "tiny", "--device", "cuda", "--budget", "1GB"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CUDA" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "tiny", "--device", "meta", "--budget", "80"], "unit"),
+    (["--preset", "tiny", "--device", "tpu"], "--device"),
+    (["--preset", "tiny", "--device", "meta", "--start", "0"], "--start"),
+])
+def test_cli_usage_errors(argv, message, monkeypatch, capsys):
+    assert run_cli(argv, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_cli_meta_search(monkeypatch, capsys):
+    from profiler.measure import measure
+
+    config = preset("tiny")
+    peaks = {b: measure(config, b, "meta", "foreach", count_flops=False).measured["peak_bytes"] for b in (2, 3, 4)}
+    budget = peaks[3]
+    assert run_cli(["--preset", "tiny", "--device", "meta", "--budget", f"{budget}B", "--limit", "4"],
+                   monkeypatch) == 0
+    out = capsys.readouterr().out
+    expected = 3 if peaks[4] > budget else 4
+    assert f"searched maximum batch size: {'at least ' if expected == 4 else ''}{expected}" in out
+    assert "good    " in out and "(no max_batch_size)" in out
+
+
+@pytest.mark.cuda
+def test_cuda_fits_recovers_from_out_of_memory():
+    config = preset("gpt2-small")
+    total = torch.cuda.get_device_properties(0).total_memory
+    before = torch.cuda.get_per_process_memory_fraction()
+    fits = cuda_fits(config, "foreach", 2 << 30)
+    assert fits(1) is True  # creates the cuBLAS workspaces that stay allocated
+    held = torch.cuda.memory_allocated()
+    assert fits(64) is False  # 2 GiB cannot hold batch 64 of GPT-2 small
+    assert torch.cuda.get_per_process_memory_fraction() == before
+    assert torch.cuda.memory_allocated() == held  # nothing of the failed step survives
+    assert fits(1) is True  # and the GPU is usable after it
+    with pytest.raises(ValueError, match="exceeds"):
+        cuda_fits(config, "foreach", total + 1)(1)

@@ -1,0 +1,70 @@
+"""`profiler sweep` on a tiny meta grid writes the report: csv, markdown, plots, self-contained HTML."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from profiler import cli
+from profiler.report import write_report
+from sweep_fakes import register_test_sets, write_grid
+
+MY_COMMANDS = ("sweep", "report", "check")
+
+
+@pytest.fixture
+def commands(monkeypatch):
+    """Only this suite's commands, so a sibling command still being written cannot break the parser."""
+    monkeypatch.setattr(cli, "COMMANDS", {name: cli.COMMANDS[name] for name in MY_COMMANDS})
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    monkeypatch = pytest.MonkeyPatch()
+    register_test_sets(monkeypatch)
+    monkeypatch.setattr(cli, "COMMANDS", {name: cli.COMMANDS[name] for name in MY_COMMANDS})
+    folder = tmp_path_factory.mktemp("sweep")
+    out = folder / "out"
+    status = cli.main(["sweep", "--grid", str(write_grid(folder)), "--out", str(out), "--quiet"])
+    yield status, out
+    monkeypatch.undo()
+
+
+def test_sweep_writes_every_report_file(swept):
+    status, out = swept
+    assert status == 0
+    for name in ("results.jsonl", "results.csv", "report.md", "report.html", "meta.json", "grid.toml",
+                 "plots/peak_scatter.png", "plots/error_by_axis.png", "plots/timeline.png"):
+        assert (out / name).is_file(), name
+
+
+def test_csv_has_one_row_per_point_set_and_term(swept):
+    table = pd.read_csv(swept[1] / "results.csv")
+    assert set(table["formula_set"]) == {"textbook", "off"}
+    assert table.groupby(["key", "formula_set", "term"]).size().max() == 1
+    assert (table.loc[table["formula_set"] == "textbook", "relative_error"] == 0).all()
+    off_peak = table[(table["formula_set"] == "off") & (table["term"] == "peak_bytes")]
+    assert len(off_peak) == 4 and off_peak["relative_error"].between(0.0099, 0.0101).all()
+
+
+def test_html_is_self_contained_and_names_the_run(swept):
+    page = (swept[1] / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 4
+    assert "src=\"plots/" not in page
+    for words in ("tiny-test", "meta", "float32", "Leaderboard", "Saved activations by component",
+                  "overflow-x: auto"):
+        assert words in page, words
+    markdown = (swept[1] / "report.md").read_text()
+    assert "| formula set |" in markdown and "](plots/peak_scatter.png)" in markdown
+
+
+def test_report_command_regenerates(swept, commands, capsys, monkeypatch):
+    out = swept[1]
+    (out / "report.html").unlink()
+    register_test_sets(monkeypatch)
+    assert cli.main(["report", str(out), "--repredict"]) == 0
+    assert (out / "report.html").is_file() and str(out / "report.html") in capsys.readouterr().out
+
+
+def test_report_of_an_empty_folder_exits_2(tmp_path, commands, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "holds no results" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""Grids, the resumable sweep, failures recorded per point, a sweep killed with SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from profiler.grid import GridError, expand, load_grid
+from profiler.sweep import RESULTS, read_results, run_sweep
+from sweep_fakes import TINY_GRID, fake_measure, write_grid
+
+TESTS = Path(__file__).parent
+
+
+@pytest.mark.parametrize("name", ["ci", "gpu", "gpt2"])
+def test_shipped_grids_expand_with_unique_keys_and_gpt2_xl(name):
+    points = expand(load_grid(name))
+    assert len({p.key for p in points}) == len(points)
+    assert any(p.config.name == "gpt2-xl" and p.batch_size == 1 for p in points)
+
+
+def test_axes_vary_one_size_around_the_base(tmp_path):
+    points = expand(load_grid(write_grid(tmp_path)))
+    base = [p for p in points if len(p.axes) == 2]
+    assert len(base) == 1 and set(base[0].axes) == {"batch_size", "context_length"}
+    on_t = [p for p in points if "context_length" in p.axes]
+    assert sorted(p.config.context_length for p in on_t) == [16, 32]
+    assert all(p.config.d_model == 64 and p.batch_size == 2 for p in on_t)
+    assert len(points) == 4  # base, batch 1, T 16, and the extra forloop point (T 32 is the base)
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ('optimizers = ["foreach"]', 'optimizers = ["foreach"]\nbogus = 1', ["bogus", "unknown key"]),
+    ("batch_size = [1, 2]", "batch_size = [1, 0]", ["axes.batch_size", "positive integers"]),
+    ("batch_size = [1, 2]", "batch_size = [1, 2]\nd_modle = [1]", ["axes.d_modle", "unknown key"]),
+    ("context_length = [16, 32]", "context_length = [16, 32]\nnum_heads = [3]", ["axes.num_heads", "not divisible"]),
+    ('optimizers = ["forloop"]', 'optimizers = ["adamw"]', ["points[0].optimizers", "adamw"]),
+    ('device = "meta"', 'device = "tpu"', ["device", "tpu"]),
+    ("[base]", "[base", ["not valid TOML"]),
+])
+def test_malformed_grid_names_file_and_key_and_writes_nothing(tmp_path, old, new, words):
+    path = write_grid(tmp_path, TINY_GRID.replace(old, new, 1))
+    out = tmp_path / "out"
+    with pytest.raises(GridError) as error:
+        run_sweep(path, out, measure_fn=fake_measure, progress=False)
+    message = str(error.value)
+    assert str(path) in message and all(w in message for w in words), message
+    assert not out.exists()
+
+
+def test_resume_measures_nothing_new(tmp_path):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return fake_measure(*args, **kwargs)
+
+    grid = write_grid(tmp_path)
+    first = run_sweep(grid, tmp_path / "out", measure_fn=counting, progress=False)
+    assert len(first) == len(calls) == 4 and all(row["outcome"] == "ok" for row in first)
+    assert run_sweep(grid, tmp_path / "out", measure_fn=counting, progress=False) == []
+    assert len(calls) == 4 and len(read_results(tmp_path / "out")) == 4
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["grid"] == "tiny-test" and meta["device"] == "meta" and meta["points"] == 4
+    assert (tmp_path / "out" / "grid.toml").read_text() == TINY_GRID
+
+
+def test_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    def flaky(config, batch_size, device, optimizer):
+        if config.context_length == 16:
+            raise RuntimeError("boom")
+        if optimizer == "forloop":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return fake_measure(config, batch_size, device, optimizer)
+
+    rows = run_sweep(write_grid(tmp_path), tmp_path / "out", measure_fn=flaky, progress=False)
+    outcomes = sorted(row["outcome"] for row in rows)
+    assert outcomes == ["error", "ok", "ok", "oom"]
+    error = next(row for row in rows if row["outcome"] == "error")
+    assert error["error"] == "RuntimeError: boom" and error["config"]["context_length"] == 16
+    assert next(row for row in rows if row["outcome"] == "oom")["error"].startswith("CUDA out of memory")
+    retried = run_sweep(write_grid(tmp_path), tmp_path / "out", measure_fn=fake_measure, progress=False)
+    assert [row["key"] for row in retried] == [error["key"]]  # the error is retried, the OOM kept
+    assert sorted(row["outcome"] for row in read_results(tmp_path / "out")) == ["ok", "ok", "ok", "oom"]
+
+
+def test_trailing_half_line_is_ignored_then_cut_before_the_next_append(tmp_path):
+    out = tmp_path / "out"
+    grid = write_grid(tmp_path)
+    run_sweep(grid, out, measure_fn=fake_measure, progress=False)
+    lines = (out / RESULTS).read_bytes().splitlines(keepends=True)
+    (out / RESULTS).write_bytes(b"".join(lines[:2]) + lines[2][:25])  # a kill inside the third write
+    assert len(read_results(out)) == 2
+    assert len(run_sweep(grid, out, measure_fn=fake_measure, progress=False)) == 2
+    assert len(read_results(out)) == 4
+    assert all(json.loads(line) for line in (out / RESULTS).read_bytes().splitlines())
+
+
+def test_killed_sweep_keeps_completed_rows_and_resumes(tmp_path):
+    grid, out = write_grid(tmp_path), tmp_path / "out"
+    code = ("import sys; from profiler.sweep import run_sweep; from sweep_fakes import slow_measure; "
+            "run_sweep(sys.argv[1], sys.argv[2], measure_fn=slow_measure, progress=False)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", code, str(grid), str(out)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(read_results(out)) < 2:
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    survived = read_results(out)
+    assert 2 <= len(survived) < 4
+    rest = run_sweep(grid, out, measure_fn=fake_measure, progress=False)
+    assert len(rest) == 4 - len(survived)
+    assert {row["key"] for row in read_results(out)} == {p.key for p in expand(load_grid(grid))}
+
+
+def test_defaults_pick_gpu_grid_on_cuda_else_ci_on_meta(monkeypatch):
+    from profiler.cli import UsageError
+    from profiler.commands.sweep import default_out, resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve(None, "auto") == ("ci", "meta")
+    assert resolve("gpt2", "auto") == ("gpt2", "meta")
+    assert resolve("gpu", "meta") == ("gpu", "meta")
+    with pytest.raises(UsageError, match="--device meta"):
+        resolve("gpu", "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve(None, "auto") == ("gpu", "cuda")
+    assert default_out("ci", "meta").parts[0] == "reports" and "sweep-ci-meta-" in default_out("ci", "meta").name
