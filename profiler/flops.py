@@ -9,7 +9,9 @@
    masked_fill and embedding lookups move data without arithmetic.
 
 One FlopCounterMode with both kinds of formula gives per-op counts per module (forward and backward attributed by
-its ModuleTracker); `split_counts` separates matmul from elementwise FLOPs afterwards.
+its ModuleTracker); `split_counts` separates matmul from elementwise FLOPs afterwards. Its module hooks hold
+gradients a little longer than a plain step does, so a memory measurement counts with OpFlops instead: the same
+formulas applied op by op inside the tracker (tests check both agree).
 """
 from __future__ import annotations
 
@@ -101,6 +103,31 @@ def flop_counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping=custom_mapping())
 
 
+class OpFlops:
+    """Counts FLOPs op by op with FlopCounterMode's formulas (torch's registry and custom_mapping above), as the
+    StorageTracker's on_op callback: per phase, and in forward per component (`component()` names the innermost
+    component module running). No module hooks, so counting leaves the step's memory exactly as it is."""
+
+    def __init__(self, component=lambda: None):
+        self.formulas = {**flop_registry, **{op: f for op, f in custom_mapping().items()
+                                             if isinstance(op, torch._ops.OpOverloadPacket)}}
+        self.component = component
+        self.phase = None
+        self.by_phase: dict[str, dict] = {}
+        self.forward_by_component: dict[str, int] = {}
+
+    def count(self, func, args, kwargs, out) -> None:
+        formula = self.formulas.get(func.overloadpacket)
+        if formula is None or self.phase is None:
+            return
+        flops = formula(*args, **kwargs, out_val=out)  # torch's registry entries come shape-wrapped already
+        ops = self.by_phase.setdefault(self.phase, {})
+        ops[func.overloadpacket] = ops.get(func.overloadpacket, 0) + flops
+        component = self.component() if self.phase == "forward" else None
+        if component is not None:
+            self.forward_by_component[component] = self.forward_by_component.get(component, 0) + flops
+
+
 def split_counts(op_counts: dict) -> tuple[int, int]:
     """(matmul FLOPs, elementwise FLOPs) of one {op: FLOPs} dict."""
     matmul = sum(count for op, count in op_counts.items() if op in MATMUL_OPS)
@@ -120,6 +147,21 @@ def difference(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dic
         if delta:
             result[module] = delta
     return result
+
+
+def flop_counter_step(model, optimizer, tokens, targets) -> dict[str, dict[str, dict]]:
+    """One training step under FlopCounterMode: {phase: {module: {op: FLOPs}}}, "Global" holding every op.
+
+    The per-module view of torch's own counter (forward and backward attributed by its ModuleTracker). Run it on
+    a step of its own: its hooks shift when some gradients die, so it must not share a step with a memory
+    measurement.
+    """
+    from model.step import train_step
+    from model.vocabulary import PHASES
+    counter, snapshots = flop_counter(), []
+    with counter:
+        train_step(model, optimizer, tokens, targets, lambda phase: snapshots.append(snapshot(counter)))
+    return {phase: difference(after, before) for phase, before, after in zip(PHASES, snapshots, snapshots[1:])}
 
 
 def by_component(counts: dict[str, dict]) -> dict[str, int]:

@@ -3,7 +3,8 @@
 `measure(config, batch_size, device)` runs the very step of model.step.train_step: a warm-up step (AdamW creates
 its state lazily inside it), then the measured steady-state step. On "meta" and "cpu" memory comes from the
 storage-lifetime tracker (profiler.tracker); on "cuda" from the caching allocator's statistics (profiler.cuda).
-FLOPs come from FlopCounterMode with the extra formulas of profiler.flops, counted during the measured step.
+FLOPs are counted during the measured step, op by op, with FlopCounterMode's formulas and the extra ones of
+profiler.flops (profiler.flops.OpFlops); forward FLOPs are also attributed to components.
 """
 from __future__ import annotations
 
@@ -83,17 +84,23 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     recorder = SavedTensorRecorder(model, tracker)
     ignore_host_scalars = device == "cpu" and optimizer != "fused"
     steps = []
+    flop_counter = flop_counting.OpFlops(component=recorder.current_component)
     for step in ("warmup", "measured"):
+        counting = count_flops and step == "measured"
+
         def mark(phase):
             tracker.mark(phase)
             tracker._host_scalars_ignored = ignore_host_scalars and phase == "optimizer"
             if phase == "optimizer":
                 roles.gradients.update(tracker.sid(p.grad) for p in model.parameters() if p.grad is not None)
+            flop_counter.phase = phase if counting and phase in PHASES else None
 
         recorder.saved = {}
         first_mark = len(tracker.marks)
+        tracker.on_op = flop_counter.count if counting else None
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark)
+        tracker.on_op = None
         roles.optimizer_state.update(tracker.sid(t) for state in adamw.state.values() for t in state.values()
                                      if isinstance(t, torch.Tensor) and tracker.sid(t) is not None)
         roles.saved_activations.update(recorder.saved)
@@ -117,22 +124,9 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
                          timeline=timeline(trace, marks[0].event_index, marks[3].event_index, marks),
                          saved_activations_per_layer=saved_per_layer)
     if count_flops:
-        result.flops_by_component = count_step_flops(model, adamw, tokens, targets, measured)
+        measured.update(flop_figures(flop_counter.by_phase, measured["params"]))
+        result.flops_by_component = flop_counter.forward_by_component
     return result
-
-
-def count_step_flops(model, optimizer, tokens, targets, measured: dict) -> dict[str, int]:
-    """One more steady-state step under FlopCounterMode; adds the FLOP figures, returns FLOPs by component.
-
-    Its own step, after the memory-measured one: the counter's module tracker keeps the backward seed alive into
-    the optimizer phase, so counting during the measured step would change the memory it measures.
-    """
-    counter = flop_counting.flop_counter()
-    snapshots = []
-    with counter:
-        train_step(model, optimizer, tokens, targets, lambda phase: snapshots.append(flop_counting.snapshot(counter)))
-    measured.update(flop_figures(snapshots, measured["params"]))
-    return flop_counting.by_component(flop_counting.difference(snapshots[2], snapshots[0]))
 
 
 def phase_figures(trace: Replay, marks) -> dict[str, Any]:
@@ -165,12 +159,26 @@ def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[st
     return by_component, per_layer
 
 
-def flop_figures(snapshots, params: int) -> dict[str, Any]:
-    """FLOPs per phase from the counter's snapshots at the marks (forward, backward, optimizer, end)."""
+def count_step_flops(model, optimizer, tokens, targets, measured: dict) -> dict[str, int]:
+    """One more training step with FLOPs counted op by op (for devices whose memory comes from elsewhere, such as
+    CUDA): adds the FLOP figures to `measured`, returns forward FLOPs by component."""
+    device_type = next(model.parameters()).device.type
+    tracker, recorder = StorageTracker(device_type), SavedTensorRecorder(model, StorageTracker(device_type))
+    counter = flop_counting.OpFlops(component=recorder.current_component)
+    tracker.on_op = counter.count
+    with recorder.recording(), tracker:
+        train_step(model, optimizer, tokens, targets,
+                   lambda phase: setattr(counter, "phase", phase if phase in PHASES else None))
+    recorder.remove()
+    measured.update(flop_figures(counter.by_phase, measured["params"]))
+    return counter.forward_by_component
+
+
+def flop_figures(by_phase: dict[str, dict], params: int) -> dict[str, Any]:
+    """FLOPs per phase ({phase: {op: FLOPs}}): all of them, and the matmul part (what FlopCounterMode counts)."""
     flops, matmul = {}, {}
-    for phase, before, after in zip(PHASES, snapshots, snapshots[1:]):
-        global_ops = flop_counting.difference(after, before).get("Global", {})
-        matmul[phase], elementwise = flop_counting.split_counts(global_ops)
+    for phase in PHASES:
+        matmul[phase], elementwise = flop_counting.split_counts(by_phase.get(phase, {}))
         flops[phase] = matmul[phase] + elementwise
     return {"flops": flops, "flops_matmul": {"forward": matmul["forward"], "backward": matmul["backward"]},
             "adamw_flops_per_param": flops["optimizer"] / params}

@@ -55,7 +55,8 @@ class StorageTracker(TorchDispatchMode):
         self.device_type = device_type
         self.events: list[tuple[int, int, int]] = []  # (ALLOC | FREE, sid, nbytes)
         self.event_ops: list[int] = []  # op index at each event
-        self.op_names: list[str] = []
+        self.ops: list = []  # every op seen, in order (OpOverloads)
+        self.on_op = None  # optional callback(func, args, kwargs, out), e.g. a FLOP counter
         self.marks: list[Mark] = []
         self.nbytes: dict[int, int] = {}
         self._sid_of: dict[int, int] = {}  # StorageImpl address -> sid, for live storages
@@ -66,12 +67,22 @@ class StorageTracker(TorchDispatchMode):
 
     # --- the dispatch mode -------------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.op_names.append(func.__name__)
-        for value in tree_flatten(out)[0]:
-            if isinstance(value, torch.Tensor):
-                self.sid(value)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.ops.append(func)
+        if isinstance(out, torch.Tensor):
+            self.sid(out)
+        elif isinstance(out, (tuple, list)):
+            for value in tree_flatten(out)[0]:
+                if isinstance(value, torch.Tensor):
+                    self.sid(value)
+        if self.on_op is not None:
+            self.on_op(func, args, kwargs, out)
         return out
+
+    @property
+    def op_names(self) -> list[str]:
+        return [op.__name__ for op in self.ops]
 
     def sid(self, tensor: torch.Tensor) -> int | None:
         """The id of the tensor's storage, registering it as an allocation when it is new; None if untracked."""
@@ -89,7 +100,7 @@ class StorageTracker(TorchDispatchMode):
             self.ignored.add(sid)
             return sid
         self.events.append((ALLOC, sid, nbytes))
-        self.event_ops.append(len(self.op_names))
+        self.event_ops.append(len(self.ops))
         return sid
 
     def _free(self, key: int, sid: int) -> None:
@@ -98,10 +109,10 @@ class StorageTracker(TorchDispatchMode):
         self._refs.pop(sid, None)
         if sid not in self.ignored:
             self.events.append((FREE, sid, self.nbytes[sid]))
-            self.event_ops.append(len(self.op_names))
+            self.event_ops.append(len(self.ops))
 
     def mark(self, name: str) -> None:
-        self.marks.append(Mark(name, len(self.events), len(self.op_names)))
+        self.marks.append(Mark(name, len(self.events), len(self.ops)))
 
     @contextmanager
     def ignoring_host_scalars(self, active: bool):
@@ -132,6 +143,10 @@ class SavedTensorRecorder:
             self._handles.append(module.register_forward_pre_hook(
                 lambda *_, c=component, l=layer: self._stack.append((c, l))))
             self._handles.append(module.register_forward_hook(self._leave))
+
+    def current_component(self) -> str | None:
+        component = self._stack[-1][0]
+        return None if component == "other" else component
 
     def _leave(self, *_) -> None:  # a forward hook must return None, or it replaces the module's output
         self._stack.pop()

@@ -133,3 +133,29 @@ def test_gpt2_xl_on_meta_peaks_in_the_optimizer_step():
     at_peak = measured["categories_at_peak"]
     assert at_peak["parameters"] == at_peak["gradients"] == at_peak["optimizer_temporaries"] == 4 * params
     assert at_peak["optimizer_state"] == 8 * params
+
+
+@pytest.mark.parametrize("optimizer", ["foreach", "forloop"])
+def test_counting_flops_changes_no_byte(optimizer):
+    config = preset("tiny").replace(positional="rope")
+    counted = measure(config, 2, "meta", optimizer, count_flops=True)
+    uncounted = measure(config, 2, "meta", optimizer, count_flops=False)
+    assert byte_figures(counted.measured) == byte_figures(uncounted.measured)
+    assert counted.timeline == uncounted.timeline
+
+
+@pytest.mark.parametrize("optimizer, positional", [("foreach", "learned"), ("forloop", "rope")])
+def test_flop_counter_mode_per_module_agrees_with_the_in_step_count(optimizer, positional):
+    from profiler.flops import by_component, flop_counter_step, split_counts
+    config, batch = preset("tiny").replace(positional=positional), 2
+    model, adamw = build(config, "meta", optimizer)
+    tokens, targets = make_batch(config, batch, "meta")
+    train_step(model, adamw, tokens, targets)
+    per_phase = flop_counter_step(model, adamw, tokens, targets)
+    measured = measure(config, batch, "meta", optimizer)
+    for phase in PHASES:
+        assert sum(per_phase[phase]["Global"].values()) == measured.measured["flops"][phase]
+    assert split_counts(per_phase["forward"]["Global"])[0] == measured.measured["flops_matmul"]["forward"]
+    forward_components = by_component(per_phase["forward"])
+    assert {name: value for name, value in forward_components.items() if value and name != "other"} == \
+        {name: value for name, value in measured.flops_by_component.items() if value}
