@@ -4,6 +4,9 @@ Memory to the byte on meta (analytic.exact.memory, from the allocation programs 
 FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exact.flops), the maximum batch in
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.
+
+Domain: explicit attention (the default) and context_length >= 2. Outside it (SDPA, whose kernels differ by
+device, and T = 1, where weight gradients take another path) it predicts the parameter count only.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     """All figures as numpy values (arrays when batch_size is an array)."""
     sizes = sizes_of(config, batch_size)
     figures: dict[str, Any] = {"params": sizes.params}
-    if config.attention == "explicit":
+    if config.attention == "explicit" and config.context_length >= 2:
         figures.update(step_figures(sizes, config.positional, optimizer))
         figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
         by_component = saved_activations_by_component(sizes)

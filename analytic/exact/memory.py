@@ -92,21 +92,39 @@ class Phase:
                 "categories_at_peak": {name: at_peak[i] for i, name in enumerate(CATEGORIES)}}
 
 
-def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False,
-                moments: bool = False) -> dict:
-    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-3);
-    with moments=True, the live total at every moment of each phase instead ([K, ...] per phase)."""
+def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-3), with
+    each element's attention layout (B == 1, H == 1: analytic.exact.programs) chosen elementwise."""
+    layouts = np.stack(np.broadcast_arrays(sizes.B == 1, sizes.H == 1))
+    result = None
+    for layout in {tuple(bool(x) for x in column) for column in layouts.reshape(2, -1).T}:
+        phases = layout_phases(sizes, positional, optimizer, layout, warmup)
+        mask = np.all(layouts == np.array(layout).reshape((2,) + (1,) * (layouts.ndim - 1)), axis=0)
+        result = phases if result is None else _where(mask, phases, result)
+    return result
+
+
+def _where(mask, chosen, other):
+    if isinstance(chosen, dict):
+        return {key: _where(mask, chosen[key], other[key]) for key in chosen}
+    return np.where(mask, chosen, other)
+
+
+def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, bool] = (False, False),
+                  warmup: bool = False, moments: bool = False) -> dict:
+    """step_phases for one attention layout; with moments=True, the live total at every moment of each phase
+    instead ([K, ...] per phase)."""
     symbols = np.stack([np.broadcast_to(value, np.shape(sizes.B)) for value in
                         (sizes.symbols()[name] for name in SYMBOLS)])
     state = optimizer_state_bytes(sizes, optimizer)
     start = constant_part(sizes, 0 * state if warmup else state)
     forward = Phase(start, symbols)
     forward.run(programs.FORWARD_EMBEDDING[positional])
-    forward.run(programs.forward_layer(positional), sizes.L)
+    forward.run(programs.forward_layer(positional, layout), sizes.L)
     forward.run(programs.FORWARD_HEAD)
     backward = Phase(forward.live, symbols)
     backward.run(programs.BACKWARD_HEAD)
-    backward.run(programs.backward_layer(positional), sizes.L)
+    backward.run(programs.backward_layer(positional, layout), sizes.L)
     backward.run(programs.BACKWARD_EMBEDDING[positional])
     optimizer_phase = Phase(backward.live, symbols)
     if warmup:

@@ -20,6 +20,11 @@ Forward, one pre-norm block (explicit attention):
  7. feed-forward: w1 (+F saved by silu), silu (+F saved by w2), w2 (+a), residual add (+A), w2 output dies.
 Backward mirrors it: each weight gradient (+g…) appears as its layer is reached, saved tensors die as the
 autograd nodes that hold them run, and at most a few activation-sized gradient temporaries live at once.
+
+Layouts: the copies of items 3 and 5 exist because reshaping a transposed head view to [B·H, T, Dh] cannot be a
+view when B, H and T all exceed 1 (and merging heads back cannot when H and T do). With B == 1 or H == 1 some of
+those reshapes are views: autograd then saves the projection outputs themselves, and backward skips some
+gradient copies. Those layer programs are traced once by tools/derive_layouts.py into layouts.py.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from analytic.exact.layouts import LAYOUTS
 from analytic.exact.sizes import SYMBOLS
 
 TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries")
@@ -49,7 +55,10 @@ FORWARD_EMBEDDING = {"learned": "+a +t +A -t -a",  # token and position lookups,
 FORWARD_HEAD = RMSNORM + " +n +N +c +C -n"  # final norm, logits, log-softmax (saved), loss, total weight
 
 
-def forward_layer(positional: str) -> str:
+def forward_layer(positional: str, layout: tuple[bool, bool] = (False, False)) -> str:
+    """One block's forward; layout = (B == 1, H == 1) picks a degenerate layout's traced program (layouts.py)."""
+    if any(layout):
+        return LAYOUTS[(positional == "rope", *layout)]["forward"]
     attention = ROPE_ATTENTION if positional == "rope" else EXPLICIT_ATTENTION
     return " ".join([RMSNORM, attention, RESIDUAL, RMSNORM, FEED_FORWARD, RESIDUAL])
 
@@ -70,7 +79,9 @@ BACKWARD_EMBEDDING = {"learned": "+t +gTD -t +gVD -a -c",  # position grad summe
                       "rope": "+gVD -a -c", "none": "+gVD -a -c"}  # last: the incoming grad and the seed die
 
 
-def backward_layer(positional: str) -> str:
+def backward_layer(positional: str, layout: tuple[bool, bool] = (False, False)) -> str:
+    if any(layout):
+        return LAYOUTS[(positional == "rope", *layout)]["backward"]
     rope = [ROPE_ONE_BACK, ROPE_ONE_BACK] if positional == "rope" else []
     norm = [RMSNORM_BACK_SCALE, RESIDUAL_BACK, RMSNORM_BACK_RMS]
     return " ".join([FEED_FORWARD_BACK, *norm, ATTENTION_CORE_BACK, *rope, QKV_BACK, *norm])
