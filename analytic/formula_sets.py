@@ -4,6 +4,8 @@ A formula set is a module with
     NAME: str                    short unique name ("textbook", "seed_000", ..., "exact")
     DESCRIPTION: str             one line: whose accounting it is and its main choices
     predict(config, batch_size, optimizer="foreach") -> dict   figures (analytic.figures) it predicts
+and optionally max_batch_size(config, budget_bytes, optimizer="foreach") -> int; without one, max_batch_size()
+below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and B = 2.
 """
 from __future__ import annotations
 
@@ -49,3 +51,22 @@ def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     return {name: module.predict(config, batch_size, optimizer=optimizer)
             for name, module in formula_sets(names).items()}
+
+
+def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int | None:
+    """The largest batch whose peak the formula set predicts within budget_bytes; None if it predicts no peak.
+
+    A set with its own max_batch_size answers itself. Otherwise its peak must be a·B + b (the textbook and the
+    seed answers are): a = peak(2) - peak(1), b = peak(1) - a, and B = floor((budget - b) / a), 0 if B = 1
+    does not fit.
+    """
+    own = getattr(module, "max_batch_size", None)
+    if own is not None:
+        return own(config, budget_bytes, optimizer=optimizer)
+    one = module.predict(config, 1, optimizer=optimizer).get("peak_bytes")
+    if one is None:
+        return None
+    slope = module.predict(config, 2, optimizer=optimizer)["peak_bytes"] - one
+    if slope <= 0:
+        raise ValueError(f"formula set {module.NAME} predicts a peak that does not grow with the batch")
+    return max(0, int((budget_bytes - (one - slope)) // slope))

@@ -146,7 +146,7 @@ def memory_line(config: ModelConfig) -> tuple[int, int]:
     return a, memory(config, 1).total - a
 
 
-def max_batch_size(per_sequence_bytes: int, fixed_bytes: int, budget_bytes: int) -> int:
+def solve_linear_budget(per_sequence_bytes: int, fixed_bytes: int, budget_bytes: int) -> int:
     """The largest integer B with a·B + b <= budget, in closed form; 0 when not even B = 1 fits.
 
     1. a·B + b <= budget  <=>  B <= (budget - b) / a       (a > 0)
@@ -158,6 +158,11 @@ def max_batch_size(per_sequence_bytes: int, fixed_bytes: int, budget_bytes: int)
     if budget_bytes < fixed_bytes:
         return 0
     return (budget_bytes - fixed_bytes) // per_sequence_bytes
+
+
+def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
+    """The formula-set entry point: the textbook peak a·B + b (memory_line) solved for the budget."""
+    return solve_linear_budget(*memory_line(config), budget_bytes)
 
 
 def forward_matmul_flops(config: ModelConfig, batch_size: int) -> dict[str, int]:
@@ -207,7 +212,7 @@ def problem_figures(problem: TrainingProblem = PROBLEM) -> dict[str, float]:
     """The audit's figures for this formula set: the problem's (b), (c), (d) answered for problem.config.
 
     1. fixed_memory_bytes = b, per_batch_memory_bytes = a (memory_line)
-    2. max_batch_80GB = max_batch_size(a, b, budget)
+    2. max_batch_80GB = solve_linear_budget(a, b, budget)
     3. adamw_flops = 14·N; flops_per_step = forward + backward + optimizer at problem.batch_size
     4. training_days from flops_per_step
     """
@@ -218,7 +223,7 @@ def problem_figures(problem: TrainingProblem = PROBLEM) -> dict[str, float]:
         "params": parameter_count(config),
         "fixed_memory_bytes": b,
         "per_batch_memory_bytes": a,
-        "max_batch_80GB": max_batch_size(a, b, problem.budget_bytes),
+        "max_batch_80GB": solve_linear_budget(a, b, problem.budget_bytes),
         "adamw_flops_per_param": ADAMW_FLOPS_PER_PARAM,
         "adamw_flops": step.optimizer,
         "flops_per_step": step.total,

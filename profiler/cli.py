@@ -15,6 +15,8 @@ from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
 COMMANDS = {  # name -> (module, help)
     "predict": ("profiler.commands.predict", "every formula set's predictions side by side"),
     "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures"),
+    "measure": ("profiler.commands.measure", "measure one training step beside every formula set"),
+    "explain": ("profiler.commands.explain", "textbook vs exact vs measured, component by component"),
     "max-batch": ("profiler.commands.max_batch", "the largest batch that fits a memory budget, searched and predicted"),
     "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report"),
     "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)"),

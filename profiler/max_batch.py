@@ -5,12 +5,11 @@ cuda_fits on a GPU under an emulated budget, meta_fits on the meta device throug
 """
 from __future__ import annotations
 
-import inspect
 from typing import Callable
 
 import torch
 
-from analytic.formula_sets import formula_sets
+from analytic.formula_sets import formula_sets, max_batch_size
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from profiler.cuda import cuda_device, release_cached_memory
@@ -107,17 +106,11 @@ def meta_fits(config: ModelConfig, implementation: str, budget_bytes: int) -> Ca
 
 def predicted_max_batches(config: ModelConfig, budget_bytes: int,
                           optimizer: str = "foreach") -> dict[str, int | None]:
-    """Each formula set's max_batch_size(config, budget_bytes, optimizer=...), None where a set has none.
-
-    A module-level max_batch_size of another signature (a helper, not the formula-set entry point) counts as none.
-    """
+    """Each formula set's predicted maximum batch (analytic.formula_sets.max_batch_size), None where it has none."""
     predictions: dict[str, int | None] = {}
     for name, module in formula_sets().items():
-        function = getattr(module, "max_batch_size", None)
         try:
-            inspect.signature(function).bind(config, budget_bytes, optimizer=optimizer)
-        except (TypeError, ValueError):
+            predictions[name] = max_batch_size(module, config, budget_bytes, optimizer)
+        except ValueError:  # outside the set's domain (the exact set: SDPA, context length 1)
             predictions[name] = None
-            continue
-        predictions[name] = function(config, budget_bytes, optimizer=optimizer)
     return predictions

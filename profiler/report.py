@@ -164,13 +164,29 @@ def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.Da
     return pd.DataFrame(out).dropna(axis="columns", how="all")
 
 
-def seed_audit_markdown() -> str | None:
-    """analytic.audit's markdown with its headings demoted below the report's, or None while it does not exist."""
-    try:
-        from analytic.audit import audit, to_markdown
-    except ImportError:
-        return None
-    return re.sub(r"^(#+ )", r"##\1", to_markdown(audit()), flags=re.MULTILINE)  # nested under "## Seed audit"
+AUDIT_FILE = "audit.json"
+
+
+def seed_audit_markdown(out_dir: Path | None = None) -> str:
+    """The seed audit as Markdown, headings demoted below the report's. With the exact and measured answers when
+    the sweep saved them (out_dir/audit.json, written by `sweep`), else with the exact answer alone."""
+    from analytic.audit import audit, to_markdown
+    saved = Path(out_dir) / AUDIT_FILE if out_dir is not None else None
+    if saved is not None and saved.exists():
+        result = json.loads(saved.read_text())
+    else:
+        from profiler.truth import truth_blocks
+        result = audit(extra_blocks=truth_blocks(with_measurement=False))
+    return re.sub(r"^(#+ )", r"##\1", to_markdown(result), flags=re.MULTILINE)  # nested under "## Seed audit"
+
+
+def save_audit(out_dir: str | Path) -> Path:
+    """The audit with our exact and measured (meta) answers, saved beside the results for the report."""
+    from analytic.audit import audit
+    from profiler.truth import truth_blocks
+    path = Path(out_dir) / AUDIT_FILE
+    path.write_text(json.dumps(audit(extra_blocks=truth_blocks(with_measurement=True)), indent=2) + "\n")
+    return path
 
 
 def header(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -253,9 +269,9 @@ def _headline_blocks(row: dict[str, Any]) -> list[render.Block]:
                    render.Image("timeline.png", plots.memory_timeline(row["timeline"], name),
                                 f"Live bytes by category after each op: {name}")]
     if row.get("flops_by_component"):
-        blocks += [render.Heading("FLOPs by component"),
+        blocks += [render.Heading("Forward FLOPs by component"),
                    render.Image("flops_by_component.png", plots.flops_by_component(row["flops_by_component"], name),
-                                f"FLOPs of one step by component (log scale): {name}")]
+                                f"Forward FLOPs by component, matmul and elementwise (log scale): {name}")]
     columns = {set_name: figures["categories_at_peak"] for set_name, figures in row.get("predicted", {}).items()
                if set_name in SAVED_ACTIVATION_SETS and figures.get("categories_at_peak")}
     if row["measured"].get("categories_at_peak"):
@@ -267,7 +283,7 @@ def _headline_blocks(row: dict[str, Any]) -> list[render.Block]:
 
 
 def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.DataFrame,
-                  budget: str = DEFAULT_BUDGET) -> list[render.Block]:
+                  budget: str = DEFAULT_BUDGET, out_dir: Path | None = None) -> list[render.Block]:
     blocks: list[render.Block] = [render.Facts(header(meta, rows))]
     board = leaderboard(table)
     blocks += [render.Heading("Leaderboard of formula sets"),
@@ -278,7 +294,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     failed = failures(rows)
     if not failed.empty:
         blocks += [render.Heading("Points that did not complete"), render.Table(failed)]
-    audit = seed_audit_markdown()
+    audit = seed_audit_markdown(out_dir)
     blocks += [render.Heading("Seed audit"),
                render.Text(audit if audit else "analytic.audit is not available yet.")]
     top = headline(rows)
@@ -321,4 +337,4 @@ def write_report(out_dir: str | Path, recompute_predictions: bool = False,
     csv = out_dir / "results.csv"
     table.to_csv(csv, index=False)
     title = f"Memory and FLOPs of AdamW training: grid {meta.get('grid', '?')} on {meta.get('device', '?')}"
-    return [csv] + render.write(out_dir, title, report_blocks(meta, rows, table, budget))
+    return [csv] + render.write(out_dir, title, report_blocks(meta, rows, table, budget, out_dir))

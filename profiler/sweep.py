@@ -141,7 +141,7 @@ def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None 
     write_start(grid, out_dir, device, len(points))
     measure_fn = measure_fn or _default_measure()
     bar = tqdm(todo, desc=f"sweep {grid.name} on {device}", unit="point", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+               disable=None if progress else True, dynamic_ncols=True)  # None: only on a terminal
     for point in bar:
         bar.set_postfix_str(point.label, refresh=True)
         row = measure_point(point, measure_fn)

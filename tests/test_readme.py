@@ -14,8 +14,8 @@ def test_quickstart_has_two_lines_that_pin_torch_first():
     main, test = readme_command("main"), readme_command("test")
     for line in (main, test):
         assert line.startswith("pip install torch==2.13.0 && pip install -e ")
-    assert "python -m profiler" in main
-    assert test.endswith("python -m pytest -q")
+    assert main.endswith("python -m profiler sweep")
+    assert "python -m pytest -q" in test and test.endswith("python -m profiler check")
 
 
 def test_ci_runs_the_readme_test_command():

@@ -68,14 +68,14 @@ def test_gpt2_xl_figures():
 
 def test_max_batch_at_the_boundary():
     a, b = textbook.memory_line(TINY)
-    assert textbook.max_batch_size(a, b, 5 * a + b) == 5
-    assert textbook.max_batch_size(a, b, 5 * a + b - 1) == 4
-    assert textbook.max_batch_size(a, b, a + b) == 1
-    assert textbook.max_batch_size(a, b, a + b - 1) == 0
-    assert textbook.max_batch_size(a, b, b - 1) == 0
+    assert textbook.solve_linear_budget(a, b, 5 * a + b) == 5
+    assert textbook.solve_linear_budget(a, b, 5 * a + b - 1) == 4
+    assert textbook.solve_linear_budget(a, b, a + b) == 1
+    assert textbook.solve_linear_budget(a, b, a + b - 1) == 0
+    assert textbook.solve_linear_budget(a, b, b - 1) == 0
     for budget in range(b - 2, b + 4 * a + 3):  # closed form = brute force
         fits = [batch for batch in range(0, 6) if a * batch + b <= budget]
-        assert textbook.max_batch_size(a, b, budget) == (max(fits) if fits else 0)
+        assert textbook.solve_linear_budget(a, b, budget) == (max(fits) if fits else 0)
     with pytest.raises(ValueError):
         textbook.max_batch_size(0, b, 10 * b)
 

@@ -153,7 +153,7 @@ class SeedFormulas:
         """The problem's (b), (c), (d) figures from this answer's own formulas, with exact integers.
 
         1. fixed_memory_bytes b and per_batch_memory_bytes a from memory_line
-        2. max_batch_80GB = floor((budget - b) / a) (textbook.max_batch_size)
+        2. max_batch_80GB = floor((budget - b) / a) (textbook.solve_linear_budget)
         3. adamw_flops_per_param = the sum of its itemisation (None when it gives none);
            adamw_flops = the constant it uses x N
         4. flops_per_step = forward + backward (+ optimizer if it counts it) at problem.batch_size
@@ -167,7 +167,7 @@ class SeedFormulas:
             "params": self.params(config),
             "fixed_memory_bytes": b,
             "per_batch_memory_bytes": a,
-            "max_batch_80GB": textbook.max_batch_size(a, b, problem.budget_bytes),
+            "max_batch_80GB": textbook.solve_linear_budget(a, b, problem.budget_bytes),
             "adamw_flops_per_param": sum(self.adamw_itemised) if self.adamw_itemised else None,
             "adamw_flops": step["optimizer"],
             "flops_per_step": per_step,

@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     for row in failed:
         print(f"{row['outcome']}: {row['label']}: {row['error']}", file=sys.stderr)
     if not args.no_report:
-        from profiler.report import write_report
+        from profiler.report import save_audit, write_report
 
+        print(save_audit(out))
         for path in write_report(out):
             print(path)
     return 0

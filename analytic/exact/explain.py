@@ -1,0 +1,38 @@
+"""Why the textbook and the measurement differ, component by component and term by term (`explain`)."""
+from __future__ import annotations
+
+WHY_COMPONENT = {
+    "embedding": "keeps only the token ids (inputs) and position indices (a buffer): no activation bytes",
+    "norm1": "textbook: its output; autograd keeps its input x, x·rsqrt (B·T·D each) and rsqrt (B·T); "
+             "the output is kept by q_proj",
+    "q_proj": "a linear layer keeps its input, not its output: the normalised x (B·T·D), shared with k_proj "
+              "and v_proj and counted once, here",
+    "k_proj": "shares q_proj's saved input; its output is kept by scores (as a contiguous copy)",
+    "v_proj": "shares q_proj's saved input; its output is kept by weighted_sum (as a contiguous copy)",
+    "rope": "keeps only its cos/sin tables (buffers); its outputs are kept by scores",
+    "scores": "textbook: the B·H·T² scores; the QKᵀ matmul keeps its inputs, contiguous q and k "
+              "(2·B·T·D); scaling and masking keep nothing",
+    "softmax": "one B·H·T² output, shared with the P·V matmul; the pre-softmax scores are a temporary",
+    "weighted_sum": "textbook: its output; the P·V matmul keeps its inputs: the probabilities (softmax's) and "
+                    "a contiguous copy of v (B·T·D)",
+    "out_proj": "its input, the merged heads (a .contiguous() copy, B·T·D)",
+    "norm2": "as norm1: input, x·rsqrt and rsqrt (2·B·T·D + B·T)",
+    "w1": "its input, norm2's output (B·T·D), not its B·T·d_ff output (kept by silu)",
+    "silu": "its input, w1's output (B·T·d_ff)",
+    "w2": "its input, silu's output (B·T·d_ff), not its B·T·D output",
+    "final_norm": "input, x·rsqrt and rsqrt (2·B·T·D + B·T)",
+    "lm_head": "its input (B·T·D); the B·T·V logits die inside forward once log-softmax has run",
+    "cross_entropy": "the B·T·V log-probabilities and a 0-dim total weight",
+}
+
+WHY_TERM = {
+    "parameters": "equal: every parameter, once",
+    "gradients": "the textbook adds all gradients to all activations; in the real step they never coexist: "
+                 "gradients appear as activations are freed in backward, and are gone (set_to_none) by the "
+                 "next forward",
+    "optimizer_state": "equal in the steady state (2 per parameter); the first step creates it inside step()",
+    "saved_activations": "what autograd keeps (see the components) rather than every op's output",
+    "optimizer_temporaries": "no textbook term: foreach AdamW allocates sqrt(v) for every parameter at once "
+                             "(1× parameters), for-loop AdamW a few parameter-sized buffers",
+    "peak": "the textbook sums every category; the real peak is the highest moment of one phase",
+}

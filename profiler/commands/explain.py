@@ -1,0 +1,50 @@
+"""`explain`: for each component and memory term, the textbook's bytes, ours, the measured bytes (on meta), and
+one line on why they differ."""
+from __future__ import annotations
+
+import argparse
+
+from analytic import exact, textbook
+from analytic.exact.explain import WHY_COMPONENT, WHY_TERM
+from analytic.units import format_bytes
+from model.vocabulary import COMPONENTS
+from profiler.cli import add_config_arguments, config_from_args
+from profiler.measure import measure
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+
+
+def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
+    """(component rows, term rows): [name, textbook, exact, measured, why]; bytes, None where absent."""
+    ours = exact.predict(config, batch_size, optimizer)
+    theirs = textbook.predict(config, batch_size, optimizer)
+    measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
+    components = [[name, theirs["saved_activations_by_component"].get(name),
+                   ours.get("saved_activations_by_component", {}).get(name),
+                   measured["saved_activations_by_component"][name], WHY_COMPONENT[name]]
+                  for name in COMPONENTS if name != "rope" or config.positional == "rope"]
+    terms = [[name, theirs["categories_at_peak"].get(name), ours.get("categories_at_peak", {}).get(name),
+              measured["categories_at_peak"][name], WHY_TERM[name]]
+             for name in ("parameters", "gradients", "optimizer_state", "saved_activations", "optimizer_temporaries")]
+    terms.append([f"peak ({measured['peak_phase']})", theirs["peak_bytes"], ours.get("peak_bytes"),
+                  measured["peak_bytes"], WHY_TERM["peak"]])
+    return components, terms
+
+
+def _table(title: str, rows: list[list]) -> list[str]:
+    cell = lambda value: "—" if value is None else format_bytes(value, "GiB", 3)  # noqa: E731
+    lines = [f"| {title} | textbook | exact | measured | why they differ |", "|---|---:|---:|---:|---|"]
+    lines += [f"| {name} | {cell(a)} | {cell(b)} | {cell(c)} | {why} |" for name, a, b, c, why in rows]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    components, terms = explanation_rows(config, args.batch_size, args.optimizer)
+    print(f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}; measured on meta\n")
+    print("\n".join(_table("saved activations (all layers)", components)))
+    print()
+    print("\n".join(_table("at the peak", terms)))
+    return 0

@@ -1,0 +1,53 @@
+"""The seeds' questions answered by our exact model and by measurement on meta: the audit's "exact" and
+"measured" blocks, with the same figure keys as the seeds' (analytic.audit)."""
+from __future__ import annotations
+
+from typing import Any
+
+from analytic import exact
+from analytic.exact.max_batch import max_batch_size
+from analytic.textbook import PROBLEM, TrainingProblem, training_days
+from analytic.units import UNITS
+from profiler.max_batch import find_max_batch, meta_fits
+from profiler.measure import measure
+
+BUDGET_80GIB = 80 * UNITS["GiB"]
+
+
+def _days(flops_per_step: int, problem: TrainingProblem) -> float:
+    return training_days(flops_per_step, problem.steps, problem.peak_flops_per_s, problem.mfu)
+
+
+def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
+    """Our closed forms: the peak solved for the budget, AdamW and step FLOPs (matmul + elementwise)."""
+    config = problem.config
+    at_one = exact.predict(config, 1, optimizer)
+    flops = exact.predict(config, problem.batch_size, optimizer)["flops"]
+    step = sum(flops.values())
+    return {"params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
+            "peak_phase_batch_1": at_one["peak_phase"],
+            "max_batch_80GB": max_batch_size(config, problem.budget_bytes, optimizer),
+            "max_batch_80GiB": max_batch_size(config, BUDGET_80GIB, optimizer),
+            "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
+            "flops_per_step": step, "training_days": _days(step, problem)}
+
+
+def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
+    """Measured on meta: the largest batch by search over the measured peak, FLOPs of a step at the run's batch."""
+    config = problem.config
+    at_one = measure(config, 1, "meta", optimizer).measured
+    flops = measure(config, problem.batch_size, "meta", optimizer).measured["flops"]
+    step = sum(flops.values())
+    return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
+            "peak_phase_batch_1": at_one["peak_phase"],
+            "max_batch_80GB": find_max_batch(meta_fits(config, optimizer, problem.budget_bytes)),
+            "max_batch_80GiB": find_max_batch(meta_fits(config, optimizer, BUDGET_80GIB)),
+            "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
+            "flops_per_step": step, "training_days": _days(step, problem)}
+
+
+def truth_blocks(with_measurement: bool = True, problem: TrainingProblem = PROBLEM) -> dict[str, Any]:
+    blocks = {"exact": exact_block(problem)}
+    if with_measurement:
+        blocks["measured"] = measured_block(problem)
+    return blocks

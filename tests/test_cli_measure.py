@@ -1,0 +1,47 @@
+"""The measure, explain and audit commands as a user runs them."""
+import json
+
+from profiler.cli import main
+
+
+def test_measure_prints_every_set_beside_the_measurement(capsys):
+    assert main(["measure", "--preset", "tiny", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "peak in the optimizer phase" in out
+    peak_line = next(line for line in out.splitlines() if line.startswith("peak_bytes"))
+    assert "(+0.0%)" in peak_line.split()[-1]  # the exact set, last column
+    assert "textbook" in out and "seed_004" in out
+
+
+def test_measure_json_has_the_documented_keys(capsys):
+    assert main(["measure", "--preset", "tiny", "--batch-size", "2", "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["device"] == "cpu" and result["torch_version"]
+    measured = result["measured"]
+    for phase in ("forward", "backward", "optimizer"):
+        assert measured["phases"][phase]["peak_bytes"] > 0 and measured["flops"][phase] > 0
+    assert set(measured["flops_matmul"]) == {"forward", "backward"}
+    assert measured["peak_bytes"] == result["predicted"]["exact"]["peak_bytes"]
+    assert sum(measured["saved_activations_by_component"].values()) == measured["saved_activations_bytes"]
+
+
+def test_explain_tables(capsys):
+    assert main(["explain", "--preset", "tiny", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    softmax = next(line for line in out.splitlines() if line.startswith("| softmax |"))
+    cells = [cell.strip() for cell in softmax.split("|")]
+    assert cells[3] == cells[4]  # exact == measured
+    assert "optimizer_temporaries" in out and "peak (optimizer)" in out
+
+
+def test_audit_json_carries_exact_and_measured_blocks(capsys, monkeypatch):
+    import profiler.truth as truth
+    from model import preset
+    small = truth.PROBLEM.replace(config=preset("mini"), budget_bytes=5 * 10**7, batch_size=8)
+    monkeypatch.setattr(truth, "PROBLEM", small)
+    blocks = truth.truth_blocks(with_measurement=True, problem=small)
+    assert blocks["exact"]["max_batch_80GB"] == blocks["measured"]["max_batch_80GB"] > 0
+    assert blocks["exact"]["flops_per_step"] == blocks["measured"]["flops_per_step"]
+    assert main(["audit", "--json", "--no-measure"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["exact"]["max_batch_80GB"] == 5 and "measured" not in result
