@@ -52,7 +52,7 @@ def test_predict_sets_and_explicit_sizes(capsys, our_sets):
 
 
 def test_audit_json_is_one_document(capsys):
-    code, out, err = run(capsys, "audit", "--json")
+    code, out, err = run(capsys, "audit", "--no-measure", "--json")
     document = json.loads(out)  # the whole of stdout
     assert code == 0 and err == ""
     assert len(document["seeds"]) == 5
@@ -61,14 +61,14 @@ def test_audit_json_is_one_document(capsys):
 
 
 def test_audit_markdown_and_out(capsys, tmp_path):
-    code, out, _ = run(capsys, "audit", "--out", str(tmp_path / "audit"))
+    code, out, _ = run(capsys, "audit", "--no-measure", "--out", str(tmp_path / "audit"))
     assert code == 0 and out.startswith("# Audit")
     assert (tmp_path / "audit" / "audit.md").read_text() == out
     assert json.loads((tmp_path / "audit" / "audit.json").read_text())["seeds"]
 
 
 def test_audit_json_through_the_module():
-    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--json"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--no-measure", "--json"], capture_output=True, text=True,
                           check=True)
     assert "003_1da3290532807f31" in json.loads(done.stdout)["seeds"]
 
@@ -91,5 +91,5 @@ def test_bad_input_exits_2_with_one_line(capsys, our_sets, argv, message):
 def test_audit_out_on_a_file_exits_2(capsys, tmp_path):
     path = tmp_path / "file"
     path.write_text("")
-    code, _, err = run(capsys, "audit", "--out", str(path))
+    code, _, err = run(capsys, "audit", "--no-measure", "--out", str(path))
     assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1

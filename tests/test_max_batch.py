@@ -55,18 +55,29 @@ class FormulaSet:
         return budget_bytes // 1000
 
 
-class Helper:  # a module-level max_batch_size of another signature, as analytic.textbook has
+class LinearSet:  # no solver of its own: its peak 300·B + 1000 is solved from predict at B = 1 and B = 2
+    NAME = "linear"
+
     @staticmethod
-    def max_batch_size(per_sequence_bytes, fixed_bytes, budget_bytes):
-        raise AssertionError("must not be called")
+    def predict(config, batch_size, optimizer="foreach"):
+        return {"peak_bytes": 300 * batch_size + 1000}
 
 
-FAKE_SETS = {"good": FormulaSet, "helper": Helper, "none": object()}
+class NoPeak:  # predicts no peak at all
+    NAME = "none"
+
+    @staticmethod
+    def predict(config, batch_size, optimizer="foreach"):
+        return {"params": 1}
 
 
-def test_predictions_skip_sets_without_a_formula_set_signature(monkeypatch):
+FAKE_SETS = {"good": FormulaSet, "linear": LinearSet, "none": NoPeak}
+
+
+def test_predictions_of_every_kind_of_formula_set(monkeypatch):
     monkeypatch.setattr(max_batch, "formula_sets", lambda: FAKE_SETS)
-    assert predicted_max_batches(preset("tiny"), 5000) == {"good": 5, "helper": None, "none": None}
+    assert predicted_max_batches(preset("tiny"), 5000) == {"good": 5, "linear": 13, "none": None}
+    assert predicted_max_batches(preset("tiny"), 1299) == {"good": 1, "linear": 0, "none": None}
 
 
 def run_cli(argv, monkeypatch):

@@ -77,7 +77,8 @@ def test_max_batch_at_the_boundary():
         fits = [batch for batch in range(0, 6) if a * batch + b <= budget]
         assert textbook.solve_linear_budget(a, b, budget) == (max(fits) if fits else 0)
     with pytest.raises(ValueError):
-        textbook.max_batch_size(0, b, 10 * b)
+        textbook.solve_linear_budget(0, b, 10 * b)
+    assert textbook.max_batch_size(TINY, 5 * a + b) == 5  # the formula-set entry point
 
 
 def test_memory_is_linear_in_batch():
