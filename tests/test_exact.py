@@ -91,3 +91,19 @@ def test_committed_layouts_match_a_fresh_derivation():
     fresh = subprocess.run([sys.executable, str(root / "tools/derive_layouts.py")], capture_output=True, text=True,
                            check=True, cwd=root).stdout
     assert fresh == (root / "analytic/exact/layouts.py").read_text()
+
+
+def test_vectorised_over_arrays_of_configs():
+    rng = np.random.default_rng(0)
+    heads = rng.integers(1, 9, 40)
+    sizes = dict(vocab_size=rng.integers(2, 60000, 40), context_length=rng.integers(2, 2048, 40),
+                 num_layers=rng.integers(1, 60, 40), d_model=heads * 2 * rng.integers(1, 100, 40), num_heads=heads,
+                 d_ff=rng.integers(1, 20000, 40), batch_size=rng.integers(1, 64, 40))
+    for optimizer in ("foreach", "forloop"):
+        vector = exact.evaluate_arrays(optimizer=optimizer, positional="rope", **sizes)
+        for i in range(40):
+            config = ModelConfig(**{name: int(values[i]) for name, values in sizes.items() if name != "batch_size"},
+                                 positional="rope")
+            one = exact.predict(config, int(sizes["batch_size"][i]), optimizer)
+            assert (vector["peak_bytes"][i], vector["peak_phase"][i], vector["flops"]["backward"][i]) == \
+                (one["peak_bytes"], one["peak_phase"], one["flops"]["backward"])

@@ -17,14 +17,14 @@ import numpy as np
 from analytic.exact.flops import flop_figures
 from analytic.exact.max_batch import max_batch_size
 from analytic.exact.memory import saved_activations_by_component, step_figures
-from analytic.exact.sizes import sizes_of
+from analytic.exact.sizes import sizes_from_arrays, sizes_of
 from model.config import ModelConfig
 
 NAME = "exact"
 DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensors, transient temporaries, AdamW "
                "temporaries, phase order), exact on meta")
 
-__all__ = ["NAME", "DESCRIPTION", "predict", "max_batch_size", "evaluate"]
+__all__ = ["NAME", "DESCRIPTION", "predict", "max_batch_size", "evaluate", "evaluate_arrays"]
 
 
 def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dict[str, Any]:
@@ -38,6 +38,20 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
         figures["saved_activations_bytes"] = sum(by_component.values())
         figures["saved_activations_by_component"] = by_component
         figures.update(flop_figures(sizes))
+    return figures
+
+
+def evaluate_arrays(optimizer: str = "foreach", positional: str = "learned", dtype: str = "float32",
+                    **sizes) -> dict[str, Any]:
+    """Memory and FLOP figures of many configurations at once: vocab_size, context_length, num_layers, d_model,
+    num_heads, d_ff and batch_size as numpy arrays (explicit attention, context_length >= 2)."""
+    arrays = sizes_from_arrays(positional=positional, dtype=dtype, **sizes)
+    if np.any(arrays.T < 2) or np.any(arrays.D % arrays.H):
+        raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
+    figures: dict[str, Any] = {"params": arrays.params}
+    figures.update(step_figures(arrays, positional, optimizer))
+    figures["saved_activations_bytes"] = sum(saved_activations_by_component(arrays).values())
+    figures.update(flop_figures(arrays))
     return figures
 
 

@@ -69,6 +69,21 @@ class Sizes:
         return 2 * INT64_BYTES * self.B * self.T
 
 
+def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
+                      positional: str = "learned", dtype: str = "float32") -> Sizes:
+    """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option and
+    dtype for all). The parameter count is analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D,
+    and the tensor count 3 + [1] + 8L."""
+    V, T, L, D, H, F, B = (np.asarray(value, dtype=np.int64) for value in
+                           (vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size))
+    V, T, L, D, H, F, B = np.broadcast_arrays(V, T, L, D, H, F, B)
+    learned = int(positional == "learned")
+    params = 2 * V * D + learned * T * D + L * (4 * D * D + 2 * D * F + 2 * D) + D
+    return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), params=params,
+                 tensors=3 + learned + 8 * L, learned=np.full_like(B, learned),
+                 rope=np.full_like(B, int(positional == "rope")))
+
+
 def sizes_of(config: ModelConfig, batch_size) -> Sizes:
     """Sizes of one config at one batch size or a numpy array of batch sizes."""
     B = np.asarray(batch_size, dtype=np.int64)
