@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from analytic.figures import common_keys, flatten
-from analytic.units import UNITS, format_bytes, parse_bytes, relative_error
+
+from analytic.units import UNITS, format_bytes, parse_bytes
 from model.config import ModelConfig, PRESETS
 from model.vocabulary import COMPONENTS, PHASES
 from profiler import plots, render
+from profiler.compare import comparison_rows
 from profiler.sweep import META, read_results
 
 HEADLINE_PRESET = "gpt2-xl"
@@ -66,16 +67,8 @@ def point_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 def comparison(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per point × formula set × term the set predicts and the run measured."""
-    records = []
-    for row in ok_rows(rows):
-        point = point_fields(row)
-        measured = flatten(row["measured"])
-        for set_name, figures in row.get("predicted", {}).items():
-            predicted = flatten(figures)
-            for term in common_keys(figures, row["measured"]):
-                records.append({**point, "formula_set": set_name, "term": term, "predicted": predicted[term],
-                                "measured": measured[term],
-                                "relative_error": relative_error(predicted[term], measured[term])})
+    records = [{**point_fields(row), **record} for row in ok_rows(rows)
+               for record in comparison_rows(row["measured"], row.get("predicted", {}))]
     columns = list(POINT_COLUMNS) + ["formula_set", "term", "predicted", "measured", "relative_error"]
     return pd.DataFrame.from_records(records, columns=columns)
 

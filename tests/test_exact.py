@@ -9,6 +9,7 @@ from analytic.figures import flatten
 from analytic.units import parse_bytes
 from model import ModelConfig, preset
 from profiler.measure import measure
+from strategies import model_configs
 
 
 def mismatches(config, batch, optimizer="foreach", device="meta"):
@@ -22,19 +23,12 @@ def mismatches(config, batch, optimizer="foreach", device="meta"):
             if key in predicted and predicted[key] != value}
 
 
-@st.composite
-def configs(draw):
-    heads = draw(st.integers(1, 25))
-    head_dim = draw(st.integers(1, 64)) * 2
-    return ModelConfig(vocab_size=draw(st.integers(2, 50257)), context_length=draw(st.integers(2, 1024)),
-                       num_layers=draw(st.integers(1, 4)), d_model=heads * head_dim, num_heads=heads,
-                       d_ff=draw(st.one_of(st.none(), st.integers(1, 6400))),
-                       positional=draw(st.sampled_from(["learned", "rope", "none"])),
-                       dtype=draw(st.sampled_from(["float32", "bfloat16"])))
+CONFIGS = model_configs(max_heads=25, max_head_pairs=64, max_vocab=50257, min_context=2, max_context=1024,
+                        max_layers=4, max_d_ff=6400, dtypes=("float32", "bfloat16"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(configs(), st.integers(1, 64), st.sampled_from(["foreach", "forloop"]))
+@given(CONFIGS, st.integers(1, 64), st.sampled_from(["foreach", "forloop"]))
 def test_exact_equals_measurement_on_meta(config, batch, optimizer):
     assert mismatches(config, batch, optimizer) == {}
 

@@ -1,10 +1,11 @@
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 
 from analytic.params import parameter_count, parameter_tensor_count, parameter_tensor_sizes
 from model import PRESETS, ModelConfig
 from model.step import build
+from strategies import model_configs
 
 
 def measured(config):
@@ -22,18 +23,8 @@ def test_parameter_count_is_exact_for_presets(name, positional):
     assert parameter_tensor_count(config) == len(sizes)
 
 
-@st.composite
-def configs(draw):
-    heads = draw(st.integers(1, 6))
-    head_dim = draw(st.integers(1, 12)) * 2
-    return ModelConfig(vocab_size=draw(st.integers(1, 300)), context_length=draw(st.integers(1, 40)),
-                       num_layers=draw(st.integers(1, 3)), d_model=heads * head_dim, num_heads=heads,
-                       d_ff=draw(st.one_of(st.none(), st.integers(1, 100))),
-                       positional=draw(st.sampled_from(["learned", "rope", "none"])))
-
-
 @settings(max_examples=120, deadline=None)
-@given(configs())
+@given(model_configs())
 def test_parameter_count_is_exact_for_random_configs(config):
     assert parameter_count(config) == sum(measured(config))
 

@@ -1,0 +1,18 @@
+"""Hypothesis strategies shared by the tests."""
+from hypothesis import strategies as st
+
+from model import ModelConfig
+
+
+@st.composite
+def model_configs(draw, max_heads=6, max_head_pairs=6, max_vocab=300, min_context=1, max_context=40,
+                  max_layers=3, max_d_ff=100, dtypes=("float32",)):
+    """Configs with odd and even sizes: d_model = heads · 2·pairs (even head size, so RoPE is allowed)."""
+    heads = draw(st.integers(1, max_heads))
+    head_dim = draw(st.integers(1, max_head_pairs)) * 2
+    return ModelConfig(vocab_size=draw(st.integers(2, max_vocab)),
+                       context_length=draw(st.integers(min_context, max_context)),
+                       num_layers=draw(st.integers(1, max_layers)), d_model=heads * head_dim, num_heads=heads,
+                       d_ff=draw(st.one_of(st.none(), st.integers(1, max_d_ff))),
+                       positional=draw(st.sampled_from(["learned", "rope", "none"])),
+                       dtype=draw(st.sampled_from(dtypes)))
