@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from analytic.hardware import training_days  # noqa: F401 - the one formula, re-exported
 from analytic.params import parameter_count
 from analytic.units import SECONDS_PER_DAY, UNITS
 from model.config import ModelConfig, preset
@@ -199,13 +200,6 @@ def flops(config: ModelConfig, batch_size: int) -> FlopBreakdown:
     return FlopBreakdown(forward=forward, backward=BACKWARD_FACTOR * forward,
                          optimizer=ADAMW_FLOPS_PER_PARAM * parameter_count(config),
                          forward_by_component=by_component)
-
-
-def training_days(flops_per_step: float, steps: int, peak_flops_per_s: float, mfu: float) -> float:
-    """days = steps · FLOPs per step / (peak FLOP/s · MFU) / 86400."""
-    if peak_flops_per_s <= 0 or mfu <= 0:
-        raise ValueError("peak FLOP/s and MFU must be positive")
-    return steps * flops_per_step / (peak_flops_per_s * mfu) / SECONDS_PER_DAY
 
 
 def problem_figures(problem: TrainingProblem = PROBLEM) -> dict[str, float]:

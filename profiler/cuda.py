@@ -217,20 +217,37 @@ def measure_cuda_memory(config: ModelConfig, batch_size: int, implementation: st
     return figures
 
 
+def step_speed(config: ModelConfig, model, optimizer, tokens, targets, flops_per_step: int) -> dict[str, Any]:
+    """Step time with CUDA events after warm-up (profiler.speed.time_steps), tokens/s, achieved FLOP/s and MFU
+    against the device's dense peak, and the problem's run (400K steps of batch 1024) in days at that MFU."""
+    from analytic import exact
+    from analytic.hardware import training_days
+    from analytic.textbook import PROBLEM
+    from profiler.speed import time_steps
+    speed = time_steps(model, optimizer, tokens, targets, flops_per_step=flops_per_step)
+    run = exact.predict(config, PROBLEM.batch_size).get("flops")
+    if speed.get("mfu") and run:
+        speed["training_days_at_measured_mfu"] = training_days(sum(run.values()), PROBLEM.steps,
+                                                               speed["peak_flops_per_second"], speed["mfu"])
+    return speed
+
+
 def measure_cuda(config: ModelConfig, batch_size: int, optimizer: str = "foreach", count_flops: bool = True):
     """profiler.measure.measure(..., device="cuda"): measure_cuda_memory's figures in a Measurement.
 
-    With count_flops, one more step runs under the FLOP counter after the memory measurement
-    (profiler.measure.count_step_flops), so the counter cannot change the memory measured.
+    With count_flops, one more step counts FLOPs after the memory measurement (profiler.measure.count_step_flops),
+    so counting cannot change the memory measured; then timed steps give step time, MFU and training days
+    (step_speed).
     """
     from profiler.measure import Measurement, count_step_flops  # measure imports this module lazily too
 
     by_component: dict[str, int] = {}
 
-    def flops_after_step(model, adamw, tokens, targets, figures) -> None:
+    def flops_and_speed(model, adamw, tokens, targets, figures) -> None:
         by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
+        figures["speed"] = step_speed(config, model, adamw, tokens, targets, sum(figures["flops"].values()))
 
-    figures = measure_cuda_memory(config, batch_size, optimizer, after_step=flops_after_step if count_flops else None)
+    figures = measure_cuda_memory(config, batch_size, optimizer, after_step=flops_and_speed if count_flops else None)
     environment = figures.pop("environment")
     return Measurement(config, batch_size, "cuda", optimizer, figures, device_name=environment["device_name"],
                        flops_by_component=by_component, environment=environment)

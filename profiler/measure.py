@@ -117,6 +117,7 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     measured = {"params": sum(p.numel() for p in model.parameters())}
     measured.update(phase_figures(trace, marks))
     measured["warmup"] = phase_figures(trace, warm_marks)
+    measured["allocator"] = allocator_view(tracker.events, marks)
     saved_by_component, saved_per_layer = saved_breakdown(saved, tracker.nbytes, category_of)
     measured["saved_activations_bytes"] = trace.at(marks[1].event_index)["saved_activations"]
     measured["saved_activations_by_component"] = saved_by_component
@@ -127,6 +128,16 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
         measured.update(flop_figures(flop_counter.by_phase, measured["params"]))
         result.flops_by_component = flop_counter.forward_by_component
     return result
+
+
+def allocator_view(events, marks) -> dict[str, Any]:
+    """What the CUDA caching allocator would count (allocated_bytes, as max_memory_allocated reports it) for the
+    same allocations and frees, replayed through profiler.allocator's model from the model's construction on: the
+    measured step's peak and phase peaks, comparable with a CUDA run at the allocator's granularity."""
+    from profiler.allocator import simulate
+    phases = simulate(events).phases({mark.name: mark.event_index for mark in marks})
+    peak = max(figures["peak_bytes"] for figures in phases.values())
+    return {"peak_bytes": peak, "phases": {name: {"peak_bytes": phases[name]["peak_bytes"]} for name in PHASES}}
 
 
 def phase_figures(trace: Replay, marks) -> dict[str, Any]:

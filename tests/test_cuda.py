@@ -178,3 +178,17 @@ def test_time_steps_with_cuda_events():
     model, optimizer = build(config, "cuda")
     result = time_steps(model, optimizer, *make_batch(config, 2, "cuda"), warmup=1, repeats=2)
     assert result["timer"] == "cuda_event" and result["step_seconds"] > 0
+
+
+def test_step_speed_logic_on_cpu():
+    """The timing path a CUDA measurement runs, on CPU: perf_counter timer, no device peak, so no MFU or days."""
+    from model import preset
+    from model.step import build, make_batch
+    from profiler.cuda import step_speed
+    config = preset("tiny")
+    model, adamw = build(config)
+    tokens, targets = make_batch(config, 2)
+    speed = step_speed(config, model, adamw, tokens, targets, flops_per_step=10**6)
+    assert speed["timer"] == "perf_counter" and speed["step_seconds"] > 0
+    assert speed["tokens_per_second"] == pytest.approx(tokens.numel() / speed["step_seconds"])
+    assert speed["mfu"] is None and "training_days_at_measured_mfu" not in speed
