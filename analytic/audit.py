@@ -153,6 +153,27 @@ def _summary_columns(result: dict[str, Any]) -> list[tuple[str, dict]]:
             and any(key in block for key in FIGURES)]
 
 
+def _answers_table(references: list[tuple[str, dict]]) -> list[str]:
+    """Every figure of the reference blocks (textbook, exact, measured), the 80 GiB budget and the peak included."""
+    keys = list(dict.fromkeys(key for _, block in references for key in block if key != "device"))
+    lines = ["", "## The questions answered", "",
+             "| figure | " + " | ".join(name for name, _ in references) + " |",
+             "|---|" + "---|" * len(references)]
+    for key in keys:
+        cells = [format_figure(key, block.get(key)) if key in FIGURES or key.startswith("max_batch")
+                 else _plain(key, block.get(key)) for _, block in references]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _plain(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if key.endswith("_bytes") or key.startswith("peak_bytes"):
+        return f"{format_bytes(value, 'GB')} ({format_bytes(value, 'GiB')})"
+    return str(value)
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """A summary table (seeds' stated vs recomputed, reference columns), then each seed's flags and notes."""
     problem = result["problem"]
@@ -169,6 +190,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                    format_figure(key, block["recomputed"][key]), check["kind"]]
             row += [format_figure(key, ref.get(key)) for _, ref in references]
             lines.append("| " + " | ".join(row) + " |")
+    lines += _answers_table(references)
     for seed, block in result["seeds"].items():
         lines += ["", f"## {seed} ({block['name']})", "", block["description"], "", "Flags:"]
         lines += [f"- {flag}" for flag in block["flags"]] or ["- none"]

@@ -218,6 +218,7 @@ def problem_figures(problem: TrainingProblem = PROBLEM) -> dict[str, float]:
         "fixed_memory_bytes": b,
         "per_batch_memory_bytes": a,
         "max_batch_80GB": solve_linear_budget(a, b, problem.budget_bytes),
+        "max_batch_80GiB": solve_linear_budget(a, b, 80 * UNITS["GiB"]),
         "adamw_flops_per_param": ADAMW_FLOPS_PER_PARAM,
         "adamw_flops": step.optimizer,
         "flops_per_step": step.total,
