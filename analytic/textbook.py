@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from analytic.hardware import training_days  # noqa: F401 - the one formula, re-exported
 from analytic.params import parameter_count
-from analytic.units import SECONDS_PER_DAY, UNITS
+from analytic.units import UNITS
 from model.config import ModelConfig, preset
 
 NAME = "textbook"

@@ -1,9 +1,8 @@
 import pytest
-import torch
 from hypothesis import given, settings
 
 from analytic.params import parameter_count, parameter_tensor_count, parameter_tensor_sizes
-from model import PRESETS, ModelConfig
+from model import PRESETS
 from model.step import build
 from strategies import model_configs
 

@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from profiler import cli
-from profiler.report import write_report
 from sweep_fakes import register_test_sets, write_grid
 
 MY_COMMANDS = ("sweep", "report", "check")
