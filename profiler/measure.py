@@ -90,7 +90,7 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
 
         def mark(phase):
             tracker.mark(phase)
-            tracker._host_scalars_ignored = ignore_host_scalars and phase == "optimizer"
+            tracker.ignore_host_scalars = ignore_host_scalars and phase == "optimizer"
             if phase == "optimizer":
                 roles.gradients.update(tracker.sid(p.grad) for p in model.parameters() if p.grad is not None)
             flop_counter.phase = phase if counting and phase in PHASES else None

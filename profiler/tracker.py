@@ -62,7 +62,7 @@ class StorageTracker(TorchDispatchMode):
         self._sid_of: dict[int, int] = {}  # StorageImpl address -> sid, for live storages
         self._refs: dict[int, weakref.ref] = {}
         self._ids = itertools.count()
-        self._host_scalars_ignored = False  # set during the optimizer phase of a CPU run
+        self.ignore_host_scalars = False  # set by the caller during the optimizer phase of a CPU run
         self.ignored: set[int] = set()  # sids of host scalars left out (see module docstring)
 
     # --- the dispatch mode -------------------------------------------------------------------------------
@@ -80,10 +80,6 @@ class StorageTracker(TorchDispatchMode):
             self.on_op(func, args, kwargs, out)
         return out
 
-    @property
-    def op_names(self) -> list[str]:
-        return [op.__name__ for op in self.ops]
-
     def sid(self, tensor: torch.Tensor) -> int | None:
         """The id of the tensor's storage, registering it as an allocation when it is new; None if untracked."""
         storage = tensor.untyped_storage()
@@ -96,7 +92,7 @@ class StorageTracker(TorchDispatchMode):
         self._sid_of[key] = sid
         self.nbytes[sid] = nbytes
         self._refs[sid] = weakref.ref(storage, lambda _, key=key, sid=sid: self._free(key, sid))
-        if self._host_scalars_ignored and tensor.dim() == 0:
+        if self.ignore_host_scalars and tensor.dim() == 0:
             self.ignored.add(sid)
             return sid
         self.events.append((ALLOC, sid, nbytes))
@@ -113,14 +109,6 @@ class StorageTracker(TorchDispatchMode):
 
     def mark(self, name: str) -> None:
         self.marks.append(Mark(name, len(self.events), len(self.ops)))
-
-    @contextmanager
-    def ignoring_host_scalars(self, active: bool):
-        previous, self._host_scalars_ignored = self._host_scalars_ignored, active
-        try:
-            yield
-        finally:
-            self._host_scalars_ignored = previous
 
 
 class SavedTensorRecorder:
