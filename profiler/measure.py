@@ -18,7 +18,7 @@ import torch
 from analytic.formula_sets import predict
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
-from model.vocabulary import CATEGORIES, OPTIMIZER_IMPLEMENTATIONS, PHASES
+from model.vocabulary import CATEGORIES, COMPONENTS, OPTIMIZER_IMPLEMENTATIONS, PHASES
 from profiler import flops as flop_counting
 from profiler.tracker import Replay, Roles, SavedTensorRecorder, StorageTracker, replay
 
@@ -157,7 +157,6 @@ def phase_figures(trace: Replay, marks) -> dict[str, Any]:
 
 def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """Bytes of saved activations by component, in total and per layer (a storage counts once)."""
-    from model.vocabulary import COMPONENTS
     by_component = dict.fromkeys(COMPONENTS, 0)
     per_layer: dict[str, dict[str, int]] = {}
     for sid, record in saved.items():

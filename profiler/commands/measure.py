@@ -7,10 +7,10 @@ import json
 
 import pandas as pd
 
-from analytic.units import format_bytes, format_flops
 from profiler.cli import add_config_arguments, config_from_args
 from profiler.compare import comparison_rows
 from profiler.measure import DEVICES, measure
+from profiler.tables import format_cell, render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,14 +24,6 @@ HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_byt
             "saved_activations_bytes", "categories_at_peak.parameters", "categories_at_peak.gradients",
             "categories_at_peak.optimizer_state", "categories_at_peak.saved_activations", "flops.forward",
             "flops.backward", "flops.optimizer", "flops_matmul.forward", "params")
-
-
-def format_value(term: str, value) -> str:
-    if "flops" in term and "per_param" not in term:
-        return format_flops(value)
-    if term.endswith("bytes") or term.startswith(("categories", "saved_activations_by")) or ".categories" in term:
-        return format_bytes(value, "GiB", 3)
-    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,19 +42,14 @@ def run(args: argparse.Namespace) -> int:
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
     sets = list(result["predicted"])
-    header = ["term", "measured"] + sets
-    body = []
+    rows = [["term", "measured", *sets]]
     for term in order:
-        cells = [term, format_value(term, measured[term])]
+        cells = [term, format_cell(term, measured[term])]
         for name in sets:
-            if ("predicted", name) in table.columns and pd.notna(table.loc[term, ("predicted", name)]):
-                error = table.loc[term, ("relative_error", name)]
-                cells.append(f"{format_value(term, table.loc[term, ('predicted', name)])} ({error:+.1%})")
-            else:
-                cells.append("—")
-        body.append(cells)
-    widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths]] + body:
-        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+            predicted = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns else None
+            cells.append("—" if predicted is None or pd.isna(predicted) else
+                         f"{format_cell(term, predicted)} ({table.loc[term, ('relative_error', name)]:+.1%})")
+        rows.append(cells)
+    lines.append(render(rows))
     print("\n".join(lines))
     return 0
