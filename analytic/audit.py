@@ -21,14 +21,13 @@ shaped {figure: value} as a column of the summary table.
 """
 from __future__ import annotations
 
-import math
 from types import ModuleType
 from typing import Any
 
 from analytic import textbook
 from analytic.seeds import seed_modules
 from analytic.textbook import PROBLEM, TrainingProblem
-from analytic.units import UNITS, format_bytes, format_flops
+from analytic.units import UNITS, format_bytes, format_flops, relative_error
 
 # "Follows" means within 1 % of the answer's own formula: the answers round to 3 significant figures (1.64B for
 # 1,637,176,000: 0.2 %; 14.4 for 14.45: 0.4 %; 6380 days through a rounded 8.4e5 T/day: 0.4 %). 1 % also keeps
@@ -45,15 +44,8 @@ KINDS = ("GB stated, GiB computed", "80GB vs 80GiB", "batch=1 slip", "1000x slip
          "contradicts its own itemisation", "does not follow")
 
 
-def relative_difference(stated: float, recomputed: float) -> float:
-    """(stated - recomputed) / recomputed; inf when recomputed is 0 and stated is not."""
-    if recomputed == 0:
-        return 0.0 if stated == 0 else math.inf
-    return (stated - recomputed) / recomputed
-
-
 def close(stated: float, recomputed: float, tolerance: float = TOLERANCE) -> bool:
-    return abs(relative_difference(stated, recomputed)) <= tolerance
+    return abs(relative_error(stated, recomputed)) <= tolerance
 
 
 def classify(key: str, stated: float, recomputed: float | None, at_80gib: dict, at_batch_1: dict) -> str:
@@ -80,7 +72,7 @@ def classify(key: str, stated: float, recomputed: float | None, at_80gib: dict, 
         readings.append(("GB stated, GiB computed", stated / UNITS["GB"] * UNITS["GiB"], recomputed))
     if at_batch_1[key] != recomputed:
         readings.append(("batch=1 slip", stated, at_batch_1[key]))
-    matches = [(abs(relative_difference(s, r)), kind) for kind, s, r in readings if close(s, r)]
+    matches = [(abs(relative_error(s, r)), kind) for kind, s, r in readings if close(s, r)]
     return min(matches)[1] if matches else "does not follow"
 
 
@@ -121,7 +113,7 @@ def audit_seed(module: ModuleType, problem: TrainingProblem = PROBLEM) -> dict[s
         stated, value = module.STATED[key], recomputed[key]
         kind = classify(key, stated, value, at_80gib, at_batch_1)
         checks[key] = {"kind": kind, "follows": kind == FOLLOWS,
-                       "relative_difference": None if value is None else relative_difference(stated, value)}
+                       "relative_difference": None if value is None else relative_error(stated, value)}
         if kind != FOLLOWS:
             flags.append(_flag(key, kind, stated, value, at_80gib, at_batch_1, module.REASONS.get(key)))
     return {"name": module.NAME, "description": module.DESCRIPTION,

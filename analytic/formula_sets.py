@@ -27,14 +27,11 @@ FORMULA_SET_MODULES = [
 
 
 def formula_sets(names: list[str] | None = None) -> dict[str, ModuleType]:
+    """The registered sets by name (all of them, or `names` in that order); a set that fails to import is an
+    error, never skipped."""
     sets = {}
     for module_name in FORMULA_SET_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # a real import error inside an existing module
-                raise
-            continue  # not written yet
+        module = importlib.import_module(module_name)
         sets[module.NAME] = module
     if names is not None:
         unknown = sorted(set(names) - set(sets))
@@ -70,3 +67,15 @@ def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int, o
     if slope <= 0:
         raise ValueError(f"formula set {module.NAME} predicts a peak that does not grow with the batch")
     return max(0, int((budget_bytes - (one - slope)) // slope))
+
+
+def max_batch_sizes(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> dict[str, int | None]:
+    """Every set's predicted maximum batch (max_batch_size above), None where a set predicts no peak or the
+    configuration is outside its domain (the exact set: SDPA, context length 1)."""
+    predictions: dict[str, int | None] = {}
+    for name, module in formula_sets().items():
+        try:
+            predictions[name] = max_batch_size(module, config, budget_bytes, optimizer)
+        except ValueError:
+            predictions[name] = None
+    return predictions

@@ -10,6 +10,7 @@ UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*$")
 SECONDS_PER_DAY = 86_400
+DEFAULT_BUDGET = "80GB"  # the seeds' question: the memory of an 80 GB card
 
 
 def parse_bytes(text: str) -> int:

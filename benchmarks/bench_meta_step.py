@@ -4,7 +4,7 @@
 
 Each contender does the same work from scratch: build the model and AdamW on meta, a warm-up step, the step.
   untracked   plain steps, no tracking (the floor)
-  ours        profiler.measure.measure: memory of the warm-up and the measured step, FLOPs of the measured step
+  ours        profiler.measuring.measure.measure: memory of the warm-up and the measured step, FLOPs of the measured step
   memtracker  torch.distributed._tools.mem_tracker.MemTracker over the same two steps (memory only)
 Prints the median seconds of each, the ratios, and this process's peak RSS.
 """
@@ -20,7 +20,7 @@ from torch.distributed._tools.mem_tracker import MemTracker
 
 from model import preset
 from model.step import build, make_batch, train_step
-from profiler.measure import measure
+from profiler.measuring.measure import measure
 
 
 def untracked(config, batch):

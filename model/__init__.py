@@ -1,9 +1,9 @@
 """Reference Transformer LM, its configuration and the one training step."""
 from model.config import PRESETS, ModelConfig, preset
-from model.vocabulary import CATEGORIES, COMPONENTS, LAYER_COMPONENTS, OPTIMIZER_IMPLEMENTATIONS, PHASES
+from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, LAYER_COMPONENTS, MARKS, OPTIMIZERS, PHASES
 
 __all__ = ["ModelConfig", "PRESETS", "preset", "PHASES", "CATEGORIES", "COMPONENTS", "LAYER_COMPONENTS",
-           "OPTIMIZER_IMPLEMENTATIONS", "TransformerLM", "make_optimizer", "train_step"]
+           "OPTIMIZERS", "DEVICES", "MARKS", "TransformerLM", "make_optimizer", "train_step"]
 
 
 def __getattr__(name):  # torch-dependent names are imported lazily so that analytic/ never pulls torch

@@ -7,7 +7,7 @@ import torch
 
 from model.config import ModelConfig
 from model.transformer import TransformerLM
-from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
+from model.vocabulary import OPTIMIZERS
 
 ADAMW_FLAGS = {
     "forloop": {"foreach": False, "fused": False},
@@ -16,22 +16,22 @@ ADAMW_FLAGS = {
 }
 
 
-def make_optimizer(model: torch.nn.Module, implementation: str = "foreach", lr: float = 1e-3,
+def make_optimizer(model: torch.nn.Module, optimizer: str = "foreach", lr: float = 1e-3,
                    weight_decay: float = 0.1) -> torch.optim.AdamW:
-    """torch.optim.AdamW over all parameters with the implementation chosen explicitly (never torch's default)."""
-    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
-        raise ValueError(f"optimizer implementation must be one of {OPTIMIZER_IMPLEMENTATIONS}, "
-                         f"got {implementation!r}")
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **ADAMW_FLAGS[implementation])
+    """torch.optim.AdamW over all parameters, its implementation (`optimizer`, one of OPTIMIZERS) chosen
+    explicitly, never torch's default."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **ADAMW_FLAGS[optimizer])
 
 
-def build(config: ModelConfig, device: str | torch.device = "cpu", implementation: str = "foreach",
+def build(config: ModelConfig, device: str | torch.device = "cpu", optimizer: str = "foreach",
           seed: int = 0) -> tuple[TransformerLM, torch.optim.AdamW]:
     """The model on `device` (built there directly: no host copy of a GPT-2 XL) and its optimizer."""
     torch.manual_seed(seed)
     with torch.device(device):
         model = TransformerLM(config)
-    return model, make_optimizer(model, implementation)
+    return model, make_optimizer(model, optimizer)
 
 
 def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device = "cpu",
@@ -46,7 +46,7 @@ def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device 
     return tokens, targets
 
 
-def train_step(model: TransformerLM, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
+def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch.Tensor,
                targets: torch.Tensor, mark: Callable[[str], None] = lambda phase: None) -> torch.Tensor:
     """Forward with the loss, backward, AdamW step, zero_grad(set_to_none=True); returns the detached loss.
 
@@ -59,7 +59,7 @@ def train_step(model: TransformerLM, optimizer: torch.optim.Optimizer, tokens: t
     mark("backward")
     loss.backward()
     mark("optimizer")
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    adamw.step()
+    adamw.zero_grad(set_to_none=True)
     mark("end")
     return loss.detach()

@@ -3,6 +3,8 @@
 Defined once here (no torch import) and imported everywhere else.
 """
 PHASES = ("forward", "backward", "optimizer")
+# train_step's `mark` names each phase as it begins, then "end": a phase runs from its mark to the next one.
+MARKS = PHASES + ("end",)
 
 # Memory categories. Every live byte at any moment of a step belongs to exactly one of them. "buffers" holds the
 # model's non-trainable state (the causal mask, position indices, RoPE tables): allocated, but no textbook term.
@@ -28,4 +30,8 @@ LAYER_COMPONENTS = (
 MODEL_COMPONENTS = ("embedding", "final_norm", "lm_head", "cross_entropy")
 COMPONENTS = ("embedding",) + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")
 
-OPTIMIZER_IMPLEMENTATIONS = ("forloop", "foreach", "fused")
+# The AdamW implementation measured and predicted ("optimizer" everywhere: CLI option, JSON field, argument).
+OPTIMIZERS = ("forloop", "foreach", "fused")
+
+# Where a step is measured: meta tensors (simulated), real CPU tensors, or a CUDA GPU.
+DEVICES = ("meta", "cpu", "cuda")

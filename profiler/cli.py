@@ -1,7 +1,8 @@
 """`python -m profiler <command>`: argument parsing and printing only; the work is done by library functions.
 
-Each command lives in profiler/commands/<name>.py with `add_arguments(parser)` and `run(args) -> int`.
-Bad input exits 2 with one line on stderr, never a traceback.
+Each command lives in profiler/commands/<name>.py with `add_arguments(parser)` and `run(args) -> int`; a command
+module imports torch, pandas and the measuring code inside `run`, so that building the parser (and `--help`)
+stays fast. Bad input exits 2 with one line on stderr, never a traceback or the whole usage.
 """
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import argparse
 import importlib
 import sys
 
-from model.config import ModelConfig, preset
-from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
+from profiler.errors import CudaUnavailableError, UsageError
 
+PROG = "python -m profiler"
 COMMANDS = {  # name -> (module, help)
     "predict": ("profiler.commands.predict", "every formula set's predictions side by side"),
     "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures"),
@@ -23,42 +24,17 @@ COMMANDS = {  # name -> (module, help)
     "check": ("profiler.commands.check", "gate: fail if a formula set misses a measured term on a meta grid"),
 }
 
-SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: the problem and where to read the usage."""
 
-class UsageError(Exception):
-    """Bad input from the command line: printed as one line, exit status 2."""
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) -> None:
-    """--preset or explicit sizes, plus the options every command that builds a config shares."""
-    group = parser.add_argument_group("model size (a --preset, or sizes that override it)")
-    group.add_argument("--preset", help="gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, tiny, mini, small-cpu")
-    for name in SIZE_FIELDS:
-        group.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
-    group.add_argument("--positional", choices=("learned", "rope", "none"))
-    group.add_argument("--attention", choices=("explicit", "sdpa"))
-    group.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
-    if batch:
-        parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--optimizer", choices=OPTIMIZER_IMPLEMENTATIONS, default="foreach",
-                        help="AdamW implementation (default foreach, as on CUDA)")
-
-
-def config_from_args(args: argparse.Namespace) -> ModelConfig:
-    sizes = {name: getattr(args, name) for name in SIZE_FIELDS if getattr(args, name, None) is not None}
-    options = {name: getattr(args, name) for name in ("positional", "attention", "dtype")
-               if getattr(args, name, None) is not None}
-    if args.preset:
-        return preset(args.preset).replace(**sizes, **options)
-    missing = [f"--{n.replace('_', '-')}" for n in SIZE_FIELDS[:5] if n not in sizes]
-    if missing:
-        raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
-    return ModelConfig(**sizes, **options)
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m profiler", description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description="Measure a Transformer LM training step with AdamW (on a GPU, or simulated "
+                                           "on meta tensors) and grade memory and FLOP formulas against it.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -67,13 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def on_meta(argv: list[str]) -> str:
+    """The same command line with --device meta, the way to run it without a GPU."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--device":
+            skip = True
+        elif not arg.startswith("--device="):
+            out.append(arg)
+    return " ".join([PROG, *out, "--device", "meta"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) <= 0:
-        print(f"error: --batch-size must be positive, got {args.batch_size}", file=sys.stderr)
-        return 2
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, its one line already printed)
+        return int(done.code or 0)
     try:
         return importlib.import_module(args.module_name).run(args) or 0
+    except CudaUnavailableError as error:
+        print(f"error: {error}; without a GPU, simulate the step on meta tensors: `{on_meta(argv)}`",
+              file=sys.stderr)
+        return 2
     except (UsageError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -44,8 +44,7 @@ def fake_measure(config, batch_size, device="meta", optimizer="foreach") -> dict
     peak = 16 * params + 4 * batch_size * config.context_length * config.d_model * config.num_layers
     return {"device": device, "device_name": device, "torch_version": "fake", "dtype": config.dtype,
             "optimizer": optimizer, "date": "2000-01-01T00:00:00+00:00", "config": config.to_dict(),
-            "batch_size": batch_size, "measured": {"params": params, "peak_bytes": peak},
-            "predicted": {"fake": {"params": params, "peak_bytes": peak}}}
+            "batch_size": batch_size, "measured": {"params": params, "peak_bytes": peak}}
 
 
 def slow_measure(config, batch_size, device="meta", optimizer="foreach") -> dict:
@@ -54,7 +53,7 @@ def slow_measure(config, batch_size, device="meta", optimizer="foreach") -> dict
 
 
 def _measured(config, batch_size, optimizer):
-    from profiler.measure import measure
+    from profiler.measuring.measure import measure
 
     return measure(config, batch_size, "meta", optimizer).measured
 

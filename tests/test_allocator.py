@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiler.allocator import (
+from profiler.measuring.allocator import (
     AllocatorOutOfMemory,
     CachingAllocatorModel,
     allocation_size,

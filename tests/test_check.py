@@ -18,7 +18,6 @@ batch_sizes = [1, 2]
 @pytest.fixture
 def gate(monkeypatch, tmp_path):
     register_test_sets(monkeypatch)
-    monkeypatch.setattr(cli, "COMMANDS", {name: cli.COMMANDS[name] for name in ("check",)})
     grid = write_grid(tmp_path, SMALL_GRID)
 
     def run(*extra):

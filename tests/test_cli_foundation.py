@@ -76,8 +76,14 @@ def test_audit_json_through_the_module():
 @pytest.mark.parametrize("argv, message", [
     (["predict", "--preset", "gpt3"], "unknown preset"),
     (["predict", "--d-model", "64"], "missing --vocab-size"),
-    (["predict", "--preset", "tiny", "--batch-size", "0"], "--batch-size must be positive"),
-    (["predict", "--preset", "tiny", "--batch-size", "-3"], "--batch-size must be positive"),
+    (["predict", "--preset", "tiny", "--batch-size", "0"], "--batch-size: must be a positive integer"),
+    (["predict", "--preset", "tiny", "--batch-size", "-3"], "--batch-size: must be a positive integer"),
+    (["predict", "--preset", "tiny", "--batch-size", "two"], "--batch-size: must be a positive integer"),
+    (["predict", "--preset", "tiny", "--bogus"], "unrecognized arguments: --bogus"),
+    (["measure", "--preset", "tiny", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["measure", "--preset", "tiny", "--positional", "alibi"], "invalid choice: 'alibi'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "required: command"),
     (["predict", "--preset", "tiny", "--d-model", "65"], "not divisible by num_heads"),
     (["predict", "--preset", "tiny", "--num-layers", "0"], "num_layers must be positive"),
     (["predict", "--preset", "tiny", "--sets", "nope"], "unknown formula set"),
@@ -86,6 +92,7 @@ def test_bad_input_exits_2_with_one_line(capsys, our_sets, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+    assert "usage:" not in err  # argparse's errors too: one line and a pointer to --help, not the whole usage
 
 
 def test_audit_out_on_a_file_exits_2(capsys, tmp_path):

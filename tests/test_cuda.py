@@ -1,11 +1,11 @@
-"""profiler.cuda and profiler.speed: their logic on CPU with fakes, the real thing on a GPU (marked cuda)."""
+"""profiler.measuring.cuda and profiler.measuring.speed: their logic on CPU with fakes, the real thing on a GPU (marked cuda)."""
 import pytest
 import torch
 
 from model.config import preset
 from model.step import build, make_batch, train_step
 from model.vocabulary import PHASES
-from profiler.cuda import (
+from profiler.measuring.cuda import (
     CudaUnavailableError,
     PhaseRecorder,
     cuda_device,
@@ -13,7 +13,7 @@ from profiler.cuda import (
     measure_cuda_memory,
     uses_tf32,
 )
-from profiler.speed import summarize_timings, time_steps
+from profiler.measuring.speed import summarize_timings, time_steps
 
 
 class FakeReader:
@@ -180,15 +180,22 @@ def test_time_steps_with_cuda_events():
     assert result["timer"] == "cuda_event" and result["step_seconds"] > 0
 
 
-def test_step_speed_logic_on_cpu():
-    """The timing path a CUDA measurement runs, on CPU: perf_counter timer, no device peak, so no MFU or days."""
-    from model import preset
-    from model.step import build, make_batch
-    from profiler.cuda import step_speed
+def test_speed_of_a_measurement_on_cpu():
+    """The timing path a CUDA measurement runs, on CPU: perf_counter timer, no device peak, so no MFU; training
+    days at the measured MFU are made by the compare step, only where an MFU was measured."""
+    from analytic import exact
+    from analytic.hardware import training_days
+    from analytic.textbook import PROBLEM
+    from profiler.reporting.compare import training_days_at_measured_mfu
+
     config = preset("tiny")
     model, adamw = build(config)
     tokens, targets = make_batch(config, 2)
-    speed = step_speed(config, model, adamw, tokens, targets, flops_per_step=10**6)
+    speed = time_steps(model, adamw, tokens, targets, flops_per_step=10**6)
     assert speed["timer"] == "perf_counter" and speed["step_seconds"] > 0
     assert speed["tokens_per_second"] == pytest.approx(tokens.numel() / speed["step_seconds"])
-    assert speed["mfu"] is None and "training_days_at_measured_mfu" not in speed
+    measurement = {"config": config.to_dict(), "measured": {"speed": speed}}
+    assert speed["mfu"] is None and training_days_at_measured_mfu(measurement) is None
+    speed.update(mfu=0.25, peak_flops_per_second=10**12)
+    step_flops = sum(exact.predict(config, PROBLEM.batch_size)["flops"].values())
+    assert training_days_at_measured_mfu(measurement) == training_days(step_flops, PROBLEM.steps, 10**12, 0.25)

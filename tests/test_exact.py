@@ -8,7 +8,7 @@ from analytic.exact.max_batch import max_batch_size
 from analytic.figures import flatten
 from analytic.units import parse_bytes
 from model import ModelConfig, preset
-from profiler.measure import measure
+from profiler.measuring.measure import measure
 from strategies import model_configs
 
 

@@ -1,9 +1,12 @@
 import pytest
 import torch
 
+import analytic.formula_sets
+from analytic.formula_sets import max_batch_sizes
 from model.config import preset
-from profiler import cli, max_batch
-from profiler.max_batch import cuda_fits, find_max_batch, predicted_max_batches
+from profiler import cli
+from profiler.measuring.max_batch import batch_fits
+from profiler.measuring.search import find_max_batch
 
 
 def threshold(maximum, calls=None):
@@ -75,14 +78,13 @@ FAKE_SETS = {"good": FormulaSet, "linear": LinearSet, "none": NoPeak}
 
 
 def test_predictions_of_every_kind_of_formula_set(monkeypatch):
-    monkeypatch.setattr(max_batch, "formula_sets", lambda: FAKE_SETS)
-    assert predicted_max_batches(preset("tiny"), 5000) == {"good": 5, "linear": 13, "none": None}
-    assert predicted_max_batches(preset("tiny"), 1299) == {"good": 1, "linear": 0, "none": None}
+    monkeypatch.setattr(analytic.formula_sets, "formula_sets", lambda: FAKE_SETS)
+    assert max_batch_sizes(preset("tiny"), 5000) == {"good": 5, "linear": 13, "none": None}
+    assert max_batch_sizes(preset("tiny"), 1299) == {"good": 1, "linear": 0, "none": None}
 
 
 def run_cli(argv, monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", {"max-batch": cli.COMMANDS["max-batch"]})
-    monkeypatch.setattr(max_batch, "formula_sets", lambda: FAKE_SETS)
+    monkeypatch.setattr(analytic.formula_sets, "formula_sets", lambda: FAKE_SETS)
     return cli.main(["max-batch", *argv])
 
 
@@ -90,13 +92,20 @@ def test_cli_without_cuda_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert run_cli(["--preset", "tiny", "--device", "cuda", "--budget", "1GB"], monkeypatch) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "CUDA" in err
+    assert err.count("\n") == 1 and "CUDA" in err and "--device meta" in err
+
+
+def test_cli_device_auto_is_meta_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_cli(["--preset", "tiny", "--budget", "1MB"], monkeypatch) == 0
+    assert "device meta" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "tiny", "--device", "meta", "--budget", "80"], "unit"),
     (["--preset", "tiny", "--device", "tpu"], "--device"),
     (["--preset", "tiny", "--device", "meta", "--start", "0"], "--start"),
+    (["--preset", "tiny", "--device", "meta", "--start", "9", "--limit", "4"], "--start <= --limit"),
 ])
 def test_cli_usage_errors(argv, message, monkeypatch, capsys):
     assert run_cli(argv, monkeypatch) == 2
@@ -105,7 +114,7 @@ def test_cli_usage_errors(argv, message, monkeypatch, capsys):
 
 
 def test_cli_meta_search(monkeypatch, capsys):
-    from profiler.measure import measure
+    from profiler.measuring.measure import measure
 
     config = preset("tiny")
     peaks = {b: measure(config, b, "meta", "foreach", count_flops=False).measured["peak_bytes"] for b in (2, 3, 4)}
@@ -123,7 +132,7 @@ def test_cuda_fits_recovers_from_out_of_memory():
     config = preset("gpt2-small")
     total = torch.cuda.get_device_properties(0).total_memory
     before = torch.cuda.get_per_process_memory_fraction()
-    fits = cuda_fits(config, "foreach", 2 << 30)
+    fits = batch_fits(config, 2 << 30, "cuda", "foreach")
     assert fits(1) is True  # creates the cuBLAS workspaces that stay allocated
     held = torch.cuda.memory_allocated()
     assert fits(64) is False  # 2 GiB cannot hold batch 64 of GPT-2 small
@@ -131,4 +140,4 @@ def test_cuda_fits_recovers_from_out_of_memory():
     assert torch.cuda.memory_allocated() == held  # nothing of the failed step survives
     assert fits(1) is True  # and the GPU is usable after it
     with pytest.raises(ValueError, match="exceeds"):
-        cuda_fits(config, "foreach", total + 1)(1)
+        batch_fits(config, total + 1, "cuda", "foreach")(1)

@@ -8,7 +8,7 @@ from torch.distributed._tools.mem_tracker import MemTracker
 from analytic.figures import flatten
 from model import CATEGORIES, COMPONENTS, PHASES, ModelConfig, preset
 from model.step import build, make_batch, train_step
-from profiler.measure import measure
+from profiler.measuring.measure import measure
 
 
 def random_configs(count, seed=0):
@@ -146,7 +146,7 @@ def test_counting_flops_changes_no_byte(optimizer):
 
 @pytest.mark.parametrize("optimizer, positional", [("foreach", "learned"), ("forloop", "rope")])
 def test_flop_counter_mode_per_module_agrees_with_the_in_step_count(optimizer, positional):
-    from profiler.flops import by_component, flop_counter_step, split_counts
+    from profiler.measuring.flops import by_component, flop_counter_step, split_counts
     config, batch = preset("tiny").replace(positional=positional), 2
     model, adamw = build(config, "meta", optimizer)
     tokens, targets = make_batch(config, batch, "meta")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from profiler.grid import GridError, expand, load_grid
-from profiler.sweep import RESULTS, read_results, run_sweep
+from profiler.reporting.grid import GridError, expand, load_grid
+from profiler.reporting.sweep import RESULTS, read_results, run_sweep
 from sweep_fakes import TINY_GRID, fake_measure, write_grid
 
 TESTS = Path(__file__).parent
@@ -105,7 +105,7 @@ def test_trailing_half_line_is_ignored_then_cut_before_the_next_append(tmp_path)
 
 def test_killed_sweep_keeps_completed_rows_and_resumes(tmp_path):
     grid, out = write_grid(tmp_path), tmp_path / "out"
-    code = ("import sys; from profiler.sweep import run_sweep; from sweep_fakes import slow_measure; "
+    code = ("import sys; from profiler.reporting.sweep import run_sweep; from sweep_fakes import slow_measure; "
             "run_sweep(sys.argv[1], sys.argv[2], measure_fn=slow_measure, progress=False)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-c", code, str(grid), str(out)], env=env)
@@ -125,15 +125,15 @@ def test_killed_sweep_keeps_completed_rows_and_resumes(tmp_path):
 
 
 def test_defaults_pick_gpu_grid_on_cuda_else_ci_on_meta(monkeypatch):
-    from profiler.cli import UsageError
     from profiler.commands.sweep import default_out, resolve
+    from profiler.errors import CudaUnavailableError
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve(None, "auto") == ("ci", "meta")
-    assert resolve("gpt2", "auto") == ("gpt2", "meta")
-    assert resolve("gpu", "meta") == ("gpu", "meta")
-    with pytest.raises(UsageError, match="--device meta"):
-        resolve("gpu", "auto")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve(None, "auto") == ("gpu", "cuda")
+    assert resolve(None, "auto", has_cuda=False) == ("ci", "meta")
+    assert resolve("gpt2", "auto", has_cuda=False) == ("gpt2", "meta")
+    assert resolve("gpu", "meta", has_cuda=False) == ("gpu", "meta")
+    with pytest.raises(CudaUnavailableError, match="grid gpu on cuda needs a GPU"):
+        resolve("gpu", "auto", has_cuda=False)
+    with pytest.raises(CudaUnavailableError, match="grid ci on cuda needs a GPU"):
+        resolve("ci", "cuda", has_cuda=False)
+    assert resolve(None, "auto", has_cuda=True) == ("gpu", "cuda")
     assert default_out("ci", "meta").parts[0] == "reports" and "sweep-ci-meta-" in default_out("ci", "meta").name

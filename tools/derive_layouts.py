@@ -15,7 +15,7 @@ import itertools
 
 from model import ModelConfig
 from model.step import build, make_batch, train_step
-from profiler.tracker import SavedTensorRecorder, StorageTracker
+from profiler.measuring.tracker import SavedTensorRecorder, StorageTracker
 
 RMSNORM_START = ["+a", "+r", "-a", "+r", "-r", "+R", "-r", "+A", "+A"]
 

@@ -1,10 +1,9 @@
 """Exact FLOPs of one training step: matmul FLOPs as FlopCounterMode counts them, elementwise FLOPs under the
-convention table of profiler.flops (FLOPs per element of each aten op). Explicit attention."""
+convention table of profiler.measuring.flops (FLOPs per element of each aten op). Explicit attention."""
 from __future__ import annotations
 
 from analytic.exact.sizes import Sizes
-
-ADAMW_FLOPS_PER_PARAMETER = 14  # profiler.flops.ELEMENTWISE: 1+3+1+3+1+1+1+3 per element
+from analytic.textbook import ADAMW_FLOPS_PER_PARAM  # 14 = profiler.measuring.flops' 1+3+1+3+1+1+1+3 per element
 
 
 def matmul_forward(sz: Sizes):
@@ -50,7 +49,7 @@ def optimizer_flops(sz: Sizes):
     """14 per parameter (weight decay 1, m lerp 3, v scale 1 and addcmul 3, sqrt 1, bias-correction divide 1,
     +eps 1, addcdiv 3) plus one step-counter increment per parameter tensor; the same for all three
     implementations under the convention (fused runs the same arithmetic in one kernel)."""
-    return ADAMW_FLOPS_PER_PARAMETER * sz.params + sz.tensors
+    return ADAMW_FLOPS_PER_PARAM * sz.params + sz.tensors
 
 
 def flop_figures(sz: Sizes) -> dict:

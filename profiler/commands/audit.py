@@ -13,20 +13,26 @@ from analytic.audit import audit, to_markdown
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of Markdown")
-    parser.add_argument("--out", type=pathlib.Path, help="also write audit.md and audit.json into this folder")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help="also write audit.md and audit.json into this folder (never over a file the tool "
+                             "did not write)")
     parser.add_argument("--no-measure", action="store_true",
                         help="leave out the measured block (it runs about a dozen GPT-2 XL steps on meta)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiler.truth import truth_blocks
+    # imported here, not at the top, so that `--help` needs no torch
+    from profiler.reporting.folder import check, claim
+    from profiler.reporting.truth import truth_blocks
+
+    files = ["audit.md", "audit.json"]
+    if args.out is not None:
+        check(args.out, files)  # a bad folder fails before the measurements
     result = audit(extra_blocks=truth_blocks(with_measurement=not args.no_measure))
     markdown, document = to_markdown(result), json.dumps(result, indent=2)
     if args.out is not None:
-        if args.out.exists() and not args.out.is_dir():
-            raise ValueError(f"--out {args.out} exists and is not a folder")
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "audit.md").write_text(markdown)
-        (args.out / "audit.json").write_text(document + "\n")
+        out = claim(args.out, files)
+        (out / "audit.md").write_text(markdown)
+        (out / "audit.json").write_text(document + "\n")
     print(document if args.json else markdown, end="\n" if args.json else "")
     return 0

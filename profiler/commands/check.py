@@ -7,7 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from profiler.cli import UsageError
+from analytic.formula_sets import formula_sets
+from profiler.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,17 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analytic.formula_sets import formula_sets
-    from profiler.grid import load_grid
-    from profiler.render import markdown_table
-    from profiler.report import misses
-    from profiler.sweep import read_results, run_sweep
+    # imported here, not at the top, so that `--help` needs neither torch nor pandas
+    from profiler.reporting.grid import load_grid
+    from profiler.reporting.render import markdown_table
+    from profiler.reporting.report import misses
+    from profiler.reporting.sweep import read_results, run_sweep
 
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")
     if args.formula_set not in formula_sets():
-        raise UsageError(f"formula set {args.formula_set!r} does not exist (yet); known: "
-                         f"{', '.join(formula_sets()) or 'none'}")
+        raise UsageError(f"formula set {args.formula_set!r} does not exist; known: {', '.join(formula_sets())}")
     grid = load_grid(args.grid)
     with tempfile.TemporaryDirectory(prefix="profiler-check-") as scratch:
         out = args.out or Path(scratch)

@@ -8,8 +8,7 @@ from analytic import exact, textbook
 from analytic.exact.explain import WHY_COMPONENT, WHY_TERM
 from analytic.units import format_bytes
 from model.vocabulary import COMPONENTS
-from profiler.cli import add_config_arguments, config_from_args
-from profiler.measure import measure
+from profiler.commands.options import add_config_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
     """(component rows, term rows): [name, textbook, exact, measured, why]; bytes, None where absent."""
+    # imported here, not at the top, so that `--help` needs no torch
+    from profiler.measuring.measure import measure
+
     ours = exact.predict(config, batch_size, optimizer)
     theirs = textbook.predict(config, batch_size, optimizer)
     measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured

@@ -5,20 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import pandas as pd
-
-from profiler.cli import add_config_arguments, config_from_args
-from profiler.compare import comparison_rows
-from profiler.measure import DEVICES, measure
-from profiler.tables import format_cell, render
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--device", choices=DEVICES, default="meta")
-    parser.add_argument("--json", action="store_true", help="print one JSON document (Measurement.to_dict())")
-    parser.add_argument("--all-terms", action="store_true", help="every term, not only the headline ones")
-
+from profiler.commands.options import add_config_arguments, add_device_argument, config_from_args
 
 HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_bytes", "phases.optimizer.peak_bytes",
             "saved_activations_bytes", "categories_at_peak.parameters", "categories_at_peak.gradients",
@@ -26,13 +13,33 @@ HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_byt
             "flops.backward", "flops.optimizer", "flops_matmul.forward", "params")
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    add_device_argument(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document: Measurement.to_dict() and every set's predictions")
+    parser.add_argument("--all-terms", action="store_true", help="every term, not only the headline ones")
+
+
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top, so that `--help` needs neither torch nor pandas
+    import pandas as pd
+
+    from profiler.measuring.measure import measure
+    from profiler.reporting.compare import comparison_rows, predictions, training_days_at_measured_mfu
+    from profiler.reporting.tables import format_cell, render
+
     config = config_from_args(args)
     result = measure(config, args.batch_size, args.device, args.optimizer).to_dict()
+    predicted = predictions(result)
+    days = training_days_at_measured_mfu(result)
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        document = {**result, "predicted": predicted}
+        if days is not None:
+            document["training_days_at_measured_mfu"] = days
+        print(json.dumps(document, indent=2, default=str))
         return 0
-    rows = pd.DataFrame(comparison_rows(result["measured"], result["predicted"]))
+    rows = pd.DataFrame(comparison_rows(result["measured"], predicted))
     if not args.all_terms:
         rows = rows[rows.term.isin(HEADLINE)]
     table = rows.pivot(index="term", columns="formula_set", values=["predicted", "relative_error"])
@@ -41,15 +48,19 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}, measured on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
-    sets = list(result["predicted"])
-    rows = [["term", "measured", *sets]]
+    sets = list(predicted)
+    cells = [["term", "measured", *sets]]
     for term in order:
-        cells = [term, format_cell(term, measured[term])]
+        line = [term, format_cell(term, measured[term])]
         for name in sets:
-            predicted = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns else None
-            cells.append("—" if predicted is None or pd.isna(predicted) else
-                         f"{format_cell(term, predicted)} ({table.loc[term, ('relative_error', name)]:+.1%})")
-        rows.append(cells)
-    lines.append(render(rows))
+            value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns else None
+            line.append("—" if value is None or pd.isna(value) else
+                        f"{format_cell(term, value)} ({table.loc[term, ('relative_error', name)]:+.1%})")
+        cells.append(line)
+    lines.append(render(cells))
+    if days is not None:
+        speed = result["measured"]["speed"]
+        lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "
+                     f"takes {days:,.1f} days at this MFU")
     print("\n".join(lines))
     return 0

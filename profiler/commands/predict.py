@@ -6,8 +6,8 @@ import json
 
 from analytic.figures import flatten
 from analytic.formula_sets import predict
-from profiler.cli import add_config_arguments, config_from_args
-from profiler.tables import format_cell, render
+from profiler.commands.options import add_config_arguments, config_from_args
+from profiler.reporting.tables import format_cell, render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

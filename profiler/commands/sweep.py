@@ -6,37 +6,34 @@ import datetime
 import sys
 from pathlib import Path
 
-from profiler.cli import UsageError
-from profiler.grid import DEVICES, load_grid
+from profiler.commands.options import add_device_argument
+from profiler.errors import CudaUnavailableError
+from profiler.reporting.grid import load_grid
 
 REPORTS = Path("reports")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=("auto",) + DEVICES, default="auto",
-                        help="auto (default): the grid's device; with no --grid, cuda and the gpu grid when a GPU "
-                             "is available, else meta and the ci grid")
+    add_device_argument(parser, "auto (default): with --grid, the grid's own device; without, cuda and the gpu "
+                                "grid when torch sees a GPU, else meta and the ci grid")
     parser.add_argument("--grid", help="a shipped grid (ci, gpu, gpt2) or a path to a .toml file")
     parser.add_argument("--out", type=Path,
-                        help="results folder; an existing one is resumed (default: a fresh reports/sweep-...)")
+                        help="results folder: new, empty, or a sweep of the same grid on the same device "
+                             "(resumed); anything else is refused (default: a fresh reports/sweep-...)")
     parser.add_argument("--no-report", action="store_true", help="measure only; `profiler report DIR` later")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def resolve(grid_name: str | None, device: str) -> tuple[str, str | None]:
+def resolve(grid_name: str | None, device: str, has_cuda: bool) -> tuple[str, str]:
     """(grid, device): an explicit choice wins; 'auto' is the grid's own device, or GPU/ci by what is here."""
-    import torch
-
     if grid_name is None:
-        has_cuda = torch.cuda.is_available()
         if device == "auto":
             device = "cuda" if has_cuda else "meta"
         grid_name = "gpu" if device == "cuda" else "ci"
     if device == "auto":
         device = load_grid(grid_name).device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"grid {grid_name} runs on cuda but torch.cuda.is_available() is False here; "
-                         f"pass --device meta to simulate it")
+    if device == "cuda" and not has_cuda:
+        raise CudaUnavailableError(f"sweeping grid {grid_name} on cuda needs a GPU, and torch sees none")
     return grid_name, device
 
 
@@ -46,11 +43,16 @@ def default_out(grid_name: str, device: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profiler.sweep import run_sweep
+    # imported here, not at the top, so that `--help` needs neither torch nor pandas
+    import torch
 
-    grid_name, device = resolve(args.grid, args.device)
+    from profiler.reporting.report import save_audit, write_report
+    from profiler.reporting.sweep import check_folder, run_sweep
+
+    grid_name, device = resolve(args.grid, args.device, torch.cuda.is_available())
     grid = load_grid(grid_name)  # a bad grid fails here, before any folder exists
     out = args.out or default_out(grid.name, device)
+    check_folder(out, grid, device)  # a folder it must not use fails here, before anything is written
     print(out)
     sys.stdout.flush()
     rows = run_sweep(grid, out, device, progress=not args.quiet)
@@ -58,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
     for row in failed:
         print(f"{row['outcome']}: {row['label']}: {row['error']}", file=sys.stderr)
     if not args.no_report:
-        from profiler.report import save_audit, write_report
-
         print(save_audit(out))
         for path in write_report(out):
             print(path)

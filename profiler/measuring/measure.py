@@ -2,9 +2,13 @@
 
 `measure(config, batch_size, device)` runs the very step of model.step.train_step: a warm-up step (AdamW creates
 its state lazily inside it), then the measured steady-state step. On "meta" and "cpu" memory comes from the
-storage-lifetime tracker (profiler.tracker); on "cuda" from the caching allocator's statistics (profiler.cuda).
-FLOPs are counted during the measured step, op by op, with FlopCounterMode's formulas and the extra ones of
-profiler.flops (profiler.flops.OpFlops); forward FLOPs are also attributed to components.
+storage-lifetime tracker (profiler.measuring.tracker); on "cuda" from the caching allocator's statistics
+(profiler.measuring.cuda), after which one more step counts FLOPs and timed steps give step time and MFU. FLOPs
+are counted op by op with FlopCounterMode's formulas and the extra ones of profiler.measuring.flops; forward
+FLOPs are also attributed to components.
+
+A Measurement holds what was measured, the config and the environment: never a prediction. Predictions are made
+where they are compared (profiler.reporting.compare).
 """
 from __future__ import annotations
 
@@ -15,19 +19,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from analytic.formula_sets import predict
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
-from model.vocabulary import CATEGORIES, COMPONENTS, OPTIMIZER_IMPLEMENTATIONS, PHASES
-from profiler import flops as flop_counting
-from profiler.tracker import Replay, Roles, SavedTensorRecorder, StorageTracker, replay
+from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, MARKS, OPTIMIZERS, PHASES
+from profiler.measuring import flops as flop_counting
+from profiler.measuring.allocator import simulate
+from profiler.measuring.cuda import measure_cuda_memory
+from profiler.measuring.speed import time_steps
+from profiler.measuring.tracker import Mark, Replay, Roles, SavedTensorRecorder, StorageTracker, replay
 
-DEVICES = ("meta", "cpu", "cuda")
 TIMELINE_POINTS = 600
 
 
 @dataclass
 class Measurement:
+    """One measured training step. `measured` holds the figures (analytic.figures keys); the rest says what was
+    measured, where and when."""
+
     config: ModelConfig
     batch_size: int
     device: str
@@ -38,38 +46,51 @@ class Measurement:
     flops_by_component: dict[str, int] = field(default_factory=dict)
     saved_activations_per_layer: dict[str, dict[str, int]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    torch_version: str = torch.__version__
     date: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"))
 
-    def to_dict(self, with_predictions: bool = True) -> dict[str, Any]:
-        result = {
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "device": self.device, "device_name": self.device_name or self.device,
-            "torch_version": torch.__version__, "dtype": self.config.dtype, "optimizer": self.optimizer,
+            "torch_version": self.torch_version, "dtype": self.config.dtype, "optimizer": self.optimizer,
             "date": self.date, "config": self.config.to_dict(), "batch_size": self.batch_size,
-            "measured": self.measured,
+            "measured": self.measured, "timeline": self.timeline, "flops_by_component": self.flops_by_component,
+            "saved_activations_per_layer": self.saved_activations_per_layer, "environment": self.environment,
         }
-        if with_predictions:
-            result["predicted"] = predict(self.config, self.batch_size, self.optimizer)
-        result.update(timeline=self.timeline, flops_by_component=self.flops_by_component,
-                      saved_activations_per_layer=self.saved_activations_per_layer,
-                      environment=self.environment)
-        return result
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is 'cuda' where torch sees a GPU, else 'meta'; any other device is returned as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "meta"
+    return device
 
 
 def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach",
             count_flops: bool = True) -> Measurement:
-    """Measure a steady-state training step of `config` at `batch_size` on `device` (see module docstring)."""
+    """Measure a steady-state training step of `config` at `batch_size`.
+
+    device: "meta" (simulated, no memory used), "cpu", "cuda", or "auto" (cuda when present, else meta).
+    optimizer: the AdamW implementation, one of model.vocabulary.OPTIMIZERS.
+
+    >>> from model import preset
+    >>> from profiler import measure
+    >>> step = measure(preset("gpt2-xl"), batch_size=1, device="meta")
+    >>> step.measured["peak_phase"], step.measured["peak_bytes"] / 2**30  # doctest: +SKIP
+    ('optimizer', 30.49...)
+    """
+    device = resolve_device(device)
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if optimizer not in OPTIMIZER_IMPLEMENTATIONS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZER_IMPLEMENTATIONS}, got {optimizer!r}")
+        raise ValueError(f"device must be one of auto, {', '.join(DEVICES)}, got {device!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if optimizer == "fused" and device == "meta":
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
     if device == "cuda":
-        from profiler.cuda import measure_cuda
-        return measure_cuda(config, batch_size, optimizer, count_flops=count_flops)
+        return _measure_on_cuda(config, batch_size, optimizer, count_flops)
     return _measure_tracked(config, batch_size, device, optimizer, count_flops)
 
 
@@ -83,20 +104,21 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
                   inputs={tracker.sid(tokens), tracker.sid(targets)})
     recorder = SavedTensorRecorder(model, tracker)
     ignore_host_scalars = device == "cpu" and optimizer != "fused"
-    steps = []
     flop_counter = flop_counting.OpFlops(component=recorder.current_component)
+    marks: dict[str, dict[str, Mark]] = {}  # step -> mark name -> Mark
+    saved = {}
     for step in ("warmup", "measured"):
         counting = count_flops and step == "measured"
+        step_marks = marks[step] = {}
 
-        def mark(phase):
-            tracker.mark(phase)
-            tracker.ignore_host_scalars = ignore_host_scalars and phase == "optimizer"
-            if phase == "optimizer":
+        def mark(name):
+            step_marks[name] = tracker.mark(name)
+            tracker.ignore_host_scalars = ignore_host_scalars and name == "optimizer"
+            if name == "optimizer":
                 roles.gradients.update(tracker.sid(p.grad) for p in model.parameters() if p.grad is not None)
-            flop_counter.phase = phase if counting and phase in PHASES else None
+            flop_counter.phase = name if counting and name in PHASES else None
 
         recorder.saved = {}
-        first_mark = len(tracker.marks)
         tracker.on_op = flop_counter.count if counting else None
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark)
@@ -104,51 +126,67 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
         roles.optimizer_state.update(tracker.sid(t) for state in adamw.state.values() for t in state.values()
                                      if isinstance(t, torch.Tensor) and tracker.sid(t) is not None)
         roles.saved_activations.update(recorder.saved)
-        steps.append((tracker.marks[first_mark:first_mark + 4], dict(recorder.saved)))
+        saved = dict(recorder.saved)
+        # what the optimizer phase allocates is an optimizer temporary unless it stays (state is learnt above)
+        start, stop = step_marks["optimizer"].event_index, step_marks["end"].event_index
+        roles.optimizer_temporaries.update(sid for sign, sid, _ in tracker.events[start:stop] if sign > 0)
     recorder.remove()
 
-    for marks, _ in steps:  # what the optimizer phase allocates is an optimizer temporary unless it stays
-        start, stop = marks[2].event_index, marks[3].event_index
-        roles.optimizer_temporaries.update(sid for sign, sid, _ in tracker.events[start:stop] if sign > 0)
     category_of = roles.categories()
     trace = replay(tracker, category_of)
-
-    (warm_marks, _), (marks, saved) = steps
-    measured = {"params": sum(p.numel() for p in model.parameters())}
-    measured.update(phase_figures(trace, marks))
-    measured["warmup"] = phase_figures(trace, warm_marks)
-    measured["allocator"] = allocator_view(tracker.events, marks)
+    step_marks = marks["measured"]
+    measured: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
+    measured.update(phase_figures(trace, step_marks))
+    measured["warmup"] = phase_figures(trace, marks["warmup"])
+    measured["allocator"] = allocator_view(tracker.events, step_marks)
     saved_by_component, saved_per_layer = saved_breakdown(saved, tracker.nbytes, category_of)
-    measured["saved_activations_bytes"] = trace.at(marks[1].event_index)["saved_activations"]
+    measured["saved_activations_bytes"] = trace.at(step_marks["backward"].event_index)["saved_activations"]
     measured["saved_activations_by_component"] = saved_by_component
     result = Measurement(config, batch_size, device, optimizer, measured,
-                         timeline=timeline(trace, marks[0].event_index, marks[3].event_index, marks),
-                         saved_activations_per_layer=saved_per_layer)
+                         timeline=timeline(trace, step_marks), saved_activations_per_layer=saved_per_layer)
     if count_flops:
         measured.update(flop_figures(flop_counter.by_phase, measured["params"]))
         result.flops_by_component = flop_counter.forward_by_component
     return result
 
 
-def allocator_view(events, marks) -> dict[str, Any]:
+def _measure_on_cuda(config, batch_size, optimizer, count_flops) -> Measurement:
+    """measure_cuda_memory's figures in a Measurement; with count_flops, one more step counts FLOPs after the
+    memory measurement (so counting cannot change the memory measured), then timed steps give step time and
+    MFU (profiler.measuring.speed)."""
+    by_component: dict[str, int] = {}
+
+    def flops_and_speed(model, adamw, tokens, targets, figures) -> None:
+        by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
+        figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=sum(figures["flops"].values()))
+
+    figures = measure_cuda_memory(config, batch_size, "cuda", optimizer,
+                                  after_step=flops_and_speed if count_flops else None)
+    environment = figures.pop("environment")
+    return Measurement(config, batch_size, "cuda", optimizer, figures, device_name=environment["device_name"],
+                       flops_by_component=by_component, environment=environment)
+
+
+def allocator_view(events, marks: dict[str, Mark]) -> dict[str, Any]:
     """What the CUDA caching allocator would count (allocated_bytes, as max_memory_allocated reports it) for the
-    same allocations and frees, replayed through profiler.allocator's model from the model's construction on: the
-    measured step's peak and phase peaks, comparable with a CUDA run at the allocator's granularity."""
-    from profiler.allocator import simulate
-    phases = simulate(events).phases({mark.name: mark.event_index for mark in marks})
+    same allocations and frees, replayed through profiler.measuring.allocator's model from the model's
+    construction on: the measured step's peak and phase peaks, comparable with a CUDA run at the allocator's
+    granularity."""
+    phases = simulate(events).phases({name: mark.event_index for name, mark in marks.items()})
     peak = max(figures["peak_bytes"] for figures in phases.values())
     return {"peak_bytes": peak, "phases": {name: {"peak_bytes": phases[name]["peak_bytes"]} for name in PHASES}}
 
 
-def phase_figures(trace: Replay, marks) -> dict[str, Any]:
+def phase_figures(trace: Replay, marks: dict[str, Mark]) -> dict[str, Any]:
     """Peak, start and end bytes of each phase, which phase holds the step's peak, categories at each peak."""
     phases, points = {}, {}
-    for phase, begin, end in zip(PHASES, marks, marks[1:]):
-        point = trace.peak_point(begin.event_index, end.event_index)
+    for phase, end in zip(PHASES, MARKS[1:]):
+        begin, stop = marks[phase].event_index, marks[end].event_index
+        point = trace.peak_point(begin, stop)
         points[phase] = point
         phases[phase] = {"peak_bytes": int(trace.live[point]),
-                         "start_bytes": int(trace.live[begin.event_index]),
-                         "end_bytes": int(trace.live[end.event_index]),
+                         "start_bytes": int(trace.live[begin]),
+                         "end_bytes": int(trace.live[stop]),
                          "categories_at_peak": trace.at(point)}
     peak_phase = max(PHASES, key=lambda phase: (phases[phase]["peak_bytes"], -PHASES.index(phase)))
     return {"peak_bytes": phases[peak_phase]["peak_bytes"], "peak_phase": peak_phase,
@@ -169,17 +207,17 @@ def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[st
     return by_component, per_layer
 
 
-def count_step_flops(model, optimizer, tokens, targets, measured: dict) -> dict[str, int]:
+def count_step_flops(model, adamw, tokens, targets, measured: dict) -> dict[str, int]:
     """One more training step with FLOPs counted op by op (for devices whose memory comes from elsewhere, such as
     CUDA): adds the FLOP figures to `measured`, returns forward FLOPs by component."""
-    device_type = next(model.parameters()).device.type
-    tracker, recorder = StorageTracker(device_type), SavedTensorRecorder(model, StorageTracker(device_type))
-    counter = flop_counting.OpFlops(component=recorder.current_component)
+    tracker = StorageTracker(next(model.parameters()).device.type)
+    components = SavedTensorRecorder(model, tracker)  # its module hooks name the component of each op
+    counter = flop_counting.OpFlops(component=components.current_component)
     tracker.on_op = counter.count
-    with recorder.recording(), tracker:
-        train_step(model, optimizer, tokens, targets,
-                   lambda phase: setattr(counter, "phase", phase if phase in PHASES else None))
-    recorder.remove()
+    with tracker:
+        train_step(model, adamw, tokens, targets,
+                   lambda name: setattr(counter, "phase", name if name in PHASES else None))
+    components.remove()
     measured.update(flop_figures(counter.by_phase, measured["params"]))
     return counter.forward_by_component
 
@@ -194,15 +232,15 @@ def flop_figures(by_phase: dict[str, dict], params: int) -> dict[str, Any]:
             "adamw_flops_per_param": flops["optimizer"] / params}
 
 
-def timeline(trace: Replay, start: int, stop: int, marks) -> dict[str, list]:
+def timeline(trace: Replay, marks: dict[str, Mark]) -> dict[str, list]:
     """Live bytes by category over the measured step, at most TIMELINE_POINTS points (each bucket's highest)."""
-    points = np.arange(start, stop + 1)
+    points = np.arange(marks[MARKS[0]].event_index, marks[MARKS[-1]].event_index + 1)
     if len(points) > TIMELINE_POINTS:
         buckets = np.array_split(points, TIMELINE_POINTS)
         points = np.array([bucket[np.argmax(trace.live[bucket])] for bucket in buckets])
-    phase_of = np.searchsorted([m.event_index for m in marks[1:4]], points, side="right")
-    result = {"op_index": trace.event_ops[points].tolist(),
-              "phase": [PHASES[min(i, 2)] for i in phase_of]}
+    starts = [marks[phase].event_index for phase in PHASES]
+    phase_of = np.searchsorted(starts, points, side="right") - 1
+    result = {"op_index": trace.event_ops[points].tolist(), "phase": [PHASES[i] for i in phase_of]}
     for index, name in enumerate(CATEGORIES):
         result[name] = trace.by_category[index, points].tolist()
     return result

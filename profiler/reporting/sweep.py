@@ -5,7 +5,13 @@ out_dir/
     meta.json       device, torch version, date, grid name, number of points (rewritten at every run)
     results.jsonl   one row per point, appended as soon as it is measured: a Measurement.to_dict() plus
                     {"key", "label", "axes", "outcome": "ok"}, or {"key", "label", "axes", "config",
-                    "batch_size", "device", "optimizer", "outcome": "oom" | "error", "error": message}
+                    "batch_size", "device", "optimizer", "outcome": "oom" | "error", "error": message}.
+                    Measurements only: predictions are made when the report is written.
+    manifest.json   the files the tool wrote here (profiler.reporting.folder)
+
+A folder is only swept into if it is empty, new, or a sweep of the same grid (the same grid.toml text) on the
+same device: anything else is refused before a file is written, and no file the tool did not write is ever
+overwritten.
 
 Each row is one os.write of one whole line followed by fsync, so a Ctrl-C or kill -9 loses at most the point being
 measured; a trailing half line (a kill inside the write) is ignored by the reader and cut off before the next
@@ -22,7 +28,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from profiler.grid import Grid, Point, expand, load_grid
+import torch
+from tqdm import tqdm
+
+from profiler.errors import UsageError
+from profiler.measuring.measure import measure
+from profiler.reporting.folder import claim, is_empty
+from profiler.reporting.grid import Grid, Point, expand, load_grid
 
 RESULTS = "results.jsonl"
 META = "meta.json"
@@ -77,19 +89,12 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _default_measure() -> MeasureFn:
-    from profiler.measure import measure
-    return measure
-
-
 def _point_identity(point: Point) -> dict[str, Any]:
     return {"key": point.key, "label": point.label, "axes": list(point.axes)}
 
 
 def measure_point(point: Point, measure_fn: MeasureFn) -> dict[str, Any]:
     """The row for one point: the measurement, or its failure (OOM or any exception) as the outcome."""
-    import torch
-
     try:
         result = measure_fn(point.config, point.batch_size, device=point.device, optimizer=point.optimizer)
         body = result.to_dict() if hasattr(result, "to_dict") else dict(result)
@@ -104,17 +109,30 @@ def measure_point(point: Point, measure_fn: MeasureFn) -> dict[str, Any]:
 
 
 def _release_memory(device: str) -> None:
-    import torch
-
     gc.collect()
     if device == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
 
-def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:
-    import torch
+def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
+    """Refuse (UsageError) a non-empty folder that is not a sweep of this very grid on this device."""
+    if is_empty(out_dir):
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    meta_path, grid_copy = out_dir / META, out_dir / GRID_COPY
+    if not meta_path.exists() or not grid_copy.exists():
+        raise UsageError(f"--out {out_dir} is not empty and holds no sweep; nothing was written: give a new or "
+                         f"empty folder, or leave --out out for a fresh one under reports/")
+    meta = json.loads(meta_path.read_text())
+    if grid_copy.read_text() != grid.text or meta.get("device") != device:
+        raise UsageError(f"--out {out_dir} holds a sweep of grid {meta.get('grid')} on {meta.get('device')}, not "
+                         f"of grid {grid.name} as {grid.source} reads now on {device}; nothing was written: give "
+                         f"another folder")
 
+
+def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:
     (out_dir / GRID_COPY).write_text(grid.text)
     meta = {"grid": grid.name, "grid_description": grid.description, "grid_source": str(grid.source),
             "device": device, "torch_version": torch.__version__, "points": total,
@@ -125,21 +143,21 @@ def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:
 def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None, measure_fn: MeasureFn | None = None,
                progress: bool = True) -> Iterator[dict[str, Any]]:
     """Measure every point of `grid` (a Grid, a shipped grid's name or a .toml path) not yet in
-    out_dir/results.jsonl, yielding each row once it is on disk. Bad grids fail before anything is written."""
-    from tqdm import tqdm
-
+    out_dir/results.jsonl, yielding each row once it is on disk. Bad grids and folders that are not a sweep of
+    this grid on this device fail before anything is written."""
     if not isinstance(grid, Grid):
         grid = load_grid(grid)
     out_dir = Path(out_dir)
     device = device or grid.device
     points = expand(grid, device)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_folder(out_dir, grid, device)
+    claim(out_dir, [GRID_COPY, META, RESULTS])
     results = out_dir / RESULTS
     _drop_partial_line(results)
     done = {row["key"] for row in read_results(out_dir) if row["outcome"] in FINAL}
     todo = [point for point in points if point.key not in done]
     write_start(grid, out_dir, device, len(points))
-    measure_fn = measure_fn or _default_measure()
+    measure_fn = measure_fn or measure
     bar = tqdm(todo, desc=f"sweep {grid.name} on {device}", unit="point", file=sys.stderr,
                disable=None if progress else True, dynamic_ncols=True)  # None: only on a terminal
     for point in bar:

@@ -107,8 +107,10 @@ class StorageTracker(TorchDispatchMode):
             self.events.append((FREE, sid, self.nbytes[sid]))
             self.event_ops.append(len(self.ops))
 
-    def mark(self, name: str) -> None:
+    def mark(self, name: str) -> Mark:
+        """A named point between events (train_step's phase marks), kept in self.marks and returned."""
         self.marks.append(Mark(name, len(self.events), len(self.ops)))
+        return self.marks[-1]
 
 
 class SavedTensorRecorder:

@@ -1,6 +1,6 @@
 """Sweep grids: a TOML file read strictly, expanded into measurement points with stable keys.
 
-A grid file (profiler/grids/<name>.toml, or any path):
+A grid file (profiler/reporting/grids/<name>.toml, or any path):
 
     name = "ci"                      # optional; defaults to the file's stem
     description = "one line"         # optional
@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from model.config import ModelConfig, PRESETS
-from model.vocabulary import OPTIMIZER_IMPLEMENTATIONS
+from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
-DEVICES = ("meta", "cpu", "cuda")
 AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size")
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "base", "axes", "points")
@@ -120,11 +119,11 @@ def _positive_ints(path: Path, key: str, value: Any) -> tuple[int, ...]:
 
 def _optimizers(path: Path, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise _fail(path, key, f"must be a non-empty list, some of {OPTIMIZER_IMPLEMENTATIONS}, got {value!r}")
+        raise _fail(path, key, f"must be a non-empty list, some of {OPTIMIZERS}, got {value!r}")
     for item in value:
-        if item not in OPTIMIZER_IMPLEMENTATIONS:
-            raise _fail(path, key, f"unknown optimizer implementation {item!r}; known: "
-                                   f"{', '.join(OPTIMIZER_IMPLEMENTATIONS)}")
+        if item not in OPTIMIZERS:
+            raise _fail(path, key, f"unknown optimizer {item!r}; known: "
+                                   f"{', '.join(OPTIMIZERS)}")
     return tuple(value)
 
 

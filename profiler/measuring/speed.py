@@ -14,7 +14,7 @@ import torch
 
 from analytic.hardware import mfu, peak_flops
 from model.step import train_step
-from profiler.cuda import matmul_settings, uses_tf32
+from profiler.measuring.cuda import matmul_settings, uses_tf32
 
 
 def summarize_timings(step_seconds: list[float], tokens_per_step: int, flops_per_step: int | None = None,
@@ -53,20 +53,20 @@ def _device_peak(device: torch.device, dtype: torch.dtype, settings: dict[str, A
         return None
 
 
-def _time_one(model, optimizer, tokens, targets, use_events: bool) -> float:
+def _time_one(model, adamw, tokens, targets, use_events: bool) -> float:
     if use_events:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        train_step(model, optimizer, tokens, targets)
+        train_step(model, adamw, tokens, targets)
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
     begin = time.perf_counter()
-    train_step(model, optimizer, tokens, targets)
+    train_step(model, adamw, tokens, targets)
     return time.perf_counter() - begin
 
 
-def time_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
+def time_steps(model: torch.nn.Module, adamw: torch.optim.Optimizer, tokens: torch.Tensor,
                targets: torch.Tensor, warmup: int = 2, repeats: int = 5, flops_per_step: int | None = None,
                peak: int | None = None) -> dict[str, Any]:
     """Time `repeats` training steps after `warmup` untimed ones.
@@ -82,10 +82,10 @@ def time_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens:
     settings = matmul_settings()
     dtype = next(model.parameters()).dtype
     for _ in range(warmup):
-        train_step(model, optimizer, tokens, targets)
+        train_step(model, adamw, tokens, targets)
     if use_events:
         torch.cuda.synchronize(device)
-    times = [_time_one(model, optimizer, tokens, targets, use_events) for _ in range(repeats)]
+    times = [_time_one(model, adamw, tokens, targets, use_events) for _ in range(repeats)]
     if peak is None:
         peak = _device_peak(device, dtype, settings)
     result = summarize_timings(times, tokens.numel(), flops_per_step, peak)

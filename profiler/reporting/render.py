@@ -153,6 +153,12 @@ def to_html(title: str, blocks: list[Block]) -> str:
             + "\n</body></html>\n")
 
 
+def file_names(blocks: list[Block], stem: str = "report", image_dir: str = "plots") -> list[str]:
+    """The files `write` writes, relative to its folder."""
+    return [f"{stem}.md", f"{stem}.html"] + [f"{image_dir}/{block.name}" for block in blocks
+                                             if isinstance(block, Image)]
+
+
 def write(out_dir: Path, title: str, blocks: list[Block], stem: str = "report",
           image_dir: str = "plots") -> list[Path]:
     """out_dir/<stem>.md with out_dir/<image_dir>/*.png beside it, and the self-contained out_dir/<stem>.html."""

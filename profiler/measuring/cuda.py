@@ -1,4 +1,7 @@
-"""Memory of one training step as the CUDA caching allocator counts it, phase by phase.
+"""The CUDA backend: memory of one training step as the CUDA caching allocator counts it, phase by phase.
+
+A backend only: it imports nothing of the profiler above it; profiler.measuring.measure turns its figures into a
+Measurement (with FLOPs and step time).
 
 measure_cuda_memory builds the model and AdamW on the GPU, runs one warm-up step (optimizer state is created
 lazily inside its first step(), and cuBLAS allocates its workspaces at the first matmul), then the measured step.
@@ -7,7 +10,7 @@ peaks of the phase that ends, and resets the peaks. reset_peak_memory_stats() se
 not zero, so each phase's peak is at least its start.
 
 Units: integers of bytes as the allocator counts them: allocated_bytes counts whole blocks (requests rounded up
-to 512 B, large-pool blocks over-counted by up to 1 MiB; see profiler.allocator); requested_bytes counts the
+to 512 B, large-pool blocks over-counted by up to 1 MiB; see profiler.measuring.allocator); requested_bytes counts the
 exact bytes asked for.
 """
 from __future__ import annotations
@@ -20,12 +23,9 @@ import torch
 
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
+from profiler.errors import CudaUnavailableError
 
 ALLOC_CONF_VARIABLES = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
-
-
-class CudaUnavailableError(RuntimeError):
-    """A CUDA measurement was asked for where torch sees no GPU."""
 
 
 def cuda_device(device: str | torch.device = "cuda") -> torch.device:
@@ -146,25 +146,25 @@ def _cublas_workspace_bytes(device: torch.device) -> int | None:
 AfterStep = Callable[[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor, dict], None]
 
 
-def _run_measurement(config: ModelConfig, batch_size: int, implementation: str, device: torch.device,
+def _run_measurement(config: ModelConfig, batch_size: int, device: torch.device, optimizer: str,
                      snapshot_path: str | os.PathLike | None, after_step: AfterStep | None) -> dict[str, Any]:
     """Build, warm up, measure; every tensor is local here, so it all dies when this returns or raises."""
     reader = AllocatorReader(device)
     reader.synchronize()
     preexisting = reader.allocated()
-    model, optimizer = build(config, device, implementation)
+    model, adamw = build(config, device, optimizer)
     tokens, targets = make_batch(config, batch_size, device)
     reader.synchronize()
     model_and_batch = reader.allocated() - preexisting
 
     warmup = PhaseRecorder(reader)
-    train_step(model, optimizer, tokens, targets, warmup.mark)
+    train_step(model, adamw, tokens, targets, warmup.mark)
 
     measured = PhaseRecorder(reader)
     if snapshot_path is not None:
         torch.cuda.memory._record_memory_history(max_entries=1_000_000, device=device)
     try:
-        train_step(model, optimizer, tokens, targets, measured.mark)
+        train_step(model, adamw, tokens, targets, measured.mark)
     finally:
         if snapshot_path is not None:
             torch.cuda.memory._dump_snapshot(str(snapshot_path))
@@ -182,13 +182,12 @@ def _run_measurement(config: ModelConfig, batch_size: int, implementation: str, 
     }
     figures["params"] = sum(p.numel() for p in model.parameters())
     if after_step is not None:
-        after_step(model, optimizer, tokens, targets, figures)
+        after_step(model, adamw, tokens, targets, figures)
     return figures
 
 
-def measure_cuda_memory(config: ModelConfig, batch_size: int, implementation: str = "foreach", *,
-                        device: str | torch.device = "cuda",
-                        snapshot_path: str | os.PathLike | None = None,
+def measure_cuda_memory(config: ModelConfig, batch_size: int, device: str | torch.device = "cuda",
+                        optimizer: str = "foreach", *, snapshot_path: str | os.PathLike | None = None,
                         after_step: AfterStep | None = None) -> dict[str, Any]:
     """Allocator figures of a warm-up step and the measured (steady-state) step that follows it.
 
@@ -204,50 +203,14 @@ def measure_cuda_memory(config: ModelConfig, batch_size: int, implementation: st
         environment.{device_name, total_memory_bytes, torch_version, cuda_version, alloc_conf, matmul, ...}
     The cuBLAS workspace is measured by clearing it after the measured step (torch._C._cuda_clearCublasWorkspaces;
     None where that is missing). snapshot_path: write a torch.cuda.memory snapshot of the measured step there
-    (open it at pytorch.org/memory_viz). after_step(model, optimizer, tokens, targets, figures), if given, runs
-    after the measurement and before the cleanup (to count FLOPs in one more step, say).
+    (open it at pytorch.org/memory_viz). after_step(model, adamw, tokens, targets, figures), if given, runs
+    after the measurement and before the cleanup (profiler.measuring.measure counts FLOPs and times steps there).
     """
     device = cuda_device(device)
     release_cached_memory(device)
     try:
-        figures = _run_measurement(config, batch_size, implementation, device, snapshot_path, after_step)
+        figures = _run_measurement(config, batch_size, device, optimizer, snapshot_path, after_step)
     finally:
         release_cached_memory(device)
     figures["environment"] = environment(device)
     return figures
-
-
-def step_speed(config: ModelConfig, model, optimizer, tokens, targets, flops_per_step: int) -> dict[str, Any]:
-    """Step time with CUDA events after warm-up (profiler.speed.time_steps), tokens/s, achieved FLOP/s and MFU
-    against the device's dense peak, and the problem's run (400K steps of batch 1024) in days at that MFU."""
-    from analytic import exact
-    from analytic.hardware import training_days
-    from analytic.textbook import PROBLEM
-    from profiler.speed import time_steps
-    speed = time_steps(model, optimizer, tokens, targets, flops_per_step=flops_per_step)
-    run = exact.predict(config, PROBLEM.batch_size).get("flops")
-    if speed.get("mfu") and run:
-        speed["training_days_at_measured_mfu"] = training_days(sum(run.values()), PROBLEM.steps,
-                                                               speed["peak_flops_per_second"], speed["mfu"])
-    return speed
-
-
-def measure_cuda(config: ModelConfig, batch_size: int, optimizer: str = "foreach", count_flops: bool = True):
-    """profiler.measure.measure(..., device="cuda"): measure_cuda_memory's figures in a Measurement.
-
-    With count_flops, one more step counts FLOPs after the memory measurement (profiler.measure.count_step_flops),
-    so counting cannot change the memory measured; then timed steps give step time, MFU and training days
-    (step_speed).
-    """
-    from profiler.measure import Measurement, count_step_flops  # measure imports this module lazily too
-
-    by_component: dict[str, int] = {}
-
-    def flops_and_speed(model, adamw, tokens, targets, figures) -> None:
-        by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
-        figures["speed"] = step_speed(config, model, adamw, tokens, targets, sum(figures["flops"].values()))
-
-    figures = measure_cuda_memory(config, batch_size, optimizer, after_step=flops_and_speed if count_flops else None)
-    environment = figures.pop("environment")
-    return Measurement(config, batch_size, "cuda", optimizer, figures, device_name=environment["device_name"],
-                       flops_by_component=by_component, environment=environment)

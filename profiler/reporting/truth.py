@@ -8,8 +8,9 @@ from analytic import exact
 from analytic.exact.max_batch import max_batch_size
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.units import UNITS
-from profiler.max_batch import find_max_batch, meta_fits
-from profiler.measure import measure
+from profiler.measuring.max_batch import batch_fits
+from profiler.measuring.measure import measure
+from profiler.measuring.search import find_max_batch
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
 
@@ -40,8 +41,8 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
     step = sum(flops.values())
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": find_max_batch(meta_fits(config, optimizer, problem.budget_bytes)),
-            "max_batch_80GiB": find_max_batch(meta_fits(config, optimizer, BUDGET_80GIB)),
+            "max_batch_80GB": find_max_batch(batch_fits(config, problem.budget_bytes, "meta", optimizer)),
+            "max_batch_80GiB": find_max_batch(batch_fits(config, BUDGET_80GIB, "meta", optimizer)),
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": _days(step, problem)}
 

@@ -19,7 +19,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 from torch.utils._pytree import tree_flatten
 
-from model.vocabulary import COMPONENTS
+from model.step import train_step
+from model.vocabulary import COMPONENTS, PHASES
 
 aten = torch.ops.aten
 
@@ -149,18 +150,16 @@ def difference(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dic
     return result
 
 
-def flop_counter_step(model, optimizer, tokens, targets) -> dict[str, dict[str, dict]]:
+def flop_counter_step(model, adamw, tokens, targets) -> dict[str, dict[str, dict]]:
     """One training step under FlopCounterMode: {phase: {module: {op: FLOPs}}}, "Global" holding every op.
 
     The per-module view of torch's own counter (forward and backward attributed by its ModuleTracker). Run it on
     a step of its own: its hooks shift when some gradients die, so it must not share a step with a memory
     measurement.
     """
-    from model.step import train_step
-    from model.vocabulary import PHASES
     counter, snapshots = flop_counter(), []
     with counter:
-        train_step(model, optimizer, tokens, targets, lambda phase: snapshots.append(snapshot(counter)))
+        train_step(model, adamw, tokens, targets, lambda phase: snapshots.append(snapshot(counter)))
     return {phase: difference(after, before) for phase, before, after in zip(PHASES, snapshots, snapshots[1:])}
 
 

@@ -2,7 +2,7 @@
 activations by component, maximum batch and the plots, written as report.md and a self-contained report.html.
 
 The table functions return pandas DataFrames of numbers; `write_report` formats them and hands the blocks to
-profiler.render.
+profiler.reporting.render.
 """
 from __future__ import annotations
 
@@ -13,17 +13,19 @@ from typing import Any
 
 import pandas as pd
 
-
-from analytic.units import UNITS, format_bytes, parse_bytes
+from analytic.audit import audit, to_markdown
+from analytic.formula_sets import max_batch_sizes
+from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import ModelConfig, PRESETS
 from model.vocabulary import COMPONENTS, PHASES
-from profiler import plots, render
-from profiler.compare import comparison_rows
-from profiler.sweep import META, read_results
+from profiler.reporting import plots, render
+from profiler.reporting.compare import comparison_rows, predictions
+from profiler.reporting.folder import check, claim
+from profiler.reporting.sweep import META, read_results
+from profiler.reporting.truth import truth_blocks
 
 HEADLINE_PRESET = "gpt2-xl"
 SAVED_ACTIVATION_SETS = ("textbook", "exact")
-DEFAULT_BUDGET = "80GB"
 POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "vocab_size", "context_length",
                  "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "axes")
 # Leaderboard columns: a name and the terms pooled under it.
@@ -51,12 +53,10 @@ def row_config(row: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**row["config"])
 
 
-def repredict(rows: list[dict[str, Any]], names: list[str] | None = None) -> list[dict[str, Any]]:
-    """The rows with "predicted" recomputed by today's formula sets (measurements are slow; formulas change)."""
-    from analytic.formula_sets import predict
-
-    return [{**row, "predicted": predict(row_config(row), row["batch_size"], row["optimizer"], names)}
-            for row in rows]
+def with_predictions(rows: list[dict[str, Any]], names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows, each measured one with "predicted": every formula set's figures (or `names`'), made by today's
+    code (a "predicted" block stored by an older version of the tool is replaced)."""
+    return [{**row, "predicted": predictions(row, names)} if row.get("outcome") == "ok" else row for row in rows]
 
 
 def point_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -137,9 +137,7 @@ def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimiz
 
 def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
     """Largest batch that fits `budget` for each GPT-2 preset in the results (else the headline point's model),
-    by every formula set that computes it (profiler.max_batch), and measured where a row carries it."""
-    from profiler.max_batch import predicted_max_batches
-
+    by every formula set that computes it, and measured where a row carries it."""
     budget_bytes = parse_bytes(budget)
     models: dict[tuple[str, str], ModelConfig] = {}
     for row in ok_rows(rows):
@@ -151,34 +149,32 @@ def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.Da
     if not models and top is not None:
         config = row_config(top)
         models[(config.name, top["optimizer"])] = config
-    out = [{"model": name, "optimizer": optimizer, **predicted_max_batches(config, budget_bytes, optimizer),
+    out = [{"model": name, "optimizer": optimizer, **max_batch_sizes(config, budget_bytes, optimizer),
             "measured": _measured_max_batch(rows, config, optimizer)}
            for (name, optimizer), config in models.items()]
     return pd.DataFrame(out).dropna(axis="columns", how="all")
 
 
 AUDIT_FILE = "audit.json"
+CSV_FILE = "results.csv"
 
 
 def seed_audit_markdown(out_dir: Path | None = None) -> str:
     """The seed audit as Markdown, headings demoted below the report's. With the exact and measured answers when
     the sweep saved them (out_dir/audit.json, written by `sweep`), else with the exact answer alone."""
-    from analytic.audit import audit, to_markdown
     saved = Path(out_dir) / AUDIT_FILE if out_dir is not None else None
     if saved is not None and saved.exists():
         result = json.loads(saved.read_text())
     else:
-        from profiler.truth import truth_blocks
         result = audit(extra_blocks=truth_blocks(with_measurement=False))
     return re.sub(r"^(#+ )", r"##\1", to_markdown(result), flags=re.MULTILINE)  # nested under "## Seed audit"
 
 
 def save_audit(out_dir: str | Path) -> Path:
     """The audit with our exact and measured (meta) answers, saved beside the results for the report."""
-    from analytic.audit import audit
-    from profiler.truth import truth_blocks
-    path = Path(out_dir) / AUDIT_FILE
-    path.write_text(json.dumps(audit(extra_blocks=truth_blocks(with_measurement=True)), indent=2) + "\n")
+    result = audit(extra_blocks=truth_blocks(with_measurement=True))
+    path = claim(out_dir, [AUDIT_FILE]) / AUDIT_FILE
+    path.write_text(json.dumps(result, indent=2) + "\n")
     return path
 
 
@@ -203,7 +199,7 @@ def header(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
 def misses(rows: list[dict[str, Any]], formula_set: str, tolerance: float) -> pd.DataFrame:
     """The terms where `formula_set` (predicted afresh) misses the measurement by more than `tolerance` relative,
     plus every point that failed to measure: what `profiler check` gates on."""
-    table = comparison(repredict(ok_rows(rows), [formula_set]))
+    table = comparison(with_predictions(rows, [formula_set]))
     off = table[table["relative_error"].abs() > tolerance]
     found = pd.DataFrame({"point": off["label"], "term": off["term"], "predicted": off["predicted"],
                           "measured": off["measured"], "relative error": off["relative_error"].map(_percent)})
@@ -287,9 +283,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     failed = failures(rows)
     if not failed.empty:
         blocks += [render.Heading("Points that did not complete"), render.Table(failed)]
-    audit = seed_audit_markdown(out_dir)
-    blocks += [render.Heading("Seed audit"),
-               render.Text(audit if audit else "analytic.audit is not available yet.")]
+    blocks += [render.Heading("Seed audit"), render.Text(seed_audit_markdown(out_dir))]
     top = headline(rows)
     if top is not None:
         blocks += _headline_blocks(top)
@@ -319,15 +313,17 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     return blocks
 
 
-def write_report(out_dir: str | Path, recompute_predictions: bool = False,
-                 budget: str = DEFAULT_BUDGET) -> list[Path]:
-    """results.csv, report.md (+ plots/*.png) and report.html in out_dir; returns the paths written."""
+def write_report(out_dir: str | Path, budget: str = DEFAULT_BUDGET) -> list[Path]:
+    """results.csv, report.md (+ plots/*.png) and report.html in out_dir; returns the paths written. Nothing is
+    written if one of them exists and was not written by the tool (profiler.reporting.folder)."""
     out_dir = Path(out_dir)
     meta, rows = load(out_dir)
-    if recompute_predictions:
-        rows = repredict(ok_rows(rows)) + [row for row in rows if row.get("outcome") != "ok"]
+    check(out_dir, [CSV_FILE, *render.file_names([])])  # fail fast, before the plots are drawn
+    rows = with_predictions(rows)
     table = comparison(rows)
-    csv = out_dir / "results.csv"
-    table.to_csv(csv, index=False)
     title = f"Memory and FLOPs of AdamW training: grid {meta.get('grid', '?')} on {meta.get('device', '?')}"
-    return [csv] + render.write(out_dir, title, report_blocks(meta, rows, table, budget, out_dir))
+    blocks = report_blocks(meta, rows, table, budget, out_dir)
+    claim(out_dir, [CSV_FILE, *render.file_names(blocks)])
+    csv = out_dir / CSV_FILE
+    table.to_csv(csv, index=False)
+    return [csv] + render.write(out_dir, title, blocks)

@@ -1,0 +1,53 @@
+"""Options shared by the commands: the model's size and setup, the device, positive integers. No torch import."""
+from __future__ import annotations
+
+import argparse
+
+from model.config import ATTENTION_OPTIONS, DTYPE_BYTES, POSITIONAL_OPTIONS, PRESETS, ModelConfig, preset
+from model.vocabulary import DEVICES, OPTIMIZERS
+from profiler.errors import UsageError
+
+SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
+SETUP_FIELDS = {"positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS, "dtype": tuple(DTYPE_BYTES)}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (argparse reports a bad one as one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) -> None:
+    """--preset or explicit sizes, the setup options, --batch-size (with `batch`) and --optimizer."""
+    group = parser.add_argument_group("model size (a --preset, or sizes that override it)")
+    group.add_argument("--preset", help=", ".join(PRESETS))
+    for name in SIZE_FIELDS:
+        group.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
+    for name, choices in SETUP_FIELDS.items():
+        group.add_argument("--" + name, choices=choices)
+    if batch:
+        parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="foreach",
+                        help="AdamW implementation (default foreach, as on CUDA)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") -> None:
+    """--device auto (the default: cuda when torch sees a GPU, else meta), meta, cpu or cuda."""
+    parser.add_argument("--device", choices=("auto",) + DEVICES, default="auto",
+                        help=help_text or "auto (default): cuda when torch sees a GPU, else meta (simulated)")
+
+
+def config_from_args(args: argparse.Namespace) -> ModelConfig:
+    sizes = {name: getattr(args, name) for name in SIZE_FIELDS if getattr(args, name, None) is not None}
+    options = {name: getattr(args, name) for name in SETUP_FIELDS if getattr(args, name, None) is not None}
+    if args.preset:
+        return preset(args.preset).replace(**sizes, **options)
+    missing = [f"--{n.replace('_', '-')}" for n in SIZE_FIELDS[:5] if n not in sizes]
+    if missing:
+        raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
+    return ModelConfig(**sizes, **options)

@@ -1,0 +1,65 @@
+"""fits(batch) functions for profiler.measuring.search.find_max_batch that run a real step: on a GPU under an
+emulated budget (fits_on_cuda), or on meta through the measured peak (profiler.measuring.measure).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from model.config import ModelConfig
+from model.step import build, make_batch, train_step
+from profiler.measuring.cuda import cuda_device, release_cached_memory
+from profiler.measuring.measure import measure
+
+
+def _step_on_cuda(config: ModelConfig, batch_size: int, device, optimizer: str) -> None:
+    """Warm-up and measured step; the tensors live only in this frame."""
+    model, adamw = build(config, device, optimizer)
+    tokens, targets = make_batch(config, batch_size, device)
+    for _ in range(2):
+        train_step(model, adamw, tokens, targets)
+
+
+def fits_on_cuda(config: ModelConfig, batch_size: int, budget_bytes: int, device="cuda",
+                 optimizer: str = "foreach") -> bool:
+    """Whether a warm-up and a measured step run without running out of memory within `budget_bytes`.
+
+    The budget is emulated with torch.cuda.set_per_process_memory_fraction(budget / total memory), restored
+    afterwards. The fraction caps what the caching allocator may RESERVE (cudaMalloc'd segments), not what is
+    allocated: fragmentation and cached free blocks count against the budget, as they would on a real card of
+    that size. Memory outside the allocator (the CUDA context, a few hundred MB) is not part of the budget, while
+    a real card loses it; compare budgets with that in mind.
+    """
+    device = cuda_device(device)
+    total = torch.cuda.get_device_properties(device).total_memory
+    if budget_bytes > total:
+        raise ValueError(f"budget of {budget_bytes:,} bytes exceeds the {total:,} bytes of "
+                         f"{torch.cuda.get_device_name(device)}: a budget can only be emulated on a larger card")
+    previous = torch.cuda.get_per_process_memory_fraction(device)
+    release_cached_memory(device)
+    out_of_memory = False
+    torch.cuda.set_per_process_memory_fraction(budget_bytes / total, device)
+    try:
+        _step_on_cuda(config, batch_size, device, optimizer)
+    except torch.OutOfMemoryError:
+        out_of_memory = True  # recover below, outside the except block: its traceback holds the step's tensors
+    finally:
+        torch.cuda.set_per_process_memory_fraction(previous, device)
+    release_cached_memory(device)  # gc.collect, empty_cache, reset_peak_memory_stats
+    return not out_of_memory
+
+
+def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta",
+               optimizer: str = "foreach") -> Callable[[int], bool]:
+    """fits(batch) for find_max_batch. On "meta" (or "cpu"): the measured step's peak is within the budget. On
+    "cuda" or "cuda:N": a real warm-up and measured step run under the emulated budget (fits_on_cuda)."""
+    if device.startswith("cuda"):
+        cuda = cuda_device(device)  # fails here, before any search, where there is no GPU
+        return lambda batch_size: fits_on_cuda(config, batch_size, budget_bytes, cuda, optimizer)
+
+    def fits(batch_size: int) -> bool:
+        measurement = measure(config, batch_size, device, optimizer, count_flops=False)
+        return measurement.measured["peak_bytes"] <= budget_bytes
+
+    return fits

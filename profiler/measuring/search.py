@@ -1,0 +1,40 @@
+"""The largest batch for which a monotone `fits(batch) -> bool` holds: pure, no torch (profiler.measuring.max_batch
+supplies fits functions that run real steps)."""
+from __future__ import annotations
+
+from typing import Callable
+
+DEFAULT_LIMIT = 1 << 16
+
+
+def find_max_batch(fits: Callable[[int], bool], start: int = 1, limit: int = DEFAULT_LIMIT,
+                   probes: list[tuple[int, bool]] | None = None) -> int:
+    """The largest b in 1..limit with fits(b), assuming fits is monotone (true up to some b, false after); 0 if
+    even 1 does not fit, `limit` if the limit itself fits.
+
+    Exponential search from `start` (doubling, capped at `limit`) brackets the answer between a fitting lo and a
+    failing hi; binary search then halves hi - lo until they are adjacent: about 2·log2(answer) calls of `fits`.
+    Every call is appended to `probes` as (batch, fitted) when a list is given.
+    """
+    if not 1 <= start <= limit:
+        raise ValueError(f"need 1 <= start <= limit, got start={start}, limit={limit}")
+
+    def probe(batch: int) -> bool:
+        fitted = bool(fits(batch))
+        if probes is not None:
+            probes.append((batch, fitted))
+        return fitted
+
+    lo, hi = 0, None  # lo fits (0 trivially), hi does not
+    batch = start
+    while hi is None:
+        if not probe(batch):
+            hi = batch
+        elif batch == limit:
+            return limit
+        else:
+            lo, batch = batch, min(2 * batch, limit)
+    while hi - lo > 1:
+        middle = (lo + hi) // 2
+        lo, hi = (middle, hi) if probe(middle) else (lo, middle)
+    return lo
