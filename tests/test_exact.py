@@ -77,14 +77,13 @@ def test_context_length_one_is_outside_the_exact_domain():
         max_batch_size(config, parse_bytes("1GB"))
 
 
-def test_committed_layouts_match_a_fresh_derivation():
-    import subprocess
-    import sys
+def test_committed_programs_match_a_fresh_derivation():
+    """analytic/exact/derived.py is what tools/derive_programs.py derives from the installed torch, to the byte."""
     from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
-    fresh = subprocess.run([sys.executable, str(root / "tools/derive_layouts.py")], capture_output=True, text=True,
-                           check=True, cwd=root).stdout
-    assert fresh == (root / "analytic/exact/layouts.py").read_text()
+
+    from profiler.measuring.derive import derive, render
+    committed = Path(__file__).resolve().parent.parent / "analytic" / "exact" / "derived.py"
+    assert render(derive()) == committed.read_text()
 
 
 def test_vectorised_over_arrays_of_configs():

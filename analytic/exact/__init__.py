@@ -34,7 +34,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     if config.attention == "explicit" and config.context_length >= 2:
         figures.update(step_figures(sizes, config.positional, optimizer))
         figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
-        by_component = saved_activations_by_component(sizes)
+        by_component = saved_activations_by_component(sizes, config.positional)
         figures["saved_activations_bytes"] = sum(by_component.values())
         figures["saved_activations_by_component"] = by_component
         figures.update(flop_figures(sizes))
@@ -50,7 +50,7 @@ def evaluate_arrays(optimizer: str = "foreach", positional: str = "learned", dty
         raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
     figures: dict[str, Any] = {"params": arrays.params}
     figures.update(step_figures(arrays, positional, optimizer))
-    figures["saved_activations_bytes"] = sum(saved_activations_by_component(arrays).values())
+    figures["saved_activations_bytes"] = sum(saved_activations_by_component(arrays, positional).values())
     figures.update(flop_figures(arrays))
     return figures
 

@@ -1,14 +1,15 @@
 """Exact memory of one training step, by phase and category: closed forms, vectorised over numpy arrays.
 
 The step's live bytes at any moment = the constant part (parameters, buffers, inputs, optimizer state) + what
-the phase's allocation programs (analytic.exact.programs) have left live. A phase's peak is the highest moment:
- 1. Forward: the embedding program, L copies of the layer program, the head program. Every layer leaves
-    net_f = (10a + 2f + s + 2r) saved, so its moments are those of the first layer shifted by l·net_f; the
-    highest layer moment is in the last layer (l = L-1).
- 2. Backward: the head program, L layer programs (each frees one layer's saved tensors and adds its weight
-    gradients, a net that may be negative or positive), the embedding program; the highest layer moment is in
-    the first (l = 0) or last (l = L-1) layer processed, whichever the sign of the net favours: both are
-    candidates.
+the phase's allocation programs have left live. The programs are derived from traces of the step
+(analytic/exact/derived.py, one per layout class: positional option, B == 1 or not, H == 1 or not), each phase
+as prefix + layer × L + suffix. A phase's peak is the highest moment:
+ 1. Forward: the prefix, L copies of the layer program, the suffix. Every layer leaves its net (what it saves)
+    live, so its moments are those of the first layer shifted by l·net; the highest layer moment is in the
+    last layer (l = L-1).
+ 2. Backward: the same; each layer frees one layer's saved tensors and adds its weight gradients, a net that
+    may be negative or positive, so the highest layer moment is in the first (l = 0) or last (l = L-1) layer
+    processed, whichever the sign of the net favours: both are candidates.
  3. Optimizer: gradients and the loss are live; AdamW's temporaries come on top (foreach: sqrt(v) of every
     parameter at once, P·e; for-loop: the previous parameter's denominator plus sqrt(v) and its quotient for
     the current one, max over consecutive parameters of p_{i-1} + 2·p_i; fused: none); zero_grad frees the
@@ -20,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact import programs
+from analytic.exact.derived import CLASSES
 from analytic.exact.sizes import STEP_COUNTER_BYTES, SYMBOLS, Sizes
-from model.vocabulary import CATEGORIES, PHASES
+from model.vocabulary import CATEGORIES, COMPONENTS, PHASES
 
 TAPE_ROWS = [CATEGORIES.index(name) for name in programs.TAPE_CATEGORIES]
 OPTIMIZER_TEMPORARIES = CATEGORIES.index("optimizer_temporaries")
@@ -92,16 +94,21 @@ class Phase:
                 "categories_at_peak": {name: at_peak[i] for i, name in enumerate(CATEGORIES)}}
 
 
-def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
-    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-3), with
-    each element's attention layout (B == 1, H == 1: analytic.exact.programs) chosen elementwise."""
+def per_layout(sizes: Sizes, compute) -> dict:
+    """compute(layout) for each layout (B == 1, H == 1) present in `sizes`, merged elementwise."""
     layouts = np.stack(np.broadcast_arrays(sizes.B == 1, sizes.H == 1))
     result = None
     for layout in {tuple(bool(x) for x in column) for column in layouts.reshape(2, -1).T}:
-        phases = layout_phases(sizes, positional, optimizer, layout, warmup)
+        figures = compute(layout)
         mask = np.all(layouts == np.array(layout).reshape((2,) + (1,) * (layouts.ndim - 1)), axis=0)
-        result = phases if result is None else _where(mask, phases, result)
+        result = figures if result is None else _where(mask, figures, result)
     return result
+
+
+def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-3), with
+    each element's attention layout chosen elementwise."""
+    return per_layout(sizes, lambda layout: layout_phases(sizes, positional, optimizer, layout, warmup))
 
 
 def _where(mask, chosen, other):
@@ -118,14 +125,18 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[b
                         (sizes.symbols()[name] for name in SYMBOLS)])
     state = optimizer_state_bytes(sizes, optimizer)
     start = constant_part(sizes, 0 * state if warmup else state)
-    forward = Phase(start, symbols)
-    forward.run(programs.FORWARD_EMBEDDING[positional])
-    forward.run(programs.forward_layer(positional, layout), sizes.L)
-    forward.run(programs.FORWARD_HEAD)
-    backward = Phase(forward.live, symbols)
-    backward.run(programs.BACKWARD_HEAD)
-    backward.run(programs.backward_layer(positional, layout), sizes.L)
-    backward.run(programs.BACKWARD_EMBEDDING[positional])
+    derived = CLASSES[(positional, *layout)]
+
+    def traced_phase(name: str, begin: np.ndarray) -> Phase:
+        phase = Phase(begin, symbols)
+        prefix, layer, suffix = derived[name]
+        phase.run(prefix)
+        phase.run(layer, sizes.L)
+        phase.run(suffix)
+        return phase
+
+    forward = traced_phase("forward", start)
+    backward = traced_phase("backward", forward.live)
     optimizer_phase = Phase(backward.live, symbols)
     if warmup:
         optimizer_phase.add(CATEGORIES.index("optimizer_state"), state)
@@ -152,23 +163,26 @@ def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = F
             "phases": phases}
 
 
-def saved_activations_by_component(sizes: Sizes) -> dict[str, np.ndarray]:
-    """Bytes autograd keeps at the end of forward, by the component that saved each tensor first.
+def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
+    """Bytes autograd keeps at the end of forward, by the component that saved each tensor first: L times what
+    one layer's components save plus what the components outside the layers save, as traced (derived.py).
 
-    Per layer (×L): norm1 and norm2 keep their input x, x·rsqrt (a each) and rsqrt (r): 2a + r; q_proj keeps
-    the normalised input that k_proj and v_proj share (a); the QKᵀ bmm keeps contiguous q and k (2a; with RoPE
-    the rotated q and k); softmax keeps its output (s), which the P·V bmm shares; weighted_sum keeps a
-    contiguous v (a); out_proj its merged-heads input (a); w1 its input (a); silu its input, w1's output (f);
-    w2 its input, silu's output (f). Outside the blocks: final_norm 2a + r, lm_head its input a, cross-entropy
-    the log-probabilities n and the 0-dim total weight c. The embedding keeps only the token ids (inputs) and
-    the position indices (a buffer), so it holds no activation bytes of its own; rope keeps only its tables.
+    For B, H ≥ 2, per layer: norm1 and norm2 keep their input x, x·rsqrt (a each) and rsqrt (r): 2a + r;
+    q_proj keeps the normalised input that k_proj and v_proj share (a); the QKᵀ bmm keeps contiguous q and k
+    (2a; with RoPE the rotated q and k); softmax keeps its output (s), which the P·V bmm shares; weighted_sum
+    keeps a contiguous v (a); out_proj its merged-heads input (a); w1 its input (a); silu its input, w1's output
+    (f); w2 its input, silu's output (f). Outside the blocks: final_norm 2a + r, lm_head its input a,
+    cross-entropy the log-probabilities n and the 0-dim total weight c. The embedding keeps only the token ids
+    (inputs) and the position indices (a buffer); rope keeps only its tables.
     """
-    v = sizes.symbols()
-    a, L, zero = v["a"], sizes.L, 0 * sizes.B
-    per_layer = {"norm1": 2 * a + v["r"], "q_proj": a, "k_proj": zero, "v_proj": zero, "rope": zero,
-                 "scores": 2 * a, "softmax": v["s"], "weighted_sum": a, "out_proj": a, "norm2": 2 * a + v["r"],
-                 "w1": a, "silu": v["f"], "w2": v["f"]}
-    result = {"embedding": zero}
-    result.update({name: L * value for name, value in per_layer.items()})
-    result.update(final_norm=2 * a + v["r"], lm_head=a, cross_entropy=v["n"] + v["c"])
-    return result
+    values = sizes.symbols()
+
+    def bytes_of(names: str):
+        return sum((values[name] for name in names.split()), 0 * sizes.B)
+
+    def compute(layout):
+        saved = CLASSES[(positional, *layout)]["saved_by_component"]
+        return {name: sizes.L * bytes_of(saved["layer"].get(name, "")) + bytes_of(saved["outside"].get(name, ""))
+                for name in COMPONENTS}
+
+    return per_layout(sizes, compute)

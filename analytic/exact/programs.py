@@ -2,10 +2,11 @@
 
 A program is a sequence of tokens `+x` (allocate) or `-x` (free) over the symbols of analytic.exact.sizes:
 lowercase a temporary, uppercase a tensor autograd saves for backward (category saved_activations), `g…` a
-weight gradient (category gradients). They transcribe what autograd and the ops of model.transformer do, block
-by block; tests/test_exact.py checks every one against the storage tracker, byte for byte, on random configs.
+weight gradient (category gradients). They are derived from traces of the real step (analytic/exact/derived.py,
+written by tools/derive_programs.py); tests/test_exact.py checks the model against the storage tracker, byte
+for byte, on random configs. This module compiles a program into coefficient matrices.
 
-Forward, one pre-norm block (explicit attention):
+What the derived forward program of one pre-norm block reads as, for B, H ≥ 2 (explicit attention):
  1. RMSNorm: pow x² (+a, dies after mean), mean (+r, dies after +eps), +eps (+r, dies after rsqrt),
     rsqrt (+R saved), x·rsqrt (+A saved), ·gain (+A: the normalised input that the next linear layers save).
  2. Q, K, V projections: three mm outputs (+a each), alive as the locals q, k, v until attention returns.
@@ -24,7 +25,7 @@ autograd nodes that hold them run, and at most a few activation-sized gradient t
 Layouts: the copies of items 3 and 5 exist because reshaping a transposed head view to [B·H, T, Dh] cannot be a
 view when B, H and T all exceed 1 (and merging heads back cannot when H and T do). With B == 1 or H == 1 some of
 those reshapes are views: autograd then saves the projection outputs themselves, and backward skips some
-gradient copies. Those layer programs are traced once by tools/derive_layouts.py into layouts.py.
+gradient copies: each layout class has its own derived programs.
 """
 from __future__ import annotations
 
@@ -33,61 +34,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from analytic.exact.layouts import LAYOUTS
 from analytic.exact.sizes import SYMBOLS
 
 TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries")
 
-# --- forward blocks -------------------------------------------------------------------------------------------
-RMSNORM = "+a +r -a +r -r +R -r +A +A"
-QKV = "+a +a +a"
-ROPE_ONE = "+h +h +h -h -h +h +h +h -h -h +A -h -h"  # x1·cos, x2·sin, sub; x1·sin, x2·cos, add; stack
-ATTENTION_CORE = "+s +s -s +s -s +S -s"  # QKᵀ, ·scale, masked_fill, softmax
-WEIGHTED_SUM_AND_OUT = "+A +a +A +a"  # v copy, P·V, merged heads, out_proj
-RESIDUAL = "+A -a"
-FEED_FORWARD = "+F +F +a"
-
-EXPLICIT_ATTENTION = " ".join([QKV, "+A +A", ATTENTION_CORE, WEIGHTED_SUM_AND_OUT, "-a -a -a -a"])
-ROPE_ATTENTION = " ".join([QKV, ROPE_ONE, ROPE_ONE, "-a -a", ATTENTION_CORE, WEIGHTED_SUM_AND_OUT, "-a -a"])
-
-FORWARD_EMBEDDING = {"learned": "+a +t +A -t -a",  # token and position lookups, their sum (saved by norm1)
-                     "rope": "+A", "none": "+A"}  # the lookup itself is the first block's input
-FORWARD_HEAD = RMSNORM + " +n +N +c +C -n"  # final norm, logits, log-softmax (saved), loss, total weight
-
-
-def forward_layer(positional: str, layout: tuple[bool, bool] = (False, False)) -> str:
-    """One block's forward; layout = (B == 1, H == 1) picks a degenerate layout's traced program (layouts.py)."""
-    if any(layout):
-        return LAYOUTS[(positional == "rope", *layout)]["forward"]
-    attention = ROPE_ATTENTION if positional == "rope" else EXPLICIT_ATTENTION
-    return " ".join([RMSNORM, attention, RESIDUAL, RMSNORM, FEED_FORWARD, RESIDUAL])
-
-
-# --- backward blocks ------------------------------------------------------------------------------------------
-# RMSNorm backward in two halves: through ·gain and ·rsqrt (gain gradient +gD), then through rsqrt and x².
-RMSNORM_BACK_SCALE = "+a +a +gD -a -a -A +a +a +r -a -a"
-RMSNORM_BACK_RMS = "+r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a"
-RESIDUAL_BACK = "+a -a -a"  # the skip path's gradient summed with the branch's
-CROSS_ENTROPY_AND_HEAD_BACK = "+c +n -C +n -n -N +gVD +a -n -A"  # seed, nll, log-softmax, lm_head
-FEED_FORWARD_BACK = "+gDF +f -F +f -f -F +gDF +a -f -A"
-ATTENTION_CORE_BACK = "+gDD +a -A +a -a +a +s -a -A +s -s -S +s -s +s -s +a +a -s -A -A"
-ROPE_ONE_BACK = "+h +h +h +h -h +h -h -h +h -a +h -h -h +a -h +a -h +a -a -a"
-QKV_BACK = "+a -a +gDD +a -a +a -a +gDD +a -a +a -a -a +a -a +gDD +a -a -A +a -a -a"
-
-BACKWARD_HEAD = " ".join([CROSS_ENTROPY_AND_HEAD_BACK, RMSNORM_BACK_SCALE, RMSNORM_BACK_RMS])
-BACKWARD_EMBEDDING = {"learned": "+t +gTD -t +gVD -a -c",  # position grad summed over batch, both tables
-                      "rope": "+gVD -a -c", "none": "+gVD -a -c"}  # last: the incoming grad and the seed die
-
-
-def backward_layer(positional: str, layout: tuple[bool, bool] = (False, False)) -> str:
-    if any(layout):
-        return LAYOUTS[(positional == "rope", *layout)]["backward"]
-    rope = [ROPE_ONE_BACK, ROPE_ONE_BACK] if positional == "rope" else []
-    norm = [RMSNORM_BACK_SCALE, RESIDUAL_BACK, RMSNORM_BACK_RMS]
-    return " ".join([FEED_FORWARD_BACK, *norm, ATTENTION_CORE_BACK, *rope, QKV_BACK, *norm])
-
-
-# --- compilation ----------------------------------------------------------------------------------------------
 _TOKEN = re.compile(r"([+-])(g?[A-Za-z]+)$")
 
 
