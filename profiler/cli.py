@@ -18,6 +18,7 @@ COMMANDS = {  # name -> (module, help)
     "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures"),
     "measure": ("profiler.commands.measure", "measure one training step beside every formula set"),
     "explain": ("profiler.commands.explain", "textbook vs exact vs measured, component by component"),
+    "formula": ("profiler.commands.formula", "the exact model as a formula over L, B, T, D, H, F, V (and a budget M)"),
     "max-batch": ("profiler.commands.max_batch", "the largest batch that fits a memory budget, searched and predicted"),
     "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report"),
     "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)"),

@@ -6,7 +6,7 @@ from analytic.formula_sets import max_batch_sizes
 from model.config import preset
 from profiler import cli
 from profiler.measuring.max_batch import batch_fits
-from profiler.measuring.search import find_max_batch
+from profiler.measuring.search import confirm_max_batch, find_max_batch
 
 
 def threshold(maximum, calls=None):
@@ -50,6 +50,20 @@ def test_bad_start():
         find_max_batch(threshold(3), start=0)
     with pytest.raises(ValueError):
         find_max_batch(threshold(3), start=10, limit=5)
+
+
+@pytest.mark.parametrize("guess, confirmed, calls", [(37, True, 2), (0, False, None), (36, False, None),
+                                                     (38, False, None), (None, False, None), (5000, False, None)])
+def test_a_guess_is_confirmed_by_two_probes_or_searched(guess, confirmed, calls):
+    probes = []
+    assert confirm_max_batch(threshold(37), guess, limit=4096, probes=probes) == (37, confirmed)
+    if calls is not None:
+        assert probes == [(37, True), (38, False)]
+
+
+def test_a_guess_of_nothing_fits_is_confirmed_by_one_probe():
+    probes = []
+    assert confirm_max_batch(threshold(0), 0, probes=probes) == (0, True) and probes == [(1, False)]
 
 
 class FormulaSet:
@@ -123,7 +137,7 @@ def test_cli_meta_search(monkeypatch, capsys):
                    monkeypatch) == 0
     out = capsys.readouterr().out
     expected = 3 if peaks[4] > budget else 4
-    assert f"searched maximum batch size: {'at least ' if expected == 4 else ''}{expected}" in out
+    assert f"measured maximum batch size: {'at least ' if expected == 4 else ''}{expected}" in out
     assert "good    " in out and "(no max_batch_size)" in out
 
 

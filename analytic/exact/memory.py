@@ -45,17 +45,23 @@ def constant_part(sizes: Sizes, state) -> np.ndarray:
     return live
 
 
-def adamw_temporary_bytes(sizes: Sizes, optimizer: str):
+def forloop_temporary_elements(sizes: Sizes, learned: bool) -> list:
+    """For-loop AdamW's temporaries while it updates each parameter: the previous parameter's denominator p_{i-1}
+    plus sqrt(v) and its quotient for the current one, 2·p_i, for consecutive parameters in model order (the
+    first pair holds only the current one's). Elements; their largest times e is the optimizer phase's rise."""
+    V, T, D, F = sizes.V, sizes.T, sizes.D, sizes.F
+    first = [V * D + 2 * T * D, T * D + 2 * D] if learned else [V * D + 2 * D]
+    return [2 * V * D, *first, D + 2 * D * D, 3 * D * D, D * D + 2 * D, D + 2 * D * F, 3 * D * F, D * F + 2 * D,
+            D + 2 * V * D]
+
+
+def adamw_temporary_bytes(sizes: Sizes, optimizer: str, positional: str):
     """Largest optimizer-step temporaries (item 3 of the module docstring)."""
     if optimizer == "foreach":
         return sizes.parameter_bytes
     if optimizer == "fused":
         return 0 * sizes.B
-    V, T, D, F = sizes.V, sizes.T, sizes.D, sizes.F
-    first_pairs = np.where(sizes.learned, np.maximum(V * D + 2 * T * D, T * D + 2 * D), V * D + 2 * D)
-    pairs = [2 * V * D, first_pairs, D + 2 * D * D, 3 * D * D, D * D + 2 * D, D + 2 * D * F, 3 * D * F,
-             D * F + 2 * D, D + 2 * V * D]
-    return np.maximum.reduce(pairs) * sizes.e
+    return np.maximum.reduce(forloop_temporary_elements(sizes, positional == "learned")) * sizes.e
 
 
 class Phase:
@@ -140,7 +146,7 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[b
     optimizer_phase = Phase(backward.live, symbols)
     if warmup:
         optimizer_phase.add(CATEGORIES.index("optimizer_state"), state)
-    temporaries = adamw_temporary_bytes(sizes, optimizer)
+    temporaries = adamw_temporary_bytes(sizes, optimizer, positional)
     optimizer_phase.add(OPTIMIZER_TEMPORARIES, temporaries)
     optimizer_phase.live[OPTIMIZER_TEMPORARIES] -= temporaries
     optimizer_phase.live[GRADIENTS] = 0  # zero_grad(set_to_none=True)

@@ -1,7 +1,7 @@
 """`audit`: do the five seed answers' GPT-2 XL figures follow from their own formulas, and what is true?
 
 Beside each answer: our exact model's figures and the figures measured on meta (a GPT-2 XL step really run on
-meta tensors; the largest batch in 80 GB by search over the measured peak). Markdown or JSON."""
+meta tensors; the largest batch in 80 GB whose measured peak fits). Markdown or JSON."""
 from __future__ import annotations
 
 import argparse

@@ -7,7 +7,7 @@ import argparse
 from analytic import exact, textbook
 from analytic.exact.explain import WHY_COMPONENT, WHY_TERM
 from analytic.units import format_bytes
-from model.vocabulary import COMPONENTS
+from model.vocabulary import COMPONENTS, LAYER_COMPONENTS
 from profiler.commands.options import add_config_arguments, config_from_args
 
 
@@ -18,14 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
     """(component rows, term rows): [name, textbook, exact, measured, why]; bytes, None where absent."""
     # imported here, not at the top, so that `--help` needs no torch
+    from analytic.exact.formula import Setup, readable, saved_by_component
     from profiler.measuring.measure import measure
 
     ours = exact.predict(config, batch_size, optimizer)
     theirs = textbook.predict(config, batch_size, optimizer)
     measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
+    derived = saved_by_component(Setup(config.positional, optimizer, config.dtype, batch_size == 1,
+                                       config.num_heads == 1))
     components = [[name, theirs["saved_activations_by_component"].get(name),
                    ours.get("saved_activations_by_component", {}).get(name),
-                   measured["saved_activations_by_component"][name], WHY_COMPONENT[name]]
+                   measured["saved_activations_by_component"][name],
+                   f"{readable(derived[name]) if name in derived else '0'}{' per layer' if name in LAYER_COMPONENTS else ''}"
+                   f"; {WHY_COMPONENT[name]}"]
                   for name in COMPONENTS if name != "rope" or config.positional == "rope"]
     terms = [[name, theirs["categories_at_peak"].get(name), ours.get("categories_at_peak", {}).get(name),
               measured["categories_at_peak"][name], WHY_TERM[name]]
@@ -37,7 +42,8 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
 
 def _table(title: str, rows: list[list]) -> list[str]:
     cell = lambda value: "—" if value is None else format_bytes(value, "GiB", 3)  # noqa: E731
-    lines = [f"| {title} | textbook | exact | measured | why they differ |", "|---|---:|---:|---:|---|"]
+    lines = [f"| {title} | textbook | exact | measured | derived formula (bytes); why they differ |",
+             "|---|---:|---:|---:|---|"]
     lines += [f"| {name} | {cell(a)} | {cell(b)} | {cell(c)} | {why} |" for name, a, b, c, why in rows]
     return lines
 

@@ -7,7 +7,7 @@ from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import add_config_arguments, config_from_args, positive_int
 from profiler.errors import UsageError
-from profiler.measuring.search import DEFAULT_LIMIT, find_max_batch
+from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "emulated budget; cuda:N for another GPU); meta (the simulated step's peak against "
                              "the budget)")
     parser.add_argument("--budget", default=DEFAULT_BUDGET, help="memory budget with its unit: 80GB, 80GiB, 40GB ...")
-    parser.add_argument("--start", type=positive_int, default=1, help="first batch size tried (default 1)")
+    parser.add_argument("--start", type=positive_int, default=1,
+                        help="first batch size tried by a search (default 1: start from the exact set's answer, "
+                             "confirmed by two measured steps, and search only if they refute it)")
     parser.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, help="largest batch size tried")
 
 
@@ -36,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     fits = batch_fits(config, budget, device, args.optimizer)  # no GPU: fails here, before the search
     predictions = max_batch_sizes(config, budget, args.optimizer)
     probes: list[tuple[int, bool]] = []
-    maximum = find_max_batch(fits, args.start, args.limit, probes)
+    guess = predictions.get("exact") if args.start == 1 else None
+    maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
+        (find_max_batch(fits, args.start, args.limit, probes), False)
     print(f"{config.name}, AdamW {args.optimizer}, {config.dtype}, budget {args.budget} = {budget:,} bytes "
           f"({format_bytes(budget, 'GiB')}), device {device}")
     print("probes: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
     bound = "at least " if maximum == args.limit else ""
-    print(f"searched maximum batch size: {bound}{maximum}")
+    how = ("the exact set's answer, confirmed by measuring it and one more" if confirmed else
+           "searched" + (f"; the exact set's {guess} was refuted by a measurement" if guess is not None else ""))
+    print(f"measured maximum batch size: {bound}{maximum} ({how})")
     print("predicted by formula sets:")
     width = max(map(len, predictions))
     for name, predicted in predictions.items():

@@ -38,3 +38,22 @@ def find_max_batch(fits: Callable[[int], bool], start: int = 1, limit: int = DEF
         middle = (lo + hi) // 2
         lo, hi = (middle, hi) if probe(middle) else (lo, middle)
     return lo
+
+
+def confirm_max_batch(fits: Callable[[int], bool], guess: int | None, limit: int = DEFAULT_LIMIT,
+                      probes: list[tuple[int, bool]] | None = None) -> tuple[int, bool]:
+    """(the largest b with fits(b), whether `guess` was it). A guess (a formula's answer) is confirmed by two
+    calls: fits(guess) and not fits(guess + 1) prove it for a monotone `fits` (guess 0: not fits(1)). A refuted
+    or missing guess falls back to find_max_batch, started from the guess."""
+    probes = [] if probes is None else probes
+
+    def probe(batch: int) -> bool:
+        fitted = bool(fits(batch))
+        probes.append((batch, fitted))
+        return fitted
+
+    if guess is not None and 0 <= guess < limit:
+        if (guess == 0 or probe(guess)) and not probe(guess + 1):
+            return guess, True
+    start = min(max(guess or 1, 1), limit)
+    return find_max_batch(fits, start, limit, probes), False

@@ -10,7 +10,7 @@ from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.units import UNITS
 from profiler.measuring.max_batch import batch_fits
 from profiler.measuring.measure import measure
-from profiler.measuring.search import find_max_batch
+from profiler.measuring.search import confirm_max_batch
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
 
@@ -33,16 +33,24 @@ def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") 
             "flops_per_step": step, "training_days": _days(step, problem)}
 
 
+def measured_max_batch(config, budget_bytes: int, optimizer: str) -> int:
+    """The largest batch whose measured (meta) peak fits: the exact answer confirmed by measuring it and one
+    more, or searched where a measurement refutes it."""
+    return confirm_max_batch(batch_fits(config, budget_bytes, "meta", optimizer),
+                             max_batch_size(config, budget_bytes, optimizer))[0]
+
+
 def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
-    """Measured on meta: the largest batch by search over the measured peak, FLOPs of a step at the run's batch."""
+    """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
+    run's batch."""
     config = problem.config
     at_one = measure(config, 1, "meta", optimizer).measured
     flops = measure(config, problem.batch_size, "meta", optimizer).measured["flops"]
     step = sum(flops.values())
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": find_max_batch(batch_fits(config, problem.budget_bytes, "meta", optimizer)),
-            "max_batch_80GiB": find_max_batch(batch_fits(config, BUDGET_80GIB, "meta", optimizer)),
+            "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, optimizer),
+            "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, optimizer),
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": _days(step, problem)}
 

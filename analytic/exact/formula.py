@@ -1,0 +1,325 @@
+"""The exact model as the formula people write: every figure of a setup as an expression over the sizes L, B, T,
+D, H, F, V (bytes per element as numbers), collected with sympy.
+
+It is built from what the numeric model evaluates (analytic.exact.memory, .flops): the derived allocation
+programs (analytic/exact/derived.py), the constant part and the AdamW closed forms, with sympy symbols in place of
+numbers. A phase's peak is the highest of its moments; the moments are linear in B, so
+    peak = max_k (α_k + β_k·B),
+and max batch = min_k ⌊(M − α_k) / β_k⌋ for a budget of M bytes. Moments that another moment exceeds at every
+size of the layout class (checked coefficient by coefficient after shifting each size to its lower bound, e.g.
+T = 2 + T′) are dropped, so the max lists only the moments that can hold the peak.
+
+`formulas(setup)` returns {figure key: sympy expression} under the field names of `measure --json`, plus the
+keys of the fixed part and the per-layer split; `python_expression` prints one as Python using only
++ - * // ** and max().
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+import sympy as sp
+
+from analytic.exact.derived import CLASSES
+from analytic.exact.flops import elementwise_backward, elementwise_forward, matmul_forward, optimizer_flops
+from analytic.exact.memory import forloop_temporary_elements, optimizer_state_bytes
+from analytic.exact.programs import compile_program
+from analytic.exact.sizes import SYMBOLS, Sizes
+from analytic.params import parameter_breakdown, parameter_tensor_count
+from model.config import DTYPE_BYTES
+from model.vocabulary import PHASES
+
+L, B, T, D, H, F, V = SIZES = sp.symbols("L B T D H F V", positive=True, integer=True)
+M = sp.Symbol("M", positive=True, integer=True)  # a memory budget in bytes
+LAYOUTS = {(False, False): "B >= 2, H >= 2, T >= 2", (True, False): "B == 1, H >= 2, T >= 2",
+           (False, True): "B >= 2, H == 1, T >= 2", (True, True): "B == 1, H == 1, T >= 2"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    positional: str = "learned"
+    optimizer: str = "foreach"
+    dtype: str = "float32"
+    batch_one: bool = False  # the layout class: B == 1
+    head_one: bool = False  # H == 1
+
+    @property
+    def domain(self) -> str:
+        return LAYOUTS[(self.batch_one, self.head_one)]
+
+    def lower_bounds(self) -> dict:
+        """The least value of each size symbol in the layout class (B and H are numbers when they are 1)."""
+        return {L: 1, B: 2, T: 2, D: 1, H: 2, F: 1, V: 1}
+
+
+def symbolic_sizes(setup: Setup) -> Sizes:
+    """analytic.exact.sizes.Sizes with sympy symbols (B = 1 or H = 1 as numbers in those layout classes)."""
+    batch = sp.Integer(1) if setup.batch_one else B
+    heads = sp.Integer(1) if setup.head_one else H
+    shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F,
+                            positional=setup.positional)
+    learned, rope = int(setup.positional == "learned"), int(setup.positional == "rope")
+    return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]),
+                 params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),
+                 learned=learned, rope=rope)
+
+
+def _exact(expression):
+    """Integer division written as floor (a // 2, D // H) is exact here (a·e is even, H divides D)."""
+    return sp.expand(sp.sympify(expression).replace(sp.floor, lambda argument: argument))
+
+
+class Moments:
+    """Moments of a step as integer vectors over a basis of expressions: [start, the program symbols' bytes,
+    L × each of them, the AdamW temporaries]. A moment of the r-th repetition of a layer is the first one's
+    plus r·(the layer's net); r = 0 and r = L − 1 bound the others (the total is linear in r)."""
+
+    def __init__(self, start: sp.Expr, values: list, temporaries: sp.Expr):
+        self.values = values
+        self.basis = [start, *values, *(L * v for v in values), temporaries]
+        self.size = len(values)
+
+    def vector(self, symbols=None, l_symbols=None, start=0, temporaries=0) -> np.ndarray:
+        out = np.zeros(len(self.basis), dtype=np.int64)
+        out[0], out[-1] = start, temporaries
+        if symbols is not None:
+            out[1:1 + self.size] = symbols
+        if l_symbols is not None:
+            out[1 + self.size:1 + 2 * self.size] = l_symbols
+        return out
+
+    def phase(self, name: str, live: np.ndarray, parts, categories: np.ndarray) -> tuple[list, np.ndarray]:
+        """Moments of a traced phase (prefix, layer × L, suffix) from `live`, as (vector, where) pairs; the live
+        vector at its end. categories[3, 2·S] accumulates the tape categories' net (symbols, L × symbols)."""
+        moments = [(live, f"{name} starts")]
+        for part, program, repeated in zip(("before the blocks", "block", "after the blocks"), parts,
+                                           (False, True, False)):
+            steps, net = compile_program(program)
+            allocations = [token for token in program.split() if token.startswith("+")]
+            total = net.sum(axis=0)
+            for index, rise in enumerate(steps.sum(axis=1)):
+                where = f"after allocation {index + 1} of {len(allocations)} ({allocations[index]})"
+                if repeated:  # backward runs the blocks in reverse: its first run is block L
+                    first, last = ("block L", "block 1") if name == "backward" else ("block 1", "block L")
+                    moments.append((live + self.vector(rise), f"{name}, {first}, {where}"))
+                    moments.append((live + self.vector(rise - total, total), f"{name}, {last}, {where}"))
+                else:
+                    moments.append((live + self.vector(rise), f"{name}, {part}, {where}"))
+            live = live + (self.vector(None, total) if repeated else self.vector(total))
+            for index, row in enumerate(net):
+                categories[index] += np.concatenate([0 * row, row]) if repeated else np.concatenate([row, 0 * row])
+        return moments, live
+
+    def expression(self, vector: np.ndarray) -> sp.Expr:
+        return sp.expand(sp.Add(*(int(c) * b for c, b in zip(vector, self.basis) if c)))
+
+    def shifted_table(self, bounds: dict) -> np.ndarray:
+        """[basis, columns]: each basis expression's coefficients once every size is shifted to its lower bound
+        (T = 2 + T′, ...), over the monomials of the shifted sizes; an expression that is no polynomial (for-loop
+        AdamW's max of temporaries; the RoPE tables' T·(D/H)·e in the start) is a non-negative unknown of its own."""
+        shifted = [_polynomial(b.subs({s: s + lb for s, lb in bounds.items()}, simultaneous=True))
+                   for b in self.basis]
+        monomials = sorted({m for poly in shifted if poly is not None for m in poly.as_dict()})
+        table = np.zeros((len(self.basis), len(monomials) + len(self.basis)))
+        for row, poly in enumerate(shifted):
+            if poly is None:
+                table[row, len(monomials) + row] = 1
+                continue
+            for monomial, coefficient in poly.as_dict().items():
+                table[row, monomials.index(monomial)] = float(coefficient)
+        return table
+
+    def prune(self, moments: list, table: np.ndarray) -> list:
+        """The (vector, where) moments not exceeded everywhere by another (module docstring), each once; `table`
+        from shifted_table."""
+        unique = list({tuple(vector): (vector, where) for vector, where in reversed(moments)}.values())[::-1]
+        values = np.array([vector for vector, _ in unique]) @ table
+        at_least = np.all(values[:, None, :] - values[None, :, :] >= 0, axis=2)  # [i, j]: i >= j everywhere
+        keep = [j for j in range(len(unique))
+                if not any(i != j and at_least[i, j] and (not at_least[j, i] or i < j) for i in range(len(unique)))]
+        return [unique[j] for j in keep]
+
+
+def _polynomial(expression: sp.Expr) -> sp.Poly | None:
+    try:
+        return sp.Poly(sp.expand(expression), *SIZES)
+    except sp.PolynomialError:
+        return None
+
+
+def formulas(setup: Setup = Setup()) -> dict[str, sp.Expr]:
+    """Every figure of the setup as a sympy expression (keys as in `measure --json`, plus fixed.* and the split of
+    saved activations per layer and outside the layers)."""
+    return _build(setup)[0]
+
+
+def peak_moments(setup: Setup = Setup()) -> dict[str, list[tuple[str, sp.Expr]]]:
+    """The moments each phase's peak (and the step's, "step") is the max of: (where in the step, bytes)."""
+    return _build(setup)[1]
+
+
+@lru_cache(maxsize=None)
+def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
+    sizes = symbolic_sizes(setup)
+    values = [_exact(sizes.symbols()[name]) for name in SYMBOLS]
+    if setup.positional == "rope":
+        values[SYMBOLS.index("h")] = _exact(sizes.B * T * D * sizes.e / 2)
+    derived = CLASSES[(setup.positional, setup.batch_one, setup.head_one)]
+    parameter_bytes = _exact(sizes.parameter_bytes)
+    fixed = {"fixed.parameters_bytes": parameter_bytes,
+             "fixed.optimizer_state_bytes": _exact(optimizer_state_bytes(sizes, setup.optimizer)),
+             "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
+    if setup.optimizer == "foreach":
+        temporaries = parameter_bytes
+    elif setup.optimizer == "fused":
+        temporaries = sp.Integer(0)
+    else:
+        elements = forloop_temporary_elements(sizes, setup.positional == "learned")
+        temporaries = sizes.e * sp.Max(*(_exact(e) for e in elements))
+    moments = Moments(sp.Add(*fixed.values()), values, temporaries)
+    categories = np.zeros((3, 2 * len(values)), dtype=np.int64)  # programs.TAPE_CATEGORIES
+    forward, forward_end = moments.phase("forward", moments.vector(start=1), derived["forward"], categories)
+    backward, backward_end = moments.phase("backward", forward_end, derived["backward"], categories)
+    fixed["fixed.gradients_bytes"] = moments.expression(np.concatenate([[0], categories[1], [0]]))
+    optimizer = [(backward_end, "optimizer starts"),
+                 (backward_end + moments.vector(temporaries=1), "optimizer, with AdamW's temporaries")]
+    bounds = {symbol: bound for symbol, bound in setup.lower_bounds().items()
+              if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)}
+    table = moments.shifted_table(bounds)
+    peaks = {phase: moments.prune(vectors, table) for phase, vectors in zip(PHASES, (forward, backward, optimizer))}
+    step = moments.prune([moment for phase in PHASES for moment in peaks[phase]], table)
+
+    def saved(where: str) -> sp.Expr:
+        names = " ".join(derived["saved_by_component"][where].values()).split()
+        return sp.expand(sp.Add(*(values[SYMBOLS.index(name)] for name in names)))
+
+    result: dict[str, sp.Expr] = {"params": sp.expand(sizes.params), **fixed,
+                                  "saved_activations_per_layer_bytes": saved("layer"),
+                                  "saved_activations_outside_layers_bytes": saved("outside"),
+                                  "saved_activations_bytes": sp.expand(L * saved("layer") + saved("outside"))}
+    result.update({f"phases.{phase}.peak_bytes": _max([moments.expression(v) for v, _ in peaks[phase]])
+                   for phase in PHASES})
+    step_expressions = [moments.expression(v) for v, _ in step]
+    result["peak_bytes"] = _max(step_expressions)
+    if not setup.batch_one:
+        result["max_batch"] = _max_batch(step_expressions)
+    matmul = sp.expand(matmul_forward(sizes))
+    result.update({"flops.forward": sp.expand(matmul + elementwise_forward(sizes)),
+                   "flops.backward": sp.expand(2 * matmul + elementwise_backward(sizes)),
+                   "flops.optimizer": sp.expand(optimizer_flops(sizes)),
+                   "flops_matmul.forward": matmul, "flops_matmul.backward": sp.expand(2 * matmul)})
+    candidates = {name: [(where, moments.expression(v)) for v, where in found]
+                  for name, found in (*peaks.items(), ("step", step))}
+    return result, candidates
+
+
+def _max(moments: list) -> sp.Expr:
+    return moments[0] if len(moments) == 1 else sp.Max(*moments, evaluate=False)
+
+
+def _max_batch(moments: list) -> sp.Expr:
+    """min_k ⌊(M − α_k)/β_k⌋ over the moments that grow with B, as −max(−⌊…⌋, …) (max is the one function)."""
+    bounds = []
+    for moment in moments:
+        beta = sp.expand(sp.diff(moment, B))
+        alpha = sp.expand(moment - beta * B)
+        if beta != 0:
+            bounds.append(-sp.floor((M - alpha) / beta, evaluate=False))
+    return -sp.Max(*bounds, evaluate=False) if len(bounds) > 1 else -bounds[0]
+
+
+# --- printing ---------------------------------------------------------------------------------------------------
+def python_expression(expression: sp.Expr) -> str:
+    """Python syntax using only + - * // ** and max() (integer arithmetic: evaluate with integer sizes)."""
+    if expression.is_Integer or expression.is_Symbol:
+        return str(expression)
+    if isinstance(expression, sp.Max):
+        return "max(" + ", ".join(python_expression(a) for a in expression.args) + ")"
+    if isinstance(expression, sp.floor):
+        numerator, denominator = sp.fraction(sp.together(expression.args[0]))
+        return f"(({python_expression(sp.expand(numerator))})//({python_expression(sp.expand(denominator))}))"
+    if expression.is_Add:
+        terms = [python_expression(term) for term in expression.as_ordered_terms(order="grlex")]
+        text = terms[0]
+        for term in terms[1:]:
+            text += f" - {term[1:]}" if term.startswith("-") and not term.startswith("-(") else f" + {term}"
+        return text
+    if expression.is_Mul:
+        numerator, denominator = sp.fraction(expression)
+        if denominator != 1:
+            return f"({python_expression(numerator)})//({python_expression(denominator)})"
+        coefficient, factors = expression.as_coeff_mul()
+        parts = [_factor(f) for f in factors]
+        if coefficient == -1:
+            return "-" + "*".join(parts)
+        return "*".join(([str(coefficient)] if coefficient != 1 else []) + parts)
+    if expression.is_Pow and expression.exp.is_Integer and expression.exp > 0:
+        return f"{_factor(expression.base)}**{expression.exp}"
+    raise ValueError(f"cannot print {expression!r} with + - * // ** and max()")
+
+
+def _factor(expression: sp.Expr) -> str:
+    text = python_expression(expression)
+    return f"({text})" if expression.is_Add else text
+
+
+def readable(expression: sp.Expr) -> str:
+    """The Python form with · for products and ² ³ for small powers, B collected; −max(−…) as min, ⌊…⌋ for
+    floor division."""
+    if isinstance(expression, sp.Max):
+        return "max(" + ", ".join(readable(argument) for argument in expression.args) + ")"
+    if expression.is_Mul and expression.as_coeff_mul()[0] == -1 and isinstance(-expression, sp.Max):
+        return "min(" + ", ".join(readable(-argument) for argument in (-expression).args) + ")"
+    if isinstance(expression, sp.floor):
+        numerator, denominator = sp.fraction(sp.together(expression.args[0]))
+        return f"⌊({readable(sp.expand(numerator))}) / ({readable(sp.expand(denominator))})⌋"
+    if expression.is_Mul and any(isinstance(f, sp.floor) for f in expression.args):
+        coefficient, factors = expression.as_coeff_mul()
+        return ("-" if coefficient == -1 else "") + "·".join(readable(f) for f in factors)
+    text = python_expression(sp.collect(expression, B) if expression.has(B) else expression)
+    for power, mark in (("**2", "²"), ("**3", "³")):
+        text = text.replace(power, mark)
+    return text.replace("*", "·")
+
+
+def saved_by_component(setup: Setup = Setup()) -> dict[str, sp.Expr]:
+    """Bytes each component saves for backward, as derived: per layer (×L) for the block components, once for
+    the others; components that save nothing are left out."""
+    sizes = symbolic_sizes(setup)
+    values = {name: _exact(value) for name, value in sizes.symbols().items()}
+    values["h"] = _exact(sizes.B * T * D * sizes.e / 2)
+    saved = CLASSES[(setup.positional, setup.batch_one, setup.head_one)]["saved_by_component"]
+    return {name: sp.Add(*(values[symbol] for symbol in names.split()))
+            for where in ("layer", "outside") for name, names in saved[where].items()}
+
+
+def layout_setups(setup: Setup) -> dict[str, Setup]:
+    """The setup in each layout class, by domain: the general one (B, H >= 2) first."""
+    return {LAYOUTS[layout]: Setup(setup.positional, setup.optimizer, setup.dtype, *layout) for layout in LAYOUTS}
+
+
+def document(setup: Setup) -> dict:
+    """`formula --json`: each figure of the general layout as a Python expression, nested as in `measure --json`,
+    and the degenerate layouts' own expressions under "layouts"."""
+    from analytic.exact.derived import TORCH_VERSION
+    from analytic.figures import unflatten
+
+    classes = layout_setups(setup)
+    general, *others = classes
+    return {"setup": {"positional": setup.positional, "attention": "explicit", "dtype": setup.dtype,
+                      "optimizer": setup.optimizer, "bytes_per_element": DTYPE_BYTES[setup.dtype]},
+            "derived_on_torch": TORCH_VERSION, "domain": general,
+            "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
+                        "F": "d_ff", "V": "vocabulary", "M": "memory budget in bytes (max_batch)"},
+            **unflatten({key: python_expression(value) for key, value in formulas(classes[general]).items()}),
+            "layouts": {domain: unflatten({key: python_expression(value)
+                                           for key, value in formulas(classes[domain]).items()
+                                           if "peak_bytes" in key or key.startswith("saved_activations")})
+                        for domain in others}}
+
+
+def evaluate(expression: sp.Expr, sizes: dict[str, int]) -> int:
+    """The expression's value at integer sizes ({"L": 48, "B": 1, ..., "M": budget}), through its Python form."""
+    return int(eval(python_expression(expression), {"__builtins__": {}, "max": max}, dict(sizes)))  # noqa: S307

@@ -1,0 +1,107 @@
+"""Any formula set's figure read back as a polynomial in the sizes, so that the textbook's and each seed's formula
+can stand beside the exact model's derived one, coefficient by coefficient (the report's "the formula, derived").
+
+A set is a black box `predict(config, batch_size)`. Its figure is fitted over the monomials L^a·B^b·T^c·D^d·H^h·V^v
+(a, b, h, v ≤ 1; c, d ≤ 2) from predictions at random small sizes (least squares, columns scaled), the
+coefficients are rounded to fractions with small denominators, and the result counts only if it reproduces the
+set's predictions at other random sizes to 1e-9 relative. The setup is the seeds' one: d_ff = 4·D (so F is written
+as 4·D), learned positions, float32, foreach AdamW, B ≥ 2 and H ≥ 2 (the exact model's general layout).
+"""
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+import sympy as sp
+
+from analytic.exact.formula import B, D, H, L, T, V
+from analytic.figures import flatten
+from model.config import ModelConfig
+
+SYMBOLS = (L, B, T, D, H, V)
+POWERS = np.array(list(itertools.product(range(2), range(2), range(3), range(3), range(2), range(2))))
+MONOMIALS = [sp.Mul(*(symbol ** int(power) for symbol, power in zip(SYMBOLS, powers))) for powers in POWERS]
+TOLERANCE = 1e-9
+
+
+def random_sizes(rng: np.random.Generator) -> dict:
+    heads = int(rng.integers(2, 7))
+    return {L: int(rng.integers(1, 10)), B: int(rng.integers(2, 10)), T: int(rng.integers(2, 12)),
+            D: heads * int(rng.integers(1, 7)), H: heads, V: int(rng.integers(2, 30))}
+
+
+def config_at(sizes: dict) -> ModelConfig:
+    return ModelConfig(vocab_size=sizes[V], context_length=sizes[T], num_layers=sizes[L], d_model=sizes[D],
+                       num_heads=sizes[H])
+
+
+def _monomial_values(samples: list[dict]) -> np.ndarray:
+    values = np.array([[sizes[symbol] for symbol in SYMBOLS] for sizes in samples], dtype=float)
+    return np.prod(values[:, None, :] ** POWERS[None, :, :], axis=2)  # [samples, monomials]
+
+
+def fit(figure: Callable[[dict], float], seed: int = 0) -> sp.Expr | None:
+    """The polynomial that `figure(sizes)` is (sizes: {symbol: int}), or None if it is no polynomial of this form."""
+    rng = np.random.default_rng(seed)
+    samples = [random_sizes(rng) for _ in range(3 * len(MONOMIALS))]
+    held_out = [random_sizes(rng) for _ in range(20)]
+    design = _monomial_values(samples)
+    scale = np.abs(design).max(axis=0)
+    solution, *_ = np.linalg.lstsq(design / scale, np.array([float(figure(s)) for s in samples]), rcond=None)
+    coefficients = [Fraction(float(c)).limit_denominator(1000) for c in solution / scale]
+    expected = np.array([float(figure(s)) for s in held_out])
+    got = _monomial_values(held_out) @ np.array([float(c) for c in coefficients])
+    if np.any(np.abs(got - expected) > TOLERANCE * np.maximum(1.0, np.abs(expected))):
+        return None
+    return sp.Add(*(sp.Rational(c.numerator, c.denominator) * m for c, m in zip(coefficients, MONOMIALS) if c))
+
+
+def set_figure(module, key: str) -> Callable[[dict], float]:
+    """figure(sizes) of a formula set's prediction `key` (a dotted figure key)."""
+    return lambda sizes: flatten(module.predict(config_at(sizes), sizes[B], optimizer="foreach"))[key]
+
+
+def differences(theirs: sp.Expr, ours: sp.Expr) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
+    """(monomial, their coefficient, ours) wherever they differ, largest degree first."""
+    theirs_by, ours_by = sp.Poly(theirs, *SYMBOLS).as_dict(), sp.Poly(ours, *SYMBOLS).as_dict()
+    found = []
+    for powers in sorted(set(theirs_by) | set(ours_by), key=lambda p: (-sum(p), p)):
+        a, b = theirs_by.get(powers, 0), ours_by.get(powers, 0)
+        if a != b:
+            found.append((sp.Mul(*(g ** p for g, p in zip(SYMBOLS, powers))), sp.sympify(a), sp.sympify(b)))
+    return found
+
+
+COMPARED = ("params", "saved_activations_bytes", "peak_bytes", "flops.forward", "flops.backward", "flops.optimizer")
+
+
+def derived_formulas(config: ModelConfig, batch_size: int) -> tuple[dict[str, sp.Expr], str]:
+    """The exact model's formulas for the setup of the module docstring, F = 4·D; the peak (a max of moments) as
+    the moment that holds it for `config` at `batch_size` (named in the second value)."""
+    from analytic.exact.formula import F, Setup, evaluate, formulas, peak_moments
+
+    setup = Setup(positional=config.positional, dtype=config.dtype)
+    ours = {key: sp.expand(value.subs(F, 4 * D)) for key, value in formulas(setup).items() if key in COMPARED}
+    sizes = {"L": config.num_layers, "B": batch_size, "T": config.context_length, "D": config.d_model,
+             "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size}
+    where, moment = max(peak_moments(setup)["step"], key=lambda item: evaluate(item[1], sizes))
+    ours["peak_bytes"] = sp.expand(moment.subs(F, 4 * D))
+    return ours, where
+
+
+def comparison(modules: dict, config: ModelConfig, batch_size: int = 2) -> tuple[dict[str, list], str]:
+    """{term: [(set name, its formula or None, [(monomial, theirs, ours)...])]}, the derived formula first (as
+    "exact"), and where the derived peak is; `modules` the formula sets by name (the exact one left out)."""
+    ours, where = derived_formulas(config, batch_size)
+    table: dict[str, list] = {}
+    for key in COMPARED:
+        rows = [("exact", ours[key], [])]
+        for name, module in modules.items():
+            if name == "exact":
+                continue
+            theirs = fit(set_figure(module, key))
+            rows.append((name, theirs, None if theirs is None else differences(theirs, ours[key])))
+        table[key] = rows
+    return table, where

@@ -1,0 +1,127 @@
+"""`formula`: the exact model of a setup as the formula people write, sizes left symbolic (L, B, T, D, H, F, V;
+bytes per element as numbers): fixed part, saved activations, each phase's peak as a max of expressions linear
+in B, the max-batch closed form for a budget M, FLOPs per phase. With a --preset (or sizes), each figure's value
+there too. --json gives Python expressions (+ - * // ** and max() only), --latex LaTeX."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
+from profiler.commands.options import SIZE_FIELDS, add_config_arguments, config_from_args
+from profiler.errors import UsageError
+
+LABELS = {
+    "params": "parameters N",
+    "fixed.parameters_bytes": "parameters (bytes)",
+    "fixed.gradients_bytes": "gradients (bytes, end of backward)",
+    "fixed.optimizer_state_bytes": "AdamW state (bytes)",
+    "fixed.buffers_bytes": "buffers (bytes)",
+    "fixed.inputs_bytes": "token ids and targets (bytes)",
+    "saved_activations_per_layer_bytes": "saved activations, one layer",
+    "saved_activations_outside_layers_bytes": "saved activations, outside the layers",
+    "saved_activations_bytes": "saved activations (end of forward)",
+    "flops.forward": "FLOPs, forward",
+    "flops.backward": "FLOPs, backward",
+    "flops.optimizer": "FLOPs, AdamW step",
+    "flops_matmul.forward": "matmul FLOPs, forward",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--budget", default=DEFAULT_BUDGET,
+                        help=f"the budget M at which max batch is evaluated, with --preset (default {DEFAULT_BUDGET})")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="Python expressions, nested as in `measure --json`")
+    output.add_argument("--latex", action="store_true", help="LaTeX, one figure a line")
+
+
+def setup_of(args: argparse.Namespace):
+    """(Setup, the config to evaluate at or None): a --preset or sizes fix the setup's options too."""
+    from analytic.exact.formula import Setup
+
+    config = None
+    if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
+        config = config_from_args(args)
+    attention = config.attention if config else (args.attention or "explicit")
+    if attention != "explicit":
+        raise UsageError(f"the derived exact model covers explicit attention only, not {attention!r}")
+    if config is not None and config.context_length < 2:
+        raise UsageError("the derived exact model needs context_length >= 2 (T = 1 routes weight gradients "
+                         "through another path)")
+    positional = config.positional if config else (args.positional or "learned")
+    dtype = config.dtype if config else (args.dtype or "float32")
+    return Setup(positional=positional, optimizer=args.optimizer, dtype=dtype), config
+
+
+def moment_lines(moments: list, sizes: dict) -> list[str]:
+    """One numbered line per moment; with sizes, the highest there is marked."""
+    from analytic.exact import formula
+
+    at = [formula.evaluate(expression, sizes) for _, expression in moments] if sizes else []
+    return [f"  {index}. {where}: {formula.readable(expression)}"
+            + ("   <- the highest at the values in brackets" if at and at[index - 1] == max(at) else "")
+            for index, (where, expression) in enumerate(moments, 1)]
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top, so that `--help` needs no sympy
+    import sympy as sp
+
+    from analytic.exact import formula
+
+    setup, config = setup_of(args)
+    if args.json:
+        print(json.dumps(formula.document(setup), indent=2))
+        return 0
+    classes = formula.layout_setups(setup)
+    general = next(iter(classes))
+    figures = formula.formulas(classes[general])
+    if args.latex:
+        for key, expression in figures.items():
+            print(f"{key}: ${sp.latex(expression)}$")
+        return 0
+    budget = parse_bytes(args.budget)
+    values, sizes, note, own = {}, {}, "", None
+    if config is not None:  # values from the formulas of the config's own layout class
+        own = formula.LAYOUTS[(args.batch_size == 1, config.num_heads == 1)]
+        sizes = {"L": config.num_layers, "B": args.batch_size, "T": config.context_length, "D": config.d_model,
+                 "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget}
+        values = {key: formula.evaluate(expression, sizes) for key, expression in
+                  formula.formulas(classes[own]).items()}
+        values["max_batch"] = formula.evaluate(figures["max_batch"], sizes)  # the B >= 2 closed form
+        note = f" Values in brackets: {config.name} at B = {args.batch_size}, from the formulas of layout {own}."
+
+    def value(key: str) -> str:
+        """The figure's value at the given config, as a bracket after its formula; '' without a config."""
+        if key not in values:
+            return ""
+        number, at = values[key], f"B = {args.batch_size}"
+        if key == "max_batch":
+            at = f"M = {args.budget}"
+        shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
+        return f"   [{config.name}, {at}: {shown}]"
+
+    from analytic.exact.derived import TORCH_VERSION
+    lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {setup.positional} "
+             f"positions, explicit attention, {setup.dtype} ({formula.DTYPE_BYTES[setup.dtype]} bytes per element), "
+             f"AdamW {setup.optimizer}.",
+             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; M a budget in bytes.",
+             f"Layout {general} (the degenerate layouts follow at the end).{note}", ""]
+    width = max(map(len, LABELS.values()))
+    lines += [f"{LABELS[key]:<{width}} = {formula.readable(figures[key])}{value(key)}" for key in LABELS]
+    for phase in ("forward", "backward", "optimizer", "step"):
+        key = "peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"
+        moments = formula.peak_moments(classes[general])[phase]
+        title = "peak of the step" if phase == "step" else f"{phase} peak"
+        lines += ["", f"{title} = max of {len(moments)} moment(s), each linear in B:{value(key)}"]
+        lines += moment_lines(moments, sizes if own == general else {})
+    lines += ["", f"max batch = min over the step's moments above (α + β·B each) of ⌊(M − α) / β⌋ "
+                  f"(valid where it is 2 or more):{value('max_batch')}",
+              f"  {formula.readable(figures['max_batch'])}"]
+    for domain in list(classes)[1:]:
+        lines += ["", f"Layout {domain}: peak of the step = max of"]
+        lines += moment_lines(formula.peak_moments(classes[domain])["step"], sizes if own == domain else {})
+    print("\n".join(lines))
+    return 0
