@@ -1,6 +1,7 @@
 """The `exact` formula set: closed forms that predict what the profiler measures for model.transformer.
 
-Memory to the byte on meta (analytic.exact.memory, from the allocation programs of analytic.exact.programs),
+Memory to the byte on meta (analytic.exact.memory, from the allocation programs derived from traces of the step,
+analytic/exact/derived.py, compiled by analytic.exact.programs),
 FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exact.flops), the maximum batch in
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.
@@ -17,7 +18,7 @@ import numpy as np
 from analytic.exact.flops import flop_figures
 from analytic.exact.max_batch import max_batch_size
 from analytic.exact.memory import saved_activations_by_component, step_figures
-from analytic.exact.sizes import sizes_from_arrays, sizes_of
+from analytic.sizes import sizes_from_arrays, sizes_of
 from model.config import ModelConfig
 
 NAME = "exact"

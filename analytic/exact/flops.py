@@ -2,7 +2,7 @@
 convention table of profiler.measuring.flops (FLOPs per element of each aten op). Explicit attention."""
 from __future__ import annotations
 
-from analytic.exact.sizes import Sizes
+from analytic.sizes import Sizes
 from analytic.textbook import ADAMW_FLOPS_PER_PARAM  # 14 = profiler.measuring.flops' 1+3+1+3+1+1+1+3 per element
 
 

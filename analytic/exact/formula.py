@@ -22,11 +22,11 @@ from types import SimpleNamespace
 import numpy as np
 import sympy as sp
 
-from analytic.exact.derived import CLASSES
+from analytic.exact.derived import CLASSES, OPTIMIZERS
 from analytic.exact.flops import elementwise_backward, elementwise_forward, matmul_forward, optimizer_flops
-from analytic.exact.memory import forloop_temporary_elements, optimizer_state_bytes
-from analytic.exact.programs import compile_program
-from analytic.exact.sizes import SYMBOLS, Sizes
+from analytic.exact.memory import STATE, segments_net
+from analytic.exact.programs import TAPE_CATEGORIES, compile_program
+from analytic.sizes import SYMBOLS, Sizes
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
 from model.vocabulary import PHASES
@@ -55,7 +55,7 @@ class Setup:
 
 
 def symbolic_sizes(setup: Setup) -> Sizes:
-    """analytic.exact.sizes.Sizes with sympy symbols (B = 1 or H = 1 as numbers in those layout classes)."""
+    """analytic.sizes.Sizes with sympy symbols (B = 1 or H = 1 as numbers in those layout classes)."""
     batch = sp.Integer(1) if setup.batch_one else B
     heads = sp.Integer(1) if setup.head_one else H
     shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F,
@@ -72,33 +72,34 @@ def _exact(expression):
 
 
 class Moments:
-    """Moments of a step as integer vectors over a basis of expressions: [start, the program symbols' bytes,
-    L × each of them, the AdamW temporaries]. A moment of the r-th repetition of a layer is the first one's
-    plus r·(the layer's net); r = 0 and r = L − 1 bound the others (the total is linear in r)."""
+    """Moments of a step as integer vectors over a basis of expressions: [start (parameters, buffers and inputs),
+    the program symbols' bytes, L × each of them]. A moment of the r-th run of a repeated segment is the first
+    run's plus r·(the segment's net); r = 0 and r = L − 1 bound the others (the total is linear in r)."""
 
-    def __init__(self, start: sp.Expr, values: list, temporaries: sp.Expr):
+    def __init__(self, start: sp.Expr, values: list):
         self.values = values
-        self.basis = [start, *values, *(L * v for v in values), temporaries]
+        self.basis = [start, *values, *(L * v for v in values)]
         self.size = len(values)
 
-    def vector(self, symbols=None, l_symbols=None, start=0, temporaries=0) -> np.ndarray:
+    def vector(self, symbols=None, l_symbols=None, start=0) -> np.ndarray:
         out = np.zeros(len(self.basis), dtype=np.int64)
-        out[0], out[-1] = start, temporaries
+        out[0] = start
         if symbols is not None:
             out[1:1 + self.size] = symbols
         if l_symbols is not None:
-            out[1 + self.size:1 + 2 * self.size] = l_symbols
+            out[1 + self.size:] = l_symbols
         return out
 
-    def phase(self, name: str, live: np.ndarray, parts, categories: np.ndarray) -> tuple[list, np.ndarray]:
-        """Moments of a traced phase (prefix, layer × L, suffix) from `live`, as (vector, where) pairs; the live
-        vector at its end. categories[3, 2·S] accumulates the tape categories' net (symbols, L × symbols)."""
+    def phase(self, name: str, live: np.ndarray, segments, categories: np.ndarray) -> tuple[list, np.ndarray]:
+        """Moments of a derived phase (segments run once or L times) from `live`, as (vector, where) pairs; the
+        live vector at its end. categories[tape category, 2·S] accumulates each tape category's net."""
         moments = [(live, f"{name} starts")]
-        for part, program, repeated in zip(("before the blocks", "block", "after the blocks"), parts,
-                                           (False, True, False)):
+        first_repeated = next((i for i, (_, repeated) in enumerate(segments) if repeated), len(segments))
+        for position, (program, repeated) in enumerate(segments):
             steps, net = compile_program(program)
             allocations = [token for token in program.split() if token.startswith("+")]
             total = net.sum(axis=0)
+            part = "before the blocks" if position < first_repeated else "after the blocks"
             for index, rise in enumerate(steps.sum(axis=1)):
                 where = f"after allocation {index + 1} of {len(allocations)} ({allocations[index]})"
                 if repeated:  # backward runs the blocks in reverse: its first run is block L
@@ -117,8 +118,8 @@ class Moments:
 
     def shifted_table(self, bounds: dict) -> np.ndarray:
         """[basis, columns]: each basis expression's coefficients once every size is shifted to its lower bound
-        (T = 2 + T′, ...), over the monomials of the shifted sizes; an expression that is no polynomial (for-loop
-        AdamW's max of temporaries; the RoPE tables' T·(D/H)·e in the start) is a non-negative unknown of its own."""
+        (T = 2 + T′, ...), over the monomials of the shifted sizes; an expression that is no polynomial (the RoPE
+        tables' T·(D/H)·e in the start) is a non-negative unknown of its own."""
         shifted = [_polynomial(b.subs({s: s + lb for s, lb in bounds.items()}, simultaneous=True))
                    for b in self.basis]
         monomials = sorted({m for poly in shifted if poly is not None for m in poly.as_dict()})
@@ -167,24 +168,18 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     if setup.positional == "rope":
         values[SYMBOLS.index("h")] = _exact(sizes.B * T * D * sizes.e / 2)
     derived = CLASSES[(setup.positional, setup.batch_one, setup.head_one)]
-    parameter_bytes = _exact(sizes.parameter_bytes)
-    fixed = {"fixed.parameters_bytes": parameter_bytes,
-             "fixed.optimizer_state_bytes": _exact(optimizer_state_bytes(sizes, setup.optimizer)),
+    fixed = {"fixed.parameters_bytes": _exact(sizes.parameter_bytes),
              "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
-    if setup.optimizer == "foreach":
-        temporaries = parameter_bytes
-    elif setup.optimizer == "fused":
-        temporaries = sp.Integer(0)
-    else:
-        elements = forloop_temporary_elements(sizes, setup.positional == "learned")
-        temporaries = sizes.e * sp.Max(*(_exact(e) for e in elements))
-    moments = Moments(sp.Add(*fixed.values()), values, temporaries)
-    categories = np.zeros((3, 2 * len(values)), dtype=np.int64)  # programs.TAPE_CATEGORIES
-    forward, forward_end = moments.phase("forward", moments.vector(start=1), derived["forward"], categories)
+    moments = Moments(sp.Add(*fixed.values()), values)
+    adamw = OPTIMIZERS[(setup.positional, setup.optimizer)]
+    state = np.concatenate(segments_net(adamw["warmup"], STATE))  # what the warm-up step leaves: the state
+    fixed["fixed.optimizer_state_bytes"] = moments.expression(np.concatenate([[0], state]))
+    categories = np.zeros((len(TAPE_CATEGORIES), 2 * len(values)), dtype=np.int64)
+    start = moments.vector(start=1) + np.concatenate([[0], state])
+    forward, forward_end = moments.phase("forward", start, derived["forward"], categories)
     backward, backward_end = moments.phase("backward", forward_end, derived["backward"], categories)
-    fixed["fixed.gradients_bytes"] = moments.expression(np.concatenate([[0], categories[1], [0]]))
-    optimizer = [(backward_end, "optimizer starts"),
-                 (backward_end + moments.vector(temporaries=1), "optimizer, with AdamW's temporaries")]
+    fixed["fixed.gradients_bytes"] = moments.expression(np.concatenate([[0], categories[1]]))
+    optimizer, _ = moments.phase("optimizer", backward_end, adamw["steady"], categories)
     bounds = {symbol: bound for symbol, bound in setup.lower_bounds().items()
               if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)}
     table = moments.shifted_table(bounds)

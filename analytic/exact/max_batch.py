@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact.memory import layout_phases, step_figures
-from analytic.exact.sizes import sizes_of
+from analytic.sizes import sizes_of
 from model.config import ModelConfig
 from model.vocabulary import PHASES
 

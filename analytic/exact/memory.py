@@ -10,10 +10,11 @@ as prefix + layer × L + suffix. A phase's peak is the highest moment:
  2. Backward: the same; each layer frees one layer's saved tensors and adds its weight gradients, a net that
     may be negative or positive, so the highest layer moment is in the first (l = 0) or last (l = L-1) layer
     processed, whichever the sign of the net favours: both are candidates.
- 3. Optimizer: gradients and the loss are live; AdamW's temporaries come on top (foreach: sqrt(v) of every
-    parameter at once, P·e; for-loop: the previous parameter's denominator plus sqrt(v) and its quotient for
-    the current one, max over consecutive parameters of p_{i-1} + 2·p_i; fused: none); zero_grad frees the
-    gradients. The warm-up step creates the state (2·P·e, and the step counters of fused) before the update.
+ 3. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per positional option and
+    implementation): foreach allocates sqrt(v) for every parameter at once, for-loop a few parameter-sized
+    temporaries at a time, fused none; zero_grad(set_to_none=True) frees every gradient. The warm-up step's
+    program also creates the state (two moments per parameter, and fused's device step counters); its net is
+    the state every steady step starts with.
 The peak of the step is the highest of the three phase peaks; categories are read at that moment.
 """
 from __future__ import annotations
@@ -21,19 +22,34 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact import programs
-from analytic.exact.derived import CLASSES
-from analytic.exact.sizes import STEP_COUNTER_BYTES, SYMBOLS, Sizes
+from analytic.exact.derived import CLASSES, OPTIMIZERS
+from analytic.sizes import SYMBOLS, Sizes
 from model.vocabulary import CATEGORIES, COMPONENTS, PHASES
 
 TAPE_ROWS = [CATEGORIES.index(name) for name in programs.TAPE_CATEGORIES]
-OPTIMIZER_TEMPORARIES = CATEGORIES.index("optimizer_temporaries")
-GRADIENTS = CATEGORIES.index("gradients")
+STATE = programs.TAPE_CATEGORIES.index("optimizer_state")
 
 
-def optimizer_state_bytes(sizes: Sizes, optimizer: str):
-    """exp_avg and exp_avg_sq, one element each per parameter: 2·P·e; fused AdamW keeps each step on the device
-    as well (4 bytes a tensor); for-loop and foreach keep steps on the host."""
-    return 2 * sizes.parameter_bytes + (optimizer == "fused") * STEP_COUNTER_BYTES * sizes.tensors
+def segments_net(segments, category: int) -> tuple[np.ndarray, np.ndarray]:
+    """(once, per layer): the SYMBOLS coefficients a list of segments leaves in one tape category, as
+    once + L·per layer."""
+    once, per_layer = np.zeros(len(SYMBOLS), dtype=np.int64), np.zeros(len(SYMBOLS), dtype=np.int64)
+    for program, repeated in segments:
+        net = programs.compile_program(program)[1][category]
+        if repeated:
+            per_layer += net
+        else:
+            once += net
+    return once, per_layer
+
+
+def optimizer_state_bytes(sizes: Sizes, positional: str, optimizer: str):
+    """What the warm-up step's AdamW program leaves as state: exp_avg and exp_avg_sq of every parameter (2·P·e),
+    and fused's 4-byte step counter per parameter tensor on the device."""
+    once, per_layer = segments_net(OPTIMIZERS[(positional, optimizer)]["warmup"], STATE)
+    values = [sizes.symbols()[name] for name in SYMBOLS]
+    return sum(int(c) * v for c, v in zip(once, values) if c) + sizes.L * sum(
+        int(c) * v for c, v in zip(per_layer, values) if c)
 
 
 def constant_part(sizes: Sizes, state) -> np.ndarray:
@@ -43,25 +59,6 @@ def constant_part(sizes: Sizes, state) -> np.ndarray:
                         ("inputs", sizes.input_bytes), ("optimizer_state", state)):
         live[CATEGORIES.index(name)] = value
     return live
-
-
-def forloop_temporary_elements(sizes: Sizes, learned: bool) -> list:
-    """For-loop AdamW's temporaries while it updates each parameter: the previous parameter's denominator p_{i-1}
-    plus sqrt(v) and its quotient for the current one, 2·p_i, for consecutive parameters in model order (the
-    first pair holds only the current one's). Elements; their largest times e is the optimizer phase's rise."""
-    V, T, D, F = sizes.V, sizes.T, sizes.D, sizes.F
-    first = [V * D + 2 * T * D, T * D + 2 * D] if learned else [V * D + 2 * D]
-    return [2 * V * D, *first, D + 2 * D * D, 3 * D * D, D * D + 2 * D, D + 2 * D * F, 3 * D * F, D * F + 2 * D,
-            D + 2 * V * D]
-
-
-def adamw_temporary_bytes(sizes: Sizes, optimizer: str, positional: str):
-    """Largest optimizer-step temporaries (item 3 of the module docstring)."""
-    if optimizer == "foreach":
-        return sizes.parameter_bytes
-    if optimizer == "fused":
-        return 0 * sizes.B
-    return np.maximum.reduce(forloop_temporary_elements(sizes, positional == "learned")) * sizes.e
 
 
 class Phase:
@@ -86,9 +83,10 @@ class Phase:
             self.moments.append(block)
         self.live[TAPE_ROWS] += repeat * net_bytes
 
-    def add(self, row: int, value) -> None:
-        self.live[row] += value
-        self.moments.append(self.live[None].copy())
+    def run_segments(self, segments, layers) -> None:
+        """Derived segments: each (program, repeated) run once or `layers` times."""
+        for program, repeated in segments:
+            self.run(program, layers if repeated else 1)
 
     def figures(self, start: np.ndarray) -> dict:
         stack = np.concatenate(self.moments)  # [K, CATEGORIES, ...]
@@ -129,27 +127,15 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[b
     instead ([K, ...] per phase)."""
     symbols = np.stack([np.broadcast_to(value, np.shape(sizes.B)) for value in
                         (sizes.symbols()[name] for name in SYMBOLS)])
-    state = optimizer_state_bytes(sizes, optimizer)
+    state = optimizer_state_bytes(sizes, positional, optimizer)
     start = constant_part(sizes, 0 * state if warmup else state)
     derived = CLASSES[(positional, *layout)]
-
-    def traced_phase(name: str, begin: np.ndarray) -> Phase:
-        phase = Phase(begin, symbols)
-        prefix, layer, suffix = derived[name]
-        phase.run(prefix)
-        phase.run(layer, sizes.L)
-        phase.run(suffix)
-        return phase
-
-    forward = traced_phase("forward", start)
-    backward = traced_phase("backward", forward.live)
+    forward = Phase(start, symbols)
+    forward.run_segments(derived["forward"], sizes.L)
+    backward = Phase(forward.live, symbols)
+    backward.run_segments(derived["backward"], sizes.L)
     optimizer_phase = Phase(backward.live, symbols)
-    if warmup:
-        optimizer_phase.add(CATEGORIES.index("optimizer_state"), state)
-    temporaries = adamw_temporary_bytes(sizes, optimizer, positional)
-    optimizer_phase.add(OPTIMIZER_TEMPORARIES, temporaries)
-    optimizer_phase.live[OPTIMIZER_TEMPORARIES] -= temporaries
-    optimizer_phase.live[GRADIENTS] = 0  # zero_grad(set_to_none=True)
+    optimizer_phase.run_segments(OPTIMIZERS[(positional, optimizer)]["warmup" if warmup else "steady"], sizes.L)
     if moments:
         return {name: np.concatenate(phase.moments).sum(axis=1)
                 for name, phase in zip(PHASES, (forward, backward, optimizer_phase))}

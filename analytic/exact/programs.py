@@ -1,6 +1,6 @@
 """What one training step allocates and frees, in order: the "programs" of the exact memory model.
 
-A program is a sequence of tokens `+x` (allocate) or `-x` (free) over the symbols of analytic.exact.sizes:
+A program is a sequence of tokens `+x` (allocate) or `-x` (free) over the symbols of analytic.sizes:
 lowercase a temporary, uppercase a tensor autograd saves for backward (category saved_activations), `g…` a
 weight gradient (category gradients). They are derived from traces of the real step (analytic/exact/derived.py,
 written by tools/derive_programs.py); tests/test_exact.py checks the model against the storage tracker, byte
@@ -34,11 +34,27 @@ from functools import lru_cache
 
 import numpy as np
 
-from analytic.exact.sizes import SYMBOLS
+from analytic.sizes import SYMBOLS
 
-TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries")
+TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries", "optimizer_temporaries", "optimizer_state")
 
-_TOKEN = re.compile(r"([+-])(g?[A-Za-z]+)$")
+_TOKEN = re.compile(r"([+-])(?:(opt|state):)?(g?[A-Za-z]+)$")
+
+
+def category_and_symbol(token: str) -> tuple[int, int, int]:
+    """(+1 | -1, row of TAPE_CATEGORIES, index in SYMBOLS) of a token: `+a` a temporary, `+A` saved for backward,
+    `+gDD` a weight gradient, `+opt:gDD` an AdamW temporary, `+state:gDD` AdamW state (of that size)."""
+    sign, marker, name = _TOKEN.match(token).groups()
+    if marker == "opt":
+        category = 3
+    elif marker == "state":
+        category = 4
+    elif name.startswith("g"):
+        category = 1
+    else:
+        category = 0 if name.isupper() else 2
+    symbol = name if name.startswith("g") else name.lower()
+    return (1 if sign == "+" else -1), category, SYMBOLS.index(symbol)
 
 
 @lru_cache(maxsize=None)
@@ -52,12 +68,8 @@ def compile_program(program: str) -> tuple[np.ndarray, np.ndarray]:
     live = np.zeros((len(TAPE_CATEGORIES), len(SYMBOLS)), dtype=np.int64)
     moments = []
     for token in program.split():
-        sign, name = _TOKEN.match(token).groups()
-        if name.startswith("g"):
-            category, symbol = 1, name
-        else:
-            category, symbol = (0 if name.isupper() else 2), name.lower()
-        live[category, SYMBOLS.index(symbol)] += 1 if sign == "+" else -1
-        if sign == "+":
+        sign, category, symbol = category_and_symbol(token)
+        live[category, symbol] += sign
+        if sign > 0:
             moments.append(live.copy())
-    return np.array(moments), live
+    return np.array(moments, dtype=np.int64).reshape(-1, len(TAPE_CATEGORIES), len(SYMBOLS)), live

@@ -16,7 +16,7 @@ INT64_BYTES = 8
 STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0-dim tensor on the device
 
 # Symbols of the allocation programs (analytic.exact.programs), in bytes:
-SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "gDD", "gDF", "gVD", "gD", "gTD")
+SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "gDD", "gDF", "gVD", "gD", "gTD", "k")
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,15 @@ class Sizes:
         n  = B·T·V·e   logits, log-probabilities and their gradients
         t  = T·D·e     the learned position embedding's output and gradients
         c  = e         a 0-dim tensor (the loss, cross-entropy's total weight, the backward seed)
-        gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   weight gradients
+        gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   parameter-sized: weight gradients, AdamW
+                                                                 state and temporaries
+        k  = 4         a float32 0-dim tensor whatever e (fused AdamW's step counter on the device)
         """
         B, T, D, H, F, V, e = self.B, self.T, self.D, self.H, self.F, self.V, self.e
         a = B * T * D * e
         return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
                 "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "gDD": D * D * e, "gDF": D * F * e,
-                "gVD": V * D * e, "gD": D * e, "gTD": T * D * e}
+                "gVD": V * D * e, "gD": D * e, "gTD": T * D * e, "k": STEP_COUNTER_BYTES + 0 * B}
 
     @property
     def parameter_bytes(self):
