@@ -26,11 +26,13 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
     measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
     derived = saved_by_component(Setup(config.positional, optimizer, config.dtype, batch_size == 1,
                                        config.num_heads == 1))
+    def formula(name: str) -> str:  # what the component saves, as derived
+        return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS
+                                                                          else "")
+
     components = [[name, theirs["saved_activations_by_component"].get(name),
                    ours.get("saved_activations_by_component", {}).get(name),
-                   measured["saved_activations_by_component"][name],
-                   f"{readable(derived[name]) if name in derived else '0'}{' per layer' if name in LAYER_COMPONENTS else ''}"
-                   f"; {WHY_COMPONENT[name]}"]
+                   measured["saved_activations_by_component"][name], f"{formula(name)}; {WHY_COMPONENT[name]}"]
                   for name in COMPONENTS if name != "rope" or config.positional == "rope"]
     terms = [[name, theirs["categories_at_peak"].get(name), ours.get("categories_at_peak", {}).get(name),
               measured["categories_at_peak"][name], WHY_TERM[name]]

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     import sympy as sp
 
     from analytic.exact import formula
+    from analytic.exact.derived import TORCH_VERSION
 
     setup, config = setup_of(args)
     if args.json:
@@ -103,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
         shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
         return f"   [{config.name}, {at}: {shown}]"
 
-    from analytic.exact.derived import TORCH_VERSION
     lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {setup.positional} "
              f"positions, explicit attention, {setup.dtype} ({formula.DTYPE_BYTES[setup.dtype]} bytes per element), "
              f"AdamW {setup.optimizer}.",
-             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; M a budget in bytes.",
+             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; "
+             "M a budget in bytes.",
              f"Layout {general} (the degenerate layouts follow at the end).{note}", ""]
     width = max(map(len, LABELS.values()))
     lines += [f"{LABELS[key]:<{width}} = {formula.readable(figures[key])}{value(key)}" for key in LABELS]
