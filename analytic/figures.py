@@ -12,6 +12,8 @@ the keys it predicts. Integers of bytes and FLOPs throughout.
     saved_activations_bytes                  bytes autograd keeps for backward at the end of forward
     saved_activations_by_component.<comp>    the same by component (sum = saved_activations_bytes)
     flops.<phase>                            all FLOPs (matmul + elementwise convention) per phase
+    flops.recompute                          the part of flops.backward that checkpointing spends re-running
+                                             blocks' forward (0 without checkpointing)
     flops_matmul.forward / backward          matmul FLOPs alone (what FlopCounterMode counts)
     adamw_flops_per_param                    optimizer FLOPs / params
     warmup.peak_bytes, warmup.phases...      the first step (optimizer state created inside it)
@@ -52,3 +54,13 @@ def common_keys(predicted: dict[str, Any], measured: dict[str, Any]) -> Iterator
     for key, value in flatten(measured).items():
         if key in flat_predicted and isinstance(value, (int, float)) and not isinstance(value, bool):
             yield key
+
+
+def model_flops(flops: dict[str, Any]) -> int:
+    """FLOPs of one step as MFU counts them (PaLM, appendix B): every phase, less checkpointing's recomputation."""
+    return hardware_flops(flops) - flops.get("recompute", 0)
+
+
+def hardware_flops(flops: dict[str, Any]) -> int:
+    """FLOPs the hardware runs in one step: every phase, recomputation included."""
+    return sum(flops[phase] for phase in ("forward", "backward", "optimizer"))

@@ -5,7 +5,10 @@ A formula set is a module with
     DESCRIPTION: str             one line: whose accounting it is and its main choices
     predict(config, batch_size, optimizer="foreach") -> dict   figures (analytic.figures) it predicts
 and optionally max_batch_size(config, budget_bytes, optimizer="foreach") -> int; without one, max_batch_size()
-below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and B = 2.
+below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and B = 2; and
+    SETUP: dict                  the setup it describes, as ModelConfig fields and values ({"checkpointing":
+                                 "none"}); a set is graded only on points of its setup (describes()). None or
+                                 absent: every setup.
 """
 from __future__ import annotations
 
@@ -39,6 +42,11 @@ def formula_sets(names: list[str] | None = None) -> dict[str, ModuleType]:
             raise ValueError(f"unknown formula set(s) {', '.join(unknown)}; known: {', '.join(sets)}")
         sets = {name: sets[name] for name in names}
     return sets
+
+
+def describes(module: ModuleType, config: ModelConfig) -> bool:
+    """Whether the set's declared SETUP matches the config (a set without one describes every setup)."""
+    return all(getattr(config, field) == value for field, value in (getattr(module, "SETUP", None) or {}).items())
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",

@@ -33,6 +33,7 @@ class Sizes:
     tensors: np.ndarray  # parameter tensor count
     learned: np.ndarray  # 1 where positional == "learned"
     rope: np.ndarray  # 1 where positional == "rope"
+    checkpointing: str = "none"  # one for all: model.config.CHECKPOINTING_OPTIONS
 
     def symbols(self) -> dict[str, np.ndarray]:
         """Bytes of each tensor kind (the programs' alphabet).
@@ -72,7 +73,7 @@ class Sizes:
 
 
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
-                      positional: str = "learned", dtype: str = "float32") -> Sizes:
+                      positional: str = "learned", dtype: str = "float32", checkpointing: str = "none") -> Sizes:
     """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option and
     dtype for all). The parameter count is analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D,
     and the tensor count 3 + [1] + 8L."""
@@ -83,7 +84,7 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
     params = 2 * V * D + learned * T * D + L * (4 * D * D + 2 * D * F + 2 * D) + D
     return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), params=params,
                  tensors=3 + learned + 8 * L, learned=np.full_like(B, learned),
-                 rope=np.full_like(B, int(positional == "rope")))
+                 rope=np.full_like(B, int(positional == "rope")), checkpointing=checkpointing)
 
 
 def sizes_of(config: ModelConfig, batch_size) -> Sizes:
@@ -94,4 +95,5 @@ def sizes_of(config: ModelConfig, batch_size) -> Sizes:
                  F=as_array(config.d_ff), V=as_array(config.vocab_size), L=as_array(config.num_layers),
                  e=as_array(DTYPE_BYTES[config.dtype]), params=as_array(parameter_count(config)),
                  tensors=as_array(parameter_tensor_count(config)),
-                 learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"))
+                 learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"),
+                 checkpointing=config.checkpointing)

@@ -20,6 +20,7 @@ from analytic.units import UNITS
 from model.config import ModelConfig, preset
 
 NAME = "textbook"
+SETUP = {"checkpointing": "none"}  # the problem's step: every activation kept for backward
 DESCRIPTION = ("The problem's accounting done right for our model: exact N, params+grads+2 AdamW states, "
                "activations over the listed components, matmul FLOPs, backward = 2x forward, 14 AdamW FLOPs/param")
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 POSITIONAL_OPTIONS = ("learned", "rope", "none")
 ATTENTION_OPTIONS = ("explicit", "sdpa")
+CHECKPOINTING_OPTIONS = ("none", "full", "selective")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -27,6 +28,7 @@ class ModelConfig:
     positional: str = "learned"
     attention: str = "explicit"
     dtype: str = "float32"
+    checkpointing: str = "none"
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -46,6 +48,8 @@ class ModelConfig:
             raise ValueError(f"positional must be one of {POSITIONAL_OPTIONS}, got {self.positional!r}")
         if self.attention not in ATTENTION_OPTIONS:
             raise ValueError(f"attention must be one of {ATTENTION_OPTIONS}, got {self.attention!r}")
+        if self.checkpointing not in CHECKPOINTING_OPTIONS:
+            raise ValueError(f"checkpointing must be one of {CHECKPOINTING_OPTIONS}, got {self.checkpointing!r}")
         if self.dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {self.dtype!r}")
         if self.positional == "rope" and self.head_dim % 2:

@@ -7,13 +7,33 @@ Dh = D/H head size, F d_ff, V vocabulary.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from model.config import ModelConfig
+
+# Selective checkpointing (Korthikanti et al. 2022, section 4.1): keep what the matmuls of the linear layers
+# produce, recompute the attention core (QKᵀ, scale, mask, softmax, P·V) and every elementwise op.
+SELECTIVE_SAVES = frozenset({torch.ops.aten.mm.default, torch.ops.aten.addmm.default})
+
+
+def selective_policy(ctx, op, *args, **kwargs):
+    return CheckpointPolicy.MUST_SAVE if op in SELECTIVE_SAVES else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def checkpointed(mode: str):
+    """The function that runs a block: directly, or under torch.utils.checkpoint (non-reentrant)."""
+    if mode == "none":
+        return lambda block, *args: block(*args)
+    context = functools.partial(create_selective_checkpoint_contexts, selective_policy) if mode == "selective" \
+        else None
+    extra = {"context_fn": context} if context else {}
+    return lambda block, *args: checkpoint(block, *args, use_reentrant=False, **extra)
 
 
 class Op(nn.Module):
@@ -93,8 +113,15 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.norm2 = RMSNorm(config.d_model)
         self.ffn = FeedForward(config)
+        # Named modules, so that the profiler sees what checkpointing keeps (the block's input, saved by
+        # `checkpoint`) and when the block's ops run again in backward (each call of `body`).
+        self.checkpoint = Op(checkpointed(config.checkpointing))
+        self.body = Op(self.layers)
 
     def forward(self, x, future, cos=None, sin=None):
+        return self.checkpoint(self.body, x, future, cos, sin)
+
+    def layers(self, x, future, cos=None, sin=None):
         x = x + self.attn(self.norm1(x), future, cos, sin)
         return x + self.ffn(self.norm2(x))
 

@@ -34,6 +34,15 @@ def test_explain_tables(capsys):
     assert "optimizer_temporaries" in out and "peak (optimizer)" in out
 
 
+def test_explain_a_checkpointed_block_keeps_its_input(capsys):
+    assert main(["explain", "--preset", "gpt2-small", "--batch-size", "2", "--checkpointing", "full"]) == 0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    textbook, exact, measured, why = rows["checkpoint"]
+    assert exact == measured == "0.070 GiB" and why.startswith("4·B·D·T per layer")  # 12 block inputs, B·T·D·4
+    assert rows["softmax"][1] == rows["softmax"][2] == "0.000 GiB"  # recomputed in backward, not kept
+
+
 def test_audit_json_carries_exact_and_measured_blocks(capsys, monkeypatch):
     import profiler.reporting.truth as truth
     from model import preset

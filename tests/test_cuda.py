@@ -184,6 +184,7 @@ def test_speed_of_a_measurement_on_cpu():
     """The timing path a CUDA measurement runs, on CPU: perf_counter timer, no device peak, so no MFU; training
     days at the measured MFU are made by the compare step, only where an MFU was measured."""
     from analytic import exact
+    from analytic.figures import model_flops
     from analytic.hardware import training_days
     from analytic.textbook import PROBLEM
     from profiler.reporting.compare import training_days_at_measured_mfu
@@ -197,5 +198,5 @@ def test_speed_of_a_measurement_on_cpu():
     measurement = {"config": config.to_dict(), "measured": {"speed": speed}}
     assert speed["mfu"] is None and training_days_at_measured_mfu(measurement) is None
     speed.update(mfu=0.25, peak_flops_per_second=10**12)
-    step_flops = sum(exact.predict(config, PROBLEM.batch_size)["flops"].values())
+    step_flops = model_flops(exact.predict(config, PROBLEM.batch_size)["flops"])
     assert training_days_at_measured_mfu(measurement) == training_days(step_flops, PROBLEM.steps, 10**12, 0.25)

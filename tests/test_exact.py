@@ -24,7 +24,8 @@ def mismatches(config, batch, optimizer="foreach", device="meta"):
 
 
 CONFIGS = model_configs(max_heads=25, max_head_pairs=64, max_vocab=50257, min_context=2, max_context=1024,
-                        max_layers=4, max_d_ff=6400, dtypes=("float32", "bfloat16"))
+                        max_layers=4, max_d_ff=6400, dtypes=("float32", "bfloat16"),
+                        checkpointings=("none", "full", "selective"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -33,9 +34,25 @@ def test_exact_equals_measurement_on_meta(config, batch, optimizer):
     assert mismatches(config, batch, optimizer) == {}
 
 
-@pytest.mark.parametrize("name, batch", [("gpt2-small", 64), ("gpt2-xl", 1), ("gpt2-xl", 7)])
-def test_exact_on_gpt2_sizes(name, batch):
-    assert mismatches(preset(name), batch) == {}
+@pytest.mark.parametrize("name, batch, checkpointing", [("gpt2-small", 64, "none"), ("gpt2-xl", 1, "none"),
+                                                       ("gpt2-xl", 7, "none"), ("gpt2-xl", 8, "full"),
+                                                       ("gpt2-small", 3, "selective")])
+def test_exact_on_gpt2_sizes(name, batch, checkpointing):
+    assert mismatches(preset(name).replace(checkpointing=checkpointing), batch) == {}
+
+
+@pytest.mark.parametrize("checkpointing", ["full", "selective"])
+def test_recomputation_is_the_backward_flops_checkpointing_adds(checkpointing):
+    """backward(checkpointed) − backward(none) is what flops.recompute measures and the exact set predicts: the
+    blocks' forward again, less what non-reentrant checkpointing stops before (W2 and the last residual add) and,
+    for selective, less the kept projections."""
+    config = ModelConfig(vocab_size=97, context_length=12, num_layers=3, d_model=24, num_heads=3, d_ff=50)
+    plain = measure(config, 2).measured["flops"]
+    checkpointed = measure(config.replace(checkpointing=checkpointing), 2).measured["flops"]
+    added = checkpointed["backward"] - plain["backward"]
+    assert added == checkpointed["recompute"] > 0 and plain["recompute"] == 0
+    assert added == exact.predict(config.replace(checkpointing=checkpointing), 2)["flops"]["recompute"]
+    assert checkpointed["forward"] == plain["forward"]
 
 
 @pytest.mark.parametrize("positional", ["learned", "rope"])

@@ -15,7 +15,7 @@ from profiler.measuring.measure import measure
 
 TERMS = ("params", "peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_bytes",
          "phases.optimizer.peak_bytes", "saved_activations_bytes", "flops.forward", "flops.backward",
-         "flops.optimizer", "flops_matmul.forward", "flops_matmul.backward")
+         "flops.optimizer", "flops.recompute", "flops_matmul.forward", "flops_matmul.backward")
 
 
 def evaluate(text: str, config: ModelConfig, batch: int, budget: int = 0) -> int:
@@ -33,26 +33,29 @@ def printed(setup: Setup, domain: str | None = None) -> dict[str, str]:
 
 
 @st.composite
-def sizes(draw, positional, dtype, batch=None, heads=None):
-    heads = heads or draw(st.integers(2, 6))
+def sizes(draw, positional, dtype, checkpointing):
+    heads = draw(st.integers(2, 6))
     return (ModelConfig(vocab_size=draw(st.integers(2, 400)), context_length=draw(st.integers(2, 40)),
                         num_layers=draw(st.integers(1, 3)), d_model=heads * 2 * draw(st.integers(1, 6)),
-                        num_heads=heads, d_ff=draw(st.integers(1, 100)), positional=positional, dtype=dtype),
-            batch or draw(st.integers(2, 9)))
+                        num_heads=heads, d_ff=draw(st.integers(1, 100)), positional=positional, dtype=dtype,
+                        checkpointing=checkpointing),
+            draw(st.integers(2, 9)))
 
 
 @pytest.mark.parametrize("optimizer", ["foreach", "forloop"])
 @pytest.mark.parametrize("positional", ["learned", "rope", "none"])
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), dtype=st.sampled_from(["float32", "bfloat16"]))
-def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype):
-    config, batch = data.draw(sizes(positional, dtype))
-    expressions = printed(Setup(positional, optimizer, dtype))
+@given(data=st.data(), dtype=st.sampled_from(["float32", "bfloat16"]),
+       checkpointing=st.sampled_from(["none", "full", "selective"]))
+def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype, checkpointing):
+    config, batch = data.draw(sizes(positional, dtype, checkpointing))
+    setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing)
+    expressions = printed(setup)
     measured = flatten(measure(config, batch, "meta", optimizer).measured)
     assert {term: evaluate(expressions[term], config, batch) for term in TERMS} == \
            {term: measured[term] for term in TERMS}
     # explain's derived column: what each component saves, per layer for the block's components
-    derived = saved_by_component(Setup(positional, optimizer, dtype))
+    derived = saved_by_component(setup)
     for name, expression in derived.items():
         layers = config.num_layers if name in LAYER_COMPONENTS else 1
         assert layers * evaluate(python_expression(expression), config, batch) == \

@@ -137,3 +137,15 @@ def test_defaults_pick_gpu_grid_on_cuda_else_ci_on_meta(monkeypatch):
         resolve("ci", "cuda", has_cuda=False)
     assert resolve(None, "auto", has_cuda=True) == ("gpu", "cuda")
     assert default_out("ci", "meta").parts[0] == "reports" and "sweep-ci-meta-" in default_out("ci", "meta").name
+
+
+def test_checkpointing_is_a_grid_axis(tmp_path):
+    grid = load_grid(write_grid(tmp_path, TINY_GRID.replace("context_length = [16, 32]",
+                                                             'checkpointing = ["full", "selective"]')))
+    labels = {point.label: point for point in expand(grid)}
+    assert labels["tiny:checkpointing=full b=2"].config.checkpointing == "full"
+    assert "-ckpt-selective|" in labels["tiny:checkpointing=selective b=2"].key
+    assert "ckpt" not in labels["tiny b=2"].key  # keys of points without checkpointing are those of earlier sweeps
+    bad = write_grid(tmp_path, TINY_GRID.replace("context_length = [16, 32]", 'checkpointing = ["some"]'), "b.toml")
+    with pytest.raises(GridError, match="axes.checkpointing: must be a non-empty list of some of none, full"):
+        load_grid(bad)

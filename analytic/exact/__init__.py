@@ -43,10 +43,10 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
 
 
 def evaluate_arrays(optimizer: str = "foreach", positional: str = "learned", dtype: str = "float32",
-                    **sizes) -> dict[str, Any]:
+                    checkpointing: str = "none", **sizes) -> dict[str, Any]:
     """Memory and FLOP figures of many configurations at once: vocab_size, context_length, num_layers, d_model,
     num_heads, d_ff and batch_size as numpy arrays (explicit attention, context_length >= 2)."""
-    arrays = sizes_from_arrays(positional=positional, dtype=dtype, **sizes)
+    arrays = sizes_from_arrays(positional=positional, dtype=dtype, checkpointing=checkpointing, **sizes)
     if np.any(arrays.T < 2) or np.any(arrays.D % arrays.H):
         raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
     figures: dict[str, Any] = {"params": arrays.params}

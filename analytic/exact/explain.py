@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 WHY_COMPONENT = {
+    "checkpoint": "no textbook term: a checkpointed block keeps its input (B·T·D) and recomputes the rest in "
+                  "backward (selective checkpointing also keeps the linear layers' outputs); nothing without "
+                  "checkpointing",
     "embedding": "keeps only the token ids (inputs) and position indices (a buffer): no activation bytes",
     "norm1": "textbook: its output; autograd keeps its input x, x·rsqrt (B·T·D each) and rsqrt (B·T); "
              "the output is kept by q_proj",

@@ -23,11 +23,17 @@ def elementwise_forward(sz: Sizes):
     half of q and of k (6BTD). Once: position add (BTD, learned only), final RMSNorm, log-softmax 5·BTV and the
     loss's pick of one log-probability per target (BT).
     """
-    B, T, D, H, F, V, L = sz.B, sz.T, sz.D, sz.H, sz.F, sz.V, sz.L
-    BTD, BT, BHTT = B * T * D, B * T, B * H * T * T
+    B, T, D, V, L = sz.B, sz.T, sz.D, sz.V, sz.L
+    BTD, BT = B * T * D, B * T
     norm = 4 * BTD + 2 * BT
-    layer = 2 * norm + 2 * BTD + 6 * BHTT + 5 * B * T * F + sz.rope * 6 * BTD
-    return L * layer + sz.learned * BTD + norm + 5 * B * T * V + BT
+    return L * layer_elementwise_forward(sz) + sz.learned * BTD + norm + 5 * B * T * V + BT
+
+
+def layer_elementwise_forward(sz: Sizes):
+    """One block's elementwise forward FLOPs (elementwise_forward's per-layer part)."""
+    B, T, D, H, F = sz.B, sz.T, sz.D, sz.H, sz.F
+    BTD, BT, BHTT = B * T * D, B * T, B * H * T * T
+    return 2 * (4 * BTD + 2 * BT) + 2 * BTD + 6 * BHTT + 5 * B * T * F + sz.rope * 6 * BTD
 
 
 def elementwise_backward(sz: Sizes):
@@ -52,9 +58,27 @@ def optimizer_flops(sz: Sizes):
     return ADAMW_FLOPS_PER_PARAM * sz.params + sz.tensors
 
 
+def recompute_flops(sz: Sizes):
+    """(matmul, elementwise) FLOPs that checkpointing runs again in backward. Full: each block's forward
+    (4·2·B·T·D² + 2·2·B·T·D·F of projections, 4·B·T²·D of QKᵀ and P·V, the layer's elementwise work) less its
+    last matmul (W2, 2·B·T·D·F) and residual add (B·T·D), which non-reentrant checkpointing stops before, as
+    nothing saved needs them. Selective: the attention core's 4·B·T²·D and the elementwise work less that
+    residual add (the projections' outputs are kept). 0 without checkpointing."""
+    if sz.checkpointing == "none":
+        return 0 * sz.B, 0 * sz.B
+    B, T, D, F, L = sz.B, sz.T, sz.D, sz.F, sz.L
+    elementwise = L * (layer_elementwise_forward(sz) - B * T * D)
+    if sz.checkpointing == "selective":
+        return L * 4 * B * T * T * D, elementwise
+    return L * (2 * B * T * (4 * D * D + 2 * D * F) + 4 * B * T * T * D - 2 * B * T * D * F), elementwise
+
+
 def flop_figures(sz: Sizes) -> dict:
     forward = matmul_forward(sz)
+    recompute_matmul, recompute_elementwise = recompute_flops(sz)
+    recompute = recompute_matmul + recompute_elementwise
     return {"flops": {"forward": forward + elementwise_forward(sz),
-                      "backward": 2 * forward + elementwise_backward(sz), "optimizer": optimizer_flops(sz)},
-            "flops_matmul": {"forward": forward, "backward": 2 * forward},
+                      "backward": 2 * forward + elementwise_backward(sz) + recompute, "optimizer": optimizer_flops(sz),
+                      "recompute": recompute},
+            "flops_matmul": {"forward": forward, "backward": 2 * forward + recompute_matmul},
             "adamw_flops_per_param": optimizer_flops(sz) / sz.params}

@@ -22,17 +22,20 @@ from types import SimpleNamespace
 import numpy as np
 import sympy as sp
 
-from analytic.exact.derived import CLASSES, OPTIMIZERS
-from analytic.exact.flops import elementwise_backward, elementwise_forward, matmul_forward, optimizer_flops
+from analytic.exact.derived import CLASSES, OPTIMIZERS, TORCH_VERSION
+from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net
 from analytic.exact.programs import TAPE_CATEGORIES, compile_program
 from analytic.sizes import SYMBOLS, Sizes
+from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
 from model.vocabulary import PHASES
 
 L, B, T, D, H, F, V = SIZES = sp.symbols("L B T D H F V", positive=True, integer=True)
 M = sp.Symbol("M", positive=True, integer=True)  # a memory budget in bytes
+FLOP_KEYS = ("flops.forward", "flops.backward", "flops.optimizer", "flops.recompute", "flops_matmul.forward",
+             "flops_matmul.backward")
 LAYOUTS = {(False, False): "B >= 2, H >= 2, T >= 2", (True, False): "B == 1, H >= 2, T >= 2",
            (False, True): "B >= 2, H == 1, T >= 2", (True, True): "B == 1, H == 1, T >= 2"}
 
@@ -44,6 +47,7 @@ class Setup:
     dtype: str = "float32"
     batch_one: bool = False  # the layout class: B == 1
     head_one: bool = False  # H == 1
+    checkpointing: str = "none"
 
     @property
     def domain(self) -> str:
@@ -63,7 +67,7 @@ def symbolic_sizes(setup: Setup) -> Sizes:
     learned, rope = int(setup.positional == "learned"), int(setup.positional == "rope")
     return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]),
                  params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),
-                 learned=learned, rope=rope)
+                 learned=learned, rope=rope, checkpointing=setup.checkpointing)
 
 
 def _exact(expression):
@@ -167,7 +171,7 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     values = [_exact(sizes.symbols()[name]) for name in SYMBOLS]
     if setup.positional == "rope":
         values[SYMBOLS.index("h")] = _exact(sizes.B * T * D * sizes.e / 2)
-    derived = CLASSES[(setup.positional, setup.batch_one, setup.head_one)]
+    derived = CLASSES[(setup.positional, setup.checkpointing, setup.batch_one, setup.head_one)]
     fixed = {"fixed.parameters_bytes": _exact(sizes.parameter_bytes),
              "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
     moments = Moments(sp.Add(*fixed.values()), values)
@@ -200,11 +204,8 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     result["peak_bytes"] = _max(step_expressions)
     if not setup.batch_one:
         result["max_batch"] = _max_batch(step_expressions)
-    matmul = sp.expand(matmul_forward(sizes))
-    result.update({"flops.forward": sp.expand(matmul + elementwise_forward(sizes)),
-                   "flops.backward": sp.expand(2 * matmul + elementwise_backward(sizes)),
-                   "flops.optimizer": sp.expand(optimizer_flops(sizes)),
-                   "flops_matmul.forward": matmul, "flops_matmul.backward": sp.expand(2 * matmul)})
+    flops = flatten(flop_figures(sizes))
+    result.update({key: sp.expand(sp.sympify(flops[key])) for key in FLOP_KEYS})
     candidates = {name: [(where, moments.expression(v)) for v, where in found]
                   for name, found in (*peaks.items(), ("step", step))}
     return result, candidates
@@ -285,25 +286,24 @@ def saved_by_component(setup: Setup = Setup()) -> dict[str, sp.Expr]:
     sizes = symbolic_sizes(setup)
     values = {name: _exact(value) for name, value in sizes.symbols().items()}
     values["h"] = _exact(sizes.B * T * D * sizes.e / 2)
-    saved = CLASSES[(setup.positional, setup.batch_one, setup.head_one)]["saved_by_component"]
+    saved = CLASSES[(setup.positional, setup.checkpointing, setup.batch_one, setup.head_one)]["saved_by_component"]
     return {name: sp.Add(*(values[symbol] for symbol in names.split()))
             for where in ("layer", "outside") for name, names in saved[where].items()}
 
 
 def layout_setups(setup: Setup) -> dict[str, Setup]:
     """The setup in each layout class, by domain: the general one (B, H >= 2) first."""
-    return {LAYOUTS[layout]: Setup(setup.positional, setup.optimizer, setup.dtype, *layout) for layout in LAYOUTS}
+    return {LAYOUTS[layout]: Setup(setup.positional, setup.optimizer, setup.dtype, *layout, setup.checkpointing)
+            for layout in LAYOUTS}
 
 
 def document(setup: Setup) -> dict:
     """`formula --json`: each figure of the general layout as a Python expression, nested as in `measure --json`,
     and the degenerate layouts' own expressions under "layouts"."""
-    from analytic.exact.derived import TORCH_VERSION
-    from analytic.figures import unflatten
-
     classes = layout_setups(setup)
     general, *others = classes
-    return {"setup": {"positional": setup.positional, "attention": "explicit", "dtype": setup.dtype,
+    return {"setup": {"positional": setup.positional, "attention": "explicit", "checkpointing": setup.checkpointing,
+                      "dtype": setup.dtype,
                       "optimizer": setup.optimizer, "bytes_per_element": DTYPE_BYTES[setup.dtype]},
             "derived_on_torch": TORCH_VERSION, "domain": general,
             "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",

@@ -2,7 +2,8 @@
 
 The step's live bytes at any moment = the constant part (parameters, buffers, inputs, optimizer state) + what
 the phase's allocation programs have left live. The programs are derived from traces of the step
-(analytic/exact/derived.py, one per layout class: positional option, B == 1 or not, H == 1 or not), each phase
+(analytic/exact/derived.py, one per layout class: positional option, checkpointing, B == 1 or not, H == 1 or
+not), each phase
 as prefix + layer × L + suffix. A phase's peak is the highest moment:
  1. Forward: the prefix, L copies of the layer program, the suffix. Every layer leaves its net (what it saves)
     live, so its moments are those of the first layer shifted by l·net; the highest layer moment is in the
@@ -129,7 +130,7 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[b
                         (sizes.symbols()[name] for name in SYMBOLS)])
     state = optimizer_state_bytes(sizes, positional, optimizer)
     start = constant_part(sizes, 0 * state if warmup else state)
-    derived = CLASSES[(positional, *layout)]
+    derived = CLASSES[(positional, sizes.checkpointing, *layout)]
     forward = Phase(start, symbols)
     forward.run_segments(derived["forward"], sizes.L)
     backward = Phase(forward.live, symbols)
@@ -173,7 +174,7 @@ def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, n
         return sum((values[name] for name in names.split()), 0 * sizes.B)
 
     def compute(layout):
-        saved = CLASSES[(positional, *layout)]["saved_by_component"]
+        saved = CLASSES[(positional, sizes.checkpointing, *layout)]["saved_by_component"]
         return {name: sizes.L * bytes_of(saved["layer"].get(name, "")) + bytes_of(saved["outside"].get(name, ""))
                 for name in COMPONENTS}
 

@@ -25,7 +25,7 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
     theirs = textbook.predict(config, batch_size, optimizer)
     measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
     derived = saved_by_component(Setup(config.positional, optimizer, config.dtype, batch_size == 1,
-                                       config.num_heads == 1))
+                                       config.num_heads == 1, config.checkpointing))
     def formula(name: str) -> str:  # what the component saves, as derived
         return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS
                                                                           else "")
@@ -53,7 +53,8 @@ def _table(title: str, rows: list[list]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     components, terms = explanation_rows(config, args.batch_size, args.optimizer)
-    print(f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}; measured on meta\n")
+    print(f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}, checkpointing "
+          f"{config.checkpointing}; measured on meta\n")
     print("\n".join(_table("saved activations (all layers)", components)))
     print()
     print("\n".join(_table("at the peak", terms)))

@@ -24,6 +24,7 @@ LABELS = {
     "flops.forward": "FLOPs, forward",
     "flops.backward": "FLOPs, backward",
     "flops.optimizer": "FLOPs, AdamW step",
+    "flops.recompute": "FLOPs recomputed (in backward)",
     "flops_matmul.forward": "matmul FLOPs, forward",
 }
 
@@ -52,7 +53,8 @@ def setup_of(args: argparse.Namespace):
                          "through another path)")
     positional = config.positional if config else (args.positional or "learned")
     dtype = config.dtype if config else (args.dtype or "float32")
-    return Setup(positional=positional, optimizer=args.optimizer, dtype=dtype), config
+    checkpointing = config.checkpointing if config else (args.checkpointing or "none")
+    return Setup(positional=positional, optimizer=args.optimizer, dtype=dtype, checkpointing=checkpointing), config
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:
@@ -105,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         return f"   [{config.name}, {at}: {shown}]"
 
     lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {setup.positional} "
-             f"positions, explicit attention, {setup.dtype} ({formula.DTYPE_BYTES[setup.dtype]} bytes per element), "
-             f"AdamW {setup.optimizer}.",
+             f"positions, explicit attention, checkpointing {setup.checkpointing}, {setup.dtype} "
+             f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}.",
              "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; "
              "M a budget in bytes.",
              f"Layout {general} (the degenerate layouts follow at the end).{note}", ""]

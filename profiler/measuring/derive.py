@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import torch
 
 from analytic.sizes import SYMBOLS, sizes_of
-from model.config import POSITIONAL_OPTIONS, ModelConfig
+from model.config import CHECKPOINTING_OPTIONS, POSITIONAL_OPTIONS, ModelConfig
 from model.step import build, make_batch, train_step
+from model.transformer import SELECTIVE_SAVES
 from model.vocabulary import COMPONENTS, OPTIMIZERS
 from profiler.measuring.tracker import ALLOC, SavedTensorRecorder, StorageTracker
 
@@ -65,26 +66,32 @@ class Trace:
     saved: dict[tuple[str, int | None], list[frozenset[str]]]
 
 
-def traced_config(positional: str, batch_one: bool, head_one: bool, layers: int, size_set: dict):
+def traced_config(positional: str, batch_one: bool, head_one: bool, layers: int, size_set: dict,
+                  checkpointing: str = "none"):
     heads = 1 if head_one else size_set["heads"]
     config = ModelConfig(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
                          d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"],
-                         positional=positional, dtype=size_set["dtype"])
+                         positional=positional, dtype=size_set["dtype"], checkpointing=checkpointing)
     return config, 1 if batch_one else size_set["batch"]
 
 
-def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: str = "meta") -> Trace:
-    """The warm-up and measured steps of `config` at `batch`, as candidate symbols per allocation and free."""
+def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: str = "meta",
+          adamw_steps: bool = True) -> Trace:
+    """The warm-up and measured steps of `config` at `batch`, as candidate symbols per allocation and free;
+    without `adamw_steps`, the warm-up step alone and its forward and backward (the same as any step's: the
+    AdamW state they do not touch is all that differs)."""
     sizes = {name: int(value) for name, value in sizes_of(config, batch).symbols().items()}
     tracker = StorageTracker(device)
     with tracker:
         model, adamw = build(config, device, optimizer)
         tokens, targets = make_batch(config, batch, device)
-    recorder = SavedTensorRecorder(model, tracker)
+    recorder = SavedTensorRecorder(model, tracker, SELECTIVE_SAVES if config.checkpointing == "selective"
+                                   else frozenset())
     constant = {tracker.sid(t) for t in [*model.parameters(), *model.buffers(), tokens, targets]}
     marks: dict[str, dict] = {}
     gradients: set[int] = set()
-    for step in ("warmup", "measured"):
+    steps = ("warmup", "measured") if adamw_steps else ("warmup",)
+    for step in steps:
         step_marks = marks[step] = {}
 
         def mark(name, step_marks=step_marks):
@@ -93,7 +100,12 @@ def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: s
             if name == "optimizer":
                 gradients.update(tracker.sid(p.grad) for p in model.parameters())
 
+        def note(func, args, kwargs, out, step_marks=step_marks):  # selective checkpointing's kept outputs
+            if "backward" not in step_marks:
+                recorder.note_op(func, out)
+
         recorder.saved = {}
+        tracker.on_op = note
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark)
     recorder.remove()
@@ -117,13 +129,15 @@ def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: s
         return Event("+" if sign == ALLOC else "-", marker, found)
 
     phases = {}
-    for name, step, phase, end in (("forward", "measured", "forward", "backward"),
-                                   ("backward", "measured", "backward", "optimizer"),
+    for name, step, phase, end in (("forward", steps[-1], "forward", "backward"),
+                                   ("backward", steps[-1], "backward", "optimizer"),
                                    ("optimizer", "measured", "optimizer", "end"),
                                    ("optimizer_warmup", "warmup", "optimizer", "end")):
+        if step not in marks:
+            continue
         start, stop = marks[step][phase].event_index, marks[step][end].event_index
         phases[name] = [event(sign, sid, nbytes, phase == "optimizer")
-                        for sign, sid, nbytes in tracker.events[start:stop]]
+                        for sign, sid, nbytes in tracker.events[start:stop] if nbytes]  # 0 bytes: no memory
     by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
     for sid, record in recorder.saved.items():
         if sid in saved:
@@ -201,9 +215,10 @@ def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool]]
     return [(" ".join(tokens), repeated) for tokens, repeated in merged]
 
 
-def _traces(positional: str, batch_one: bool, head_one: bool, optimizer: str = "foreach",
-            device: str = "meta") -> dict[int, list[Trace]]:
-    return {layers: [trace(*traced_config(positional, batch_one, head_one, layers, size_set), optimizer, device)
+def _traces(positional: str, batch_one: bool, head_one: bool, optimizer: str = "foreach", device: str = "meta",
+            checkpointing: str = "none", adamw_steps: bool = True) -> dict[int, list[Trace]]:
+    return {layers: [trace(*traced_config(positional, batch_one, head_one, layers, size_set, checkpointing),
+                           optimizer, device, adamw_steps)
                      for size_set in SIZE_SETS] for layers in LAYERS}
 
 
@@ -213,11 +228,12 @@ def _programs(traces: dict[int, list[Trace]], phase: str, what: str) -> list[tup
     return segment(programs, f"{what}, {phase}")
 
 
-def derive_class(positional: str, batch_one: bool, head_one: bool, traces=None) -> dict:
+def derive_class(positional: str, batch_one: bool, head_one: bool, checkpointing: str = "none",
+                 traces=None) -> dict:
     """Forward and backward segments and saved activations by component (the symbol of each storage, per layer
     and outside the layers) of one layout class."""
-    what = f"{positional}, {DOMAINS[(batch_one, head_one)]}"
-    traces = traces or _traces(positional, batch_one, head_one)
+    what = f"{positional}, checkpointing {checkpointing}, {DOMAINS[(batch_one, head_one)]}"
+    traces = traces or _traces(positional, batch_one, head_one, checkpointing=checkpointing)
     result: dict = {"domain": DOMAINS[(batch_one, head_one)]}
     for phase in TRACED_PHASES:
         result[phase] = _programs(traces, phase, what)
@@ -247,14 +263,19 @@ def derive_optimizer(positional: str, optimizer: str, traces=None) -> dict:
 
 
 def derive() -> dict:
-    """{"classes": {(positional, B == 1, H == 1): class data}, "optimizers": {(positional, optimizer): data}}."""
+    """{"classes": {(positional, checkpointing, B == 1, H == 1): class data},
+    "optimizers": {(positional, optimizer): data}}."""
     classes, optimizers = {}, {}
     for positional in POSITIONAL_OPTIONS:
-        for batch_one, head_one in itertools.product((False, True), repeat=2):
-            traces = _traces(positional, batch_one, head_one)
-            classes[(positional, batch_one, head_one)] = derive_class(positional, batch_one, head_one, traces)
-            if not (batch_one or head_one):
-                optimizers[(positional, "foreach")] = derive_optimizer(positional, "foreach", traces)
+        for checkpointing in CHECKPOINTING_OPTIONS:
+            for batch_one, head_one in itertools.product((False, True), repeat=2):
+                with_adamw = not (batch_one or head_one) and checkpointing == "none"  # shared with foreach's
+                traces = _traces(positional, batch_one, head_one, checkpointing=checkpointing,
+                                 adamw_steps=with_adamw)
+                classes[(positional, checkpointing, batch_one, head_one)] = derive_class(
+                    positional, batch_one, head_one, checkpointing, traces)
+                if with_adamw:
+                    optimizers[(positional, "foreach")] = derive_optimizer(positional, "foreach", traces)
         for optimizer in OPTIMIZERS:
             if optimizer != "foreach":
                 optimizers[(positional, optimizer)] = derive_optimizer(positional, optimizer)
@@ -273,8 +294,8 @@ def render(derived: dict) -> str:
     lines = ['"""The exact model\'s allocation programs, derived from traces of the step by',
              "profiler/measuring/derive.py: generated by `python tools/derive_programs.py`, do not edit.",
              "",
-             "CLASSES key: (positional, B == 1, H == 1); forward/backward: [(program, repeated L times)] over the",
-             "symbols of analytic.sizes; saved_by_component: per layer and outside the layers.",
+             "CLASSES key: (positional, checkpointing, B == 1, H == 1); forward/backward: [(program, repeated L",
+             "times)] over the symbols of analytic.sizes; saved_by_component: per layer and outside the layers.",
              'OPTIMIZERS key: (positional, AdamW implementation); the warm-up step\'s and the steady AdamW step."""',
              f"TORCH_VERSION = {torch.__version__!r}",
              "CLASSES = {"]

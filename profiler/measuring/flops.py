@@ -107,12 +107,14 @@ def flop_counter() -> FlopCounterMode:
 class OpFlops:
     """Counts FLOPs op by op with FlopCounterMode's formulas (torch's registry and custom_mapping above), as the
     StorageTracker's on_op callback: per phase, and in forward per component (`component()` names the innermost
-    component module running). No module hooks, so counting leaves the step's memory exactly as it is."""
+    component module running); in backward, what checkpointing recomputes also under "recompute". No module
+    hooks of its own, so counting leaves the step's memory exactly as it is."""
 
-    def __init__(self, component=lambda: None):
+    def __init__(self, component=lambda: None, recomputing=lambda: False):
         self.formulas = {**flop_registry, **{op: f for op, f in custom_mapping().items()
                                              if isinstance(op, torch._ops.OpOverloadPacket)}}
         self.component = component
+        self.recomputing = recomputing  # in backward: a checkpointed block's forward running again
         self.phase = None
         self.by_phase: dict[str, dict] = {}
         self.forward_by_component: dict[str, int] = {}
@@ -122,8 +124,10 @@ class OpFlops:
         if formula is None or self.phase is None:
             return
         flops = formula(*args, **kwargs, out_val=out)  # torch's registry entries come shape-wrapped already
-        ops = self.by_phase.setdefault(self.phase, {})
-        ops[func.overloadpacket] = ops.get(func.overloadpacket, 0) + flops
+        phases = (self.phase, "recompute") if self.phase == "backward" and self.recomputing() else (self.phase,)
+        for phase in phases:  # recomputation is backward work, also counted on its own
+            ops = self.by_phase.setdefault(phase, {})
+            ops[func.overloadpacket] = ops.get(func.overloadpacket, 0) + flops
         component = self.component() if self.phase == "forward" else None
         if component is not None:
             self.forward_by_component[component] = self.forward_by_component.get(component, 0) + flops
@@ -166,13 +170,14 @@ def flop_counter_step(model, adamw, tokens, targets) -> dict[str, dict[str, dict
 def by_component(counts: dict[str, dict]) -> dict[str, int]:
     """FLOPs by component (module name's last part; position_embedding is embedding); the rest goes to 'other'.
 
-    Component modules are leaves of the module tree, so summing them never counts an op twice.
+    Component modules are leaves of the module tree, so summing them never counts an op twice; `checkpoint`, the
+    wrapper around a whole block (a component for what it saves), is left out for that reason.
     """
     totals = dict.fromkeys(COMPONENTS, 0)
     for module, ops in counts.items():
         last = module.rsplit(".", 1)[-1]
         last = "embedding" if last == "position_embedding" else last
-        if last in totals and module != "Global":
+        if last in totals and module != "Global" and last != "checkpoint":
             totals[last] += sum(ops.values())
     totals["other"] = sum(counts.get("Global", {}).values()) - sum(totals.values())
     return totals

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from analytic.figures import model_flops
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
+from model.transformer import SELECTIVE_SAVES
 from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, MARKS, OPTIMIZERS, PHASES
 from profiler.measuring import flops as flop_counting
 from profiler.measuring.allocator import simulate
@@ -102,9 +104,9 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     roles = Roles(parameters={tracker.sid(p) for p in model.parameters()},
                   buffers={tracker.sid(b) for b in model.buffers()},
                   inputs={tracker.sid(tokens), tracker.sid(targets)})
-    recorder = SavedTensorRecorder(model, tracker)
+    recorder = SavedTensorRecorder(model, tracker, kept_ops(config))
     ignore_host_scalars = device == "cpu" and optimizer != "fused"
-    flop_counter = flop_counting.OpFlops(component=recorder.current_component)
+    flop_counter = flop_counting.OpFlops(recorder.current_component, recorder.in_block)
     marks: dict[str, dict[str, Mark]] = {}  # step -> mark name -> Mark
     saved = {}
     for step in ("warmup", "measured"):
@@ -119,7 +121,7 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
             flop_counter.phase = name if counting and name in PHASES else None
 
         recorder.saved = {}
-        tracker.on_op = flop_counter.count if counting else None
+        tracker.on_op = on_op(recorder, flop_counter if counting else None, step_marks)
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark)
         tracker.on_op = None
@@ -150,6 +152,21 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     return result
 
 
+def kept_ops(config: ModelConfig) -> frozenset:
+    """The ops whose outputs the config's checkpointing keeps outside autograd's saved tensors."""
+    return SELECTIVE_SAVES if config.checkpointing == "selective" else frozenset()
+
+
+def on_op(recorder: SavedTensorRecorder, counter, marks: dict):
+    """The tracker's callback for one step: selective checkpointing's kept outputs noted in forward, and FLOPs."""
+    def callback(func, args, kwargs, out):
+        if "backward" not in marks:
+            recorder.note_op(func, out)
+        if counter is not None:
+            counter.count(func, args, kwargs, out)
+    return callback
+
+
 def _measure_on_cuda(config, batch_size, optimizer, count_flops) -> Measurement:
     """measure_cuda_memory's figures in a Measurement; with count_flops, one more step counts FLOPs after the
     memory measurement (so counting cannot change the memory measured), then timed steps give step time and
@@ -158,7 +175,7 @@ def _measure_on_cuda(config, batch_size, optimizer, count_flops) -> Measurement:
 
     def flops_and_speed(model, adamw, tokens, targets, figures) -> None:
         by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
-        figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=sum(figures["flops"].values()))
+        figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=model_flops(figures["flops"]))
 
     figures = measure_cuda_memory(config, batch_size, "cuda", optimizer,
                                   after_step=flops_and_speed if count_flops else None)
@@ -212,7 +229,7 @@ def count_step_flops(model, adamw, tokens, targets, measured: dict) -> dict[str,
     CUDA): adds the FLOP figures to `measured`, returns forward FLOPs by component."""
     tracker = StorageTracker(next(model.parameters()).device.type)
     components = SavedTensorRecorder(model, tracker)  # its module hooks name the component of each op
-    counter = flop_counting.OpFlops(component=components.current_component)
+    counter = flop_counting.OpFlops(components.current_component, components.in_block)
     tracker.on_op = counter.count
     with tracker:
         train_step(model, adamw, tokens, targets,
@@ -223,9 +240,10 @@ def count_step_flops(model, adamw, tokens, targets, measured: dict) -> dict[str,
 
 
 def flop_figures(by_phase: dict[str, dict], params: int) -> dict[str, Any]:
-    """FLOPs per phase ({phase: {op: FLOPs}}): all of them, and the matmul part (what FlopCounterMode counts)."""
+    """FLOPs per phase ({phase: {op: FLOPs}}): all of them, and the matmul part (what FlopCounterMode counts);
+    "recompute" is the part of backward that checkpointing spends running blocks' forward again."""
     flops, matmul = {}, {}
-    for phase in PHASES:
+    for phase in PHASES + ("recompute",):
         matmul[phase], elementwise = flop_counting.split_counts(by_phase.get(phase, {}))
         flops[phase] = matmul[phase] + elementwise
     return {"flops": flops, "flops_matmul": {"forward": matmul["forward"], "backward": matmul["backward"]},

@@ -120,8 +120,9 @@ class SavedTensorRecorder:
     `saved_tensors_hooks` charges each saved storage to the innermost component active when it was first saved.
     """
 
-    def __init__(self, model: torch.nn.Module, tracker: StorageTracker):
+    def __init__(self, model: torch.nn.Module, tracker: StorageTracker, kept_ops: frozenset = frozenset()):
         self.tracker = tracker
+        self.kept_ops = kept_ops  # ops whose outputs selective checkpointing keeps (note_op)
         self.saved: dict[int, SavedTensor] = {}
         self._stack: list[tuple[str, int | None]] = [("other", None)]
         self._handles = []
@@ -132,11 +133,23 @@ class SavedTensorRecorder:
             layer = layer_of(name)
             self._handles.append(module.register_forward_pre_hook(
                 lambda *_, c=component, l=layer: self._stack.append((c, l))))
-            self._handles.append(module.register_forward_hook(self._leave))
+            self._handles.append(module.register_forward_hook(self._leave, always_call=True))  # also on a raise
 
     def current_component(self) -> str | None:
+        """The innermost component running, for FLOPs: None outside components and directly inside a block's
+        `checkpoint` wrapper or `body` (the block's ops between its components stay unattributed)."""
         component = self._stack[-1][0]
-        return None if component == "other" else component
+        return None if component in ("other", "checkpoint", "body") else component
+
+    def in_block(self) -> bool:
+        """Whether a block's body is running (in backward: being recomputed by checkpointing)."""
+        return any(component == "body" for component, _ in self._stack)
+
+    def note_op(self, func, out) -> None:
+        """Selective checkpointing keeps the outputs of the ops its policy saves in a store of its own, which
+        saved_tensors_hooks do not see: record them as saved here (the tracker's on_op, in forward)."""
+        if func in self.kept_ops and self.in_block() and isinstance(out, torch.Tensor):
+            self._pack(out)
 
     def _leave(self, *_) -> None:  # a forward hook must return None, or it replaces the module's output
         self._stack.pop()
@@ -144,7 +157,7 @@ class SavedTensorRecorder:
     def _pack(self, tensor):
         sid = self.tracker.sid(tensor)
         if sid is not None and sid not in self.saved:
-            component, layer = self._stack[-1]
+            component, layer = next(frame for frame in reversed(self._stack) if frame[0] != "body")
             self.saved[sid] = SavedTensor(sid, component, layer)
         return tensor
 
@@ -163,7 +176,7 @@ def component_of(module_name: str) -> str | None:
     last = module_name.rsplit(".", 1)[-1]
     if last == "position_embedding":
         return "embedding"
-    return last if last in COMPONENTS else None
+    return last if last in COMPONENTS or last == "body" else None  # a block's body: a frame, not a component
 
 
 def layer_of(module_name: str) -> int | None:

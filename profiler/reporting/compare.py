@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from analytic import exact
-from analytic.figures import common_keys, flatten
-from analytic.formula_sets import predict
+from analytic.figures import common_keys, flatten, model_flops
+from analytic.formula_sets import describes, formula_sets, predict
 from analytic.hardware import training_days
 from analytic.textbook import PROBLEM
 from analytic.units import relative_error
@@ -15,8 +15,12 @@ from model.config import ModelConfig
 
 
 def predictions(measurement: dict[str, Any], names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Every formula set's figures (or `names`') for the measured configuration, batch size and optimizer."""
-    return predict(ModelConfig(**measurement["config"]), measurement["batch_size"], measurement["optimizer"], names)
+    """The figures of every formula set (or of `names`) that describes the measured setup
+    (analytic.formula_sets.describes), for its configuration, batch size and optimizer: a set is never graded on
+    a setup it does not claim to describe."""
+    config = ModelConfig(**measurement["config"])
+    chosen = [name for name, module in formula_sets(names).items() if describes(module, config)]
+    return predict(config, measurement["batch_size"], measurement["optimizer"], chosen)
 
 
 def comparison_rows(measured: dict[str, Any], predicted: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -41,4 +45,4 @@ def training_days_at_measured_mfu(measurement: dict[str, Any]) -> float | None:
     flops = exact.predict(ModelConfig(**measurement["config"]), PROBLEM.batch_size).get("flops")
     if not flops:
         return None
-    return training_days(sum(flops.values()), PROBLEM.steps, speed["peak_flops_per_second"], speed["mfu"])
+    return training_days(model_flops(flops), PROBLEM.steps, speed["peak_flops_per_second"], speed["mfu"])

@@ -14,6 +14,7 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     [axes]                           # one axis varied at a time, every other size kept at the base
     batch_size = [1, 2, 4]
     context_length = [32, 64]        # also d_model, num_layers, num_heads, vocab_size
+    checkpointing = ["full"]         # option axes: checkpointing (none, full, selective)
 
     [[points]]                       # explicit extra points
     preset = "gpt2-xl"               # and/or ModelConfig fields
@@ -31,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.config import ModelConfig, PRESETS
+from model.config import CHECKPOINTING_OPTIONS, ModelConfig, PRESETS
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
 AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size")
+OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS}  # axes whose values are names, not sizes
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
@@ -117,6 +119,12 @@ def _positive_ints(path: Path, key: str, value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _options(path: Path, key: str, value: Any, known: tuple[str, ...]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or any(item not in known for item in value):
+        raise _fail(path, key, f"must be a non-empty list of some of {', '.join(known)}, got {value!r}")
+    return tuple(value)
+
+
 def _optimizers(path: Path, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(path, key, f"must be a non-empty list, some of {OPTIMIZERS}, got {value!r}")
@@ -168,9 +176,10 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
     if "axes" in data:
         if base is None:
             raise _fail(path, "axes", "needs a [base] table to vary around")
-        _check_keys(path, data["axes"], AXES, "axes")
+        _check_keys(path, data["axes"], AXES + tuple(OPTION_AXES), "axes")
         for axis, values in data["axes"].items():
-            axes[axis] = _positive_ints(path, f"axes.{axis}", values)
+            axes[axis] = (_options(path, f"axes.{axis}", values, OPTION_AXES[axis]) if axis in OPTION_AXES
+                          else _positive_ints(path, f"axes.{axis}", values))
             for index, value in enumerate(axes[axis]):
                 if axis != "batch_size":
                     try:
@@ -198,8 +207,9 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
 def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:
     """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device."""
     c = config
+    checkpointing = "" if c.checkpointing == "none" else f"-ckpt-{c.checkpointing}"  # keys from before stay valid
     return (f"V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
-            f"-{c.positional}-{c.attention}-{c.dtype}|b{batch_size}|{optimizer}|{device}")
+            f"-{c.positional}-{c.attention}-{c.dtype}{checkpointing}|b{batch_size}|{optimizer}|{device}")
 
 
 def expand(grid: Grid, device: str | None = None) -> list[Point]:

@@ -309,7 +309,8 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     blocks += [render.Heading("Leaderboard of formula sets"),
                render.Text("Each cell: median / worst of |predicted − measured| / measured over the points "
                            "where the set predicts the term. FLOPs pools `flops.forward`, `flops.backward` and "
-                           "`flops.optimizer`."),
+                           "`flops.optimizer`. A set is graded only on points of the setup it declares (the "
+                           "textbook and the seeds describe a step without activation checkpointing)."),
                render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
     failed = failures(rows)
     if not failed.empty:

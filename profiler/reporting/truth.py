@@ -7,6 +7,7 @@ from typing import Any
 from analytic import exact
 from analytic.exact.max_batch import max_batch_size
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
+from analytic.figures import model_flops
 from analytic.units import UNITS
 from profiler.measuring.max_batch import batch_fits
 from profiler.measuring.measure import measure
@@ -24,7 +25,7 @@ def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") 
     config = problem.config
     at_one = exact.predict(config, 1, optimizer)
     flops = exact.predict(config, problem.batch_size, optimizer)["flops"]
-    step = sum(flops.values())
+    step = model_flops(flops)
     return {"params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
             "max_batch_80GB": max_batch_size(config, problem.budget_bytes, optimizer),
@@ -46,7 +47,7 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
     config = problem.config
     at_one = measure(config, 1, "meta", optimizer).measured
     flops = measure(config, problem.batch_size, "meta", optimizer).measured["flops"]
-    step = sum(flops.values())
+    step = model_flops(flops)
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
             "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, optimizer),
