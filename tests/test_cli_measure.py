@@ -54,3 +54,12 @@ def test_audit_json_carries_exact_and_measured_blocks(capsys, monkeypatch):
     assert main(["audit", "--json", "--no-measure"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["exact"]["max_batch_80GB"] == 5 and "measured" not in result
+
+
+def test_measure_prints_human_units_and_no_infinite_error(capsys):
+    assert main(["measure", "--preset", "tiny", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "0.00 GiB" not in out and "inf%" not in out and "MiB (" in out and "KiB (" in out
+    assert "(new term)" in out  # the textbook's saved activations at a peak where the measurement holds none
+    params = next(line for line in out.splitlines() if line.startswith("params"))
+    assert ".0" not in params.split()[1]  # a count is an integer

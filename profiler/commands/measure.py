@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from profiler.measuring.measure import measure
     from profiler.reporting.compare import comparison_rows, predictions, training_days_at_measured_mfu
-    from profiler.reporting.tables import format_cell, render
+    from profiler.reporting.tables import format_cell, relative_cell, render
 
     config = config_from_args(args)
     result = measure(config, args.batch_size, args.device, args.optimizer).to_dict()
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         for name in sets:
             value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns else None
             line.append("—" if value is None or pd.isna(value) else
-                        f"{format_cell(term, value)} ({table.loc[term, ('relative_error', name)]:+.1%})")
+                        f"{format_cell(term, value)} ({relative_cell(table.loc[term, ('relative_error', name)])})")
         cells.append(line)
     lines.append(render(cells))
     if days is not None:

@@ -1,20 +1,38 @@
 """Plain-text tables for the CLI: one way to format a figure, one way to align columns."""
 from __future__ import annotations
 
-from analytic.units import format_bytes, format_flops
+from analytic.units import UNITS, format_bytes, format_flops
 
 
 def format_cell(key: str, value) -> str:
-    """Bytes as GiB (GB), FLOPs with a prefix, other numbers with separators; '—' where a set has no figure."""
+    """Bytes in the binary unit that fits (with the decimal figure beside it from KiB on), FLOPs with a prefix,
+    counts as integers with separators; '—' where a set has no figure."""
     if value is None:
         return "—"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return str(value)
     if key.endswith("bytes") or key.startswith(("categories_at_peak.", "saved_activations_by_component.")):
-        return f"{format_bytes(value, 'GiB')} ({format_bytes(value, 'GB')})"
+        return human_bytes(value)
     if key.startswith(("flops.", "flops_matmul.")):
         return format_flops(value)
-    return f"{value:,}"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}"
+
+
+def human_bytes(value: float) -> str:
+    """'30.50 GiB (32.74 GB)', '20.07 MiB (21.04 MB)', '312 B'."""
+    for binary, decimal in (("TiB", "TB"), ("GiB", "GB"), ("MiB", "MB"), ("KiB", "KB")):
+        if abs(value) >= UNITS[binary]:
+            return f"{format_bytes(value, binary)} ({format_bytes(value, decimal)})"
+    return f"{int(value):,} B"
+
+
+def relative_cell(error: float) -> str:
+    """A relative error as a signed percentage; a figure the measurement does not have (measured 0) says so."""
+    if error in (float("inf"), float("-inf")):
+        return "new term"
+    return f"{error:+.1%}"
 
 
 def render(rows: list[list[str]]) -> str:
