@@ -63,3 +63,17 @@ def test_measure_prints_human_units_and_no_infinite_error(capsys):
     assert "(new term)" in out  # the textbook's saved activations at a peak where the measurement holds none
     params = next(line for line in out.splitlines() if line.startswith("params"))
     assert ".0" not in params.split()[1]  # a count is an integer
+
+
+def test_explain_and_max_batch_speak_json(capsys):
+    assert main(["explain", "--preset", "tiny", "--batch-size", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    for name, row in document["saved_activations_by_component"].items():
+        assert row["exact"] == row["measured"], name
+    assert document["peak_bytes"]["exact"] == document["peak_bytes"]["measured"]
+    assert document["peak_bytes"]["phase"] == "optimizer"
+    assert main(["max-batch", "--preset", "tiny", "--device", "meta", "--budget", "5MB", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["max_batch"] == document["predicted"]["exact"] and document["exact_confirmed"]
+    assert document["probes"] == [{"batch_size": document["max_batch"], "fits": True},
+                                  {"batch_size": document["max_batch"] + 1, "fits": False}]

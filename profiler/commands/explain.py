@@ -3,6 +3,7 @@ one line on why they differ."""
 from __future__ import annotations
 
 import argparse
+import json
 
 from analytic import exact, textbook
 from analytic.exact.explain import WHY_COMPONENT, WHY_TERM
@@ -13,6 +14,7 @@ from profiler.commands.options import add_config_arguments, config_from_args
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
 
 
 def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
@@ -50,9 +52,27 @@ def _table(title: str, rows: list[list]) -> list[str]:
     return lines
 
 
+def as_json(config, args, components: list[list], terms: list[list]) -> dict:
+    """The tables as one document: bytes per component and per category at the peak, under the field names of
+    `measure --json` (saved_activations_by_component.<name>, categories_at_peak.<name>, peak_bytes)."""
+    columns = ("textbook", "exact", "measured")
+
+    def block(rows):
+        return {name: dict(zip(columns, values), why=why) for name, *values, why in rows}
+
+    peak = terms[-1]
+    return {"config": config.to_dict(), "batch_size": args.batch_size, "optimizer": args.optimizer,
+            "device": "meta", "saved_activations_by_component": block(components),
+            "categories_at_peak": block(terms[:-1]),
+            "peak_bytes": dict(zip(columns, peak[1:4]), phase=peak[0].split("(")[1].rstrip(")"), why=peak[4])}
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     components, terms = explanation_rows(config, args.batch_size, args.optimizer)
+    if args.json:
+        print(json.dumps(as_json(config, args, components, terms), indent=2))
+        return 0
     print(f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}, checkpointing "
           f"{config.checkpointing}; measured on meta\n")
     print("\n".join(_table("saved activations (all layers)", components)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="first batch size tried by a search (default 1: start from the exact set's answer, "
                              "confirmed by two measured steps, and search only if they refute it)")
     parser.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, help="largest batch size tried")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the text")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +43,13 @@ def run(args: argparse.Namespace) -> int:
     guess = predictions.get("exact") if args.start == 1 else None
     maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
         (find_max_batch(fits, args.start, args.limit, probes), False)
+    if args.json:
+        print(json.dumps({"config": config.to_dict(), "optimizer": args.optimizer, "device": device,
+                          "budget": args.budget, "budget_bytes": budget,
+                          "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
+                          "max_batch": maximum, "at_limit": maximum == args.limit,
+                          "exact_confirmed": confirmed, "predicted": predictions}, indent=2))
+        return 0
     print(f"{config.name}, AdamW {args.optimizer}, {config.dtype}, budget {args.budget} = {budget:,} bytes "
           f"({format_bytes(budget, 'GiB')}), device {device}")
     print("probes: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
