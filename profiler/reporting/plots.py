@@ -138,3 +138,25 @@ def categories_at_peak(columns: dict[str, dict[str, int]], title: str) -> bytes:
     ax.legend(fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
     return _png(figure)
+
+
+def batch_curve(measured: dict[int, int], predicted: dict[str, tuple[list[int], list[int]]],
+                budgets: dict[str, int], title: str) -> bytes:
+    """Peak bytes against batch size: the measured points, one line per formula set, one dashed line per
+    budget ("what fits my GPU": where a line crosses a budget is that set's answer)."""
+    figure, ax = plt.subplots(figsize=(8, 5.5))
+    colours = _colours(list(predicted))
+    for index, (name, (batches, peaks)) in enumerate(predicted.items()):
+        ax.plot(batches, [p / GIB for p in peaks], color=colours[name], linewidth=1.4, label=name,
+                marker=MARKERS[index % len(MARKERS)], markersize=3)
+    if measured:
+        ax.scatter(list(measured), [p / GIB for p in measured.values()], s=60, color="black", zorder=5,
+                   label="measured", marker="o", facecolors="none", linewidths=1.6)
+    for index, (label, budget) in enumerate(budgets.items()):
+        ax.axhline(budget / GIB, color="grey", linestyle=(0, (4, 2 + index)), linewidth=1)
+        ax.text(1.01, budget / GIB, label, transform=ax.get_yaxis_transform(), va="center", fontsize=8,
+                color="dimgrey")
+    ax.set(xlabel="batch size", ylabel="peak of the step (GiB)", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)

@@ -16,7 +16,7 @@ import pandas as pd
 from analytic import fit, textbook
 from analytic.audit import audit, to_markdown
 from analytic.exact.formula import readable
-from analytic.formula_sets import max_batch_sizes
+from analytic.formula_sets import describes, formula_sets, max_batch_sizes
 from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import ModelConfig, PRESETS
@@ -251,6 +251,31 @@ def _describe(row: dict[str, Any]) -> str:
             f"D={config['d_model']}, H={config['num_heads']}), batch {row['batch_size']}, {row['optimizer']} AdamW")
 
 
+CURVE_BUDGETS = ("80GB", "80GiB", "40GB", "24GB")
+
+
+def batch_curve_blocks(rows: list[dict[str, Any]], top: dict[str, Any]) -> list[render.Block]:
+    """Peak against batch size for the headline model: what the sweep measured at each batch of that setup and
+    what every formula set describing it predicts, with the usual budgets."""
+    config, optimizer = row_config(top), top["optimizer"]
+    measured = {row["batch_size"]: row["measured"]["peak_bytes"] for row in ok_rows(rows)
+                if row["optimizer"] == optimizer and row_config(row) == config}
+    batches = list(range(1, max(16, 2 * max(measured, default=1)) + 1))
+    predicted = {}
+    for name, module in formula_sets().items():
+        if not describes(module, config):
+            continue
+        peaks = [module.predict(config, batch, optimizer=optimizer).get("peak_bytes") for batch in batches]
+        if all(peak is not None for peak in peaks):
+            predicted[name] = (batches, peaks)
+    name = _describe(top).split(", batch")[0]
+    return [render.Heading("Peak memory against batch size"),
+            render.Image("batch_curve.png", plots.batch_curve(measured, predicted, {b: parse_bytes(b) for b in
+                                                                                  CURVE_BUDGETS}, name),
+                         f"Peak of the step against batch size, measured (circles) and predicted by each formula "
+                         f"set, with budget lines: {name}, {optimizer} AdamW")]
+
+
 def _headline_blocks(row: dict[str, Any]) -> list[render.Block]:
     name = _describe(row)
     blocks: list[render.Block] = [render.Heading(f"Saved activations by component: {name}"),
@@ -320,6 +345,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     top = headline(rows)
     if top is not None:
         blocks += _headline_blocks(top)
+        blocks += batch_curve_blocks(rows, top)
     batches = max_batch(rows, budget)
     if len(batches.columns) > 2:  # a formula set or a measurement gave a number
         blocks += [render.Heading(f"Maximum batch in {budget}"),
