@@ -22,7 +22,8 @@ def test_sweep_writes_every_report_file(swept):
     status, out = swept
     assert status == 0
     for name in ("results.jsonl", "results.csv", "report.md", "report.html", "meta.json", "grid.toml",
-                 "plots/peak_scatter.png", "plots/error_by_axis.png", "plots/timeline.png", "plots/batch_curve.png"):
+                 "plots/peak_scatter.png", "plots/error_by_axis.png", "plots/timeline.png",
+                 "plots/batch_curve.png"):
         assert (out / name).is_file(), name
 
 
