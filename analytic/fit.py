@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from analytic.exact.formula import B, D, H, L, T, V
+from analytic.exact.formula import B, D, F, H, L, T, V, evaluate, formulas, peak_moments, setup_of, size_values
 from analytic.figures import flatten
 from model.config import ModelConfig
 
@@ -80,12 +80,9 @@ COMPARED = ("params", "saved_activations_bytes", "peak_bytes", "flops.forward", 
 def derived_formulas(config: ModelConfig, batch_size: int) -> tuple[dict[str, sp.Expr], str]:
     """The exact model's formulas for the setup of the module docstring, F = 4·D; the peak (a max of moments) as
     the moment that holds it for `config` at `batch_size` (named in the second value)."""
-    from analytic.exact.formula import F, Setup, evaluate, formulas, peak_moments
-
-    setup = Setup(positional=config.positional, dtype=config.dtype)
+    setup = setup_of(config)
     ours = {key: sp.expand(value.subs(F, 4 * D)) for key, value in formulas(setup).items() if key in COMPARED}
-    sizes = {"L": config.num_layers, "B": batch_size, "T": config.context_length, "D": config.d_model,
-             "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size}
+    sizes = size_values(config, batch_size)
     where, moment = max(peak_moments(setup)["step"], key=lambda item: evaluate(item[1], sizes))
     ours["peak_bytes"] = sp.expand(moment.subs(F, 4 * D))
     return ours, where

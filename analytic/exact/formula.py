@@ -58,6 +58,18 @@ class Setup:
         return {L: 1, B: 2, T: 2, D: 1, H: 2, F: 1, V: 1}
 
 
+def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) -> Setup:
+    """The setup of a ModelConfig (and AdamW implementation); with a batch size, in that batch's layout class."""
+    layout = (batch_size == 1, config.num_heads == 1) if batch_size is not None else (False, False)
+    return Setup(config.positional, optimizer, config.dtype, *layout, config.checkpointing)
+
+
+def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
+    """The values of the formulas' size symbols (and of the budget M) for a ModelConfig at a batch size."""
+    return {"L": config.num_layers, "B": batch_size, "T": config.context_length, "D": config.d_model,
+            "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget_bytes}
+
+
 def symbolic_sizes(setup: Setup) -> Sizes:
     """analytic.sizes.Sizes with sympy symbols (B = 1 or H = 1 as numbers in those layout classes)."""
     batch = sp.Integer(1) if setup.batch_one else B

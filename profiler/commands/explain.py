@@ -20,14 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
     """(component rows, term rows): [name, textbook, exact, measured, why]; bytes, None where absent."""
     # imported here, not at the top, so that `--help` needs no torch
-    from analytic.exact.formula import Setup, readable, saved_by_component
+    from analytic.exact.formula import readable, saved_by_component, setup_of
     from profiler.measuring.measure import measure
 
     ours = exact.predict(config, batch_size, optimizer)
     theirs = textbook.predict(config, batch_size, optimizer)
     measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
-    derived = saved_by_component(Setup(config.positional, optimizer, config.dtype, batch_size == 1,
-                                       config.num_heads == 1, config.checkpointing))
+    derived = saved_by_component(setup_of(config, optimizer, batch_size))
     def formula(name: str) -> str:  # what the component saves, as derived
         return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS
                                                                           else "")

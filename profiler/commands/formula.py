@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--latex", action="store_true", help="LaTeX, one figure a line")
 
 
-def setup_of(args: argparse.Namespace):
+def setup_from_args(args: argparse.Namespace):
     """(Setup, the config to evaluate at or None): a --preset or sizes fix the setup's options too."""
-    from analytic.exact.formula import Setup
+    from analytic.exact.formula import Setup, setup_of
 
     config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
@@ -51,10 +51,10 @@ def setup_of(args: argparse.Namespace):
     if config is not None and config.context_length < 2:
         raise UsageError("the derived exact model needs context_length >= 2 (T = 1 routes weight gradients "
                          "through another path)")
-    positional = config.positional if config else (args.positional or "learned")
-    dtype = config.dtype if config else (args.dtype or "float32")
-    checkpointing = config.checkpointing if config else (args.checkpointing or "none")
-    return Setup(positional=positional, optimizer=args.optimizer, dtype=dtype, checkpointing=checkpointing), config
+    if config is not None:
+        return setup_of(config, args.optimizer), config
+    return Setup(positional=args.positional or "learned", optimizer=args.optimizer, dtype=args.dtype or "float32",
+                 checkpointing=args.checkpointing or "none"), None
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from analytic.exact import formula
     from analytic.exact.derived import TORCH_VERSION
 
-    setup, config = setup_of(args)
+    setup, config = setup_from_args(args)
     if args.json:
         print(json.dumps(formula.document(setup), indent=2))
         return 0
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     values, sizes, note, own = {}, {}, "", None
     if config is not None:  # values from the formulas of the config's own layout class
         own = formula.LAYOUTS[(args.batch_size == 1, config.num_heads == 1)]
-        sizes = {"L": config.num_layers, "B": args.batch_size, "T": config.context_length, "D": config.d_model,
-                 "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget}
+        sizes = formula.size_values(config, args.batch_size, budget)
         values = {key: formula.evaluate(expression, sizes) for key, expression in
                   formula.formulas(classes[own]).items()}
         values["max_batch"] = formula.evaluate(figures["max_batch"], sizes)  # the B >= 2 closed form

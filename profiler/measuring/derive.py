@@ -28,8 +28,8 @@ import torch
 from analytic.sizes import SYMBOLS, sizes_of
 from model.config import CHECKPOINTING_OPTIONS, POSITIONAL_OPTIONS, ModelConfig
 from model.step import build, make_batch, train_step
-from model.transformer import SELECTIVE_SAVES
 from model.vocabulary import COMPONENTS, OPTIMIZERS
+from profiler.measuring.measure import kept_ops, on_op
 from profiler.measuring.tracker import ALLOC, SavedTensorRecorder, StorageTracker
 
 TRACED_PHASES = ("forward", "backward")
@@ -85,8 +85,7 @@ def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: s
     with tracker:
         model, adamw = build(config, device, optimizer)
         tokens, targets = make_batch(config, batch, device)
-    recorder = SavedTensorRecorder(model, tracker, SELECTIVE_SAVES if config.checkpointing == "selective"
-                                   else frozenset())
+    recorder = SavedTensorRecorder(model, tracker, kept_ops(config))
     constant = {tracker.sid(t) for t in [*model.parameters(), *model.buffers(), tokens, targets]}
     marks: dict[str, dict] = {}
     gradients: set[int] = set()
@@ -100,12 +99,8 @@ def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: s
             if name == "optimizer":
                 gradients.update(tracker.sid(p.grad) for p in model.parameters())
 
-        def note(func, args, kwargs, out, step_marks=step_marks):  # selective checkpointing's kept outputs
-            if "backward" not in step_marks:
-                recorder.note_op(func, out)
-
         recorder.saved = {}
-        tracker.on_op = note
+        tracker.on_op = on_op(recorder, None, step_marks)  # as a measurement does: selective's kept outputs
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark)
     recorder.remove()

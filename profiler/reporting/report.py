@@ -245,10 +245,13 @@ def _leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _describe(row: dict[str, Any]) -> str:
-    config = row["config"]
+def _model(config: dict[str, Any]) -> str:
     return (f"{config['name']} (V={config['vocab_size']}, T={config['context_length']}, L={config['num_layers']}, "
-            f"D={config['d_model']}, H={config['num_heads']}), batch {row['batch_size']}, {row['optimizer']} AdamW")
+            f"D={config['d_model']}, H={config['num_heads']})")
+
+
+def _describe(row: dict[str, Any]) -> str:
+    return f"{_model(row['config'])}, batch {row['batch_size']}, {row['optimizer']} AdamW"
 
 
 CURVE_BUDGETS = ("80GB", "80GiB", "40GB", "24GB")
@@ -268,7 +271,7 @@ def batch_curve_blocks(rows: list[dict[str, Any]], top: dict[str, Any]) -> list[
         peaks = [module.predict(config, batch, optimizer=optimizer).get("peak_bytes") for batch in batches]
         if all(peak is not None for peak in peaks):
             predicted[name] = (batches, peaks)
-    name = _describe(top).split(", batch")[0]
+    name = _model(top["config"])
     return [render.Heading("Peak memory against batch size"),
             render.Image("batch_curve.png", plots.batch_curve(measured, predicted, {b: parse_bytes(b) for b in
                                                                                   CURVE_BUDGETS}, name),
