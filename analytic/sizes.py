@@ -34,6 +34,8 @@ class Sizes:
     learned: np.ndarray  # 1 where positional == "learned"
     rope: np.ndarray  # 1 where positional == "rope"
     checkpointing: str = "none"  # one for all: model.config.CHECKPOINTING_OPTIONS
+    micro_batches: int = 1  # one for all: B is the batch of one micro-batch, the step's is micro_batches·B
+    zero_grad: str = "none"  # one for all: model.config.ZERO_GRAD_OPTIONS
 
     def symbols(self) -> dict[str, np.ndarray]:
         """Bytes of each tensor kind (the programs' alphabet).
@@ -68,14 +70,15 @@ class Sizes:
 
     @property
     def input_bytes(self):
-        """Token ids and targets, [B, T] int64 each."""
-        return 2 * INT64_BYTES * self.B * self.T
+        """Token ids and targets of the whole batch, [micro_batches·B, T] int64 each."""
+        return 2 * INT64_BYTES * self.micro_batches * self.B * self.T
 
 
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
-                      positional: str = "learned", dtype: str = "float32", checkpointing: str = "none") -> Sizes:
-    """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option and
-    dtype for all). The parameter count is analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D,
+                      positional: str = "learned", dtype: str = "float32", checkpointing: str = "none",
+                      micro_batches: int = 1, zero_grad: str = "none") -> Sizes:
+    """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option, dtype,
+    checkpointing and micro-batching for all; batch_size is the batch of one micro-batch). The parameter count is analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D,
     and the tensor count 3 + [1] + 8L."""
     V, T, L, D, H, F, B = (np.asarray(value, dtype=np.int64) for value in
                            (vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size))
@@ -84,16 +87,21 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
     params = 2 * V * D + learned * T * D + L * (4 * D * D + 2 * D * F + 2 * D) + D
     return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), params=params,
                  tensors=3 + learned + 8 * L, learned=np.full_like(B, learned),
-                 rope=np.full_like(B, int(positional == "rope")), checkpointing=checkpointing)
+                 rope=np.full_like(B, int(positional == "rope")), checkpointing=checkpointing,
+                 micro_batches=micro_batches, zero_grad=zero_grad)
 
 
 def sizes_of(config: ModelConfig, batch_size) -> Sizes:
-    """Sizes of one config at one batch size or a numpy array of batch sizes."""
+    """Sizes of one config at one batch size or a numpy array of batch sizes (of the whole step: each must be a
+    multiple of config.micro_batches, and B is the batch of one micro-batch)."""
     B = np.asarray(batch_size, dtype=np.int64)
+    if np.any(B % config.micro_batches):
+        raise ValueError(f"batch size {batch_size} is not divisible by micro_batches={config.micro_batches}")
+    B = B // config.micro_batches
     as_array = lambda value: np.asarray(value, dtype=np.int64) + 0 * B  # noqa: E731 - broadcast to B's shape
     return Sizes(B=B, T=as_array(config.context_length), D=as_array(config.d_model), H=as_array(config.num_heads),
                  F=as_array(config.d_ff), V=as_array(config.vocab_size), L=as_array(config.num_layers),
                  e=as_array(DTYPE_BYTES[config.dtype]), params=as_array(parameter_count(config)),
                  tensors=as_array(parameter_tensor_count(config)),
                  learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"),
-                 checkpointing=config.checkpointing)
+                 checkpointing=config.checkpointing, micro_batches=config.micro_batches, zero_grad=config.zero_grad)

@@ -20,7 +20,7 @@ from analytic.units import UNITS
 from model.config import ModelConfig, preset
 
 NAME = "textbook"
-SETUP = {"checkpointing": "none"}  # the problem's step: every activation kept for backward
+SETUP = {"checkpointing": "none", "micro_batches": 1}  # the problem's step: every activation kept, one batch
 DESCRIPTION = ("The problem's accounting done right for our model: exact N, params+grads+2 AdamW states, "
                "activations over the listed components, matmul FLOPs, backward = 2x forward, 14 AdamW FLOPs/param")
 

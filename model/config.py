@@ -7,16 +7,21 @@ from dataclasses import dataclass, field
 POSITIONAL_OPTIONS = ("learned", "rope", "none")
 ATTENTION_OPTIONS = ("explicit", "sdpa")
 CHECKPOINTING_OPTIONS = ("none", "full", "selective")
+ZERO_GRAD_OPTIONS = ("none", "zeros")  # optimizer.zero_grad(set_to_none=True) or (set_to_none=False)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and options of the reference Transformer LM.
+    """Sizes and options of the reference Transformer LM and of its training step.
 
     d_ff defaults to 4·d_model. positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
     attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or 'sdpa'
     (F.scaled_dot_product_attention). dtype: the dtype of parameters, activations and optimizer state.
+    checkpointing: 'none', 'full' or 'selective' activation recomputation of every block (model.transformer).
+    micro_batches: a step runs forward and backward on micro_batches equal slices of the batch (the loss of each
+    divided by micro_batches), gradients accumulating, then one AdamW step. zero_grad: how the step ends,
+    'none' (zero_grad(set_to_none=True): gradients freed) or 'zeros' (set_to_none=False: kept, zeroed in place).
     """
 
     vocab_size: int
@@ -29,12 +34,14 @@ class ModelConfig:
     attention: str = "explicit"
     dtype: str = "float32"
     checkpointing: str = "none"
+    micro_batches: int = 1
+    zero_grad: str = "none"
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
-        for name in ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff"):
+        for name in ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "micro_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -50,6 +57,8 @@ class ModelConfig:
             raise ValueError(f"attention must be one of {ATTENTION_OPTIONS}, got {self.attention!r}")
         if self.checkpointing not in CHECKPOINTING_OPTIONS:
             raise ValueError(f"checkpointing must be one of {CHECKPOINTING_OPTIONS}, got {self.checkpointing!r}")
+        if self.zero_grad not in ZERO_GRAD_OPTIONS:
+            raise ValueError(f"zero_grad must be one of {ZERO_GRAD_OPTIONS}, got {self.zero_grad!r}")
         if self.dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {self.dtype!r}")
         if self.positional == "rope" and self.head_dim % 2:
@@ -62,6 +71,23 @@ class ModelConfig:
     @property
     def bytes_per_element(self) -> int:
         return DTYPE_BYTES[self.dtype]
+
+    def micro_batch_size(self, batch_size: int) -> int:
+        """The batch of one micro-batch; batch_size must be a multiple of micro_batches."""
+        if batch_size % self.micro_batches:
+            raise ValueError(f"batch size {batch_size} is not divisible by micro_batches={self.micro_batches}")
+        return batch_size // self.micro_batches
+
+    def setup_text(self, batch_size: int) -> str:
+        """'batch 8 (4 micro-batches of 2), float32, checkpointing full, zero_grad zeros': the step's setup,
+        options at their defaults left out."""
+        batch = f"batch {batch_size}"
+        if self.micro_batches > 1:
+            batch += f" ({self.micro_batches} micro-batches of {self.micro_batch_size(batch_size)})"
+        options = [f"{name} {getattr(self, name)}" for name, default in (("positional", "learned"),
+                   ("attention", "explicit"), ("checkpointing", "none"), ("zero_grad", "none"))
+                   if getattr(self, name) != default]
+        return ", ".join([batch, self.dtype, *options])
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

@@ -200,3 +200,16 @@ def test_speed_of_a_measurement_on_cpu():
     speed.update(mfu=0.25, peak_flops_per_second=10**12)
     step_flops = model_flops(exact.predict(config, PROBLEM.batch_size)["flops"])
     assert training_days_at_measured_mfu(measurement) == training_days(step_flops, PROBLEM.steps, 10**12, 0.25)
+
+
+def test_phase_recorder_with_micro_batches():
+    """Two micro-batches: each phase's peak is its highest window, start of the first, end of the last."""
+    reader = FakeReader(None)
+    recorder = PhaseRecorder(reader)
+    config = preset("tiny").replace(micro_batches=2)
+    model, optimizer = build(config)
+    train_step(model, optimizer, *make_batch(config, 4), recorder.mark)
+    figures = recorder.figures()
+    assert tuple(figures["phases"]) == PHASES and set(figures["micro_batches"]) == {"1", "2"}
+    assert figures["phases"]["forward"]["start_bytes"] == figures["micro_batches"]["1"]["forward"]["start_bytes"]
+    assert figures["phases"]["backward"]["end_bytes"] == figures["micro_batches"]["2"]["backward"]["end_bytes"]

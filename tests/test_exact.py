@@ -25,13 +25,33 @@ def mismatches(config, batch, optimizer="foreach", device="meta"):
 
 CONFIGS = model_configs(max_heads=25, max_head_pairs=64, max_vocab=50257, min_context=2, max_context=1024,
                         max_layers=4, max_d_ff=6400, dtypes=("float32", "bfloat16"),
-                        checkpointings=("none", "full", "selective"))
+                        checkpointings=("none", "full", "selective"), micro_batches=(1, 1, 2, 3),
+                        zero_grads=("none", "zeros"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(CONFIGS, st.integers(1, 64), st.sampled_from(["foreach", "forloop"]))
-def test_exact_equals_measurement_on_meta(config, batch, optimizer):
-    assert mismatches(config, batch, optimizer) == {}
+@given(CONFIGS, st.integers(1, 32), st.sampled_from(["foreach", "forloop"]))
+def test_exact_equals_measurement_on_meta(config, micro_batch, optimizer):
+    assert mismatches(config, config.micro_batches * micro_batch, optimizer) == {}
+
+
+@pytest.mark.parametrize("zero_grad", ["none", "zeros"])
+def test_micro_batches_measured_and_predicted(zero_grad):
+    """Gradients exist from micro-batch 2 on (from 1 on with zero_grad 'zeros'): micro-batch 1's forward starts
+    lower by the gradients (set_to_none) and every later one repeats micro-batch 2; each accumulation adds one
+    FLOP per parameter to backward."""
+    config = ModelConfig(vocab_size=97, context_length=12, num_layers=2, d_model=24, num_heads=3, d_ff=50,
+                         micro_batches=3, zero_grad=zero_grad)
+    measured = measure(config, 6).measured
+    assert mismatches(config, 6) == {}
+    windows = measured["micro_batches"]
+    assert windows["2"] == windows["3"]
+    gradients = 4 * measured["params"]
+    first, later = windows["1"]["forward"]["start_bytes"], windows["2"]["forward"]["start_bytes"]
+    assert later - first == 4 + (gradients if zero_grad == "none" else 0)  # and the previous loss, fp32 0-dim
+    single = measure(config.replace(micro_batches=1), 2).measured["flops"]  # accumulates once with 'zeros'
+    assert measured["flops"]["backward"] - 3 * single["backward"] == (
+        2 * measured["params"] if zero_grad == "none" else 0)
 
 
 @pytest.mark.parametrize("name, batch, checkpointing", [("gpt2-small", 64, "none"), ("gpt2-xl", 1, "none"),

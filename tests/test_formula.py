@@ -33,12 +33,13 @@ def printed(setup: Setup, domain: str | None = None) -> dict[str, str]:
 
 
 @st.composite
-def sizes(draw, positional, dtype, checkpointing):
+def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="none"):
+    """A config and the batch of one micro-batch (B in the formulas)."""
     heads = draw(st.integers(2, 6))
     return (ModelConfig(vocab_size=draw(st.integers(2, 400)), context_length=draw(st.integers(2, 40)),
                         num_layers=draw(st.integers(1, 3)), d_model=heads * 2 * draw(st.integers(1, 6)),
                         num_heads=heads, d_ff=draw(st.integers(1, 100)), positional=positional, dtype=dtype,
-                        checkpointing=checkpointing),
+                        checkpointing=checkpointing, micro_batches=micro_batches, zero_grad=zero_grad),
             draw(st.integers(2, 9)))
 
 
@@ -46,12 +47,15 @@ def sizes(draw, positional, dtype, checkpointing):
 @pytest.mark.parametrize("positional", ["learned", "rope", "none"])
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), dtype=st.sampled_from(["float32", "bfloat16"]),
-       checkpointing=st.sampled_from(["none", "full", "selective"]))
-def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype, checkpointing):
-    config, batch = data.draw(sizes(positional, dtype, checkpointing))
-    setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing)
+       checkpointing=st.sampled_from(["none", "full", "selective"]), micro_batches=st.sampled_from([1, 2, 3]),
+       zero_grad=st.sampled_from(["none", "zeros"]))
+def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype, checkpointing, micro_batches,
+                                                zero_grad):
+    config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad))
+    setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing, micro_batches=micro_batches,
+                  zero_grad=zero_grad)
     expressions = printed(setup)
-    measured = flatten(measure(config, batch, "meta", optimizer).measured)
+    measured = flatten(measure(config, micro_batches * batch, "meta", optimizer).measured)
     assert {term: evaluate(expressions[term], config, batch) for term in TERMS} == \
            {term: measured[term] for term in TERMS}
     # explain's derived column: what each component saves, per layer for the block's components

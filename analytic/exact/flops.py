@@ -74,11 +74,18 @@ def recompute_flops(sz: Sizes):
 
 
 def flop_figures(sz: Sizes) -> dict:
+    """FLOPs per phase of a step of k = sz.micro_batches micro-batches of sz.B sequences: k times each
+    micro-batch's forward and backward, each with the loss's division by k (1 FLOP, and 1 for its gradient),
+    plus one add per parameter element each time a micro-batch's weight gradients are added into existing .grad
+    (k - 1 times, k with zero_grad 'zeros'); one AdamW step."""
+    k = sz.micro_batches
+    accumulations = k - 1 + int(sz.zero_grad == "zeros")
     forward = matmul_forward(sz)
     recompute_matmul, recompute_elementwise = recompute_flops(sz)
     recompute = recompute_matmul + recompute_elementwise
-    return {"flops": {"forward": forward + elementwise_forward(sz),
-                      "backward": 2 * forward + elementwise_backward(sz) + recompute, "optimizer": optimizer_flops(sz),
-                      "recompute": recompute},
-            "flops_matmul": {"forward": forward, "backward": 2 * forward + recompute_matmul},
+    return {"flops": {"forward": k * (forward + elementwise_forward(sz) + 1),
+                      "backward": k * (2 * forward + elementwise_backward(sz) + recompute + 1)
+                      + accumulations * sz.params,
+                      "optimizer": optimizer_flops(sz), "recompute": k * recompute},
+            "flops_matmul": {"forward": k * forward, "backward": k * (2 * forward + recompute_matmul)},
             "adamw_flops_per_param": optimizer_flops(sz) / sz.params}

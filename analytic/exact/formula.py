@@ -15,6 +15,7 @@ keys of the fixed part and the per-layer split; `python_expression` prints one a
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
@@ -34,6 +35,7 @@ from model.vocabulary import PHASES
 
 L, B, T, D, H, F, V = SIZES = sp.symbols("L B T D H F V", positive=True, integer=True)
 M = sp.Symbol("M", positive=True, integer=True)  # a memory budget in bytes
+GRADIENTS = TAPE_CATEGORIES.index("gradients")
 FLOP_KEYS = ("flops.forward", "flops.backward", "flops.optimizer", "flops.recompute", "flops_matmul.forward",
              "flops_matmul.backward")
 LAYOUTS = {(False, False): "B >= 2, H >= 2, T >= 2", (True, False): "B == 1, H >= 2, T >= 2",
@@ -48,6 +50,8 @@ class Setup:
     batch_one: bool = False  # the layout class: B == 1
     head_one: bool = False  # H == 1
     checkpointing: str = "none"
+    micro_batches: int = 1  # B is the batch of one micro-batch
+    zero_grad: str = "none"
 
     @property
     def domain(self) -> str:
@@ -60,13 +64,16 @@ class Setup:
 
 def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) -> Setup:
     """The setup of a ModelConfig (and AdamW implementation); with a batch size, in that batch's layout class."""
-    layout = (batch_size == 1, config.num_heads == 1) if batch_size is not None else (False, False)
-    return Setup(config.positional, optimizer, config.dtype, *layout, config.checkpointing)
+    layout = ((config.micro_batch_size(batch_size) == 1, config.num_heads == 1) if batch_size is not None
+              else (False, False))
+    return Setup(config.positional, optimizer, config.dtype, *layout, config.checkpointing, config.micro_batches,
+                 config.zero_grad)
 
 
 def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
-    """The values of the formulas' size symbols (and of the budget M) for a ModelConfig at a batch size."""
-    return {"L": config.num_layers, "B": batch_size, "T": config.context_length, "D": config.d_model,
+    """The values of the formulas' size symbols (and of the budget M) for a ModelConfig at a batch size (of the
+    step: B is one micro-batch's)."""
+    return {"L": config.num_layers, "B": config.micro_batch_size(batch_size), "T": config.context_length, "D": config.d_model,
             "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget_bytes}
 
 
@@ -79,7 +86,8 @@ def symbolic_sizes(setup: Setup) -> Sizes:
     learned, rope = int(setup.positional == "learned"), int(setup.positional == "rope")
     return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]),
                  params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),
-                 learned=learned, rope=rope, checkpointing=setup.checkpointing)
+                 learned=learned, rope=rope, checkpointing=setup.checkpointing, micro_batches=setup.micro_batches,
+                 zero_grad=setup.zero_grad)
 
 
 def _exact(expression):
@@ -106,9 +114,13 @@ class Moments:
             out[1 + self.size:] = l_symbols
         return out
 
-    def phase(self, name: str, live: np.ndarray, segments, categories: np.ndarray) -> tuple[list, np.ndarray]:
+    def phase(self, name: str, live: np.ndarray, segments, categories: np.ndarray,
+              micro_batch: int | None = None) -> tuple[list, np.ndarray]:
         """Moments of a derived phase (segments run once or L times) from `live`, as (vector, where) pairs; the
-        live vector at its end. categories[tape category, 2·S] accumulates each tape category's net."""
+        live vector at its end. categories[tape category, 2·S] accumulates each tape category's net. With
+        micro_batch, the phase of micro-batch 1 or of every later one (2 stands for them all)."""
+        if micro_batch is not None:
+            name = f"{name} of micro-batch {'1' if micro_batch == 1 else '2..k'}"
         moments = [(live, f"{name} starts")]
         first_repeated = next((i for i, (_, repeated) in enumerate(segments) if repeated), len(segments))
         for position, (program, repeated) in enumerate(segments):
@@ -191,11 +203,22 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     state = np.concatenate(segments_net(adamw["warmup"], STATE))  # what the warm-up step leaves: the state
     fixed["fixed.optimizer_state_bytes"] = moments.expression(np.concatenate([[0], state]))
     categories = np.zeros((len(TAPE_CATEGORIES), 2 * len(values)), dtype=np.int64)
-    start = moments.vector(start=1) + np.concatenate([[0], state])
-    forward, forward_end = moments.phase("forward", start, derived["forward"], categories)
-    backward, backward_end = moments.phase("backward", forward_end, derived["backward"], categories)
-    fixed["fixed.gradients_bytes"] = moments.expression(np.concatenate([[0], categories[1]]))
-    optimizer, _ = moments.phase("optimizer", backward_end, adamw["steady"], categories)
+    gradients = np.concatenate([[0], *segments_net(derived["backward_fresh"], GRADIENTS)])
+    fixed["fixed.gradients_bytes"] = moments.expression(gradients)
+    live = moments.vector(start=1) + np.concatenate([[0], state])
+    if setup.zero_grad == "zeros":  # the warm-up step leaves its gradients
+        live = live + gradients
+    forward, backward = [], []
+    for index in (1, 2) if setup.micro_batches > 1 else (1,):
+        found, live = moments.phase("forward", live, derived["forward_first" if index == 1 else "forward_later"],
+                                    categories, index if setup.micro_batches > 1 else None)
+        forward += found
+        fresh = index == 1 and setup.zero_grad == "none"
+        found, live = moments.phase("backward", live, derived["backward_fresh" if fresh else "backward_accumulate"],
+                                    categories, index if setup.micro_batches > 1 else None)
+        backward += found
+    optimizer, _ = moments.phase("optimizer", live, adamw["steady"] + derived[f"zero_grad_{setup.zero_grad}"],
+                                 categories)
     bounds = {symbol: bound for symbol, bound in setup.lower_bounds().items()
               if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)}
     table = moments.shifted_table(bounds)
@@ -305,7 +328,7 @@ def saved_by_component(setup: Setup = Setup()) -> dict[str, sp.Expr]:
 
 def layout_setups(setup: Setup) -> dict[str, Setup]:
     """The setup in each layout class, by domain: the general one (B, H >= 2) first."""
-    return {LAYOUTS[layout]: Setup(setup.positional, setup.optimizer, setup.dtype, *layout, setup.checkpointing)
+    return {LAYOUTS[layout]: dataclasses.replace(setup, batch_one=layout[0], head_one=layout[1])
             for layout in LAYOUTS}
 
 
@@ -315,10 +338,10 @@ def document(setup: Setup) -> dict:
     classes = layout_setups(setup)
     general, *others = classes
     return {"setup": {"positional": setup.positional, "attention": "explicit", "checkpointing": setup.checkpointing,
-                      "dtype": setup.dtype,
+                      "micro_batches": setup.micro_batches, "zero_grad": setup.zero_grad, "dtype": setup.dtype,
                       "optimizer": setup.optimizer, "bytes_per_element": DTYPE_BYTES[setup.dtype]},
             "derived_on_torch": TORCH_VERSION, "domain": general,
-            "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
+            "symbols": {"L": "layers", "B": "batch size (of one micro-batch)", "T": "context length", "D": "d_model", "H": "heads",
                         "F": "d_ff", "V": "vocabulary", "M": "memory budget in bytes (max_batch)"},
             **unflatten({key: python_expression(value) for key, value in formulas(classes[general]).items()}),
             "layouts": {domain: unflatten({key: python_expression(value)

@@ -5,6 +5,8 @@ the highest of a fixed set of moments: peak(B) = max_k (α_k + β_k·B), convex 
 peak(B) ≤ budget ⇔ α_k + β_k·B ≤ budget for every k, and the largest such B is min over β_k > 0 of
 floor((budget − α_k) / β_k). α_k and β_k are read off the exact moments at B = 2 and B = 3 (one attention layout
 holds for every B ≥ 2); when that leaves less than 2, B = 1, whose layout differs, is checked directly.
+With config.micro_batches = k, B is the batch of one micro-batch: the answer is the largest micro-batch, the
+step's batch is k times it.
 """
 from __future__ import annotations
 
@@ -21,14 +23,16 @@ def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndar
     layout = (False, config.num_heads == 1)
 
     def moment_totals(batch):
-        phases = layout_phases(sizes_of(config, batch), config.positional, optimizer, layout, moments=True)
+        phases = layout_phases(sizes_of(config, config.micro_batches * batch), config.positional, optimizer, layout,
+                               moments=True)
         return np.concatenate([phases[name] for name in PHASES])
     at_two, at_three = moment_totals(2), moment_totals(3)
     return at_two - 2 * (at_three - at_two), at_three - at_two
 
 
 def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
-    """The largest batch whose exact steady-state peak fits in budget_bytes (0 if not even one sequence)."""
+    """The largest batch (of one micro-batch) whose exact steady-state peak fits in budget_bytes (0 if not even
+    one sequence)."""
     if config.attention != "explicit" or config.context_length < 2:
         raise ValueError("the exact formula set models explicit attention with context_length >= 2")
     alpha, beta = peak_lines(config, optimizer)
@@ -38,5 +42,5 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
         best = 0
     if best >= 2:
         return int(best) if np.isfinite(best) else 2**62
-    one = step_figures(sizes_of(config, 1), config.positional, optimizer)["peak_bytes"]
+    one = step_figures(sizes_of(config, config.micro_batches), config.positional, optimizer)["peak_bytes"]
     return int(one <= budget_bytes)

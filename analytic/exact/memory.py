@@ -1,22 +1,26 @@
 """Exact memory of one training step, by phase and category: closed forms, vectorised over numpy arrays.
 
-The step's live bytes at any moment = the constant part (parameters, buffers, inputs, optimizer state) + what
-the phase's allocation programs have left live. The programs are derived from traces of the step
-(analytic/exact/derived.py, one per layout class: positional option, checkpointing, B == 1 or not, H == 1 or
-not), each phase
-as prefix + layer × L + suffix. A phase's peak is the highest moment:
+The step's live bytes at any moment = the constant part (parameters, buffers, inputs) + what the step's
+allocation programs have left live. The programs are derived from traces of the step (analytic/exact/derived.py,
+one set per layout class: positional option, checkpointing, B == 1 or not, H == 1 or not), each as
+prefix + layer × L + suffix. A phase's peak is its highest moment:
  1. Forward: the prefix, L copies of the layer program, the suffix. Every layer leaves its net (what it saves)
     live, so its moments are those of the first layer shifted by l·net; the highest layer moment is in the
-    last layer (l = L-1).
+    last layer (l = L-1). A micro-batch after the first (forward_later) also frees the previous one's loss.
  2. Backward: the same; each layer frees one layer's saved tensors and adds its weight gradients, a net that
     may be negative or positive, so the highest layer moment is in the first (l = 0) or last (l = L-1) layer
-    processed, whichever the sign of the net favours: both are candidates.
- 3. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per positional option and
+    processed, whichever the sign of the net favours: both are candidates. Once .grad exists (a micro-batch
+    after the first, or zero_grad 'zeros'), each weight gradient is a temporary added into it
+    (backward_accumulate).
+ 3. Micro-batches: the first, then k - 1 that repeat the second exactly (each leaves nothing behind).
+ 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per positional option and
     implementation): foreach allocates sqrt(v) for every parameter at once, for-loop a few parameter-sized
-    temporaries at a time, fused none; zero_grad(set_to_none=True) frees every gradient. The warm-up step's
-    program also creates the state (two moments per parameter, and fused's device step counters); its net is
-    the state every steady step starts with.
-The peak of the step is the highest of the three phase peaks; categories are read at that moment.
+    temporaries at a time, fused none; then zero_grad, which frees every gradient (set_to_none=True) or nothing
+    ('zeros'). The warm-up step's AdamW program also creates the state (two moments per parameter, and fused's
+    device step counters).
+The warm-up step starts from the constant part; the measured step from the constant part plus the state (and the
+gradients, with 'zeros') the warm-up step leaves. The peak of the step is the highest of the three phase peaks;
+categories are read at that moment.
 """
 from __future__ import annotations
 
@@ -53,11 +57,12 @@ def optimizer_state_bytes(sizes: Sizes, positional: str, optimizer: str):
         int(c) * v for c, v in zip(per_layer, values) if c)
 
 
-def constant_part(sizes: Sizes, state) -> np.ndarray:
-    """[CATEGORIES, ...] bytes present all step long: parameters, buffers, inputs, optimizer state."""
+def constant_part(sizes: Sizes) -> np.ndarray:
+    """[CATEGORIES, ...] bytes present all step long from the model's construction on: parameters, buffers,
+    inputs."""
     live = np.zeros((len(CATEGORIES),) + np.shape(sizes.B), dtype=np.int64)
     for name, value in (("parameters", sizes.parameter_bytes), ("buffers", sizes.buffer_bytes),
-                        ("inputs", sizes.input_bytes), ("optimizer_state", state)):
+                        ("inputs", sizes.input_bytes)):
         live[CATEGORIES.index(name)] = value
     return live
 
@@ -89,12 +94,12 @@ class Phase:
         for program, repeated in segments:
             self.run(program, layers if repeated else 1)
 
-    def figures(self, start: np.ndarray) -> dict:
+    def figures(self) -> dict:
         stack = np.concatenate(self.moments)  # [K, CATEGORIES, ...]
         totals = stack.sum(axis=1)
         peak_at = np.argmax(totals, axis=0)
         at_peak = np.take_along_axis(stack, peak_at[None, None], axis=0)[0]
-        return {"peak_bytes": totals.max(axis=0), "start_bytes": start.sum(axis=0),
+        return {"peak_bytes": totals.max(axis=0), "start_bytes": stack[0].sum(axis=0),
                 "end_bytes": self.live.sum(axis=0),
                 "categories_at_peak": {name: at_peak[i] for i, name in enumerate(CATEGORIES)}}
 
@@ -111,7 +116,7 @@ def per_layout(sizes: Sizes, compute) -> dict:
 
 
 def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
-    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-3), with
+    """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-4), with
     each element's attention layout chosen elementwise."""
     return per_layout(sizes, lambda layout: layout_phases(sizes, positional, optimizer, layout, warmup))
 
@@ -122,38 +127,89 @@ def _where(mask, chosen, other):
     return np.where(mask, chosen, other)
 
 
+PERSISTENT = [CATEGORIES.index(name) for name in ("gradients", "optimizer_state")]
+
+
+def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, bool], symbols: np.ndarray,
+             start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
+    """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
+    first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
+    leaves nothing behind), the optimizer."""
+    derived = CLASSES[(positional, sizes.checkpointing, *layout)]
+    has_gradients = bool(np.all(start[CATEGORIES.index("gradients")] > 0))  # zero_grad 'zeros' after a step
+    windows, live = [], start
+    for index in (1, 2) if sizes.micro_batches > 1 else (1,):
+        forward = Phase(live, symbols)
+        forward.run_segments(derived["forward_first" if index == 1 else "forward_later"], sizes.L)
+        backward = Phase(forward.live, symbols)
+        backward.run_segments(derived["backward_accumulate" if index > 1 or has_gradients else "backward_fresh"],
+                              sizes.L)
+        windows += [("forward", index, forward), ("backward", index, backward)]
+        live = backward.live
+    optimizer_phase = Phase(live, symbols)
+    optimizer_phase.run_segments(OPTIMIZERS[(positional, optimizer)]["warmup" if warmup else "steady"], sizes.L)
+    optimizer_phase.run_segments(derived[f"zero_grad_{sizes.zero_grad}"], sizes.L)
+    return windows + [("optimizer", None, optimizer_phase)]
+
+
 def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, bool] = (False, False),
                   warmup: bool = False, moments: bool = False) -> dict:
     """step_phases for one attention layout; with moments=True, the live total at every moment of each phase
-    instead ([K, ...] per phase)."""
+    instead ([K, ...] per phase). The warm-up step starts from the constant part; the measured step from the
+    constant part and what the warm-up step leaves behind (optimizer state, and gradients with zero_grad
+    'zeros'; its temporaries, the loss, die as train_step returns)."""
     symbols = np.stack([np.broadcast_to(value, np.shape(sizes.B)) for value in
                         (sizes.symbols()[name] for name in SYMBOLS)])
-    state = optimizer_state_bytes(sizes, positional, optimizer)
-    start = constant_part(sizes, 0 * state if warmup else state)
-    derived = CLASSES[(positional, sizes.checkpointing, *layout)]
-    forward = Phase(start, symbols)
-    forward.run_segments(derived["forward"], sizes.L)
-    backward = Phase(forward.live, symbols)
-    backward.run_segments(derived["backward"], sizes.L)
-    optimizer_phase = Phase(backward.live, symbols)
-    optimizer_phase.run_segments(OPTIMIZERS[(positional, optimizer)]["warmup" if warmup else "steady"], sizes.L)
+    start = constant_part(sizes)
+    windows = run_step(sizes, positional, optimizer, layout, symbols, start, warmup=True)
+    if not warmup:
+        start = start.copy()
+        start[PERSISTENT] += windows[-1][2].live[PERSISTENT]
+        windows = run_step(sizes, positional, optimizer, layout, symbols, start, warmup=False)
     if moments:
-        return {name: np.concatenate(phase.moments).sum(axis=1)
-                for name, phase in zip(PHASES, (forward, backward, optimizer_phase))}
-    return {"forward": forward.figures(start), "backward": backward.figures(forward.live),
-            "optimizer": optimizer_phase.figures(backward.live)}
+        return {name: np.concatenate([np.concatenate(phase.moments).sum(axis=1)
+                                      for window, _, phase in windows if window == name]) for name in PHASES}
+    return combine_windows([(name, index, phase.figures()) for name, index, phase in windows],
+                           sizes.micro_batches)
+
+
+def combine_windows(per_window: list, micro_batches: int) -> dict:
+    """The phase figures of analytic.figures from each window's, elementwise over arrays: a phase's peak is its
+    highest window (the first on ties), its start its first window's, its end its last's; micro_batch the
+    micro-batch holding the peak, and micro_batches.<i> every micro-batch's peak, start and end (k > 1; the
+    second stands for every later one)."""
+    phases: dict = {}
+    by_micro_batch: dict = {}
+    for phase, index, figures in per_window:
+        current = phases.get(phase)
+        if current is None:
+            phases[phase] = dict(figures, **({"micro_batch": index + 0 * figures["peak_bytes"]}
+                                             if micro_batches > 1 and index else {}))
+        else:
+            higher = figures["peak_bytes"] > current["peak_bytes"]
+            chosen = _where(higher, dict(figures, micro_batch=index + 0 * figures["peak_bytes"]), current)
+            phases[phase] = dict(chosen, start_bytes=current["start_bytes"], end_bytes=figures["end_bytes"])
+        if micro_batches > 1 and index:
+            for number in (range(2, micro_batches + 1) if index == 2 else (index,)):
+                by_micro_batch.setdefault(str(number), {})[phase] = {
+                    key: figures[key] for key in ("peak_bytes", "start_bytes", "end_bytes")}
+    result = {"phases": phases}
+    if by_micro_batch:
+        result["micro_batches"] = by_micro_batch
+    return result
 
 
 def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
     """Phase figures plus the step's peak, the phase that holds it and the categories there."""
-    phases = step_phases(sizes, positional, optimizer, warmup)
+    figures = step_phases(sizes, positional, optimizer, warmup)
+    phases = figures["phases"]
     peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
     index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
     categories = {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
                   for name in CATEGORIES}
     peak_phase = np.array(PHASES)[index]
     return {"peak_bytes": peaks.max(axis=0), "peak_phase": peak_phase, "categories_at_peak": categories,
-            "phases": phases}
+            **figures}
 
 
 def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, np.ndarray]:

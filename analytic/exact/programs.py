@@ -38,14 +38,17 @@ from analytic.sizes import SYMBOLS
 
 TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries", "optimizer_temporaries", "optimizer_state")
 
-_TOKEN = re.compile(r"([+-])(?:(opt|state):)?(g?[A-Za-z]+)$")
+_TOKEN = re.compile(r"([+-])(?:(opt|state|tmp):)?(g?[A-Za-z]+)$")
 
 
 def category_and_symbol(token: str) -> tuple[int, int, int]:
     """(+1 | -1, row of TAPE_CATEGORIES, index in SYMBOLS) of a token: `+a` a temporary, `+A` saved for backward,
-    `+gDD` a weight gradient, `+opt:gDD` an AdamW temporary, `+state:gDD` AdamW state (of that size)."""
+    `+gDD` a weight gradient, `+tmp:gDD` a weight gradient about to be added into .grad (a temporary),
+    `+opt:gDD` an AdamW temporary, `+state:gDD` AdamW state (of that size)."""
     sign, marker, name = _TOKEN.match(token).groups()
-    if marker == "opt":
+    if marker == "tmp":
+        category = 2
+    elif marker == "opt":
         category = 3
     elif marker == "state":
         category = 4

@@ -6,7 +6,7 @@ from __future__ import annotations
 from analytic.seeds.common import SeedFormulas, counted_params, params_flops
 
 NAME = "seed_002"
-SETUP = {"checkpointing": "none"}  # the problem's step: no recomputation
+SETUP = {"checkpointing": "none", "micro_batches": 1}  # the problem's step: no recomputation, one batch
 SEED_FILE = "002_58b06113104545d7"
 DESCRIPTION = "fp32; N = 2Vd + L(12d² + 2d) + d; L(19BTd + 2BHT²) + BTd + BTV; forward 6N/token, backward 2x; 8N AdamW"
 

@@ -54,7 +54,8 @@ def setup_from_args(args: argparse.Namespace):
     if config is not None:
         return setup_of(config, args.optimizer), config
     return Setup(positional=args.positional or "learned", optimizer=args.optimizer, dtype=args.dtype or "float32",
-                 checkpointing=args.checkpointing or "none"), None
+                 checkpointing=args.checkpointing or "none", micro_batches=args.micro_batches or 1,
+                 zero_grad=args.zero_grad or "none"), None
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:
@@ -88,18 +89,21 @@ def run(args: argparse.Namespace) -> int:
     budget = parse_bytes(args.budget)
     values, sizes, note, own = {}, {}, "", None
     if config is not None:  # values from the formulas of the config's own layout class
-        own = formula.LAYOUTS[(args.batch_size == 1, config.num_heads == 1)]
+        own = formula.LAYOUTS[(config.micro_batch_size(args.batch_size) == 1, config.num_heads == 1)]
         sizes = formula.size_values(config, args.batch_size, budget)
         values = {key: formula.evaluate(expression, sizes) for key, expression in
                   formula.formulas(classes[own]).items()}
         values["max_batch"] = formula.evaluate(figures["max_batch"], sizes)  # the B >= 2 closed form
-        note = f" Values in brackets: {config.name} at B = {args.batch_size}, from the formulas of layout {own}."
+        note = (f" Values in brackets: {config.name} at B = {sizes['B']}, from the formulas of layout {own}."
+                if config.micro_batches == 1 else f" Values in brackets: {config.name} at B = {sizes['B']} "
+                f"(batch {args.batch_size} in {config.micro_batches} micro-batches), from the formulas of layout "
+                f"{own}.")
 
     def value(key: str) -> str:
         """The figure's value at the given config, as a bracket after its formula; '' without a config."""
         if key not in values:
             return ""
-        number, at = values[key], f"B = {args.batch_size}"
+        number, at = values[key], f"B = {sizes['B']}"
         if key == "max_batch":
             at = f"M = {args.budget}"
         shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
@@ -107,8 +111,11 @@ def run(args: argparse.Namespace) -> int:
 
     lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {setup.positional} "
              f"positions, explicit attention, checkpointing {setup.checkpointing}, {setup.dtype} "
-             f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}.",
-             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; "
+             f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}"
+             + (f", {setup.micro_batches} micro-batches" if setup.micro_batches > 1 else "")
+             + (f", zero_grad {setup.zero_grad}" if setup.zero_grad != "none" else "") + ".",
+             "L layers, B batch size" + (" (of one micro-batch)" if setup.micro_batches > 1 else "")
+             + ", T context length, D d_model, H heads, F d_ff, V vocabulary; "
              "M a budget in bytes.",
              f"Layout {general} (the degenerate layouts follow at the end).{note}", ""]
     width = max(map(len, LABELS.values()))

@@ -47,16 +47,21 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"config": config.to_dict(), "optimizer": args.optimizer, "device": device,
                           "budget": args.budget, "budget_bytes": budget,
                           "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
-                          "max_batch": maximum, "at_limit": maximum == args.limit,
+                          "max_batch": maximum, "step_batch": config.micro_batches * maximum, "at_limit": maximum == args.limit,
                           "exact_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0
     print(f"{config.name}, AdamW {args.optimizer}, {config.dtype}, budget {args.budget} = {budget:,} bytes "
           f"({format_bytes(budget, 'GiB')}), device {device}")
-    print("probes: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
+    what = "probes (micro-batch sizes)" if config.micro_batches > 1 else "probes"
+    print(f"{what}: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
     bound = "at least " if maximum == args.limit else ""
     how = ("the exact set's answer, confirmed by measuring it and one more" if confirmed else
            "searched" + (f"; the exact set's {guess} was refuted by a measurement" if guess is not None else ""))
-    print(f"measured maximum batch size: {bound}{maximum} ({how})")
+    if config.micro_batches == 1:
+        print(f"measured maximum batch size: {bound}{maximum} ({how})")
+    else:
+        print(f"measured maximum micro-batch size: {bound}{maximum} ({how}); the step's batch is "
+              f"{config.micro_batches} × {maximum} = {config.micro_batches * maximum}")
     print("predicted by formula sets:")
     width = max(map(len, predictions))
     for name, predicted in predictions.items():

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     table = rows.pivot(index="term", columns="formula_set", values=["predicted", "relative_error"])
     order = [term for term in HEADLINE if term in table.index] + [t for t in table.index if t not in HEADLINE]
     measured = rows.drop_duplicates("term").set_index("term")["measured"]
-    lines = [f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}, measured on "
+    lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, measured on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
     sets = list(predicted)

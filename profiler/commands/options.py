@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 
 from model.config import (ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES, POSITIONAL_OPTIONS, PRESETS,
-                          ModelConfig, preset)
+                          ZERO_GRAD_OPTIONS, ModelConfig, preset)
 from model.vocabulary import DEVICES, OPTIMIZERS
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
 SETUP_FIELDS = {"positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS, "dtype": tuple(DTYPE_BYTES),
-                "checkpointing": CHECKPOINTING_OPTIONS}
+                "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS}
 
 
 def positive_int(text: str) -> int:
@@ -31,9 +31,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
     for name in SIZE_FIELDS:
         group.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
     for name, choices in SETUP_FIELDS.items():
-        group.add_argument("--" + name, choices=choices)
+        group.add_argument("--" + name.replace("_", "-"), choices=choices, dest=name)
+    group.add_argument("--micro-batches", type=positive_int, dest="micro_batches",
+                       help="gradient accumulation: forward and backward on this many equal slices of the batch, "
+                            "then one AdamW step (default 1)")
     if batch:
-        parser.add_argument("--batch-size", type=positive_int, default=1)
+        parser.add_argument("--batch-size", type=positive_int, default=1,
+                            help="the step's batch (with --micro-batches k, k slices of batch-size / k)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="foreach",
                         help="AdamW implementation (default foreach, as on CUDA)")
 
@@ -46,7 +50,8 @@ def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") ->
 
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
     sizes = {name: getattr(args, name) for name in SIZE_FIELDS if getattr(args, name, None) is not None}
-    options = {name: getattr(args, name) for name in SETUP_FIELDS if getattr(args, name, None) is not None}
+    options = {name: getattr(args, name) for name in (*SETUP_FIELDS, "micro_batches")
+               if getattr(args, name, None) is not None}
     if args.preset:
         return preset(args.preset).replace(**sizes, **options)
     missing = [f"--{n.replace('_', '-')}" for n in SIZE_FIELDS[:5] if n not in sizes]

@@ -312,6 +312,12 @@ class AllocatorTrace:
             raise ValueError(f"event range {start}..{stop} outside 0..{len(values) - 1}")
         return max(values[start:stop + 1])
 
+    def window(self, start: int, stop: int) -> dict[str, int]:
+        """Figures of the events start..stop (a phase: stop is where the next one begins)."""
+        return {"peak_bytes": self.peak(start, stop), "start_bytes": self.allocated[start],
+                "end_bytes": self.allocated[stop], "requested_peak_bytes": self.peak(start, stop, "requested"),
+                "reserved_peak_bytes": self.peak(start, stop, "reserved")}
+
     def phases(self, boundaries: Mapping[str, int]) -> dict[str, dict[str, int]]:
         """Figures by phase from the event index at which each phase begins, the last name ("end") closing.
 
@@ -319,16 +325,7 @@ class AllocatorTrace:
         {"forward": {"peak_bytes", "start_bytes", "end_bytes", "requested_peak_bytes", "reserved_peak_bytes"}, ...}
         """
         ordered = sorted(boundaries.items(), key=lambda item: item[1])
-        result = {}
-        for (name, start), (_, stop) in zip(ordered, ordered[1:]):
-            result[name] = {
-                "peak_bytes": self.peak(start, stop),
-                "start_bytes": self.allocated[start],
-                "end_bytes": self.allocated[stop],
-                "requested_peak_bytes": self.peak(start, stop, "requested"),
-                "reserved_peak_bytes": self.peak(start, stop, "reserved"),
-            }
-        return result
+        return {name: self.window(start, stop) for (name, start), (_, stop) in zip(ordered, ordered[1:])}
 
 
 def simulate(events: Iterable[tuple[int, object, int]], *, expandable_segments: bool = False,

@@ -24,6 +24,7 @@ import torch
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from profiler.errors import CudaUnavailableError
+from profiler.measuring.phases import combine, windows
 
 ALLOC_CONF_VARIABLES = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")
 
@@ -98,30 +99,32 @@ class AllocatorReader:
 
 
 class PhaseRecorder:
-    """train_step's `mark` hook: start, end and peaks of each phase from the allocator's statistics."""
+    """train_step's `mark` hook: start, end and peaks of each window between marks from the allocator's
+    statistics, combined into phase figures by profiler.measuring.phases."""
 
     def __init__(self, reader: AllocatorReader) -> None:
         self.reader = reader
-        self.phases: dict[str, dict[str, int]] = {}
-        self._phase: str | None = None
+        self.marks: list[str] = []
+        self.windows: list[dict[str, int]] = []
         self._start = 0
 
     def mark(self, phase: str) -> None:
         self.reader.synchronize()
         now = self.reader.allocated()
-        if self._phase is not None:
-            self.phases[self._phase] = {"start_bytes": self._start, "end_bytes": now, **self.reader.peaks()}
-        self._phase, self._start = (None, 0) if phase == "end" else (phase, now)
-        if self._phase is not None:
+        if self.marks and self.marks[-1] != "end":
+            self.windows.append({"start_bytes": self._start, "end_bytes": now, **self.reader.peaks()})
+        self.marks.append(phase)
+        self._start = now
+        if phase != "end":
             self.reader.reset_peaks()
 
     def figures(self) -> dict[str, Any]:
-        """{"peak_bytes", "peak_phase", "phases": {phase: {...}}}: the overall peak is the largest phase peak."""
-        if not self.phases:
+        """{"peak_bytes", "peak_phase", "phases": {phase: {...}}, ["micro_batches"]}: the overall peak is the
+        largest phase peak."""
+        if not self.windows:
             raise ValueError("no phase was recorded: was the step run with this recorder's mark?")
-        peak_phase = max(self.phases, key=lambda name: self.phases[name]["peak_bytes"])
-        return {"peak_bytes": self.phases[peak_phase]["peak_bytes"], "peak_phase": peak_phase,
-                "phases": self.phases}
+        names = windows(self.marks)
+        return combine([(phase, index, figures) for (phase, index), figures in zip(names, self.windows)])
 
 
 def release_cached_memory(device: torch.device) -> None:

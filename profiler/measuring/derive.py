@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from analytic.exact.programs import compile_program
 from analytic.sizes import SYMBOLS, sizes_of
 from model.config import CHECKPOINTING_OPTIONS, POSITIONAL_OPTIONS, ModelConfig
 from model.step import build, make_batch, train_step
@@ -32,7 +33,8 @@ from model.vocabulary import COMPONENTS, OPTIMIZERS
 from profiler.measuring.measure import kept_ops, on_op
 from profiler.measuring.tracker import ALLOC, SavedTensorRecorder, StorageTracker
 
-TRACED_PHASES = ("forward", "backward")
+CLASS_WINDOWS = ("forward_first", "forward_later", "backward_fresh", "backward_accumulate", "zero_grad_none",
+                 "zero_grad_zeros")
 LAYERS = (1, 2, 3)
 # Two unrelated size sets (primes where the model allows; an even head size for RoPE; 4- and 2-byte elements, so
 # that a size in bytes per element is told apart from a fixed one); B and H are set per class.
@@ -59,86 +61,122 @@ class Event:
 
 @dataclass
 class Trace:
-    """One traced warm-up and steady-state step: events per phase ("optimizer_warmup" for the warm-up's AdamW
-    step), and the candidates of each storage saved, by (component, layer)."""
+    """Events per traced window, by name, and the candidates of each storage saved (by micro-batch 1), by
+    (component, layer)."""
 
     phases: dict[str, list[Event]]
     saved: dict[tuple[str, int | None], list[frozenset[str]]]
 
 
 def traced_config(positional: str, batch_one: bool, head_one: bool, layers: int, size_set: dict,
-                  checkpointing: str = "none"):
+                  checkpointing: str = "none", micro_batches: int = 1, zero_grad: str = "none"):
+    """The config of one traced size set, and its (whole) batch: micro_batches micro-batches of B each."""
     heads = 1 if head_one else size_set["heads"]
     config = ModelConfig(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
                          d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"],
-                         positional=positional, dtype=size_set["dtype"], checkpointing=checkpointing)
-    return config, 1 if batch_one else size_set["batch"]
+                         positional=positional, dtype=size_set["dtype"], checkpointing=checkpointing,
+                         micro_batches=micro_batches, zero_grad=zero_grad)
+    return config, micro_batches * (1 if batch_one else size_set["batch"])
 
 
-def trace(config: ModelConfig, batch: int, optimizer: str = "foreach", device: str = "meta",
-          adamw_steps: bool = True) -> Trace:
-    """The warm-up and measured steps of `config` at `batch`, as candidate symbols per allocation and free;
-    without `adamw_steps`, the warm-up step alone and its forward and backward (the same as any step's: the
-    AdamW state they do not touch is all that differs)."""
-    sizes = {name: int(value) for name, value in sizes_of(config, batch).symbols().items()}
-    tracker = StorageTracker(device)
-    with tracker:
-        model, adamw = build(config, device, optimizer)
-        tokens, targets = make_batch(config, batch, device)
-    recorder = SavedTensorRecorder(model, tracker, kept_ops(config))
-    constant = {tracker.sid(t) for t in [*model.parameters(), *model.buffers(), tokens, targets]}
-    marks: dict[str, dict] = {}
-    gradients: set[int] = set()
-    steps = ("warmup", "measured") if adamw_steps else ("warmup",)
-    for step in steps:
-        step_marks = marks[step] = {}
+class _Tracing:
+    """A model, its AdamW and a batch built under a storage tracker; windows of events between marks."""
 
-        def mark(name, step_marks=step_marks):
-            step_marks[name] = tracker.mark(name)
-            tracker.ignore_host_scalars = device == "cpu" and optimizer != "fused" and name == "optimizer"
+    def __init__(self, config: ModelConfig, batch: int, optimizer: str, device: str):
+        self.config, self.batch, self.device, self.optimizer = config, batch, device, optimizer
+        self.sizes = {name: int(value) for name, value in sizes_of(config, batch).symbols().items()}
+        self.tracker = StorageTracker(device)
+        with self.tracker:
+            self.model, self.adamw = build(config, device, optimizer)
+            self.tokens, self.targets = make_batch(config, batch, device)
+        self.recorder = SavedTensorRecorder(self.model, self.tracker, kept_ops(config))
+        self.constant = {self.tracker.sid(t) for t in [*self.model.parameters(), *self.model.buffers(),
+                                                       self.tokens, self.targets]}
+        self.gradients: set[int] = set()
+        self.saved_first: dict = {}  # what micro-batch 1 of the first step saved
+
+    def step(self) -> list:
+        """One train_step; its marks."""
+        marks = []
+
+        def mark(name):
+            if name in ("forward", "optimizer") and marks and not self.saved_first:
+                self.saved_first = dict(self.recorder.saved)
+            marks.append(self.tracker.mark(name))
+            self.tracker.ignore_host_scalars = (self.device == "cpu" and self.optimizer != "fused"
+                                                and name == "optimizer")
             if name == "optimizer":
-                gradients.update(tracker.sid(p.grad) for p in model.parameters())
+                self.gradients.update(self.tracker.sid(p.grad) for p in self.model.parameters())
 
-        recorder.saved = {}
-        tracker.on_op = on_op(recorder, None, step_marks)  # as a measurement does: selective's kept outputs
-        with recorder.recording(), tracker:
-            train_step(model, adamw, tokens, targets, mark)
-    recorder.remove()
-    saved = set(recorder.saved) - constant
-    state = {tracker.sid(t) for s in adamw.state.values() for t in s.values()
-             if isinstance(t, torch.Tensor) and tracker.sid(t) is not None}
+        self.recorder.saved = {}
+        self.tracker.on_op = on_op(self.recorder, None, marks)  # as a measurement does: selective's kept outputs
+        with self.recorder.recording(), self.tracker:
+            train_step(self.model, self.adamw, self.tokens, self.targets, mark)
+        return marks
 
-    def event(sign: int, sid: int, nbytes: int, in_optimizer: bool) -> Event:
-        if sid in gradients:
+    def events(self, begin, end, optimizer_window: bool) -> list[Event]:
+        """The window's events as candidate symbols (0-byte storages, which hold no memory, left out)."""
+        saved = set(self.recorder.saved) | set(self.saved_first)
+        state = {self.tracker.sid(t) for s in self.adamw.state.values() for t in s.values()
+                 if isinstance(t, torch.Tensor) and self.tracker.sid(t) is not None}
+        return [self._event(sign, sid, nbytes, optimizer_window, saved - self.constant, state)
+                for sign, sid, nbytes in self.tracker.events[begin.event_index:end.event_index] if nbytes]
+
+    def _event(self, sign: int, sid: int, nbytes: int, in_optimizer: bool, saved: set, state: set) -> Event:
+        if sid in self.gradients:
             marker, allowed = "g", GRADIENT_SYMBOLS
         elif sid in state:
             marker, allowed = "state:", PARAMETER_SIZED
         elif in_optimizer:
             marker, allowed = "opt:", PARAMETER_SIZED
-        else:
-            marker, allowed = ("S" if sid in saved else ""), ACTIVATION_SYMBOLS
-        found = frozenset(n for n in allowed if sizes[n] == nbytes)
+        elif sid in saved:
+            marker, allowed = "S", ACTIVATION_SYMBOLS
+        else:  # a temporary: activation-sized, or a weight gradient about to be accumulated into .grad
+            marker, allowed = "", ACTIVATION_SYMBOLS + GRADIENT_SYMBOLS
+        found = frozenset(n for n in allowed if self.sizes[n] == nbytes)
         if not found:
-            raise DerivationError(f"{config}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} bytes "
-                                  f"at batch {batch} fits no symbol of {', '.join(allowed)}")
+            raise DerivationError(f"{self.config}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} "
+                                  f"bytes at batch {self.batch} fits no symbol of {', '.join(allowed)}")
         return Event("+" if sign == ALLOC else "-", marker, found)
 
+    def saved_by_component(self) -> dict[tuple[str, int | None], list[frozenset[str]]]:
+        by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
+        for sid, record in self.saved_first.items():
+            if sid not in self.constant:
+                by_component.setdefault((record.component, record.layer), []).append(
+                    self._event(ALLOC, sid, self.tracker.nbytes[sid], False, {sid}, set()).candidates)
+        return by_component
+
+
+def trace_passes(config: ModelConfig, batch: int) -> Trace:
+    """Forward, backward and zero_grad of a class, from one step of two micro-batches that keeps its gradients
+    (zero_grad 'zeros') and a zero_grad(set_to_none=True) after it, on meta; AdamW's step is left out (its own
+    traces are trace_optimizer's). Windows: forward_first and backward_fresh (micro-batch 1: no gradient yet),
+    forward_later (the previous micro-batch's loss dies in it) and backward_accumulate (each weight gradient is
+    added into .grad), zero_grad_zeros and zero_grad_none."""
+    tracing = _Tracing(config.replace(micro_batches=2, zero_grad="zeros"), batch, "foreach", "meta")
+    tracing.adamw.step = lambda *args, **kwargs: None  # forward and backward only: no AdamW state
+    marks = tracing.step()
+    with tracing.tracker:
+        marks.append(tracing.tracker.mark("zero_grad"))
+        tracing.adamw.zero_grad(set_to_none=True)
+        marks.append(tracing.tracker.mark("end"))
+    names = ("forward_first", "backward_fresh", "forward_later", "backward_accumulate", "zero_grad_zeros", None,
+             "zero_grad_none")
+    phases = {name: tracing.events(begin, end, name.startswith("zero_grad"))
+              for name, begin, end in zip(names, marks, marks[1:]) if name}
+    return Trace(phases, tracing.saved_by_component())
+
+
+def trace_optimizer(config: ModelConfig, batch: int, optimizer: str, device: str) -> Trace:
+    """The AdamW step of a warm-up step (its state created inside) and of the steady step after it, each ending
+    with zero_grad(set_to_none=True): windows optimizer_warmup and optimizer."""
+    tracing = _Tracing(config, batch, optimizer, device)
     phases = {}
-    for name, step, phase, end in (("forward", steps[-1], "forward", "backward"),
-                                   ("backward", steps[-1], "backward", "optimizer"),
-                                   ("optimizer", "measured", "optimizer", "end"),
-                                   ("optimizer_warmup", "warmup", "optimizer", "end")):
-        if step not in marks:
-            continue
-        start, stop = marks[step][phase].event_index, marks[step][end].event_index
-        phases[name] = [event(sign, sid, nbytes, phase == "optimizer")
-                        for sign, sid, nbytes in tracker.events[start:stop] if nbytes]  # 0 bytes: no memory
-    by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
-    for sid, record in recorder.saved.items():
-        if sid in saved:
-            by_component.setdefault((record.component, record.layer), []).append(
-                event(ALLOC, sid, tracker.nbytes[sid], False).candidates)
-    return Trace(phases, by_component)
+    for name in ("optimizer_warmup", "optimizer"):
+        marks = tracing.step()
+        phases[name] = tracing.events(marks[-2], marks[-1], True)
+    return Trace(phases, {})
 
 
 def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
@@ -157,6 +195,8 @@ def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
             tokens.append(one.sign + name.upper())
         elif one.marker in ("opt:", "state:"):
             tokens.append(one.sign + one.marker + name)
+        elif one.marker == "" and name.startswith("g"):  # a weight gradient before it is added into .grad
+            tokens.append(one.sign + "tmp:" + name)
         else:
             tokens.append(one.sign + name)
     return tokens
@@ -210,28 +250,32 @@ def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool]]
     return [(" ".join(tokens), repeated) for tokens, repeated in merged]
 
 
-def _traces(positional: str, batch_one: bool, head_one: bool, optimizer: str = "foreach", device: str = "meta",
-            checkpointing: str = "none", adamw_steps: bool = True) -> dict[int, list[Trace]]:
-    return {layers: [trace(*traced_config(positional, batch_one, head_one, layers, size_set, checkpointing),
-                           optimizer, device, adamw_steps)
+def _class_traces(positional: str, batch_one: bool, head_one: bool, checkpointing: str) -> dict[int, list[Trace]]:
+    return {layers: [trace_passes(*traced_config(positional, batch_one, head_one, layers, size_set, checkpointing,
+                                                 micro_batches=2))
                      for size_set in SIZE_SETS] for layers in LAYERS}
 
 
-def _programs(traces: dict[int, list[Trace]], phase: str, what: str) -> list[tuple[str, bool]]:
-    programs = {layers: _agree(first.phases[phase], second.phases[phase], f"{what}, {phase}")
-                for layers, (first, second) in traces.items()}
-    return segment(programs, f"{what}, {phase}")
+def _tokens(traces: dict[int, list[Trace]], window: str, what: str) -> dict[int, list[str]]:
+    return {layers: _agree(first.phases[window], second.phases[window], f"{what}, {window}")
+            for layers, (first, second) in traces.items()}
 
 
 def derive_class(positional: str, batch_one: bool, head_one: bool, checkpointing: str = "none",
                  traces=None) -> dict:
-    """Forward and backward segments and saved activations by component (the symbol of each storage, per layer
-    and outside the layers) of one layout class."""
+    """The segments of every window of trace_passes, and saved activations by component (the symbol of each
+    storage, per layer and outside the layers), of one layout class. A micro-batch after the first must leave
+    nothing behind (forward_later + backward_accumulate nets to zero), so that every later one repeats it."""
     what = f"{positional}, checkpointing {checkpointing}, {DOMAINS[(batch_one, head_one)]}"
-    traces = traces or _traces(positional, batch_one, head_one, checkpointing=checkpointing)
+    traces = traces or _class_traces(positional, batch_one, head_one, checkpointing)
     result: dict = {"domain": DOMAINS[(batch_one, head_one)]}
-    for phase in TRACED_PHASES:
-        result[phase] = _programs(traces, phase, what)
+    for window in CLASS_WINDOWS:
+        result[window] = segment(_tokens(traces, window, what), f"{what}, {window}")
+    forward_later, backward_accumulate = (_tokens(traces, window, what)
+                                          for window in ("forward_later", "backward_accumulate"))
+    if any(compile_program(" ".join(forward_later[layers] + backward_accumulate[layers]))[1].any()
+           for layers in LAYERS):
+        raise DerivationError(f"{what}: a micro-batch after the first leaves memory behind")
     first, second = traces[2]
     components: dict[str, dict[str, str]] = {"layer": {}, "outside": {}}
     for (component, layer), candidates in sorted(first.saved.items(), key=lambda item: str(item[0])):
@@ -249,12 +293,23 @@ def derive_class(positional: str, batch_one: bool, head_one: bool, checkpointing
     return result
 
 
-def derive_optimizer(positional: str, optimizer: str, traces=None) -> dict:
-    """The AdamW step's segments in the warm-up step (state created) and the steady state."""
+def derive_optimizer(positional: str, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
+    """The AdamW step's segments in the warm-up step (state created) and the steady state: the traced optimizer
+    window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the class traces)."""
     device = "cpu" if optimizer == "fused" else "meta"
-    traces = traces or _traces(positional, False, False, optimizer, device)
+    traces = {layers: [trace_optimizer(*traced_config(positional, False, False, layers, size_set), optimizer, device)
+                       for size_set in SIZE_SETS] for layers in LAYERS}
     what = f"{positional}, AdamW {optimizer}"
-    return {"warmup": _programs(traces, "optimizer_warmup", what), "steady": _programs(traces, "optimizer", what)}
+    result = {}
+    for step, window in (("warmup", "optimizer_warmup"), ("steady", "optimizer")):
+        programs = _tokens(traces, window, what)
+        for layers, tokens in programs.items():
+            tail = zero_grad[layers]
+            if tokens[len(tokens) - len(tail):] != tail:
+                raise DerivationError(f"{what}, {window}: the step does not end with zero_grad's frees")
+            programs[layers] = tokens[:len(tokens) - len(tail)]
+        result[step] = segment(programs, f"{what}, {window}")
+    return result
 
 
 def derive() -> dict:
@@ -264,16 +319,13 @@ def derive() -> dict:
     for positional in POSITIONAL_OPTIONS:
         for checkpointing in CHECKPOINTING_OPTIONS:
             for batch_one, head_one in itertools.product((False, True), repeat=2):
-                with_adamw = not (batch_one or head_one) and checkpointing == "none"  # shared with foreach's
-                traces = _traces(positional, batch_one, head_one, checkpointing=checkpointing,
-                                 adamw_steps=with_adamw)
+                traces = _class_traces(positional, batch_one, head_one, checkpointing)
                 classes[(positional, checkpointing, batch_one, head_one)] = derive_class(
                     positional, batch_one, head_one, checkpointing, traces)
-                if with_adamw:
-                    optimizers[(positional, "foreach")] = derive_optimizer(positional, "foreach", traces)
+                if (checkpointing, batch_one, head_one) == ("none", False, False):
+                    zero_grad = _tokens(traces, "zero_grad_none", positional)
         for optimizer in OPTIMIZERS:
-            if optimizer != "foreach":
-                optimizers[(positional, optimizer)] = derive_optimizer(positional, optimizer)
+            optimizers[(positional, optimizer)] = derive_optimizer(positional, optimizer, zero_grad)
     return {"classes": classes, "optimizers": optimizers}
 
 
@@ -289,16 +341,18 @@ def render(derived: dict) -> str:
     lines = ['"""The exact model\'s allocation programs, derived from traces of the step by',
              "profiler/measuring/derive.py: generated by `python tools/derive_programs.py`, do not edit.",
              "",
-             "CLASSES key: (positional, checkpointing, B == 1, H == 1); forward/backward: [(program, repeated L",
-             "times)] over the symbols of analytic.sizes; saved_by_component: per layer and outside the layers.",
-             'OPTIMIZERS key: (positional, AdamW implementation); the warm-up step\'s and the steady AdamW step."""',
+             "CLASSES key: (positional, checkpointing, B == 1, H == 1); each window of a micro-batch (forward_first,",
+             "forward_later, backward_fresh, backward_accumulate) and of zero_grad (none, zeros): [(program, repeated",
+             "L times)] over the symbols of analytic.sizes; saved_by_component: per layer and outside the layers.",
+             "OPTIMIZERS key: (positional, AdamW implementation); the AdamW step of the warm-up step (its state",
+             'created) and of the steady step, zero_grad excluded."""',
              f"TORCH_VERSION = {torch.__version__!r}",
              "CLASSES = {"]
     for key, data in derived["classes"].items():
         lines.append(f"    {key!r}: {{")
         lines.append(f"        \"domain\": {data['domain']!r},")
-        for phase in TRACED_PHASES:
-            _segments(lines, phase, data[phase], " " * 8)
+        for window in CLASS_WINDOWS:
+            _segments(lines, window, data[window], " " * 8)
         lines.append(f"        \"saved_by_component\": {data['saved_by_component']!r},")
         lines.append("    },")
     lines += ["}", "OPTIMIZERS = {"]

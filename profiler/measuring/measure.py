@@ -23,10 +23,11 @@ from analytic.figures import model_flops
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from model.transformer import SELECTIVE_SAVES
-from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, MARKS, OPTIMIZERS, PHASES
+from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, OPTIMIZERS, PHASES
 from profiler.measuring import flops as flop_counting
 from profiler.measuring.allocator import simulate
 from profiler.measuring.cuda import measure_cuda_memory
+from profiler.measuring.phases import combine, windows
 from profiler.measuring.speed import time_steps
 from profiler.measuring.tracker import Mark, Replay, Roles, SavedTensorRecorder, StorageTracker, replay
 
@@ -107,20 +108,22 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     recorder = SavedTensorRecorder(model, tracker, kept_ops(config))
     ignore_host_scalars = device == "cpu" and optimizer != "fused"
     flop_counter = flop_counting.OpFlops(recorder.current_component, recorder.in_block)
-    marks: dict[str, dict[str, Mark]] = {}  # step -> mark name -> Mark
+    marks: dict[str, list[Mark]] = {}  # step -> its marks in order
     saved = {}
     for step in ("warmup", "measured"):
         counting = count_flops and step == "measured"
-        step_marks = marks[step] = {}
+        step_marks = marks[step] = []
 
         def mark(name):
-            step_marks[name] = tracker.mark(name)
+            if name in ("forward", "optimizer") and step_marks and not saved_in_first:
+                saved_in_first.update(recorder.saved)  # what micro-batch 1 saved (recomputation included)
+            step_marks.append(tracker.mark(name))
             tracker.ignore_host_scalars = ignore_host_scalars and name == "optimizer"
             if name == "optimizer":
                 roles.gradients.update(tracker.sid(p.grad) for p in model.parameters() if p.grad is not None)
             flop_counter.phase = name if counting and name in PHASES else None
 
-        recorder.saved = {}
+        recorder.saved, saved_in_first = {}, {}
         tracker.on_op = on_op(recorder, flop_counter if counting else None, step_marks)
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark)
@@ -128,9 +131,9 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
         roles.optimizer_state.update(tracker.sid(t) for state in adamw.state.values() for t in state.values()
                                      if isinstance(t, torch.Tensor) and tracker.sid(t) is not None)
         roles.saved_activations.update(recorder.saved)
-        saved = dict(recorder.saved)
+        saved = saved_in_first
         # what the optimizer phase allocates is an optimizer temporary unless it stays (state is learnt above)
-        start, stop = step_marks["optimizer"].event_index, step_marks["end"].event_index
+        start, stop = step_marks[-2].event_index, step_marks[-1].event_index
         roles.optimizer_temporaries.update(sid for sign, sid, _ in tracker.events[start:stop] if sign > 0)
     recorder.remove()
 
@@ -142,7 +145,8 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     measured["warmup"] = phase_figures(trace, marks["warmup"])
     measured["allocator"] = allocator_view(tracker.events, step_marks)
     saved_by_component, saved_per_layer = saved_breakdown(saved, tracker.nbytes, category_of)
-    measured["saved_activations_bytes"] = trace.at(step_marks["backward"].event_index)["saved_activations"]
+    first_backward = next(mark for mark in step_marks if mark.name == "backward")
+    measured["saved_activations_bytes"] = trace.at(first_backward.event_index)["saved_activations"]
     measured["saved_activations_by_component"] = saved_by_component
     result = Measurement(config, batch_size, device, optimizer, measured,
                          timeline=timeline(trace, step_marks), saved_activations_per_layer=saved_per_layer)
@@ -157,10 +161,10 @@ def kept_ops(config: ModelConfig) -> frozenset:
     return SELECTIVE_SAVES if config.checkpointing == "selective" else frozenset()
 
 
-def on_op(recorder: SavedTensorRecorder, counter, marks: dict):
+def on_op(recorder: SavedTensorRecorder, counter, marks: list[Mark]):
     """The tracker's callback for one step: selective checkpointing's kept outputs noted in forward, and FLOPs."""
     def callback(func, args, kwargs, out):
-        if "backward" not in marks:
+        if marks and marks[-1].name == "forward":
             recorder.note_op(func, out)
         if counter is not None:
             counter.count(func, args, kwargs, out)
@@ -184,30 +188,32 @@ def _measure_on_cuda(config, batch_size, optimizer, count_flops) -> Measurement:
                        flops_by_component=by_component, environment=environment)
 
 
-def allocator_view(events, marks: dict[str, Mark]) -> dict[str, Any]:
+def allocator_view(events, marks: list[Mark]) -> dict[str, Any]:
     """What the CUDA caching allocator would count (allocated_bytes, as max_memory_allocated reports it) for the
     same allocations and frees, replayed through profiler.measuring.allocator's model from the model's
     construction on: the measured step's peak and phase peaks, comparable with a CUDA run at the allocator's
     granularity."""
-    phases = simulate(events).phases({name: mark.event_index for name, mark in marks.items()})
-    peak = max(figures["peak_bytes"] for figures in phases.values())
-    return {"peak_bytes": peak, "phases": {name: {"peak_bytes": phases[name]["peak_bytes"]} for name in PHASES}}
+    simulated = simulate(events)
+    per_window = [(phase, index, simulated.window(begin.event_index, end.event_index))
+                  for (phase, index), begin, end in zip(windows([m.name for m in marks]), marks, marks[1:])]
+    figures = combine(per_window)
+    return {"peak_bytes": figures["peak_bytes"],
+            "phases": {name: {"peak_bytes": figures["phases"][name]["peak_bytes"]} for name in PHASES}}
 
 
-def phase_figures(trace: Replay, marks: dict[str, Mark]) -> dict[str, Any]:
-    """Peak, start and end bytes of each phase, which phase holds the step's peak, categories at each peak."""
-    phases, points = {}, {}
-    for phase, end in zip(PHASES, MARKS[1:]):
-        begin, stop = marks[phase].event_index, marks[end].event_index
-        point = trace.peak_point(begin, stop)
-        points[phase] = point
-        phases[phase] = {"peak_bytes": int(trace.live[point]),
-                         "start_bytes": int(trace.live[begin]),
-                         "end_bytes": int(trace.live[stop]),
-                         "categories_at_peak": trace.at(point)}
-    peak_phase = max(PHASES, key=lambda phase: (phases[phase]["peak_bytes"], -PHASES.index(phase)))
-    return {"peak_bytes": phases[peak_phase]["peak_bytes"], "peak_phase": peak_phase,
-            "categories_at_peak": trace.at(points[peak_phase]), "phases": phases}
+def phase_figures(trace: Replay, marks: list[Mark]) -> dict[str, Any]:
+    """Peak, start and end bytes of each phase (and of each micro-batch's), which phase holds the step's peak,
+    categories at each peak (profiler.measuring.phases)."""
+    per_window = []
+    for (phase, index), begin, end in zip(windows([mark.name for mark in marks]), marks, marks[1:]):
+        point = trace.peak_point(begin.event_index, end.event_index)
+        per_window.append((phase, index, {"peak_bytes": int(trace.live[point]),
+                                          "start_bytes": int(trace.live[begin.event_index]),
+                                          "end_bytes": int(trace.live[end.event_index]),
+                                          "categories_at_peak": trace.at(point)}))
+    figures = combine(per_window)
+    figures["categories_at_peak"] = figures["phases"][figures["peak_phase"]]["categories_at_peak"]
+    return figures
 
 
 def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -250,15 +256,16 @@ def flop_figures(by_phase: dict[str, dict], params: int) -> dict[str, Any]:
             "adamw_flops_per_param": flops["optimizer"] / params}
 
 
-def timeline(trace: Replay, marks: dict[str, Mark]) -> dict[str, list]:
+def timeline(trace: Replay, marks: list[Mark]) -> dict[str, list]:
     """Live bytes by category over the measured step, at most TIMELINE_POINTS points (each bucket's highest)."""
-    points = np.arange(marks[MARKS[0]].event_index, marks[MARKS[-1]].event_index + 1)
+    points = np.arange(marks[0].event_index, marks[-1].event_index + 1)
     if len(points) > TIMELINE_POINTS:
         buckets = np.array_split(points, TIMELINE_POINTS)
         points = np.array([bucket[np.argmax(trace.live[bucket])] for bucket in buckets])
-    starts = [marks[phase].event_index for phase in PHASES]
-    phase_of = np.searchsorted(starts, points, side="right") - 1
-    result = {"op_index": trace.event_ops[points].tolist(), "phase": [PHASES[i] for i in phase_of]}
+    starts = [mark.event_index for mark in marks[:-1]]
+    window_of = np.searchsorted(starts, points, side="right") - 1
+    result = {"op_index": trace.event_ops[points].tolist(),
+              "phase": [marks[min(max(i, 0), len(starts) - 1)].name for i in window_of]}
     for index, name in enumerate(CATEGORIES):
         result[name] = trace.by_category[index, points].tolist()
     return result

@@ -14,7 +14,8 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     [axes]                           # one axis varied at a time, every other size kept at the base
     batch_size = [1, 2, 4]
     context_length = [32, 64]        # also d_model, num_layers, num_heads, vocab_size
-    checkpointing = ["full"]         # option axes: checkpointing (none, full, selective)
+    checkpointing = ["full"]         # option axes: checkpointing (none, full, selective), zero_grad (none, zeros)
+    micro_batches = [2]              # gradient accumulation (each must divide the base batch size)
 
     [[points]]                       # explicit extra points
     preset = "gpt2-xl"               # and/or ModelConfig fields
@@ -32,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.config import CHECKPOINTING_OPTIONS, ModelConfig, PRESETS
+from model.config import CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
-AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size")
-OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS}  # axes whose values are names, not sizes
+AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches")
+OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS}  # names, not sizes
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
@@ -181,11 +182,13 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
             axes[axis] = (_options(path, f"axes.{axis}", values, OPTION_AXES[axis]) if axis in OPTION_AXES
                           else _positive_ints(path, f"axes.{axis}", values))
             for index, value in enumerate(axes[axis]):
-                if axis != "batch_size":
-                    try:
-                        vary(base, axis, value)
-                    except ValueError as error:
-                        raise _fail(path, f"axes.{axis}[{index}] = {value}", str(error)) from None
+                try:
+                    if axis == "batch_size":
+                        base.micro_batch_size(value)
+                    else:
+                        vary(base, axis, value).micro_batch_size(base_batch)
+                except ValueError as error:
+                    raise _fail(path, f"axes.{axis}[{index}] = {value}", str(error)) from None
 
     extras = []
     points = data.get("points", [])
@@ -194,8 +197,14 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
     for index, table in enumerate(points):
         where = f"points[{index}]"
         _check_keys(path, table, POINT_KEYS, where)
-        extras.append((_config(path, where, table),
-                       _positive_ints(path, f"{where}.batch_sizes", table.get("batch_sizes", [1])),
+        config = _config(path, where, table)
+        batches = _positive_ints(path, f"{where}.batch_sizes", table.get("batch_sizes", [1]))
+        for batch in batches:
+            try:
+                config.micro_batch_size(batch)
+            except ValueError as error:
+                raise _fail(path, f"{where}.batch_sizes", str(error)) from None
+        extras.append((config, batches,
                        _optimizers(path, f"{where}.optimizers", table.get("optimizers", list(optimizers)))))
     if base is None and not extras:
         raise _fail(path, "(top level)", "defines no points: give a [base] table or [[points]]")
@@ -207,9 +216,11 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
 def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:
     """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device."""
     c = config
-    checkpointing = "" if c.checkpointing == "none" else f"-ckpt-{c.checkpointing}"  # keys from before stay valid
+    setup = "".join(part for default, part in ((c.checkpointing == "none", f"-ckpt-{c.checkpointing}"),
+                                               (c.micro_batches == 1, f"-mb{c.micro_batches}"),
+                                               (c.zero_grad == "none", f"-zg-{c.zero_grad}")) if not default)
     return (f"V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
-            f"-{c.positional}-{c.attention}-{c.dtype}{checkpointing}|b{batch_size}|{optimizer}|{device}")
+            f"-{c.positional}-{c.attention}-{c.dtype}{setup}|b{batch_size}|{optimizer}|{device}")
 
 
 def expand(grid: Grid, device: str | None = None) -> list[Point]:
