@@ -16,7 +16,19 @@ INT64_BYTES = 8
 STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0-dim tensor on the device
 
 # Symbols of the allocation programs (analytic.exact.programs), in bytes:
-SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "gDD", "gDF", "gVD", "gD", "gTD", "k")
+SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "a4", "s4", "c4", "m", "m4", "l", "le", "gDD", "gDF", "gVD", "gD", "gTD", "k")
+LSE_ROWS = 32  # the memory-efficient SDPA kernel pads its logsumexp to a multiple of 32 rows (kAlignLSE)
+
+
+def dtypes_class(attention: str, dtype: str) -> str:
+    """Which dtypes one derived program class covers: 'any', 'fp32' or '16-bit'. The SDPA math path computes
+    16-bit inputs in fp32 (other programs than fp32's), flash runs 16-bit dtypes only, every other program holds
+    for any dtype."""
+    if attention == "sdpa-flash":
+        return "16-bit"
+    if attention == "sdpa-math":
+        return "fp32" if dtype == "float32" else "16-bit"
+    return "any"
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class Sizes:
     learned: np.ndarray  # 1 where positional == "learned"
     rope: np.ndarray  # 1 where positional == "rope"
     checkpointing: str = "none"  # one for all: model.config.CHECKPOINTING_OPTIONS
+    attention: str = "explicit"  # one for all: model.config.ATTENTION_OPTIONS
+    dtype: str = "float32"  # one for all: the name behind e
     micro_batches: int = 1  # one for all: B is the batch of one micro-batch, the step's is micro_batches·B
     zero_grad: str = "none"  # one for all: model.config.ZERO_GRAD_OPTIONS
 
@@ -48,6 +62,11 @@ class Sizes:
         n  = B·T·V·e   logits, log-probabilities and their gradients
         t  = T·D·e     the learned position embedding's output and gradients
         c  = e         a 0-dim tensor (the loss, cross-entropy's total weight, the backward seed)
+        a4, s4, c4 = B·T·D·4, B·H·T²·4, 4   a, s and c in fp32 whatever e (the SDPA math path computes 16-bit
+                       inputs in fp32)
+        l  = B·H·T·4   the flash kernel's fp32 logsumexp, one per query row
+        le = B·H·⌈T/32⌉·32·4   the memory-efficient kernel's, its rows padded to a multiple of 32
+        m, m4 = T², T²·4   a [T, T] bool mask and its fp32 additive form (the SDPA math path builds both each call)
         gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   parameter-sized: weight gradients, AdamW
                                                                  state and temporaries
         k  = 4         a float32 0-dim tensor whatever e (fused AdamW's step counter on the device)
@@ -55,8 +74,13 @@ class Sizes:
         B, T, D, H, F, V, e = self.B, self.T, self.D, self.H, self.F, self.V, self.e
         a = B * T * D * e
         return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
-                "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "gDD": D * D * e, "gDF": D * F * e,
-                "gVD": V * D * e, "gD": D * e, "gTD": T * D * e, "k": STEP_COUNTER_BYTES + 0 * B}
+                "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
+                "c4": 4 + 0 * B, "m": T * T + 0 * B, "m4": T * T * 4 + 0 * B, "l": B * H * T * 4, "le": B * H * ((T + LSE_ROWS - 1) // LSE_ROWS) * LSE_ROWS * 4,
+                "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e, "k": STEP_COUNTER_BYTES + 0 * B}
+
+    def class_key(self, positional: str, layout: tuple[bool, bool]) -> tuple:
+        """The key of analytic/exact/derived.py's CLASSES for these sizes in one layout (B == 1, H == 1)."""
+        return (positional, self.attention, dtypes_class(self.attention, self.dtype), self.checkpointing, *layout)
 
     @property
     def parameter_bytes(self):
@@ -76,7 +100,7 @@ class Sizes:
 
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
                       positional: str = "learned", dtype: str = "float32", checkpointing: str = "none",
-                      micro_batches: int = 1, zero_grad: str = "none") -> Sizes:
+                      micro_batches: int = 1, zero_grad: str = "none", attention: str = "explicit") -> Sizes:
     """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option, dtype,
     checkpointing and micro-batching for all; batch_size is the batch of one micro-batch). The parameter count is analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D,
     and the tensor count 3 + [1] + 8L."""
@@ -88,7 +112,7 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
     return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), params=params,
                  tensors=3 + learned + 8 * L, learned=np.full_like(B, learned),
                  rope=np.full_like(B, int(positional == "rope")), checkpointing=checkpointing,
-                 micro_batches=micro_batches, zero_grad=zero_grad)
+                 micro_batches=micro_batches, zero_grad=zero_grad, attention=attention, dtype=dtype)
 
 
 def sizes_of(config: ModelConfig, batch_size) -> Sizes:
@@ -104,4 +128,5 @@ def sizes_of(config: ModelConfig, batch_size) -> Sizes:
                  e=as_array(DTYPE_BYTES[config.dtype]), params=as_array(parameter_count(config)),
                  tensors=as_array(parameter_tensor_count(config)),
                  learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"),
-                 checkpointing=config.checkpointing, micro_batches=config.micro_batches, zero_grad=config.zero_grad)
+                 checkpointing=config.checkpointing, micro_batches=config.micro_batches, zero_grad=config.zero_grad,
+                 attention=config.attention, dtype=config.dtype)

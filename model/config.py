@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 POSITIONAL_OPTIONS = ("learned", "rope", "none")
-ATTENTION_OPTIONS = ("explicit", "sdpa")
+ATTENTION_OPTIONS = ("explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient")
 CHECKPOINTING_OPTIONS = ("none", "full", "selective")
 ZERO_GRAD_OPTIONS = ("none", "zeros")  # optimizer.zero_grad(set_to_none=True) or (set_to_none=False)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -16,8 +16,9 @@ class ModelConfig:
     """Sizes and options of the reference Transformer LM and of its training step.
 
     d_ff defaults to 4·d_model. positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
-    attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or 'sdpa'
-    (F.scaled_dot_product_attention). dtype: the dtype of parameters, activations and optimizer state.
+    attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or one
+    backend of F.scaled_dot_product_attention: 'sdpa-math', 'sdpa-flash' (16-bit dtypes, head size <= 256),
+    'sdpa-efficient' (model.transformer.attend); the fused two need a head size divisible by 8. dtype: the dtype of parameters, activations and optimizer state.
     checkpointing: 'none', 'full' or 'selective' activation recomputation of every block (model.transformer).
     micro_batches: a step runs forward and backward on micro_batches equal slices of the batch (the loss of each
     divided by micro_batches), gradients accumulating, then one AdamW step. zero_grad: how the step ends,
@@ -61,6 +62,12 @@ class ModelConfig:
             raise ValueError(f"zero_grad must be one of {ZERO_GRAD_OPTIONS}, got {self.zero_grad!r}")
         if self.dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {self.dtype!r}")
+        if self.attention in ("sdpa-flash", "sdpa-efficient") and self.head_dim % 8:
+            raise ValueError(f"attention={self.attention!r} needs a head size divisible by 8, got {self.head_dim} "
+                             "(F.scaled_dot_product_attention pads other sizes, which is not simulated)")
+        if self.attention == "sdpa-flash" and (self.dtype == "float32" or self.head_dim > 256):
+            raise ValueError(f"attention='sdpa-flash' runs 16-bit dtypes with head sizes up to 256, got "
+                             f"{self.dtype} and {self.head_dim}")
         if self.positional == "rope" and self.head_dim % 2:
             raise ValueError(f"positional='rope' needs an even head dimension, got {self.head_dim}")
 

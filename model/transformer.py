@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from model.config import ModelConfig
@@ -34,6 +35,28 @@ def checkpointed(mode: str):
         else None
     extra = {"context_fn": context} if context else {}
     return lambda block, *args: checkpoint(block, *args, use_reentrant=False, **extra)
+
+
+SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_ATTENTION,
+                 "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+def attend(q, k, v, backend: str, scale: float):
+    """Causal F.scaled_dot_product_attention on [B, H, T, Dh] with one backend forced (sdpa_kernel: no fallback).
+
+    On meta, F.scaled_dot_product_attention would take the math path whatever the backend, so the fused CUDA
+    kernels' own aten ops are called instead: their meta kernels return what the CUDA kernels return (an output in
+    [B, T, H, Dh] layout, an fp32 logsumexp, RNG state), and autograd records their CUDA backward nodes, so what is
+    saved for backward is what CUDA saves. (F.scaled_dot_product_attention calls the same ops with these arguments
+    once the head size needs no padding: config validation asks for a multiple of 8.)
+    """
+    if q.device.type == "meta" and backend == "sdpa-flash":
+        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, True, False, scale=scale)[0]
+    if q.device.type == "meta" and backend == "sdpa-efficient":
+        return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, 0.0, True,
+                                                                      scale=scale)[0]
+    with sdpa_kernel(SDPA_BACKENDS[backend]):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
 
 
 class Op(nn.Module):
@@ -78,6 +101,7 @@ class CausalSelfAttention(nn.Module):
         self.scores = Op(lambda q, k, future: (q @ k.transpose(-2, -1) * scale).masked_fill(future, float("-inf")))
         self.softmax = Op(lambda scores: torch.softmax(scores, dim=-1))
         self.weighted_sum = Op(lambda probs, v: probs @ v)
+        self.sdpa = Op(functools.partial(attend, backend=config.attention, scale=scale))
         self.out_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x, future, cos=None, sin=None):  # x [B, T, D]; future [T, T] bool, True above the diagonal
@@ -87,8 +111,8 @@ class CausalSelfAttention(nn.Module):
         v = self.v_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)
         if self.rope is not None:
             q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
-        if self.attention == "sdpa":
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, Dh]
+        if self.attention != "explicit":
+            y = self.sdpa(q, k, v)  # [B, H, T, Dh]
         else:
             probs = self.softmax(self.scores(q, k, future))  # [B, H, T, T]
             y = self.weighted_sum(probs, v)  # [B, H, T, Dh]

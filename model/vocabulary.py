@@ -23,10 +23,11 @@ CATEGORIES = (
 # Per-layer components, in forward order, then the components outside the blocks. Each is a named module of
 # model.transformer, so saved tensors and FLOPs are attributed by module path ("rope" exists only with RoPE;
 # "embedding" covers the token and the learned position embedding; "checkpoint" holds what a checkpointed block
-# keeps, its input, and nothing without checkpointing).
+# keeps, its input, and nothing without checkpointing; "sdpa" is F.scaled_dot_product_attention, which replaces
+# scores, softmax and weighted_sum when attention is not explicit).
 LAYER_COMPONENTS = (
-    "checkpoint", "norm1", "q_proj", "k_proj", "v_proj", "rope", "scores", "softmax", "weighted_sum", "out_proj",
-    "norm2", "w1", "silu", "w2",
+    "checkpoint", "norm1", "q_proj", "k_proj", "v_proj", "rope", "sdpa", "scores", "softmax", "weighted_sum",
+    "out_proj", "norm2", "w1", "silu", "w2",
 )
 MODEL_COMPONENTS = ("embedding", "final_norm", "lm_head", "cross_entropy")
 COMPONENTS = ("embedding",) + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")

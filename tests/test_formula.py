@@ -33,13 +33,15 @@ def printed(setup: Setup, domain: str | None = None) -> dict[str, str]:
 
 
 @st.composite
-def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="none"):
+def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="none", attention="explicit"):
     """A config and the batch of one micro-batch (B in the formulas)."""
     heads = draw(st.integers(2, 6))
+    unit = 8 if attention in ("sdpa-flash", "sdpa-efficient") else 2
     return (ModelConfig(vocab_size=draw(st.integers(2, 400)), context_length=draw(st.integers(2, 40)),
-                        num_layers=draw(st.integers(1, 3)), d_model=heads * 2 * draw(st.integers(1, 6)),
+                        num_layers=draw(st.integers(1, 3)), d_model=heads * unit * draw(st.integers(1, 6)),
                         num_heads=heads, d_ff=draw(st.integers(1, 100)), positional=positional, dtype=dtype,
-                        checkpointing=checkpointing, micro_batches=micro_batches, zero_grad=zero_grad),
+                        checkpointing=checkpointing, micro_batches=micro_batches, zero_grad=zero_grad,
+                        attention=attention),
             draw(st.integers(2, 9)))
 
 
@@ -48,12 +50,14 @@ def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="no
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), dtype=st.sampled_from(["float32", "bfloat16"]),
        checkpointing=st.sampled_from(["none", "full", "selective"]), micro_batches=st.sampled_from([1, 2, 3]),
-       zero_grad=st.sampled_from(["none", "zeros"]))
+       zero_grad=st.sampled_from(["none", "zeros"]),
+       attention=st.sampled_from(["explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient"]))
 def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype, checkpointing, micro_batches,
-                                                zero_grad):
-    config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad))
+                                                zero_grad, attention):
+    dtype = "bfloat16" if attention == "sdpa-flash" else dtype
+    config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad, attention))
     setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing, micro_batches=micro_batches,
-                  zero_grad=zero_grad)
+                  zero_grad=zero_grad, attention=attention)
     expressions = printed(setup)
     measured = flatten(measure(config, micro_batches * batch, "meta", optimizer).measured)
     assert {term: evaluate(expressions[term], config, batch) for term in TERMS} == \
@@ -109,7 +113,7 @@ def test_text_and_latex(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["formula", "--attention", "sdpa"], "explicit attention only"),
+    (["formula", "--attention", "sdpa-flash", "--dtype", "float32", "--preset", "tiny"], "16-bit dtypes"),
     (["formula", "--preset", "tiny", "--context-length", "1"], "context_length >= 2"),
 ])
 def test_outside_the_derived_domain_is_one_line(argv, message, capsys):

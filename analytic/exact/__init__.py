@@ -6,8 +6,9 @@ FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exa
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.
 
-Domain: explicit attention (the default) and context_length >= 2. Outside it (SDPA, whose kernels differ by
-device, and T = 1, where weight gradients take another path) it predicts the parameter count only.
+Domain: context_length >= 2, every attention option (explicit, and the SDPA backends as CUDA runs them, which is
+what meta simulates; flash for 16-bit dtypes), checkpointing, micro-batching and zero_grad option. Outside it
+(T = 1, where weight gradients take another path) it predicts the parameter count only.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     """All figures as numpy values (arrays when batch_size is an array)."""
     sizes = sizes_of(config, batch_size)
     figures: dict[str, Any] = {"params": sizes.params}
-    if config.attention == "explicit" and config.context_length >= 2:
+    if config.context_length >= 2:
         figures.update(step_figures(sizes, config.positional, optimizer))
         figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
         by_component = saved_activations_by_component(sizes, config.positional)
@@ -43,10 +44,11 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
 
 
 def evaluate_arrays(optimizer: str = "foreach", positional: str = "learned", dtype: str = "float32",
-                    checkpointing: str = "none", **sizes) -> dict[str, Any]:
+                    checkpointing: str = "none", attention: str = "explicit", **sizes) -> dict[str, Any]:
     """Memory and FLOP figures of many configurations at once: vocab_size, context_length, num_layers, d_model,
-    num_heads, d_ff and batch_size as numpy arrays (explicit attention, context_length >= 2)."""
-    arrays = sizes_from_arrays(positional=positional, dtype=dtype, checkpointing=checkpointing, **sizes)
+    num_heads, d_ff and batch_size as numpy arrays (context_length >= 2)."""
+    arrays = sizes_from_arrays(positional=positional, dtype=dtype, checkpointing=checkpointing, attention=attention,
+                               **sizes)
     if np.any(arrays.T < 2) or np.any(arrays.D % arrays.H):
         raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
     figures: dict[str, Any] = {"params": arrays.params}

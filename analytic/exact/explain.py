@@ -13,6 +13,9 @@ WHY_COMPONENT = {
     "k_proj": "shares q_proj's saved input; its output is kept by scores (as a contiguous copy)",
     "v_proj": "shares q_proj's saved input; its output is kept by weighted_sum (as a contiguous copy)",
     "rope": "keeps only its cos/sin tables (buffers); its outputs are kept by scores",
+    "sdpa": "F.scaled_dot_product_attention: flash and memory-efficient kernels keep q, k, v, their output and "
+            "an fp32 logsumexp per row (B·H·T; padded to a multiple of 32 rows by the efficient kernel), never "
+            "the B·H·T² probabilities; the math backend keeps them, as explicit attention does",
     "scores": "textbook: the B·H·T² scores; the QKᵀ matmul keeps its inputs, contiguous q and k "
               "(2·B·T·D); scaling and masking keep nothing",
     "softmax": "one B·H·T² output, shared with the P·V matmul; the pre-softmax scores are a temporary",

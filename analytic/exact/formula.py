@@ -16,6 +16,7 @@ keys of the fixed part and the per-layer split; `python_expression` prints one a
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
@@ -27,7 +28,7 @@ from analytic.exact.derived import CLASSES, OPTIMIZERS, TORCH_VERSION
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net
 from analytic.exact.programs import TAPE_CATEGORIES, compile_program
-from analytic.sizes import SYMBOLS, Sizes
+from analytic.sizes import LSE_ROWS, SYMBOLS, Sizes, dtypes_class
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
@@ -52,6 +53,12 @@ class Setup:
     checkpointing: str = "none"
     micro_batches: int = 1  # B is the batch of one micro-batch
     zero_grad: str = "none"
+    attention: str = "explicit"
+
+    def class_key(self) -> tuple:
+        """The key of analytic/exact/derived.py's CLASSES."""
+        return (self.positional, self.attention, dtypes_class(self.attention, self.dtype), self.checkpointing,
+                self.batch_one, self.head_one)
 
     @property
     def domain(self) -> str:
@@ -67,7 +74,7 @@ def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) 
     layout = ((config.micro_batch_size(batch_size) == 1, config.num_heads == 1) if batch_size is not None
               else (False, False))
     return Setup(config.positional, optimizer, config.dtype, *layout, config.checkpointing, config.micro_batches,
-                 config.zero_grad)
+                 config.zero_grad, config.attention)
 
 
 def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
@@ -87,7 +94,16 @@ def symbolic_sizes(setup: Setup) -> Sizes:
     return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]),
                  params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),
                  learned=learned, rope=rope, checkpointing=setup.checkpointing, micro_batches=setup.micro_batches,
-                 zero_grad=setup.zero_grad)
+                 zero_grad=setup.zero_grad, attention=setup.attention, dtype=setup.dtype)
+
+
+def symbol_values(sizes: Sizes) -> list:
+    """The SYMBOLS' bytes as expressions: floors dropped where the division is exact (a·e/2 is an integer), kept
+    as a ceiling where it is not (the efficient kernel's logsumexp rows, ⌈T/32⌉·32)."""
+    values = [_exact(sizes.symbols()[name]) for name in SYMBOLS]
+    values[SYMBOLS.index("h")] = _exact(sizes.B * T * D * sizes.e / 2)
+    values[SYMBOLS.index("le")] = sizes.B * sizes.H * LSE_ROWS * 4 * sp.ceiling(T / LSE_ROWS)
+    return values
 
 
 def _exact(expression):
@@ -192,10 +208,8 @@ def peak_moments(setup: Setup = Setup()) -> dict[str, list[tuple[str, sp.Expr]]]
 @lru_cache(maxsize=None)
 def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
     sizes = symbolic_sizes(setup)
-    values = [_exact(sizes.symbols()[name]) for name in SYMBOLS]
-    if setup.positional == "rope":
-        values[SYMBOLS.index("h")] = _exact(sizes.B * T * D * sizes.e / 2)
-    derived = CLASSES[(setup.positional, setup.checkpointing, setup.batch_one, setup.head_one)]
+    values = symbol_values(sizes)
+    derived = CLASSES[setup.class_key()]
     fixed = {"fixed.parameters_bytes": _exact(sizes.parameter_bytes),
              "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
     moments = Moments(sp.Add(*fixed.values()), values)
@@ -271,6 +285,9 @@ def python_expression(expression: sp.Expr) -> str:
     if isinstance(expression, sp.floor):
         numerator, denominator = sp.fraction(sp.together(expression.args[0]))
         return f"(({python_expression(sp.expand(numerator))})//({python_expression(sp.expand(denominator))}))"
+    if isinstance(expression, sp.ceiling):  # ⌈n/d⌉ = -(-n // d)
+        numerator, denominator = sp.fraction(sp.together(expression.args[0]))
+        return f"(-(-({python_expression(sp.expand(numerator))})//({python_expression(sp.expand(denominator))})))"
     if expression.is_Add:
         terms = [python_expression(term) for term in expression.as_ordered_terms(order="grlex")]
         text = terms[0]
@@ -310,6 +327,7 @@ def readable(expression: sp.Expr) -> str:
         coefficient, factors = expression.as_coeff_mul()
         return ("-" if coefficient == -1 else "") + "·".join(readable(f) for f in factors)
     text = python_expression(sp.collect(expression, B) if expression.has(B) else expression)
+    text = re.sub(r"\(-\(-\((\w+)\)//\((\d+)\)\)\)", r"⌈\1/\2⌉", text)  # python_expression's ceiling
     for power, mark in (("**2", "²"), ("**3", "³")):
         text = text.replace(power, mark)
     return text.replace("*", "·")
@@ -318,10 +336,8 @@ def readable(expression: sp.Expr) -> str:
 def saved_by_component(setup: Setup = Setup()) -> dict[str, sp.Expr]:
     """Bytes each component saves for backward, as derived: per layer (×L) for the block components, once for
     the others; components that save nothing are left out."""
-    sizes = symbolic_sizes(setup)
-    values = {name: _exact(value) for name, value in sizes.symbols().items()}
-    values["h"] = _exact(sizes.B * T * D * sizes.e / 2)
-    saved = CLASSES[(setup.positional, setup.checkpointing, setup.batch_one, setup.head_one)]["saved_by_component"]
+    values = dict(zip(SYMBOLS, symbol_values(symbolic_sizes(setup))))
+    saved = CLASSES[setup.class_key()]["saved_by_component"]
     return {name: sp.Add(*(values[symbol] for symbol in names.split()))
             for where in ("layer", "outside") for name, names in saved[where].items()}
 
@@ -337,12 +353,13 @@ def document(setup: Setup) -> dict:
     and the degenerate layouts' own expressions under "layouts"."""
     classes = layout_setups(setup)
     general, *others = classes
-    return {"setup": {"positional": setup.positional, "attention": "explicit", "checkpointing": setup.checkpointing,
-                      "micro_batches": setup.micro_batches, "zero_grad": setup.zero_grad, "dtype": setup.dtype,
-                      "optimizer": setup.optimizer, "bytes_per_element": DTYPE_BYTES[setup.dtype]},
+    return {"setup": {"positional": setup.positional, "attention": setup.attention,
+                      "checkpointing": setup.checkpointing, "micro_batches": setup.micro_batches,
+                      "zero_grad": setup.zero_grad, "dtype": setup.dtype, "optimizer": setup.optimizer,
+                      "bytes_per_element": DTYPE_BYTES[setup.dtype]},
             "derived_on_torch": TORCH_VERSION, "domain": general,
-            "symbols": {"L": "layers", "B": "batch size (of one micro-batch)", "T": "context length", "D": "d_model", "H": "heads",
-                        "F": "d_ff", "V": "vocabulary", "M": "memory budget in bytes (max_batch)"},
+            "symbols": {"L": "layers", "B": "batch size (of one micro-batch)", "T": "context length", "D": "d_model",
+                        "H": "heads", "F": "d_ff", "V": "vocabulary", "M": "memory budget in bytes (max_batch)"},
             **unflatten({key: python_expression(value) for key, value in formulas(classes[general]).items()}),
             "layouts": {domain: unflatten({key: python_expression(value)
                                            for key, value in formulas(classes[domain]).items()

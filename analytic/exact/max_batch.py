@@ -33,8 +33,8 @@ def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndar
 def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
     """The largest batch (of one micro-batch) whose exact steady-state peak fits in budget_bytes (0 if not even
     one sequence)."""
-    if config.attention != "explicit" or config.context_length < 2:
-        raise ValueError("the exact formula set models explicit attention with context_length >= 2")
+    if config.context_length < 2:
+        raise ValueError("the exact formula set models context_length >= 2")
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf

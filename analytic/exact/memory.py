@@ -135,7 +135,7 @@ def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, 
     """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
     first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
     leaves nothing behind), the optimizer."""
-    derived = CLASSES[(positional, sizes.checkpointing, *layout)]
+    derived = CLASSES[sizes.class_key(positional, layout)]
     has_gradients = bool(np.all(start[CATEGORIES.index("gradients")] > 0))  # zero_grad 'zeros' after a step
     windows, live = [], start
     for index in (1, 2) if sizes.micro_batches > 1 else (1,):
@@ -230,7 +230,7 @@ def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, n
         return sum((values[name] for name in names.split()), 0 * sizes.B)
 
     def compute(layout):
-        saved = CLASSES[(positional, sizes.checkpointing, *layout)]["saved_by_component"]
+        saved = CLASSES[sizes.class_key(positional, layout)]["saved_by_component"]
         return {name: sizes.L * bytes_of(saved["layer"].get(name, "")) + bytes_of(saved["outside"].get(name, ""))
                 for name in COMPONENTS}
 

@@ -38,7 +38,7 @@ from analytic.sizes import SYMBOLS
 
 TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries", "optimizer_temporaries", "optimizer_state")
 
-_TOKEN = re.compile(r"([+-])(?:(opt|state|tmp):)?(g?[A-Za-z]+)$")
+_TOKEN = re.compile(r"([+-])(?:(opt|state|tmp):)?(g?[A-Za-z][A-Za-z0-9]*)$")
 
 
 def category_and_symbol(token: str) -> tuple[int, int, int]:

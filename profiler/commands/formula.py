@@ -45,17 +45,16 @@ def setup_from_args(args: argparse.Namespace):
     config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         config = config_from_args(args)
-    attention = config.attention if config else (args.attention or "explicit")
-    if attention != "explicit":
-        raise UsageError(f"the derived exact model covers explicit attention only, not {attention!r}")
     if config is not None and config.context_length < 2:
         raise UsageError("the derived exact model needs context_length >= 2 (T = 1 routes weight gradients "
                          "through another path)")
     if config is not None:
         return setup_of(config, args.optimizer), config
+    if args.attention == "sdpa-flash" and (args.dtype or "float32") == "float32":
+        raise UsageError("attention 'sdpa-flash' runs 16-bit dtypes only: give --dtype bfloat16 or float16")
     return Setup(positional=args.positional or "learned", optimizer=args.optimizer, dtype=args.dtype or "float32",
                  checkpointing=args.checkpointing or "none", micro_batches=args.micro_batches or 1,
-                 zero_grad=args.zero_grad or "none"), None
+                 zero_grad=args.zero_grad or "none", attention=args.attention or "explicit"), None
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return f"   [{config.name}, {at}: {shown}]"
 
     lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {setup.positional} "
-             f"positions, explicit attention, checkpointing {setup.checkpointing}, {setup.dtype} "
+             f"positions, {setup.attention} attention, checkpointing {setup.checkpointing}, {setup.dtype} "
              f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}"
              + (f", {setup.micro_batches} micro-batches" if setup.micro_batches > 1 else "")
              + (f", zero_grad {setup.zero_grad}" if setup.zero_grad != "none" else "") + ".",

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
 from analytic.exact.programs import compile_program
-from analytic.sizes import SYMBOLS, sizes_of
-from model.config import CHECKPOINTING_OPTIONS, POSITIONAL_OPTIONS, ModelConfig
+from analytic.sizes import SYMBOLS, dtypes_class, sizes_of
+from model.config import ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES, POSITIONAL_OPTIONS, ModelConfig
 from model.step import build, make_batch, train_step
 from model.vocabulary import COMPONENTS, OPTIMIZERS
 from profiler.measuring.measure import kept_ops, on_op
@@ -40,6 +41,17 @@ LAYERS = (1, 2, 3)
 # that a size in bytes per element is told apart from a fixed one); B and H are set per class.
 SIZE_SETS = ({"batch": 3, "heads": 3, "head_dim": 6, "T": 7, "F": 29, "V": 37, "dtype": "float32"},
              {"batch": 5, "heads": 2, "head_dim": 10, "T": 11, "F": 23, "V": 41, "dtype": "bfloat16"})
+# The fused SDPA kernels need head sizes divisible by 8. A class traced at two fp32 or two 16-bit sets holds for
+# those dtypes only (no symbol then tells e-scaled sizes from fixed ones, which agree at those dtypes).
+DTYPES_OF = {"any": ("float32", "bfloat16"), "fp32": ("float32", "float32"), "16-bit": ("bfloat16", "float16")}
+
+
+def size_sets(cls: "ClassKey") -> tuple[dict, dict]:
+    head_dims = (8, 16) if cls.attention in ("sdpa-flash", "sdpa-efficient") else (6, 10)
+    return tuple(dict(size_set, head_dim=dim, dtype=dtype)
+                 for size_set, dim, dtype in zip(SIZE_SETS, head_dims, DTYPES_OF[cls.dtypes]))
+
+
 # The domain of each class, keyed by (B == 1, H == 1).
 DOMAINS = {(False, False): "B >= 2, H >= 2, T >= 2", (True, False): "B == 1, H >= 2, T >= 2",
            (False, True): "B >= 2, H == 1, T >= 2", (True, True): "B == 1, H == 1, T >= 2"}
@@ -68,15 +80,33 @@ class Trace:
     saved: dict[tuple[str, int | None], list[frozenset[str]]]
 
 
-def traced_config(positional: str, batch_one: bool, head_one: bool, layers: int, size_set: dict,
-                  checkpointing: str = "none", micro_batches: int = 1, zero_grad: str = "none"):
+@dataclass(frozen=True)
+class ClassKey:
+    """A layout class: the options a step's programs depend on, and B == 1, H == 1."""
+
+    positional: str = "learned"
+    attention: str = "explicit"
+    dtypes: str = "any"  # DTYPES_OF: the dtypes the class covers (dtypes_class)
+    checkpointing: str = "none"
+    batch_one: bool = False
+    head_one: bool = False
+
+    def key(self) -> tuple:
+        return (self.positional, self.attention, self.dtypes, self.checkpointing, self.batch_one, self.head_one)
+
+    def what(self) -> str:
+        return (f"{self.positional}, {self.attention}, {self.dtypes} dtypes, checkpointing {self.checkpointing}, "
+                f"{DOMAINS[(self.batch_one, self.head_one)]}")
+
+
+def traced_config(cls: ClassKey, layers: int, size_set: dict, micro_batches: int = 1):
     """The config of one traced size set, and its (whole) batch: micro_batches micro-batches of B each."""
-    heads = 1 if head_one else size_set["heads"]
+    heads = 1 if cls.head_one else size_set["heads"]
     config = ModelConfig(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
                          d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"],
-                         positional=positional, dtype=size_set["dtype"], checkpointing=checkpointing,
-                         micro_batches=micro_batches, zero_grad=zero_grad)
-    return config, micro_batches * (1 if batch_one else size_set["batch"])
+                         positional=cls.positional, attention=cls.attention, dtype=size_set["dtype"],
+                         checkpointing=cls.checkpointing, micro_batches=micro_batches)
+    return config, micro_batches * (1 if cls.batch_one else size_set["batch"])
 
 
 class _Tracing:
@@ -142,7 +172,7 @@ class _Tracing:
     def saved_by_component(self) -> dict[tuple[str, int | None], list[frozenset[str]]]:
         by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
         for sid, record in self.saved_first.items():
-            if sid not in self.constant:
+            if sid not in self.constant and sid not in self.tracker.ignored:
                 by_component.setdefault((record.component, record.layer), []).append(
                     self._event(ALLOC, sid, self.tracker.nbytes[sid], False, {sid}, set()).candidates)
         return by_component
@@ -250,10 +280,9 @@ def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool]]
     return [(" ".join(tokens), repeated) for tokens, repeated in merged]
 
 
-def _class_traces(positional: str, batch_one: bool, head_one: bool, checkpointing: str) -> dict[int, list[Trace]]:
-    return {layers: [trace_passes(*traced_config(positional, batch_one, head_one, layers, size_set, checkpointing,
-                                                 micro_batches=2))
-                     for size_set in SIZE_SETS] for layers in LAYERS}
+def _class_traces(cls: ClassKey) -> dict[int, list[Trace]]:
+    return {layers: [trace_passes(*traced_config(cls, layers, size_set, micro_batches=2))
+                     for size_set in size_sets(cls)] for layers in LAYERS}
 
 
 def _tokens(traces: dict[int, list[Trace]], window: str, what: str) -> dict[int, list[str]]:
@@ -261,14 +290,13 @@ def _tokens(traces: dict[int, list[Trace]], window: str, what: str) -> dict[int,
             for layers, (first, second) in traces.items()}
 
 
-def derive_class(positional: str, batch_one: bool, head_one: bool, checkpointing: str = "none",
-                 traces=None) -> dict:
+def derive_class(cls: ClassKey, traces=None) -> dict:
     """The segments of every window of trace_passes, and saved activations by component (the symbol of each
     storage, per layer and outside the layers), of one layout class. A micro-batch after the first must leave
     nothing behind (forward_later + backward_accumulate nets to zero), so that every later one repeats it."""
-    what = f"{positional}, checkpointing {checkpointing}, {DOMAINS[(batch_one, head_one)]}"
-    traces = traces or _class_traces(positional, batch_one, head_one, checkpointing)
-    result: dict = {"domain": DOMAINS[(batch_one, head_one)]}
+    what = cls.what()
+    traces = traces or _class_traces(cls)
+    result: dict = {"domain": DOMAINS[(cls.batch_one, cls.head_one)]}
     for window in CLASS_WINDOWS:
         result[window] = segment(_tokens(traces, window, what), f"{what}, {window}")
     forward_later, backward_accumulate = (_tokens(traces, window, what)
@@ -297,7 +325,7 @@ def derive_optimizer(positional: str, optimizer: str, zero_grad: dict[int, list[
     """The AdamW step's segments in the warm-up step (state created) and the steady state: the traced optimizer
     window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the class traces)."""
     device = "cpu" if optimizer == "fused" else "meta"
-    traces = {layers: [trace_optimizer(*traced_config(positional, False, False, layers, size_set), optimizer, device)
+    traces = {layers: [trace_optimizer(*traced_config(ClassKey(positional), layers, size_set), optimizer, device)
                        for size_set in SIZE_SETS] for layers in LAYERS}
     what = f"{positional}, AdamW {optimizer}"
     result = {}
@@ -312,21 +340,28 @@ def derive_optimizer(positional: str, optimizer: str, zero_grad: dict[int, list[
     return result
 
 
-def derive() -> dict:
-    """{"classes": {(positional, checkpointing, B == 1, H == 1): class data},
-    "optimizers": {(positional, optimizer): data}}."""
-    classes, optimizers = {}, {}
-    for positional in POSITIONAL_OPTIONS:
-        for checkpointing in CHECKPOINTING_OPTIONS:
-            for batch_one, head_one in itertools.product((False, True), repeat=2):
-                traces = _class_traces(positional, batch_one, head_one, checkpointing)
-                classes[(positional, checkpointing, batch_one, head_one)] = derive_class(
-                    positional, batch_one, head_one, checkpointing, traces)
-                if (checkpointing, batch_one, head_one) == ("none", False, False):
-                    zero_grad = _tokens(traces, "zero_grad_none", positional)
-        for optimizer in OPTIMIZERS:
-            optimizers[(positional, optimizer)] = derive_optimizer(positional, optimizer, zero_grad)
-    return {"classes": classes, "optimizers": optimizers}
+def class_keys() -> list[ClassKey]:
+    """Every layout class, in the order of analytic/exact/derived.py."""
+    return [ClassKey(positional, attention, dtypes, checkpointing, batch_one, head_one)
+            for positional in POSITIONAL_OPTIONS for attention in ATTENTION_OPTIONS
+            for dtypes in sorted({dtypes_class(attention, dtype) for dtype in DTYPE_BYTES})
+            for checkpointing in CHECKPOINTING_OPTIONS
+            for batch_one, head_one in itertools.product((False, True), repeat=2)]
+
+
+def derive(keys: Iterable[ClassKey] | None = None, optimizers: bool = True) -> dict:
+    """{"classes": {ClassKey.key(): class data}, "optimizers": {(positional, optimizer): data}}: every class
+    (or `keys`), and every AdamW implementation per positional option (with `optimizers`; their zero_grad tail
+    comes from the general explicit class, traced for it when `keys` leaves it out)."""
+    classes, adamw = {}, {}
+    for cls in keys if keys is not None else class_keys():
+        classes[cls.key()] = derive_class(cls)
+    if optimizers:
+        for positional in POSITIONAL_OPTIONS:
+            zero_grad = _tokens(_class_traces(ClassKey(positional)), "zero_grad_none", positional)
+            for optimizer in OPTIMIZERS:
+                adamw[(positional, optimizer)] = derive_optimizer(positional, optimizer, zero_grad)
+    return {"classes": classes, "optimizers": adamw}
 
 
 def _segments(lines: list[str], name: str, segments: list[tuple[str, bool]], indent: str) -> None:
@@ -341,9 +376,11 @@ def render(derived: dict) -> str:
     lines = ['"""The exact model\'s allocation programs, derived from traces of the step by',
              "profiler/measuring/derive.py: generated by `python tools/derive_programs.py`, do not edit.",
              "",
-             "CLASSES key: (positional, checkpointing, B == 1, H == 1); each window of a micro-batch (forward_first,",
-             "forward_later, backward_fresh, backward_accumulate) and of zero_grad (none, zeros): [(program, repeated",
-             "L times)] over the symbols of analytic.sizes; saved_by_component: per layer and outside the layers.",
+             "CLASSES key: (positional, attention, dtypes covered, checkpointing, B == 1, H == 1); each window of",
+             "a micro-batch (forward_first, forward_later, backward_fresh, backward_accumulate) and of zero_grad",
+             "(none, zeros):",
+             "[(program, repeated L times)] over the symbols of analytic.sizes; saved_by_component: per layer and",
+             "outside the layers.",
              "OPTIMIZERS key: (positional, AdamW implementation); the AdamW step of the warm-up step (its state",
              'created) and of the steady step, zero_grad excluded."""',
              f"TORCH_VERSION = {torch.__version__!r}",

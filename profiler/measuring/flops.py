@@ -35,8 +35,9 @@ ELEMENTWISE: dict[object, tuple[int, str]] = {
     aten.rsqrt: (1, "out"), aten.sqrt: (1, "out"),
     # reductions: n-1 adds (+1 divide for mean) per output, 1 per input element.
     aten.mean: (1, 0), aten.sum: (1, 0),
-    # softmax: max, subtract, exp, sum, divide = 5 per element; backward y·(g - Σ g·y): mul, sum, sub, mul = 4.
-    aten._softmax: (5, "out"), aten._softmax_backward_data: (4, "out"),
+    # softmax (and the SDPA math path's _safe_softmax, which zeroes fully masked rows): max, subtract, exp, sum,
+    # divide = 5 per element; backward y·(g - Σ g·y): mul, sum, sub, mul = 4.
+    aten._softmax: (5, "out"), aten._safe_softmax: (5, "out"), aten._softmax_backward_data: (4, "out"),
     # log-softmax: max, subtract, exp, sum, subtract log-sum = 5; backward g - exp(y)·Σg: exp, sum, mul, sub = 4.
     aten._log_softmax: (5, "out"), aten._log_softmax_backward_data: (4, "out"),
     # silu x·σ(x), σ = 1/(1+exp(-x)): neg, exp, add, divide, multiply = 5;

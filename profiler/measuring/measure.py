@@ -90,6 +90,8 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if config.attention == "sdpa-efficient" and device == "cpu":
+        raise ValueError("attention 'sdpa-efficient' has no CPU kernel; use device meta (simulated) or cuda")
     if optimizer == "fused" and device == "meta":
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
     if device == "cuda":
@@ -144,6 +146,7 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
     measured.update(phase_figures(trace, step_marks))
     measured["warmup"] = phase_figures(trace, marks["warmup"])
     measured["allocator"] = allocator_view(tracker.events, step_marks)
+    saved = {sid: record for sid, record in saved.items() if sid not in tracker.ignored}  # host outputs
     saved_by_component, saved_per_layer = saved_breakdown(saved, tracker.nbytes, category_of)
     first_backward = next(mark for mark in step_marks if mark.name == "backward")
     measured["saved_activations_bytes"] = trace.at(first_backward.event_index)["saved_activations"]

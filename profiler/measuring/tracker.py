@@ -31,6 +31,13 @@ from torch.utils._pytree import tree_flatten
 from model.vocabulary import CATEGORIES, COMPONENTS
 
 ALLOC, FREE = 1, -1
+aten = torch.ops.aten
+# Outputs that the CUDA kernels create on the host, though their meta kernels create them on meta: the fused SDPA
+# kernels' RNG seed and offset. Without dropout, flash_api.cpp (mha_fwd) and attention.cu
+# (_efficient_attention_forward) allocate them with at::empty({}, at::dtype(at::kLong)), a CPU tensor, outside
+# CUDA graph capture. Never counted, on any device.
+HOST_OUTPUTS = {aten._scaled_dot_product_flash_attention.default: (6, 7),
+                aten._scaled_dot_product_efficient_attention.default: (2, 3)}
 
 
 @dataclass
@@ -70,6 +77,8 @@ class StorageTracker(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         self.ops.append(func)
+        for index in HOST_OUTPUTS.get(func, ()):
+            self.sid(out[index], host=True)
         if isinstance(out, torch.Tensor):
             self.sid(out)
         elif isinstance(out, (tuple, list)):
@@ -80,8 +89,9 @@ class StorageTracker(TorchDispatchMode):
             self.on_op(func, args, kwargs, out)
         return out
 
-    def sid(self, tensor: torch.Tensor) -> int | None:
-        """The id of the tensor's storage, registering it as an allocation when it is new; None if untracked."""
+    def sid(self, tensor: torch.Tensor, host: bool = False) -> int | None:
+        """The id of the tensor's storage, registering it as an allocation when it is new (left out of the events
+        with `host`: see HOST_OUTPUTS); None if untracked."""
         storage = tensor.untyped_storage()
         key = storage._cdata
         sid = self._sid_of.get(key)
@@ -92,7 +102,7 @@ class StorageTracker(TorchDispatchMode):
         self._sid_of[key] = sid
         self.nbytes[sid] = nbytes
         self._refs[sid] = weakref.ref(storage, lambda _, key=key, sid=sid: self._free(key, sid))
-        if self.ignore_host_scalars and tensor.dim() == 0:
+        if host or (self.ignore_host_scalars and tensor.dim() == 0):
             self.ignored.add(sid)
             return sid
         self.events.append((ALLOC, sid, nbytes))

@@ -14,7 +14,8 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     [axes]                           # one axis varied at a time, every other size kept at the base
     batch_size = [1, 2, 4]
     context_length = [32, 64]        # also d_model, num_layers, num_heads, vocab_size
-    checkpointing = ["full"]         # option axes: checkpointing (none, full, selective), zero_grad (none, zeros)
+    checkpointing = ["full"]         # option axes: checkpointing (none, full, selective), zero_grad (none, zeros),
+    attention = ["sdpa-math"]        # attention (explicit, sdpa-math, sdpa-flash, sdpa-efficient)
     micro_batches = [2]              # gradient accumulation (each must divide the base batch size)
 
     [[points]]                       # explicit extra points
@@ -33,12 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.config import CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS
+from model.config import ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
 AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches")
-OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS}  # names, not sizes
+OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
+               "attention": ATTENTION_OPTIONS}  # axes whose values are names, not sizes
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
