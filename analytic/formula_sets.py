@@ -6,9 +6,10 @@ A formula set is a module with
     predict(config, batch_size, optimizer="foreach") -> dict   figures (analytic.figures) it predicts
 and optionally max_batch_size(config, budget_bytes, optimizer="foreach") -> int; without one, max_batch_size()
 below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and B = 2; and
-    SETUP: dict                  the setup it describes, as ModelConfig fields and values ({"checkpointing":
-                                 "none"}); a set is graded only on points of its setup (describes()). None or
-                                 absent: every setup.
+    SETUP: dict                  the setup it describes, as ModelConfig fields and values, a tuple where it
+                                 describes several ({"checkpointing": "none", "attention": ("explicit",
+                                 "sdpa-math")}); a set is graded only on points of its setup (describes()). None
+                                 or absent: every setup.
 """
 from __future__ import annotations
 
@@ -46,7 +47,15 @@ def formula_sets(names: list[str] | None = None) -> dict[str, ModuleType]:
 
 def describes(module: ModuleType, config: ModelConfig) -> bool:
     """Whether the set's declared SETUP matches the config (a set without one describes every setup)."""
-    return all(getattr(config, field) == value for field, value in (getattr(module, "SETUP", None) or {}).items())
+    return all(getattr(config, field) in (value if isinstance(value, tuple) else (value,))
+               for field, value in (getattr(module, "SETUP", None) or {}).items())
+
+
+def setup_text(module: ModuleType) -> str:
+    """The set's SETUP in words: 'dtype float32, attention explicit or sdpa-math', or 'every setup'."""
+    setup = getattr(module, "SETUP", None) or {}
+    return ", ".join(f"{field} {' or '.join(value) if isinstance(value, tuple) else value}"
+                     for field, value in setup.items()) or "every setup"
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",

@@ -16,7 +16,8 @@ INT64_BYTES = 8
 STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0-dim tensor on the device
 
 # Symbols of the allocation programs (analytic.exact.programs), in bytes:
-SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "a4", "s4", "c4", "m", "m4", "l", "le", "gDD", "gDF", "gVD", "gD", "gTD", "k")
+SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "a4", "s4", "c4", "m", "m4", "l", "le",
+           "gDD", "gDF", "gVD", "gD", "gTD", "k")
 LSE_ROWS = 32  # the memory-efficient SDPA kernel pads its logsumexp to a multiple of 32 rows (kAlignLSE)
 
 
@@ -75,7 +76,8 @@ class Sizes:
         a = B * T * D * e
         return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
                 "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
-                "c4": 4 + 0 * B, "m": T * T + 0 * B, "m4": T * T * 4 + 0 * B, "l": B * H * T * 4, "le": B * H * ((T + LSE_ROWS - 1) // LSE_ROWS) * LSE_ROWS * 4,
+                "c4": 4 + 0 * B, "m": T * T + 0 * B, "m4": T * T * 4 + 0 * B, "l": B * H * T * 4,
+                "le": B * H * ((T + LSE_ROWS - 1) // LSE_ROWS) * LSE_ROWS * 4,
                 "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e, "k": STEP_COUNTER_BYTES + 0 * B}
 
     def class_key(self, positional: str, layout: tuple[bool, bool]) -> tuple:
@@ -102,8 +104,8 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
                       positional: str = "learned", dtype: str = "float32", checkpointing: str = "none",
                       micro_batches: int = 1, zero_grad: str = "none", attention: str = "explicit") -> Sizes:
     """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option, dtype,
-    checkpointing and micro-batching for all; batch_size is the batch of one micro-batch). The parameter count is analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D,
-    and the tensor count 3 + [1] + 8L."""
+    checkpointing and micro-batching for all; batch_size is the batch of one micro-batch). The parameter count is
+    analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D, and the tensor count 3 + [1] + 8L."""
     V, T, L, D, H, F, B = (np.asarray(value, dtype=np.int64) for value in
                            (vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size))
     V, T, L, D, H, F, B = np.broadcast_arrays(V, T, L, D, H, F, B)

@@ -18,7 +18,8 @@ class ModelConfig:
     d_ff defaults to 4·d_model. positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
     attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or one
     backend of F.scaled_dot_product_attention: 'sdpa-math', 'sdpa-flash' (16-bit dtypes, head size <= 256),
-    'sdpa-efficient' (model.transformer.attend); the fused two need a head size divisible by 8. dtype: the dtype of parameters, activations and optimizer state.
+    'sdpa-efficient' (model.transformer.attend); the fused two need a head size divisible by 8. dtype: the dtype
+    of parameters, activations and optimizer state.
     checkpointing: 'none', 'full' or 'selective' activation recomputation of every block (model.transformer).
     micro_batches: a step runs forward and backward on micro_batches equal slices of the batch (the loss of each
     divided by micro_batches), gradients accumulating, then one AdamW step. zero_grad: how the step ends,
@@ -91,10 +92,17 @@ class ModelConfig:
         batch = f"batch {batch_size}"
         if self.micro_batches > 1:
             batch += f" ({self.micro_batches} micro-batches of {self.micro_batch_size(batch_size)})"
+        return f"{batch}, {self.options_text()}"
+
+    def options_text(self) -> str:
+        """'float32, attention sdpa-flash, checkpointing full': the dtype and the options not at their default
+        (micro-batches as 'k micro-batches')."""
         options = [f"{name} {getattr(self, name)}" for name, default in (("positional", "learned"),
                    ("attention", "explicit"), ("checkpointing", "none"), ("zero_grad", "none"))
                    if getattr(self, name) != default]
-        return ", ".join([batch, self.dtype, *options])
+        if self.micro_batches > 1:
+            options.append(f"{self.micro_batches} micro-batches")
+        return ", ".join([self.dtype, *options])
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

@@ -51,8 +51,8 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
     """Forward with the loss, backward, AdamW step, zero_grad; returns the detached loss of the last micro-batch.
 
     With model.config.micro_batches = k, forward and backward run on k equal slices of the batch (views, no
-    copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds each micro-batch's gradient into
-    .grad in place once it exists), then one AdamW step. zero_grad frees the gradients (config.zero_grad
+    copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds
+    each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the gradients (config.zero_grad
     'none': set_to_none=True) or zeroes them in place ('zeros').
     `mark(phase)` is called as each phase begins ("forward" and "backward" once per micro-batch, "optimizer")
     and with "end" after the last one: the hook that every measurement (meta tracker, CUDA allocator

@@ -213,3 +213,22 @@ def test_phase_recorder_with_micro_batches():
     assert tuple(figures["phases"]) == PHASES and set(figures["micro_batches"]) == {"1", "2"}
     assert figures["phases"]["forward"]["start_bytes"] == figures["micro_batches"]["1"]["forward"]["start_bytes"]
     assert figures["phases"]["backward"]["end_bytes"] == figures["micro_batches"]["2"]["backward"]["end_bytes"]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("attention, dtype", [("explicit", "float32"), ("sdpa-math", "float32"),
+                                              ("sdpa-efficient", "float32"), ("explicit", "bfloat16"),
+                                              ("sdpa-math", "bfloat16"), ("sdpa-flash", "bfloat16"),
+                                              ("sdpa-efficient", "bfloat16")])
+def test_cuda_phase_peaks_match_the_meta_simulation(attention, dtype):
+    """What meta simulates is what CUDA allocates, per attention kernel and dtype: each phase's peak on the GPU,
+    less the baseline (memory held before the build, cuBLAS workspaces), within 1 % of the allocator model's
+    replay of the meta step (workspaces a kernel allocates inside one call are not simulated)."""
+    from profiler.measuring.measure import measure
+
+    config = preset("gpt2-small").replace(num_layers=2, attention=attention, dtype=dtype)
+    on_cuda = measure(config, 2, "cuda", count_flops=False).measured
+    on_meta = measure(config, 2, "meta", count_flops=False).measured["allocator"]
+    for phase in PHASES:
+        simulated = on_meta["phases"][phase]["peak_bytes"]
+        assert abs(on_cuda["phases"][phase]["peak_bytes"] - on_cuda["baseline_bytes"] - simulated) <= 0.01 * simulated

@@ -21,3 +21,10 @@ def test_quickstart_has_two_lines_that_pin_torch_first():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci/run").read_text()
     assert "readme_commands.py test" in ci and 'eval "$test_command"' in ci
+
+
+def test_generated_tables_are_what_the_committed_reports_give():
+    """The README's "max batch per setup" table is tools/readme_tables.py's output from reports/setups-meta."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools/readme_tables.py"), "--check"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from model import preset
 from profiler.reporting.grid import GridError, expand, load_grid
 from profiler.reporting.sweep import RESULTS, read_results, run_sweep
 from sweep_fakes import TINY_GRID, fake_measure, write_grid
@@ -19,11 +20,12 @@ from sweep_fakes import TINY_GRID, fake_measure, write_grid
 TESTS = Path(__file__).parent
 
 
-@pytest.mark.parametrize("name", ["ci", "gpu", "gpt2"])
+@pytest.mark.parametrize("name", ["ci", "gpu", "gpt2", "setups"])
 def test_shipped_grids_expand_with_unique_keys_and_gpt2_xl(name):
     points = expand(load_grid(name))
     assert len({p.key for p in points}) == len(points)
-    assert any(p.config.name == "gpt2-xl" and p.batch_size == 1 for p in points)
+    xl = preset("gpt2-xl")
+    assert any(p.config.replace(name=xl.name) == xl and p.batch_size == 1 for p in points)
 
 
 def test_axes_vary_one_size_around_the_base(tmp_path):
@@ -148,4 +150,34 @@ def test_checkpointing_is_a_grid_axis(tmp_path):
     assert "ckpt" not in labels["tiny b=2"].key  # keys of points without checkpointing are those of earlier sweeps
     bad = write_grid(tmp_path, TINY_GRID.replace("context_length = [16, 32]", 'checkpointing = ["some"]'), "b.toml")
     with pytest.raises(GridError, match="axes.checkpointing: must be a non-empty list of some of none, full"):
+        load_grid(bad)
+
+
+def test_micro_batches_zero_grad_and_attention_are_grid_axes(tmp_path):
+    grid = load_grid(write_grid(tmp_path, TINY_GRID.replace(
+        "context_length = [16, 32]", 'micro_batches = [2]\nzero_grad = ["zeros"]\nattention = ["sdpa-efficient"]')))
+    keys = {point.label: point.key for point in expand(grid)}
+    assert "-mb2|" in keys["tiny:micro_batches=2 b=2"] and "-zg-zeros|" in keys["tiny:zero_grad=zeros b=2"]
+    assert "-sdpa-efficient-" in keys["tiny:attention=sdpa-efficient b=2"]
+    odd = write_grid(tmp_path, TINY_GRID.replace("context_length = [16, 32]", "micro_batches = [3]"), "b.toml")
+    with pytest.raises(GridError, match="axes.micro_batches.* not divisible by micro_batches=3"):
+        load_grid(odd)
+
+
+def test_max_batch_budget_measures_each_points_largest_batch(tmp_path):
+    """A grid with max_batch_budget: each row holds the largest batch whose measured peak fits, which is the exact
+    set's answer confirmed by measuring it and one more."""
+    from analytic.exact.max_batch import max_batch_size
+
+    text = TINY_GRID.split("[axes]")[0] + "\n[[points]]\npreset = \"tiny\"\nbatch_sizes = [1]\n"
+    path = write_grid(tmp_path, text.replace('optimizers = ["foreach"]', 'optimizers = ["foreach"]\n'
+                                             'max_batch_budget = "3MB"').replace("[base]\npreset = \"tiny\"\n"
+                                                                                "batch_size = 2\n", ""))
+    rows = run_sweep(path, tmp_path / "out", progress=False)
+    assert [row["max_batch"] for row in rows] == [
+        {"budget": "3MB", "budget_bytes": 3_000_000, "measured": max_batch_size(preset("tiny"), 3_000_000),
+         "exact_confirmed": True}]
+    bad = write_grid(tmp_path, TINY_GRID.replace('device = "meta"', 'device = "meta"\nmax_batch_budget = "lots"'),
+                     "b.toml")
+    with pytest.raises(GridError, match="max_batch_budget"):
         load_grid(bad)

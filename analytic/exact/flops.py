@@ -62,8 +62,8 @@ def elementwise_backward(sz: Sizes):
     """Per RMSNorm backward: 6BTD + 2BT of products, x²'s gradient BTD + BT, two reductions 2BTD, mean's
     divide BTD, the sum of its two input paths BTD: 11BTD + 3BT.
     Per layer: 2 RMSNorms, 2 residual gradient sums and 2 sums of q/k/v input gradients (4BTD), the attention
-    core's (attention_core: 5·BHT² explicit), silu backward 9·BTF; RoPE: 4 products, 4 sums, 1 negation on halves of q and k
-    (9BTD). Once: final RMSNorm, loss backward BT, log-softmax backward 4·BTV, the token embedding's
+    core's (attention_core: 5·BHT² explicit), silu backward 9·BTF; RoPE: 4 products, 4 sums, 1 negation on
+    halves of q and k (9BTD). Once: final RMSNorm, loss backward BT, log-softmax backward 4·BTV, the token embedding's
     scatter-add BTD; learned positions: the batch sum (BTD) and their scatter-add (TD).
     """
     B, T, D, F, V, L = sz.B, sz.T, sz.D, sz.F, sz.V, sz.L

@@ -80,7 +80,8 @@ def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) 
 def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
     """The values of the formulas' size symbols (and of the budget M) for a ModelConfig at a batch size (of the
     step: B is one micro-batch's)."""
-    return {"L": config.num_layers, "B": config.micro_batch_size(batch_size), "T": config.context_length, "D": config.d_model,
+    return {"L": config.num_layers, "B": config.micro_batch_size(batch_size), "T": config.context_length,
+            "D": config.d_model,
             "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget_bytes}
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from analytic.seeds.common import GiB, SeedFormulas, counted_params, matmul_flops_without
 
 NAME = "seed_004"
-SETUP = {"checkpointing": "none", "micro_batches": 1}  # the problem's step: no recomputation, one batch
+# the problem's step in its answer's accounting: pure bf16 (2 bytes for everything), B·H·T² scores kept, no
+# recomputation, one batch
+SETUP = {"dtype": "bfloat16", "attention": ("explicit", "sdpa-math"), "checkpointing": "none", "micro_batches": 1}
 SEED_FILE = "004_fbc8fa0ee5f365f1"
 DESCRIPTION = "bf16; N = 2VD + TD + L(4D² + 2D·d_ff); L(5BTD + BHT² + 2BT·d_ff) + BTD + BTV; matmul + elementwise; 16N"
 

@@ -7,10 +7,12 @@ from typing import Callable
 
 import torch
 
+from analytic.exact.max_batch import max_batch_size
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from profiler.measuring.cuda import cuda_device, release_cached_memory
 from profiler.measuring.measure import measure
+from profiler.measuring.search import confirm_max_batch
 
 
 def _step_on_cuda(config: ModelConfig, batch_size: int, device, optimizer: str) -> None:
@@ -65,3 +67,11 @@ def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta",
         return measurement.measured["peak_bytes"] <= budget_bytes
 
     return fits
+
+
+def measured_max_batch(config: ModelConfig, budget_bytes: int, device: str = "meta",
+                       optimizer: str = "foreach") -> tuple[int, bool]:
+    """(the largest batch, of one micro-batch, whose measured step fits budget_bytes; whether the exact set's
+    answer was it): that answer confirmed by measuring it and one more, searched where a measurement refutes it."""
+    return confirm_max_batch(batch_fits(config, budget_bytes, device, optimizer),
+                             max_batch_size(config, budget_bytes, optimizer))

@@ -6,6 +6,7 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     description = "one line"         # optional
     device = "meta"                  # default device: meta | cpu | cuda
     optimizers = ["foreach"]         # AdamW implementations measured at every base and axis point
+    max_batch_budget = "80GB"        # optional: also measure each point's largest batch in this budget
 
     [base]                           # the configuration every axis varies around
     preset = "mini"                  # optional; any ModelConfig field overrides it
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analytic.units import parse_bytes
 from model.config import ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS
 from model.vocabulary import DEVICES, OPTIMIZERS
 
@@ -42,7 +44,7 @@ AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "v
 OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
                "attention": ATTENTION_OPTIONS}  # axes whose values are names, not sizes
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
-TOP_KEYS = ("name", "description", "device", "optimizers", "base", "axes", "points")
+TOP_KEYS = ("name", "description", "device", "optimizers", "max_batch_budget", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
 POINT_KEYS = ("preset", "batch_sizes", "optimizers") + CONFIG_FIELDS
 
@@ -74,6 +76,7 @@ class Grid:
     base_batch: int | None
     axes: dict[str, tuple[int, ...]]
     extras: tuple[tuple[ModelConfig, tuple[int, ...], tuple[str, ...]], ...]
+    max_batch_budget: str | None = None  # a budget with its unit ("80GB"): measure each point's max batch too
 
 
 def grid_path(name_or_path: str | Path) -> Path:
@@ -166,9 +169,15 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
     if device not in DEVICES:
         raise _fail(path, "device", f"must be one of {', '.join(DEVICES)}, got {device!r}")
     optimizers = _optimizers(path, "optimizers", data.get("optimizers", ["foreach"]))
-    for key in ("name", "description"):
+    for key in ("name", "description", "max_batch_budget"):
         if not isinstance(data.get(key, ""), str):
             raise _fail(path, key, f"must be a string, got {data[key]!r}")
+    budget = data.get("max_batch_budget")
+    if budget is not None:
+        try:
+            parse_bytes(budget)
+        except ValueError as error:
+            raise _fail(path, "max_batch_budget", str(error)) from None
 
     base = base_batch = None
     axes: dict[str, tuple[int, ...]] = {}
@@ -212,7 +221,7 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
         raise _fail(path, "(top level)", "defines no points: give a [base] table or [[points]]")
     return Grid(name=data.get("name", path.stem), description=data.get("description", ""), source=path,
                 text=text, device=device, optimizers=optimizers, base=base, base_batch=base_batch, axes=axes,
-                extras=tuple(extras))
+                extras=tuple(extras), max_batch_budget=budget)
 
 
 def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from analytic import fit, textbook
 from analytic.audit import audit, to_markdown
 from analytic.exact.formula import readable
-from analytic.formula_sets import describes, formula_sets, max_batch_sizes
+from analytic.formula_sets import describes, formula_sets, max_batch_sizes, setup_text
 from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import ModelConfig, PRESETS
@@ -28,6 +28,7 @@ from profiler.reporting.sweep import META, read_results
 from profiler.reporting.truth import truth_blocks
 
 HEADLINE_PRESET = "gpt2-xl"
+MODEL_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "positional")
 SAVED_ACTIVATION_SETS = ("textbook", "exact")
 POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "vocab_size", "context_length",
                  "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "axes")
@@ -81,8 +82,9 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     table = table.assign(abs_error=table["relative_error"].abs())
     out = []
     for set_name, group in table.groupby("formula_set", sort=False):
-        entry: dict[str, Any] = {"formula set": set_name, "points": group["key"].nunique(),
-                                 "terms": group["term"].nunique()}
+        entry: dict[str, Any] = {"formula set": set_name,
+                                 "graded on": setup_text(formula_sets([set_name])[set_name]),
+                                 "points": group["key"].nunique(), "terms": group["term"].nunique()}
         for column, terms in LEADERBOARD_TERMS.items():
             errors = group.loc[group["term"].isin(terms), "abs_error"]
             entry[f"{column} median"] = errors.median() if len(errors) else None
@@ -129,33 +131,60 @@ def saved_activations(row: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
-def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimizer: str) -> int | None:
+def same_model(a: ModelConfig, b: ModelConfig) -> bool:
+    """The same sizes and positions, whatever the training setup."""
+    return all(getattr(a, name) == getattr(b, name) for name in MODEL_FIELDS)
+
+
+def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimizer: str,
+                        budget_bytes: int) -> int | None:
     for row in ok_rows(rows):
-        if row["optimizer"] == optimizer and same_sizes(row_config(row), config):
-            value = row.get("max_batch_size", row["measured"].get("max_batch_size"))
-            if value is not None:
-                return value
+        found = row.get("max_batch") or {}
+        if (row["optimizer"] == optimizer and same_sizes(row_config(row), config)
+                and found.get("budget_bytes") == budget_bytes):
+            return found["measured"]
     return None
 
 
 def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
-    """Largest batch that fits `budget` for each GPT-2 preset in the results (else the headline point's model),
-    by every formula set that computes it, and measured where a row carries it."""
+    """Largest batch (of one micro-batch) that fits `budget` for each GPT-2 preset and setup in the results (else
+    the headline point's model), by every formula set that describes the setup, and measured where a row
+    carries it (a sweep of a grid with max_batch_budget)."""
     budget_bytes = parse_bytes(budget)
-    models: dict[tuple[str, str], ModelConfig] = {}
+    models: dict[tuple[str, str, str], ModelConfig] = {}
     for row in ok_rows(rows):
         config = row_config(row)
         for name, known in PRESETS.items():
-            if name.startswith("gpt2") and same_sizes(config, known):
-                models.setdefault((name, row["optimizer"]), known)
+            if name.startswith("gpt2") and same_model(config, known):
+                models.setdefault((name, config.options_text(), row["optimizer"]), config.replace(name=name))
     top = headline(rows)
     if not models and top is not None:
         config = row_config(top)
-        models[(config.name, top["optimizer"])] = config
-    out = [{"model": name, "optimizer": optimizer, **max_batch_sizes(config, budget_bytes, optimizer),
-            "measured": _measured_max_batch(rows, config, optimizer)}
-           for (name, optimizer), config in models.items()]
-    return pd.DataFrame(out).dropna(axis="columns", how="all")
+        models[(config.name, config.options_text(), top["optimizer"])] = config
+    sets = formula_sets()
+    out = []
+    for (name, setup, optimizer), config in models.items():
+        predicted = max_batch_sizes(config, budget_bytes, optimizer)
+        out.append({"model": name, "setup": setup, "optimizer": optimizer,
+                    **{set_name: value if describes(sets[set_name], config) else None
+                       for set_name, value in predicted.items()},
+                    "measured": _measured_max_batch(rows, config, optimizer, budget_bytes)})
+    frame = pd.DataFrame(out).dropna(axis="columns", how="all")
+    return frame.astype({column: "Int64" for column in frame.columns[3:]})  # whole batches, missing as <NA>
+
+
+SETUPS_COLUMNS = ("measured", "exact", "textbook")
+
+
+def setups_table(rows: list[dict[str, Any]], preset: str = HEADLINE_PRESET, budget: str = DEFAULT_BUDGET
+                 ) -> pd.DataFrame:
+    """The max batch table of one preset, a row per setup: measured, exact and textbook (— where the textbook
+    does not describe the setup). The README's "max batch per setup" table is this, from reports/setups-meta."""
+    table = max_batch(rows, budget)
+    if table.empty or "setup" not in table:
+        return pd.DataFrame(columns=["setup", *SETUPS_COLUMNS])
+    table = table[table["model"] == preset].reindex(columns=["setup", *SETUPS_COLUMNS])
+    return table.astype(object).where(table.notna(), "—").reset_index(drop=True)
 
 
 AUDIT_FILE = "audit.json"
@@ -238,7 +267,7 @@ def _bytes(value: Any) -> str:
 
 
 def _leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
-    shown = board[["formula set", "points", "terms"]].copy()
+    shown = board[["formula set", "graded on", "points", "terms"]].copy()
     for column in LEADERBOARD_TERMS:
         shown[column] = [f"{_percent(m)} / {_percent(w)}" for m, w in
                                                zip(board[f"{column} median"], board[f"{column} worst"])]
@@ -337,8 +366,9 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     blocks += [render.Heading("Leaderboard of formula sets"),
                render.Text("Each cell: median / worst of |predicted − measured| / measured over the points "
                            "where the set predicts the term. FLOPs pools `flops.forward`, `flops.backward` and "
-                           "`flops.optimizer`. A set is graded only on points of the setup it declares (the "
-                           "textbook and the seeds describe a step without activation checkpointing)."),
+                           "`flops.optimizer`. A set is graded only on points of the setup it declares (its "
+                           "\"graded on\" column): the seeds on their own dtype, none of the published answers on "
+                           "checkpointing, micro-batches or a fused attention kernel."),
                render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
     failed = failures(rows)
     if not failed.empty:
@@ -352,9 +382,10 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     batches = max_batch(rows, budget)
     if len(batches.columns) > 2:  # a formula set or a measurement gave a number
         blocks += [render.Heading(f"Maximum batch in {budget}"),
-                   render.Text(f"Largest batch whose predicted peak fits {budget} "
-                               f"({parse_bytes(budget):,} bytes), by each formula set that computes it; "
-                               "`measured` where the sweep measured it."),
+                   render.Text(f"Largest batch (of one micro-batch) whose predicted peak fits {budget} "
+                               f"({parse_bytes(budget):,} bytes), by each formula set that computes it for a "
+                               "setup it describes (— where it does not); `measured` where the sweep measured "
+                               "it (the exact set's answer confirmed by measuring it and one more)."),
                    render.Table(batches.astype(object).where(batches.notna(), "—"))]
     if not table.empty:
         axes = [axis for axis in ("batch_size", "context_length", "d_model", "num_layers", "num_heads",
@@ -366,7 +397,8 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
             blocks += [render.Heading("Relative error of the peak along each swept axis"),
                        render.Image("error_by_axis.png", plots.error_by_axis(table, axes),
                                     "Relative error of the peak vs each axis, the others at the base "
-                                    "(a mis-scaled term shows as a slope; symmetric-log scale when a set is off by more than 100 %)")]
+                                    "(a mis-scaled term shows as a slope; symmetric-log scale when a set is off by "
+                                    "more than 100 %)")]
         peaks = peaks_by_point(table)
         for column in peaks.columns[2:]:
             peaks[column] = peaks[column].map(_percent)

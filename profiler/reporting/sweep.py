@@ -6,7 +6,10 @@ out_dir/
     results.jsonl   one row per point, appended as soon as it is measured: a Measurement.to_dict() plus
                     {"key", "label", "axes", "outcome": "ok"}, or {"key", "label", "axes", "config",
                     "batch_size", "device", "optimizer", "outcome": "oom" | "error", "error": message}.
-                    Measurements only: predictions are made when the report is written.
+                    Measurements only: predictions are made when the report is written. With the grid's
+                    max_batch_budget, a row also holds "max_batch": {"budget", "budget_bytes", "measured",
+                    "exact_confirmed"}: the largest batch whose measured peak fits (the exact set's answer
+                    confirmed by measuring it and one more, searched where they refute it).
     manifest.json   the files the tool wrote here (profiler.reporting.folder)
 
 A folder is only swept into if it is empty, new, or a sweep of the same grid (the same grid.toml text) on the
@@ -31,7 +34,9 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
+from analytic.units import parse_bytes
 from profiler.errors import UsageError
+from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
 from profiler.reporting.folder import claim, is_empty
 from profiler.reporting.grid import Grid, Point, expand, load_grid
@@ -93,11 +98,14 @@ def _point_identity(point: Point) -> dict[str, Any]:
     return {"key": point.key, "label": point.label, "axes": list(point.axes)}
 
 
-def measure_point(point: Point, measure_fn: MeasureFn) -> dict[str, Any]:
-    """The row for one point: the measurement, or its failure (OOM or any exception) as the outcome."""
+def measure_point(point: Point, measure_fn: MeasureFn, max_batch_budget: str | None = None) -> dict[str, Any]:
+    """The row for one point: the measurement (and its max batch in max_batch_budget), or its failure (OOM or
+    any exception) as the outcome."""
     try:
         result = measure_fn(point.config, point.batch_size, device=point.device, optimizer=point.optimizer)
         body = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        if max_batch_budget is not None:
+            body["max_batch"] = measure_max_batch(point, max_batch_budget)
         return {**_point_identity(point), "outcome": "ok", **body}
     except torch.OutOfMemoryError as error:
         outcome, message = "oom", str(error).splitlines()[0] if str(error) else "out of memory"
@@ -106,6 +114,13 @@ def measure_point(point: Point, measure_fn: MeasureFn) -> dict[str, Any]:
     _release_memory(point.device)  # outside the except block: the traceback no longer pins tensors
     return {**_point_identity(point), "outcome": outcome, "error": message, "config": point.config.to_dict(),
             "batch_size": point.batch_size, "device": point.device, "optimizer": point.optimizer}
+
+
+def measure_max_batch(point: Point, budget: str) -> dict[str, Any]:
+    """The largest batch (of one micro-batch) whose measured peak fits `budget` on the point's device."""
+    budget_bytes = parse_bytes(budget)
+    measured, confirmed = measured_max_batch(point.config, budget_bytes, point.device, point.optimizer)
+    return {"budget": budget, "budget_bytes": budget_bytes, "measured": measured, "exact_confirmed": confirmed}
 
 
 def _release_memory(device: str) -> None:
@@ -162,7 +177,7 @@ def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None 
                disable=None if progress else True, dynamic_ncols=True)  # None: only on a terminal
     for point in bar:
         bar.set_postfix_str(point.label, refresh=True)
-        row = measure_point(point, measure_fn)
+        row = measure_point(point, measure_fn, grid.max_batch_budget)
         append_row(results, row)
         yield row
 

@@ -9,9 +9,8 @@ from analytic.exact.max_batch import max_batch_size
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
 from analytic.units import UNITS
-from profiler.measuring.max_batch import batch_fits
+from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
-from profiler.measuring.search import confirm_max_batch
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
 
@@ -34,13 +33,6 @@ def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") 
             "flops_per_step": step, "training_days": _days(step, problem)}
 
 
-def measured_max_batch(config, budget_bytes: int, optimizer: str) -> int:
-    """The largest batch whose measured (meta) peak fits: the exact answer confirmed by measuring it and one
-    more, or searched where a measurement refutes it."""
-    return confirm_max_batch(batch_fits(config, budget_bytes, "meta", optimizer),
-                             max_batch_size(config, budget_bytes, optimizer))[0]
-
-
 def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
     """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
     run's batch."""
@@ -50,8 +42,8 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
     step = model_flops(flops)
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, optimizer),
-            "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, optimizer),
+            "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer)[0],
+            "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, "meta", optimizer)[0],
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": _days(step, problem)}
 
