@@ -4,13 +4,16 @@ import json
 from profiler.cli import main
 
 
-def test_measure_prints_every_set_beside_the_measurement(capsys):
+def test_measure_prints_every_set_that_describes_the_setup(capsys):
     assert main(["measure", "--preset", "tiny", "--batch-size", "2"]) == 0
     out = capsys.readouterr().out
     assert "peak in the optimizer phase" in out
     peak_line = next(line for line in out.splitlines() if line.startswith("peak_bytes"))
     assert "(+0.0%)" in peak_line.split()[-1]  # the exact set, last column
-    assert "textbook" in out and "seed_004" in out
+    assert "textbook" in out and "seed_000" in out and "seed_004" not in out  # seed 004 describes bf16
+    assert main(["measure", "--preset", "tiny", "--batch-size", "2", "--dtype", "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert "seed_004" in out and "seed_000" not in out
 
 
 def test_measure_json_has_the_documented_keys(capsys):
