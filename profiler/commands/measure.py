@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from profiler.commands.options import add_config_arguments, add_device_argument, config_from_args
+from profiler.errors import UsageError
 
 HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_bytes", "phases.optimizer.peak_bytes",
             "saved_activations_bytes", "categories_at_peak.parameters", "categories_at_peak.gradients",
@@ -19,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document: Measurement.to_dict() and every set's predictions")
     parser.add_argument("--all-terms", action="store_true", help="every term, not only the headline ones")
+    parser.add_argument("--snapshot", metavar="FILE.pickle",
+                        help="also write the step's memory snapshot for PyTorch's memory_viz (python -m "
+                             "torch.cuda._memory_viz trace_plot FILE.pickle -o FILE.html): on cuda the "
+                             "allocator's own, on meta and cpu the tracked allocations in its format")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reporting.tables import format_cell, relative_cell, render
 
     config = config_from_args(args)
-    result = measure(config, args.batch_size, args.device, args.optimizer).to_dict()
+    if args.snapshot and Path(args.snapshot).exists():
+        raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
+    result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot).to_dict()
     predicted = predictions(result)
     days = training_days_at_measured_mfu(result)
     if args.json:
@@ -62,5 +70,9 @@ def run(args: argparse.Namespace) -> int:
         speed = result["measured"]["speed"]
         lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "
                      f"takes {days:,.1f} days at this MFU")
+    if args.snapshot:
+        lines.append(f"\nmemory snapshot: {args.snapshot} (python -m torch.cuda._memory_viz trace_plot "
+                     f"{args.snapshot} -o {Path(args.snapshot).with_suffix('.html')}, or drop it on "
+                     "https://pytorch.org/memory_viz)")
     print("\n".join(lines))
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from profiler.measuring import flops as flop_counting
 from profiler.measuring.allocator import simulate
 from profiler.measuring.cuda import measure_cuda_memory
 from profiler.measuring.phases import combine, windows
+from profiler.measuring.snapshot import build_snapshot, write_snapshot
 from profiler.measuring.speed import time_steps
 from profiler.measuring.tracker import Mark, Replay, Roles, SavedTensorRecorder, StorageTracker, replay
 
@@ -71,11 +73,14 @@ def resolve_device(device: str) -> str:
 
 
 def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach",
-            count_flops: bool = True) -> Measurement:
+            count_flops: bool = True, snapshot_path: str | Path | None = None) -> Measurement:
     """Measure a steady-state training step of `config` at `batch_size`.
 
     device: "meta" (simulated, no memory used), "cpu", "cuda", or "auto" (cuda when present, else meta).
     optimizer: the AdamW implementation, one of model.vocabulary.OPTIMIZERS.
+    snapshot_path: also write a memory snapshot there, for PyTorch's memory_viz: on CUDA the allocator's own
+    (torch.cuda.memory._snapshot of the measured step), elsewhere the tracked events in its format
+    (profiler.measuring.snapshot).
 
     >>> from model import preset
     >>> from profiler import measure
@@ -95,11 +100,11 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
     if optimizer == "fused" and device == "meta":
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
     if device == "cuda":
-        return _measure_on_cuda(config, batch_size, optimizer, count_flops)
-    return _measure_tracked(config, batch_size, device, optimizer, count_flops)
+        return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
+    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path)
 
 
-def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Measurement:
+def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path=None) -> Measurement:
     tracker = StorageTracker(device)
     with tracker:
         model, adamw = build(config, device, optimizer)
@@ -141,6 +146,8 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops) -> Meas
 
     category_of = roles.categories()
     trace = replay(tracker, category_of)
+    if snapshot_path is not None:
+        write_snapshot(build_snapshot(tracker, category_of, marks), snapshot_path)
     step_marks = marks["measured"]
     measured: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
     measured.update(phase_figures(trace, step_marks))
@@ -174,7 +181,7 @@ def on_op(recorder: SavedTensorRecorder, counter, marks: list[Mark]):
     return callback
 
 
-def _measure_on_cuda(config, batch_size, optimizer, count_flops) -> Measurement:
+def _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path=None) -> Measurement:
     """measure_cuda_memory's figures in a Measurement; with count_flops, one more step counts FLOPs after the
     memory measurement (so counting cannot change the memory measured), then timed steps give step time and
     MFU (profiler.measuring.speed)."""
@@ -184,7 +191,7 @@ def _measure_on_cuda(config, batch_size, optimizer, count_flops) -> Measurement:
         by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
         figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=model_flops(figures["flops"]))
 
-    figures = measure_cuda_memory(config, batch_size, "cuda", optimizer,
+    figures = measure_cuda_memory(config, batch_size, "cuda", optimizer, snapshot_path=snapshot_path,
                                   after_step=flops_and_speed if count_flops else None)
     environment = figures.pop("environment")
     return Measurement(config, batch_size, "cuda", optimizer, figures, device_name=environment["device_name"],
