@@ -87,10 +87,13 @@ def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int, o
 
 
 def max_batch_sizes(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> dict[str, int | None]:
-    """Every set's predicted maximum batch (max_batch_size above), None where a set predicts no peak or the
-    configuration is outside its domain (the exact set: SDPA, context length 1)."""
+    """Every set's predicted maximum batch (max_batch_size above), None where a set does not describe the setup,
+    predicts no peak or the configuration is outside its domain (the exact set: autocast, context length 1)."""
     predictions: dict[str, int | None] = {}
     for name, module in formula_sets().items():
+        if not describes(module, config):
+            predictions[name] = None
+            continue
         try:
             predictions[name] = max_batch_size(module, config, budget_bytes, optimizer)
         except ValueError:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 POSITIONAL_OPTIONS = ("learned", "rope", "none")
 ATTENTION_OPTIONS = ("explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient")
 CHECKPOINTING_OPTIONS = ("none", "full", "selective")
-ZERO_GRAD_OPTIONS = ("none", "zeros")  # optimizer.zero_grad(set_to_none=True) or (set_to_none=False)
+ZERO_GRAD_OPTIONS = ("none", "zeros")
+AUTOCAST_OPTIONS = ("none", "bfloat16")  # forward and loss under torch.autocast in this dtype (model.autocast)  # optimizer.zero_grad(set_to_none=True) or (set_to_none=False)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -24,6 +25,8 @@ class ModelConfig:
     micro_batches: a step runs forward and backward on micro_batches equal slices of the batch (the loss of each
     divided by micro_batches), gradients accumulating, then one AdamW step. zero_grad: how the step ends,
     'none' (zero_grad(set_to_none=True): gradients freed) or 'zeros' (set_to_none=False: kept, zeroed in place).
+    autocast: 'none', or 'bfloat16' for mixed precision: forward and loss under torch.autocast (emulated on meta,
+    model.autocast) with float32 parameters, gradients and AdamW state ("amp-bf16").
     """
 
     vocab_size: int
@@ -38,6 +41,7 @@ class ModelConfig:
     checkpointing: str = "none"
     micro_batches: int = 1
     zero_grad: str = "none"
+    autocast: str = "none"
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -61,14 +65,20 @@ class ModelConfig:
             raise ValueError(f"checkpointing must be one of {CHECKPOINTING_OPTIONS}, got {self.checkpointing!r}")
         if self.zero_grad not in ZERO_GRAD_OPTIONS:
             raise ValueError(f"zero_grad must be one of {ZERO_GRAD_OPTIONS}, got {self.zero_grad!r}")
+        if self.autocast not in AUTOCAST_OPTIONS:
+            raise ValueError(f"autocast must be one of {AUTOCAST_OPTIONS}, got {self.autocast!r}")
+        if self.autocast != "none" and self.dtype != "float32":
+            raise ValueError(f"autocast={self.autocast!r} is mixed precision over float32 parameters, "
+                             f"got dtype={self.dtype!r}")
         if self.dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {self.dtype!r}")
         if self.attention in ("sdpa-flash", "sdpa-efficient") and self.head_dim % 8:
             raise ValueError(f"attention={self.attention!r} needs a head size divisible by 8, got {self.head_dim} "
                              "(F.scaled_dot_product_attention pads other sizes, which is not simulated)")
-        if self.attention == "sdpa-flash" and (self.dtype == "float32" or self.head_dim > 256):
-            raise ValueError(f"attention='sdpa-flash' runs 16-bit dtypes with head sizes up to 256, got "
-                             f"{self.dtype} and {self.head_dim}")
+        if self.attention == "sdpa-flash" and ((self.dtype == "float32" and self.autocast == "none")
+                                               or self.head_dim > 256):
+            raise ValueError(f"attention='sdpa-flash' runs 16-bit dtypes (or autocast) with head sizes up to 256, "
+                             f"got {self.dtype} and {self.head_dim}")
         if self.positional == "rope" and self.head_dim % 2:
             raise ValueError(f"positional='rope' needs an even head dimension, got {self.head_dim}")
 
@@ -97,9 +107,9 @@ class ModelConfig:
     def options_text(self) -> str:
         """'float32, attention sdpa-flash, checkpointing full': the dtype and the options not at their default
         (micro-batches as 'k micro-batches')."""
-        options = [f"{name} {getattr(self, name)}" for name, default in (("positional", "learned"),
-                   ("attention", "explicit"), ("checkpointing", "none"), ("zero_grad", "none"))
-                   if getattr(self, name) != default]
+        options = [f"{name} {getattr(self, name)}" for name, default in (("autocast", "none"),
+                   ("positional", "learned"), ("attention", "explicit"), ("checkpointing", "none"),
+                   ("zero_grad", "none")) if getattr(self, name) != default]
         if self.micro_batches > 1:
             options.append(f"{self.micro_batches} micro-batches")
         return ", ".join([self.dtype, *options])

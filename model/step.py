@@ -5,6 +5,7 @@ from typing import Callable
 
 import torch
 
+from model.autocast import autocast_region
 from model.config import ModelConfig
 from model.transformer import TransformerLM
 from model.vocabulary import OPTIMIZERS
@@ -47,13 +48,16 @@ def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device 
 
 
 def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch.Tensor,
-               targets: torch.Tensor, mark: Callable[[str], None] = lambda phase: None) -> torch.Tensor:
+               targets: torch.Tensor, mark: Callable[[str], None] = lambda phase: None,
+               autocast_policy: str = "cuda") -> torch.Tensor:
     """Forward with the loss, backward, AdamW step, zero_grad; returns the detached loss of the last micro-batch.
 
     With model.config.micro_batches = k, forward and backward run on k equal slices of the batch (views, no
     copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds
     each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the gradients (config.zero_grad
     'none': set_to_none=True) or zeroes them in place ('zeros').
+    With config.autocast, forward and loss run under torch.autocast, emulated with `autocast_policy`'s rules on
+    meta (model.autocast), backward outside it.
     `mark(phase)` is called as each phase begins ("forward" and "backward" once per micro-batch, "optimizer")
     and with "end" after the last one: the hook that every measurement (meta tracker, CUDA allocator
     statistics) uses to cut phases. The logits are not kept: cross-entropy saves its own log-softmax, so they
@@ -63,7 +67,8 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
     model.config.micro_batch_size(len(tokens))  # a one-line error when the batch does not divide
     for micro_tokens, micro_targets in zip(tokens.chunk(micro_batches), targets.chunk(micro_batches)):
         mark("forward")
-        loss = model.loss(micro_tokens, micro_targets) / micro_batches  # as nanoGPT does, 1 included
+        with autocast_region(model.config, tokens.device, autocast_policy):
+            loss = model.loss(micro_tokens, micro_targets) / micro_batches  # as nanoGPT does, 1 included
         mark("backward")
         loss.backward()
     mark("optimizer")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
+from model.autocast import with_autocast_emulation
 from model.config import ModelConfig
 
 # Selective checkpointing (Korthikanti et al. 2022, section 4.1): keep what the matmuls of the linear layers
@@ -28,13 +29,14 @@ def selective_policy(ctx, op, *args, **kwargs):
 
 
 def checkpointed(mode: str):
-    """The function that runs a block: directly, or under torch.utils.checkpoint (non-reentrant)."""
+    """The function that runs a block: directly, or under torch.utils.checkpoint (non-reentrant), whose
+    recomputation re-enters the autocast emulation where one is active (as checkpoint re-enters torch.autocast)."""
     if mode == "none":
         return lambda block, *args: block(*args)
-    context = functools.partial(create_selective_checkpoint_contexts, selective_policy) if mode == "selective" \
+    contexts = functools.partial(create_selective_checkpoint_contexts, selective_policy) if mode == "selective" \
         else None
-    extra = {"context_fn": context} if context else {}
-    return lambda block, *args: checkpoint(block, *args, use_reentrant=False, **extra)
+    return lambda block, *args: checkpoint(block, *args, use_reentrant=False,
+                                           context_fn=with_autocast_emulation(contexts))
 
 
 SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_ATTENTION,

@@ -138,7 +138,7 @@ def test_cli_meta_search(monkeypatch, capsys):
     out = capsys.readouterr().out
     expected = 3 if peaks[4] > budget else 4
     assert f"measured maximum batch size: {'at least ' if expected == 4 else ''}{expected}" in out
-    assert "good    " in out and "(no max_batch_size)" in out
+    assert "good    " in out and "— (does not describe this setup, or no answer)" in out
 
 
 @pytest.mark.cuda

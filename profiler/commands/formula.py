@@ -45,6 +45,8 @@ def setup_from_args(args: argparse.Namespace):
     config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         config = config_from_args(args)
+    if (config.autocast if config is not None else args.autocast or "none") != "none":
+        raise UsageError("the derived exact model does not cover autocast (mixed precision) yet")
     if config is not None and config.context_length < 2:
         raise UsageError("the derived exact model needs context_length >= 2 (T = 1 routes weight gradients "
                          "through another path)")

@@ -65,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     print("predicted by formula sets:")
     width = max(map(len, predictions))
     for name, predicted in predictions.items():
-        print(f"  {name:<{width}}  {'(no max_batch_size)' if predicted is None else predicted}")
+        print(f"  {name:<{width}}  {'— (does not describe this setup, or no answer)' if predicted is None else predicted}")
     return 0

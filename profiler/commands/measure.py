@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document: Measurement.to_dict() and every set's predictions")
     parser.add_argument("--all-terms", action="store_true", help="every term, not only the headline ones")
+    parser.add_argument("--autocast-policy", choices=("cuda", "cpu"), default="cuda",
+                        help="with --autocast on meta, whose autocast rules the simulation applies: cuda (default, "
+                             "what a GPU runs) or cpu (to compare with --device cpu, which runs real CPU autocast)")
     parser.add_argument("--snapshot", metavar="FILE.pickle",
                         help="also write the step's memory snapshot for PyTorch's memory_viz (python -m "
                              "torch.cuda._memory_viz trace_plot FILE.pickle -o FILE.html): on cuda the "
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs neither torch nor pandas
     import pandas as pd
 
+    from analytic.figures import flatten
     from profiler.measuring.measure import measure
     from profiler.reporting.compare import comparison_rows, predictions, training_days_at_measured_mfu
     from profiler.reporting.tables import format_cell, relative_cell, render
@@ -38,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.snapshot and Path(args.snapshot).exists():
         raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
-    result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot).to_dict()
+    result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot,
+                     autocast_policy=args.autocast_policy).to_dict()
     predicted = predictions(result)
     days = training_days_at_measured_mfu(result)
     if args.json:
@@ -47,12 +52,15 @@ def run(args: argparse.Namespace) -> int:
             document["training_days_at_measured_mfu"] = days
         print(json.dumps(document, indent=2, default=str))
         return 0
-    rows = pd.DataFrame(comparison_rows(result["measured"], predicted))
+    rows = pd.DataFrame(comparison_rows(result["measured"], predicted),
+                        columns=["formula_set", "term", "predicted", "measured", "relative_error"])
     if not args.all_terms:
         rows = rows[rows.term.isin(HEADLINE)]
     table = rows.pivot(index="term", columns="formula_set", values=["predicted", "relative_error"])
-    order = [term for term in HEADLINE if term in table.index] + [t for t in table.index if t not in HEADLINE]
-    measured = rows.drop_duplicates("term").set_index("term")["measured"]
+    flat = flatten(result["measured"])
+    terms = [term for term in HEADLINE if term in flat] if not args.all_terms else list(table.index)
+    order = terms + [t for t in table.index if t not in terms]  # measured terms no set predicts shown too
+    measured = {term: flat[term] for term in order}
     lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, measured on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
@@ -61,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for term in order:
         line = [term, format_cell(term, measured[term])]
         for name in sets:
-            value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns else None
+            value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns and \
+                term in table.index else None
             line.append("—" if value is None or pd.isna(value) else
                         f"{format_cell(term, value)} ({relative_cell(table.loc[term, ('relative_error', name)])})")
         cells.append(line)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from model.config import (ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES, POSITIONAL_OPTIONS, PRESETS,
-                          ZERO_GRAD_OPTIONS, ModelConfig, preset)
+from model.config import (ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
+                          POSITIONAL_OPTIONS, PRESETS, ZERO_GRAD_OPTIONS, ModelConfig, preset)
 from model.vocabulary import DEVICES, OPTIMIZERS
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
 SETUP_FIELDS = {"positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS, "dtype": tuple(DTYPE_BYTES),
-                "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS}
+                "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS, "autocast": AUTOCAST_OPTIONS}
 
 
 def positive_int(text: str) -> int:

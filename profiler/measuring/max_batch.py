@@ -72,6 +72,10 @@ def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta",
 def measured_max_batch(config: ModelConfig, budget_bytes: int, device: str = "meta",
                        optimizer: str = "foreach") -> tuple[int, bool]:
     """(the largest batch, of one micro-batch, whose measured step fits budget_bytes; whether the exact set's
-    answer was it): that answer confirmed by measuring it and one more, searched where a measurement refutes it."""
-    return confirm_max_batch(batch_fits(config, budget_bytes, device, optimizer),
-                             max_batch_size(config, budget_bytes, optimizer))
+    answer was it): that answer confirmed by measuring it and one more, searched where a measurement refutes it
+    or the exact set has no answer."""
+    try:
+        guess = max_batch_size(config, budget_bytes, optimizer)
+    except ValueError:  # outside the exact set's domain: searched
+        guess = None
+    return confirm_max_batch(batch_fits(config, budget_bytes, device, optimizer), guess)

@@ -73,7 +73,8 @@ def resolve_device(device: str) -> str:
 
 
 def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach",
-            count_flops: bool = True, snapshot_path: str | Path | None = None) -> Measurement:
+            count_flops: bool = True, snapshot_path: str | Path | None = None,
+            autocast_policy: str = "cuda") -> Measurement:
     """Measure a steady-state training step of `config` at `batch_size`.
 
     device: "meta" (simulated, no memory used), "cpu", "cuda", or "auto" (cuda when present, else meta).
@@ -81,6 +82,8 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
     snapshot_path: also write a memory snapshot there, for PyTorch's memory_viz: on CUDA the allocator's own
     (torch.cuda.memory._snapshot of the measured step), elsewhere the tracked events in its format
     (profiler.measuring.snapshot).
+    autocast_policy: with config.autocast, whose autocast rules meta emulates ("cuda", what CUDA runs; "cpu", to
+    check the emulation against real CPU autocast); CUDA and CPU run torch.autocast itself.
 
     >>> from model import preset
     >>> from profiler import measure
@@ -101,10 +104,11 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
     if device == "cuda":
         return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
-    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path)
+    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy)
 
 
-def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path=None) -> Measurement:
+def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path=None,
+                     autocast_policy="cuda") -> Measurement:
     tracker = StorageTracker(device)
     with tracker:
         model, adamw = build(config, device, optimizer)
@@ -133,7 +137,7 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapsho
         recorder.saved, saved_in_first = {}, {}
         tracker.on_op = on_op(recorder, flop_counter if counting else None, step_marks)
         with recorder.recording(), tracker:
-            train_step(model, adamw, tokens, targets, mark)
+            train_step(model, adamw, tokens, targets, mark, autocast_policy)
         tracker.on_op = None
         roles.optimizer_state.update(tracker.sid(t) for state in adamw.state.values() for t in state.values()
                                      if isinstance(t, torch.Tensor) and tracker.sid(t) is not None)

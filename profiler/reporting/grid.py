@@ -16,7 +16,8 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     batch_size = [1, 2, 4]
     context_length = [32, 64]        # also d_model, num_layers, num_heads, vocab_size
     checkpointing = ["full"]         # option axes: checkpointing (none, full, selective), zero_grad (none, zeros),
-    attention = ["sdpa-math"]        # attention (explicit, sdpa-math, sdpa-flash, sdpa-efficient)
+    attention = ["sdpa-math"]        # attention (explicit, sdpa-math, sdpa-flash, sdpa-efficient), autocast (none,
+                                     # bfloat16: mixed precision over float32 parameters)
     micro_batches = [2]              # gradient accumulation (each must divide the base batch size)
 
     [[points]]                       # explicit extra points
@@ -36,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from analytic.units import parse_bytes
-from model.config import ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS
+from model.config import (ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig,
+                          PRESETS)
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
 AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches")
 OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
-               "attention": ATTENTION_OPTIONS}  # axes whose values are names, not sizes
+               "attention": ATTENTION_OPTIONS, "autocast": AUTOCAST_OPTIONS}  # axes whose values are names
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "max_batch_budget", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
@@ -227,7 +229,8 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
 def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:
     """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device."""
     c = config
-    setup = "".join(part for default, part in ((c.checkpointing == "none", f"-ckpt-{c.checkpointing}"),
+    setup = "".join(part for default, part in ((c.autocast == "none", f"-amp-{c.autocast}"),
+                                               (c.checkpointing == "none", f"-ckpt-{c.checkpointing}"),
                                                (c.micro_batches == 1, f"-mb{c.micro_batches}"),
                                                (c.zero_grad == "none", f"-zg-{c.zero_grad}")) if not default)
     return (f"V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
