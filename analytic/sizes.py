@@ -17,14 +17,16 @@ STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0
 
 # Symbols of the allocation programs (analytic.exact.programs), in bytes:
 SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "a4", "s4", "c4", "m", "m4", "l", "le",
-           "gDD", "gDF", "gVD", "gD", "gTD", "k")
+           "a2", "h2", "f2", "s2", "n2", "c2", "gDD", "gDF", "gVD", "gD", "gTD", "wdd", "wdf", "wvd", "k")
 LSE_ROWS = 32  # the memory-efficient SDPA kernel pads its logsumexp to a multiple of 32 rows (kAlignLSE)
 
 
-def dtypes_class(attention: str, dtype: str) -> str:
-    """Which dtypes one derived program class covers: 'any', 'fp32' or '16-bit'. The SDPA math path computes
-    16-bit inputs in fp32 (other programs than fp32's), flash runs 16-bit dtypes only, every other program holds
-    for any dtype."""
+def dtypes_class(attention: str, dtype: str, autocast: str = "none") -> str:
+    """Which dtypes one derived program class covers: 'any', 'fp32', '16-bit' or 'amp-bf16' (float32 parameters,
+    bf16 autocast). The SDPA math path computes 16-bit inputs in fp32 (other programs than fp32's), flash runs
+    16-bit dtypes only, every other program holds for any dtype."""
+    if autocast != "none":
+        return f"amp-{'bf16' if autocast == 'bfloat16' else autocast}"
     if attention == "sdpa-flash":
         return "16-bit"
     if attention == "sdpa-math":
@@ -49,6 +51,7 @@ class Sizes:
     checkpointing: str = "none"  # one for all: model.config.CHECKPOINTING_OPTIONS
     attention: str = "explicit"  # one for all: model.config.ATTENTION_OPTIONS
     dtype: str = "float32"  # one for all: the name behind e
+    autocast: str = "none"  # one for all: model.config.AUTOCAST_OPTIONS
     micro_batches: int = 1  # one for all: B is the batch of one micro-batch, the step's is micro_batches·B
     zero_grad: str = "none"  # one for all: model.config.ZERO_GRAD_OPTIONS
 
@@ -68,6 +71,8 @@ class Sizes:
         l  = B·H·T·4   the flash kernel's fp32 logsumexp, one per query row
         le = B·H·⌈T/32⌉·32·4   the memory-efficient kernel's, its rows padded to a multiple of 32
         m, m4 = T², T²·4   a [T, T] bool mask and its fp32 additive form (the SDPA math path builds both each call)
+        a2, h2, f2, s2, n2, c2 = a, h, f, s, n, c in bf16 whatever e (autocast's low-precision activations)
+        wdd, wdf, wvd = D²·2, D·F·2, V·D·2   autocast's bf16 copies of the weights
         gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   parameter-sized: weight gradients, AdamW
                                                                  state and temporaries
         k  = 4         a float32 0-dim tensor whatever e (fused AdamW's step counter on the device)
@@ -78,11 +83,15 @@ class Sizes:
                 "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
                 "c4": 4 + 0 * B, "m": T * T + 0 * B, "m4": T * T * 4 + 0 * B, "l": B * H * T * 4,
                 "le": B * H * ((T + LSE_ROWS - 1) // LSE_ROWS) * LSE_ROWS * 4,
+                "a2": B * T * D * 2, "h2": B * T * D, "f2": B * T * F * 2, "s2": B * H * T * T * 2,
+                "n2": B * T * V * 2, "c2": 2 + 0 * B, "wdd": D * D * 2 + 0 * B, "wdf": D * F * 2 + 0 * B,
+                "wvd": V * D * 2 + 0 * B,
                 "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e, "k": STEP_COUNTER_BYTES + 0 * B}
 
     def class_key(self, positional: str, layout: tuple[bool, bool]) -> tuple:
         """The key of analytic/exact/derived.py's CLASSES for these sizes in one layout (B == 1, H == 1)."""
-        return (positional, self.attention, dtypes_class(self.attention, self.dtype), self.checkpointing, *layout)
+        return (positional, self.attention, dtypes_class(self.attention, self.dtype, self.autocast),
+                self.checkpointing, *layout)
 
     @property
     def parameter_bytes(self):
@@ -102,7 +111,8 @@ class Sizes:
 
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
                       positional: str = "learned", dtype: str = "float32", checkpointing: str = "none",
-                      micro_batches: int = 1, zero_grad: str = "none", attention: str = "explicit") -> Sizes:
+                      micro_batches: int = 1, zero_grad: str = "none", attention: str = "explicit",
+                      autocast: str = "none") -> Sizes:
     """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option, dtype,
     checkpointing and micro-batching for all; batch_size is the batch of one micro-batch). The parameter count is
     analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D, and the tensor count 3 + [1] + 8L."""
@@ -114,7 +124,8 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
     return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), params=params,
                  tensors=3 + learned + 8 * L, learned=np.full_like(B, learned),
                  rope=np.full_like(B, int(positional == "rope")), checkpointing=checkpointing,
-                 micro_batches=micro_batches, zero_grad=zero_grad, attention=attention, dtype=dtype)
+                 micro_batches=micro_batches, zero_grad=zero_grad, attention=attention, dtype=dtype,
+                 autocast=autocast)
 
 
 def sizes_of(config: ModelConfig, batch_size) -> Sizes:
@@ -131,4 +142,4 @@ def sizes_of(config: ModelConfig, batch_size) -> Sizes:
                  tensors=as_array(parameter_tensor_count(config)),
                  learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"),
                  checkpointing=config.checkpointing, micro_batches=config.micro_batches, zero_grad=config.zero_grad,
-                 attention=config.attention, dtype=config.dtype)
+                 attention=config.attention, dtype=config.dtype, autocast=config.autocast)

@@ -27,7 +27,8 @@ CONFIGS = model_configs(max_heads=25, max_head_pairs=64, max_vocab=50257, min_co
                         max_layers=4, max_d_ff=6400, dtypes=("float32", "bfloat16"),
                         checkpointings=("none", "full", "selective"), micro_batches=(1, 1, 2, 3),
                         zero_grads=("none", "zeros"),
-                        attentions=("explicit", "explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient"))
+                        attentions=("explicit", "explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient"),
+                        autocasts=("none", "none", "bfloat16"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

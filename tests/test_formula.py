@@ -33,7 +33,8 @@ def printed(setup: Setup, domain: str | None = None) -> dict[str, str]:
 
 
 @st.composite
-def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="none", attention="explicit"):
+def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="none", attention="explicit",
+          autocast="none"):
     """A config and the batch of one micro-batch (B in the formulas)."""
     heads = draw(st.integers(2, 6))
     unit = 8 if attention in ("sdpa-flash", "sdpa-efficient") else 2
@@ -41,7 +42,7 @@ def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="no
                         num_layers=draw(st.integers(1, 3)), d_model=heads * unit * draw(st.integers(1, 6)),
                         num_heads=heads, d_ff=draw(st.integers(1, 100)), positional=positional, dtype=dtype,
                         checkpointing=checkpointing, micro_batches=micro_batches, zero_grad=zero_grad,
-                        attention=attention),
+                        attention=attention, autocast=autocast),
             draw(st.integers(2, 9)))
 
 
@@ -51,13 +52,14 @@ def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="no
 @given(data=st.data(), dtype=st.sampled_from(["float32", "bfloat16"]),
        checkpointing=st.sampled_from(["none", "full", "selective"]), micro_batches=st.sampled_from([1, 2, 3]),
        zero_grad=st.sampled_from(["none", "zeros"]),
-       attention=st.sampled_from(["explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient"]))
+       attention=st.sampled_from(["explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient"]),
+       autocast=st.sampled_from(["none", "none", "bfloat16"]))
 def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype, checkpointing, micro_batches,
-                                                zero_grad, attention):
-    dtype = "bfloat16" if attention == "sdpa-flash" else dtype
-    config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad, attention))
+                                                zero_grad, attention, autocast):
+    dtype = "float32" if autocast != "none" else "bfloat16" if attention == "sdpa-flash" else dtype
+    config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad, attention, autocast))
     setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing, micro_batches=micro_batches,
-                  zero_grad=zero_grad, attention=attention)
+                  zero_grad=zero_grad, attention=attention, autocast=autocast)
     expressions = printed(setup)
     measured = flatten(measure(config, micro_batches * batch, "meta", optimizer).measured)
     assert {term: evaluate(expressions[term], config, batch) for term in TERMS} == \

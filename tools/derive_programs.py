@@ -1,5 +1,5 @@
 """Regenerates analytic/exact/derived.py, the exact model's allocation programs, from traces of the step on meta
-(profiler/measuring/derive.py), every layout class and AdamW implementation (about 3 minutes on 2 cores):
+(profiler/measuring/derive.py), every layout class and AdamW implementation (about 6 minutes on 2 cores):
 
     python tools/derive_programs.py            # writes the file
     python tools/derive_programs.py --check    # exit 1 if the committed file differs from a fresh derivation

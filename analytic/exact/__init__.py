@@ -7,9 +7,9 @@ a budget solved from the closed form (analytic.exact.max_batch). Everything is n
 of batch sizes, or use `evaluate` over arrays of sizes.
 
 Domain: context_length >= 2, every attention option (explicit, and the SDPA backends as CUDA runs them, which is
-what meta simulates; flash for 16-bit dtypes), checkpointing, micro-batching and zero_grad option. Outside it
-(T = 1, where weight gradients take another path; autocast, whose mixed widths the derivation does not name yet) it
-predicts the parameter count only.
+what meta simulates; flash for 16-bit dtypes and autocast), checkpointing, micro-batching, zero_grad option and
+bf16 autocast as meta emulates CUDA's. Outside it (T = 1, where weight gradients take another path) it predicts
+the parameter count only.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     """All figures as numpy values (arrays when batch_size is an array)."""
     sizes = sizes_of(config, batch_size)
     figures: dict[str, Any] = {"params": sizes.params}
-    if config.context_length >= 2 and config.autocast == "none":
+    if config.context_length >= 2:
         figures.update(step_figures(sizes, config.positional, optimizer))
         figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
         by_component = saved_activations_by_component(sizes, config.positional)

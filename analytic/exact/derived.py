@@ -10,6 +10,394 @@ OPTIMIZERS key: (positional, AdamW implementation); the AdamW step of the warm-u
 created) and of the steady step, zero_grad excluded."""
 TORCH_VERSION = '2.13.0+cpu'
 CLASSES = {
+    ('learned', 'explicit', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +h +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +h +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h -h +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +h +H +WDD +h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +h +H +WDD +h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd +h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd +h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'explicit', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
     ('learned', 'explicit', 'any', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
         'forward_first': [
@@ -753,6 +1141,394 @@ CLASSES = {
         'zero_grad_zeros': [
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +A +A +s -a +s -s +S -s +s2 +A +a +h -a -a -m4 -a -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +A +A +s -a +s -s +S -s +s2 +A +a +h -a -a -m4 -a -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a -a +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +H -a -m4 -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +H -a -m4 -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +h -a -m4 -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +h -a -m4 -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +s -c -c -m +A +s +s -s +S -s +s2 +a +H -a -s -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +s -c -c -m +A +s +s -s +S -s +s2 +a +H -a -s -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-math', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
     },
     ('learned', 'sdpa-math', 'fp32', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
@@ -1498,6 +2274,782 @@ CLASSES = {
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
     },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h l h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h r h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h l h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h r h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-flash', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +t +A -t -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+a +a +A -a -a', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +t +A -t', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +gTD -t +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +t +t -t -t +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('learned', 'sdpa-efficient', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+a +a +A -a', False),  # once
+            ('-a +a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A', True),  # × L
+            ('-a +a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +gTD -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +a +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD -gTD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
     ('learned', 'sdpa-efficient', 'any', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
         'forward_first': [
@@ -1869,6 +3421,394 @@ CLASSES = {
         'zero_grad_zeros': [
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +h +H +WDD +h -a -a -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +h +H +WDD +h -a -a -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h -h +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +h +H +WDD +h -a -a -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +h +H +WDD +h -a -a -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +h -h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +h -h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +h -h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +h -h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd +h -a -a -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd +h -a -a -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -a -a -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +H -h -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +H -h -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd -a -a -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd -a -a -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +H -h -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +H -h -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd -a -a -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd -a -a -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'explicit', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -a -a -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
     },
     ('rope', 'explicit', 'any', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
@@ -2614,6 +4554,394 @@ CLASSES = {
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
     },
+    ('rope', 'sdpa-math', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +A +a +h -a -m4 -a -a -a -s2 -h -h +H +WDD +h -a -a -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +A +a +h -a -m4 -a -a -a -s2 -h -h +H +WDD +h -a -a -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a -a +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +H -a -m4 -a -a -s2 -h -h +WDD +h -a -a -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +H -a -m4 -a -a -s2 -h -h +WDD +h -a -a -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +h -a -m4 -a -a -s2 -h -h +H +WDD +h -a -a -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +h -a -m4 -a -a -s2 -h -h +H +WDD +h -a -a -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +A +A +m +m -m +c +c +s -c -c -m +A +s +s -s +S -s +s2 +a +H -a -s -a -a -s2 -h -h +WDD +h -a -a -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +A +A +m +m -m +c +c +s -c -c -m +A +s +s -s +S -s +s2 +a +H -a -s -a -a -s2 -h -h +WDD +h -a -a -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +a +h -a -m4 -a -a -a -s2 -h -h +h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +a +h -a -m4 -a -a -a -s2 -h -h +h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +wdd +h -a -a -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +wdd +h -a -a -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 -h -h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 -h -h +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 -h -h +wdd +h -a -a -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 -h -h +wdd +h -a -a -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +a +h -a -m4 -a -a -a -s2 -h -h +h +wdd -a -a -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +a +h -a -m4 -a -a -a -s2 -h -h +h +wdd -a -a -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +wdd -a -a -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +wdd -a -a -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 -h -h +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +h +wdd -a -a -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 -h -h +h +wdd -a -a -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-math', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 -h -h +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 -h -h +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 -h -h +wdd -a -a -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 -h -h +wdd -a -a -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
     ('rope', 'sdpa-math', 'fp32', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
         'forward_first': [
@@ -3358,6 +5686,782 @@ CLASSES = {
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
     },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +L +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +L +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +h +h -h -H -H -H -L -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -L -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h l h', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +R +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +R +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -R -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -R -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h r h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +L +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +L +H +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +h +h -h -H -H -H -L -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -L -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h l h', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +R +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +R +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -R -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -R -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h r h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l -h -h -l +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l -h -h -l +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +h +h -h -l -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r -h -h -r +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r -h -h -r +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l -h -h -l +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l -h -h -l +h +wdd +h -h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +h +h -h -l -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +l +h +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r -h -h -r +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r -h -h -r +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +r +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +l -h -h -l +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +l -h -h -l +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +l +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +h +h -h -l -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +l +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +r -h -h -r +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +r -h -h -r +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +r +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +r +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +l -h -h -l +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +l -h -h -l +h +wdd +H -h -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +l +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +h +h -h -l -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +l +h +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-flash', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +r -h -h -r +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +r -h -h -r +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +r +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +r +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +H +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +H +H +H +LE +WDD +h -a -a -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le -h -h -le +wdd +h -a -a -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -h -h +h +h +h +le +wdd +h -a -a -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('rope', 'sdpa-efficient', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h +le -h -h -le +wdd +H -a -a -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +h -h -h +h +h +h -h -h +a -h -h +h +h +h -h -h +h +h +h -h -h +a -h -h -H -H +h +h +h +le +wdd -a -a -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -h -h -h +a -h +a -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +h +h2 -h +h +h2 -h +h +h +h2 -h -h +h2 -h2 -h2 +h +h2 -h -a +h2 -h2 -h2 +h -h2 +h -h2 +h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
     ('rope', 'sdpa-efficient', 'any', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
         'forward_first': [
@@ -3729,6 +6833,394 @@ CLASSES = {
         'zero_grad_zeros': [
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +h +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +h +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h -h +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +h +H +WDD +h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +h +H +WDD +h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +s2 +s2 -s2 +s2 -s2 +s +S -s -s2 +S2 +H +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +h +s2 -h -H -S2 +s -s2 +s -s -S +s2 -s +s2 -s2 +s2 -s2 +h +h -s2 -H -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'scores': 'h h', 'softmax': 's', 'weighted_sum': 'h s2', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +h -h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd +h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd +h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +h -h -h -h -h -s -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +h +s2 -h -h +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h -h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h -h +h +s2 -s2 -h -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -h -h -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +h +wdd +H -h -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +h +wdd -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'explicit', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h -s2 +wdd +H -h -s -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +s2 +s2 -s2 +s2 -s2 +s +s -s -s2 +s2 +h +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +s2 -s2 -H -h +s -s2 +s -s -s +s2 -s +s2 -s2 +s2 -s2 +h +h -H -H -s2 +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
     },
     ('none', 'explicit', 'any', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
@@ -4474,6 +7966,394 @@ CLASSES = {
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
     },
+    ('none', 'sdpa-math', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +A +A +s -a +s -s +S -s +s2 +A +a +h -a -a -m4 -a -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +A +A +s -a +s -s +S -s +s2 +A +a +h -a -a -m4 -a -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a -a +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +H -a -m4 -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +H -a -m4 -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +h -a -m4 -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +m4 -c -c -m +A +s +s -s +S -s +s2 +a +h -a -m4 -a -a -s2 +H +WDD +h -h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +s -c -c -m +A +s +s -s +S -s +s2 +a +H -a -s -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +h +WDD +H +h +WDD +H +h +a +a +A +A +m +m -m +c +c +s -c -c -m +A +s +s -s +S -s +s2 +a +H -a -s -a -a -s2 +WDD +h -h -h -h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +gDD -wdd +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD -H +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -A +s -s -S +a +a -s -A -A +a -a +a -a +h -a +h -a +h -a +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'a a s a', 'out_proj': 'wdd h', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +h -h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd +h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a -a -a +s -s +s -s +s2 +a +a -a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +a +a +s -a +s -s +s -s +s2 +a +a +h -a -a -m4 -a -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a -a +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -m4 -a -a -a -s2 +h +wdd +H -h -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +h -h +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +m4 -c -c -m +a +s +s -s +s -s +s2 +a +h -a -m4 -a -a -s2 +h +wdd -H -H -H -h -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +h -h +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-math', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s -a +s -s +s -s +s2 +a +h -a -s -a -s -a -a -a -s2 +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +gDD -wdd +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +a +a +a +a +m +m -m +c +c +s -c -c -m +a +s +s -s +s -s +s2 +a +h -a -s -a -a -s2 +wdd -H -H -H -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -h -wdd -h +tmp:gDD -wdd -tmp:gDD +a -h +a +s -a -a +s -s -s +a +a -a -a -s +a -a +a -a +h -a +h -a +h -a +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
     ('none', 'sdpa-math', 'fp32', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',
         'forward_first': [
@@ -5217,6 +9097,782 @@ CLASSES = {
         'zero_grad_zeros': [
         ],
         "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'a', 'k_proj': 'a', 'v_proj': 'a', 'out_proj': 'a', 'w1': 'f', 'w2': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'a', 'cross_entropy': 'n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h l h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h r h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +L +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -L -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h l h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +R +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -R -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h r h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +l -l +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +l +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +r -r +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +r +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +l -l +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +l +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -l -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-flash', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +r -r +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +r +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -r -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'none', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'none', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'none', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'none', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +R -r +A +a +WDD +H +H +WDD +H +H +WDD +H +H +H +LE +WDD +h -a +A -h +a +r -a +r -r +R -r +A +a +WDF +H +F2 +F2 +WDF +h -a +A -h', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +gDF -wdf +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +gDF -wdf +a +a +gD -a -a -A +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +gDD -wdd +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +wdd +h -h -WDD -H +a -h +a -a -a +gDD -wdd +a +a +gD -a -a -A +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r', False),  # once
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdf +f2 -h -WDF -F2 +tmp:gDF -wdf -tmp:gDF +f2 -f2 -F2 +wdf +h -f2 -WDF -H +a -h +tmp:gDF -wdf -tmp:gDF +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +h +wdd +h -h -WDD +tmp:gDD -wdd -tmp:gDD +h +h +h -h -H -H -H -LE -H +wdd +h -h -WDD -H +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -WDD -H +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +a', True),  # × L
+            ('-a -a +r +r +r -r -r -r -R +a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'norm1': 'a r a', 'q_proj': 'wdd h', 'k_proj': 'wdd h', 'v_proj': 'wdd h', 'sdpa': 'h h h le h', 'out_proj': 'wdd', 'norm2': 'a r a', 'w1': 'wdf h', 'silu': 'f2', 'w2': 'wdf f2'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'full', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'full', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'full', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'full', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +h -h +wdd +h +h -h +wdd +h +h -h +h +le -le +wdd +h -h -h -h -h -a +a -h +a +r -a +r -r +r -r +a +a -a -r +wdf +h +f2 -h +f2 -f2 +wdf +h -f2 -a +A -h -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +h +wdd +h +h +wdd +h +h +h +le +wdd +h -a +a -h +a +r -a +r -r +r -r +a +a +wdf +h +f2 +f2 +wdf -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -f2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -h -h -h -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'selective', False, False): {
+        "domain": 'B >= 2, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'selective', False, True): {
+        "domain": 'B >= 2, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'selective', True, False): {
+        "domain": 'B == 1, H >= 2, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
+    },
+    ('none', 'sdpa-efficient', 'amp-bf16', 'selective', True, True): {
+        "domain": 'B == 1, H == 1, T >= 2',
+        'forward_first': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'forward_later': [
+            ('+A', False),  # once
+            ('+a +r -a +r -r +r -r +a +a -a -r +wdd +h +H -h +wdd +h +H -h +wdd +h +H -h +h +le -le +wdd +H -h -a +a +a +r -a +r -r +r -r +a +a -a -r +wdf +h +F2 -h +f2 +wdf +H -f2 -a +A -a', True),  # × L
+            ('+a +r -a +r -r +R -r +A +a +WVD +H +n2 -a +N2 +N +c +C -n2 +c -c -c', False),  # once
+            ('-wdd -wdd -wdd -wdd -wdf -wdf', True),  # × L
+        ],
+        'backward_fresh': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +gVD -wvd +a +a +gD -a -a -A +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +gDF -wdf +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +gDF -wdf +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +gDD -wdd +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +wdd +h -h -wdd -h +a -h +a -a -a +gDD -wdd +a +a -a +gD -a -a +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +gVD -a -c', False),  # once
+        ],
+        'backward_accumulate': [
+            ('+c +c +n -c -N -C +n2 -n +n2 -n2 -N2 +wvd +h -n2 -WVD -H +a -h +tmp:gVD -wvd -tmp:gVD +a +a +tmp:gD -a -a -A -tmp:gD +a +a +r -a -a +r +r +r -r -r -r -R', False),  # once
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +h +a +r -a +r -r +r -r +a +a +wdd +h +wdd +h +wdd +h +h +le +wdd -a +a -H +a +r -a +r -r +r -r +a +a +wdf +h +f2 +wdf -H -a +wdf +f2 -f2 -wdf -h +tmp:gDF -wdf -tmp:gDF +f2 -F2 -f2 +wdf +h -h -wdf -f2 +a -h +tmp:gDF -wdf -tmp:gDF +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r +a -r +a +a +a -a -a -a -a +a -a -a +h +wdd +h -wdd -h +tmp:gDD -wdd -tmp:gDD +h +h +h -h -le -H -H -H -h +wdd +h -h -wdd -h +a -h +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +wdd +h -h -wdd -h +a -h +a -a -a +tmp:gDD -wdd -tmp:gDD +a +a -a +tmp:gD -a -a -tmp:gD +a +a +r -a -a +a -a -a +r +r +r -r -r -r -r', True),  # × L
+            ('+a -r +a +a +a -a -a -a -A +a -a -a +tmp:gVD -a -tmp:gVD -c', False),  # once
+        ],
+        'zero_grad_none': [
+            ('-gVD', False),  # once
+            ('-gD -gDD -gDD -gDD -gDD -gD -gDF -gDF', True),  # × L
+            ('-gD -gVD', False),  # once
+        ],
+        'zero_grad_zeros': [
+        ],
+        "saved_by_component": {'layer': {'checkpoint': 'a', 'q_proj': 'h', 'k_proj': 'h', 'v_proj': 'h', 'out_proj': 'h', 'w1': 'f2', 'w2': 'h'}, 'outside': {'final_norm': 'a r a', 'lm_head': 'wvd h', 'cross_entropy': 'n2 n c'}},
     },
     ('none', 'sdpa-efficient', 'any', 'none', False, False): {
         "domain": 'B >= 2, H >= 2, T >= 2',

@@ -54,11 +54,12 @@ class Setup:
     micro_batches: int = 1  # B is the batch of one micro-batch
     zero_grad: str = "none"
     attention: str = "explicit"
+    autocast: str = "none"
 
     def class_key(self) -> tuple:
         """The key of analytic/exact/derived.py's CLASSES."""
-        return (self.positional, self.attention, dtypes_class(self.attention, self.dtype), self.checkpointing,
-                self.batch_one, self.head_one)
+        return (self.positional, self.attention, dtypes_class(self.attention, self.dtype, self.autocast),
+                self.checkpointing, self.batch_one, self.head_one)
 
     @property
     def domain(self) -> str:
@@ -74,7 +75,7 @@ def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) 
     layout = ((config.micro_batch_size(batch_size) == 1, config.num_heads == 1) if batch_size is not None
               else (False, False))
     return Setup(config.positional, optimizer, config.dtype, *layout, config.checkpointing, config.micro_batches,
-                 config.zero_grad, config.attention)
+                 config.zero_grad, config.attention, config.autocast)
 
 
 def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
@@ -95,7 +96,7 @@ def symbolic_sizes(setup: Setup) -> Sizes:
     return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]),
                  params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),
                  learned=learned, rope=rope, checkpointing=setup.checkpointing, micro_batches=setup.micro_batches,
-                 zero_grad=setup.zero_grad, attention=setup.attention, dtype=setup.dtype)
+                 zero_grad=setup.zero_grad, attention=setup.attention, dtype=setup.dtype, autocast=setup.autocast)
 
 
 def symbol_values(sizes: Sizes) -> list:
@@ -356,7 +357,8 @@ def document(setup: Setup) -> dict:
     general, *others = classes
     return {"setup": {"positional": setup.positional, "attention": setup.attention,
                       "checkpointing": setup.checkpointing, "micro_batches": setup.micro_batches,
-                      "zero_grad": setup.zero_grad, "dtype": setup.dtype, "optimizer": setup.optimizer,
+                      "zero_grad": setup.zero_grad, "dtype": setup.dtype, "autocast": setup.autocast,
+                      "optimizer": setup.optimizer,
                       "bytes_per_element": DTYPE_BYTES[setup.dtype]},
             "derived_on_torch": TORCH_VERSION, "domain": general,
             "symbols": {"L": "layers", "B": "batch size (of one micro-batch)", "T": "context length", "D": "d_model",

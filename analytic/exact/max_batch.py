@@ -35,8 +35,6 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     one sequence)."""
     if config.context_length < 2:
         raise ValueError("the exact formula set models context_length >= 2")
-    if config.autocast != "none":
-        raise ValueError("the exact formula set does not model autocast (mixed precision) yet")
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf

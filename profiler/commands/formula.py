@@ -45,18 +45,17 @@ def setup_from_args(args: argparse.Namespace):
     config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         config = config_from_args(args)
-    if (config.autocast if config is not None else args.autocast or "none") != "none":
-        raise UsageError("the derived exact model does not cover autocast (mixed precision) yet")
     if config is not None and config.context_length < 2:
         raise UsageError("the derived exact model needs context_length >= 2 (T = 1 routes weight gradients "
                          "through another path)")
     if config is not None:
         return setup_of(config, args.optimizer), config
-    if args.attention == "sdpa-flash" and (args.dtype or "float32") == "float32":
+    if args.attention == "sdpa-flash" and (args.dtype or "float32") == "float32" and not args.autocast:
         raise UsageError("attention 'sdpa-flash' runs 16-bit dtypes only: give --dtype bfloat16 or float16")
     return Setup(positional=args.positional or "learned", optimizer=args.optimizer, dtype=args.dtype or "float32",
                  checkpointing=args.checkpointing or "none", micro_batches=args.micro_batches or 1,
-                 zero_grad=args.zero_grad or "none", attention=args.attention or "explicit"), None
+                 zero_grad=args.zero_grad or "none", attention=args.attention or "explicit",
+                 autocast=args.autocast or "none"), None
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:
@@ -114,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
              f"positions, {setup.attention} attention, checkpointing {setup.checkpointing}, {setup.dtype} "
              f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}"
              + (f", {setup.micro_batches} micro-batches" if setup.micro_batches > 1 else "")
-             + (f", zero_grad {setup.zero_grad}" if setup.zero_grad != "none" else "") + ".",
+             + (f", zero_grad {setup.zero_grad}" if setup.zero_grad != "none" else "")
+             + (f", autocast {setup.autocast} (emulated as CUDA runs it)" if setup.autocast != "none" else "") + ".",
              "L layers, B batch size" + (" (of one micro-batch)" if setup.micro_batches > 1 else "")
              + ", T context length, D d_model, H heads, F d_ff, V vocabulary; "
              "M a budget in bytes.",

@@ -43,7 +43,8 @@ SIZE_SETS = ({"batch": 3, "heads": 3, "head_dim": 6, "T": 7, "F": 29, "V": 37, "
              {"batch": 5, "heads": 2, "head_dim": 10, "T": 11, "F": 23, "V": 41, "dtype": "bfloat16"})
 # The fused SDPA kernels need head sizes divisible by 8. A class traced at two fp32 or two 16-bit sets holds for
 # those dtypes only (no symbol then tells e-scaled sizes from fixed ones, which agree at those dtypes).
-DTYPES_OF = {"any": ("float32", "bfloat16"), "fp32": ("float32", "float32"), "16-bit": ("bfloat16", "float16")}
+DTYPES_OF = {"any": ("float32", "bfloat16"), "fp32": ("float32", "float32"), "16-bit": ("bfloat16", "float16"),
+             "amp-bf16": ("float32", "float32")}  # float32 parameters, the forward under bf16 autocast
 
 
 def size_sets(cls: "ClassKey") -> tuple[dict, dict]:
@@ -105,7 +106,8 @@ def traced_config(cls: ClassKey, layers: int, size_set: dict, micro_batches: int
     config = ModelConfig(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
                          d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"],
                          positional=cls.positional, attention=cls.attention, dtype=size_set["dtype"],
-                         checkpointing=cls.checkpointing, micro_batches=micro_batches)
+                         checkpointing=cls.checkpointing, micro_batches=micro_batches,
+                         autocast="bfloat16" if cls.dtypes == "amp-bf16" else "none")
     return config, micro_batches * (1 if cls.batch_one else size_set["batch"])
 
 
@@ -344,7 +346,7 @@ def class_keys() -> list[ClassKey]:
     """Every layout class, in the order of analytic/exact/derived.py."""
     return [ClassKey(positional, attention, dtypes, checkpointing, batch_one, head_one)
             for positional in POSITIONAL_OPTIONS for attention in ATTENTION_OPTIONS
-            for dtypes in sorted({dtypes_class(attention, dtype) for dtype in DTYPE_BYTES})
+            for dtypes in sorted({dtypes_class(attention, dtype) for dtype in DTYPE_BYTES} | {"amp-bf16"})
             for checkpointing in CHECKPOINTING_OPTIONS
             for batch_one, head_one in itertools.product((False, True), repeat=2)]
 
