@@ -1,7 +1,7 @@
 """Speed of measuring a GPT-2 XL training step on meta, as ratios against baselines measured in the same run.
 
     python benchmarks/bench_meta_step.py [--preset gpt2-xl] [--batch-size 1] [--repeats 3]
-                                         [--attention sdpa-flash] [--dtype bfloat16]
+                                         [--attention sdpa-flash] [--dtype bfloat16] [--autocast bfloat16]
 
 Each contender does the same work from scratch: build the model and AdamW on meta, a warm-up step, the step.
   untracked   plain steps, no tracking (the floor)
@@ -20,7 +20,7 @@ import time
 from torch.distributed._tools.mem_tracker import MemTracker
 
 from model import preset
-from model.config import ATTENTION_OPTIONS, DTYPE_BYTES
+from model.config import ATTENTION_OPTIONS, AUTOCAST_OPTIONS, DTYPE_BYTES
 from model.step import build, make_batch, train_step
 from profiler.measuring.measure import measure
 
@@ -63,12 +63,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--attention", choices=ATTENTION_OPTIONS, default="explicit")
     parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="float32")
+    parser.add_argument("--autocast", choices=AUTOCAST_OPTIONS, default="none")
     args = parser.parse_args()
-    config = preset(args.preset).replace(attention=args.attention, dtype=args.dtype)
+    config = preset(args.preset).replace(attention=args.attention, dtype=args.dtype, autocast=args.autocast)
     untracked(config, args.batch_size)  # warm imports and caches once for everybody
     seconds = {fn.__name__: median_seconds(fn, config, args.batch_size, args.repeats)
                for fn in (untracked, ours, memtracker)}
-    result = {"preset": args.preset, "attention": args.attention, "dtype": args.dtype,
+    result = {"preset": args.preset, "attention": args.attention, "dtype": args.dtype, "autocast": args.autocast,
               "batch_size": args.batch_size, "repeats": args.repeats,
               "seconds": {name: round(value, 3) for name, value in seconds.items()},
               "ours_vs_untracked": round(seconds["ours"] / seconds["untracked"], 2),
