@@ -46,6 +46,18 @@ def test_explain_a_checkpointed_block_keeps_its_input(capsys):
     assert rows["softmax"][1] == rows["softmax"][2] == "0.000 GiB"  # recomputed in backward, not kept
 
 
+def test_explain_follows_the_setup(capsys):
+    """Gradients outlive the step with zero_grad 'zeros' (and a micro-batch with accumulation); flash attention
+    keeps a logsumexp, not the B·H·T² probabilities."""
+    assert main(["explain", "--preset", "tiny", "--batch-size", "4", "--micro-batches", "2", "--zero-grad", "zeros",
+                 "--attention", "sdpa-flash", "--dtype", "bfloat16"]) == 0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert "with zero_grad 'zeros', .grad exists through forward and backward" in rows["gradients"][3]
+    assert rows["sdpa"][3].startswith("B·(8·D·T + 4·H·T) per layer")  # q, k, v, output in bf16; fp32 logsumexp
+    assert rows["softmax"][3].startswith("0 per layer")
+
+
 def test_audit_json_carries_exact_and_measured_blocks(capsys, monkeypatch):
     import profiler.reporting.truth as truth
     from model import preset

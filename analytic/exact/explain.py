@@ -42,3 +42,15 @@ WHY_TERM = {
                              "(1× parameters), for-loop AdamW a few parameter-sized buffers",
     "peak": "the textbook sums every category; the real peak is the highest moment of one phase",
 }
+GRADIENTS_KEPT = ("the textbook adds all gradients to all activations; here they coexist: {when}, .grad exists "
+                  "through forward and backward, and each weight gradient backward computes is a temporary added "
+                  "into it")
+
+
+def why_term(name: str, config) -> str:
+    """WHY_TERM[name], for the config's setup: gradients outlive a step with zero_grad 'zeros' and a micro-batch
+    with gradient accumulation."""
+    if name == "gradients" and (config.zero_grad == "zeros" or config.micro_batches > 1):
+        when = "with zero_grad 'zeros'" if config.zero_grad == "zeros" else "from micro-batch 2 on"
+        return GRADIENTS_KEPT.format(when=when)
+    return WHY_TERM[name]
