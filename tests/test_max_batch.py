@@ -155,3 +155,13 @@ def test_cuda_fits_recovers_from_out_of_memory():
     assert fits(1) is True  # and the GPU is usable after it
     with pytest.raises(ValueError, match="exceeds"):
         batch_fits(config, total + 1, "cuda", "foreach")(1)
+
+
+def test_plot_of_peak_against_batch(tmp_path, capsys):
+    """--plot draws the measured probes and every describing set's line; it never overwrites a file."""
+    path = tmp_path / "curve.png"
+    argv = ["max-batch", "--preset", "tiny", "--device", "meta", "--budget", "3MB", "--plot", str(path)]
+    assert cli.main(argv) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(argv) == 2
+    assert "never overwrites" in capsys.readouterr().err

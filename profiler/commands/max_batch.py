@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "confirmed by two measured steps, and search only if they refute it)")
     parser.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, help="largest batch size tried")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the text")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw peak memory against batch size: the measured probes (meta) and every "
+                             "formula set that describes the setup, with this budget and 80GB, 80GiB, 40GB, 24GB")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,12 +41,17 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device != "meta" and not device.startswith("cuda"):
         raise UsageError(f"--device must be auto, meta, cuda or cuda:N, got {args.device!r}")
-    fits = batch_fits(config, budget, device, args.optimizer)  # no GPU: fails here, before the search
+    if args.plot and Path(args.plot).exists():
+        raise UsageError(f"--plot {args.plot} exists; the tool never overwrites a file: give a new path")
+    peaks: dict[int, int] = {}
+    fits = batch_fits(config, budget, device, args.optimizer, peaks)  # no GPU: fails here, before the search
     predictions = max_batch_sizes(config, budget, args.optimizer)
     probes: list[tuple[int, bool]] = []
     guess = predictions.get("exact") if args.start == 1 else None
     maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
         (find_max_batch(fits, args.start, args.limit, probes), False)
+    if args.plot:
+        write_plot(args.plot, config, args.optimizer, budget, args.budget, peaks, maximum)
     if args.json:
         print(json.dumps({"config": config.to_dict(), "optimizer": args.optimizer, "device": device,
                           "budget": args.budget, "budget_bytes": budget,
@@ -67,3 +76,20 @@ def run(args: argparse.Namespace) -> int:
     for name, predicted in predictions.items():
         print(f"  {name:<{width}}  {'— (does not describe this setup, or no answer)' if predicted is None else predicted}")
     return 0
+
+
+def write_plot(path: str, config, optimizer: str, budget: int, budget_text: str, peaks: dict[int, int],
+               maximum: int) -> None:
+    """Peak against the (micro-)batch: measured probes and each describing set's line, with budget lines."""
+    from analytic.units import parse_bytes as bytes_of
+    from profiler.reporting import plots
+    from profiler.reporting.report import CURVE_BUDGETS, predicted_curves
+
+    k = config.micro_batches
+    largest = max(16, 2 * max([maximum, *peaks], default=1))
+    steps = list(range(k, k * largest + 1, k * max(1, largest // 64)))
+    curves = {name: ([batch // k for batch in batches], values)
+              for name, (batches, values) in predicted_curves(config, optimizer, steps).items()}
+    budgets = {budget_text: budget, **{text: bytes_of(text) for text in CURVE_BUDGETS if bytes_of(text) != budget}}
+    title = f"{config.name}, {config.options_text()}, AdamW {optimizer}: measured maximum {maximum}"
+    Path(path).write_bytes(plots.batch_curve(peaks, curves, budgets, title))

@@ -52,11 +52,12 @@ def fits_on_cuda(config: ModelConfig, batch_size: int, budget_bytes: int, device
     return not out_of_memory
 
 
-def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta",
-               optimizer: str = "foreach") -> Callable[[int], bool]:
+def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta", optimizer: str = "foreach",
+               peaks: dict[int, int] | None = None) -> Callable[[int], bool]:
     """fits(batch) for find_max_batch, the batch of one micro-batch (the step's batch is config.micro_batches
     times it). On "meta" (or "cpu"): the measured step's peak is within the budget. On "cuda" or "cuda:N": a real
-    warm-up and measured step run under the emulated budget (fits_on_cuda)."""
+    warm-up and measured step run under the emulated budget (fits_on_cuda). `peaks`, if given, gets the measured
+    peak of each batch tried on meta or CPU."""
     if device.startswith("cuda"):
         cuda = cuda_device(device)  # fails here, before any search, where there is no GPU
         return lambda batch_size: fits_on_cuda(config, config.micro_batches * batch_size, budget_bytes, cuda,
@@ -64,6 +65,8 @@ def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta",
 
     def fits(batch_size: int) -> bool:
         measurement = measure(config, config.micro_batches * batch_size, device, optimizer, count_flops=False)
+        if peaks is not None:
+            peaks[batch_size] = measurement.measured["peak_bytes"]
         return measurement.measured["peak_bytes"] <= budget_bytes
 
     return fits

@@ -286,6 +286,19 @@ def _describe(row: dict[str, Any]) -> str:
 CURVE_BUDGETS = ("80GB", "80GiB", "40GB", "24GB")
 
 
+def predicted_curves(config: ModelConfig, optimizer: str, batches: list[int]) -> dict[str, tuple[list, list]]:
+    """{set: (batches, peaks)} for every formula set that describes the setup and predicts a peak; batches are the
+    step's (micro_batches × the micro-batch)."""
+    curves = {}
+    for name, module in formula_sets().items():
+        if not describes(module, config):
+            continue
+        peaks = [module.predict(config, batch, optimizer=optimizer).get("peak_bytes") for batch in batches]
+        if all(peak is not None for peak in peaks):
+            curves[name] = (batches, peaks)
+    return curves
+
+
 def batch_curve_blocks(rows: list[dict[str, Any]], top: dict[str, Any]) -> list[render.Block]:
     """Peak against batch size for the headline model: what the sweep measured at each batch of that setup and
     what every formula set describing it predicts, with the usual budgets."""
@@ -293,17 +306,10 @@ def batch_curve_blocks(rows: list[dict[str, Any]], top: dict[str, Any]) -> list[
     measured = {row["batch_size"]: row["measured"]["peak_bytes"] for row in ok_rows(rows)
                 if row["optimizer"] == optimizer and row_config(row) == config}
     batches = list(range(1, max(16, 2 * max(measured, default=1)) + 1))
-    predicted = {}
-    for name, module in formula_sets().items():
-        if not describes(module, config):
-            continue
-        peaks = [module.predict(config, batch, optimizer=optimizer).get("peak_bytes") for batch in batches]
-        if all(peak is not None for peak in peaks):
-            predicted[name] = (batches, peaks)
     name = _model(top["config"])
     return [render.Heading("Peak memory against batch size"),
-            render.Image("batch_curve.png", plots.batch_curve(measured, predicted, {b: parse_bytes(b) for b in
-                                                                                  CURVE_BUDGETS}, name),
+            render.Image("batch_curve.png", plots.batch_curve(measured, predicted_curves(config, optimizer, batches),
+                                                              {b: parse_bytes(b) for b in CURVE_BUDGETS}, name),
                          f"Peak of the step against batch size, measured (circles) and predicted by each formula "
                          f"set, with budget lines: {name}, {optimizer} AdamW")]
 
