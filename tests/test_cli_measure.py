@@ -9,7 +9,7 @@ def test_measure_prints_every_set_that_describes_the_setup(capsys):
     out = capsys.readouterr().out
     assert "peak in the optimizer phase" in out
     peak_line = next(line for line in out.splitlines() if line.startswith("peak_bytes"))
-    assert "(+0.0%)" in peak_line.split()[-1]  # the exact set, last column
+    assert peak_line.split()[-1] == "+0.0%"  # the exact set, last column
     assert "textbook" in out and "seed_000" in out and "seed_004" not in out  # seed 004 describes bf16
     assert main(["measure", "--preset", "tiny", "--batch-size", "2", "--dtype", "bfloat16"]) == 0
     out = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_measure_prints_human_units_and_no_infinite_error(capsys):
     assert main(["measure", "--preset", "tiny", "--batch-size", "2"]) == 0
     out = capsys.readouterr().out
     assert "0.00 GiB" not in out and "inf%" not in out and "MiB (" in out and "KiB (" in out
-    assert "(new term)" in out  # the textbook's saved activations at a peak where the measurement holds none
+    assert "new term" in out  # the textbook's saved activations at a peak where the measurement holds none
     params = next(line for line in out.splitlines() if line.startswith("params"))
     assert ".0" not in params.split()[1]  # a count is an integer
 
@@ -92,3 +92,11 @@ def test_explain_and_max_batch_speak_json(capsys):
     assert document["max_batch"] == document["predicted"]["exact"] and document["exact_confirmed"]
     assert document["probes"] == [{"batch_size": document["max_batch"], "fits": True},
                                   {"batch_size": document["max_batch"] + 1, "fits": False}]
+
+
+def test_measure_fits_120_columns_unless_wide(capsys):
+    assert main(["measure", "--preset", "gpt2-xl"]) == 0
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 120
+    assert main(["measure", "--preset", "gpt2-xl", "--wide"]) == 0
+    peak_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("peak_bytes"))
+    assert peak_line.endswith("30.50 GiB (32.74 GB) (+0.0%)")

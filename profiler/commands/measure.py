@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document: Measurement.to_dict() and every set's predictions")
     parser.add_argument("--all-terms", action="store_true", help="every term, not only the headline ones")
+    parser.add_argument("--wide", action="store_true",
+                        help="each set's predicted value beside its relative error (default: the errors alone, "
+                             "to fit 120 columns)")
     parser.add_argument("--autocast-policy", choices=("cuda", "cpu"), default="cuda",
                         help="with --autocast on meta, whose autocast rules the simulation applies: cuda (default, "
                              "what a GPU runs) or cpu (to compare with --device cpu, which runs real CPU autocast)")
@@ -71,8 +74,13 @@ def run(args: argparse.Namespace) -> int:
         for name in sets:
             value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns and \
                 term in table.index else None
-            line.append("—" if value is None or pd.isna(value) else
-                        f"{format_cell(term, value)} ({relative_cell(table.loc[term, ('relative_error', name)])})")
+            error = None if value is None or pd.isna(value) else relative_cell(table.loc[term, ("relative_error", name)])
+            if error is None:
+                line.append("—")
+            elif args.wide:
+                line.append(f"{format_cell(term, value)} ({error})")
+            else:
+                line.append(error)
         cells.append(line)
     lines.append(render(cells))
     if days is not None:
