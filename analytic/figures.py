@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import numpy as np
+
 
 def flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"phases": {"forward": {"peak_bytes": 1}}} -> {"phases.forward.peak_bytes": 1}."""
@@ -64,3 +66,43 @@ def model_flops(flops: dict[str, Any]) -> int:
 def hardware_flops(flops: dict[str, Any]) -> int:
     """FLOPs the hardware runs in one step: every phase, recomputation included."""
     return sum(flops[phase] for phase in ("forward", "backward", "optimizer"))
+
+
+WINDOW_KEYS = ("peak_bytes", "start_bytes", "end_bytes")
+
+
+def combine_windows(per_window: list, micro_batches: int | None = None) -> dict[str, Any]:
+    """Phase figures from the figures of each window of a step, [(phase, micro-batch or None, figures)] in step
+    order (forward and backward once per micro-batch, then the optimizer): a phase's peak is its highest window
+    (the first on ties), its start its first window's, its end its last's; with k > 1 micro-batches, micro_batch
+    is the one holding the peak and micro_batches.<i> every micro-batch's peak, start and end. The last micro-batch
+    given stands for the later ones up to `micro_batches` (the exact model gives micro-batches 1 and 2: the others
+    repeat 2). Values are numbers (a measurement) or numpy arrays (the exact model, elementwise)."""
+    given = max((index or 1 for _, index, _ in per_window), default=1)
+    k = micro_batches or given
+    phases: dict[str, dict[str, Any]] = {}
+    by_micro_batch: dict[str, dict[str, dict[str, Any]]] = {}
+    for phase, index, figures in per_window:
+        current = phases.get(phase)
+        own = dict(figures, micro_batch=index + 0 * figures["peak_bytes"]) if k > 1 and index else dict(figures)
+        if current is None:
+            phases[phase] = own
+        else:
+            chosen = _pick(figures["peak_bytes"] > current["peak_bytes"], own, current)
+            phases[phase] = dict(chosen, start_bytes=current["start_bytes"], end_bytes=figures["end_bytes"])
+        if k > 1 and index:
+            for number in (range(index, k + 1) if index == given else (index,)):
+                by_micro_batch.setdefault(str(number), {})[phase] = {key: figures[key] for key in WINDOW_KEYS}
+    result: dict[str, Any] = {"phases": phases}
+    if by_micro_batch:
+        result["micro_batches"] = by_micro_batch
+    return result
+
+
+def _pick(higher, chosen: dict, other: dict) -> dict:
+    """chosen where higher holds, else other: a plain choice for numbers, elementwise for arrays."""
+    if isinstance(higher, bool):
+        return chosen if higher else other
+    return {key: _pick(higher, chosen[key], other[key]) if isinstance(chosen[key], dict)
+            else np.where(higher, chosen[key], other[key]) for key in chosen}
+

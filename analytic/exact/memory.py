@@ -28,6 +28,7 @@ import numpy as np
 
 from analytic.exact import programs
 from analytic.exact.derived import CLASSES, OPTIMIZERS
+from analytic.figures import combine_windows
 from analytic.sizes import SYMBOLS, Sizes
 from model.vocabulary import CATEGORIES, COMPONENTS, PHASES
 
@@ -171,32 +172,6 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[b
                                       for window, _, phase in windows if window == name]) for name in PHASES}
     return combine_windows([(name, index, phase.figures()) for name, index, phase in windows],
                            sizes.micro_batches)
-
-
-def combine_windows(per_window: list, micro_batches: int) -> dict:
-    """The phase figures of analytic.figures from each window's, elementwise over arrays: a phase's peak is its
-    highest window (the first on ties), its start its first window's, its end its last's; micro_batch the
-    micro-batch holding the peak, and micro_batches.<i> every micro-batch's peak, start and end (k > 1; the
-    second stands for every later one)."""
-    phases: dict = {}
-    by_micro_batch: dict = {}
-    for phase, index, figures in per_window:
-        current = phases.get(phase)
-        if current is None:
-            phases[phase] = dict(figures, **({"micro_batch": index + 0 * figures["peak_bytes"]}
-                                             if micro_batches > 1 and index else {}))
-        else:
-            higher = figures["peak_bytes"] > current["peak_bytes"]
-            chosen = _where(higher, dict(figures, micro_batch=index + 0 * figures["peak_bytes"]), current)
-            phases[phase] = dict(chosen, start_bytes=current["start_bytes"], end_bytes=figures["end_bytes"])
-        if micro_batches > 1 and index:
-            for number in (range(2, micro_batches + 1) if index == 2 else (index,)):
-                by_micro_batch.setdefault(str(number), {})[phase] = {
-                    key: figures[key] for key in ("peak_bytes", "start_bytes", "end_bytes")}
-    result = {"phases": phases}
-    if by_micro_batch:
-        result["micro_batches"] = by_micro_batch
-    return result
 
 
 def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:

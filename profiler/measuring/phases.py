@@ -9,16 +9,17 @@ figures of analytic.figures:
                                    micro-batch that holds the phase's peak
     micro_batches.<i>.<phase>      with k > 1: peak_bytes, start_bytes and end_bytes of micro-batch i
     peak_bytes, peak_phase         the highest phase (the first on ties)
-Both backends (the storage tracker on meta and CPU, the allocator's statistics on CUDA) cut phases here.
+Both backends (the storage tracker on meta and CPU, the allocator's statistics on CUDA) cut phases here; the rule
+itself is analytic.figures.combine_windows, which the exact model applies to its arrays too.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from analytic.figures import combine_windows
 from model.vocabulary import PHASES
 
 MICRO_BATCH_PHASES = ("forward", "backward")
-WINDOW_KEYS = ("peak_bytes", "start_bytes", "end_bytes")
 
 
 def windows(names: list[str]) -> list[tuple[str, int | None]]:
@@ -32,22 +33,11 @@ def windows(names: list[str]) -> list[tuple[str, int | None]]:
 
 def combine(per_window: list[tuple[str, int | None, dict[str, Any]]]) -> dict[str, Any]:
     """Phase figures (module docstring) from [(phase, micro-batch, figures of that window)] in step order."""
-    micro_batches = max((index or 1 for _, index, _ in per_window), default=1)
-    phases: dict[str, dict[str, Any]] = {}
-    by_micro_batch: dict[str, dict[str, dict[str, Any]]] = {}
-    for phase, index, figures in per_window:
-        current = phases.get(phase)
-        if current is None or figures["peak_bytes"] > current["peak_bytes"]:
-            start = figures["start_bytes"] if current is None else current["start_bytes"]
-            phases[phase] = {**figures, "start_bytes": start}
-            if micro_batches > 1 and index is not None:
-                phases[phase]["micro_batch"] = index
-        phases[phase]["end_bytes"] = figures["end_bytes"]
-        if micro_batches > 1 and index is not None:
-            by_micro_batch.setdefault(str(index), {})[phase] = {key: figures[key] for key in WINDOW_KEYS}
+    result = combine_windows(per_window)
+    phases = result["phases"]
     peak_phase = max(PHASES, key=lambda phase: (phases[phase]["peak_bytes"], -PHASES.index(phase)))
-    result: dict[str, Any] = {"peak_bytes": phases[peak_phase]["peak_bytes"], "peak_phase": peak_phase,
-                              "phases": {phase: phases[phase] for phase in PHASES}}
-    if by_micro_batch:
-        result["micro_batches"] = by_micro_batch
-    return result
+    figures = {"peak_bytes": phases[peak_phase]["peak_bytes"], "peak_phase": peak_phase,
+               "phases": {phase: phases[phase] for phase in PHASES}}
+    if "micro_batches" in result:
+        figures["micro_batches"] = result["micro_batches"]
+    return figures
