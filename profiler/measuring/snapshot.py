@@ -39,6 +39,7 @@ def build_snapshot(tracker: StorageTracker, category_of: dict[int, str],
     """The snapshot of every event the tracker logged (module docstring)."""
     boundaries = phase_names(marks)
     address_of: dict[int, int] = {}
+    live: dict[int, int] = {}  # sid -> bytes of the storages live after the last event
     next_address = 0
     events = []
     phase, position = "construction", 0
@@ -55,15 +56,11 @@ def build_snapshot(tracker: StorageTracker, category_of: dict[int, str],
         common = {"addr": address_of[sid], "size": nbytes, "stream": 0, "frames": frames,
                   "category": category_of.get(sid, "temporaries")}
         if sign == ALLOC:
+            live[sid] = nbytes
             events.append({"action": "alloc", **common})
         else:
-            events += [{"action": "free_requested", **common}, {"action": "free_completed", **common}]
-    live = {}
-    for sign, sid, nbytes in tracker.events:
-        if sign == ALLOC:
-            live[sid] = nbytes
-        else:
             live.pop(sid, None)
+            events += [{"action": "free_requested", **common}, {"action": "free_completed", **common}]
     blocks = [{"address": address_of[sid], "size": nbytes, "requested_size": nbytes, "state": "active_allocated",
                "frames": []} for sid, nbytes in sorted(live.items(), key=lambda item: address_of[item[0]])]
     segment = {"device": 0, "address": 0, "total_size": next_address, "allocated_size": sum(live.values()),
