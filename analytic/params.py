@@ -1,26 +1,34 @@
-"""Exact parameter count of model.transformer.TransformerLM."""
+"""Exact parameter count of model.transformer.TransformerLM, for each arch."""
 from __future__ import annotations
 
 from model.config import ModelConfig
 
 
 def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
-    """Parameters by part; the total is their sum.
+    """Parameters by part; the total is their sum. K = kv_heads·D/H is the key/value width (D without GQA).
 
     1. token embedding: V·D
-    2. learned position embedding (positional='learned' only): T·D; RoPE and 'none' have no parameters
-    3. per block, L times: two RMSNorm gains 2·D, W_Q, W_K, W_V, W_O 4·D², W1 and W2 2·D·F (no biases)
-    4. final RMSNorm gain: D
-    5. untied LM head: D·V
-    N = 2·V·D + [T·D] + L·(4·D² + 2·D·F + 2·D) + D
+    2. learned position embedding (positional 'learned' only): T·D; RoPE and 'none' have no parameters
+    3. per block, L times: two norms, 2·D gains (RMSNorm) or 4·D gains and biases (gpt2's LayerNorm); W_Q, W_O
+       2·D² and W_K, W_V 2·D·K; the FFN's matrices 2·D·F (W1, W2) or 3·D·F (llama's SwiGLU: W1, W3, W2);
+       gpt2's biases 3·D + K (Q, K, V, O) and F + D (W1, W2)
+    4. final norm: D, or 2·D with gpt2's bias
+    5. LM head: D·V untied, 0 tied to the token embedding (gpt2)
+    reference: N = 2·V·D + [T·D] + L·(4·D² + 2·D·F + 2·D) + D
+    gpt2:      N = V·D + T·D + L·(4·D² + 2·D·F + 8·D + F + D) + 2·D   (GPT-2 XL: 1,557,611,200)
+    llama:     N = 2·V·D + L·(2·D² + 2·D·K + 3·D·F + 2·D) + D          (Llama 2 7B: 6,738,415,616)
     """
     V, T, L, D, F = (config.vocab_size, config.context_length, config.num_layers, config.d_model, config.d_ff)
+    K = config.kv_heads * config.head_dim
+    gpt2, llama = config.arch == "gpt2", config.arch == "llama"
+    norm = 2 * D if gpt2 else D
+    biases = 3 * D + K + F + D if gpt2 else 0
     return {
         "embedding": V * D,
         "position_embedding": T * D if config.positional == "learned" else 0,
-        "blocks": L * (4 * D * D + 2 * D * F + 2 * D),
-        "final_norm": D,
-        "lm_head": D * V,
+        "blocks": L * (2 * D * D + 2 * D * K + (3 if llama else 2) * D * F + 2 * norm + biases),
+        "final_norm": norm,
+        "lm_head": 0 if gpt2 else D * V,
     }
 
 
@@ -28,14 +36,27 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(parameter_breakdown(config).values())
 
 
-def parameter_tensor_count(config: ModelConfig) -> int:
-    """How many parameter tensors (the optimizer's per-tensor bookkeeping scales with this)."""
-    return 3 + (config.positional == "learned") + 8 * config.num_layers
-
-
 def parameter_tensor_sizes(config: ModelConfig) -> list[int]:
-    """numel of each parameter tensor in model.parameters() order."""
+    """numel of each parameter tensor in model.parameters() order: per block norm1, W_Q, W_K, W_V, W_O, norm2,
+    W1, [W3], W2, each weight followed by its bias where the arch has biases (gpt2)."""
     V, T, L, D, F = (config.vocab_size, config.context_length, config.num_layers, config.d_model, config.d_ff)
+    K = config.kv_heads * config.head_dim
+    gpt2 = config.arch == "gpt2"
+
+    def layer(weight: int, bias: int) -> list[int]:
+        return [weight, bias] if gpt2 else [weight]
+
+    ffn = layer(F * D, F) + ([F * D] if config.arch == "llama" else []) + layer(D * F, D)
+    block = layer(D, D) + layer(D * D, D) + layer(K * D, K) * 2 + layer(D * D, D) + layer(D, D) + ffn
     sizes = [V * D] + ([T * D] if config.positional == "learned" else [])
-    sizes += [D, D * D, D * D, D * D, D * D, D, F * D, D * F] * L
-    return sizes + [D, V * D]
+    return sizes + block * L + layer(D, D) + ([] if gpt2 else [V * D])
+
+
+def parameter_tensor_count(config: ModelConfig):
+    """How many parameter tensors (the optimizer's per-tensor bookkeeping scales with this; L may be symbolic):
+    per block 8 weights (norm1, W_Q, W_K, W_V, W_O, norm2, W1, W2), llama's W3, gpt2's 8 biases; the token
+    embedding, [the position embedding], the final norm (and its bias), the LM head unless tied:
+    reference 3 + [1] + 8·L, gpt2 4 + 16·L, llama 3 + 9·L (len(parameter_tensor_sizes))."""
+    gpt2 = config.arch == "gpt2"
+    per_layer = 8 + (config.arch == "llama") + 8 * gpt2
+    return 1 + (config.positional == "learned") + 1 + gpt2 + (not gpt2) + per_layer * config.num_layers

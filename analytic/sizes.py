@@ -1,11 +1,13 @@
 """The sizes every exact term is made of: bytes of the tensors one training step allocates.
 
-All are closed forms of (B, T, D, H, F, V, e) with e the bytes per element of config.dtype, and numpy-friendly:
+All are closed forms of (B, T, D, H, G, F, V, e) with e the bytes per element of config.dtype and G the key/value
+heads (H without grouped-query attention), and numpy-friendly:
 pass arrays for any of them to evaluate many configurations at once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -17,19 +19,26 @@ STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0
 
 # Symbols of the allocation programs (analytic.exact.programs), in bytes:
 SYMBOLS = ("a", "h", "f", "s", "r", "n", "t", "c", "a4", "s4", "c4", "m", "m4", "l", "le",
-           "a2", "h2", "f2", "s2", "n2", "c2", "gDD", "gDF", "gVD", "gD", "gTD", "wdd", "wdf", "wvd", "k")
+           "a2", "h2", "f2", "s2", "n2", "c2", "gDD", "gDF", "gVD", "gD", "gTD", "wdd", "wdf", "wvd", "k",
+           "kv", "hk", "kv2", "hk2", "s1", "r4", "gKD", "gF", "wkd", "wd", "wf")
+# The domain of each layout class of the derived programs, keyed by its layout (B == 1, H == 1, G < H, G == 1);
+# G = H unless stated. Grouped- and multi-query attention (G < H) are llama's.
+HEAD_LAYOUTS = {(False, False, False): "H >= 2", (True, False, True): "H == 1",
+                (False, True, False): "2 <= G < H", (False, True, True): "G == 1, H >= 2"}
+DOMAINS = {(batch_one, *heads): f"B {'==' if batch_one else '>='} {1 if batch_one else 2}, {text}, T >= 2"
+           for heads, text in HEAD_LAYOUTS.items() for batch_one in (False, True)}
 LSE_ROWS = 32  # the memory-efficient SDPA kernel pads its logsumexp to a multiple of 32 rows (kAlignLSE)
 
 
-def dtypes_class(attention: str, dtype: str, autocast: str = "none") -> str:
+def dtypes_class(attention: str, dtype: str, autocast: str = "none", arch: str = "reference") -> str:
     """Which dtypes one derived program class covers: 'any', 'fp32', '16-bit' or 'amp-bf16' (float32 parameters,
-    bf16 autocast). The SDPA math path computes 16-bit inputs in fp32 (other programs than fp32's), flash runs
-    16-bit dtypes only, every other program holds for any dtype."""
+    bf16 autocast). The SDPA math path and llama's RMSNorm compute 16-bit inputs in fp32 (other programs than
+    fp32's), flash runs 16-bit dtypes only, every other program holds for any dtype."""
     if autocast != "none":
         return f"amp-{'bf16' if autocast == 'bfloat16' else autocast}"
     if attention == "sdpa-flash":
         return "16-bit"
-    if attention == "sdpa-math":
+    if attention == "sdpa-math" or arch == "llama":
         return "fp32" if dtype == "float32" else "16-bit"
     return "any"
 
@@ -44,6 +53,7 @@ class Sizes:
     V: np.ndarray
     L: np.ndarray
     e: np.ndarray  # bytes per element
+    G: np.ndarray  # key/value heads (H without grouped-query attention)
     params: np.ndarray  # parameter count
     tensors: np.ndarray  # parameter tensor count
     learned: np.ndarray  # 1 where positional == "learned"
@@ -54,6 +64,8 @@ class Sizes:
     autocast: str = "none"  # one for all: model.config.AUTOCAST_OPTIONS
     micro_batches: int = 1  # one for all: B is the batch of one micro-batch, the step's is micro_batches·B
     zero_grad: str = "none"  # one for all: model.config.ZERO_GRAD_OPTIONS
+    arch: str = "reference"  # one for all: model.config.ARCH_OPTIONS
+    dropout: bool = False  # one for all: whether gpt2's dropouts run (config.dropout > 0)
 
     def symbols(self) -> dict[str, np.ndarray]:
         """Bytes of each tensor kind (the programs' alphabet).
@@ -71,13 +83,21 @@ class Sizes:
         l  = B·H·T·4   the flash kernel's fp32 logsumexp, one per query row
         le = B·H·⌈T/32⌉·32·4   the memory-efficient kernel's, its rows padded to a multiple of 32
         m, m4 = T², T²·4   a [T, T] bool mask and its fp32 additive form (the SDPA math path builds both each call)
-        a2, h2, f2, s2, n2, c2 = a, h, f, s, n, c in bf16 whatever e (autocast's low-precision activations)
+        a2, h2, f2, s2, n2, c2 = a, h, f, s, n, c in bf16 whatever e (autocast's low-precision activations; h2,
+                       B·T·D bytes, is also a bool [B, T, D] dropout mask)
         wdd, wdf, wvd = D²·2, D·F·2, V·D·2   autocast's bf16 copies of the weights
         gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   parameter-sized: weight gradients, AdamW
                                                                  state and temporaries
         k  = 4         a float32 0-dim tensor whatever e (fused AdamW's step counter on the device)
+        kv, hk, kv2, hk2 = B·T·K·e, its half, and both in bf16, with K = G·D/H the key/value width (grouped-query
+                       attention's k and v before repeat_kv)
+        s1 = B·H·T²   the attention probabilities' bool dropout mask (gpt2; the [B, T, D] masks are h2's size)
+        r4 = B·T·4     a per-token scalar in fp32 whatever e (LayerNorm's mean and rstd; llama's float32 RMSNorm)
+        gKD, gF = K·D·e, F·e     k/v weights under grouped-query attention; the W1 bias (gpt2)
+        wkd, wd, wf = K·D·2, D·2, F·2   autocast's bf16 copies of those weights and of the biases
         """
         B, T, D, H, F, V, e = self.B, self.T, self.D, self.H, self.F, self.V, self.e
+        K = self.G * (D // H)
         a = B * T * D * e
         return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
                 "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
@@ -86,12 +106,27 @@ class Sizes:
                 "a2": B * T * D * 2, "h2": B * T * D, "f2": B * T * F * 2, "s2": B * H * T * T * 2,
                 "n2": B * T * V * 2, "c2": 2 + 0 * B, "wdd": D * D * 2 + 0 * B, "wdf": D * F * 2 + 0 * B,
                 "wvd": V * D * 2 + 0 * B,
-                "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e, "k": STEP_COUNTER_BYTES + 0 * B}
+                "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e,
+                "k": STEP_COUNTER_BYTES + 0 * B, "kv": B * T * K * e, "hk": B * T * K * e // 2,
+                "kv2": B * T * K * 2, "hk2": B * T * K, "s1": B * H * T * T, "r4": B * T * 4,
+                "gKD": K * D * e + 0 * B, "gF": F * e + 0 * B, "wkd": K * D * 2 + 0 * B, "wd": D * 2 + 0 * B,
+                "wf": F * 2 + 0 * B}
 
-    def class_key(self, positional: str, layout: tuple[bool, bool]) -> tuple:
-        """The key of analytic/exact/derived.py's CLASSES for these sizes in one layout (B == 1, H == 1)."""
-        return (positional, self.attention, dtypes_class(self.attention, self.dtype, self.autocast),
-                self.checkpointing, *layout)
+    def layouts(self) -> np.ndarray:
+        """[4, ...] bools, the layout of each element: B == 1, H == 1, G < H (grouped-query attention) and
+        G == 1 (one key/value head: H == 1, or multi-query attention)."""
+        return np.stack(np.broadcast_arrays(self.B == 1, self.H == 1, self.G < self.H, self.G == 1))
+
+    def class_key(self, positional: str, layout: tuple[bool, ...]) -> tuple:
+        """The key of analytic/exact/derived.py's CLASSES for these sizes in one layout (Sizes.layouts)."""
+        return (self.arch, positional, self.attention,
+                dtypes_class(self.attention, self.dtype, self.autocast, self.arch), self.checkpointing,
+                self.dropout, *layout)
+
+    def optimizer_key(self, positional: str, grouped: bool, optimizer: str) -> tuple:
+        """The key of analytic/exact/derived.py's OPTIMIZERS: the parameter shapes (arch, positional, G < H) and
+        the AdamW implementation."""
+        return (self.arch, positional, grouped, optimizer)
 
     @property
     def parameter_bytes(self):
@@ -99,7 +134,8 @@ class Sizes:
 
     @property
     def buffer_bytes(self):
-        """Causal mask T² bools, position indices 8·T, RoPE cos and sin tables T·Dh/2 elements each."""
+        """Causal mask T² bools, position indices 8·T, RoPE cos and sin tables T·Dh/2 elements each (the model's
+        dtype)."""
         T, D, H = self.T, self.D, self.H
         return T * T + INT64_BYTES * T + self.rope * T * (D // H) * self.e
 
@@ -112,20 +148,22 @@ class Sizes:
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
                       positional: str = "learned", dtype: str = "float32", checkpointing: str = "none",
                       micro_batches: int = 1, zero_grad: str = "none", attention: str = "explicit",
-                      autocast: str = "none") -> Sizes:
-    """Sizes of many configurations at once (numpy arrays that broadcast together; one positional option, dtype,
-    checkpointing and micro-batching for all; batch_size is the batch of one micro-batch). The parameter count is
-    analytic.params' formula, N = 2VD + [TD] + L(4D² + 2DF + 2D) + D, and the tensor count 3 + [1] + 8L."""
+                      autocast: str = "none", arch: str = "reference", kv_heads=None, dropout: float = 0.0) -> Sizes:
+    """Sizes of many configurations at once (numpy arrays that broadcast together; one arch, positional option,
+    dtype, checkpointing and micro-batching for all; batch_size is the batch of one micro-batch; kv_heads None:
+    num_heads). Parameter and tensor counts are analytic.params' formulas, evaluated on the arrays."""
     V, T, L, D, H, F, B = (np.asarray(value, dtype=np.int64) for value in
                            (vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size))
-    V, T, L, D, H, F, B = np.broadcast_arrays(V, T, L, D, H, F, B)
-    learned = int(positional == "learned")
-    params = 2 * V * D + learned * T * D + L * (4 * D * D + 2 * D * F + 2 * D) + D
-    return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), params=params,
-                 tensors=3 + learned + 8 * L, learned=np.full_like(B, learned),
+    G = H if kv_heads is None else np.asarray(kv_heads, dtype=np.int64)
+    V, T, L, D, H, F, B, G = np.broadcast_arrays(V, T, L, D, H, F, B, G)
+    shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F, arch=arch,
+                            positional=positional, kv_heads=G, head_dim=D // H)
+    return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), G=G,
+                 params=parameter_count(shape), tensors=parameter_tensor_count(shape),
+                 learned=np.full_like(B, int(positional == "learned")),
                  rope=np.full_like(B, int(positional == "rope")), checkpointing=checkpointing,
                  micro_batches=micro_batches, zero_grad=zero_grad, attention=attention, dtype=dtype,
-                 autocast=autocast)
+                 autocast=autocast, arch=arch, dropout=bool(dropout))
 
 
 def sizes_of(config: ModelConfig, batch_size) -> Sizes:
@@ -138,8 +176,10 @@ def sizes_of(config: ModelConfig, batch_size) -> Sizes:
     as_array = lambda value: np.asarray(value, dtype=np.int64) + 0 * B  # noqa: E731 - broadcast to B's shape
     return Sizes(B=B, T=as_array(config.context_length), D=as_array(config.d_model), H=as_array(config.num_heads),
                  F=as_array(config.d_ff), V=as_array(config.vocab_size), L=as_array(config.num_layers),
-                 e=as_array(DTYPE_BYTES[config.dtype]), params=as_array(parameter_count(config)),
+                 e=as_array(DTYPE_BYTES[config.dtype]), G=as_array(config.kv_heads),
+                 params=as_array(parameter_count(config)),
                  tensors=as_array(parameter_tensor_count(config)),
                  learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"),
                  checkpointing=config.checkpointing, micro_batches=config.micro_batches, zero_grad=config.zero_grad,
-                 attention=config.attention, dtype=config.dtype, autocast=config.autocast)
+                 attention=config.attention, dtype=config.dtype, autocast=config.autocast, arch=config.arch,
+                 dropout=bool(config.dropout))

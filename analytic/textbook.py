@@ -21,7 +21,9 @@ from model.config import ModelConfig, preset
 
 NAME = "textbook"
 # every activation kept (the B·H·T² scores too), one batch; any dtype (its s = bytes per element)
-SETUP = {"autocast": "none", "attention": ("explicit", "sdpa-math"), "checkpointing": "none", "micro_batches": 1}
+SETUP = {"arch": "reference", "autocast": "none", "attention": ("explicit", "sdpa-math"),
+         "checkpointing": "none",
+         "micro_batches": 1}
 DESCRIPTION = ("The problem's accounting done right for our model: exact N, params+grads+2 AdamW states, "
                "activations over the listed components, matmul FLOPs, backward = 2x forward, 14 AdamW FLOPs/param")
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+ARCH_OPTIONS = ("reference", "gpt2", "llama")
 POSITIONAL_OPTIONS = ("learned", "rope", "none")
+# The positional options each architecture allows, its default first: GPT-2 learns its positions, Llama rotates.
+ARCH_POSITIONAL = {"reference": POSITIONAL_OPTIONS, "gpt2": ("learned",), "llama": ("rope",)}
+DEFAULT_DROPOUT = {"reference": 0.0, "gpt2": 0.1, "llama": 0.0}
 ATTENTION_OPTIONS = ("explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient")
 CHECKPOINTING_OPTIONS = ("none", "full", "selective")
 ZERO_GRAD_OPTIONS = ("none", "zeros")
-AUTOCAST_OPTIONS = ("none", "bfloat16")  # forward and loss under torch.autocast in this dtype (model.autocast)  # optimizer.zero_grad(set_to_none=True) or (set_to_none=False)
+AUTOCAST_OPTIONS = ("none", "bfloat16")  # forward and loss under torch.autocast in this dtype (model.autocast)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and options of the reference Transformer LM and of its training step.
+    """Sizes and options of the Transformer LM and of its training step.
 
-    d_ff defaults to 4·d_model. positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
+    arch: the block (model.transformer): 'reference' (the card's: RMSNorm, SiLU FFN, no biases, untied head),
+    'gpt2' (LayerNorm with bias, GELU (tanh), biases on every linear layer, dropout, tied embedding and LM head,
+    learned positions) or 'llama' (RMSNorm, SwiGLU FFN, RoPE, no biases, untied head, grouped-query attention
+    with kv_heads key/value heads). dropout: the probability of gpt2's dropouts (default 0.1; the other archs
+    have none). kv_heads: key/value heads, dividing num_heads (default num_heads; fewer is llama only).
+    d_ff defaults to 4·d_model, for llama to Llama's 256·⌈(8/3·d_model)/256⌉ (11008 at 4096). positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
     attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or one
     backend of F.scaled_dot_product_attention: 'sdpa-math', 'sdpa-flash' (16-bit dtypes, head size <= 256),
     'sdpa-efficient' (model.transformer.attend); the fused two need a head size divisible by 8. dtype: the dtype
@@ -35,7 +44,10 @@ class ModelConfig:
     d_model: int
     num_heads: int
     d_ff: int | None = None
-    positional: str = "learned"
+    arch: str = "reference"
+    positional: str | None = None  # None: the arch's (ARCH_POSITIONAL)
+    dropout: float | None = None  # None: the arch's (DEFAULT_DROPOUT)
+    kv_heads: int | None = None  # None: num_heads
     attention: str = "explicit"
     dtype: str = "float32"
     checkpointing: str = "none"
@@ -45,9 +57,13 @@ class ModelConfig:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
-        if self.d_ff is None:
-            object.__setattr__(self, "d_ff", 4 * self.d_model)
-        for name in ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "micro_batches"):
+        if self.arch not in ARCH_OPTIONS:
+            raise ValueError(f"arch must be one of {ARCH_OPTIONS}, got {self.arch!r}")
+        for name, default in self._defaults().items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        for name in ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "micro_batches",
+                     "kv_heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -59,6 +75,22 @@ class ModelConfig:
             )
         if self.positional not in POSITIONAL_OPTIONS:
             raise ValueError(f"positional must be one of {POSITIONAL_OPTIONS}, got {self.positional!r}")
+        if self.positional not in ARCH_POSITIONAL[self.arch]:
+            raise ValueError(f"arch {self.arch!r} has positional {' or '.join(ARCH_POSITIONAL[self.arch])}, "
+                             f"got {self.positional!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        if self.dropout and self.arch != "gpt2":
+            raise ValueError(f"arch {self.arch!r} has no dropout, got dropout={self.dropout}")
+        if self.dropout and self.attention == "sdpa-math":
+            raise ValueError("dropout with attention='sdpa-math' is not simulated: the math kernel's at::dropout "
+                             "keeps a bool mask on CUDA and noise of the input's dtype on meta and CPU")
+        if self.num_heads % self.kv_heads:
+            raise ValueError(f"kv_heads={self.kv_heads} does not divide num_heads={self.num_heads}")
+        if self.kv_heads != self.num_heads and self.arch != "llama":
+            raise ValueError(f"grouped-query attention (kv_heads < num_heads) is arch 'llama' only, got "
+                             f"arch {self.arch!r} with kv_heads={self.kv_heads}")
         if self.attention not in ATTENTION_OPTIONS:
             raise ValueError(f"attention must be one of {ATTENTION_OPTIONS}, got {self.attention!r}")
         if self.checkpointing not in CHECKPOINTING_OPTIONS:
@@ -81,6 +113,12 @@ class ModelConfig:
                              f"got {self.dtype} and {self.head_dim}")
         if self.positional == "rope" and self.head_dim % 2:
             raise ValueError(f"positional='rope' needs an even head dimension, got {self.head_dim}")
+
+    def _defaults(self) -> dict:
+        """The values that None stands for, given the arch and sizes."""
+        d_ff = 256 * -(-8 * self.d_model // (3 * 256)) if self.arch == "llama" else 4 * self.d_model
+        return {"d_ff": d_ff, "positional": ARCH_POSITIONAL[self.arch][0], "dropout": DEFAULT_DROPOUT[self.arch],
+                "kv_heads": self.num_heads}
 
     @property
     def head_dim(self) -> int:
@@ -107,23 +145,29 @@ class ModelConfig:
     def options_text(self) -> str:
         """'float32, attention sdpa-flash, checkpointing full': the dtype and the options not at their default
         (micro-batches as 'k micro-batches')."""
-        options = [f"{name} {getattr(self, name)}" for name, default in (("autocast", "none"),
-                   ("positional", "learned"), ("attention", "explicit"), ("checkpointing", "none"),
-                   ("zero_grad", "none")) if getattr(self, name) != default]
+        defaults = self._defaults()
+        options = [f"{name} {getattr(self, name)}" for name, default in (
+                   ("arch", "reference"), ("dropout", defaults["dropout"]), ("kv_heads", defaults["kv_heads"]),
+                   ("autocast", "none"), ("positional", defaults["positional"]), ("attention", "explicit"),
+                   ("checkpointing", "none"), ("zero_grad", "none")) if getattr(self, name) != default]
         if self.micro_batches > 1:
             options.append(f"{self.micro_batches} micro-batches")
         return ", ".join([self.dtype, *options])
 
     def replace(self, **changes) -> "ModelConfig":
+        """A copy with `changes`; the fields left at their default (d_ff, positional, dropout, kv_heads) and not
+        in `changes` take the new config's default (the new arch's, 4·the new d_model, the new num_heads)."""
+        changes = {**{name: None for name, default in self._defaults().items() if getattr(self, name) == default},
+                   **changes}
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _gpt2(name: str, num_layers: int, d_model: int, num_heads: int) -> ModelConfig:
+def _gpt2(name: str, num_layers: int, d_model: int, num_heads: int, arch: str = "reference") -> ModelConfig:
     return ModelConfig(vocab_size=50257, context_length=1024, num_layers=num_layers, d_model=d_model,
-                       num_heads=num_heads, name=name)
+                       num_heads=num_heads, arch=arch, name=name)
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -135,7 +179,19 @@ PRESETS: dict[str, ModelConfig] = {
     "gpt2-medium": _gpt2("gpt2-medium", 24, 1024, 16),
     "gpt2-large": _gpt2("gpt2-large", 36, 1280, 20),
     "gpt2-xl": _gpt2("gpt2-xl", 48, 1600, 25),
+    # The published models (Hugging Face configs): GPT-2 as released (openai-community/gpt2, -medium, -large,
+    # -xl), Llama 2 7B (meta-llama/Llama-2-7b-hf) and TinyLlama 1.1B (TinyLlama/TinyLlama-1.1B-...-3T).
+    "hf-gpt2": _gpt2("hf-gpt2", 12, 768, 12, "gpt2"),
+    "hf-gpt2-medium": _gpt2("hf-gpt2-medium", 24, 1024, 16, "gpt2"),
+    "hf-gpt2-large": _gpt2("hf-gpt2-large", 36, 1280, 20, "gpt2"),
+    "hf-gpt2-xl": _gpt2("hf-gpt2-xl", 48, 1600, 25, "gpt2"),
+    "llama2-7b": ModelConfig(vocab_size=32000, context_length=4096, num_layers=32, d_model=4096, num_heads=32,
+                             d_ff=11008, arch="llama", name="llama2-7b"),
+    "tinyllama-1.1b": ModelConfig(vocab_size=32000, context_length=2048, num_layers=22, d_model=2048,
+                                  num_heads=32, kv_heads=4, d_ff=5632, arch="llama", name="tinyllama-1.1b"),
 }
+
+SCALED_DOWN_PRESETS = ("tiny", "mini", "small-cpu")  # for tests and CPU runs; the others are full-size models
 
 
 def preset(name: str) -> ModelConfig:

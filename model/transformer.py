@@ -1,9 +1,16 @@
-"""The reference Transformer LM, in the spirit of nanoGPT's model.py.
+"""The Transformer LM, in the spirit of nanoGPT's model.py: one block, its pieces chosen by config.arch.
 
+  reference  RMSNorm, SiLU FFN, no biases, untied LM head (the card's block)
+  gpt2       LayerNorm with bias, GELU (tanh), biases on every linear layer, dropout after the embeddings, on
+             the attention probabilities and after each sublayer, LM head tied to the token embedding
+  llama      RMSNorm computed in float32 (Meta's reference code), SwiGLU FFN w2(silu(w1 x) · w3 x), RoPE,
+             grouped-query attention: kv_heads key/value heads, each repeated for H / kv_heads query heads
+             (repeat_kv, as Hugging Face's eager and masked-SDPA paths do)
 Every component the textbook accounting has a term for is its own named module (norm1, q_proj, k_proj, v_proj,
-scores, softmax, weighted_sum, out_proj, norm2, w1, silu, w2, final_norm, lm_head, cross_entropy), so that the
-profiler can attribute saved tensors and FLOPs by module path. Shapes: B batch, T tokens, D d_model, H heads,
-Dh = D/H head size, F d_ff, V vocabulary.
+scores, softmax, weighted_sum, out_proj, norm2, w1, silu, w2, final_norm, lm_head, cross_entropy, and gelu, w3,
+gating, the dropouts, repeat_kv where the arch has them), so that the profiler can attribute saved tensors and
+FLOPs by module path. Shapes: B batch, T tokens, D d_model, H heads, G kv_heads, Dh = D/H head size, F d_ff,
+V vocabulary.
 """
 from __future__ import annotations
 
@@ -43,7 +50,7 @@ SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_AT
                  "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
 
 
-def attend(q, k, v, backend: str, scale: float):
+def attend(q, k, v, backend: str, scale: float, dropout: float = 0.0):
     """Causal F.scaled_dot_product_attention on [B, H, T, Dh] with one backend forced (sdpa_kernel: no fallback).
 
     On meta, F.scaled_dot_product_attention would take the math path whatever the backend, so the fused CUDA
@@ -53,12 +60,24 @@ def attend(q, k, v, backend: str, scale: float):
     once the head size needs no padding: config validation asks for a multiple of 8.)
     """
     if q.device.type == "meta" and backend == "sdpa-flash":
-        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, True, False, scale=scale)[0]
+        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, dropout, True, False, scale=scale)[0]
     if q.device.type == "meta" and backend == "sdpa-efficient":
-        return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, 0.0, True,
+        return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, dropout, True,
                                                                       scale=scale)[0]
     with sdpa_kernel(SDPA_BACKENDS[backend]):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale)
+
+
+def dropout(x, p: float):
+    """CUDA's F.dropout in training, on every device: native_dropout, which keeps a bool mask for backward (on
+    meta and CPU, F.dropout would multiply by noise of x's dtype instead)."""
+    return torch.native_dropout(x, p, True)[0]
+
+
+def repeat_kv(x, groups: int):
+    """[B, G, T, Dh] -> [B, G·groups, T, Dh]: each key/value head repeated for its group of query heads."""
+    B, G, T, Dh = x.shape
+    return x[:, :, None].expand(B, G, groups, T, Dh).reshape(B, G * groups, T, Dh)
 
 
 class Op(nn.Module):
@@ -73,16 +92,29 @@ class Op(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """x · rsqrt(mean(x²) + eps) · g, written out so that it runs the same ops on every device."""
+    """x · rsqrt(mean(x²) + eps) · g, written out so that it runs the same ops on every device; with `upcast`
+    (llama) normalised in float32 and cast back before the gain, as Meta's Llama code does."""
 
-    def __init__(self, d_model: int, eps: float = 1e-5):
+    def __init__(self, d_model: int, eps: float = 1e-5, upcast: bool = False):
         super().__init__()
-        self.eps = eps
+        self.eps, self.upcast = eps, upcast
         self.weight = nn.Parameter(torch.ones(d_model))
 
     def forward(self, x):  # [B, T, D] -> [B, T, D]
+        if self.upcast:
+            y = x.float()
+            return (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
         rms = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)  # [B, T, 1]
         return x * rms * self.weight
+
+
+def norm(config: ModelConfig, d_model: int) -> nn.Module:
+    return nn.LayerNorm(d_model) if config.arch == "gpt2" else RMSNorm(d_model, upcast=config.arch == "llama")
+
+
+def dropout_op(config: ModelConfig) -> Op | None:
+    """A dropout of the arch (gpt2 with dropout > 0), or None."""
+    return Op(functools.partial(dropout, p=config.dropout)) if config.dropout else None
 
 
 def rotate(x, cos, sin):
@@ -95,49 +127,70 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         d, self.num_heads, self.attention = config.d_model, config.num_heads, config.attention
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, d, bias=False)
-        self.v_proj = nn.Linear(d, d, bias=False)
+        self.kv_heads, bias, kv = config.kv_heads, config.arch == "gpt2", config.kv_heads * config.head_dim
+        self.q_proj = nn.Linear(d, d, bias=bias)
+        self.k_proj = nn.Linear(d, kv, bias=bias)
+        self.v_proj = nn.Linear(d, kv, bias=bias)
         self.rope = Op(rotate) if config.positional == "rope" else None
+        groups = config.num_heads // config.kv_heads
+        self.repeat_kv = Op(functools.partial(repeat_kv, groups=groups)) if groups > 1 else None
         scale = 1.0 / math.sqrt(config.head_dim)
         self.scores = Op(lambda q, k, future: (q @ k.transpose(-2, -1) * scale).masked_fill(future, float("-inf")))
         self.softmax = Op(lambda scores: torch.softmax(scores, dim=-1))
+        self.probs_dropout = dropout_op(config)
         self.weighted_sum = Op(lambda probs, v: probs @ v)
-        self.sdpa = Op(functools.partial(attend, backend=config.attention, scale=scale))
-        self.out_proj = nn.Linear(d, d, bias=False)
+        self.sdpa = Op(functools.partial(attend, backend=config.attention, scale=scale, dropout=config.dropout))
+        self.out_proj = nn.Linear(d, d, bias=bias)
+        self.out_dropout = dropout_op(config)
 
     def forward(self, x, future, cos=None, sin=None):  # x [B, T, D]; future [T, T] bool, True above the diagonal
         B, T, D = x.shape
         q = self.q_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)  # [B, H, T, Dh]
-        k = self.k_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.kv_heads, -1).transpose(1, 2)  # [B, G, T, Dh]
+        v = self.v_proj(x).view(B, T, self.kv_heads, -1).transpose(1, 2)
         if self.rope is not None:
             q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+        if self.repeat_kv is not None:
+            k, v = self.repeat_kv(k), self.repeat_kv(v)  # [B, H, T, Dh]
         if self.attention != "explicit":
             y = self.sdpa(q, k, v)  # [B, H, T, Dh]
         else:
             probs = self.softmax(self.scores(q, k, future))  # [B, H, T, T]
+            if self.probs_dropout is not None:
+                probs = self.probs_dropout(probs)
             y = self.weighted_sum(probs, v)  # [B, H, T, Dh]
-        return self.out_proj(y.transpose(1, 2).contiguous().view(B, T, D))
+        y = self.out_proj(y.transpose(1, 2).contiguous().view(B, T, D))
+        return y if self.out_dropout is None else self.out_dropout(y)
 
 
 class FeedForward(nn.Module):
+    """w2(act(w1 x)): act silu (reference) or GELU's tanh form (gpt2); llama's SwiGLU w2(silu(w1 x) · w3 x)."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.w1 = nn.Linear(config.d_model, config.d_ff, bias=False)
-        self.silu = Op(F.silu)
-        self.w2 = nn.Linear(config.d_ff, config.d_model, bias=False)
+        bias = config.arch == "gpt2"
+        self.w1 = nn.Linear(config.d_model, config.d_ff, bias=bias)
+        self.gelu = Op(functools.partial(F.gelu, approximate="tanh")) if config.arch == "gpt2" else None
+        self.silu = Op(F.silu) if config.arch != "gpt2" else None
+        self.w3 = nn.Linear(config.d_model, config.d_ff, bias=False) if config.arch == "llama" else None
+        self.gating = Op(torch.mul) if config.arch == "llama" else None
+        self.w2 = nn.Linear(config.d_ff, config.d_model, bias=bias)
+        self.ffn_dropout = dropout_op(config)
 
     def forward(self, x):  # [B, T, D] -> [B, T, F] -> [B, T, D]
-        return self.w2(self.silu(self.w1(x)))
+        hidden = (self.gelu or self.silu)(self.w1(x))
+        if self.w3 is not None:
+            hidden = self.gating(hidden, self.w3(x))
+        y = self.w2(hidden)
+        return y if self.ffn_dropout is None else self.ffn_dropout(y)
 
 
 class Block(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.norm1 = RMSNorm(config.d_model)
+        self.norm1 = norm(config, config.d_model)
         self.attn = CausalSelfAttention(config)
-        self.norm2 = RMSNorm(config.d_model)
+        self.norm2 = norm(config, config.d_model)
         self.ffn = FeedForward(config)
         # Named modules, so that the profiler sees what checkpointing keeps (the block's input, saved by
         # `checkpoint`) and when the block's ops run again in backward (each call of `body`).
@@ -159,9 +212,12 @@ class TransformerLM(nn.Module):
         T, d = config.context_length, config.d_model
         self.embedding = nn.Embedding(config.vocab_size, d)
         self.position_embedding = nn.Embedding(T, d) if config.positional == "learned" else None
+        self.embedding_dropout = dropout_op(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
-        self.final_norm = RMSNorm(d)
+        self.final_norm = norm(config, d)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        if config.arch == "gpt2":
+            self.lm_head.weight = self.embedding.weight  # tied: one parameter, its gradient summed from both
         self.cross_entropy = Op(lambda logits, targets: F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
         # Buffers: made once, so that no step allocates them again.
         self.register_buffer("future", torch.ones(T, T, dtype=torch.bool).triu(1), persistent=False)
@@ -182,6 +238,8 @@ class TransformerLM(nn.Module):
         x = self.embedding(tokens)
         if self.position_embedding is not None:
             x = x + self.position_embedding(self.positions[:T])
+        if self.embedding_dropout is not None:
+            x = self.embedding_dropout(x)
         cos, sin = (self.cos[:T], self.sin[:T]) if self.cos is not None else (None, None)
         for block in self.blocks:
             x = block(x, self.future[:T, :T], cos, sin)

@@ -24,13 +24,39 @@ CATEGORIES = (
 # model.transformer, so saved tensors and FLOPs are attributed by module path ("rope" exists only with RoPE;
 # "embedding" covers the token and the learned position embedding; "checkpoint" holds what a checkpointed block
 # keeps, its input, and nothing without checkpointing; "sdpa" is F.scaled_dot_product_attention, which replaces
-# scores, softmax and weighted_sum when attention is not explicit).
+# scores, softmax and weighted_sum when attention is not explicit; the arch's own: repeat_kv with grouped-query
+# attention, gelu (gpt2, in place of silu), w3 and gating (llama's SwiGLU: silu(w1 x) · w3 x), the dropouts
+# (gpt2): on the attention probabilities, after out_proj, after w2, after the embeddings).
 LAYER_COMPONENTS = (
-    "checkpoint", "norm1", "q_proj", "k_proj", "v_proj", "rope", "sdpa", "scores", "softmax", "weighted_sum",
-    "out_proj", "norm2", "w1", "silu", "w2",
+    "checkpoint", "norm1", "q_proj", "k_proj", "v_proj", "rope", "repeat_kv", "sdpa", "scores", "softmax",
+    "probs_dropout", "weighted_sum", "out_proj", "out_dropout", "norm2", "w1", "silu", "gelu", "w3", "gating",
+    "w2", "ffn_dropout",
 )
-MODEL_COMPONENTS = ("embedding", "final_norm", "lm_head", "cross_entropy")
-COMPONENTS = ("embedding",) + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")
+MODEL_COMPONENTS = ("embedding", "embedding_dropout", "final_norm", "lm_head", "cross_entropy")
+COMPONENTS = ("embedding", "embedding_dropout") + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")
+
+
+
+def components_of(config) -> tuple[str, ...]:
+    """The components worth a row for a config (COMPONENTS order): those its model has, and those the textbook
+    has a term for (scores, softmax, weighted_sum, silu) even where the model runs them otherwise."""
+    absent = set()
+    if config.positional != "rope":
+        absent.add("rope")
+    if config.attention == "explicit":
+        absent.add("sdpa")
+    if config.kv_heads == config.num_heads:
+        absent.add("repeat_kv")
+    if config.arch != "gpt2":
+        absent.add("gelu")
+    if config.arch != "llama":
+        absent |= {"w3", "gating"}
+    if not config.dropout:
+        absent |= {"probs_dropout", "out_dropout", "ffn_dropout", "embedding_dropout"}
+    if config.attention != "explicit":
+        absent.add("probs_dropout")  # the fused kernels drop inside: no mask
+    return tuple(name for name in COMPONENTS if name not in absent)
+
 
 # The AdamW implementation measured and predicted ("optimizer" everywhere: CLI option, JSON field, argument).
 OPTIMIZERS = ("forloop", "foreach", "fused")

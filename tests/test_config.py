@@ -46,3 +46,32 @@ def test_units_are_not_mixed():
     assert format_bytes(80 * 10**9, "GB") == "80.00 GB"
     assert format_bytes(80 * 10**9, "GiB") == "74.51 GiB"
     assert relative_error(110, 100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"arch": "gpt3"}, "arch must be one of"),
+    ({"arch": "gpt2", "positional": "rope"}, "arch 'gpt2' has positional learned"),
+    ({"arch": "llama", "positional": "learned"}, "arch 'llama' has positional rope"),
+    ({"arch": "llama", "dropout": 0.1}, "arch 'llama' has no dropout"),
+    ({"arch": "gpt2", "dropout": 1.0}, r"dropout must be a probability in \[0, 1\)"),
+    ({"arch": "gpt2", "attention": "sdpa-math"}, "dropout with attention='sdpa-math' is not simulated"),
+    ({"arch": "llama", "kv_heads": 3}, "kv_heads=3 does not divide num_heads=4"),
+    ({"kv_heads": 2}, "grouped-query attention .* is arch 'llama' only"),
+])
+def test_arch_options_are_validated(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(vocab_size=100, context_length=16, num_layers=2, d_model=32, num_heads=4, **changes)
+
+
+def test_arch_defaults_follow_the_arch():
+    """d_ff, positional, dropout and kv_heads left at their default take the new arch's on replace (Llama's d_ff
+    is 256·⌈8D/3 / 256⌉: 11008 at D = 4096, 5632 at D = 2048); values set explicitly stay."""
+    config = ModelConfig(vocab_size=100, context_length=16, num_layers=2, d_model=4096, num_heads=32)
+    llama = config.replace(arch="llama")
+    assert (llama.d_ff, llama.positional, llama.dropout, llama.kv_heads) == (11008, "rope", 0.0, 32)
+    gpt2 = llama.replace(arch="gpt2")
+    assert (gpt2.d_ff, gpt2.positional, gpt2.dropout) == (4 * 4096, "learned", 0.1)
+    assert config.replace(d_ff=100, arch="llama").d_ff == 100
+    assert ModelConfig(vocab_size=10, context_length=4, num_layers=1, d_model=2048, num_heads=32,
+                       arch="llama").d_ff == 5632
+    assert gpt2.replace(dropout=0.0).options_text() == "float32, arch gpt2, dropout 0.0"

@@ -28,7 +28,7 @@ CONFIGS = model_configs(max_heads=25, max_head_pairs=64, max_vocab=50257, min_co
                         checkpointings=("none", "full", "selective"), micro_batches=(1, 1, 2, 3),
                         zero_grads=("none", "zeros"),
                         attentions=("explicit", "explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient"),
-                        autocasts=("none", "none", "bfloat16"))
+                        autocasts=("none", "none", "bfloat16"), archs=("reference", "gpt2", "llama"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,17 +58,20 @@ def test_micro_batches_measured_and_predicted(zero_grad):
 
 @pytest.mark.parametrize("name, batch, checkpointing", [("gpt2-small", 64, "none"), ("gpt2-xl", 1, "none"),
                                                        ("gpt2-xl", 7, "none"), ("gpt2-xl", 8, "full"),
-                                                       ("gpt2-small", 3, "selective")])
+                                                       ("gpt2-small", 3, "selective"), ("hf-gpt2-xl", 2, "none"),
+                                                       ("hf-gpt2", 3, "selective"), ("tinyllama-1.1b", 1, "full")])
 def test_exact_on_gpt2_sizes(name, batch, checkpointing):
     assert mismatches(preset(name).replace(checkpointing=checkpointing), batch) == {}
 
 
 @pytest.mark.parametrize("checkpointing", ["full", "selective"])
-def test_recomputation_is_the_backward_flops_checkpointing_adds(checkpointing):
+@pytest.mark.parametrize("arch", ["reference", "gpt2"])
+def test_recomputation_is_the_backward_flops_checkpointing_adds(checkpointing, arch):
     """backward(checkpointed) − backward(none) is what flops.recompute measures and the exact set predicts: the
-    blocks' forward again, less what non-reentrant checkpointing stops before (W2 and the last residual add) and,
-    for selective, less the kept projections."""
-    config = ModelConfig(vocab_size=97, context_length=12, num_layers=3, d_model=24, num_heads=3, d_ff=50)
+    blocks' forward again, less what non-reentrant checkpointing stops before (the last residual add, and W2
+    unless gpt2's dropout follows it) and, for selective, less the kept projections."""
+    config = ModelConfig(vocab_size=97, context_length=12, num_layers=3, d_model=24, num_heads=3, d_ff=50,
+                         arch=arch)
     plain = measure(config, 2).measured["flops"]
     checkpointed = measure(config.replace(checkpointing=checkpointing), 2).measured["flops"]
     added = checkpointed["backward"] - plain["backward"]
@@ -102,10 +105,20 @@ def test_vectorised_over_batch_sizes():
 
 
 @pytest.mark.parametrize("batch, heads", [(1, 3), (2, 1), (1, 1)])
-@pytest.mark.parametrize("positional", ["learned", "rope"])
-def test_exact_on_degenerate_layouts(batch, heads, positional):
+@pytest.mark.parametrize("arch, positional", [("reference", "learned"), ("reference", "rope"), ("gpt2", "learned"),
+                                              ("llama", "rope")])
+def test_exact_on_degenerate_layouts(batch, heads, arch, positional):
     config = ModelConfig(vocab_size=50, context_length=9, num_layers=2, d_model=heads * 4, num_heads=heads,
-                         positional=positional)
+                         positional=positional, arch=arch)
+    assert mismatches(config, batch) == {}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("heads, kv_heads", [(6, 2), (4, 1)])  # grouped-query and multi-query attention
+@pytest.mark.parametrize("attention", ["explicit", "sdpa-efficient"])
+def test_exact_on_grouped_query_layouts(batch, heads, kv_heads, attention):
+    config = ModelConfig(vocab_size=50, context_length=9, num_layers=2, d_model=heads * 8, num_heads=heads,
+                         kv_heads=kv_heads, arch="llama", attention=attention)
     assert mismatches(config, batch) == {}
 
 
@@ -117,16 +130,20 @@ def test_context_length_one_is_outside_the_exact_domain():
 
 
 def test_committed_programs_match_a_fresh_derivation():
-    """analytic/exact/derived.py is what tools/derive_programs.py derives from the installed torch: every AdamW
-    program, and the general layout class of each attention option and dtype class (the whole file takes minutes:
-    `python tools/derive_programs.py --check`; every class is checked against measurement by the tests above)."""
+    """analytic/exact/derived.py is what tools/derive_programs.py derives from the installed torch: the AdamW
+    programs of every implementation for the reference block and foreach's for each other parameter layout, and
+    the general layout class of each arch's attention options (the whole file takes 15 minutes: `python
+    tools/derive_programs.py --check`; every class is checked against measurement by the tests above)."""
     from analytic.exact import derived
+    from model.config import ARCH_POSITIONAL
     from profiler.measuring.derive import class_keys, derive
 
-    keys = [key for key in class_keys() if (key.positional, key.checkpointing, key.batch_one, key.head_one) ==
-            ("learned", "none", False, False)]
-    fresh = derive(keys)
-    assert fresh["optimizers"] == derived.OPTIMIZERS
+    keys = [key for key in class_keys() if key.checkpointing == "none" and not any(key.layout)
+            and key.positional == ARCH_POSITIONAL[key.arch][0] and key.dtypes in ("any", "fp32", "16-bit")
+            and (key.attention == "explicit" or key.arch == "reference")]
+    optimizers = [key for key in derived.OPTIMIZERS if key[:2] == ("reference", "learned") or key[3] == "foreach"]
+    fresh = derive(keys, optimizers)
+    assert fresh["optimizers"] == {key: derived.OPTIMIZERS[key] for key in optimizers}
     assert fresh["classes"] == {key.key(): derived.CLASSES[key.key()] for key in keys}
 
 

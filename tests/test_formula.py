@@ -21,7 +21,7 @@ TERMS = ("params", "peak_bytes", "phases.forward.peak_bytes", "phases.backward.p
 def evaluate(text: str, config: ModelConfig, batch: int, budget: int = 0) -> int:
     """A printed expression at the config's sizes: Python with max() as the one function."""
     names = {"L": config.num_layers, "B": batch, "T": config.context_length, "D": config.d_model,
-             "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget}
+             "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "G": config.kv_heads, "M": budget}
     return eval(text, {"__builtins__": {}, "max": max}, names)  # noqa: S307
 
 
@@ -70,6 +70,23 @@ def test_printed_formula_equals_the_measurement(positional, optimizer, data, dty
         layers = config.num_layers if name in LAYER_COMPONENTS else 1
         assert layers * evaluate(python_expression(expression), config, batch) == \
                measured[f"saved_activations_by_component.{name}"], name
+
+
+@pytest.mark.parametrize("config", [
+    ModelConfig(vocab_size=53, context_length=9, num_layers=3, d_model=24, num_heads=3, d_ff=40, arch="gpt2"),
+    ModelConfig(vocab_size=53, context_length=9, num_layers=3, d_model=48, num_heads=6, kv_heads=2, d_ff=40,
+                arch="llama", dtype="bfloat16", checkpointing="full"),
+    ModelConfig(vocab_size=53, context_length=9, num_layers=2, d_model=32, num_heads=4, kv_heads=1, arch="llama",
+                dtype="bfloat16", checkpointing="full", attention="sdpa-flash")], ids=["gpt2", "llama-gqa", "mqa"])
+def test_printed_formula_of_each_arch_equals_the_measurement(config):
+    """GPT-2's block with dropout; Llama's with grouped- and multi-query attention (G in the formulas), full
+    checkpointing and bf16, whose programs have a segment run L − 1 times (the printed domain says L >= 2)."""
+    from analytic.exact.formula import setup_of
+    setup = setup_of(config, "foreach")
+    assert setup.domain.endswith("L >= 2") == (config.checkpointing == "full")
+    expressions = printed(setup)
+    measured = flatten(measure(config, 3, "meta").measured)
+    assert {term: evaluate(expressions[term], config, 3) for term in TERMS} == {term: measured[term] for term in TERMS}
 
 
 @pytest.mark.parametrize("positional", ["learned", "rope"])

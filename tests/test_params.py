@@ -3,6 +3,7 @@ from hypothesis import given, settings
 
 from analytic.params import parameter_count, parameter_tensor_count, parameter_tensor_sizes
 from model import PRESETS
+from model.config import ARCH_POSITIONAL
 from model.step import build
 from strategies import model_configs
 
@@ -12,8 +13,8 @@ def measured(config):
     return [p.numel() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("name", PRESETS)
-@pytest.mark.parametrize("positional", ["learned", "rope", "none"])
+@pytest.mark.parametrize("name, positional", [(name, positional) for name, config in PRESETS.items()
+                                               for positional in ARCH_POSITIONAL[config.arch]])
 def test_parameter_count_is_exact_for_presets(name, positional):
     config = PRESETS[name].replace(positional=positional)
     sizes = measured(config)
@@ -23,7 +24,7 @@ def test_parameter_count_is_exact_for_presets(name, positional):
 
 
 @settings(max_examples=120, deadline=None)
-@given(model_configs())
+@given(model_configs(archs=("reference", "gpt2", "llama")))
 def test_parameter_count_is_exact_for_random_configs(config):
     assert parameter_count(config) == sum(measured(config))
 
@@ -32,11 +33,22 @@ def test_gpt2_xl_parameter_count():
     assert parameter_count(PRESETS["gpt2-xl"]) == 1_637_176_000
 
 
-def test_training_step_learns_on_cpu():
+@pytest.mark.parametrize("name, published", [
+    ("hf-gpt2", 124_439_808), ("hf-gpt2-medium", 354_823_168), ("hf-gpt2-large", 774_030_080),
+    ("hf-gpt2-xl", 1_557_611_200), ("llama2-7b", 6_738_415_616), ("tinyllama-1.1b", 1_100_048_384)])
+def test_published_parameter_counts(name, published):
+    """The released models' counts (Hugging Face: sum of numel over model.parameters(), tied weights once)."""
+    assert parameter_count(PRESETS[name]) == published == sum(measured(PRESETS[name]))
+
+
+@pytest.mark.parametrize("arch", ["reference", "gpt2", "llama"])
+def test_training_step_learns_on_cpu(arch):
     from model.step import make_batch, train_step
-    config = PRESETS["tiny"]
+    config = PRESETS["tiny"].replace(arch=arch, dropout=0.0)
     model, optimizer = build(config)
     tokens, targets = make_batch(config, 2)
     losses = [train_step(model, optimizer, tokens, targets).item() for _ in range(5)]
     assert losses[-1] < losses[0]
     assert all(p.grad is None for p in model.parameters())  # zero_grad(set_to_none=True)
+    if arch == "gpt2":
+        assert model.lm_head.weight is model.embedding.weight  # tied

@@ -181,3 +181,14 @@ def test_max_batch_budget_measures_each_points_largest_batch(tmp_path):
                      "b.toml")
     with pytest.raises(GridError, match="max_batch_budget"):
         load_grid(bad)
+
+
+def test_point_keys_tell_the_archs_apart():
+    """Same sizes, other block: the published GPT-2 XL, its dropout-free variant and a Llama block of the card's
+    sizes are other points than the card's GPT-2 XL (a sweep skips a key it has measured)."""
+    from model.config import PRESETS
+    from profiler.reporting.grid import point_key
+    configs = [PRESETS["gpt2-xl"], PRESETS["hf-gpt2-xl"], PRESETS["hf-gpt2-xl"].replace(dropout=0.0),
+               PRESETS["gpt2-xl"].replace(arch="llama", d_ff=6400, kv_heads=5)]
+    keys = [point_key(config, 1, "foreach", "meta") for config in configs]
+    assert len(set(keys)) == 4 and keys[0] == "V50257-T1024-L48-D1600-H25-F6400-learned-explicit-float32|b1|foreach|meta"

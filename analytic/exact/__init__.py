@@ -6,7 +6,7 @@ FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exa
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.
 
-Domain: context_length >= 2, every attention option (explicit, and the SDPA backends as CUDA runs them, which is
+Domain: context_length >= 2, every arch (reference, gpt2, llama), every attention option (explicit, and the SDPA backends as CUDA runs them, which is
 what meta simulates; flash for 16-bit dtypes and autocast), checkpointing, micro-batching, zero_grad option and
 bf16 autocast as meta emulates CUDA's. Outside it (T = 1, where weight gradients take another path) it predicts
 the parameter count only.
@@ -45,11 +45,12 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
 
 
 def evaluate_arrays(optimizer: str = "foreach", positional: str = "learned", dtype: str = "float32",
-                    checkpointing: str = "none", attention: str = "explicit", **sizes) -> dict[str, Any]:
+                    checkpointing: str = "none", attention: str = "explicit", arch: str = "reference",
+                    dropout: float = 0.0, **sizes) -> dict[str, Any]:
     """Memory and FLOP figures of many configurations at once: vocab_size, context_length, num_layers, d_model,
-    num_heads, d_ff and batch_size as numpy arrays (context_length >= 2)."""
+    num_heads, d_ff, batch_size (and kv_heads) as numpy arrays (context_length >= 2)."""
     arrays = sizes_from_arrays(positional=positional, dtype=dtype, checkpointing=checkpointing, attention=attention,
-                               **sizes)
+                               arch=arch, dropout=dropout, **sizes)
     if np.any(arrays.T < 2) or np.any(arrays.D % arrays.H):
         raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
     figures: dict[str, Any] = {"params": arrays.params}

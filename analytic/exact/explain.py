@@ -6,8 +6,8 @@ WHY_COMPONENT = {
                   "backward (selective checkpointing also keeps the linear layers' outputs); nothing without "
                   "checkpointing",
     "embedding": "keeps only the token ids (inputs) and position indices (a buffer): no activation bytes",
-    "norm1": "textbook: its output; autograd keeps its input x, x·rsqrt (B·T·D each) and rsqrt (B·T); "
-             "the output is kept by q_proj",
+    "norm1": "textbook: its output; autograd keeps its input x, x·rsqrt (B·T·D each) and rsqrt (B·T) "
+             "(gpt2's LayerNorm: x and an fp32 mean and rstd, B·T each); the output is kept by q_proj",
     "q_proj": "a linear layer keeps its input, not its output: the normalised x (B·T·D), shared with k_proj "
               "and v_proj and counted once, here",
     "k_proj": "shares q_proj's saved input; its output is kept by scores (as a contiguous copy)",
@@ -29,6 +29,16 @@ WHY_COMPONENT = {
     "final_norm": "input, x·rsqrt and rsqrt (2·B·T·D + B·T)",
     "lm_head": "its input (B·T·D); the B·T·V logits die inside forward once log-softmax has run",
     "cross_entropy": "the B·T·V log-probabilities and a 0-dim total weight",
+    "repeat_kv": "keeps nothing: grouped-query attention's k and v (B·T·G·Dh) are repeated for their query "
+                 "heads into B·T·D copies, kept by scores and weighted_sum",
+    "probs_dropout": "gpt2: a bool mask of the probabilities (B·H·T² bytes); its output, the dropped "
+                     "probabilities (B·H·T²), is kept by the P·V matmul",
+    "out_dropout": "gpt2: a bool mask (B·T·D bytes)",
+    "ffn_dropout": "gpt2: a bool mask (B·T·D bytes)",
+    "embedding_dropout": "gpt2: a bool mask (B·T·D bytes)",
+    "gelu": "gpt2: its input, w1's output (B·T·d_ff)",
+    "w3": "llama: shares w1's saved input; its B·T·d_ff output is kept by gating",
+    "gating": "llama's SwiGLU product silu(w1 x) · w3 x keeps both factors (2·B·T·d_ff)",
 }
 
 WHY_TERM = {

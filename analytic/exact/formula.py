@@ -27,20 +27,19 @@ import sympy as sp
 from analytic.exact.derived import CLASSES, OPTIMIZERS, TORCH_VERSION
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net
-from analytic.exact.programs import TAPE_CATEGORIES, compile_program
-from analytic.sizes import LSE_ROWS, SYMBOLS, Sizes, dtypes_class
+from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program
+from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, Sizes, dtypes_class
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
 from model.vocabulary import PHASES
 
-L, B, T, D, H, F, V = SIZES = sp.symbols("L B T D H F V", positive=True, integer=True)
+L, B, T, D, H, F, V, G = SIZES = sp.symbols("L B T D H F V G", positive=True, integer=True)
 M = sp.Symbol("M", positive=True, integer=True)  # a memory budget in bytes
 GRADIENTS = TAPE_CATEGORIES.index("gradients")
 FLOP_KEYS = ("flops.forward", "flops.backward", "flops.optimizer", "flops.recompute", "flops_matmul.forward",
              "flops_matmul.backward")
-LAYOUTS = {(False, False): "B >= 2, H >= 2, T >= 2", (True, False): "B == 1, H >= 2, T >= 2",
-           (False, True): "B >= 2, H == 1, T >= 2", (True, True): "B == 1, H == 1, T >= 2"}
+LAYOUTS = DOMAINS  # (B == 1, H == 1, G < H, G == 1) -> its domain
 
 
 @dataclass(frozen=True)
@@ -50,53 +49,79 @@ class Setup:
     dtype: str = "float32"
     batch_one: bool = False  # the layout class: B == 1
     head_one: bool = False  # H == 1
+    grouped: bool = False  # G < H (llama's grouped- or multi-query attention)
+    kv_one: bool = False  # G == 1 (H == 1, or multi-query attention)
     checkpointing: str = "none"
     micro_batches: int = 1  # B is the batch of one micro-batch
     zero_grad: str = "none"
     attention: str = "explicit"
     autocast: str = "none"
+    arch: str = "reference"
+    dropout: bool = False  # gpt2's dropouts run (config.dropout > 0)
+
+    def __post_init__(self):
+        if self.head_one:
+            object.__setattr__(self, "kv_one", True)
+
+    @property
+    def layout(self) -> tuple[bool, bool, bool, bool]:
+        return self.batch_one, self.head_one, self.grouped, self.kv_one
 
     def class_key(self) -> tuple:
         """The key of analytic/exact/derived.py's CLASSES."""
-        return (self.positional, self.attention, dtypes_class(self.attention, self.dtype, self.autocast),
-                self.checkpointing, self.batch_one, self.head_one)
+        return (self.arch, self.positional, self.attention,
+                dtypes_class(self.attention, self.dtype, self.autocast, self.arch), self.checkpointing,
+                self.dropout, *self.layout)
+
+    def optimizer_key(self) -> tuple:
+        return (self.arch, self.positional, self.grouped, self.optimizer)
 
     @property
     def domain(self) -> str:
-        return LAYOUTS[(self.batch_one, self.head_one)]
+        """The layout class's domain; L >= 2 where a segment runs L − 1 times (its moments, which the formula's
+        max lists, exist from L = 2 on; the numeric model, analytic.exact.memory, holds for L = 1 too)."""
+        derived = CLASSES[self.class_key()]
+        but_last = any(repeated == EVERY_BLOCK_BUT_THE_LAST for window in derived.values() if isinstance(window, list)
+                       for _, repeated in window)
+        return LAYOUTS[self.layout] + (", L >= 2" if but_last else "")
 
     def lower_bounds(self) -> dict:
-        """The least value of each size symbol in the layout class (B and H are numbers when they are 1)."""
-        return {L: 1, B: 2, T: 2, D: 1, H: 2, F: 1, V: 1}
+        """The least value of each size symbol in the layout class (B, H and G are numbers when they are 1)."""
+        return {L: 1, B: 2, T: 2, D: 1, H: 2, F: 1, V: 1, G: 2}
 
 
 def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) -> Setup:
     """The setup of a ModelConfig (and AdamW implementation); with a batch size, in that batch's layout class."""
-    layout = ((config.micro_batch_size(batch_size) == 1, config.num_heads == 1) if batch_size is not None
-              else (False, False))
-    return Setup(config.positional, optimizer, config.dtype, *layout, config.checkpointing, config.micro_batches,
-                 config.zero_grad, config.attention, config.autocast)
+    grouped, kv_one = config.kv_heads < config.num_heads, config.kv_heads == 1 and config.num_heads > 1
+    head_one = batch_size is not None and config.num_heads == 1
+    batch_one = batch_size is not None and config.micro_batch_size(batch_size) == 1
+    return Setup(config.positional, optimizer, config.dtype, batch_one, head_one, grouped, kv_one,
+                 config.checkpointing, config.micro_batches, config.zero_grad, config.attention, config.autocast,
+                 config.arch, bool(config.dropout))
 
 
 def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
     """The values of the formulas' size symbols (and of the budget M) for a ModelConfig at a batch size (of the
     step: B is one micro-batch's)."""
     return {"L": config.num_layers, "B": config.micro_batch_size(batch_size), "T": config.context_length,
-            "D": config.d_model,
-            "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size, "M": budget_bytes}
+            "D": config.d_model, "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size,
+            "G": config.kv_heads, "M": budget_bytes}
 
 
 def symbolic_sizes(setup: Setup) -> Sizes:
-    """analytic.sizes.Sizes with sympy symbols (B = 1 or H = 1 as numbers in those layout classes)."""
+    """analytic.sizes.Sizes with sympy symbols (B, H or G as 1 in those layout classes; G = H without grouped-query
+    attention)."""
     batch = sp.Integer(1) if setup.batch_one else B
     heads = sp.Integer(1) if setup.head_one else H
-    shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F,
-                            positional=setup.positional)
+    kv_heads = sp.Integer(1) if setup.kv_one else G if setup.grouped else heads
+    shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F, arch=setup.arch,
+                            positional=setup.positional, kv_heads=kv_heads, head_dim=D / heads)
     learned, rope = int(setup.positional == "learned"), int(setup.positional == "rope")
-    return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]),
+    return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]), G=kv_heads,
                  params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),
                  learned=learned, rope=rope, checkpointing=setup.checkpointing, micro_batches=setup.micro_batches,
-                 zero_grad=setup.zero_grad, attention=setup.attention, dtype=setup.dtype, autocast=setup.autocast)
+                 zero_grad=setup.zero_grad, attention=setup.attention, dtype=setup.dtype, autocast=setup.autocast,
+                 arch=setup.arch, dropout=setup.dropout)
 
 
 def symbol_values(sizes: Sizes) -> list:
@@ -149,14 +174,18 @@ class Moments:
             for index, rise in enumerate(steps.sum(axis=1)):
                 where = f"after allocation {index + 1} of {len(allocations)} ({allocations[index]})"
                 if repeated:  # backward runs the blocks in reverse: its first run is block L
+                    but_last = repeated == EVERY_BLOCK_BUT_THE_LAST  # runs L − 1 times (present from L = 2 on)
                     first, last = ("block L", "block 1") if name == "backward" else ("block 1", "block L")
+                    last = "block L-1" if but_last and name != "backward" else last
                     moments.append((live + self.vector(rise), f"{name}, {first}, {where}"))
-                    moments.append((live + self.vector(rise - total, total), f"{name}, {last}, {where}"))
+                    moments.append((live + self.vector(rise - (2 if but_last else 1) * total, total),
+                                    f"{name}, {last}, {where}"))
                 else:
                     moments.append((live + self.vector(rise), f"{name}, {part}, {where}"))
-            live = live + (self.vector(None, total) if repeated else self.vector(total))
+            once = -1 if repeated == EVERY_BLOCK_BUT_THE_LAST else 0
+            live = live + (self.vector(once * total, total) if repeated else self.vector(total))
             for index, row in enumerate(net):
-                categories[index] += np.concatenate([0 * row, row]) if repeated else np.concatenate([row, 0 * row])
+                categories[index] += np.concatenate([once * row, row]) if repeated else np.concatenate([row, 0 * row])
         return moments, live
 
     def expression(self, vector: np.ndarray) -> sp.Expr:
@@ -215,7 +244,7 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     fixed = {"fixed.parameters_bytes": _exact(sizes.parameter_bytes),
              "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
     moments = Moments(sp.Add(*fixed.values()), values)
-    adamw = OPTIMIZERS[(setup.positional, setup.optimizer)]
+    adamw = OPTIMIZERS[setup.optimizer_key()]
     state = np.concatenate(segments_net(adamw["warmup"], STATE))  # what the warm-up step leaves: the state
     fixed["fixed.optimizer_state_bytes"] = moments.expression(np.concatenate([[0], state]))
     categories = np.zeros((len(TAPE_CATEGORIES), 2 * len(values)), dtype=np.int64)
@@ -236,7 +265,8 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     optimizer, _ = moments.phase("optimizer", live, adamw["steady"] + derived[f"zero_grad_{setup.zero_grad}"],
                                  categories)
     bounds = {symbol: bound for symbol, bound in setup.lower_bounds().items()
-              if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)}
+              if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)
+              and not (symbol is G and not setup.grouped or setup.kv_one)}
     table = moments.shifted_table(bounds)
     peaks = {phase: moments.prune(vectors, table) for phase, vectors in zip(PHASES, (forward, backward, optimizer))}
     step = moments.prune([moment for phase in PHASES for moment in peaks[phase]], table)
@@ -345,9 +375,14 @@ def saved_by_component(setup: Setup = Setup()) -> dict[str, sp.Expr]:
 
 
 def layout_setups(setup: Setup) -> dict[str, Setup]:
-    """The setup in each layout class, by domain: the general one (B, H >= 2) first."""
-    return {LAYOUTS[layout]: dataclasses.replace(setup, batch_one=layout[0], head_one=layout[1])
-            for layout in LAYOUTS}
+    """The setup in each layout class of its arch, by domain: the general one (B, H >= 2; for grouped-query
+    attention B >= 2, 2 <= G < H) first."""
+    layouts = [layout for layout in LAYOUTS if setup.arch == "llama" or not layout[2]]
+    if setup.grouped:
+        layouts.sort(key=lambda layout: (not layout[2], layout[3], layout[0]))
+    setups = [dataclasses.replace(setup, batch_one=layout[0], head_one=layout[1], grouped=layout[2],
+                                  kv_one=layout[3]) for layout in layouts]
+    return {one.domain: one for one in setups}
 
 
 def document(setup: Setup) -> dict:
@@ -355,14 +390,16 @@ def document(setup: Setup) -> dict:
     and the degenerate layouts' own expressions under "layouts"."""
     classes = layout_setups(setup)
     general, *others = classes
-    return {"setup": {"positional": setup.positional, "attention": setup.attention,
+    return {"setup": {"arch": setup.arch, "dropout": setup.dropout, "positional": setup.positional,
+                      "attention": setup.attention,
                       "checkpointing": setup.checkpointing, "micro_batches": setup.micro_batches,
                       "zero_grad": setup.zero_grad, "dtype": setup.dtype, "autocast": setup.autocast,
                       "optimizer": setup.optimizer,
                       "bytes_per_element": DTYPE_BYTES[setup.dtype]},
             "derived_on_torch": TORCH_VERSION, "domain": general,
             "symbols": {"L": "layers", "B": "batch size (of one micro-batch)", "T": "context length", "D": "d_model",
-                        "H": "heads", "F": "d_ff", "V": "vocabulary", "M": "memory budget in bytes (max_batch)"},
+                        "H": "heads", "F": "d_ff", "V": "vocabulary", "G": "key/value heads",
+                        "M": "memory budget in bytes (max_batch)"},
             **unflatten({key: python_expression(value) for key, value in formulas(classes[general]).items()}),
             "layouts": {domain: unflatten({key: python_expression(value)
                                            for key, value in formulas(classes[domain]).items()

@@ -2,7 +2,8 @@
 
 The step's live bytes at any moment = the constant part (parameters, buffers, inputs) + what the step's
 allocation programs have left live. The programs are derived from traces of the step (analytic/exact/derived.py,
-one set per layout class: positional option, checkpointing, B == 1 or not, H == 1 or not), each as
+one set per layout class: arch, positional option, attention, dtypes, checkpointing, dropout, B == 1 or not,
+H == 1 or not, grouped-query attention or not), each as
 prefix + layer × L + suffix. A phase's peak is its highest moment:
  1. Forward: the prefix, L copies of the layer program, the suffix. Every layer leaves its net (what it saves)
     live, so its moments are those of the first layer shifted by l·net; the highest layer moment is in the
@@ -13,8 +14,8 @@ prefix + layer × L + suffix. A phase's peak is its highest moment:
     after the first, or zero_grad 'zeros'), each weight gradient is a temporary added into it
     (backward_accumulate).
  3. Micro-batches: the first, then k - 1 that repeat the second exactly (each leaves nothing behind).
- 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per positional option and
-    implementation): foreach allocates sqrt(v) for every parameter at once, for-loop a few parameter-sized
+ 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per parameter layout:
+    arch, positional option, grouped-query attention, and implementation): foreach allocates sqrt(v) for every parameter at once, for-loop a few parameter-sized
     temporaries at a time, fused none; then zero_grad, which frees every gradient (set_to_none=True) or nothing
     ('zeros'). The warm-up step's AdamW program also creates the state (two moments per parameter, and fused's
     device step counters).
@@ -38,24 +39,16 @@ STATE = programs.TAPE_CATEGORIES.index("optimizer_state")
 
 def segments_net(segments, category: int) -> tuple[np.ndarray, np.ndarray]:
     """(once, per layer): the SYMBOLS coefficients a list of segments leaves in one tape category, as
-    once + L·per layer."""
+    once + L·per layer (a segment run L − 1 times adds its net per layer and takes it once)."""
     once, per_layer = np.zeros(len(SYMBOLS), dtype=np.int64), np.zeros(len(SYMBOLS), dtype=np.int64)
     for program, repeated in segments:
         net = programs.compile_program(program)[1][category]
         if repeated:
             per_layer += net
+            once -= net * (repeated == programs.EVERY_BLOCK_BUT_THE_LAST)
         else:
             once += net
     return once, per_layer
-
-
-def optimizer_state_bytes(sizes: Sizes, positional: str, optimizer: str):
-    """What the warm-up step's AdamW program leaves as state: exp_avg and exp_avg_sq of every parameter (2·P·e),
-    and fused's 4-byte step counter per parameter tensor on the device."""
-    once, per_layer = segments_net(OPTIMIZERS[(positional, optimizer)]["warmup"], STATE)
-    values = [sizes.symbols()[name] for name in SYMBOLS]
-    return sum(int(c) * v for c, v in zip(once, values) if c) + sizes.L * sum(
-        int(c) * v for c, v in zip(per_layer, values) if c)
 
 
 def constant_part(sizes: Sizes) -> np.ndarray:
@@ -80,20 +73,21 @@ class Phase:
         return np.tensordot(coefficients, self.symbols, axes=([-1], [0]))
 
     def run(self, program: str, repeat=1) -> None:
-        """Run `program` `repeat` times (an int or array): moments of the first and the last repetition."""
+        """Run `program` `repeat` times (an int or array, 0 allowed): moments of the first and the last
+        repetition."""
         moments, net = programs.compile_program(program)
         moment_bytes, net_bytes = self._bytes(moments), self._bytes(net)
         repeat = np.asarray(repeat)
         for shift in (0, repeat - 1) if np.any(repeat > 1) else (0,):
             block = np.repeat(self.live[None], len(moments), axis=0)
-            block[:, TAPE_ROWS] += moment_bytes + shift * net_bytes
+            block[:, TAPE_ROWS] += (moment_bytes + shift * net_bytes) * (repeat > 0)  # none when it never runs
             self.moments.append(block)
         self.live[TAPE_ROWS] += repeat * net_bytes
 
     def run_segments(self, segments, layers) -> None:
-        """Derived segments: each (program, repeated) run once or `layers` times."""
+        """Derived segments: each (program, repeated) run once, `layers` or `layers` − 1 times."""
         for program, repeated in segments:
-            self.run(program, layers if repeated else 1)
+            self.run(program, programs.runs(repeated, layers))
 
     def figures(self) -> dict:
         stack = np.concatenate(self.moments)  # [K, CATEGORIES, ...]
@@ -106,12 +100,12 @@ class Phase:
 
 
 def per_layout(sizes: Sizes, compute) -> dict:
-    """compute(layout) for each layout (B == 1, H == 1) present in `sizes`, merged elementwise."""
-    layouts = np.stack(np.broadcast_arrays(sizes.B == 1, sizes.H == 1))
+    """compute(layout) for each layout (B == 1, H == 1, G < H) present in `sizes`, merged elementwise."""
+    layouts = sizes.layouts()
     result = None
-    for layout in {tuple(bool(x) for x in column) for column in layouts.reshape(2, -1).T}:
+    for layout in {tuple(bool(x) for x in column) for column in layouts.reshape(len(layouts), -1).T}:
         figures = compute(layout)
-        mask = np.all(layouts == np.array(layout).reshape((2,) + (1,) * (layouts.ndim - 1)), axis=0)
+        mask = np.all(layouts == np.array(layout).reshape((len(layouts),) + (1,) * (layouts.ndim - 1)), axis=0)
         result = figures if result is None else _where(mask, figures, result)
     return result
 
@@ -131,7 +125,7 @@ def _where(mask, chosen, other):
 PERSISTENT = [CATEGORIES.index(name) for name in ("gradients", "optimizer_state")]
 
 
-def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, bool], symbols: np.ndarray,
+def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, ...], symbols: np.ndarray,
              start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
     """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
     first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
@@ -148,12 +142,14 @@ def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, 
         windows += [("forward", index, forward), ("backward", index, backward)]
         live = backward.live
     optimizer_phase = Phase(live, symbols)
-    optimizer_phase.run_segments(OPTIMIZERS[(positional, optimizer)]["warmup" if warmup else "steady"], sizes.L)
+    adamw = OPTIMIZERS[sizes.optimizer_key(positional, layout[2], optimizer)]
+    optimizer_phase.run_segments(adamw["warmup" if warmup else "steady"], sizes.L)
     optimizer_phase.run_segments(derived[f"zero_grad_{sizes.zero_grad}"], sizes.L)
     return windows + [("optimizer", None, optimizer_phase)]
 
 
-def layout_phases(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, bool] = (False, False),
+def layout_phases(sizes: Sizes, positional: str, optimizer: str,
+                  layout: tuple[bool, ...] = (False, False, False, False),
                   warmup: bool = False, moments: bool = False) -> dict:
     """step_phases for one attention layout; with moments=True, the live total at every moment of each phase
     instead ([K, ...] per phase). The warm-up step starts from the constant part; the measured step from the

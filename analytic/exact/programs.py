@@ -60,6 +60,18 @@ def category_and_symbol(token: str) -> tuple[int, int, int]:
     return (1 if sign == "+" else -1), category, SYMBOLS.index(symbol)
 
 
+EVERY_BLOCK_BUT_THE_LAST = "L-1"
+
+
+def runs(repeated, layers):
+    """How many times a derived segment runs: once (False), L times (True) or L − 1 times ("L-1": a program of
+    every block but the last, whose own program follows; e.g. with full checkpointing each block's output is
+    saved by the next block's checkpoint, the last one's is not)."""
+    if repeated == EVERY_BLOCK_BUT_THE_LAST:
+        return layers - 1
+    return layers if repeated else 1
+
+
 @lru_cache(maxsize=None)
 def compile_program(program: str) -> tuple[np.ndarray, np.ndarray]:
     """(moments, net): live-byte coefficients after every allocation, and after the whole program.

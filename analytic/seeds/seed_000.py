@@ -6,8 +6,8 @@ from analytic.seeds.common import GB, SeedFormulas, counted_params, params_flops
 
 NAME = "seed_000"
 # the problem's step in its answer's accounting: fp32, every B·H·T² score kept, no recomputation, one batch
-SETUP = {"dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"), "checkpointing": "none",
-         "micro_batches": 1}
+SETUP = {"arch": "reference", "dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"),
+         "checkpointing": "none", "micro_batches": 1}
 SEED_FILE = "000_67ebd6cde800c3dc"
 DESCRIPTION = "fp32; N = 2VD + TD + L(12D² + 2D) + D; 16BTD + 2BHT²/layer + BTD + BTV; 2N/4N FLOPs per token; 11N AdamW"
 

@@ -6,8 +6,8 @@ from analytic.seeds.common import GB, SeedFormulas, counted_params, params_flops
 
 NAME = "seed_001"
 # the problem's step in its answer's accounting: fp32, every B·H·T² score kept, no recomputation, one batch
-SETUP = {"dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"), "checkpointing": "none",
-         "micro_batches": 1}
+SETUP = {"arch": "reference", "dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"),
+         "checkpointing": "none", "micro_batches": 1}
 SEED_FILE = "001_3984cd0f5759ce24"
 DESCRIPTION = "fp32; N = 2vh + 16lh² (FFN 12h²); 16bsh + 2bns²/layer + bsh + 2bsv; 2PBS/4PBS FLOPs; 16P AdamW"
 

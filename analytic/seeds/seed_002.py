@@ -7,8 +7,8 @@ from analytic.seeds.common import SeedFormulas, counted_params, params_flops
 
 NAME = "seed_002"
 # the problem's step in its answer's accounting: fp32, every B·H·T² score kept, no recomputation, one batch
-SETUP = {"dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"), "checkpointing": "none",
-         "micro_batches": 1}
+SETUP = {"arch": "reference", "dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"),
+         "checkpointing": "none", "micro_batches": 1}
 SEED_FILE = "002_58b06113104545d7"
 DESCRIPTION = "fp32; N = 2Vd + L(12d² + 2d) + d; L(19BTd + 2BHT²) + BTd + BTV; forward 6N/token, backward 2x; 8N AdamW"
 

@@ -7,8 +7,8 @@ from analytic.seeds.common import GB, SeedFormulas, counted_params, matmul_flops
 
 NAME = "seed_003"
 # the problem's step in its answer's accounting: fp32, every B·H·T² score kept, no recomputation, one batch
-SETUP = {"dtype": "float32", "autocast": "none", "attention": ("explicit", "sdpa-math"), "checkpointing": "none",
-         "micro_batches": 1}
+SETUP = {"arch": ("reference", "llama"), "dtype": "float32", "autocast": "none",
+         "attention": ("explicit", "sdpa-math"), "checkpointing": "none", "micro_batches": 1}
 SEED_FILE = "003_1da3290532807f31"
 DESCRIPTION = ("fp32; N = 2VD + L(4D² + 3D·d_ff + 2D) + D; L(8BTD + BT·d_ff + 2BHT²) + BTD + BTV; "
                "matmuls w/o LM head; 15N")

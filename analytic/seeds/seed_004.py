@@ -8,8 +8,8 @@ from analytic.seeds.common import GiB, SeedFormulas, counted_params, matmul_flop
 NAME = "seed_004"
 # the problem's step in its answer's accounting: pure bf16 (2 bytes for everything), B·H·T² scores kept, no
 # recomputation, one batch
-SETUP = {"dtype": "bfloat16", "autocast": "none", "attention": ("explicit", "sdpa-math"), "checkpointing": "none",
-         "micro_batches": 1}
+SETUP = {"arch": "reference", "dtype": "bfloat16", "autocast": "none", "attention": ("explicit", "sdpa-math"),
+         "checkpointing": "none", "micro_batches": 1}
 SEED_FILE = "004_fbc8fa0ee5f365f1"
 DESCRIPTION = "bf16; N = 2VD + TD + L(4D² + 2D·d_ff); L(5BTD + BHT² + 2BT·d_ff) + BTD + BTV; matmul + elementwise; 16N"
 

@@ -8,7 +8,7 @@ import json
 from analytic import exact, textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
-from model.vocabulary import COMPONENTS, LAYER_COMPONENTS
+from model.vocabulary import LAYER_COMPONENTS, components_of
 from profiler.commands.options import add_config_arguments, config_from_args
 
 
@@ -34,8 +34,7 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
     components = [[name, theirs["saved_activations_by_component"].get(name),
                    ours.get("saved_activations_by_component", {}).get(name),
                    measured["saved_activations_by_component"][name], f"{formula(name)}; {WHY_COMPONENT[name]}"]
-                  for name in COMPONENTS if (name != "rope" or config.positional == "rope")
-                  and (name != "sdpa" or config.attention != "explicit")]
+                  for name in components_of(config)]
     terms = [[name, theirs["categories_at_peak"].get(name), ours.get("categories_at_peak", {}).get(name),
               measured["categories_at_peak"][name], why_term(name, config)]
              for name in ("parameters", "gradients", "optimizer_state", "saved_activations", "optimizer_temporaries")]

@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def setup_from_args(args: argparse.Namespace):
     """(Setup, the config to evaluate at or None): a --preset or sizes fix the setup's options too."""
     from analytic.exact.formula import Setup, setup_of
+    from model.config import ARCH_POSITIONAL, DEFAULT_DROPOUT
 
     config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
@@ -52,7 +53,11 @@ def setup_from_args(args: argparse.Namespace):
         return setup_of(config, args.optimizer), config
     if args.attention == "sdpa-flash" and (args.dtype or "float32") == "float32" and not args.autocast:
         raise UsageError("attention 'sdpa-flash' runs 16-bit dtypes only: give --dtype bfloat16 or float16")
-    return Setup(positional=args.positional or "learned", optimizer=args.optimizer, dtype=args.dtype or "float32",
+    arch = args.arch or "reference"
+    dropout = DEFAULT_DROPOUT[arch] if args.dropout is None else args.dropout
+    return Setup(positional=args.positional or ARCH_POSITIONAL[arch][0], optimizer=args.optimizer,
+                 dtype=args.dtype or "float32", arch=arch, dropout=bool(dropout),
+                 grouped=args.kv_heads is not None and args.kv_heads > 1, kv_one=args.kv_heads == 1,
                  checkpointing=args.checkpointing or "none", micro_batches=args.micro_batches or 1,
                  zero_grad=args.zero_grad or "none", attention=args.attention or "explicit",
                  autocast=args.autocast or "none"), None
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     budget = parse_bytes(args.budget)
     values, sizes, note, own = {}, {}, "", None
     if config is not None:  # values from the formulas of the config's own layout class
-        own = formula.LAYOUTS[(config.micro_batch_size(args.batch_size) == 1, config.num_heads == 1)]
+        own = formula.setup_of(config, args.optimizer, args.batch_size).domain
         sizes = formula.size_values(config, args.batch_size, budget)
         values = {key: formula.evaluate(expression, sizes) for key, expression in
                   formula.formulas(classes[own]).items()}

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from model.config import (ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
+from model.config import (ARCH_OPTIONS, ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
                           POSITIONAL_OPTIONS, PRESETS, ZERO_GRAD_OPTIONS, ModelConfig, preset)
 from model.vocabulary import DEVICES, OPTIMIZERS
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
-SETUP_FIELDS = {"positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS, "dtype": tuple(DTYPE_BYTES),
+SETUP_FIELDS = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS, "dtype": tuple(DTYPE_BYTES),
                 "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS, "autocast": AUTOCAST_OPTIONS}
 
 
@@ -24,6 +24,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), got {value}")
+    return value
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) -> None:
     """--preset or explicit sizes, the setup options, --batch-size (with `batch`) and --optimizer."""
     group = parser.add_argument_group("model size (a --preset, or sizes that override it)")
@@ -32,6 +43,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
         group.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
     for name, choices in SETUP_FIELDS.items():
         group.add_argument("--" + name.replace("_", "-"), choices=choices, dest=name)
+    group.add_argument("--kv-heads", type=positive_int, dest="kv_heads",
+                       help="key/value heads, dividing --num-heads (grouped-query attention, arch llama; "
+                            "default: as many as heads)")
+    group.add_argument("--dropout", type=probability, dest="dropout",
+                       help="probability of gpt2's dropouts (default 0.1 for arch gpt2)")
     group.add_argument("--micro-batches", type=positive_int, dest="micro_batches",
                        help="gradient accumulation: forward and backward on this many equal slices of the batch, "
                             "then one AdamW step (default 1)")
@@ -50,7 +66,7 @@ def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") ->
 
 def config_from_args(args: argparse.Namespace) -> ModelConfig:
     sizes = {name: getattr(args, name) for name in SIZE_FIELDS if getattr(args, name, None) is not None}
-    options = {name: getattr(args, name) for name in (*SETUP_FIELDS, "micro_batches")
+    options = {name: getattr(args, name) for name in (*SETUP_FIELDS, "micro_batches", "kv_heads", "dropout")
                if getattr(args, name, None) is not None}
     if args.preset:
         return preset(args.preset).replace(**sizes, **options)

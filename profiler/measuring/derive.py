@@ -1,6 +1,7 @@
 """The exact model's allocation programs, derived from traces of the real step (no hand-typed program).
 
-For each layout class (positional option; B == 1 or B ≥ 2; H == 1 or H ≥ 2; T ≥ 2 throughout) the step is traced
+For each layout class (arch, positional option, attention, dtypes, checkpointing, dropout; B == 1 or B ≥ 2;
+H == 1 or H ≥ 2; grouped-query attention (G < H) or not; T ≥ 2 throughout) the step is traced
 at sizes chosen so that every allocation's byte count names one symbol of analytic.sizes (a = B·T·D·e,
 s = B·H·T²·e, gDF = D·F·e, k = 4, ...). Each phase's event list becomes a program of tokens: `+a` a temporary,
 `-S` a tensor saved for backward, `+gDD` a weight gradient, `+opt:gDF` an AdamW temporary, `+state:gVD` AdamW
@@ -12,8 +13,8 @@ cannot name a tensor wrongly (and 4-byte step counters are told from e-byte scal
 symbol stops the derivation. Saved activations by component come from the same traces.
 
 Forward and backward are traced on meta with foreach AdamW, for every layout class. The AdamW step (warm-up step,
-which creates the state, and steady state) is traced per positional option and implementation in the general
-layout: on meta for foreach and for-loop, on CPU for fused (which has no meta kernel).
+which creates the state, and steady state) is traced per parameter layout (arch, positional option, grouped-query
+attention) and implementation in the general layout: on meta for foreach and for-loop, on CPU for fused (which has no meta kernel).
 
 `derive()` returns the data that tools/derive_programs.py writes to analytic/exact/derived.py.
 """
@@ -26,9 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from analytic.exact.programs import compile_program
-from analytic.sizes import SYMBOLS, dtypes_class, sizes_of
-from model.config import ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES, POSITIONAL_OPTIONS, ModelConfig
+from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, compile_program, runs
+from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, sizes_of
+from model.config import ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES, ModelConfig
 from model.step import build, make_batch, train_step
 from model.vocabulary import COMPONENTS, OPTIMIZERS
 from profiler.measuring.measure import kept_ops, on_op
@@ -40,11 +41,28 @@ LAYERS = (1, 2, 3)
 # Two unrelated size sets (primes where the model allows; an even head size for RoPE; 4- and 2-byte elements, so
 # that a size in bytes per element is told apart from a fixed one); B and H are set per class.
 SIZE_SETS = ({"batch": 3, "heads": 3, "head_dim": 6, "T": 7, "F": 29, "V": 37, "dtype": "float32"},
-             {"batch": 5, "heads": 2, "head_dim": 10, "T": 11, "F": 23, "V": 41, "dtype": "bfloat16"})
+             {"batch": 7, "heads": 2, "head_dim": 10, "T": 11, "F": 23, "V": 41, "dtype": "bfloat16"})
 # The fused SDPA kernels need head sizes divisible by 8. A class traced at two fp32 or two 16-bit sets holds for
 # those dtypes only (no symbol then tells e-scaled sizes from fixed ones, which agree at those dtypes).
 DTYPES_OF = {"any": ("float32", "bfloat16"), "fp32": ("float32", "float32"), "16-bit": ("bfloat16", "float16"),
              "amp-bf16": ("float32", "float32")}  # float32 parameters, the forward under bf16 autocast
+
+
+# A third size set, never traced: two symbols that agree at both traced sets but not here would be a coincidence
+# of the traced sizes, which could name a tensor wrongly (coincident_symbols).
+CHECK_SET = {"batch": 11, "heads": 5, "T": 13, "F": 31, "V": 43}
+
+
+def coincident_symbols(cls: "ClassKey") -> list[tuple[str, str]]:
+    """Pairs of symbols whose bytes are equal at both size sets of the class but differ at CHECK_SET."""
+    values = []
+    head_dim = 24 if cls.attention in ("sdpa-flash", "sdpa-efficient") else 18
+    for size_set in (*size_sets(cls), dict(size_sets(cls)[0], **CHECK_SET, head_dim=head_dim)):
+        config, batch = traced_config(cls, 2, size_set)
+        values.append({name: int(value) for name, value in sizes_of(config, batch).symbols().items()})
+    first, second, check = values
+    return [(x, y) for x, y in itertools.combinations(SYMBOLS, 2)
+            if first[x] == first[y] and second[x] == second[y] and check[x] != check[y]]
 
 
 def size_sets(cls: "ClassKey") -> tuple[dict, dict]:
@@ -53,9 +71,7 @@ def size_sets(cls: "ClassKey") -> tuple[dict, dict]:
                  for size_set, dim, dtype in zip(SIZE_SETS, head_dims, DTYPES_OF[cls.dtypes]))
 
 
-# The domain of each class, keyed by (B == 1, H == 1).
-DOMAINS = {(False, False): "B >= 2, H >= 2, T >= 2", (True, False): "B == 1, H >= 2, T >= 2",
-           (False, True): "B >= 2, H == 1, T >= 2", (True, True): "B == 1, H == 1, T >= 2"}
+DROPOUT = 0.1  # the probability traced where a class has dropout (the bytes do not depend on it)
 ACTIVATION_SYMBOLS = tuple(name for name in SYMBOLS if not name.startswith("g") and name != "k")
 GRADIENT_SYMBOLS = tuple(name for name in SYMBOLS if name.startswith("g"))
 PARAMETER_SIZED = GRADIENT_SYMBOLS + ("k",)
@@ -83,28 +99,47 @@ class Trace:
 
 @dataclass(frozen=True)
 class ClassKey:
-    """A layout class: the options a step's programs depend on, and B == 1, H == 1."""
+    """A layout class: the options a step's programs depend on, and B == 1, H == 1, G < H."""
 
+    arch: str = "reference"
     positional: str = "learned"
     attention: str = "explicit"
     dtypes: str = "any"  # DTYPES_OF: the dtypes the class covers (dtypes_class)
     checkpointing: str = "none"
+    dropout: bool = False
     batch_one: bool = False
     head_one: bool = False
+    grouped: bool = False  # G < H: grouped-query attention (llama)
+    kv_one: bool = False  # G == 1: H == 1, or multi-query attention
+
+    def __post_init__(self):
+        if self.head_one and not self.kv_one:
+            object.__setattr__(self, "kv_one", True)  # H == 1 has one key/value head
+
+    @property
+    def layout(self) -> tuple[bool, bool, bool, bool]:
+        return self.batch_one, self.head_one, self.grouped, self.kv_one
 
     def key(self) -> tuple:
-        return (self.positional, self.attention, self.dtypes, self.checkpointing, self.batch_one, self.head_one)
+        return (self.arch, self.positional, self.attention, self.dtypes, self.checkpointing, self.dropout,
+                *self.layout)
+
+    @property
+    def domain(self) -> str:
+        return DOMAINS[self.layout]
 
     def what(self) -> str:
-        return (f"{self.positional}, {self.attention}, {self.dtypes} dtypes, checkpointing {self.checkpointing}, "
-                f"{DOMAINS[(self.batch_one, self.head_one)]}")
+        return (f"{self.arch}, {self.positional}, {self.attention}, {self.dtypes} dtypes, checkpointing "
+                f"{self.checkpointing}{', dropout' if self.dropout else ''}, {self.domain}")
 
 
 def traced_config(cls: ClassKey, layers: int, size_set: dict, micro_batches: int = 1):
     """The config of one traced size set, and its (whole) batch: micro_batches micro-batches of B each."""
-    heads = 1 if cls.head_one else size_set["heads"]
+    heads = 1 if cls.head_one else size_set["heads"] * (2 if cls.grouped and not cls.kv_one else 1)
+    kv_heads = 1 if cls.kv_one else 2 if cls.grouped else heads  # grouped: 3 and 2 query heads per key/value head
     config = ModelConfig(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
-                         d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"],
+                         d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"], arch=cls.arch,
+                         dropout=DROPOUT if cls.dropout else 0.0, kv_heads=kv_heads,
                          positional=cls.positional, attention=cls.attention, dtype=size_set["dtype"],
                          checkpointing=cls.checkpointing, micro_batches=micro_batches,
                          autocast="bfloat16" if cls.dtypes == "amp-bf16" else "none")
@@ -234,12 +269,15 @@ def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
     return tokens
 
 
-def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool]]:
-    """[(program, repeated)] with programs[L] == the segments joined, each repeated one L times, for every L.
+def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool | str]]:
+    """[(program, repeated)] with programs[L] == the segments joined, each repeated one L times (True), or L − 1
+    times ("L-1"), for every L.
 
     A depth-first search over (position in the L = 1 trace, tokens consumed by repeated segments so far): at each
-    position either the three traces share a token (a fixed one), or a block follows once, twice and three times
-    (a repeated segment). The first decomposition found must also reproduce the L = 4 trace."""
+    position either a block follows once, twice and three times (a segment repeated L times), or the three
+    traces share a token (a fixed one), or, last, a block follows none, once and twice (repeated L − 1 times:
+    every block but the last, whose program differs, as when the next block's checkpoint saves each block's
+    output but the last's). The first decomposition found must also reproduce the L = 4 trace."""
     one, two, three = programs[1], programs[2], programs[3]
     extra = len(two) - len(one)
     failed: set[tuple[int, int]] = set()
@@ -261,6 +299,12 @@ def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool]]
             rest = search(p + 1, s)
             if rest is not None:
                 return [([one[p]], False)] + rest
+        for n in range(1, extra - s + 1):
+            block = two[p + s:p + s + n]
+            if three[p + 2 * s:p + 2 * s + 2 * n] == block * 2:
+                rest = search(p, s + n)
+                if rest is not None:
+                    return [(block, EVERY_BLOCK_BUT_THE_LAST)] + rest
         failed.add((p, s))
         return None
 
@@ -277,7 +321,7 @@ def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool]]
         else:
             merged.append((list(tokens), repeated))
     for layers, program in programs.items():
-        if [t for tokens, repeated in merged for t in tokens * (layers if repeated else 1)] != program:
+        if [t for tokens, repeated in merged for t in tokens * runs(repeated, layers)] != program:
             raise DerivationError(f"{what}: the segments do not reproduce the trace at L = {layers}")
     return [(" ".join(tokens), repeated) for tokens, repeated in merged]
 
@@ -297,8 +341,10 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     storage, per layer and outside the layers), of one layout class. A micro-batch after the first must leave
     nothing behind (forward_later + backward_accumulate nets to zero), so that every later one repeats it."""
     what = cls.what()
+    if coincident_symbols(cls):
+        raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident_symbols(cls)}")
     traces = traces or _class_traces(cls)
-    result: dict = {"domain": DOMAINS[(cls.batch_one, cls.head_one)]}
+    result: dict = {"domain": cls.domain}
     for window in CLASS_WINDOWS:
         result[window] = segment(_tokens(traces, window, what), f"{what}, {window}")
     forward_later, backward_accumulate = (_tokens(traces, window, what)
@@ -323,13 +369,15 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     return result
 
 
-def derive_optimizer(positional: str, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
-    """The AdamW step's segments in the warm-up step (state created) and the steady state: the traced optimizer
-    window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the class traces)."""
+def derive_optimizer(parameters: ClassKey, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
+    """The AdamW step's segments in the warm-up step (state created) and the steady state of one parameter
+    layout (`parameters`: the general class of an arch, positional option and grouped-query attention or not):
+    the traced optimizer window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the
+    class traces)."""
     device = "cpu" if optimizer == "fused" else "meta"
-    traces = {layers: [trace_optimizer(*traced_config(ClassKey(positional), layers, size_set), optimizer, device)
+    traces = {layers: [trace_optimizer(*traced_config(parameters, layers, size_set), optimizer, device)
                        for size_set in SIZE_SETS] for layers in LAYERS}
-    what = f"{positional}, AdamW {optimizer}"
+    what = f"{parameters.arch}, {parameters.positional}{', G < H' if parameters.grouped else ''}, AdamW {optimizer}"
     result = {}
     for step, window in (("warmup", "optimizer_warmup"), ("steady", "optimizer")):
         programs = _tokens(traces, window, what)
@@ -342,33 +390,52 @@ def derive_optimizer(positional: str, optimizer: str, zero_grad: dict[int, list[
     return result
 
 
+def parameter_layouts() -> list[ClassKey]:
+    """The general class of each parameter layout: arch, positional option, grouped-query attention (llama)."""
+    return [ClassKey(arch, positional, dtypes=dtypes_class("explicit", "float32", arch=arch), grouped=grouped)
+            for arch in ARCH_OPTIONS for positional in ARCH_POSITIONAL[arch]
+            for grouped in ((False, True) if arch == "llama" else (False,))]
+
+
 def class_keys() -> list[ClassKey]:
-    """Every layout class, in the order of analytic/exact/derived.py."""
-    return [ClassKey(positional, attention, dtypes, checkpointing, batch_one, head_one)
-            for positional in POSITIONAL_OPTIONS for attention in ATTENTION_OPTIONS
-            for dtypes in sorted({dtypes_class(attention, dtype) for dtype in DTYPE_BYTES} | {"amp-bf16"})
-            for checkpointing in CHECKPOINTING_OPTIONS
-            for batch_one, head_one in itertools.product((False, True), repeat=2)]
+    """Every layout class, in the order of analytic/exact/derived.py: per arch, its positional options,
+    dropout or not (gpt2, except with sdpa-math, whose dropout is not simulated), and layouts (B == 1, H == 1,
+    and for llama grouped- and multi-query attention)."""
+    keys = []
+    for arch in ARCH_OPTIONS:
+        heads = list(HEAD_LAYOUTS) if arch == "llama" else [(False, False, False), (True, False, True)]
+        layouts = [(batch_one, *head) for head in heads for batch_one in (False, True)]
+        for positional, attention in itertools.product(ARCH_POSITIONAL[arch], ATTENTION_OPTIONS):
+            dropouts = (False, True) if arch == "gpt2" and attention != "sdpa-math" else (False,)
+            for dtypes in sorted({dtypes_class(attention, dtype, arch=arch) for dtype in DTYPE_BYTES} | {"amp-bf16"}):
+                keys += [ClassKey(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
+                         for checkpointing in CHECKPOINTING_OPTIONS for dropout in dropouts for layout in layouts]
+    return keys
 
 
-def derive(keys: Iterable[ClassKey] | None = None, optimizers: bool = True) -> dict:
-    """{"classes": {ClassKey.key(): class data}, "optimizers": {(positional, optimizer): data}}: every class
-    (or `keys`), and every AdamW implementation per positional option (with `optimizers`; their zero_grad tail
-    comes from the general explicit class, traced for it when `keys` leaves it out)."""
+def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
+    """{"classes": {ClassKey.key(): class data}, "optimizers": {(arch, positional, grouped, optimizer): data}}:
+    every class (or `keys`), and every AdamW implementation per parameter layout (with `optimizers` True, or
+    those of its keys; their zero_grad tail comes from the layout's general explicit class, traced for it)."""
     classes, adamw = {}, {}
     for cls in keys if keys is not None else class_keys():
         classes[cls.key()] = derive_class(cls)
-    if optimizers:
-        for positional in POSITIONAL_OPTIONS:
-            zero_grad = _tokens(_class_traces(ClassKey(positional)), "zero_grad_none", positional)
-            for optimizer in OPTIMIZERS:
-                adamw[(positional, optimizer)] = derive_optimizer(positional, optimizer, zero_grad)
+    wanted = optimizers if optimizers is not True else [
+        (layout.arch, layout.positional, layout.grouped, optimizer)
+        for layout in parameter_layouts() for optimizer in OPTIMIZERS]
+    for parameters in parameter_layouts():
+        mine = [key for key in wanted or () if key[:3] == (parameters.arch, parameters.positional, parameters.grouped)]
+        if mine:
+            zero_grad = _tokens(_class_traces(parameters), "zero_grad_none", parameters.what())
+            for key in mine:
+                adamw[key] = derive_optimizer(parameters, key[3], zero_grad)
     return {"classes": classes, "optimizers": adamw}
 
 
 def _segments(lines: list[str], name: str, segments: list[tuple[str, bool]], indent: str) -> None:
     lines.append(f"{indent}{name!r}: [")
-    lines += [f"{indent}    ({program!r}, {repeated}),  # {'× L' if repeated else 'once'}"
+    runs_text = {EVERY_BLOCK_BUT_THE_LAST: "× L-1", True: "× L", False: "once"}
+    lines += [f"{indent}    ({program!r}, {repeated!r}),  # {runs_text[repeated]}"
               for program, repeated in segments]
     lines.append(f"{indent}],")
 
@@ -378,13 +445,14 @@ def render(derived: dict) -> str:
     lines = ['"""The exact model\'s allocation programs, derived from traces of the step by',
              "profiler/measuring/derive.py: generated by `python tools/derive_programs.py`, do not edit.",
              "",
-             "CLASSES key: (positional, attention, dtypes covered, checkpointing, B == 1, H == 1); each window of",
-             "a micro-batch (forward_first, forward_later, backward_fresh, backward_accumulate) and of zero_grad",
-             "(none, zeros):",
-             "[(program, repeated L times)] over the symbols of analytic.sizes; saved_by_component: per layer and",
-             "outside the layers.",
-             "OPTIMIZERS key: (positional, AdamW implementation); the AdamW step of the warm-up step (its state",
-             'created) and of the steady step, zero_grad excluded."""',
+             "CLASSES key: (arch, positional, attention, dtypes covered, checkpointing, dropout, B == 1, H == 1,",
+             "G < H, G == 1); each window of a micro-batch (forward_first, forward_later, backward_fresh,",
+             "backward_accumulate) and of zero_grad (none, zeros): [(program, repeated)] over the symbols of",
+             "analytic.sizes, each run once (False), L times (True) or L - 1 times ('L-1'); saved_by_component:",
+             "per layer and outside the layers.",
+             "OPTIMIZERS key: (arch, positional, G < H, AdamW implementation); the AdamW step of the warm-up step",
+             "(its state created) and of the steady step, zero_grad excluded.",
+             '"""',
              f"TORCH_VERSION = {torch.__version__!r}",
              "CLASSES = {"]
     for key, data in derived["classes"].items():

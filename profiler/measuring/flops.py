@@ -43,6 +43,16 @@ ELEMENTWISE: dict[object, tuple[int, str]] = {
     # silu x·σ(x), σ = 1/(1+exp(-x)): neg, exp, add, divide, multiply = 5;
     # backward g·σ·(1 + x·(1-σ)): σ (4), 1-σ, x·, 1+, σ·, g· = 9.
     aten.silu: (5, "out"), aten.silu_backward: (9, "out"),
+    # GELU's tanh form 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): x³ 2, ·0.044715, +x, ·√(2/π), tanh, 1+, ·x, ·0.5
+    # = 9; its backward (gelu_backward's tanh branch in torch): x², x³, κ·x³, +x, β·, tanh, 0.5·x, 1+t, ·0.5,
+    # t², 1-t², 3κ·x², 1+, β·, left·, ·inner, sum, ·g = 18.
+    aten.gelu: (9, "out"), aten.gelu_backward: (18, "out"),
+    # LayerNorm (one native_layer_norm): mean, subtract, square, variance, normalise, gain, bias = 7 per element
+    # (per-row divides and rsqrt not counted); backward: input gradient 11 (g·w, x̂ 2, g·w·x̂, two sums, N·g·w,
+    # two subtracts, x̂·sum, ·rstd/N), gain gradient 2, bias gradient 1 = 14 per element.
+    aten.native_layer_norm: (7, 0), aten.native_layer_norm_backward: (14, 0),
+    # dropout: x·mask·scale, 2 per element (drawing the mask not counted); backward g·mask·scale, 2.
+    aten.native_dropout: (2, 0), aten.native_dropout_backward: (2, 0),
     # cross-entropy picks one log-probability per target and sums them: 1 per target, forward and backward.
     aten.nll_loss_forward: (1, 1), aten.nll_loss_backward: (1, 2),
     # embedding backward scatter-adds every element of the incoming gradient: 1 per element.

@@ -19,6 +19,7 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     attention = ["sdpa-math"]        # attention (explicit, sdpa-math, sdpa-flash, sdpa-efficient), autocast (none,
                                      # bfloat16: mixed precision over float32 parameters)
     micro_batches = [2]              # gradient accumulation (each must divide the base batch size)
+    arch = ["gpt2", "llama"]         # the block (reference, gpt2, llama), with that arch's own defaults
 
     [[points]]                       # explicit extra points
     preset = "gpt2-xl"               # and/or ModelConfig fields
@@ -37,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from analytic.units import parse_bytes
-from model.config import (ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig,
-                          PRESETS)
+from model.config import (ARCH_OPTIONS, ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS,
+                          ZERO_GRAD_OPTIONS, ModelConfig, PRESETS)
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
 AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches")
-OPTION_AXES = {"checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
+OPTION_AXES = {"arch": ARCH_OPTIONS, "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
                "attention": ATTENTION_OPTIONS, "autocast": AUTOCAST_OPTIONS}  # axes whose values are names
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "max_batch_budget", "base", "axes", "points")
@@ -227,13 +228,15 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
 
 
 def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:
-    """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device."""
+    """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device;
+    the arch first unless it is the reference block (gpt2 with its dropout, llama with its key/value heads)."""
     c = config
+    arch = {"reference": "", "gpt2": f"gpt2-p{c.dropout:g}-", "llama": f"llama-G{c.kv_heads}-"}[c.arch]
     setup = "".join(part for default, part in ((c.autocast == "none", f"-amp-{c.autocast}"),
                                                (c.checkpointing == "none", f"-ckpt-{c.checkpointing}"),
                                                (c.micro_batches == 1, f"-mb{c.micro_batches}"),
                                                (c.zero_grad == "none", f"-zg-{c.zero_grad}")) if not default)
-    return (f"V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
+    return (f"{arch}V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
             f"-{c.positional}-{c.attention}-{c.dtype}{setup}|b{batch_size}|{optimizer}|{device}")
 
 

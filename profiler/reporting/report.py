@@ -19,7 +19,7 @@ from analytic.exact.formula import readable
 from analytic.formula_sets import describes, formula_sets, max_batch_sizes, setup_text
 from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
-from model.config import ModelConfig, PRESETS
+from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
 from model.vocabulary import COMPONENTS, PHASES
 from profiler.reporting import plots, render
 from profiler.reporting.compare import comparison_rows, predictions
@@ -28,9 +28,12 @@ from profiler.reporting.sweep import META, read_results
 from profiler.reporting.truth import truth_blocks
 
 HEADLINE_PRESET = "gpt2-xl"
-MODEL_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "positional")
+MODEL_FIELDS = ("arch", "vocab_size", "context_length", "num_layers", "d_model", "num_heads", "kv_heads", "d_ff",
+                "positional")
+# The models of the max-batch tables: the card's GPT-2 XL (the seeds' question) and GPT-2 XL as published.
+SETUPS_PRESETS = (HEADLINE_PRESET, "hf-gpt2-xl")
 SAVED_ACTIVATION_SETS = ("textbook", "exact")
-POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "vocab_size", "context_length",
+POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "arch", "vocab_size", "context_length",
                  "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "axes")
 # Leaderboard columns: a name and the terms pooled under it.
 LEADERBOARD_TERMS = {"peak": ("peak_bytes",),
@@ -147,15 +150,15 @@ def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimiz
 
 
 def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
-    """Largest batch (of one micro-batch) that fits `budget` for each GPT-2 preset and setup in the results (else
-    the headline point's model), by every formula set that describes the setup, and measured where a row
+    """Largest batch (of one micro-batch) that fits `budget` for each full-size preset (GPT-2, published GPT-2 and
+    Llama models) and setup in the results (else the headline point's model), by every formula set that describes the setup, and measured where a row
     carries it (a sweep of a grid with max_batch_budget)."""
     budget_bytes = parse_bytes(budget)
     models: dict[tuple[str, str, str], ModelConfig] = {}
     for row in ok_rows(rows):
         config = row_config(row)
         for name, known in PRESETS.items():
-            if name.startswith("gpt2") and same_model(config, known):
+            if name not in SCALED_DOWN_PRESETS and same_model(config, known):
                 models.setdefault((name, config.options_text(), row["optimizer"]), config.replace(name=name))
     top = headline(rows)
     if not models and top is not None:
@@ -176,14 +179,17 @@ def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.Da
 SETUPS_COLUMNS = ("measured", "exact", "textbook")
 
 
-def setups_table(rows: list[dict[str, Any]], preset: str = HEADLINE_PRESET, budget: str = DEFAULT_BUDGET
-                 ) -> pd.DataFrame:
-    """The max batch table of one preset, a row per setup: measured, exact and textbook (— where the textbook
-    does not describe the setup). The README's "max batch per setup" table is this, from reports/setups-meta."""
+def setups_table(rows: list[dict[str, Any]], presets: tuple[str, ...] = SETUPS_PRESETS,
+                 budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
+    """The max batch table of some presets (the card's GPT-2 XL, then GPT-2 XL as published), a row per model and
+    setup: measured, exact and textbook (— where the textbook does not describe the setup). The README's "max
+    batch per setup" table is this, from reports/setups-meta."""
+    columns = ["model", "setup", *SETUPS_COLUMNS]
     table = max_batch(rows, budget)
     if table.empty or "setup" not in table:
-        return pd.DataFrame(columns=["setup", *SETUPS_COLUMNS])
-    table = table[table["model"] == preset].reindex(columns=["setup", *SETUPS_COLUMNS])
+        return pd.DataFrame(columns=columns)
+    table = table[table["model"].isin(presets)].reindex(columns=columns)
+    table = table.sort_values("model", key=lambda names: names.map(presets.index), kind="stable")
     return table.astype(object).where(table.notna(), "—").reset_index(drop=True)
 
 

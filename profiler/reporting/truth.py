@@ -1,5 +1,6 @@
 """The seeds' questions answered by our exact model and by measurement on meta: the audit's "exact" and
-"measured" blocks, with the same figure keys as the seeds' (analytic.audit)."""
+"measured" blocks, with the same figure keys as the seeds' (analytic.audit), for the card's GPT-2 XL and, beside
+them, for GPT-2 XL as published (hf-gpt2-xl: LayerNorm, GELU, biases, dropout 0.1, tied LM head)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +10,7 @@ from analytic.exact.max_batch import max_batch_size
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
 from analytic.units import UNITS
+from model.config import PRESETS
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
 
@@ -48,8 +50,16 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
             "flops_per_step": step, "training_days": _days(step, problem)}
 
 
+PUBLISHED = "hf-gpt2-xl"
+
+
 def truth_blocks(with_measurement: bool = True, problem: TrainingProblem = PROBLEM) -> dict[str, Any]:
+    """exact and measured (with_measurement) answers for the problem's model, then for GPT-2 XL as published."""
+    published = problem.replace(config=PRESETS[PUBLISHED])
     blocks = {"exact": exact_block(problem)}
     if with_measurement:
         blocks["measured"] = measured_block(problem)
+    blocks["exact, as published"] = exact_block(published)
+    if with_measurement:
+        blocks["measured, as published"] = measured_block(published)
     return blocks
