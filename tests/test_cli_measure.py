@@ -66,6 +66,9 @@ def test_audit_json_carries_exact_and_measured_blocks(capsys, monkeypatch):
     blocks = truth.truth_blocks(with_measurement=True, problem=small)
     assert blocks["exact"]["max_batch_80GB"] == blocks["measured"]["max_batch_80GB"] > 0
     assert blocks["exact"]["flops_per_step"] == blocks["measured"]["flops_per_step"]
+    published = ("exact, as published", "measured, as published")  # mini's sizes with GPT-2's block
+    assert blocks[published[0]]["max_batch_80GB"] == blocks[published[1]]["max_batch_80GB"] > 0
+    assert blocks[published[0]]["params"] < blocks["exact"]["params"]  # tied embedding
     assert main(["audit", "--json", "--no-measure"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["exact"]["max_batch_80GB"] == 5 and "measured" not in result

@@ -10,7 +10,6 @@ from analytic.exact.max_batch import max_batch_size
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
 from analytic.units import UNITS
-from model.config import PRESETS
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
 
@@ -50,12 +49,10 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
             "flops_per_step": step, "training_days": _days(step, problem)}
 
 
-PUBLISHED = "hf-gpt2-xl"
-
-
 def truth_blocks(with_measurement: bool = True, problem: TrainingProblem = PROBLEM) -> dict[str, Any]:
-    """exact and measured (with_measurement) answers for the problem's model, then for GPT-2 XL as published."""
-    published = problem.replace(config=PRESETS[PUBLISHED])
+    """exact and measured (with_measurement) answers for the problem's model, then for its sizes with GPT-2's
+    block as published (for the problem's GPT-2 XL: hf-gpt2-xl)."""
+    published = problem.replace(config=problem.config.replace(arch="gpt2"))
     blocks = {"exact": exact_block(problem)}
     if with_measurement:
         blocks["measured"] = measured_block(problem)
