@@ -26,6 +26,7 @@ FORMULA_SET_MODULES = [
     "analytic.seeds.seed_002",
     "analytic.seeds.seed_003",
     "analytic.seeds.seed_004",
+    "analytic.published.megatron",
     "analytic.exact",
 ]
 

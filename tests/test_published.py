@@ -1,0 +1,32 @@
+"""The published formula sets: their algebra as cited, and graded only on the setups they claim."""
+import pytest
+
+from analytic.formula_sets import describes
+from analytic.params import parameter_count
+from analytic.published import megatron
+from model import PRESETS
+
+
+def test_megatron_parameter_count():
+    """SwiGLU, RMSNorm, untied: Llama 2 7B's published count; GPT-2 XL as published loses its biases (3·D + K +
+    F + D per layer) and its position embedding (T·D), which the formula does not count."""
+    assert megatron.parameters(PRESETS["llama2-7b"]) == 6_738_415_616 == parameter_count(PRESETS["llama2-7b"])
+    xl = PRESETS["hf-gpt2-xl"]
+    D, F, L, T = xl.d_model, xl.d_ff, xl.num_layers, xl.context_length
+    assert parameter_count(xl) - megatron.parameters(xl) == L * (4 * D + F + D) + T * D
+
+
+def test_megatron_memory_algebra():
+    """18 bytes per parameter; 1.05·(34·s·b·h per layer + 8·s·b + s·b·h + 2·s·b·(V + h)) of activations."""
+    config = PRESETS["hf-gpt2-xl"].replace(autocast="bfloat16", attention="sdpa-flash")
+    s, h, V, L = config.context_length, config.d_model, config.vocab_size, config.num_layers
+    one, two = (megatron.predict(config, b)["peak_bytes"] for b in (1, 2))
+    assert one - (two - one) == pytest.approx(18 * megatron.parameters(config))
+    assert two - one == pytest.approx(1.05 * (34 * s * h * L + 8 * s + s * h + 2 * s * (V + h)))
+
+
+def test_megatron_is_graded_on_its_setup_only():
+    gpt2 = PRESETS["hf-gpt2-xl"]
+    assert not describes(megatron, gpt2)  # fp32, explicit attention
+    assert describes(megatron, gpt2.replace(autocast="bfloat16", attention="sdpa-flash", checkpointing="full"))
+    assert not describes(megatron, PRESETS["gpt2-xl"].replace(autocast="bfloat16", attention="sdpa-flash"))
