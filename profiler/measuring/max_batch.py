@@ -57,28 +57,31 @@ def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta", opt
     """fits(batch) for find_max_batch, the batch of one micro-batch (the step's batch is config.micro_batches
     times it). On "meta" (or "cpu"): the measured step's peak is within the budget. On "cuda" or "cuda:N": a real
     warm-up and measured step run under the emulated budget (fits_on_cuda). `peaks`, if given, gets the measured
-    peak of each batch tried on meta or CPU."""
+    peak of each batch tried on meta or CPU, and a batch already in it is not measured again."""
     if device.startswith("cuda"):
         cuda = cuda_device(device)  # fails here, before any search, where there is no GPU
         return lambda batch_size: fits_on_cuda(config, config.micro_batches * batch_size, budget_bytes, cuda,
                                                optimizer)
 
+    known = peaks if peaks is not None else {}
+
     def fits(batch_size: int) -> bool:
-        measurement = measure(config, config.micro_batches * batch_size, device, optimizer, count_flops=False)
-        if peaks is not None:
-            peaks[batch_size] = measurement.measured["peak_bytes"]
-        return measurement.measured["peak_bytes"] <= budget_bytes
+        if batch_size not in known:
+            measurement = measure(config, config.micro_batches * batch_size, device, optimizer, count_flops=False)
+            known[batch_size] = measurement.measured["peak_bytes"]
+        return known[batch_size] <= budget_bytes
 
     return fits
 
 
 def measured_max_batch(config: ModelConfig, budget_bytes: int, device: str = "meta",
-                       optimizer: str = "foreach") -> tuple[int, bool]:
+                       optimizer: str = "foreach", peaks: dict[int, int] | None = None) -> tuple[int, bool]:
     """(the largest batch, of one micro-batch, whose measured step fits budget_bytes; whether the exact set's
     answer was it): that answer confirmed by measuring it and one more, searched where a measurement refutes it
-    or the exact set has no answer."""
+    or the exact set has no answer. `peaks` (batch -> measured peak on meta or CPU) is read and filled, so that
+    several budgets share their measurements."""
     try:
         guess = max_batch_size(config, budget_bytes, optimizer)
     except ValueError:  # outside the exact set's domain: searched
         guess = None
-    return confirm_max_batch(batch_fits(config, budget_bytes, device, optimizer), guess)
+    return confirm_max_batch(batch_fits(config, budget_bytes, device, optimizer, peaks), guess)

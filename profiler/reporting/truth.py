@@ -41,10 +41,11 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
     at_one = measure(config, 1, "meta", optimizer).measured
     flops = measure(config, problem.batch_size, "meta", optimizer).measured["flops"]
     step = model_flops(flops)
+    peaks = {1: at_one["peak_bytes"]}  # measured once for both budgets
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer)[0],
-            "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, "meta", optimizer)[0],
+            "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer, peaks)[0],
+            "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, "meta", optimizer, peaks)[0],
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": _days(step, problem)}
 
