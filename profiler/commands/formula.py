@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
         return f"   [{config.name}, {at}: {shown}]"
 
-    lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {setup.positional} "
+    block = {"reference": "the card's block", "gpt2": "GPT-2's block" + (" with dropout" if setup.dropout else ""),
+             "llama": "Llama's block"}[setup.arch]
+    lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {block}, {setup.positional} "
              f"positions, {setup.attention} attention, checkpointing {setup.checkpointing}, {setup.dtype} "
              f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}"
              + (f", {setup.micro_batches} micro-batches" if setup.micro_batches > 1 else "")
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
              + (f", autocast {setup.autocast} (emulated as CUDA runs it)" if setup.autocast != "none" else "") + ".",
              "L layers, B batch size" + (" (of one micro-batch)" if setup.micro_batches > 1 else "")
              + ", T context length, D d_model, H heads, F d_ff, V vocabulary; "
-             "M a budget in bytes.",
+             + ("G key/value heads; " if setup.grouped else "") + "M a budget in bytes.",
              f"Layout {general} (the degenerate layouts follow at the end).{note}", ""]
     width = max(map(len, LABELS.values()))
     lines += [f"{LABELS[key]:<{width}} = {formula.readable(figures[key])}{value(key)}" for key in LABELS]
