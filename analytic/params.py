@@ -19,7 +19,7 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     llama:     N = 2·V·D + L·(2·D² + 2·D·K + 3·D·F + 2·D) + D          (Llama 2 7B: 6,738,415,616)
     """
     V, T, L, D, F = (config.vocab_size, config.context_length, config.num_layers, config.d_model, config.d_ff)
-    K = config.kv_heads * config.head_dim
+    K = config.kv_width
     gpt2, llama = config.arch == "gpt2", config.arch == "llama"
     norm = 2 * D if gpt2 else D
     biases = 3 * D + K + F + D if gpt2 else 0
@@ -40,7 +40,7 @@ def parameter_tensor_sizes(config: ModelConfig) -> list[int]:
     """numel of each parameter tensor in model.parameters() order: per block norm1, W_Q, W_K, W_V, W_O, norm2,
     W1, [W3], W2, each weight followed by its bias where the arch has biases (gpt2)."""
     V, T, L, D, F = (config.vocab_size, config.context_length, config.num_layers, config.d_model, config.d_ff)
-    K = config.kv_heads * config.head_dim
+    K = config.kv_width
     gpt2 = config.arch == "gpt2"
 
     def layer(weight: int, bias: int) -> list[int]:

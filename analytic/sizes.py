@@ -30,6 +30,25 @@ DOMAINS = {(batch_one, *heads): f"B {'==' if batch_one else '>='} {1 if batch_on
 LSE_ROWS = 32  # the memory-efficient SDPA kernel pads its logsumexp to a multiple of 32 rows (kAlignLSE)
 
 
+def head_layout(heads, kv_heads) -> tuple:
+    """(H == 1, G < H, G == 1): the head part of a layout class (numbers or numpy arrays)."""
+    return heads == 1, kv_heads < heads, kv_heads == 1
+
+
+def class_key(arch: str, positional: str, attention: str, dtype: str, autocast: str, checkpointing: str,
+              dropout: bool, layout: tuple) -> tuple:
+    """The key of analytic/exact/derived.py's CLASSES: the options a step's programs depend on and the layout
+    (B == 1, H == 1, G < H, G == 1)."""
+    return (arch, positional, attention, dtypes_class(attention, dtype, autocast, arch), checkpointing, dropout,
+            *layout)
+
+
+def optimizer_key(arch: str, positional: str, grouped: bool, optimizer: str) -> tuple:
+    """The key of analytic/exact/derived.py's OPTIMIZERS: the parameter shapes (arch, positional, G < H) and the
+    AdamW implementation."""
+    return (arch, positional, grouped, optimizer)
+
+
 def dtypes_class(attention: str, dtype: str, autocast: str = "none", arch: str = "reference") -> str:
     """Which dtypes one derived program class covers: 'any', 'fp32', '16-bit' or 'amp-bf16' (float32 parameters,
     bf16 autocast). The SDPA math path and llama's RMSNorm compute 16-bit inputs in fp32 (other programs than
@@ -96,8 +115,7 @@ class Sizes:
         gKD, gF = K·D·e, F·e     k/v weights under grouped-query attention; the W1 bias (gpt2)
         wkd, wd, wf = K·D·2, D·2, F·2   autocast's bf16 copies of those weights and of the biases
         """
-        B, T, D, H, F, V, e = self.B, self.T, self.D, self.H, self.F, self.V, self.e
-        K = self.G * (D // H)
+        B, T, D, H, F, V, e, K = self.B, self.T, self.D, self.H, self.F, self.V, self.e, self.K
         a = B * T * D * e
         return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
                 "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
@@ -112,21 +130,20 @@ class Sizes:
                 "gKD": K * D * e + 0 * B, "gF": F * e + 0 * B, "wkd": K * D * 2 + 0 * B, "wd": D * 2 + 0 * B,
                 "wf": F * 2 + 0 * B}
 
+    @property
+    def K(self):
+        """The key/value width G·D/H; D itself where G is H (so that symbolic sizes keep D, not H·⌊D/H⌋)."""
+        return self.D if self.G is self.H else self.G * (self.D // self.H)
+
     def layouts(self) -> np.ndarray:
         """[4, ...] bools, the layout of each element: B == 1, H == 1, G < H (grouped-query attention) and
         G == 1 (one key/value head: H == 1, or multi-query attention)."""
-        return np.stack(np.broadcast_arrays(self.B == 1, self.H == 1, self.G < self.H, self.G == 1))
+        return np.stack(np.broadcast_arrays(self.B == 1, *head_layout(self.H, self.G)))
 
     def class_key(self, positional: str, layout: tuple[bool, ...]) -> tuple:
-        """The key of analytic/exact/derived.py's CLASSES for these sizes in one layout (Sizes.layouts)."""
-        return (self.arch, positional, self.attention,
-                dtypes_class(self.attention, self.dtype, self.autocast, self.arch), self.checkpointing,
-                self.dropout, *layout)
-
-    def optimizer_key(self, positional: str, grouped: bool, optimizer: str) -> tuple:
-        """The key of analytic/exact/derived.py's OPTIMIZERS: the parameter shapes (arch, positional, G < H) and
-        the AdamW implementation."""
-        return (self.arch, positional, grouped, optimizer)
+        """class_key for these sizes in one layout (Sizes.layouts)."""
+        return class_key(self.arch, positional, self.attention, self.dtype, self.autocast, self.checkpointing,
+                         self.dropout, layout)
 
     @property
     def parameter_bytes(self):
@@ -148,7 +165,8 @@ class Sizes:
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,
                       positional: str = "learned", dtype: str = "float32", checkpointing: str = "none",
                       micro_batches: int = 1, zero_grad: str = "none", attention: str = "explicit",
-                      autocast: str = "none", arch: str = "reference", kv_heads=None, dropout: float = 0.0) -> Sizes:
+                      autocast: str = "none", arch: str = "reference", kv_heads=None,
+                      dropout: float = 0.0) -> Sizes:
     """Sizes of many configurations at once (numpy arrays that broadcast together; one arch, positional option,
     dtype, checkpointing and micro-batching for all; batch_size is the batch of one micro-batch; kv_heads None:
     num_heads). Parameter and tensor counts are analytic.params' formulas, evaluated on the arrays."""
@@ -157,7 +175,7 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
     G = H if kv_heads is None else np.asarray(kv_heads, dtype=np.int64)
     V, T, L, D, H, F, B, G = np.broadcast_arrays(V, T, L, D, H, F, B, G)
     shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F, arch=arch,
-                            positional=positional, kv_heads=G, head_dim=D // H)
+                            positional=positional, kv_width=G * (D // H))
     return Sizes(B=B, T=T, D=D, H=H, F=F, V=V, L=L, e=np.full_like(B, DTYPE_BYTES[dtype]), G=G,
                  params=parameter_count(shape), tensors=parameter_tensor_count(shape),
                  learned=np.full_like(B, int(positional == "learned")),

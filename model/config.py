@@ -25,7 +25,8 @@ class ModelConfig:
     learned positions) or 'llama' (RMSNorm, SwiGLU FFN, RoPE, no biases, untied head, grouped-query attention
     with kv_heads key/value heads). dropout: the probability of gpt2's dropouts (default 0.1; the other archs
     have none). kv_heads: key/value heads, dividing num_heads (default num_heads; fewer is llama only).
-    d_ff defaults to 4·d_model, for llama to Llama's 256·⌈(8/3·d_model)/256⌉ (11008 at 4096). positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
+    d_ff defaults to 4·d_model, for llama to Llama's 256·⌈(8/3·d_model)/256⌉ (11008 at 4096).
+    positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
     attention: 'explicit' (QKᵀ, scale, causal mask, softmax, weighted sum: every textbook op exists) or one
     backend of F.scaled_dot_product_attention: 'sdpa-math', 'sdpa-flash' (16-bit dtypes, head size <= 256),
     'sdpa-efficient' (model.transformer.attend); the fused two need a head size divisible by 8. dtype: the dtype
@@ -123,6 +124,11 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
+
+    @property
+    def kv_width(self) -> int:
+        """K = kv_heads · head_dim: the width of the key and value projections (d_model without GQA)."""
+        return self.kv_heads * self.head_dim
 
     @property
     def bytes_per_element(self) -> int:

@@ -127,7 +127,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         d, self.num_heads, self.attention = config.d_model, config.num_heads, config.attention
-        self.kv_heads, bias, kv = config.kv_heads, config.arch == "gpt2", config.kv_heads * config.head_dim
+        self.kv_heads, bias, kv = config.kv_heads, config.arch == "gpt2", config.kv_width
         self.q_proj = nn.Linear(d, d, bias=bias)
         self.k_proj = nn.Linear(d, kv, bias=bias)
         self.v_proj = nn.Linear(d, kv, bias=bias)

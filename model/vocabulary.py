@@ -36,7 +36,6 @@ MODEL_COMPONENTS = ("embedding", "embedding_dropout", "final_norm", "lm_head", "
 COMPONENTS = ("embedding", "embedding_dropout") + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")
 
 
-
 def components_of(config) -> tuple[str, ...]:
     """The components worth a row for a config (COMPONENTS order): those its model has, and those the textbook
     has a term for (scores, softmax, weighted_sum, silu) even where the model runs them otherwise."""
@@ -45,6 +44,8 @@ def components_of(config) -> tuple[str, ...]:
         absent.add("rope")
     if config.attention == "explicit":
         absent.add("sdpa")
+    else:
+        absent.add("probs_dropout")  # the fused kernels drop inside: no mask
     if config.kv_heads == config.num_heads:
         absent.add("repeat_kv")
     if config.arch != "gpt2":
@@ -53,8 +54,6 @@ def components_of(config) -> tuple[str, ...]:
         absent |= {"w3", "gating"}
     if not config.dropout:
         absent |= {"probs_dropout", "out_dropout", "ffn_dropout", "embedding_dropout"}
-    if config.attention != "explicit":
-        absent.add("probs_dropout")  # the fused kernels drop inside: no mask
     return tuple(name for name in COMPONENTS if name not in absent)
 
 

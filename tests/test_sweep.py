@@ -191,4 +191,5 @@ def test_point_keys_tell_the_archs_apart():
     configs = [PRESETS["gpt2-xl"], PRESETS["hf-gpt2-xl"], PRESETS["hf-gpt2-xl"].replace(dropout=0.0),
                PRESETS["gpt2-xl"].replace(arch="llama", d_ff=6400, kv_heads=5)]
     keys = [point_key(config, 1, "foreach", "meta") for config in configs]
-    assert len(set(keys)) == 4 and keys[0] == "V50257-T1024-L48-D1600-H25-F6400-learned-explicit-float32|b1|foreach|meta"
+    assert len(set(keys)) == 4
+    assert keys[0] == "V50257-T1024-L48-D1600-H25-F6400-learned-explicit-float32|b1|foreach|meta"

@@ -6,9 +6,9 @@ FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exa
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.
 
-Domain: context_length >= 2, every arch (reference, gpt2, llama), every attention option (explicit, and the SDPA backends as CUDA runs them, which is
-what meta simulates; flash for 16-bit dtypes and autocast), checkpointing, micro-batching, zero_grad option and
-bf16 autocast as meta emulates CUDA's. Outside it (T = 1, where weight gradients take another path) it predicts
+Domain: context_length >= 2, every arch (reference, gpt2, llama), every attention option (explicit, and the SDPA
+backends as CUDA runs them, which is what meta simulates; flash for 16-bit dtypes and autocast), checkpointing,
+micro-batching, zero_grad option and bf16 autocast as meta emulates CUDA's. Outside it (T = 1, where weight gradients take another path) it predicts
 the parameter count only.
 """
 from __future__ import annotations

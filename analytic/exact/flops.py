@@ -11,23 +11,19 @@ from analytic.sizes import Sizes
 from analytic.textbook import ADAMW_FLOPS_PER_PARAM  # 14 = profiler.measuring.flops' 1+3+1+3+1+1+1+3 per element
 
 
-def kv_width(sz: Sizes):
-    """K = G·D/H; D itself where G is H (so that symbolic sizes keep D, not H·⌊D/H⌋)."""
-    return sz.D if sz.G is sz.H else sz.G * (sz.D // sz.H)
-
-
 def layer_matmul_forward(sz: Sizes):
     """One block's forward matmuls, 2 FLOPs per multiply-add (biases' adds are not counted by FlopCounterMode's
-    addmm): Q and O 2·2·B·T·D², K and V 2·2·B·T·D·K, the FFN's 2 or 3 (llama's W3) matrices 2·B·T·D·F each,
-    QKᵀ and P·V 2·2·B·H·T²·Dh = 4·B·T²·D (every attention option; the causal mask halves nothing)."""
+    addmm): Q and O 2·2·B·T·D², K and V 2·2·B·T·D·K (K = sz.K), the FFN's 2 or 3 (llama's W3) matrices
+    2·B·T·D·F each, QKᵀ and P·V 2·2·B·H·T²·Dh = 4·B·T²·D (every attention option; the causal mask halves
+    nothing)."""
     B, T, D, F = sz.B, sz.T, sz.D, sz.F
     ffn_matrices = 3 if sz.arch == "llama" else 2
-    return 2 * B * T * (2 * D * D + 2 * D * kv_width(sz) + ffn_matrices * D * F) + 4 * B * T * T * D
+    return 2 * B * T * (2 * D * D + 2 * D * sz.K + ffn_matrices * D * F) + 4 * B * T * T * D
 
 
 def matmul_forward(sz: Sizes):
-    """L blocks and the LM head 2·B·T·D·V: reference 2·B·T·(L·(4D² + 2DF) + DV) + 4·L·B·T²·D. Backward runs two
-    matmuls per forward matmul (the gradient of each operand that needs one; token ids need none): 2× forward,
+    """L blocks and the LM head 2·B·T·D·V: reference 2·B·T·(L·(4D² + 2DF) + DV) + 4·L·B·T²·D. Backward runs
+    two matmuls per forward matmul (the gradient of each operand that needs one; token ids need none): 2× forward,
     and 2·B·T²·D more per layer with the fused SDPA kernels (attention_core)."""
     return sz.L * layer_matmul_forward(sz) + 2 * sz.B * sz.T * sz.D * sz.V
 
@@ -77,7 +73,7 @@ def layer_elementwise_forward(sz: Sizes):
     BTD, BTF = B * T * D, B * T * F
     activation = 9 * BTF if sz.arch == "gpt2" else 5 * BTF + (BTF if sz.arch == "llama" else 0)
     return (2 * norm_forward(sz) + 2 * BTD + attention_core(sz)[1] + activation
-            + sz.rope * 3 * (BTD + B * T * kv_width(sz)) + int(sz.dropout) * 4 * BTD)
+            + sz.rope * 3 * (BTD + B * T * sz.K) + int(sz.dropout) * 4 * BTD)
 
 
 def elementwise_forward(sz: Sizes):
@@ -92,14 +88,15 @@ def elementwise_forward(sz: Sizes):
 def layer_elementwise_backward(sz: Sizes):
     """One block's elementwise backward FLOPs: 2 norms, 2 residual gradient sums and 2 sums of the q/k/v input
     gradients (4BTD), the attention core's, the activation's (silu 9·BTF, GELU 18·BTF), llama's gating
-    product's two (2BTF) and the sum of W1's and W3's input gradients (BTD), RoPE's 4 products, 4 sums, 1 negation on halves of q and k (4.5·(BTD + BTK)),
+    product's two (2BTF) and the sum of W1's and W3's input gradients (BTD), RoPE's 4 products, 4 sums,
+    1 negation on halves of q and k (4.5·(BTD + BTK)),
     repeat_kv's sums of each key/value head's gradients over its group (2BTD, grouped-query attention only),
     gpt2's bias gradients (sums over B·T: 4BTD + BTF + BTD) and dropouts (2 per element: 4BTD)."""
     B, T, D, F = sz.B, sz.T, sz.D, sz.F
     BTD, BTF = B * T * D, B * T * F
     gpt2, llama = sz.arch == "gpt2", sz.arch == "llama"
     activation = 18 * BTF if gpt2 else 9 * BTF + (2 * BTF + BTD if llama else 0)
-    rope = sz.rope * 9 * (BTD + B * T * kv_width(sz)) // 2
+    rope = sz.rope * 9 * (BTD + B * T * sz.K) // 2
     grouped = 2 * BTD * ((sz.G != sz.H) * 1)  # G <= H: != is < (a bool, or an array of them, as an integer)
     biases = (5 * BTD + BTF) if gpt2 else 0
     return (2 * norm_backward(sz) + 4 * BTD + attention_core(sz)[2] + activation + rope + grouped + biases

@@ -28,7 +28,7 @@ from analytic.exact.derived import CLASSES, OPTIMIZERS, TORCH_VERSION
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program
-from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, Sizes, dtypes_class
+from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, Sizes, class_key, head_layout, optimizer_key
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
@@ -68,13 +68,11 @@ class Setup:
         return self.batch_one, self.head_one, self.grouped, self.kv_one
 
     def class_key(self) -> tuple:
-        """The key of analytic/exact/derived.py's CLASSES."""
-        return (self.arch, self.positional, self.attention,
-                dtypes_class(self.attention, self.dtype, self.autocast, self.arch), self.checkpointing,
-                self.dropout, *self.layout)
+        return class_key(self.arch, self.positional, self.attention, self.dtype, self.autocast, self.checkpointing,
+                         self.dropout, self.layout)
 
     def optimizer_key(self) -> tuple:
-        return (self.arch, self.positional, self.grouped, self.optimizer)
+        return optimizer_key(self.arch, self.positional, self.grouped, self.optimizer)
 
     @property
     def domain(self) -> str:
@@ -92,8 +90,8 @@ class Setup:
 
 def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) -> Setup:
     """The setup of a ModelConfig (and AdamW implementation); with a batch size, in that batch's layout class."""
-    grouped, kv_one = config.kv_heads < config.num_heads, config.kv_heads == 1 and config.num_heads > 1
-    head_one = batch_size is not None and config.num_heads == 1
+    heads = head_layout(config.num_heads, config.kv_heads)  # without a batch, the general layout (H >= 2)
+    head_one, grouped, kv_one = heads if batch_size is not None or config.num_heads > 1 else (False, False, False)
     batch_one = batch_size is not None and config.micro_batch_size(batch_size) == 1
     return Setup(config.positional, optimizer, config.dtype, batch_one, head_one, grouped, kv_one,
                  config.checkpointing, config.micro_batches, config.zero_grad, config.attention, config.autocast,
@@ -115,7 +113,7 @@ def symbolic_sizes(setup: Setup) -> Sizes:
     heads = sp.Integer(1) if setup.head_one else H
     kv_heads = sp.Integer(1) if setup.kv_one else G if setup.grouped else heads
     shape = SimpleNamespace(vocab_size=V, context_length=T, num_layers=L, d_model=D, d_ff=F, arch=setup.arch,
-                            positional=setup.positional, kv_heads=kv_heads, head_dim=D / heads)
+                            positional=setup.positional, kv_width=kv_heads * D / heads)
     learned, rope = int(setup.positional == "learned"), int(setup.positional == "rope")
     return Sizes(B=batch, T=T, D=D, H=heads, F=F, V=V, L=L, e=sp.Integer(DTYPE_BYTES[setup.dtype]), G=kv_heads,
                  params=sum(parameter_breakdown(shape).values()), tensors=parameter_tensor_count(shape),

@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact.memory import layout_phases, step_figures
-from analytic.sizes import sizes_of
+from analytic.sizes import head_layout, sizes_of
 from model.config import ModelConfig
 from model.vocabulary import PHASES
 
 
 def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndarray, np.ndarray]:
     """(α, β) of every moment of the steady-state step for B ≥ 2: live bytes = α + β·B."""
-    layout = (False, config.num_heads == 1, config.kv_heads < config.num_heads, config.kv_heads == 1)
+    layout = (False, *head_layout(config.num_heads, config.kv_heads))
 
     def moment_totals(batch):
         phases = layout_phases(sizes_of(config, config.micro_batches * batch), config.positional, optimizer, layout,

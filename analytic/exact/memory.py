@@ -15,9 +15,9 @@ prefix + layer × L + suffix. A phase's peak is its highest moment:
     (backward_accumulate).
  3. Micro-batches: the first, then k - 1 that repeat the second exactly (each leaves nothing behind).
  4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per parameter layout:
-    arch, positional option, grouped-query attention, and implementation): foreach allocates sqrt(v) for every parameter at once, for-loop a few parameter-sized
-    temporaries at a time, fused none; then zero_grad, which frees every gradient (set_to_none=True) or nothing
-    ('zeros'). The warm-up step's AdamW program also creates the state (two moments per parameter, and fused's
+    arch, positional option, grouped-query attention, and implementation): foreach allocates sqrt(v) for every
+    parameter at once, for-loop a few parameter-sized temporaries at a time, fused none; then zero_grad, which
+    frees every gradient (set_to_none=True) or nothing ('zeros'). The warm-up step's AdamW program also creates the state (two moments per parameter, and fused's
     device step counters).
 The warm-up step starts from the constant part; the measured step from the constant part plus the state (and the
 gradients, with 'zeros') the warm-up step leaves. The peak of the step is the highest of the three phase peaks;
@@ -30,7 +30,7 @@ import numpy as np
 from analytic.exact import programs
 from analytic.exact.derived import CLASSES, OPTIMIZERS
 from analytic.figures import combine_windows
-from analytic.sizes import SYMBOLS, Sizes
+from analytic.sizes import SYMBOLS, Sizes, optimizer_key
 from model.vocabulary import CATEGORIES, COMPONENTS, PHASES
 
 TAPE_ROWS = [CATEGORIES.index(name) for name in programs.TAPE_CATEGORIES]
@@ -142,7 +142,7 @@ def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, 
         windows += [("forward", index, forward), ("backward", index, backward)]
         live = backward.live
     optimizer_phase = Phase(live, symbols)
-    adamw = OPTIMIZERS[sizes.optimizer_key(positional, layout[2], optimizer)]
+    adamw = OPTIMIZERS[optimizer_key(sizes.arch, positional, layout[2], optimizer)]
     optimizer_phase.run_segments(adamw["warmup" if warmup else "steady"], sizes.L)
     optimizer_phase.run_segments(derived[f"zero_grad_{sizes.zero_grad}"], sizes.L)
     return windows + [("optimizer", None, optimizer_phase)]

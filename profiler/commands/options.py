@@ -9,7 +9,8 @@ from model.vocabulary import DEVICES, OPTIMIZERS
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
-SETUP_FIELDS = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS, "dtype": tuple(DTYPE_BYTES),
+SETUP_FIELDS = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS,
+                "dtype": tuple(DTYPE_BYTES),
                 "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS, "autocast": AUTOCAST_OPTIONS}
 
 

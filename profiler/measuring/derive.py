@@ -14,7 +14,8 @@ symbol stops the derivation. Saved activations by component come from the same t
 
 Forward and backward are traced on meta with foreach AdamW, for every layout class. The AdamW step (warm-up step,
 which creates the state, and steady state) is traced per parameter layout (arch, positional option, grouped-query
-attention) and implementation in the general layout: on meta for foreach and for-loop, on CPU for fused (which has no meta kernel).
+attention) and implementation in the general layout: on meta for foreach and for-loop, on CPU for fused (which has
+no meta kernel).
 
 `derive()` returns the data that tools/derive_programs.py writes to analytic/exact/derived.py.
 """
@@ -28,8 +29,9 @@ from dataclasses import dataclass
 import torch
 
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, compile_program, runs
-from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, sizes_of
-from model.config import ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES, ModelConfig
+from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, optimizer_key, sizes_of
+from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
+                          ModelConfig)
 from model.step import build, make_batch, train_step
 from model.vocabulary import COMPONENTS, OPTIMIZERS
 from profiler.measuring.measure import kept_ops, on_op
@@ -55,9 +57,9 @@ CHECK_SET = {"batch": 11, "heads": 5, "T": 13, "F": 31, "V": 43}
 
 def coincident_symbols(cls: "ClassKey") -> list[tuple[str, str]]:
     """Pairs of symbols whose bytes are equal at both size sets of the class but differ at CHECK_SET."""
-    values = []
+    values, traced = [], size_sets(cls)
     head_dim = 24 if cls.attention in ("sdpa-flash", "sdpa-efficient") else 18
-    for size_set in (*size_sets(cls), dict(size_sets(cls)[0], **CHECK_SET, head_dim=head_dim)):
+    for size_set in (*traced, dict(traced[0], **CHECK_SET, head_dim=head_dim)):
         config, batch = traced_config(cls, 2, size_set)
         values.append({name: int(value) for name, value in sizes_of(config, batch).symbols().items()})
     first, second, check = values
@@ -341,8 +343,9 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     storage, per layer and outside the layers), of one layout class. A micro-batch after the first must leave
     nothing behind (forward_later + backward_accumulate nets to zero), so that every later one repeats it."""
     what = cls.what()
-    if coincident_symbols(cls):
-        raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident_symbols(cls)}")
+    coincident = coincident_symbols(cls)
+    if coincident:
+        raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident}")
     traces = traces or _class_traces(cls)
     result: dict = {"domain": cls.domain}
     for window in CLASS_WINDOWS:
@@ -407,7 +410,8 @@ def class_keys() -> list[ClassKey]:
         layouts = [(batch_one, *head) for head in heads for batch_one in (False, True)]
         for positional, attention in itertools.product(ARCH_POSITIONAL[arch], ATTENTION_OPTIONS):
             dropouts = (False, True) if arch == "gpt2" and attention != "sdpa-math" else (False,)
-            for dtypes in sorted({dtypes_class(attention, dtype, arch=arch) for dtype in DTYPE_BYTES} | {"amp-bf16"}):
+            dtype_classes = {dtypes_class(attention, dtype, arch=arch) for dtype in DTYPE_BYTES} | {"amp-bf16"}
+            for dtypes in sorted(dtype_classes):
                 keys += [ClassKey(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
                          for checkpointing in CHECKPOINTING_OPTIONS for dropout in dropouts for layout in layouts]
     return keys
@@ -421,7 +425,7 @@ def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
     for cls in keys if keys is not None else class_keys():
         classes[cls.key()] = derive_class(cls)
     wanted = optimizers if optimizers is not True else [
-        (layout.arch, layout.positional, layout.grouped, optimizer)
+        optimizer_key(layout.arch, layout.positional, layout.grouped, optimizer)
         for layout in parameter_layouts() for optimizer in OPTIMIZERS]
     for parameters in parameter_layouts():
         mine = [key for key in wanted or () if key[:3] == (parameters.arch, parameters.positional, parameters.grouped)]

@@ -151,8 +151,8 @@ def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimiz
 
 def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
     """Largest batch (of one micro-batch) that fits `budget` for each full-size preset (GPT-2, published GPT-2 and
-    Llama models) and setup in the results (else the headline point's model), by every formula set that describes the setup, and measured where a row
-    carries it (a sweep of a grid with max_batch_budget)."""
+    Llama models) and setup in the results (else the headline point's model), by every formula set that describes
+    the setup, and measured where a row carries it (a sweep of a grid with max_batch_budget)."""
     budget_bytes = parse_bytes(budget)
     models: dict[tuple[str, str, str], ModelConfig] = {}
     for row in ok_rows(rows):
