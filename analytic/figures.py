@@ -12,6 +12,10 @@ the keys it predicts. Integers of bytes and FLOPs throughout.
     saved_activations_bytes                  bytes autograd keeps for backward at the end of forward
     saved_activations_by_component.<comp>    the same by component (sum = saved_activations_bytes)
     flops.<phase>                            all FLOPs (matmul + elementwise convention) per phase
+    model_states.<category>                  parameters, gradients and optimizer_state when all three exist: at the
+                                             optimizer step's peak (ZeRO's "model states"; derived by
+                                             with_model_states from phases.optimizer.categories_at_peak)
+    model_states_bytes                       their sum
     flops.recompute                          the part of flops.backward that checkpointing spends re-running
                                              blocks' forward (0 without checkpointing)
     flops_matmul.forward / backward          matmul FLOPs alone (what FlopCounterMode counts)
@@ -48,6 +52,40 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return nested
+
+
+# Every key a measurement holds, as patterns over dotted keys ("*" one name, "**" the rest): a set's predictions
+# must use these (analytic.formula_sets checks users' files with is_figure_key).
+FIGURE_KEYS = ("params", "peak_bytes", "peak_phase", "phases.*.*", "phases.*.categories_at_peak.*",
+               "categories_at_peak.*", "saved_activations_bytes", "saved_activations_by_component.*",
+               "flops.*", "flops_matmul.*", "adamw_flops_per_param", "model_states.*", "model_states_bytes",
+               "fixed_memory_bytes", "per_batch_memory_bytes", "micro_batches.**", "warmup.**", "allocator.**")
+
+
+def is_figure_key(key: str) -> bool:
+    """Whether a dotted key is one of FIGURE_KEYS."""
+    parts = key.split(".")
+    for pattern in FIGURE_KEYS:
+        expected = pattern.split(".")
+        if expected[-1] == "**" and len(parts) >= len(expected) and parts[:len(expected) - 1] == expected[:-1]:
+            return True
+        if len(parts) == len(expected) and all(e in ("*", p) for e, p in zip(expected, parts)):
+            return True
+    return False
+
+
+MODEL_STATES = ("parameters", "gradients", "optimizer_state")
+
+
+def with_model_states(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures with model_states.* and model_states_bytes derived from the optimizer step's categories at
+    its peak, where they are given and model_states is not (a set that predicts model states directly keeps its
+    own)."""
+    at_peak = figures.get("phases", {}).get("optimizer", {}).get("categories_at_peak")
+    if "model_states" in figures or not at_peak:
+        return figures
+    states = {category: at_peak[category] for category in MODEL_STATES}
+    return {**figures, "model_states": states, "model_states_bytes": sum(states.values())}
 
 
 def common_keys(predicted: dict[str, Any], measured: dict[str, Any]) -> Iterator[str]:

@@ -6,18 +6,29 @@ A formula set is a module with
     predict(config, batch_size, optimizer="foreach") -> dict   figures (analytic.figures) it predicts
 and optionally max_batch_size(config, budget_bytes, optimizer="foreach") -> int; without one, max_batch_size()
 below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and B = 2; and
-    SETUP: dict                  the setup it describes, as ModelConfig fields and values, a tuple where it
+A user's own set is a .py file with the same attributes (the FormulaSet protocol), named by its path wherever a
+set's name is accepted (`--formula-set my_formulas.py`): load_file() imports it and checks it, with one clear
+error (FormulaSetError) for what is missing or malformed; once loaded it is graded beside the built-in sets.
+
+    SETUP: dict | list[dict]     the setup it describes, as ModelConfig fields and values, a tuple where it
                                  describes several ({"checkpointing": "none", "attention": ("explicit",
-                                 "sdpa-math")}); a set is graded only on points of its setup (describes()). None
-                                 or absent: every setup.
+                                 "sdpa-math")}), a list of such dicts where it describes alternatives (pure bf16
+                                 or bf16 autocast); a set is graded only on points of its setup (describes()).
+                                 None or absent: every setup.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.util
+import inspect
+import numbers
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from model.config import ModelConfig
+from analytic.figures import flatten, is_figure_key
+from model.config import ModelConfig, preset
 
 FORMULA_SET_MODULES = [
     "analytic.textbook",
@@ -31,14 +42,106 @@ FORMULA_SET_MODULES = [
 ]
 
 
-def formula_sets(names: list[str] | None = None) -> dict[str, ModuleType]:
-    """The registered sets by name (all of them, or `names` in that order); a set that fails to import is an
-    error, never skipped."""
+@runtime_checkable
+class FormulaSet(Protocol):
+    """What a formula set provides (SETUP and max_batch_size are optional, see the module docstring)."""
+
+    NAME: str
+    DESCRIPTION: str
+
+    def predict(self, config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict[str, Any]: ...
+
+
+class FormulaSetError(ValueError):
+    """A user's formula file that does not follow the FormulaSet protocol."""
+
+
+# Sets loaded from users' files in this process, by resolved path; they join the built-in ones.
+_USER_SETS: dict[Path, ModuleType] = {}
+TRIAL_PRESET = "mini"  # a loaded set's predict() is tried on this model at batch 1 and 2
+
+
+def is_path(name: str) -> bool:
+    return name.endswith(".py") or "/" in name
+
+
+def load_file(path: str | Path) -> ModuleType:
+    """Import a user's formula file and check it against FormulaSet: NAME (a new, non-empty name), DESCRIPTION,
+    predict(config, batch_size, optimizer=...) returning figures under the known keys (analytic.figures), tried
+    on the TRIAL_PRESET model, and a SETUP of ModelConfig fields. Loaded once per path; a FormulaSetError says
+    what is wrong."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved in _USER_SETS:
+        return _USER_SETS[resolved]
+    if not resolved.is_file():
+        raise FormulaSetError(f"formula file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"user_formula_set_{len(_USER_SETS)}", resolved)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - the user's code: report whatever it raised, with the file
+        raise FormulaSetError(f"formula file {path} fails to import: {type(error).__name__}: {error}") from error
+    check_protocol(module, str(path))
+    _USER_SETS[resolved] = module
+    return module
+
+
+def check_protocol(module: ModuleType, where: str) -> None:
+    """Raise FormulaSetError naming the first way `module` breaks the FormulaSet protocol."""
+    def fail(problem: str) -> None:
+        raise FormulaSetError(f"formula file {where}: {problem} (see analytic.formula_sets.FormulaSet)")
+
+    if not isinstance(module, FormulaSet):
+        missing = [name for name in ("NAME", "DESCRIPTION", "predict") if not hasattr(module, name)]
+        fail(f"missing {', '.join(missing)}")
+    if not isinstance(module.NAME, str) or not module.NAME.strip() or is_path(module.NAME):
+        fail(f"NAME must be a short name, got {module.NAME!r}")
+    if module.NAME in builtin_sets() or any(other.NAME == module.NAME for other in _USER_SETS.values()):
+        fail(f"NAME {module.NAME!r} is already taken by another formula set")
+    if not isinstance(module.DESCRIPTION, str):
+        fail("DESCRIPTION must be a string")
+    try:
+        inspect.signature(module.predict).bind(None, 1, optimizer="foreach")
+    except (TypeError, ValueError):
+        fail("predict must accept (config, batch_size, optimizer='foreach')")
+    fields = {field.name for field in dataclasses.fields(ModelConfig)}
+    for setup in setup_alternatives(module):
+        if not isinstance(setup, dict) or set(setup) - fields:
+            fail(f"SETUP must be a dict (or a list of dicts) of ModelConfig fields, got {setup!r}")
+    config = preset(TRIAL_PRESET)
+    for batch_size in (1, 2):
+        try:
+            figures = module.predict(config, batch_size, optimizer="foreach")
+        except Exception as error:  # noqa: BLE001 - the user's code
+            fail(f"predict({TRIAL_PRESET}, {batch_size}) raised {type(error).__name__}: {error}")
+        if not isinstance(figures, dict):
+            fail(f"predict must return a dict of figures, got {type(figures).__name__}")
+        for key, value in flatten(figures).items():
+            if not is_figure_key(key):
+                fail(f"predict returned {key!r}, which is no figure the tool measures (analytic.figures)")
+            if not key.endswith("peak_phase") and not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+                fail(f"predict returned {key} = {value!r}, not a number")
+
+
+def builtin_sets() -> dict[str, ModuleType]:
     sets = {}
     for module_name in FORMULA_SET_MODULES:
         module = importlib.import_module(module_name)
         sets[module.NAME] = module
+    return sets
+
+
+def formula_sets(names: list[str] | None = None) -> dict[str, ModuleType]:
+    """The sets by name: the built-in ones and those loaded from users' files, all of them or `names` in that
+    order; a name that is a path (ends in .py or holds a /) loads that file (load_file). A built-in set that
+    fails to import is an error, never skipped."""
+    for name in names or ():
+        if is_path(name):
+            load_file(name)
+    sets = builtin_sets()
+    sets.update({module.NAME: module for module in _USER_SETS.values()})
     if names is not None:
+        names = [load_file(name).NAME if is_path(name) else name for name in names]
         unknown = sorted(set(names) - set(sets))
         if unknown:
             raise ValueError(f"unknown formula set(s) {', '.join(unknown)}; known: {', '.join(sets)}")
@@ -46,17 +149,26 @@ def formula_sets(names: list[str] | None = None) -> dict[str, ModuleType]:
     return sets
 
 
+def setup_alternatives(module: ModuleType) -> list[dict[str, Any]]:
+    """The set's SETUP as a list of alternatives ([{}]: every setup)."""
+    setup = getattr(module, "SETUP", None) or {}
+    return list(setup) if isinstance(setup, (list, tuple)) else [setup]
+
+
 def describes(module: ModuleType, config: ModelConfig) -> bool:
-    """Whether the set's declared SETUP matches the config (a set without one describes every setup)."""
-    return all(getattr(config, field) in (value if isinstance(value, tuple) else (value,))
-               for field, value in (getattr(module, "SETUP", None) or {}).items())
+    """Whether one of the set's declared SETUP alternatives matches the config (a set without one describes
+    every setup)."""
+    return any(all(getattr(config, field) in (value if isinstance(value, tuple) else (value,))
+                   for field, value in setup.items())
+               for setup in setup_alternatives(module))
 
 
 def setup_text(module: ModuleType) -> str:
-    """The set's SETUP in words: 'dtype float32, attention explicit or sdpa-math', or 'every setup'."""
-    setup = getattr(module, "SETUP", None) or {}
-    return ", ".join(f"{field} {' or '.join(value) if isinstance(value, tuple) else value}"
-                     for field, value in setup.items()) or "every setup"
+    """The set's SETUP in words: 'dtype float32, attention explicit or sdpa-math', alternatives joined by '; or ',
+    or 'every setup'."""
+    return "; or ".join(", ".join(f"{field} {' or '.join(map(str, value)) if isinstance(value, tuple) else value}"
+                                  for field, value in setup.items()) or "every setup"
+                        for setup in setup_alternatives(module))
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from analytic.formula_sets import formula_sets
+from analytic.formula_sets import formula_sets, is_path
 from profiler.errors import UsageError
 
 
@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default="ci", help="a shipped grid (default ci) or a path to a .toml file")
     parser.add_argument("--tolerance", type=float, default=0.001,
                         help="largest |predicted - measured| / measured allowed (default 0.001)")
-    parser.add_argument("--formula-set", default="exact", help="the formula set to gate on (default exact)")
+    parser.add_argument("--formula-set", default="exact",
+                        help="the formula set to gate on: a name or your own .py file (default exact)")
     parser.add_argument("--out", type=Path, help="keep (and resume) the results here instead of a temp folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -29,19 +30,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")
-    if args.formula_set not in formula_sets():
+    if not is_path(args.formula_set) and args.formula_set not in formula_sets():
         raise UsageError(f"formula set {args.formula_set!r} does not exist; known: {', '.join(formula_sets())}")
+    name = next(iter(formula_sets([args.formula_set])))  # a file is loaded (and checked) before measuring
     grid = load_grid(args.grid)
     with tempfile.TemporaryDirectory(prefix="profiler-check-") as scratch:
         out = args.out or Path(scratch)
         run_sweep(grid, out, "meta", progress=not args.quiet)
         rows = read_results(out)
-        off = misses(rows, args.formula_set, args.tolerance)
+        off = misses(rows, name, args.tolerance)
     if off.empty:
-        print(f"ok: formula set {args.formula_set} is within {args.tolerance:g} of every measured term it "
+        print(f"ok: formula set {name} is within {args.tolerance:g} of every measured term it "
               f"predicts at all {len(rows)} points of grid {grid.name}")
         return 0
-    print(f"FAIL: formula set {args.formula_set} misses {len(off)} term(s) by more than {args.tolerance:g} "
+    print(f"FAIL: formula set {name} misses {len(off)} term(s) by more than {args.tolerance:g} "
           f"(grid {grid.name}, meta):")
     print(markdown_table(off))
     sys.stdout.flush()

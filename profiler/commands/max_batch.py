@@ -7,7 +7,8 @@ from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
-from profiler.commands.options import add_config_arguments, config_from_args, positive_int
+from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
+                                       load_formula_sets, positive_int)
 from profiler.errors import UsageError
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch
 
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw peak memory against batch size: the measured probes (meta) and every "
                              "formula set that describes the setup, with this budget and 80GB, 80GiB, 40GB, 24GB")
+    add_formula_set_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.measuring.measure import resolve_device
 
     config = config_from_args(args)
+    load_formula_sets(args)
     budget = parse_bytes(args.budget)
     if args.start > args.limit:
         raise UsageError(f"need --start <= --limit, got {args.start} and {args.limit}")

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from profiler.commands.options import add_config_arguments, add_device_argument, config_from_args
+from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
+                                       config_from_args, load_formula_sets)
 from profiler.errors import UsageError
 
 HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_bytes", "phases.optimizer.peak_bytes",
@@ -18,6 +19,7 @@ HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_byt
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     add_device_argument(parser)
+    add_formula_set_argument(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document: Measurement.to_dict() and every set's predictions")
     parser.add_argument("--all-terms", action="store_true", help="every term, not only the headline ones")
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reporting.tables import format_cell, relative_cell, render
 
     config = config_from_args(args)
+    load_formula_sets(args)
     if args.snapshot and Path(args.snapshot).exists():
         raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
     result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot,

@@ -75,3 +75,20 @@ def config_from_args(args: argparse.Namespace) -> ModelConfig:
     if missing:
         raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
     return ModelConfig(**sizes, **options)
+
+
+def add_formula_set_argument(parser: argparse.ArgumentParser,
+                             help_text: str = "also grade this formula set: a built-in name or your own .py file "
+                                              "(analytic.formula_sets.FormulaSet; repeatable)") -> None:
+    parser.add_argument("--formula-set", action="append", dest="formula_sets", metavar="NAME|FILE.py",
+                        help=help_text)
+
+
+def load_formula_sets(args: argparse.Namespace) -> list[str] | None:
+    """The names of the sets given with --formula-set, users' files loaded (and so graded beside the built-in
+    sets from here on); None when none was given. A bad file or name raises one clear ValueError."""
+    if not getattr(args, "formula_sets", None):
+        return None
+    from analytic.formula_sets import formula_sets  # numpy: not needed to build the parser
+
+    return list(formula_sets(args.formula_sets))

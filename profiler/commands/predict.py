@@ -6,13 +6,15 @@ import json
 
 from analytic.figures import flatten
 from analytic.formula_sets import predict
-from profiler.commands.options import add_config_arguments, config_from_args
+from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
+                                       load_formula_sets)
 from profiler.reporting.tables import format_cell, render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--sets", help="comma-separated formula sets (default: all)")
+    parser.add_argument("--sets", help="comma-separated formula sets, names or .py files (default: all)")
+    add_formula_set_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
 
 
@@ -28,6 +30,7 @@ def table(flat_by_set: dict[str, dict]) -> list[list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    load_formula_sets(args)
     names = [name.strip() for name in args.sets.split(",")] if args.sets else None
     predictions = predict(config, args.batch_size, optimizer=args.optimizer, names=names)
     if args.json:

@@ -6,7 +6,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from profiler.commands.options import add_device_argument
+from profiler.commands.options import add_device_argument, add_formula_set_argument, load_formula_sets
 from profiler.errors import CudaUnavailableError
 from profiler.reporting.grid import load_grid
 
@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(resumed); anything else is refused (default: a fresh reports/sweep-...)")
     parser.add_argument("--no-report", action="store_true", help="measure only; `profiler report DIR` later")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_formula_set_argument(parser, "also grade this formula set in the report: a built-in name or your own .py "
+                                     "file (repeatable; give it again to `profiler report`)")
 
 
 def resolve(grid_name: str | None, device: str, has_cuda: bool) -> tuple[str, str]:
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reporting.report import save_audit, write_report
     from profiler.reporting.sweep import check_folder, run_sweep
 
+    load_formula_sets(args)  # a bad formula file fails before anything is measured
     grid_name, device = resolve(args.grid, args.device, torch.cuda.is_available())
     grid = load_grid(grid_name)  # a bad grid fails here, before any folder exists
     out = args.out or default_out(grid.name, device)

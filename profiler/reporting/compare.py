@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from analytic import exact
-from analytic.figures import common_keys, flatten, model_flops
+from analytic.figures import common_keys, flatten, model_flops, with_model_states
 from analytic.formula_sets import describes, formula_sets, predict
 from analytic.hardware import training_days
 from analytic.textbook import PROBLEM
@@ -25,9 +25,11 @@ def predictions(measurement: dict[str, Any], names: list[str] | None = None) -> 
 
 def comparison_rows(measured: dict[str, Any], predicted: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (formula set, term) the set predicts: predicted, measured, relative error."""
+    measured = with_model_states(measured)
     flat_measured = flatten(measured)
     rows = []
     for name, figures in predicted.items():
+        figures = with_model_states(figures)
         flat_predicted = flatten(figures)
         for key in common_keys(figures, measured):
             rows.append({"formula_set": name, "term": key, "predicted": flat_predicted[key],
@@ -46,3 +48,30 @@ def training_days_at_measured_mfu(measurement: dict[str, Any]) -> float | None:
     if not flops:
         return None
     return training_days(model_flops(flops), PROBLEM.steps, speed["peak_flops_per_second"], speed["mfu"])
+
+
+# The families a formula set itemises: where it predicts one key of a family, a key of it that it leaves out
+# counts as 0 (it "misses" what PyTorch holds there).
+FAMILIES = ("categories_at_peak", "saved_activations_by_component", "model_states")
+TOTALS = ("saved_activations_bytes", "model_states_bytes", "peak_bytes")  # graded alone where not itemised
+
+
+def reconcile(predicted: dict[str, Any], measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a set's bytes differ from the measurement, largest difference first: per category at the peak,
+    per saved component and per model state where the set itemises them, else the total it gives.
+    Each item: term, predicted, measured, difference (predicted − measured: > 0 over-counts, < 0 misses)."""
+    predicted, measured = with_model_states(predicted), with_model_states(measured)
+    items = []
+    for family in FAMILIES:
+        mine, truth = predicted.get(family), measured.get(family)
+        if not mine or not truth:
+            continue
+        for key in dict.fromkeys([*truth, *mine]):
+            items.append({"term": f"{family}.{key}", "predicted": mine.get(key, 0), "measured": truth.get(key, 0)})
+    itemised = {item["term"].split(".")[0] for item in items}
+    for total, family in zip(TOTALS, ("saved_activations_by_component", "model_states", "categories_at_peak")):
+        if family not in itemised and total in predicted and total in measured:
+            items.append({"term": total, "predicted": predicted[total], "measured": measured[total]})
+    for item in items:
+        item["difference"] = item["predicted"] - item["measured"]
+    return sorted((item for item in items if item["difference"]), key=lambda item: -abs(item["difference"]))

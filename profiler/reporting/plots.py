@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
@@ -159,4 +160,24 @@ def batch_curve(measured: dict[int, int], predicted: dict[str, tuple[list[int], 
     ax.set(xlabel="batch size", ylabel="peak of the step (GiB)", title=title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
+def error_matrix(peak: pd.DataFrame) -> bytes:
+    """Heat map of the median |relative error| of the peak: one row per setup, one column per formula set, grey
+    where a set is not graded; the value written in each cell."""
+    grid = peak.pivot(index="setup", columns="formula set", values="median")
+    grid = grid[list(dict.fromkeys(peak["formula set"]))]
+    figure, ax = plt.subplots(figsize=(1.1 * len(grid.columns) + 4, 0.38 * len(grid) + 1.8))
+    cmap = plt.get_cmap("RdYlGn_r").copy()
+    cmap.set_bad("#dddddd")
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=0.5, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value * 100:.2g}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=35, ha="right")
+    ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
+    ax.set_title("Median |error| of the peak (%), by setup and formula set")
+    bar = figure.colorbar(image, ax=ax, fraction=0.03)
+    _percent(bar.ax.yaxis)
     return _png(figure)

@@ -22,8 +22,10 @@ from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
 from model.vocabulary import COMPONENTS, PHASES
 from profiler.reporting import plots, render
+from profiler.reporting.matrix import matrix, matrix_view, reconciliation, setup_label
 from profiler.reporting.compare import comparison_rows, predictions
 from profiler.reporting.folder import check, claim
+from profiler.reporting.tables import percent_cell
 from profiler.reporting.sweep import META, read_results
 from profiler.reporting.truth import truth_blocks
 
@@ -34,11 +36,13 @@ MODEL_FIELDS = ("arch", "vocab_size", "context_length", "num_layers", "d_model",
 SETUPS_PRESETS = (HEADLINE_PRESET, "hf-gpt2-xl")
 SAVED_ACTIVATION_SETS = ("textbook", "exact")
 POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "arch", "vocab_size", "context_length",
-                 "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "axes")
+                 "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "setup", "axes")
 # Leaderboard columns: a name and the terms pooled under it.
 LEADERBOARD_TERMS = {"peak": ("peak_bytes",),
                      **{f"{phase} peak": (f"phases.{phase}.peak_bytes",) for phase in PHASES},
-                     "FLOPs": tuple(f"flops.{phase}" for phase in PHASES)}
+                     "FLOPs": tuple(f"flops.{phase}" for phase in PHASES),
+                     "matmul FLOPs": ("flops_matmul.forward", "flops_matmul.backward"),
+                     "model states": ("model_states_bytes",)}
 
 
 def load(out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -69,6 +73,7 @@ def with_predictions(rows: list[dict[str, Any]], names: list[str] | None = None)
 def point_fields(row: dict[str, Any]) -> dict[str, Any]:
     fields = {**row["config"], **row}
     fields["axes"] = "+".join(row.get("axes") or ())
+    fields["setup"] = setup_label(row["config"])
     return {name: fields.get(name) for name in POINT_COLUMNS}
 
 
@@ -240,7 +245,7 @@ def misses(rows: list[dict[str, Any]], formula_set: str, tolerance: float) -> pd
     table = comparison(with_predictions(rows, [formula_set]))
     off = table[table["relative_error"].abs() > tolerance]
     found = pd.DataFrame({"point": off["label"], "term": off["term"], "predicted": off["predicted"],
-                          "measured": off["measured"], "relative error": off["relative_error"].map(_percent)})
+                          "measured": off["measured"], "relative error": off["relative_error"].map(percent_cell)})
     failed = failures(rows).rename(columns={"outcome": "term", "error": "measured"})
     return pd.concat([found, failed], ignore_index=True) if not failed.empty else found.reset_index(drop=True)
 
@@ -258,14 +263,6 @@ def peaks_by_point(table: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index(level="key", drop=True).reset_index()
 
 
-def _percent(value: Any) -> str:
-    if value is None or pd.isna(value):
-        return "—"
-    if value in (float("inf"), float("-inf")):
-        return "∞"
-    return f"{value * 100:.3g} %"
-
-
 def _bytes(value: Any) -> str:
     if value is None or pd.isna(value):
         return "—"
@@ -275,7 +272,7 @@ def _bytes(value: Any) -> str:
 def _leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
     shown = board[["formula set", "graded on", "points", "terms"]].copy()
     for column in LEADERBOARD_TERMS:
-        shown[column] = [f"{_percent(m)} / {_percent(w)}" for m, w in
+        shown[column] = [f"{percent_cell(m)} / {percent_cell(w)}" for m, w in
                                                zip(board[f"{column} median"], board[f"{column} worst"])]
     return shown
 
@@ -371,6 +368,43 @@ def formula_blocks(preset_name: str = HEADLINE_PRESET, batch_size: int = 2) -> l
     return blocks
 
 
+MATRIX_GROUPS = ("peak", "saved activations", "model states", "matmul FLOPs")
+
+
+def matrix_blocks(rows: list[dict[str, Any]], table: pd.DataFrame) -> list[render.Block]:
+    """Which formula is right where: setups × sets per group of terms, the heat map of the peak, and the
+    reconciliation (only with more than one setup in the results)."""
+    if table.empty or table["setup"].nunique() < 2:
+        return []
+    long = matrix(table)
+    blocks: list[render.Block] = [
+        render.Heading("Which formula is right where"),
+        render.Text("Each cell: median / worst |predicted − measured| / measured over the points of that setup "
+                    "(block · precision · attention kernel · checkpointing), where the set declares the setup "
+                    "(— where it does not, or does not predict the terms). `amp bf16` is bf16 autocast over fp32 "
+                    "weights; `bf16` is pure bf16 weights.")]
+    peak = long[long["terms"] == "peak"]
+    if not peak.empty:
+        blocks.append(render.Image("error_matrix.png", plots.error_matrix(peak),
+                                   "Median |relative error| of the peak, formula set × setup (grey: not graded)"))
+    for group in MATRIX_GROUPS:
+        view = matrix_view(long, group)
+        if not view.empty:
+            blocks += [render.Heading(group[0].upper() + group[1:], level=3), render.Table(view)]
+    reconciled = reconciliation(rows)
+    if not reconciled.empty:
+        reconciled["peak error"] = reconciled["peak error"].map(lambda e: "—" if e is None or pd.isna(e)
+                                                                else f"{e:+.1%}")
+        blocks += [render.Heading("Reconciliation: the bytes each set misses or over-counts", level=3),
+                   render.Text("At each setup's point with the largest measured peak: the set's error on the peak "
+                               "and its largest differences from the measurement by category at the peak, by "
+                               "saved component (at the end of forward) and by model state (at the optimizer "
+                               "step), largest first; where a set itemises a family, what it leaves out counts "
+                               "as missed."),
+                   render.Table(reconciled)]
+    return blocks
+
+
 def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.DataFrame,
                   budget: str = DEFAULT_BUDGET, out_dir: Path | None = None) -> list[render.Block]:
     blocks: list[render.Block] = [render.Facts(header(meta, rows))]
@@ -382,6 +416,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
                            "\"graded on\" column): the seeds on their own dtype, none of the published answers on "
                            "checkpointing, micro-batches or a fused attention kernel."),
                render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
+    blocks += matrix_blocks(rows, table)
     failed = failures(rows)
     if not failed.empty:
         blocks += [render.Heading("Points that did not complete"), render.Table(failed)]
@@ -413,7 +448,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
                                     "more than 100 %)")]
         peaks = peaks_by_point(table)
         for column in peaks.columns[2:]:
-            peaks[column] = peaks[column].map(_percent)
+            peaks[column] = peaks[column].map(percent_cell)
         peaks["measured peak"] = peaks["measured peak"].map(_bytes)
         blocks += [render.Heading("Peak by point (relative error of each set)"), render.Table(peaks)]
     return blocks

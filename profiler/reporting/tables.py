@@ -11,7 +11,8 @@ def format_cell(key: str, value) -> str:
         return "—"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return str(value)
-    if key.endswith("bytes") or key.startswith(("categories_at_peak.", "saved_activations_by_component.")):
+    if key.endswith("bytes") or key.startswith(("categories_at_peak.", "saved_activations_by_component.",
+                                                      "model_states.")):
         return human_bytes(value)
     if key.startswith(("flops.", "flops_matmul.")):
         return format_flops(value)
@@ -33,6 +34,15 @@ def relative_cell(error: float) -> str:
     if error in (float("inf"), float("-inf")):
         return "new term"
     return f"{error:+.1%}"
+
+
+def percent_cell(value) -> str:
+    """An unsigned error in a report's table: '3.14 %', '—' where there is none, '∞' over a measured 0."""
+    if value is None or value != value:
+        return "—"
+    if value in (float("inf"), float("-inf")):
+        return "∞"
+    return f"{value * 100:.3g} %"
 
 
 def render(rows: list[list[str]]) -> str:
