@@ -119,3 +119,32 @@ def test_extra_blocks_and_markdown():
     with pytest.raises(ValueError):
         audit(extra_blocks={"seeds": {}})
     assert audit_module.FIGURES[0] == "params"
+
+
+def test_audit_of_any_formula_set_flags_what_pytorch_does_otherwise(tmp_path, monkeypatch):
+    """`audit --formula-set`: the textbook, on its own setup, counts w1's output where autograd keeps its input
+    and misses foreach AdamW's temporaries; the exact set differs nowhere; a user's file is audited too."""
+    import analytic.formula_sets as registry
+    from model import PRESETS
+    from profiler.reporting.assumptions import audit_formula_set, to_markdown
+
+    monkeypatch.setattr(registry, "_USER_SETS", {})  # the user's file stays out of other tests
+
+    base = PRESETS["mini"]
+    textbook = audit_formula_set("textbook", base)
+    first = {item["term"]: item for item in textbook["batches"][0]["differences"]}
+    assert first["saved_activations_by_component.w1"]["difference"] > 0
+    assert "keeps its input, not its output" in first["saved_activations_by_component.w1"]["explanation"]
+    assert first["categories_at_peak.optimizer_temporaries"]["predicted"] == 0
+    assert "misses optimizer temporaries at the peak" in to_markdown(textbook)
+    exact = audit_formula_set("exact", base)
+    assert all(not batch["differences"] for batch in exact["batches"])
+    assert "nowhere: every term it predicts is measured exactly" in to_markdown(exact)
+    mine = tmp_path / "mine.py"
+    mine.write_text("NAME = 'audited_mine'\nDESCRIPTION = '16 bytes per parameter'\n"
+                    "from analytic.params import parameter_count\n"
+                    "def predict(config, batch_size, optimizer='foreach'):\n"
+                    "    return {'peak_bytes': 16 * parameter_count(config)}\n")
+    result = audit_formula_set(str(mine), base)
+    assert result["formula_set"] == "audited_mine"
+    assert result["batches"][0]["differences"][0]["term"] == "peak_bytes"

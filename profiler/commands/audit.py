@@ -1,7 +1,10 @@
 """`audit`: do the five seed answers' GPT-2 XL figures follow from their own formulas, and what is true?
 
 Beside each answer: our exact model's figures and the figures measured on meta (a GPT-2 XL step really run on
-meta tensors; the largest batch in 80 GB whose measured peak fits). Markdown or JSON."""
+meta tensors; the largest batch in 80 GB whose measured peak fits). Markdown or JSON.
+
+`audit --formula-set NAME` (a built-in set or a .py file): that set's assumptions that differ from what PyTorch
+does, measured on the setup it declares (profiler.reporting.assumptions)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "did not write)")
     parser.add_argument("--no-measure", action="store_true",
                         help="leave out the measured block (it runs about a dozen GPT-2 XL steps on meta)")
+    parser.add_argument("--formula-set", metavar="NAME|FILE.py",
+                        help="audit this formula set instead of the seeds: which of its assumptions differ from "
+                             "what PyTorch does, measured on meta on the setup it declares")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +34,15 @@ def run(args: argparse.Namespace) -> int:
     files = ["audit.md", "audit.json"]
     if args.out is not None:
         check(args.out, files)  # a bad folder fails before the measurements
-    result = audit(extra_blocks=truth_blocks(with_measurement=not args.no_measure))
-    markdown, document = to_markdown(result), json.dumps(result, indent=2)
+    if args.formula_set:
+        from profiler.reporting import assumptions
+
+        result = assumptions.audit_formula_set(args.formula_set)
+        markdown = assumptions.to_markdown(result)
+    else:
+        result = audit(extra_blocks=truth_blocks(with_measurement=not args.no_measure))
+        markdown = to_markdown(result)
+    document = json.dumps(result, indent=2, default=float)
     if args.out is not None:
         out = claim(args.out, files)
         (out / "audit.md").write_text(markdown)

@@ -1,0 +1,119 @@
+"""`audit --formula-set NAME`: the assumptions of any formula set that differ from what PyTorch does.
+
+The set is measured on the setup it declares (its first alternative, the first value of each field), with the
+problem's model (analytic.textbook.PROBLEM: the card's GPT-2 XL sizes, with the declared block), at batch 1 and
+2 on meta. Every term it predicts is graded, and each difference that reconcile() finds (by category at the peak,
+saved component, model state, or the total where the set does not itemise) is explained by what PyTorch does
+there (WHY), largest first.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from analytic.formula_sets import formula_sets, setup_alternatives, setup_text
+from analytic.textbook import PROBLEM
+from model.config import ModelConfig
+from profiler.measuring.measure import measure
+from profiler.reporting.compare import comparison_rows, reconcile
+from profiler.reporting.matrix import describe
+from profiler.reporting.tables import format_cell, relative_cell
+
+BATCH_SIZES = (1, 2)
+# What PyTorch does where a set differs, by term and by whether the set counts more (+) or less (-).
+WHY = {
+    ("categories_at_peak.saved_activations", "+"):
+        "the set adds every activation to the peak; at the measured peak PyTorch holds fewer (in the optimizer "
+        "step, none: forward's activations are freed by backward, before AdamW runs)",
+    ("categories_at_peak.gradients", "+"):
+        "gradients do not exist yet at a peak in forward or backward (zero_grad(set_to_none=True) frees them, "
+        "backward creates them one parameter at a time)",
+    ("categories_at_peak.optimizer_temporaries", "-"):
+        "foreach AdamW allocates its temporaries (sqrt(v), the update) for every parameter at once",
+    ("categories_at_peak.temporaries", "-"):
+        "tensors in flight at the peak: an op's output before its consumer frees the input, activation "
+        "gradients in backward, the logits' gradient",
+    ("categories_at_peak.buffers", "-"): "the model's buffers (causal mask, positions, RoPE tables)",
+    ("categories_at_peak.inputs", "-"): "the batch's token ids and targets (int64)",
+    ("saved_activations_by_component.scores", "+"):
+        "autograd keeps no pre-softmax B·H·T² scores: softmax's backward needs only its output, and a fused "
+        "kernel keeps no scores or probabilities at all",
+    ("saved_activations_by_component.softmax", "+"):
+        "with a fused attention kernel nothing of B·H·T² size is kept: it recomputes the probabilities",
+    ("saved_activations_by_component.lm_head", "+"):
+        "the logits die inside forward: cross-entropy keeps its own log-softmax, the LM head only its input",
+    ("saved_activations_by_component.w1", "+"):
+        "a linear layer keeps its input, not its output: w1 keeps the D-wide normalised input, and the F-wide "
+        "output is kept by its consumers (the activation function, then w2)",
+    ("saved_activations_by_component.w2", "-"): "w2 keeps its input, the F-wide activation output",
+    ("saved_activations_by_component.k_proj", "+"):
+        "q, k and v read one normalised input and autograd keeps it once (under q_proj), not once per projection",
+    ("saved_activations_by_component.v_proj", "+"):
+        "q, k and v read one normalised input and autograd keeps it once (under q_proj), not once per projection",
+    ("saved_activations_by_component.norm1", "-"):
+        "the norm keeps its input and the normalised x·rstd its weight's gradient needs: two B·T·D tensors",
+    ("saved_activations_by_component.norm2", "-"):
+        "the norm keeps its input and the normalised x·rstd its weight's gradient needs: two B·T·D tensors",
+    ("saved_activations_by_component.final_norm", "-"):
+        "the norm keeps its input and the normalised x·rstd its weight's gradient needs: two B·T·D tensors",
+    ("saved_activations_by_component.cross_entropy", "-"):
+        "cross-entropy keeps its log-softmax output, B·T·V in fp32",
+    ("model_states.parameters", "-"):
+        "torch autocast keeps the fp32 weights as the parameters (4 bytes each); its bf16 copies are made in "
+        "forward and freed by backward, not kept",
+    ("model_states.gradients", "-"): "gradients have the parameters' dtype: fp32 under autocast (4 bytes each)",
+    ("model_states.optimizer_state", "+"):
+        "torch's AdamW keeps two moments (8 bytes per parameter) and no separate fp32 master copy: with fp32 "
+        "parameters they are the master weights",
+    ("saved_activations_bytes", "+"): "autograd keeps less than the set counts (explain lists every component)",
+    ("saved_activations_bytes", "-"): "autograd keeps more than the set counts (explain lists every component)",
+}
+
+
+def audited_config(module: ModuleType, base: ModelConfig = PROBLEM.config) -> ModelConfig:
+    """The problem's model on the set's declared setup: its first alternative, each field's first value."""
+    setup = setup_alternatives(module)[0]
+    fields = {field: value[0] if isinstance(value, tuple) else value for field, value in setup.items()}
+    return base.replace(**fields)
+
+
+def audit_formula_set(name: str, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach") -> dict[str, Any]:
+    """Plain data (JSON-ready): the set, the audited setup, each graded term per batch, and the differences
+    with their explanation, largest first (at batch 1)."""
+    (module,) = formula_sets([name]).values()
+    config = audited_config(module, base)
+    batches = []
+    for batch_size in BATCH_SIZES:
+        measured = measure(config, batch_size, "meta", optimizer).measured
+        predicted = module.predict(config, batch_size, optimizer=optimizer)
+        batches.append({"batch_size": batch_size, "terms": comparison_rows(measured, {name: predicted}),
+                        "differences": [dict(item, explanation=explain(item), words=describe(item))
+                                        for item in reconcile(predicted, measured)]})
+    return {"formula_set": module.NAME, "description": module.DESCRIPTION, "graded_on": setup_text(module),
+            "config": config.to_dict(), "optimizer": optimizer, "device": "meta", "torch": torch.__version__,
+            "batches": batches}
+
+
+def explain(item: dict[str, Any]) -> str:
+    sign = "+" if item["difference"] > 0 else "-"
+    return WHY.get((item["term"], sign), "")
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    config = ModelConfig(**result["config"])
+    lines = [f"# Audit of formula set `{result['formula_set']}`", "", result["description"], "",
+             f"- graded on: {result['graded_on']}",
+             f"- audited at: {config.name}, {config.setup_text(1)}; AdamW {result['optimizer']}; measured on "
+             f"{result['device']} with torch {result['torch']}", ""]
+    for batch in result["batches"]:
+        lines += [f"## Batch {batch['batch_size']}", "", "| term | predicted | measured | error |", "|---|---|---|---|"]
+        lines += [f"| {row['term']} | {format_cell(row['term'], row['predicted'])} | "
+                  f"{format_cell(row['term'], row['measured'])} | {relative_cell(row['relative_error'])} |"
+                  for row in batch["terms"]]
+        lines += ["", "Where it differs from what PyTorch does, largest first:", ""]
+        lines += [f"- {item['words']}" + (f": {item['explanation']}" if item["explanation"] else "")
+                  for item in batch["differences"]] or ["- nowhere: every term it predicts is measured exactly"]
+        lines.append("")
+    return "\n".join(lines)
