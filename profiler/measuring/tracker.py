@@ -73,6 +73,13 @@ class StorageTracker(TorchDispatchMode):
         self.ignored: set[int] = set()  # sids of host scalars left out (see module docstring)
 
     # --- the dispatch mode -------------------------------------------------------------------------------
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """False: TorchDispatchMode's hook (torch/utils/_python_dispatch.py) then leaves __torch_dispatch__
+        unwrapped; by default it wraps it in torch._disable_dynamo, which costs a call through dynamo's
+        eval-frame guard on every op. Nothing here is ever compiled, so the guard has nothing to disable."""
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
