@@ -1,0 +1,62 @@
+"""Wall time of the commands a user waits on (issue: "what fits my GPU"), each beside a baseline run in the same
+process tree, so the figures are ratios on this machine rather than absolute claims.
+
+    python benchmarks/bench_commands.py [--repeats 3] [--only help,measure,max-batch,audit]
+
+  command                                         baseline
+  --help                                          importing torch, pandas and matplotlib (what an eager CLI pays)
+  measure --preset gpt2-xl --device meta          building GPT-2 XL on meta and two untracked steps (the floor)
+  max-batch --device meta --preset gpt2-xl        the same with --start 2 (a doubling search, no exact guess)
+  audit                                           audit --no-measure (the formulas alone)
+
+Prints the median seconds of each (fresh `python -m profiler` processes), the ratio to its baseline and the
+target of the issue (met or not).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+PROFILER = [sys.executable, "-m", "profiler"]
+FLOOR_STEPS = ("from model import preset\nfrom model.step import build, make_batch, train_step\n"
+               "config = preset('gpt2-xl')\nmodel, adamw = build(config, 'meta')\n"
+               "tokens, targets = make_batch(config, 1, 'meta')\n"
+               "for _ in range(2):\n    train_step(model, adamw, tokens, targets)\n")
+CASES = {  # name: (command, baseline, target seconds)
+    "help": (PROFILER + ["--help"], [sys.executable, "-c", "import torch, pandas, matplotlib.pyplot"], 1.5),
+    "measure": (PROFILER + ["measure", "--preset", "gpt2-xl", "--device", "meta"],
+                [sys.executable, "-c", FLOOR_STEPS], 4.0),
+    "max-batch": (PROFILER + ["max-batch", "--device", "meta", "--preset", "gpt2-xl"],
+                  PROFILER + ["max-batch", "--device", "meta", "--preset", "gpt2-xl", "--start", "2"], 8.0),
+    "audit": (PROFILER + ["audit"], PROFILER + ["audit", "--no-measure"], 10.0),
+}
+
+
+def median_seconds(command: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", help="comma-separated cases (default: all of " + ", ".join(CASES) + ")")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(CASES)
+    print(f"{'case':<10} {'seconds':>8} {'baseline':>9} {'ratio':>6} {'target':>7}  met")
+    for name in names:
+        command, baseline, target = CASES[name]
+        seconds, base = median_seconds(command, args.repeats), median_seconds(baseline, args.repeats)
+        print(f"{name:<10} {seconds:8.2f} {base:9.2f} {seconds / base:6.2f} {target:7.1f}  "
+              f"{'yes' if seconds <= target else 'no'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
