@@ -38,6 +38,10 @@ FORMULA_SET_MODULES = [
     "analytic.seeds.seed_003",
     "analytic.seeds.seed_004",
     "analytic.published.megatron",
+    "analytic.published.kaplan",
+    "analytic.published.chinchilla",
+    "analytic.published.palm",
+    "analytic.published.nanogpt",
     "analytic.exact",
 ]
 

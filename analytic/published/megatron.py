@@ -18,6 +18,22 @@ takes whenever sequence parallelism with selective recomputation is off (always 
     peak                  = weights and optimizer + activations
 (s = T, b = B, h = D, ffn = F, V = vocabulary, L layers, H heads, G key/value heads.) The file prints no example
 to reproduce; its parameter count gives Llama 2 7B's published 6,738,415,616 (tests/test_published.py).
+
+FLOPs: megatron/training/training.py num_floating_point_operations(args, batch_size) (read at the same commit
+00caa53a; the newest snapshot read, d98e8a64, splits the core-attention term out to scale with sum(L_i²) for packed
+sequences and gives the same for unpacked ones), the dense GPT path (transformer_flops: no MoE, MLA, MTP, linear
+attention or output gate), the number Megatron logs as TFLOP/s per GPU:
+    forward_backward_expansion_factor = 3   "Each GEMM in the model needs to be performed 3 times (forward pass,
+                                            backward wgrad [weight gradient], backward dgrad [data gradient])"
+    fma_expansion_factor = 2                "A GEMM of a m*n tensor with a n*k tensor requires 2mnk" FLOPs
+    ffn_expansion_factor = 3 with SwiGLU else 2
+    self attention per layer = 3·2·(h·(q + 2k) + q·s/2·2 + q·h)      q = kv_channels·H, k = kv_channels·G;
+                                            the core term halved: "causal mask (only half of the mask is non-zero)"
+    total = b·s·(3·2·h·ffn·ffn_expansion_factor·L + L·(self attention per layer) + 3·2·h·V)   (logits included)
+Encoded with kv_channels = D/H, G = kv_heads (query groups), SwiGLU for arch llama, V = vocab_size (Megatron's
+padded_vocab_size; our embedding has exactly V rows); forward = total/3, backward = 2·total/3. Megatron's number
+counts no recomputation, so predict() gives flops_matmul only without checkpointing (the memory SETUP above takes
+every recompute option). Against FlopCounterMode it counts QKᵀ and P·V at half (causal halving) and the rest alike.
 """
 from __future__ import annotations
 
@@ -25,7 +41,7 @@ from model.config import ModelConfig
 
 NAME = "megatron"
 DESCRIPTION = ("Megatron-LM theoretical memory, one GPU: 18 B/param (bf16 + fp32 grad + fp32 main + Adam), "
-               "1.05·(34sbh·L + 8sb + sbh + 2sbV + 2sbh)")
+               "1.05·(34sbh·L + 8sb + sbh + 2sbV + 2sbh); FLOPs 3·2·bs·(L·(h·(q+2k) + q·s + q·h + 2|3·h·ffn) + hV)")
 # What it claims: Megatron's GPT (LayerNorm, GELU, dropout, tied embeddings) in bf16 mixed precision with fp32 main
 # weights and gradients (our closest: autocast over fp32 parameters), attention that keeps no s² scores (flash; the
 # 34·s·b·h leaves them out), any recomputation (the without-SP path ignores recompute_granularity), one batch.
@@ -54,9 +70,37 @@ def activation_bytes(config: ModelConfig, batch_size: int) -> float:
     return OVERHEAD * total
 
 
+# num_floating_point_operations' factors (training.py, transformer_flops)
+FORWARD_BACKWARD_EXPANSION_FACTOR = 3  # forward, backward wgrad, backward dgrad
+FMA_EXPANSION_FACTOR = 2  # 2mnk per GEMM
+
+
+def num_floating_point_operations(config: ModelConfig, batch_size: int) -> int:
+    """transformer_flops for a dense GPT (no MoE, MLA, MTP, linear attention, output gate): b·s·(MLP + L·self
+    attention + logits), each term 3·2·(its GEMMs' m·n per token), the core attention q·s/2·2 (causal halving)."""
+    h, s, L, V = config.d_model, config.context_length, config.num_layers, config.vocab_size
+    kv_channels = config.head_dim
+    query_projection_size = kv_channels * config.num_heads
+    key_projection_size = value_projection_size = kv_channels * config.kv_heads  # num_query_groups
+    ffn_expansion_factor = 3 if config.arch == "llama" else 2  # SwiGLU
+    gemm = FORWARD_BACKWARD_EXPANSION_FACTOR * FMA_EXPANSION_FACTOR
+    standard_self_attn_term = gemm * (h * (query_projection_size + key_projection_size + value_projection_size)
+                                      + query_projection_size * s  # · s / 2 (causal mask) · 2 (QKᵀ and (QKᵀ)V)
+                                      + query_projection_size * h)
+    mlp = gemm * h * config.d_ff * ffn_expansion_factor * L
+    logits = gemm * h * V
+    return batch_size * s * (mlp + standard_self_attn_term * L + logits)
+
+
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
-    """params and the peak (weights and optimizer + activations); the AdamW implementation plays no part."""
+    """params and the peak (weights and optimizer + activations); the AdamW implementation plays no part. Without
+    checkpointing also flops_matmul: num_floating_point_operations, a third forward and two thirds backward."""
     n = parameters(config)
     fixed = BYTES_PER_PARAMETER * n
-    return {"params": n, "peak_bytes": fixed + activation_bytes(config, batch_size),
-            "fixed_memory_bytes": fixed}
+    figures = {"params": n, "peak_bytes": fixed + activation_bytes(config, batch_size),
+               "fixed_memory_bytes": fixed}
+    if config.checkpointing == "none":  # the FLOPs count no recomputation
+        total = num_floating_point_operations(config, batch_size)
+        forward = total // FORWARD_BACKWARD_EXPANSION_FACTOR  # every term is a multiple of 3
+        figures["flops_matmul"] = {"forward": forward, "backward": total - forward}
+    return figures

@@ -412,9 +412,11 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
     blocks += [render.Heading("Leaderboard of formula sets"),
                render.Text("Each cell: median / worst of |predicted − measured| / measured over the points "
                            "where the set predicts the term. FLOPs pools `flops.forward`, `flops.backward` and "
-                           "`flops.optimizer`. A set is graded only on points of the setup it declares (its "
-                           "\"graded on\" column): the seeds on their own dtype, none of the published answers on "
-                           "checkpointing, micro-batches or a fused attention kernel."),
+                           "`flops.optimizer`; matmul FLOPs `flops_matmul.forward` and `flops_matmul.backward` (what "
+                           "FlopCounterMode counts); model states the parameters, gradients and optimizer state "
+                           "at the optimizer step. A set is graded only on points of the setup it declares (its "
+                           "\"graded on\" column): the seeds on their own dtype, each published set on the "
+                           "block, precision, kernel and checkpointing its source describes."),
                render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
     blocks += matrix_blocks(rows, table)
     failed = failures(rows)
