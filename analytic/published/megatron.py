@@ -50,6 +50,10 @@ SETUP = {"arch": "gpt2", "autocast": "bfloat16", "attention": ("sdpa-flash", "sd
 BYTES_PER_PARAMETER = 18  # num_bytes_per_parameter without the distributed optimizer
 ACTIVATION_PER_LAYER = 34  # s·b·h·(10 + 24 / tensor_model_parallel_size) at tp = 1
 OVERHEAD = 1.05  # overhead_factor
+# The 18 bytes itemised as the newest snapshot's num_bytes_per_parameter comments them (d98e8a64: "bf16 model params,
+# fp32 main gradients, fp32 main params, and fp32 Adam states"), the fp32 main params counted with the optimizer
+# state as ZeRO does; the 5 % overhead of the activations is the file's "optimizer and miscellaneous temporaries".
+STATE_BYTES = {"parameters": 2, "gradients": 4, "optimizer_state": 12}
 
 
 def parameters(config: ModelConfig) -> int:
@@ -93,12 +97,17 @@ def num_floating_point_operations(config: ModelConfig, batch_size: int) -> int:
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
-    """params and the peak (weights and optimizer + activations); the AdamW implementation plays no part. Without
+    """params and the peak (weights and optimizer + activations), itemised (STATE_BYTES; activations and their 5 %
+    as saved activations and temporaries); the AdamW implementation plays no part. Without
     checkpointing also flops_matmul: num_floating_point_operations, a third forward and two thirds backward."""
     n = parameters(config)
     fixed = BYTES_PER_PARAMETER * n
-    figures = {"params": n, "peak_bytes": fixed + activation_bytes(config, batch_size),
-               "fixed_memory_bytes": fixed}
+    activations = activation_bytes(config, batch_size)
+    states = {category: share * n for category, share in STATE_BYTES.items()}
+    figures = {"params": n, "peak_bytes": fixed + activations, "fixed_memory_bytes": fixed,
+               "model_states": states, "model_states_bytes": fixed,
+               "categories_at_peak": {**states, "saved_activations": activations / OVERHEAD,
+                                      "temporaries": activations - activations / OVERHEAD}}
     if config.checkpointing == "none":  # the FLOPs count no recomputation
         total = num_floating_point_operations(config, batch_size)
         forward = total // FORWARD_BACKWARD_EXPANSION_FACTOR  # every term is a multiple of 3

@@ -98,7 +98,8 @@ def audit_formula_set(name: str, base: ModelConfig = PROBLEM.config, optimizer: 
 
 def explain(item: dict[str, Any]) -> str:
     sign = "+" if item["difference"] > 0 else "-"
-    return WHY.get((item["term"], sign), "")
+    at_peak_as_state = item["term"].replace("categories_at_peak.", "model_states.")  # the same bytes, same reason
+    return WHY.get((item["term"], sign)) or WHY.get((at_peak_as_state, sign), "")
 
 
 def to_markdown(result: dict[str, Any]) -> str:
