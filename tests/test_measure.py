@@ -160,3 +160,16 @@ def test_flop_counter_mode_per_module_agrees_with_the_in_step_count(optimizer, p
     forward_components = by_component(per_phase["forward"])
     assert {name: value for name, value in forward_components.items() if value and name != "other"} == \
         {name: value for name, value in measured.flops_by_component.items() if value}
+
+
+@pytest.mark.parametrize("setup", [{}, {"checkpointing": "full"}, {"arch": "gpt2", "autocast": "bfloat16",
+                                                                    "attention": "sdpa-flash"}])
+def test_flops_alone_equal_the_full_measurements(setup):
+    """measure_flops (no memory tracking) counts exactly what measure() counts."""
+    from profiler.measuring.measure import measure_flops
+
+    config = preset("mini").replace(**setup)
+    full = measure(config, 2, "meta").measured
+    alone = measure_flops(config, 2, "meta")
+    assert {key: alone[key] for key in ("params", "flops", "flops_matmul", "adamw_flops_per_param")} == \
+        {key: full[key] for key in ("params", "flops", "flops_matmul", "adamw_flops_per_param")}

@@ -11,7 +11,7 @@ from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
 from analytic.units import UNITS
 from profiler.measuring.max_batch import measured_max_batch
-from profiler.measuring.measure import measure
+from profiler.measuring.measure import measure, measure_flops
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
 
@@ -36,10 +36,10 @@ def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") 
 
 def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
     """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
-    run's batch."""
+    run's batch (counted without tracking memory, measure_flops)."""
     config = problem.config
     at_one = measure(config, 1, "meta", optimizer).measured
-    flops = measure(config, problem.batch_size, "meta", optimizer).measured["flops"]
+    flops = measure_flops(config, problem.batch_size, "meta", optimizer)["flops"]
     step = model_flops(flops)
     peaks = {1: at_one["peak_bytes"]}  # measured once for both budgets
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
