@@ -16,6 +16,28 @@ HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_byt
             "flops.backward", "flops.optimizer", "flops_matmul.forward", "params")
 
 
+WIDTH = 120  # columns a table fits without --wide
+
+
+def side_by_side(terms: list[str], measured: list[str], columns: dict[str, list[str]],
+                 width: int | None) -> list[list[list[str]]]:
+    """Rows of cells (term, measured, one column per set), split into as many tables as it takes for each to fit
+    `width` characters (one table when width is None)."""
+    fixed = max(map(len, ["term", *terms])) + 2 + max(map(len, ["measured", *measured]))
+    groups: list[list[str]] = [[]]
+    used = fixed
+    for name, cells in columns.items():
+        need = 2 + max(map(len, [name, *cells]))
+        if width is not None and groups[-1] and used + need > width:
+            groups.append([])
+            used = fixed
+        groups[-1].append(name)
+        used += need
+    return [[["term", "measured", *group]] + [[term, value, *(columns[name][i] for name in group)]
+                                               for i, (term, value) in enumerate(zip(terms, measured))]
+            for group in groups]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     add_device_argument(parser)
@@ -70,22 +92,18 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, measured on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
-    sets = list(predicted)
-    cells = [["term", "measured", *sets]]
-    for term in order:
-        line = [term, format_cell(term, measured[term])]
-        for name in sets:
+    columns = {}  # set -> its cell per term, for the sets that predict a shown term
+    for name in sorted(predicted, key=lambda name: name != "exact"):  # exact first, the others as registered
+        column = []
+        for term in order:
             value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns and \
                 term in table.index else None
             error = None if value is None or pd.isna(value) else relative_cell(table.loc[term, ("relative_error", name)])
-            if error is None:
-                line.append("—")
-            elif args.wide:
-                line.append(f"{format_cell(term, value)} ({error})")
-            else:
-                line.append(error)
-        cells.append(line)
-    lines.append(render(cells))
+            column.append("—" if error is None else f"{format_cell(term, value)} ({error})" if args.wide else error)
+        if any(cell != "—" for cell in column):
+            columns[name] = column
+    lines += ["\n\n".join(render(part) for part in side_by_side(order, [format_cell(t, measured[t]) for t in order], columns,
+                                                    None if args.wide else WIDTH))]
     if days is not None:
         speed = result["measured"]["speed"]
         lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "
