@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
 import torch
 
 from analytic.formula_sets import formula_sets, setup_alternatives, setup_text
@@ -19,6 +20,7 @@ from model.config import ModelConfig
 from profiler.measuring.measure import measure
 from profiler.reporting.compare import comparison_rows, reconcile
 from profiler.reporting.matrix import describe
+from profiler.reporting.render import markdown_table
 from profiler.reporting.tables import format_cell, relative_cell
 
 BATCH_SIZES = (1, 2)
@@ -109,10 +111,11 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"- audited at: {config.name}, {config.setup_text(1)}; AdamW {result['optimizer']}; measured on "
              f"{result['device']} with torch {result['torch']}", ""]
     for batch in result["batches"]:
-        lines += [f"## Batch {batch['batch_size']}", "", "| term | predicted | measured | error |", "|---|---|---|---|"]
-        lines += [f"| {row['term']} | {format_cell(row['term'], row['predicted'])} | "
-                  f"{format_cell(row['term'], row['measured'])} | {relative_cell(row['relative_error'])} |"
-                  for row in batch["terms"]]
+        terms = pd.DataFrame([{"term": row["term"], "predicted": format_cell(row["term"], row["predicted"]),
+                               "measured": format_cell(row["term"], row["measured"]),
+                               "error": relative_cell(row["relative_error"])} for row in batch["terms"]],
+                             columns=["term", "predicted", "measured", "error"])
+        lines += [f"## Batch {batch['batch_size']}", "", markdown_table(terms)]
         lines += ["", "Where it differs from what PyTorch does, largest first:", ""]
         lines += [f"- {item['words']}" + (f": {item['explanation']}" if item["explanation"] else "")
                   for item in batch["differences"]] or ["- nowhere: every term it predicts is measured exactly"]

@@ -53,7 +53,9 @@ def training_days_at_measured_mfu(measurement: dict[str, Any]) -> float | None:
 # The families a formula set itemises: where it predicts one key of a family, a key of it that it leaves out
 # counts as 0 (it "misses" what PyTorch holds there).
 FAMILIES = ("categories_at_peak", "saved_activations_by_component", "model_states")
-TOTALS = ("saved_activations_bytes", "model_states_bytes", "peak_bytes")  # graded alone where not itemised
+# The total each family itemises, graded alone where the set does not itemise it.
+TOTAL_OF = {"saved_activations_by_component": "saved_activations_bytes", "model_states": "model_states_bytes",
+            "categories_at_peak": "peak_bytes"}
 
 
 def reconcile(predicted: dict[str, Any], measured: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,7 +71,7 @@ def reconcile(predicted: dict[str, Any], measured: dict[str, Any]) -> list[dict[
         for key in dict.fromkeys([*truth, *mine]):
             items.append({"term": f"{family}.{key}", "predicted": mine.get(key, 0), "measured": truth.get(key, 0)})
     itemised = {item["term"].split(".")[0] for item in items}
-    for total, family in zip(TOTALS, ("saved_activations_by_component", "model_states", "categories_at_peak")):
+    for family, total in TOTAL_OF.items():
         if family not in itemised and total in predicted and total in measured:
             items.append({"term": total, "predicted": predicted[total], "measured": measured[total]})
     for item in items:

@@ -22,10 +22,10 @@ from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
 from model.vocabulary import COMPONENTS, PHASES
 from profiler.reporting import plots, render
-from profiler.reporting.matrix import matrix, matrix_view, reconciliation, setup_label
+from profiler.reporting.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
 from profiler.reporting.compare import comparison_rows, predictions
 from profiler.reporting.folder import check, claim
-from profiler.reporting.tables import percent_cell
+from profiler.reporting.tables import percent_cell, relative_cell
 from profiler.reporting.sweep import META, read_results
 from profiler.reporting.truth import truth_blocks
 
@@ -38,11 +38,9 @@ SAVED_ACTIVATION_SETS = ("textbook", "exact")
 POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "arch", "vocab_size", "context_length",
                  "num_layers", "d_model", "num_heads", "d_ff", "positional", "attention", "dtype", "setup", "axes")
 # Leaderboard columns: a name and the terms pooled under it.
-LEADERBOARD_TERMS = {"peak": ("peak_bytes",),
+LEADERBOARD_TERMS = {"peak": TERM_GROUPS["peak"],
                      **{f"{phase} peak": (f"phases.{phase}.peak_bytes",) for phase in PHASES},
-                     "FLOPs": tuple(f"flops.{phase}" for phase in PHASES),
-                     "matmul FLOPs": ("flops_matmul.forward", "flops_matmul.backward"),
-                     "model states": ("model_states_bytes",)}
+                     **{group: TERM_GROUPS[group] for group in ("FLOPs", "matmul FLOPs", "model states")}}
 
 
 def load(out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -393,8 +391,7 @@ def matrix_blocks(rows: list[dict[str, Any]], table: pd.DataFrame) -> list[rende
             blocks += [render.Heading(group[0].upper() + group[1:], level=3), render.Table(view)]
     reconciled = reconciliation(rows)
     if not reconciled.empty:
-        reconciled["peak error"] = reconciled["peak error"].map(lambda e: "—" if e is None or pd.isna(e)
-                                                                else f"{e:+.1%}")
+        reconciled["peak error"] = reconciled["peak error"].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
         blocks += [render.Heading("Reconciliation: the bytes each set misses or over-counts", level=3),
                    render.Text("At each setup's point with the largest measured peak: the set's error on the peak "
                                "and its largest differences from the measurement by category at the peak, by "
