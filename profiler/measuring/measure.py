@@ -193,7 +193,9 @@ def _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path=N
 
     def flops_and_speed(model, adamw, tokens, targets, figures) -> None:
         by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
-        figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=model_flops(figures["flops"]))
+        compute_dtype = None if config.autocast == "none" else config.autocast  # the MFU's peak: autocast's dtype
+        figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=model_flops(figures["flops"]),
+                                      compute_dtype=compute_dtype)
 
     figures = measure_cuda_memory(config, batch_size, "cuda", optimizer, snapshot_path=snapshot_path,
                                   after_step=flops_and_speed if count_flops else None)

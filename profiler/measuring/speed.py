@@ -43,12 +43,12 @@ def summarize_timings(step_seconds: list[float], tokens_per_step: int, flops_per
     return result
 
 
-def _device_peak(device: torch.device, dtype: torch.dtype, settings: dict[str, Any]) -> int | None:
+def _device_peak(device: torch.device, dtype: str, settings: dict[str, Any]) -> int | None:
     """The table's peak for this GPU and dtype, or None off CUDA or for a device the table does not know."""
     if device.type != "cuda":
         return None
     try:
-        return peak_flops(torch.cuda.get_device_name(device), str(dtype), tf32=uses_tf32(settings))
+        return peak_flops(torch.cuda.get_device_name(device), dtype, tf32=uses_tf32(settings))
     except ValueError:
         return None
 
@@ -68,19 +68,20 @@ def _time_one(model, adamw, tokens, targets, use_events: bool) -> float:
 
 def time_steps(model: torch.nn.Module, adamw: torch.optim.Optimizer, tokens: torch.Tensor,
                targets: torch.Tensor, warmup: int = 2, repeats: int = 5, flops_per_step: int | None = None,
-               peak: int | None = None) -> dict[str, Any]:
+               peak: int | None = None, compute_dtype: str | None = None) -> dict[str, Any]:
     """Time `repeats` training steps after `warmup` untimed ones.
 
     Returns summarize_timings' keys plus "timer" ("cuda_event" or "perf_counter"), "device", "dtype",
     "warmup", "repeats" and "matmul" (allow_tf32, float32_matmul_precision, cudnn_allow_tf32). Without an explicit
-    `peak`, a CUDA device found in analytic.hardware's table supplies it (TF32 peak if TF32 is on for float32).
+    `peak`, a CUDA device found in analytic.hardware's table supplies it (TF32 peak if TF32 is on for float32),
+    for `compute_dtype` (the dtype the matmuls run in: autocast's, as "bfloat16") or else the parameters' dtype.
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
     device = tokens.device
     use_events = device.type == "cuda"
     settings = matmul_settings()
-    dtype = next(model.parameters()).dtype
+    dtype = compute_dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
     for _ in range(warmup):
         train_step(model, adamw, tokens, targets)
     if use_events:
@@ -90,5 +91,5 @@ def time_steps(model: torch.nn.Module, adamw: torch.optim.Optimizer, tokens: tor
         peak = _device_peak(device, dtype, settings)
     result = summarize_timings(times, tokens.numel(), flops_per_step, peak)
     result.update(timer="cuda_event" if use_events else "perf_counter", device=str(device),
-                  dtype=str(dtype).removeprefix("torch."), warmup=warmup, repeats=repeats, matmul=settings)
+                  dtype=dtype, warmup=warmup, repeats=repeats, matmul=settings)
     return result
