@@ -143,13 +143,13 @@ def test_cli_meta_search(monkeypatch, capsys):
 
 @pytest.mark.cuda
 def test_cuda_fits_recovers_from_out_of_memory():
-    config = preset("gpt2-small")
+    config = preset("gpt2-small")  # its step at batch 1 peaks near 3.9 GB (4.2 GB reserved on an H200)
     total = torch.cuda.get_device_properties(0).total_memory
     before = torch.cuda.get_per_process_memory_fraction()
-    fits = batch_fits(config, 2 << 30, "cuda", "foreach")
-    assert fits(1) is True  # creates the cuBLAS workspaces that stay allocated
+    fits = batch_fits(config, 6 << 30, "cuda", "foreach")
+    assert fits(1) is True
     held = torch.cuda.memory_allocated()
-    assert fits(64) is False  # 2 GiB cannot hold batch 64 of GPT-2 small
+    assert fits(64) is False  # 6 GiB cannot hold batch 64 of GPT-2 small
     assert torch.cuda.get_per_process_memory_fraction() == before
     assert torch.cuda.memory_allocated() == held  # nothing of the failed step survives
     assert fits(1) is True  # and the GPU is usable after it

@@ -9,6 +9,8 @@
 #                                                                                      -> gpu-cuda.tgz
 #   max-batch  the largest batch in 80 GB, measured on the GPU under an emulated budget, for the README's
 #              headline setups                                                         -> max-batch.jsonl
+#   expandable the largest batch in 80 GB again for the setups where fragmentation cut it, with
+#              PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True                       -> max-batch.jsonl
 #   setups     every point of the `setups` grid at its own batch on CUDA (its max-batch search left out: too long
 #              for one lease), to set beside the committed meta report                 -> setups-cuda.tgz
 # and log.txt with everything printed. Render the reports here: `python -m profiler report reports/<folder>`.
@@ -53,7 +55,8 @@ stage_gpu() {
 
 max_batch() {  # max_batch ARGS...: the JSON answer for one setup, one line of max-batch.jsonl
     run_limited 60 $py -m profiler max-batch --device cuda --budget 80GB --json "$@" >$work/max-batch.json 2>>"$log" &&
-        $py -c 'import json, sys; print(json.dumps({"args": sys.argv[2:], **json.load(open(sys.argv[1]))}))' \
+        $py -c 'import json, os, sys; print(json.dumps({"args": sys.argv[2:],
+            "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), **json.load(open(sys.argv[1]))}))' \
             $work/max-batch.json "$@" >>"$OUT/max-batch.jsonl"
 }
 
@@ -64,6 +67,11 @@ stage_max-batch() {
     max_batch --preset hf-gpt2-xl
     max_batch --preset llama2-7b --dtype bfloat16 --attention sdpa-flash
     max_batch --preset gpt2-xl --dtype bfloat16 --attention sdpa-flash --checkpointing full
+}
+
+stage_expandable() {  # the setups whose batch the allocator's fragmentation cut, with expandable segments
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True max_batch --preset gpt2-xl --autocast bfloat16 --attention sdpa-flash
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True max_batch --preset gpt2-xl --dtype bfloat16 --attention sdpa-flash
 }
 
 stage_setups() {
