@@ -4,7 +4,9 @@
     python tools/readme_tables.py --check    # exit 1 if the README differs (tests/test_readme.py does this)
 
 "GPT-2 XL in 80 GB: max batch per setup" comes from reports/setups-meta (profiler.reporting.report.setups_table):
-measured on meta, with the exact and textbook sets' answers recomputed by today's formulas.
+measured on meta, with the exact and textbook sets' answers recomputed by today's formulas. "On a real GPU" comes
+from reports/h200-session/max-batch.jsonl, the JSON that `profiler max-batch --device cuda --json` printed on the
+GPU (tools/gpu_session.sh), one line per setup and allocator setting.
 """
 import argparse
 import re
@@ -15,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SETUPS_FOLDER = ROOT / "reports" / "setups-meta"
 START, END = "<!-- setups-table:start (tools/readme_tables.py) -->", "<!-- setups-table:end -->"
+GPU_FILE = ROOT / "reports" / "h200-session" / "max-batch.jsonl"
+GPU_START, GPU_END = "<!-- gpu-max-batch:start (tools/readme_tables.py) -->", "<!-- gpu-max-batch:end -->"
 
 
 def setups_block() -> str:
@@ -27,11 +31,37 @@ def setups_block() -> str:
             f"on {meta['date'][:10]} ([report](reports/setups-meta/report.md)).\n{END}")
 
 
+def gpu_block() -> str:
+    """Per setup: the exact set's answer, and the batch that ran on the GPU under the budget with the default
+    allocator and with expandable segments (— where that setting was not run)."""
+    import json
+
+    import pandas as pd
+
+    from profiler.reporting.matrix import setup_label
+    from profiler.reporting.render import markdown_table
+
+    table: dict[tuple[str, str], dict[str, object]] = {}
+    for line in GPU_FILE.read_text().splitlines():
+        answer = json.loads(line)
+        row = table.setdefault((answer["config"]["name"], setup_label(answer["config"])),
+                               {"exact": answer["predicted"]["exact"]})
+        allocator = "expandable segments" if "expandable_segments:True" in (answer.get("alloc_conf") or "") else "default"
+        row[f"on the GPU, {allocator} allocator"] = answer["max_batch"]
+    frame = pd.DataFrame([{"model": model, "setup": setup, **row} for (model, setup), row in table.items()])
+    frame = frame.reindex(columns=["model", "setup", "exact", "on the GPU, default allocator",
+                                   "on the GPU, expandable segments allocator"])
+    frame[frame.columns[2:]] = frame[frame.columns[2:]].astype("Int64")
+    return (f"{GPU_START}\n{markdown_table(frame.astype(object).where(frame.notna(), '—'))}\n{GPU_END}")
+
+
 def rewritten(text: str) -> str:
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"README.md has no {START} ... {END} block")
-    return pattern.sub(lambda _: setups_block(), text)
+    for start, end, block in ((START, END, setups_block), (GPU_START, GPU_END, gpu_block)):
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no {start} ... {end} block")
+        text = pattern.sub(lambda _: block(), text)
+    return text
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from profiler.reporting.compare import comparison_rows, predictions
 from profiler.reporting.folder import check, claim
 from profiler.reporting.tables import percent_cell, relative_cell
 from profiler.reporting.sweep import META, read_results
+from profiler.reporting.simulation import simulation_blocks
 from profiler.reporting.truth import truth_blocks
 
 HEADLINE_PRESET = "gpt2-xl"
@@ -415,6 +416,8 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
                            "\"graded on\" column): the seeds on their own dtype, each published set on the "
                            "block, precision, kernel and checkpointing its source describes."),
                render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
+    if out_dir is not None:
+        blocks += simulation_blocks(out_dir, rows)
     blocks += matrix_blocks(rows, table)
     failed = failures(rows)
     if not failed.empty:

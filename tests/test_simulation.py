@@ -1,0 +1,47 @@
+"""profiler.reporting.simulation: a CUDA sweep's points beside their meta simulation, cached in the folder."""
+import pytest
+
+from model.config import preset
+from model.vocabulary import PHASES
+from profiler.reporting.simulation import SIMULATION_FILE, against_simulation, display, simulations, summary
+
+
+def _gpu_row(key, simulated, extra_backward=0, optimizer="foreach", baseline=64 << 20):
+    """A row as a CUDA sweep writes it, its allocator figures the simulation's plus a baseline (and, in
+    backward, a workspace the simulation does not have)."""
+    phases = {phase: {"peak_bytes": simulated["phases"][phase]["peak_bytes"] + baseline
+                      + (extra_backward if phase == "backward" else 0),
+                      "reserved_peak_bytes": 2 * simulated["peak_bytes"]} for phase in PHASES}
+    return {"key": key, "label": f"{key} b=2", "outcome": "ok", "device": "cuda", "optimizer": optimizer,
+            "config": preset("tiny").to_dict(), "batch_size": 2,
+            "measured": {"baseline_bytes": baseline, "peak_bytes": max(p["peak_bytes"] for p in phases.values()),
+                         "phases": phases}}
+
+
+def test_points_beside_their_simulation(tmp_path):
+    from profiler.reporting.simulation import simulate_on_meta
+
+    simulated = simulate_on_meta(preset("tiny"), 2, "foreach")
+    rows = [_gpu_row("same", simulated), _gpu_row("workspace", simulated, extra_backward=512 << 10),
+            _gpu_row("fused", simulated, optimizer="fused"),
+            {"key": "failed", "outcome": "oom", "device": "cuda"}]
+    known = simulations(tmp_path, rows, progress=False)
+    assert set(known) == {"same", "workspace", "fused"} and "outside" in known["fused"]
+    assert (tmp_path / SIMULATION_FILE).read_text().count("\n") == 3
+
+    def never(*args):
+        raise AssertionError("a cached point was simulated again")
+
+    assert simulations(tmp_path, rows, simulate=never, progress=False) == known
+    table = against_simulation(rows, known).set_index("point")
+    assert table.loc["same b=2", "difference"] == 0 and table.loc["same b=2", "relative"] == 0
+    peak = simulated["peak_bytes"]
+    backward = simulated["phases"]["backward"]["peak_bytes"]
+    workspace = table.loc["workspace b=2"]
+    assert workspace["difference"] == max(peak, backward + (512 << 10)) - peak
+    assert workspace["worst phase"] == ("backward", pytest.approx((512 << 10) / backward))
+    assert table.loc["fused b=2", "outside"] == "fused AdamW does not run on meta"
+    assert table.loc["same b=2", "reserved / allocated"] == pytest.approx(2 * peak / (peak + (64 << 20)))
+    assert "Over 2 points" in summary(table.reset_index()) and "1 to the byte" in summary(table.reset_index())
+    shown = display(table.reset_index())
+    assert shown.loc[2, "difference"].startswith("— (fused")
