@@ -58,7 +58,8 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 # patterns over dotted keys ("*" one name, "**" the rest): a set's predictions must use these
 # (analytic.formula_sets checks users' files with is_figure_key).
 FIGURE_KEYS = ("params", "peak_bytes", "peak_phase", "phases.*.*", "phases.*.categories_at_peak.*",
-               "categories_at_peak.*", "saved_activations_bytes", "saved_activations_by_component.*",
+               "categories_at_peak.*", "saved_activations_bytes", "saved_activations_per_layer_bytes",
+               "saved_activations_by_component.*",
                "flops.*", "flops_matmul.*", "adamw_flops_per_param", "model_states.*", "model_states_bytes",
                "fixed_memory_bytes", "per_batch_memory_bytes", "micro_batches.**", "warmup.**", "allocator.**")
 

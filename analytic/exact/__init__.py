@@ -19,7 +19,7 @@ import numpy as np
 
 from analytic.exact.flops import flop_figures
 from analytic.exact.max_batch import max_batch_size
-from analytic.exact.memory import saved_activations_by_component, step_figures
+from analytic.exact.memory import saved_activations_by_component, saved_activations_per_layer, step_figures
 from analytic.sizes import sizes_from_arrays, sizes_of
 from model.config import ModelConfig
 
@@ -40,6 +40,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
         by_component = saved_activations_by_component(sizes, config.positional)
         figures["saved_activations_bytes"] = sum(by_component.values())
         figures["saved_activations_by_component"] = by_component
+        figures["saved_activations_per_layer_bytes"] = saved_activations_per_layer(sizes, config.positional)
         figures.update(flop_figures(sizes))
     return figures
 

@@ -183,6 +183,18 @@ def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = F
             **figures}
 
 
+def saved_activations_per_layer(sizes: Sizes, positional: str) -> np.ndarray:
+    """Bytes one layer keeps for backward: the per-layer part of saved_activations_by_component (its total is L
+    times this plus what the components outside the layers keep)."""
+    values = sizes.symbols()
+
+    def compute(layout):
+        saved = CLASSES[sizes.class_key(positional, layout)]["saved_by_component"]["layer"]
+        return {"layer": sum((values[name] for names in saved.values() for name in names.split()), 0 * sizes.B)}
+
+    return per_layout(sizes, compute)["layer"]
+
+
 def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
     """Bytes autograd keeps at the end of forward, by the component that saved each tensor first: L times what
     one layer's components save plus what the components outside the layers save, as traced (derived.py).

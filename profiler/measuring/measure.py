@@ -162,6 +162,7 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapsho
     first_backward = next(mark for mark in step_marks if mark.name == "backward")
     measured["saved_activations_bytes"] = trace.at(first_backward.event_index)["saved_activations"]
     measured["saved_activations_by_component"] = saved_by_component
+    measured["saved_activations_per_layer_bytes"] = per_layer_bytes(saved_per_layer, config.num_layers)
     result = Measurement(config, batch_size, device, optimizer, measured,
                          timeline=timeline(trace, step_marks), saved_activations_per_layer=saved_per_layer)
     if count_flops:
@@ -230,6 +231,13 @@ def phase_figures(trace: Replay, marks: list[Mark]) -> dict[str, Any]:
     figures = combine(per_window)
     figures["categories_at_peak"] = figures["phases"][figures["peak_phase"]]["categories_at_peak"]
     return figures
+
+
+def per_layer_bytes(saved_per_layer: dict[str, dict[str, int]], num_layers: int) -> int | float:
+    """What one layer keeps for backward: the layers' saved bytes over the number of layers (an integer when they
+    keep the same, as every layout does)."""
+    total = sum(sum(components.values()) for components in saved_per_layer.values())
+    return total // num_layers if total % num_layers == 0 else total / num_layers
 
 
 def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[str, dict[str, int]]]:

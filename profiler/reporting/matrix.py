@@ -17,6 +17,7 @@ from profiler.reporting.tables import percent_cell
 # Groups of terms graded in the matrix: a name and the terms pooled under it.
 TERM_GROUPS = {"peak": ("peak_bytes",),
                "saved activations": ("saved_activations_bytes",),
+               "saved per layer": ("saved_activations_per_layer_bytes",),
                "model states": ("model_states_bytes",),
                "matmul FLOPs": ("flops_matmul.forward", "flops_matmul.backward"),
                "FLOPs": ("flops.forward", "flops.backward", "flops.optimizer")}

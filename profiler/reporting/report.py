@@ -41,7 +41,8 @@ POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "arch", "v
 # Leaderboard columns: a name and the terms pooled under it.
 LEADERBOARD_TERMS = {"peak": TERM_GROUPS["peak"],
                      **{f"{phase} peak": (f"phases.{phase}.peak_bytes",) for phase in PHASES},
-                     **{group: TERM_GROUPS[group] for group in ("FLOPs", "matmul FLOPs", "model states")}}
+                     **{group: TERM_GROUPS[group] for group in ("saved activations", "saved per layer", "FLOPs",
+                                                                "matmul FLOPs", "model states")}}
 
 
 def load(out_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -411,7 +412,8 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
                render.Text("Each cell: median / worst of |predicted − measured| / measured over the points "
                            "where the set predicts the term. FLOPs pools `flops.forward`, `flops.backward` and "
                            "`flops.optimizer`; matmul FLOPs `flops_matmul.forward` and `flops_matmul.backward` (what "
-                           "FlopCounterMode counts); model states the parameters, gradients and optimizer state "
+                           "FlopCounterMode counts); saved activations what autograd keeps for backward, in all "
+                           "and one layer's share; model states the parameters, gradients and optimizer state "
                            "at the optimizer step. A set is graded only on points of the setup it declares (its "
                            "\"graded on\" column): the seeds on their own dtype, each published set on the "
                            "block, precision, kernel and checkpointing its source describes."),

@@ -1,0 +1,52 @@
+"""EleutherAI's cookbook memory calculator, one GPU, training.
+
+Source: EleutherAI/cookbook, calc/calc_transformer_mem.py calc_mem (read at commit 069ae2ef), with its DEFAULTS
+(num_gpus 1, tensor and pipeline parallel 1, ZeRO stage 1 (no sharding on one GPU, no communication buffer),
+mixed precision with high/low precision 4/2 bytes, gradients 4 bytes, no MoE, no miscellaneous memory):
+    parameters   = 2·V·h + h·s + 8·h·L + 2·h + 2·(1 + kv)·L·h² + n_linears·L·ff·h²     (untied embeddings, a
+                   learned position embedding, "ln_params", attention, MLP; kv = 1, ff = 4, n_linears = 2)
+    model        = parameters · 2 (mixed precision; 4 with --disable-mixed-precision)
+    gradients    = parameters · 4
+    optimizer    = parameters · 12 ("fp32 copies of the parameters, momentum, and variance")
+    activations  = s·b·h·L·((16·2 + 2) + (2·2 + 1)·a·s/h)      without --checkpoint-activations (Korthikanti's
+                   34 + 5as/h, "generalized to any precision", always the low precision's 2 bytes)
+                   s·b·h·L·(16·2 + 2)                           with it ("Megatron-style")
+    per GPU      = activations + gradients + model + optimizer
+The script prints no example output to reproduce; tests check these algebraic forms.
+
+Setup described: a GPT-NeoX/GPT-3 style model, mixed precision by default (our bf16 autocast) or fp32, no
+recomputation (its --checkpoint-activations keeps 34·s·b·h per layer, which none of our checkpointing options
+does), one batch. Predicts params, the model states itemised, saved activations and the peak (their sum).
+"""
+from __future__ import annotations
+
+from model.config import ModelConfig
+
+NAME = "eleuther"
+DESCRIPTION = ("EleutherAI cookbook calc_transformer_mem.py, 1 GPU: 2 (or 4) + 4 + 12 bytes per parameter + "
+               "s·b·h·L·(34 + 5as/h)")
+SETUP = [{"arch": ("reference", "gpt2"), "dtype": "float32", "autocast": autocast, "checkpointing": "none",
+          "micro_batches": 1} for autocast in ("bfloat16", "none")]
+LOW_PRECISION, HIGH_PRECISION, GRADIENT_BYTES, OPTIMIZER_BYTES = 2, 4, 4, 12
+
+
+def parameters(config: ModelConfig) -> int:
+    """calc_mem's total_params with kv_size_ratio 1 and the MLP as two h × ff·h matrices (ff = F/h)."""
+    V, s, h, L, F = config.vocab_size, config.context_length, config.d_model, config.num_layers, config.d_ff
+    return 2 * V * h + h * s + 8 * h * L + 2 * h + 2 * 2 * L * h * h + 2 * L * F * h
+
+
+def activation_bytes(config: ModelConfig, batch_size: int) -> float:
+    """s·b·h·L·((16·low + 2) + (2·low + 1)·a·s/h), the training case without activation checkpointing."""
+    s, b, h, L, a = config.context_length, batch_size, config.d_model, config.num_layers, config.num_heads
+    return s * b * h * L * ((16 * LOW_PRECISION + 2) + (2 * LOW_PRECISION + 1) * (a * s / h))
+
+
+def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+    n = parameters(config)
+    mixed = config.autocast != "none"
+    states = {"parameters": n * (LOW_PRECISION if mixed else HIGH_PRECISION), "gradients": n * GRADIENT_BYTES,
+              "optimizer_state": n * OPTIMIZER_BYTES}
+    activations = activation_bytes(config, batch_size)
+    return {"params": n, "model_states": states, "model_states_bytes": sum(states.values()),
+            "saved_activations_bytes": activations, "peak_bytes": sum(states.values()) + activations}
