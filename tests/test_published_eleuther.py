@@ -25,3 +25,21 @@ def test_bytes_per_parameter_and_activations():
     bf16 = config.replace(arch="gpt2", dtype="bfloat16", autocast="none")
     assert figures["saved_activations_bytes"] == pytest.approx(korthikanti.predict(bf16, 2)["saved_activations_bytes"])
     assert figures["peak_bytes"] == figures["model_states_bytes"] + figures["saved_activations_bytes"]
+
+
+def test_matmul_flops_against_the_counted_step():
+    """Without recomputation the cookbook's FLOPs are FlopCounterMode's matmul FLOPs exactly (the card's block has
+    its 6·h² of QKV, 2·h² projection, 16·h² FFN and 2·s·h twice per token and layer, the LM head's 2·h·V); with
+    full checkpointing it recomputes one forward more than torch's non-reentrant checkpoint, which stops before
+    each block's last matmul (w2: 2·t·F·h per layer)."""
+    from profiler.measuring.measure import measure
+
+    config = preset("tiny").replace(num_layers=3)
+    t = 2 * config.context_length
+    measured = measure(config, 2, "meta").measured["flops_matmul"]
+    assert eleuther.matmul_flops(config, 2) == {key: measured[key] for key in ("forward", "backward")}
+    full = config.replace(checkpointing="full")
+    measured = measure(full, 2, "meta").measured["flops_matmul"]
+    predicted = eleuther.matmul_flops(full, 2)
+    assert predicted["forward"] == measured["forward"]
+    assert predicted["backward"] - measured["backward"] == 2 * t * config.d_ff * config.d_model * config.num_layers

@@ -14,18 +14,28 @@ mixed precision with high/low precision 4/2 bytes, gradients 4 bytes, no MoE, no
     per GPU      = activations + gradients + model + optimizer
 The script prints no example output to reproduce; tests check these algebraic forms.
 
-Setup described: a GPT-NeoX/GPT-3 style model, mixed precision by default (our bf16 autocast) or fp32, no
-recomputation (its --checkpoint-activations keeps 34·s·b·h per layer, which none of our checkpointing options
-does), one batch. Predicts params, the model states itemised, saved activations and the peak (their sum).
+FLOPs: calc/calc_transformer_flops.py calc_params (read at commit 05c40662), dense, kv_size_ratio kv, over t = b·s
+tokens, iter_factor 3 (forward 1, backward 2) or 4 with its default Megatron-style activation checkpointing (one
+more forward):
+    qkv 2·(1 + 2·kv)·L·t·h², attention matrix 2·L·t·s·h, attention over values 2·L·t·s·h, linear projection
+    2·L·t·h², FFN 16·L·t·h² (two h × 4h matrices), each times iter_factor; embedding 6·t·h·V ("no activation
+    checkpointing for embeddings": the LM head's matmul)
+graded as flops_matmul with forward = the iter_factor-1 share (2·t·h·V for the embedding term), backward the rest.
+
+Setup described: a GPT-NeoX/GPT-3 style model (d_ff = 4·h, two MLP matrices), mixed precision by default (our bf16
+autocast) or fp32, one batch; no recomputation, or full recomputation for the FLOPs and model states alone (its
+--checkpoint-activations keeps 34·s·b·h per layer, which none of our checkpointing options does). Predicts params,
+the model states itemised, the matmul FLOPs and, without recomputation, saved activations and the peak (states
+plus activations).
 """
 from __future__ import annotations
 
 from model.config import ModelConfig
 
 NAME = "eleuther"
-DESCRIPTION = ("EleutherAI cookbook calc_transformer_mem.py, 1 GPU: 2 (or 4) + 4 + 12 bytes per parameter + "
-               "s·b·h·L·(34 + 5as/h)")
-SETUP = [{"arch": ("reference", "gpt2"), "dtype": "float32", "autocast": autocast, "checkpointing": "none",
+DESCRIPTION = ("EleutherAI cookbook, 1 GPU: 2 (or 4) + 4 + 12 bytes per parameter + s·b·h·L·(34 + 5as/h); "
+               "FLOPs (3|4)·(2(1+2kv)+4s/h+2+16)·L·t·h² + 6thV")
+SETUP = [{"arch": ("reference", "gpt2"), "dtype": "float32", "autocast": autocast, "checkpointing": ("none", "full"),
           "micro_batches": 1} for autocast in ("bfloat16", "none")]
 LOW_PRECISION, HIGH_PRECISION, GRADIENT_BYTES, OPTIMIZER_BYTES = 2, 4, 4, 12
 
@@ -42,11 +52,26 @@ def activation_bytes(config: ModelConfig, batch_size: int) -> float:
     return s * b * h * L * ((16 * LOW_PRECISION + 2) + (2 * LOW_PRECISION + 1) * (a * s / h))
 
 
+def matmul_flops(config: ModelConfig, batch_size: int) -> dict[str, int]:
+    """calc_params' dense total split into forward (one pass) and backward (the rest, recomputation included)."""
+    h, s, L, V = config.d_model, config.context_length, config.num_layers, config.vocab_size
+    t = batch_size * s
+    kv = config.kv_heads / config.num_heads
+    iter_factor = 4 if config.checkpointing == "full" else 3
+    per_pass = round(2 * (1 + 2 * kv) * L * t * h * h) + 2 * (2 * L * t * s * h) + 2 * L * t * h * h + 16 * L * t * h * h
+    embedding = 6 * t * h * V
+    forward = per_pass + embedding // 3
+    return {"forward": forward, "backward": iter_factor * per_pass + embedding - forward}
+
+
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
     n = parameters(config)
     mixed = config.autocast != "none"
     states = {"parameters": n * (LOW_PRECISION if mixed else HIGH_PRECISION), "gradients": n * GRADIENT_BYTES,
               "optimizer_state": n * OPTIMIZER_BYTES}
-    activations = activation_bytes(config, batch_size)
-    return {"params": n, "model_states": states, "model_states_bytes": sum(states.values()),
-            "saved_activations_bytes": activations, "peak_bytes": sum(states.values()) + activations}
+    figures = {"params": n, "model_states": states, "model_states_bytes": sum(states.values()),
+               "flops_matmul": matmul_flops(config, batch_size)}
+    if config.checkpointing == "none":
+        activations = activation_bytes(config, batch_size)
+        figures.update(saved_activations_bytes=activations, peak_bytes=sum(states.values()) + activations)
+    return figures
