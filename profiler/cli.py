@@ -57,6 +57,17 @@ def on_meta(argv: list[str]) -> str:
     return " ".join([PROG, *out, "--device", "meta"])
 
 
+def _notice_unverified_torch() -> None:
+    """One line on stderr where the installed torch is not one the exact model was verified on."""
+    import torch
+
+    from analytic.exact.versions import unverified_notice
+
+    notice = unverified_notice(torch.__version__)
+    if notice:
+        print(notice, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -64,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help (0) or a usage error (2, its one line already printed)
         return int(done.code or 0)
     try:
-        return importlib.import_module(args.module_name).run(args) or 0
+        module = importlib.import_module(args.module_name)
+        _notice_unverified_torch()
+        return module.run(args) or 0
     except CudaUnavailableError as error:
         print(f"error: {error}; without a GPU, simulate the step on meta tensors: `{on_meta(argv)}`",
               file=sys.stderr)

@@ -1,0 +1,41 @@
+"""analytic.exact.versions: the verified torch versions are those the committed compatibility table shows passing,
+and the CLI says one line on any other."""
+import json
+from pathlib import Path
+
+import torch
+
+from analytic.exact import versions
+from profiler import cli
+
+RESULTS = Path(__file__).resolve().parent.parent / "reports" / "torch-compat" / "results.jsonl"
+
+
+def test_verified_minors_are_the_passing_rows_of_the_table():
+    records = [json.loads(line) for line in RESULTS.read_text().splitlines()]
+    passing = {versions.minor(r["torch"]) for r in records
+               if r.get("installed") and r["tests_ok"] and r["check_ok"] and r["torch_after"] == r["torch"]}
+    assert set(versions.VERIFIED_MINORS) == passing
+    assert versions.minor(torch.__version__) in versions.VERIFIED_MINORS  # CI runs on a verified torch
+
+
+def test_notice(monkeypatch, capsys):
+    assert versions.unverified_notice("2.13.0+cpu") is None
+    assert versions.minor("2.9.1+cu128") == "2.9"
+    assert "not on 2.9.1" in versions.unverified_notice("2.9.1")
+    monkeypatch.setattr(torch, "__version__", "2.9.1")
+    assert cli.main(["predict", "--preset", "tiny", "--sets", "exact"]) == 0
+    assert capsys.readouterr().err.startswith("note: the exact model was derived on torch")
+
+
+
+def test_pyproject_accepts_exactly_the_verified_minors():
+    """torch>=FIRST,<NEXT where FIRST is the oldest verified minor and NEXT the one after the newest."""
+    import re
+    import tomllib
+
+    pyproject = tomllib.loads((RESULTS.parents[2] / "pyproject.toml").read_text())
+    (spec,) = [need for need in pyproject["project"]["dependencies"] if need.startswith("torch")]
+    low, high = re.fullmatch(r"torch>=(\d+\.\d+),<(\d+\.\d+)", spec).groups()
+    major, newest = versions.VERIFIED_MINORS[-1].split(".")
+    assert (low, high) == (versions.VERIFIED_MINORS[0], f"{major}.{int(newest) + 1}")
