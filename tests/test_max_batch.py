@@ -165,3 +165,12 @@ def test_plot_of_peak_against_batch(tmp_path, capsys):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(argv) == 2
     assert "never overwrites" in capsys.readouterr().err
+
+
+def test_allocator_hint_only_where_the_gpu_refused_the_exact_answer():
+    from profiler.commands.max_batch import allocator_hint
+
+    assert "expandable_segments:True" in allocator_hint("cuda", 13, 11, None)
+    assert allocator_hint("cuda", 13, 13, None) is None  # the answer ran
+    assert allocator_hint("cuda", 13, 11, "expandable_segments:True") is None  # already on
+    assert allocator_hint("meta", 13, 11, None) is None and allocator_hint("cuda", None, 11, None) is None

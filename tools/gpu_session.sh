@@ -55,8 +55,7 @@ stage_gpu() {
 
 max_batch() {  # max_batch ARGS...: the JSON answer for one setup, one line of max-batch.jsonl
     run_limited 60 $py -m profiler max-batch --device cuda --budget 80GB --json "$@" >$work/max-batch.json 2>>"$log" &&
-        $py -c 'import json, os, sys; print(json.dumps({"args": sys.argv[2:],
-            "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), **json.load(open(sys.argv[1]))}))' \
+        $py -c 'import json, sys; print(json.dumps({"args": sys.argv[2:], **json.load(open(sys.argv[1]))}))' \
             $work/max-batch.json "$@" >>"$OUT/max-batch.jsonl"
 }
 

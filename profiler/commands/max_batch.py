@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
@@ -55,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
         (find_max_batch(fits, args.start, args.limit, probes), False)
     if args.plot:
         write_plot(args.plot, config, args.optimizer, budget, args.budget, peaks, maximum)
+    import torch
+
+    alloc_conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") if device.startswith("cuda") else None
+    hint = allocator_hint(device, guess, maximum, alloc_conf)
     if args.json:
         print(json.dumps({"config": config.to_dict(), "optimizer": args.optimizer, "device": device,
+                          "torch_version": torch.__version__, "alloc_conf": alloc_conf, "hint": hint,
                           "budget": args.budget, "budget_bytes": budget,
                           "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
                           "max_batch": maximum, "step_batch": config.micro_batches * maximum, "at_limit": maximum == args.limit,
@@ -74,11 +80,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"measured maximum micro-batch size: {bound}{maximum} ({how}); the step's batch is "
               f"{config.micro_batches} × {maximum} = {config.micro_batches * maximum}")
+    if hint:
+        print(hint)
     print("predicted by formula sets:")
     width = max(map(len, predictions))
     for name, predicted in predictions.items():
         print(f"  {name:<{width}}  {'— (does not describe this setup, or no answer)' if predicted is None else predicted}")
     return 0
+
+
+def allocator_hint(device: str, guess: int | None, maximum: int, alloc_conf: str | None) -> str | None:
+    """On a GPU where the exact set's answer did not run and expandable segments are off: the allocator may be why
+    (its reserved memory, which the budget caps, exceeds what is allocated by its fragmentation)."""
+    if not device.startswith("cuda") or guess is None or maximum >= guess or \
+            "expandable_segments:True" in (alloc_conf or ""):
+        return None
+    return (f"hint: the exact set predicts {guess}; where the caching allocator's fragmentation is what refused it, "
+            f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True recovers it (it did for GPT-2 XL on an H200: README, "
+            f"\"On a real GPU\")")
 
 
 def write_plot(path: str, config, optimizer: str, budget: int, budget_text: str, peaks: dict[int, int],
