@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from analytic.exact.derived import TORCH_VERSION
 
-VERIFIED_MINORS = ("2.11", "2.12", "2.13", "2.14")
+VERIFIED_MINORS = ("2.8", "2.9", "2.10", "2.11", "2.12", "2.13", "2.14")
 
 
 def minor(version: str) -> str:
