@@ -23,6 +23,7 @@ COMMANDS = {  # name -> (module, help)
     "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report"),
     "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)"),
     "check": ("profiler.commands.check", "gate: fail if a formula set misses a measured term on a meta grid"),
+    "derive": ("profiler.commands.derive", "derive the exact model's programs on the installed torch and cache them"),
 }
 
 

@@ -39,3 +39,26 @@ def test_pyproject_accepts_exactly_the_verified_minors():
     low, high = re.fullmatch(r"torch>=(\d+\.\d+),<(\d+\.\d+)", spec).groups()
     major, newest = versions.VERIFIED_MINORS[-1].split(".")
     assert (low, high) == (versions.VERIFIED_MINORS[0], f"{major}.{int(newest) + 1}")
+
+
+def test_derive_writes_the_cache_the_exact_set_reads(tmp_path, monkeypatch, capsys):
+    """`profiler derive` on an unverified torch writes the programs where analytic.exact.source finds them (the
+    derivation itself, slow, stands in here for a one-class one; tests/test_exact.py re-derives real ones)."""
+    from analytic.exact import derived as shipped
+    from analytic.exact import source
+    from profiler.commands import derive as command
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    key, optimizer = next(iter(shipped.CLASSES)), next(iter(shipped.OPTIMIZERS))
+    derived = {"classes": {key: shipped.CLASSES[key]}, "optimizers": {optimizer: shipped.OPTIMIZERS[optimizer]}}
+    monkeypatch.setattr(command, "derive_all", lambda progress: derived)
+    monkeypatch.setattr(torch, "__version__", "2.99.0")
+    assert "profiler derive" in versions.unverified_notice("2.99.0")
+    assert cli.main(["derive", "--quiet"]) == 0
+    path = versions.cached_path("2.99.0")
+    assert str(path) in capsys.readouterr().out
+    loaded = source.load("2.99.0")
+    assert (loaded.TORCH_VERSION, loaded.CLASSES, loaded.OPTIMIZERS) == \
+        ("2.99.0", derived["classes"], derived["optimizers"])
+    assert "runs the programs derived on it" in versions.unverified_notice("2.99.0")
+    assert source.load("2.13.0") is shipped  # a verified torch runs the shipped programs

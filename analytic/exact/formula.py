@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 import sympy as sp
 
-from analytic.exact.derived import CLASSES, OPTIMIZERS, TORCH_VERSION
+from analytic.exact.source import CLASSES, OPTIMIZERS, TORCH_VERSION
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program

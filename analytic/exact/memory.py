@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact import programs
-from analytic.exact.derived import CLASSES, OPTIMIZERS
+from analytic.exact.source import CLASSES, OPTIMIZERS
 from analytic.figures import combine_windows
 from analytic.sizes import SYMBOLS, Sizes, optimizer_key
 from model.vocabulary import CATEGORIES, COMPONENTS, PHASES

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     import sympy as sp
 
     from analytic.exact import formula
-    from analytic.exact.derived import TORCH_VERSION
+    from analytic.exact.source import TORCH_VERSION
 
     setup, config = setup_from_args(args)
     if args.json:
