@@ -38,6 +38,7 @@ def gpu_block() -> str:
 
     import pandas as pd
 
+    from profiler.commands.max_batch import uses_expandable_segments
     from profiler.reporting.matrix import setup_label
     from profiler.reporting.render import markdown_table
 
@@ -46,7 +47,7 @@ def gpu_block() -> str:
         answer = json.loads(line)
         row = table.setdefault((answer["config"]["name"], setup_label(answer["config"])),
                                {"exact": answer["predicted"]["exact"]})
-        allocator = "expandable segments" if "expandable_segments:True" in (answer.get("alloc_conf") or "") else "default"
+        allocator = "expandable segments" if uses_expandable_segments(answer.get("alloc_conf")) else "default"
         row[f"on the GPU, {allocator} allocator"] = answer["max_batch"]
     frame = pd.DataFrame([{"model": model, "setup": setup, **row} for (model, setup), row in table.items()])
     frame = frame.reindex(columns=["model", "setup", "exact", "on the GPU, default allocator",

@@ -69,9 +69,10 @@ def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") ->
     mixed = config.autocast != "none"
     states = {"parameters": n * (LOW_PRECISION if mixed else HIGH_PRECISION), "gradients": n * GRADIENT_BYTES,
               "optimizer_state": n * OPTIMIZER_BYTES}
-    figures = {"params": n, "model_states": states, "model_states_bytes": sum(states.values()),
+    state_bytes = sum(states.values())
+    figures = {"params": n, "model_states": states, "model_states_bytes": state_bytes,
                "flops_matmul": matmul_flops(config, batch_size)}
     if config.checkpointing == "none":
         activations = activation_bytes(config, batch_size)
-        figures.update(saved_activations_bytes=activations, peak_bytes=sum(states.values()) + activations)
+        figures.update(saved_activations_bytes=activations, peak_bytes=state_bytes + activations)
     return figures

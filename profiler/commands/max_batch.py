@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs no torch
+    import torch
+
     from profiler.measuring.max_batch import batch_fits
     from profiler.measuring.measure import resolve_device
 
@@ -56,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
         (find_max_batch(fits, args.start, args.limit, probes), False)
     if args.plot:
         write_plot(args.plot, config, args.optimizer, budget, args.budget, peaks, maximum)
-    import torch
-
     alloc_conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") if device.startswith("cuda") else None
     hint = allocator_hint(device, guess, maximum, alloc_conf)
     if args.json:
@@ -89,11 +89,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def uses_expandable_segments(alloc_conf: str | None) -> bool:
+    """Whether a PYTORCH_CUDA_ALLOC_CONF value turns the caching allocator's expandable segments on."""
+    return "expandable_segments:True" in (alloc_conf or "")
+
+
 def allocator_hint(device: str, guess: int | None, maximum: int, alloc_conf: str | None) -> str | None:
     """On a GPU where the exact set's answer did not run and expandable segments are off: the allocator may be why
     (its reserved memory, which the budget caps, exceeds what is allocated by its fragmentation)."""
-    if not device.startswith("cuda") or guess is None or maximum >= guess or \
-            "expandable_segments:True" in (alloc_conf or ""):
+    if not device.startswith("cuda") or guess is None or maximum >= guess or uses_expandable_segments(alloc_conf):
         return None
     return (f"hint: the exact set predicts {guess}; where the caching allocator's fragmentation is what refused it, "
             f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True recovers it (it did for GPT-2 XL on an H200: README, "

@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from model.config import ModelConfig
 from model.vocabulary import PHASES
-from profiler.reporting.folder import claim
+from profiler.measuring.measure import measure
 from profiler.reporting import render
+from profiler.reporting.folder import claim
 from profiler.reporting.tables import human_bytes
 
 SIMULATION_FILE = "simulation.jsonl"
@@ -33,8 +34,6 @@ Simulate = Callable[[ModelConfig, int, str], dict[str, Any]]
 
 def simulate_on_meta(config: ModelConfig, batch_size: int, optimizer: str) -> dict[str, Any]:
     """The allocator model's phase peaks of the step measured on meta (measure(...).measured["allocator"])."""
-    from profiler.measuring.measure import measure
-
     return measure(config, batch_size, "meta", optimizer, count_flops=False).measured["allocator"]
 
 
@@ -50,7 +49,7 @@ def simulations(out_dir: str | Path, rows: list[dict[str, Any]], simulate: Simul
     path = out_dir / SIMULATION_FILE
     known = {}
     if path.exists():
-        known = {entry["key"]: entry for entry in map(json.loads, path.read_text().splitlines()) if entry}
+        known = {entry["key"]: entry for entry in map(json.loads, filter(str.strip, path.read_text().splitlines()))}
     todo = [row for row in _cuda_rows(rows) if row["key"] not in known]
     if todo:
         claim(out_dir, [SIMULATION_FILE])
@@ -76,8 +75,9 @@ def against_simulation(rows: list[dict[str, Any]], simulated: dict[str, dict[str
         measured = row["measured"]
         baseline = measured["baseline_bytes"]
         on_gpu = {phase: measured["phases"][phase]["peak_bytes"] - baseline for phase in PHASES}
+        gpu_peak = max(on_gpu.values())
         reserved = max(measured["phases"][phase]["reserved_peak_bytes"] for phase in PHASES)
-        record = {"point": row["label"], "optimizer": row["optimizer"], "peak on the GPU": max(on_gpu.values()),
+        record = {"point": row["label"], "optimizer": row["optimizer"], "peak on the GPU": gpu_peak,
                   "simulated on meta": None, "difference": None, "relative": None, "worst phase": None,
                   "reserved / allocated": reserved / measured["peak_bytes"], "outside": entry.get("outside")}
         if "outside" not in entry:
@@ -85,10 +85,9 @@ def against_simulation(rows: list[dict[str, Any]], simulated: dict[str, dict[str
             relative = {phase: (on_gpu[phase] - simulated_phases[phase]) / simulated_phases[phase]
                         for phase in PHASES}
             worst = max(relative, key=lambda phase: abs(relative[phase]))
-            record.update({"simulated on meta": entry["peak_bytes"],
-                           "difference": max(on_gpu.values()) - entry["peak_bytes"],
-                           "relative": (max(on_gpu.values()) - entry["peak_bytes"]) / entry["peak_bytes"],
-                           "worst phase": (worst, relative[worst])})
+            difference = gpu_peak - entry["peak_bytes"]
+            record.update({"simulated on meta": entry["peak_bytes"], "difference": difference,
+                           "relative": difference / entry["peak_bytes"], "worst phase": (worst, relative[worst])})
         records.append(record)
     return pd.DataFrame(records)
 
