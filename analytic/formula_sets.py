@@ -14,7 +14,8 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
                                  describes several ({"checkpointing": "none", "attention": ("explicit",
                                  "sdpa-math")}), a list of such dicts where it describes alternatives (pure bf16
                                  or bf16 autocast); a set is graded only on points of its setup (describes()).
-                                 None or absent: every setup.
+                                 None or absent: every setup on one device. A sharded setup (shard 'fsdp2')
+                                 only where an alternative names its shard.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ FORMULA_SET_MODULES = [
     "analytic.published.chinchilla",
     "analytic.published.palm",
     "analytic.published.nanogpt",
+    "analytic.sharding",
     "analytic.exact",
 ]
 
@@ -166,9 +168,9 @@ def setup_alternatives(module: ModuleType) -> list[dict[str, Any]]:
 
 def describes(module: ModuleType, config: ModelConfig) -> bool:
     """Whether one of the set's declared SETUP alternatives matches the config (a set without one describes
-    every setup)."""
+    every setup on one device; an alternative without "shard" describes one device only)."""
     return any(all(getattr(config, field) in (value if isinstance(value, tuple) else (value,))
-                   for field, value in setup.items())
+                   for field, value in {"shard": "none", **setup}.items())
                for setup in setup_alternatives(module))
 
 

@@ -36,20 +36,28 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(parameter_breakdown(config).values())
 
 
-def parameter_tensor_sizes(config: ModelConfig) -> list[int]:
-    """numel of each parameter tensor in model.parameters() order: per block norm1, W_Q, W_K, W_V, W_O, norm2,
-    W1, [W3], W2, each weight followed by its bias where the arch has biases (gpt2)."""
+def parameter_tensor_shapes(config: ModelConfig) -> list[tuple[int, int]]:
+    """(rows, columns) of each parameter tensor in model.parameters() order, a vector as (n, 1): per block norm1,
+    W_Q, W_K, W_V, W_O, norm2, W1, [W3], W2, each weight followed by its bias where the arch has biases (gpt2); a
+    linear layer's weight is [out, in] (W_K and W_V [K, D], W1 [F, D], W2 [D, F]); the embeddings and the LM head
+    [V, D], [T, D]. Rows are what FSDP2 shards (dim 0)."""
     V, T, L, D, F = (config.vocab_size, config.context_length, config.num_layers, config.d_model, config.d_ff)
     K = config.kv_width
     gpt2 = config.arch == "gpt2"
 
-    def layer(weight: int, bias: int) -> list[int]:
-        return [weight, bias] if gpt2 else [weight]
+    def layer(out: int, into: int) -> list[tuple[int, int]]:
+        return [(out, into), (out, 1)] if gpt2 else [(out, into)]
 
-    ffn = layer(F * D, F) + ([F * D] if config.arch == "llama" else []) + layer(D * F, D)
-    block = layer(D, D) + layer(D * D, D) + layer(K * D, K) * 2 + layer(D * D, D) + layer(D, D) + ffn
-    sizes = [V * D] + ([T * D] if config.positional == "learned" else [])
-    return sizes + block * L + layer(D, D) + ([] if gpt2 else [V * D])
+    norm = layer(D, 1)[:1] + ([(D, 1)] if gpt2 else [])  # a gain, and gpt2's bias
+    ffn = layer(F, D) + ([(F, D)] if config.arch == "llama" else []) + layer(D, F)
+    block = norm + layer(D, D) + layer(K, D) * 2 + layer(D, D) + norm + ffn
+    shapes = [(V, D)] + ([(T, D)] if config.positional == "learned" else [])
+    return shapes + block * L + norm + ([] if gpt2 else [(V, D)])
+
+
+def parameter_tensor_sizes(config: ModelConfig) -> list[int]:
+    """numel of each parameter tensor in model.parameters() order (parameter_tensor_shapes)."""
+    return [rows * columns for rows, columns in parameter_tensor_shapes(config)]
 
 
 def parameter_tensor_count(config: ModelConfig):

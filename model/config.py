@@ -13,6 +13,7 @@ ATTENTION_OPTIONS = ("explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient")
 CHECKPOINTING_OPTIONS = ("none", "full", "selective")
 ZERO_GRAD_OPTIONS = ("none", "zeros")
 AUTOCAST_OPTIONS = ("none", "bfloat16")  # forward and loss under torch.autocast in this dtype (model.autocast)
+SHARD_OPTIONS = ("none", "fsdp2")  # data parallelism: one device, or FSDP2 (fully_shard) over world_size ranks
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -36,7 +37,12 @@ class ModelConfig:
     divided by micro_batches), gradients accumulating, then one AdamW step. zero_grad: how the step ends,
     'none' (zero_grad(set_to_none=True): gradients freed) or 'zeros' (set_to_none=False: kept, zeroed in place).
     autocast: 'none', or 'bfloat16' for mixed precision: forward and loss under torch.autocast (emulated on meta,
-    model.autocast) with float32 parameters, gradients and AdamW state ("amp-bf16").
+    model.autocast) with float32 parameters, gradients and AdamW state ("amp-bf16"); under FSDP2 the same
+    precision is FSDP2's MixedPrecisionPolicy instead (bf16 parameters for compute, fp32 gradient reduction).
+    shard: 'none' (one device) or 'fsdp2': torch.distributed's fully_shard on every block and on the model, over
+    world_size ranks (torch.distributed.fsdp; profiler.measuring.sharded), each rank with its own batch;
+    reshard_after_forward: FSDP2's option of that name (True frees each block's gathered parameters after its
+    forward and gathers them again for backward; False keeps them until backward).
     """
 
     vocab_size: int
@@ -55,6 +61,9 @@ class ModelConfig:
     micro_batches: int = 1
     zero_grad: str = "none"
     autocast: str = "none"
+    shard: str = "none"
+    world_size: int = 1
+    reshard_after_forward: bool = True
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -64,7 +73,7 @@ class ModelConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         for name in ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "micro_batches",
-                     "kv_heads"):
+                     "kv_heads", "world_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -103,6 +112,14 @@ class ModelConfig:
         if self.autocast != "none" and self.dtype != "float32":
             raise ValueError(f"autocast={self.autocast!r} is mixed precision over float32 parameters, "
                              f"got dtype={self.dtype!r}")
+        if self.shard not in SHARD_OPTIONS:
+            raise ValueError(f"shard must be one of {SHARD_OPTIONS}, got {self.shard!r}")
+        if self.shard == "none" and self.world_size != 1:
+            raise ValueError(f"world_size={self.world_size} needs a shard strategy (shard='fsdp2'), got shard='none'")
+        if not isinstance(self.reshard_after_forward, bool):
+            raise ValueError(f"reshard_after_forward must be true or false, got {self.reshard_after_forward!r}")
+        if not self.reshard_after_forward and self.shard != "fsdp2":
+            raise ValueError("reshard_after_forward=False is an FSDP2 option: give shard='fsdp2'")
         if self.dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {tuple(DTYPE_BYTES)}, got {self.dtype!r}")
         if self.attention in ("sdpa-flash", "sdpa-efficient") and self.head_dim % 8:
@@ -158,6 +175,9 @@ class ModelConfig:
                    ("checkpointing", "none"), ("zero_grad", "none")) if getattr(self, name) != default]
         if self.micro_batches > 1:
             options.append(f"{self.micro_batches} micro-batches")
+        if self.shard != "none":
+            options.append(f"{self.shard} on {self.world_size} ranks"
+                           + ("" if self.reshard_after_forward else " without resharding after forward"))
         return ", ".join([self.dtype, *options])
 
     def replace(self, **changes) -> "ModelConfig":

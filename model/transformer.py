@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
@@ -50,18 +51,23 @@ SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_AT
                  "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
 
 
+def simulated(tensor) -> bool:
+    """Whether `tensor` has no data: on meta, or a fake tensor (FakeTensorMode, which sharded steps simulate in)."""
+    return tensor.device.type == "meta" or isinstance(tensor, FakeTensor)
+
+
 def attend(q, k, v, backend: str, scale: float, dropout: float = 0.0):
     """Causal F.scaled_dot_product_attention on [B, H, T, Dh] with one backend forced (sdpa_kernel: no fallback).
 
-    On meta, F.scaled_dot_product_attention would take the math path whatever the backend, so the fused CUDA
+    On meta (and on fake tensors), F.scaled_dot_product_attention would take the math path whatever the backend, so the fused CUDA
     kernels' own aten ops are called instead: their meta kernels return what the CUDA kernels return (an output in
     [B, T, H, Dh] layout, an fp32 logsumexp, RNG state), and autograd records their CUDA backward nodes, so what is
     saved for backward is what CUDA saves. (F.scaled_dot_product_attention calls the same ops with these arguments
     once the head size needs no padding: config validation asks for a multiple of 8.)
     """
-    if q.device.type == "meta" and backend == "sdpa-flash":
+    if simulated(q) and backend == "sdpa-flash":
         return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, dropout, True, False, scale=scale)[0]
-    if q.device.type == "meta" and backend == "sdpa-efficient":
+    if simulated(q) and backend == "sdpa-efficient":
         return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, dropout, True,
                                                                       scale=scale)[0]
     with sdpa_kernel(SDPA_BACKENDS[backend]):

@@ -14,7 +14,8 @@ of 32 requires about 60 GB"); activation checkpointing is said to cut that to ab
 formula, so the set predicts activations only without recomputation.
 
 Encoded on one device (Nd = 1, where every stage gives 16Ψ) with Ψ the model's own parameter count; model states
-itemised as section 3.1 writes them. Setup described: mixed precision (our bf16 autocast over fp32 parameters and
+itemised as section 3.1 writes them. Under FSDP2 (shard 'fsdp2', which shards parameters, gradients and optimizer
+state: stage 3, P_os+g+p) over Nd = world_size ranks, each item divided by Nd. Setup described: mixed precision (our bf16 autocast over fp32 parameters and
 AdamW state, the same bytes as fp16), the GPT-2 family, one batch; activations without recomputation only.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from model.config import ModelConfig
 NAME = "zero"
 DESCRIPTION = ("ZeRO (arXiv 1910.02054): mixed-precision Adam 2Ψ + 2Ψ + 12Ψ = 16Ψ on one device; activations "
                "12·h·b·s·L 16-bit values")
-SETUP = {"arch": ("reference", "gpt2"), "autocast": "bfloat16", "micro_batches": 1}
+SETUP = {"arch": ("reference", "gpt2"), "autocast": "bfloat16", "micro_batches": 1, "shard": ("none", "fsdp2")}
 K = 12  # optimizer-state bytes per parameter: fp32 parameters, momentum, variance
 STATE_BYTES = {"parameters": 2, "gradients": 2, "optimizer_state": K}
 ACTIVATION_VALUES = 12  # per hidden unit, token and layer
@@ -48,10 +49,13 @@ def activation_bytes(config: ModelConfig, batch_size: int) -> int:
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
-    """Model states itemised (one device) and, without recomputation, the saved activations."""
+    """Model states itemised (one device, or one rank of stage 3 under FSDP2) and, without recomputation, the saved
+    activations (of the rank's batch)."""
     psi = parameter_count(config)
-    states = {category: share * psi for category, share in STATE_BYTES.items()}
-    figures = {"model_states": states, "model_states_bytes": model_state_bytes(psi)}
+    devices = config.world_size if config.shard == "fsdp2" else 1
+    states = {category: share * psi / devices for category, share in STATE_BYTES.items()}
+    figures = {"model_states": states,
+               "model_states_bytes": model_state_bytes(psi, "os+g+p" if devices > 1 else "none", devices)}
     if config.checkpointing == "none":
         figures["saved_activations_bytes"] = activation_bytes(config, batch_size)
     return figures

@@ -14,6 +14,11 @@ HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_byt
             "saved_activations_bytes", "categories_at_peak.parameters", "categories_at_peak.gradients",
             "categories_at_peak.optimizer_state", "categories_at_peak.saved_activations", "flops.forward",
             "flops.backward", "flops.optimizer", "flops_matmul.forward", "params")
+# a sharded step's own: one rank's model states (what ZeRO and FSDP2's closed form predict) and FSDP2's buffers
+SHARDED_HEADLINE = ("model_states_bytes", "model_states.parameters", "model_states.gradients",
+                    "model_states.optimizer_state", "categories_at_peak.unsharded_parameters",
+                    "categories_at_peak.all_gather_buffers", "categories_at_peak.unsharded_gradients",
+                    "categories_at_peak.reduce_scatter_buffers")
 
 
 WIDTH = 120  # columns a table fits without --wide
@@ -61,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs neither torch nor pandas
     import pandas as pd
 
-    from analytic.figures import flatten
+    from analytic.figures import flatten, with_model_states
     from profiler.measuring.measure import measure
     from profiler.reporting.compare import comparison_rows, predictions, training_days_at_measured_mfu
     from profiler.reporting.tables import format_cell, relative_cell, render
 
-    config = config_from_args(args)
+    config = config_from_args(args, sharded=True)
     load_formula_sets(args)
     if args.snapshot and Path(args.snapshot).exists():
         raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
@@ -82,14 +87,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = pd.DataFrame(comparison_rows(result["measured"], predicted),
                         columns=["formula_set", "term", "predicted", "measured", "relative_error"])
+    headline = HEADLINE + (SHARDED_HEADLINE if config.shard != "none" else ())
     if not args.all_terms:
-        rows = rows[rows.term.isin(HEADLINE)]
+        rows = rows[rows.term.isin(headline)]
     table = rows.pivot(index="term", columns="formula_set", values=["predicted", "relative_error"])
-    flat = flatten(result["measured"])
-    terms = [term for term in HEADLINE if term in flat] if not args.all_terms else list(table.index)
+    flat = flatten(with_model_states(result["measured"]))
+    terms = [term for term in headline if term in flat] if not args.all_terms else list(table.index)
     order = terms + [t for t in table.index if t not in terms]  # measured terms no set predicts shown too
     measured = {term: flat[term] for term in order}
-    lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, measured on "
+    where = f"rank {result['measured']['rank']} measured" if config.shard != "none" else "measured"
+    lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, {where} on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
     columns = {}  # set -> its cell per term, for the sets that predict a shown term

@@ -4,14 +4,15 @@ from __future__ import annotations
 import argparse
 
 from model.config import (ARCH_OPTIONS, ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
-                          POSITIONAL_OPTIONS, PRESETS, ZERO_GRAD_OPTIONS, ModelConfig, preset)
+                          POSITIONAL_OPTIONS, PRESETS, SHARD_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, preset)
 from model.vocabulary import DEVICES, OPTIMIZERS
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
 SETUP_FIELDS = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS,
                 "dtype": tuple(DTYPE_BYTES),
-                "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS, "autocast": AUTOCAST_OPTIONS}
+                "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS, "autocast": AUTOCAST_OPTIONS,
+                "shard": SHARD_OPTIONS}
 
 
 def positive_int(text: str) -> int:
@@ -52,6 +53,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
     group.add_argument("--micro-batches", type=positive_int, dest="micro_batches",
                        help="gradient accumulation: forward and backward on this many equal slices of the batch, "
                             "then one AdamW step (default 1)")
+    group.add_argument("--world-size", type=positive_int, dest="world_size",
+                       help="ranks of a sharded step (--shard fsdp2; simulated on meta at any size, the rank "
+                            "that holds the most measured)")
+    group.add_argument("--reshard-after-forward", action=argparse.BooleanOptionalAction,
+                       dest="reshard_after_forward",
+                       help="FSDP2: free each block's gathered parameters after its forward (default) or keep "
+                            "them until backward (--no-reshard-after-forward)")
     if batch:
         parser.add_argument("--batch-size", type=positive_int, default=1,
                             help="the step's batch (with --micro-batches k, k slices of batch-size / k)")
@@ -65,10 +73,15 @@ def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") ->
                         help=help_text or "auto (default): cuda when torch sees a GPU, else meta (simulated)")
 
 
-def config_from_args(args: argparse.Namespace) -> ModelConfig:
+def config_from_args(args: argparse.Namespace, sharded: bool = False) -> ModelConfig:
+    """The config the options give; `sharded`: the command handles sharded steps (others refuse --shard)."""
     sizes = {name: getattr(args, name) for name in SIZE_FIELDS if getattr(args, name, None) is not None}
-    options = {name: getattr(args, name) for name in (*SETUP_FIELDS, "micro_batches", "kv_heads", "dropout")
+    options = {name: getattr(args, name) for name in (*SETUP_FIELDS, "micro_batches", "kv_heads", "dropout",
+                                                      "world_size", "reshard_after_forward")
                if getattr(args, name, None) is not None}
+    if not sharded and options.get("shard", "none") != "none":
+        raise UsageError(f"--shard {options['shard']} is measured only (`measure`); this command predicts one "
+                         "device")
     if args.preset:
         return preset(args.preset).replace(**sizes, **options)
     missing = [f"--{n.replace('_', '-')}" for n in SIZE_FIELDS[:5] if n not in sizes]

@@ -29,6 +29,7 @@ from profiler.measuring import flops as flop_counting
 from profiler.measuring.allocator import simulate
 from profiler.measuring.cuda import measure_cuda_memory
 from profiler.measuring.phases import combine, windows
+from profiler.measuring.sharded import ShardedRank
 from profiler.measuring.snapshot import build_snapshot, write_snapshot
 from profiler.measuring.speed import time_steps
 from profiler.measuring.tracker import Mark, Replay, Roles, SavedTensorRecorder, StorageTracker, replay
@@ -74,7 +75,7 @@ def resolve_device(device: str) -> str:
 
 def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach",
             count_flops: bool = True, snapshot_path: str | Path | None = None,
-            autocast_policy: str = "cuda") -> Measurement:
+            autocast_policy: str = "cuda", rank: int = 0) -> Measurement:
     """Measure a steady-state training step of `config` at `batch_size`.
 
     device: "meta" (simulated, no memory used), "cpu", "cuda", or "auto" (cuda when present, else meta).
@@ -84,6 +85,8 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
     (profiler.measuring.snapshot).
     autocast_policy: with config.autocast, whose autocast rules meta emulates ("cuda", what CUDA runs; "cpu", to
     check the emulation against real CPU autocast); CUDA and CPU run torch.autocast itself.
+    rank: with config.shard, the rank measured (simulated on meta; on cpu, the process's own rank in its gloo
+    group is measured and `rank` is not used).
 
     >>> from model import preset
     >>> from profiler import measure
@@ -102,22 +105,63 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
         raise ValueError("attention 'sdpa-efficient' has no CPU kernel; use device meta (simulated) or cuda")
     if optimizer == "fused" and device == "meta":
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
+    if device == "cuda" and config.shard != "none":
+        raise ValueError("sharded steps are measured simulated (device meta) or in a gloo group (device cpu); "
+                         "CUDA (NCCL) runs are not measured yet")
     if device == "cuda":
         return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
-    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy)
+    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy,
+                            rank)
+
+
+class OneDevice:
+    """The setup of an unsharded step for _measure_tracked; profiler.measuring.sharded.ShardedRank is one rank's
+    of a sharded step (same methods)."""
+
+    categories = CATEGORIES
+    rank = 0
+
+    def __init__(self, config: ModelConfig, device: str):
+        self.config, self.tracked_device = config, device
+
+    def __enter__(self) -> "OneDevice":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def build(self, optimizer: str, tracker: StorageTracker):
+        return build(self.config, self.tracked_device, optimizer)
+
+    def learn(self, model) -> None:
+        pass
+
+    def categorise(self, category_of: dict[int, str]) -> None:
+        pass
 
 
 def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path=None,
-                     autocast_policy="cuda") -> Measurement:
-    tracker = StorageTracker(device)
+                     autocast_policy="cuda", rank=0) -> Measurement:
+    setup = ShardedRank(config, device, rank) if config.shard != "none" else OneDevice(config, device)
+    with setup:
+        result = _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
+                              autocast_policy)
+    if config.shard != "none":
+        result.measured["rank"] = setup.rank
+    return result
+
+
+def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
+                 autocast_policy) -> Measurement:
+    tracker = StorageTracker(setup.tracked_device)
     with tracker:
-        model, adamw = build(config, device, optimizer)
-        tokens, targets = make_batch(config, batch_size, device)
+        model, adamw = setup.build(optimizer, tracker)
+        tokens, targets = make_batch(config, batch_size, setup.tracked_device, seed=setup.rank)
     roles = Roles(parameters={tracker.sid(p) for p in model.parameters()},
                   buffers={tracker.sid(b) for b in model.buffers()},
                   inputs={tracker.sid(tokens), tracker.sid(targets)})
     recorder = SavedTensorRecorder(model, tracker, kept_ops(config))
-    ignore_host_scalars = device == "cpu" and optimizer != "fused"
+    ignore_host_scalars = setup.tracked_device == "cpu" and optimizer != "fused"
     flop_counter = flop_counting.OpFlops(recorder.current_component, recorder.in_block)
     marks: dict[str, list[Mark]] = {}  # step -> its marks in order
     saved = {}
@@ -146,10 +190,13 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapsho
         # what the optimizer phase allocates is an optimizer temporary unless it stays (state is learnt above)
         start, stop = step_marks[-2].event_index, step_marks[-1].event_index
         roles.optimizer_temporaries.update(sid for sign, sid, _ in tracker.events[start:stop] if sign > 0)
+        roles.parameters.update(tracker.sid(p) for p in model.parameters())  # FSDP2 pads uneven shards lazily
+        setup.learn(model)
     recorder.remove()
 
     category_of = roles.categories()
-    trace = replay(tracker, category_of)
+    setup.categorise(category_of)
+    trace = replay(tracker, category_of, setup.categories)
     if snapshot_path is not None:
         write_snapshot(build_snapshot(tracker, category_of, marks), snapshot_path)
     step_marks = marks["measured"]
@@ -302,6 +349,6 @@ def timeline(trace: Replay, marks: list[Mark]) -> dict[str, list]:
     window_of = np.searchsorted(starts, points, side="right") - 1
     result = {"op_index": trace.event_ops[points].tolist(),
               "phase": [marks[min(max(i, 0), len(starts) - 1)].name for i in window_of]}
-    for index, name in enumerate(CATEGORIES):
+    for index, name in enumerate(trace.categories):
         result[name] = trace.by_category[index, points].tolist()
     return result

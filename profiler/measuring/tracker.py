@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper_subclass, \
+    is_traceable_wrapper_subclass_type
 from torch.utils._pytree import tree_flatten
 
 from model.vocabulary import CATEGORIES, COMPONENTS
@@ -81,6 +82,8 @@ class StorageTracker(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if any(is_traceable_wrapper_subclass_type(kind) for kind in types):
+            return NotImplemented  # a DTensor's op: its own dispatch runs the local ops, which come back here
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         self.ops.append(func)
@@ -99,10 +102,12 @@ class StorageTracker(TorchDispatchMode):
     def sid(self, tensor: torch.Tensor, host: bool = False) -> int | None:
         """The id of the tensor's storage, registering it as an allocation when it is new (left out of the events
         with `host`: see HOST_OUTPUTS); None if untracked."""
+        if is_traceable_wrapper_subclass(tensor):  # a DTensor: the storage of its local shard
+            tensor = getattr(tensor, tensor.__tensor_flatten__()[0][0])
         storage = tensor.untyped_storage()
         key = storage._cdata
         sid = self._sid_of.get(key)
-        if sid is not None or storage.device.type != self.device_type:
+        if sid is not None or tensor.device.type != self.device_type:  # a fake tensor's storage is on meta
             return sid
         sid = next(self._ids)
         nbytes = storage.nbytes()
@@ -115,6 +120,28 @@ class StorageTracker(TorchDispatchMode):
         self.events.append((ALLOC, sid, nbytes))
         self.event_ops.append(len(self.ops))
         return sid
+
+    def __enter__(self):
+        self._resize = torch.UntypedStorage.resize_
+        torch.UntypedStorage.resize_ = lambda storage, size: self._resized(storage, size)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.UntypedStorage.resize_ = self._resize
+        return super().__exit__(*exc)
+
+    def _resized(self, storage, size):
+        """UntypedStorage.resize_ while tracking: FSDP2 frees and re-allocates its unsharded parameters by resizing
+        their storage (to 0 and back), which no op shows; a tracked storage's resize is a free of its old bytes
+        and an allocation of the new ones."""
+        result = self._resize(storage, size)
+        sid = self._sid_of.get(storage._cdata)
+        if sid is not None and sid not in self.ignored and storage.nbytes() != self.nbytes[sid]:
+            self.events.append((FREE, sid, self.nbytes[sid]))
+            self.events.append((ALLOC, sid, storage.nbytes()))
+            self.event_ops.extend([len(self.ops)] * 2)
+            self.nbytes[sid] = storage.nbytes()
+        return result
 
     def _free(self, key: int, sid: int) -> None:
         if self._sid_of.get(key) == sid:
@@ -203,30 +230,31 @@ def layer_of(module_name: str) -> int | None:
 
 @dataclass
 class Replay:
-    """Live bytes after every event, in total and by category (rows follow CATEGORIES)."""
+    """Live bytes after every event, in total and by category (rows follow `categories`)."""
 
     live: np.ndarray  # [n_events + 1]; live[0] = 0 before any event, live[i] after event i-1
-    by_category: np.ndarray  # [len(CATEGORIES), n_events + 1]
+    by_category: np.ndarray  # [len(categories), n_events + 1]
     event_ops: np.ndarray  # [n_events + 1] op index of each point
+    categories: tuple[str, ...] = CATEGORIES
 
     def at(self, point: int) -> dict[str, int]:
-        return {name: int(value) for name, value in zip(CATEGORIES, self.by_category[:, point])}
+        return {name: int(value) for name, value in zip(self.categories, self.by_category[:, point])}
 
     def peak_point(self, start: int, stop: int) -> int:
         """The first point of the highest live total among points start..stop (a mark's point included)."""
         return start + int(np.argmax(self.live[start:stop + 1]))
 
 
-def replay(tracker: StorageTracker, category_of: dict[int, str]) -> Replay:
+def replay(tracker: StorageTracker, category_of: dict[int, str], categories: tuple[str, ...] = CATEGORIES) -> Replay:
     signed = np.fromiter((sign * nbytes for sign, _, nbytes in tracker.events), dtype=np.int64,
                          count=len(tracker.events))
-    codes = np.fromiter((CATEGORIES.index(category_of.get(sid, "temporaries")) for _, sid, _ in tracker.events),
+    codes = np.fromiter((categories.index(category_of.get(sid, "temporaries")) for _, sid, _ in tracker.events),
                         dtype=np.int64, count=len(tracker.events))
-    by_category = np.zeros((len(CATEGORIES), len(signed) + 1), dtype=np.int64)
-    for index in range(len(CATEGORIES)):
+    by_category = np.zeros((len(categories), len(signed) + 1), dtype=np.int64)
+    for index in range(len(categories)):
         by_category[index, 1:] = np.cumsum(np.where(codes == index, signed, 0))
     event_ops = np.concatenate([[0], np.asarray(tracker.event_ops, dtype=np.int64)])
-    return Replay(by_category.sum(axis=0), by_category, event_ops)
+    return Replay(by_category.sum(axis=0), by_category, event_ops, categories)
 
 
 @dataclass

@@ -235,7 +235,9 @@ def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str)
     setup = "".join(part for default, part in ((c.autocast == "none", f"-amp-{c.autocast}"),
                                                (c.checkpointing == "none", f"-ckpt-{c.checkpointing}"),
                                                (c.micro_batches == 1, f"-mb{c.micro_batches}"),
-                                               (c.zero_grad == "none", f"-zg-{c.zero_grad}")) if not default)
+                                               (c.zero_grad == "none", f"-zg-{c.zero_grad}"),
+                                               (c.shard == "none", f"-{c.shard}-N{c.world_size}"),
+                                               (c.reshard_after_forward, "-keep")) if not default)
     return (f"{arch}V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
             f"-{c.positional}-{c.attention}-{c.dtype}{setup}|b{batch_size}|{optimizer}|{device}")
 

@@ -1,0 +1,59 @@
+"""Model states of one rank under FSDP2 (fully_shard), in closed form.
+
+FSDP2 shards every parameter on its first dimension with torch.chunk over the N ranks: chunks of c = ⌈rows/N⌉
+rows, rank r holding rows_r = min(c, max(0, rows − r·c)) of them (the last ranks fewer, or none), stored padded to c
+rows so that every rank's all-gather input has one size. For parameter tensors of (rows_i, cols_i)
+(analytic.params.parameter_tensor_shapes), with b the bytes of the parameters' dtype:
+
+    parameters      = b · Σ_i ⌈rows_i/N⌉ · cols_i      the padded shards: the same on every rank
+    gradients       = b · Σ_i ⌈rows_i/N⌉ · cols_i      the reduce-scatter output, padded, cast to the parameters'
+                                                       dtype; the sharded .grad are views into it
+    optimizer_state = 2b · Σ_i rows_i,r · cols_i       AdamW's exp_avg and exp_avg_sq, zeros_like the unpadded
+                                                       local shard (its step counters live on the host)
+
+Under amp-bf16 FSDP2 keeps float32 shards (its MixedPrecisionPolicy casts a copy to bf16 for compute and reduces
+gradients in float32), so b = 4 there as in fp32. Rank 0 holds the most: no shard of it is shorter than another
+rank's, and everything else a rank holds is alike (the same batch size, padded buffers). With every rows_i divisible by N, the three are 1/N of one
+device's: b·Ψ/N + b·Ψ/N + 2b·Ψ/N, that is 16Ψ/N bytes in fp32, the figure of ZeRO stage 3 (analytic.published.zero)
+with its 16-bit weights and gradients counted at 4 bytes and its K = 12 at 8 (FSDP2 keeps no separate fp32 master
+copy: the shards are the master weights).
+"""
+from __future__ import annotations
+
+from analytic.params import parameter_tensor_shapes
+from model.config import DTYPE_BYTES, ModelConfig
+
+NAME = "fsdp2"
+DESCRIPTION = ("FSDP2's model states per rank in closed form: padded parameter and gradient shards b·Σ⌈rows/N⌉·cols "
+               "each, AdamW state 2b·Σ rows_r·cols (rank 0, the rank that holds the most)")
+SETUP = {"shard": "fsdp2"}
+
+
+def padded_rows(rows: int, world_size: int) -> int:
+    """⌈rows / N⌉: the rows of every rank's padded shard."""
+    return -(-rows // world_size)
+
+
+def shard_rows(rows: int, world_size: int, rank: int) -> int:
+    """The rows rank `rank` holds of a tensor of `rows` rows: torch.chunk's chunk, empty past the last one."""
+    chunk = padded_rows(rows, world_size)
+    return min(chunk, max(0, rows - rank * chunk))
+
+
+def fsdp2_model_states(config: ModelConfig, rank: int = 0) -> dict[str, int]:
+    """Bytes of one rank's parameter shards, gradient shards and AdamW state (see the module docstring) over
+    config.world_size ranks (1 without sharding: one device's, unpadded)."""
+    if not 0 <= rank < config.world_size:
+        raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
+    N, b = config.world_size, DTYPE_BYTES[config.dtype]
+    shapes = parameter_tensor_shapes(config)
+    padded = sum(padded_rows(rows, N) * columns for rows, columns in shapes)
+    local = sum(shard_rows(rows, N, rank) * columns for rows, columns in shapes)
+    return {"parameters": b * padded, "gradients": b * padded, "optimizer_state": 2 * b * local}
+
+
+
+def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+    """Rank 0's model states (the optimizer step holds all three); nothing else is in closed form yet."""
+    states = fsdp2_model_states(config)
+    return {"model_states": states, "model_states_bytes": sum(states.values())}

@@ -1,0 +1,90 @@
+"""Real FSDP2 steps on CPU: one process per rank in a gloo group on this machine, each measuring itself with the
+storage tracker (profiler.measuring.sharded), to check the simulation on the fake process group against them."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as multiprocessing
+from torch.utils._python_dispatch import _disable_current_modes
+
+from model.config import ModelConfig
+from profiler.measuring.measure import measure
+
+
+def measure_ranks(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> list[dict]:
+    """Every rank of a real FSDP2 step on CPU: `config.world_size` processes in a gloo group on this machine, each
+    measuring itself (profiler.measuring.measure on device cpu, FLOPs not counted); their Measurement dicts, by
+    rank. For small configs: each process holds its real tensors."""
+    with tempfile.TemporaryDirectory() as folder:
+        multiprocessing.spawn(_measure_rank, args=(config, batch_size, optimizer, _free_port(), folder),
+                              nprocs=config.world_size)
+        return [json.loads((Path(folder) / f"rank{rank}.json").read_text()) for rank in range(config.world_size)]
+
+
+def _measure_rank(rank: int, config: ModelConfig, batch_size: int, optimizer: str, port: int, folder: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=config.world_size)
+    try:
+        with settled_collectives():
+            result = measure(config, batch_size, "cpu", optimizer, count_flops=False)
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result.to_dict()))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def settled_collectives(timeout: float = 10.0):
+    """FSDP2's all-gathers and reduce-scatters, each waited for until gloo has let go of its tensors.
+
+    A gloo collective runs on a worker thread that keeps its Work, and with it the input and output tensors, until
+    a moment after the collective completes; a buffer that FSDP2 has already dropped is then freed on that thread,
+    early or late by chance, and the measured peak varies from run to run. Each collective here returns only once
+    its tensors are back to the references they had before it began (Tensor._use_count), so every buffer is freed
+    where the Python code drops it: the order the fake process group gives, and the one a CUDA caching allocator
+    sees when NCCL frees its stashed tensors on wait. What gloo allocates for itself while it enqueues a
+    collective (its reduce-scatter copies the input) is left out of the tracking: NCCL and the fake group
+    allocate nothing there.
+    """
+
+    from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
+
+    def settled(kind):
+        original = kind.__call__
+
+        def call(self, output_tensor, input_tensor, *args, **kwargs):
+            before = output_tensor._use_count(), input_tensor._use_count()
+            with _disable_current_modes():  # gloo's own copies (NCCL and the fake group make none): not tracked
+                work = original(self, output_tensor, input_tensor, *args, **kwargs)
+            if work is not None:
+                work.wait()
+            deadline = time.monotonic() + timeout
+            while output_tensor._use_count() > before[0] or input_tensor._use_count() > before[1]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gloo kept the tensors of a {kind.__name__} for over {timeout} s")
+                time.sleep(0)
+            return work
+        return call
+
+    originals = {kind: kind.__call__ for kind in (collectives.DefaultAllGather, collectives.DefaultReduceScatter)}
+    for kind in originals:
+        kind.__call__ = settled(kind)
+    try:
+        yield
+    finally:
+        for kind, original in originals.items():
+            kind.__call__ = original

@@ -1,0 +1,201 @@
+"""One rank of FSDP2 data parallelism, measured by the storage tracker: simulated on one CPU at any world size, or
+for real in each process of a gloo group.
+
+Simulation (device "meta"): torch's fake process group (backend "fake" with FakeStore; its collectives return at
+once and move nothing) makes this process rank `rank` of `world_size`, and FakeTensorMode over CPU tensors makes
+every tensor metadata only. The model is built on meta, sharded with fully_shard (each block, then the model, as
+torchtitan does), then materialised as fake CPU tensors with `to_empty`: FSDP2 refuses meta parameters in training
+and puts its gathered parameters and communication buffers on its mesh's device (CPU here). Everything FSDP2 does
+(its all-gathers, reduce-scatters, padding, resharding, prefetching, the sharded AdamW step on DTensors) runs as in
+a real job; only the data is missing.
+
+Real runs (device "cpu" inside an initialised gloo process group, e.g. under torchrun, or
+profiler.measuring.ranks): the same model built on CPU, sharded the same way, trained on real tensors; each rank
+measures itself with the same tracker, so the simulation can be checked against it byte for byte
+(tests/test_sharded.py launches 2 and 4 processes).
+
+Memory of a rank: its local tensors' storages (the tracker follows DTensor ops down to their local ops) and the
+storages FSDP2 frees and re-allocates by resizing (its gathered parameters), through the tracker's resize hook.
+Besides one device's categories, a rank's live bytes fall into SHARDED_CATEGORIES' four more, learnt from FSDP2's
+own objects: unsharded_parameters (the gathered parameters of a block, FSDPParam.all_gather_outputs, a storage
+each, resized to 0 when resharded), all_gather_buffers (the flat buffer one all-gather fills, before it is copied
+out into the unsharded parameters), unsharded_gradients (the full gradients autograd computes for gathered
+parameters, until FSDP2 copies them into the reduce-scatter input) and reduce_scatter_buffers (that input, kept
+until the next reduce-scatter, and any reduce-scatter output that is not the rank's gradient shard). "parameters"
+and "gradients" hold the rank's shards (padded to the same size on every rank), "optimizer_state" its AdamW state.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from model.config import ModelConfig
+from model.step import build, make_optimizer
+from model.vocabulary import CATEGORIES
+
+SHARDED_CATEGORIES = CATEGORIES + ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients",
+                                   "reduce_scatter_buffers")
+
+
+@dataclass
+class FsdpRoles:
+    """Storage ids of what FSDP2 allocates, by category (see the module docstring), learnt while a step runs."""
+
+    all_gather_buffers: set[int] = field(default_factory=set)
+    reduce_scatter_buffers: set[int] = field(default_factory=set)
+    unsharded_gradients: set[int] = field(default_factory=set)
+    unsharded_parameters: set[int] = field(default_factory=set)
+
+    def categorise(self, category_of: dict[int, str]) -> None:
+        """Add FSDP2's categories to one device's: they win over what autograd saved (linear layers save their
+        gathered weight) but not over the rank's gradient shard (a reduce-scatter output)."""
+        for name in ("reduce_scatter_buffers", "all_gather_buffers", "unsharded_gradients", "unsharded_parameters"):
+            for sid in getattr(self, name):
+                if category_of.get(sid) != "gradients":
+                    category_of[sid] = name
+
+
+class ShardedRank:
+    """One rank of an FSDP2 step for profiler.measuring.measure: its process group, its model and what its
+    storages are. Use as a context manager around the whole measurement (the fake mode must outlive the step)."""
+
+    tracked_device = "cpu"
+    categories = SHARDED_CATEGORIES
+
+    def __init__(self, config: ModelConfig, device: str, rank: int = 0):
+        if config.shard != "fsdp2":
+            raise ValueError(f"ShardedRank runs shard='fsdp2', got shard={config.shard!r}")
+        if device not in ("meta", "cpu"):
+            raise ValueError(f"sharded steps run simulated (device meta) or in a gloo group (device cpu), got "
+                             f"device {device!r}; CUDA (NCCL) runs are not measured yet")
+        if device == "cpu" and not (dist.is_initialized() and dist.get_world_size() == config.world_size):
+            raise ValueError(f"a sharded step on device cpu runs in each process of a gloo group of "
+                             f"world_size={config.world_size} (torchrun); use device meta to simulate it")
+        if not 0 <= rank < config.world_size:
+            raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
+        self.config = config
+        self.simulated = device == "meta"
+        self.rank = rank if self.simulated else dist.get_rank()
+        self.roles = FsdpRoles()
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "ShardedRank":
+        if self.simulated:
+            self._stack.enter_context(fake_process_group(self.config.world_size, self.rank))
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            self._meta_model, _ = build(self.config, "meta")  # outside the fake mode: no data, nothing tracked
+            shard(self._meta_model, self.config, self.mesh())
+
+            # allow_non_fake_inputs: to_empty reads the meta parameters the model was built with
+            self._stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+        else:
+            self.mesh()  # before tracking: its rank table is a host tensor, on a GPU too
+        self._stack.enter_context(watch_fsdp(self))
+        return self
+
+    def mesh(self):
+        """The one-dimensional device mesh of all ranks (CPU: FSDP2's buffers go to the mesh's device)."""
+        from torch.distributed.device_mesh import init_device_mesh
+
+        self._mesh = init_device_mesh("cpu", (self.config.world_size,))
+        return self._mesh
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def build(self, optimizer: str, tracker) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The sharded model (built on meta and materialised as fake CPU tensors when simulated, built on CPU when
+        real) and AdamW over its DTensor parameters."""
+        self.tracker = tracker
+        if self.simulated:
+            model = self._meta_model.to_empty(device="cpu")  # the rank's shards, as fake CPU tensors
+        else:
+            model, _ = build(self.config, "cpu", optimizer)
+            shard(model, self.config, self._mesh)
+        return model, make_optimizer(model, optimizer)
+
+    def learn(self, model: torch.nn.Module) -> None:
+        """After a step: the gathered parameters' storages (they outlive resharding: resized, not freed)."""
+        for module in model.modules():
+            state = getattr(module, "_get_fsdp_state", None)
+            group = state()._fsdp_param_group if state is not None else None
+            for fsdp_param in group.fsdp_params if group is not None else ():
+                self.roles.unsharded_parameters.update(
+                    sid for sid in map(self.tracker.sid, fsdp_param.all_gather_outputs) if sid is not None)
+
+    def categorise(self, category_of: dict[int, str]) -> None:
+        self.roles.categorise(category_of)
+
+
+def shard(model: torch.nn.Module, config: ModelConfig, mesh) -> None:
+    """fully_shard on every block, then on the model (its embeddings, final norm and head), over `mesh`, as
+    torchtitan does; config.reshard_after_forward goes to the blocks, and False to the model too; with
+    config.autocast, FSDP2's MixedPrecisionPolicy (parameters cast to that dtype for compute, gradients reduced in
+    float32) in place of torch.autocast."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy() if config.autocast == "none" else MixedPrecisionPolicy(
+        param_dtype=getattr(torch, config.autocast), reduce_dtype=torch.float32)
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, reshard_after_forward=config.reshard_after_forward, mp_policy=policy)
+    # the root: FSDP2's default (None) keeps its parameters gathered from forward to backward, which uses them first
+    fully_shard(model, mesh=mesh, reshard_after_forward=None if config.reshard_after_forward else False,
+                mp_policy=policy)
+
+
+@contextmanager
+def fake_process_group(world_size: int, rank: int):
+    """torch's fake process group as the default group: this process is `rank` of `world_size`."""
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise RuntimeError("a process group is already initialised; a simulated sharded step makes its own")
+    dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world_size)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@contextmanager
+def watch_fsdp(run: ShardedRank):
+    """Learn FSDP2's buffers where it makes them: its all-gather and reduce-scatter allocations (DefaultAllGather
+    and DefaultReduceScatter's allocate) and the unsharded gradients handed to foreach_reduce."""
+    from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
+    from torch.distributed.fsdp._fully_shard import _fsdp_param_group as param_group
+
+    def allocating(kind, role):
+        original = kind.allocate
+
+        def allocate(self, *args, **kwargs):
+            tensor = original(self, *args, **kwargs)
+            getattr(run.roles, role).add(run.tracker.sid(tensor))
+            return tensor
+        return allocate
+
+    def reducing(*args, **kwargs):
+        unsharded_grads = kwargs["unsharded_grads"] if "unsharded_grads" in kwargs else args[1]
+        run.roles.unsharded_gradients.update(run.tracker.sid(grad) for grad in unsharded_grads)
+        return foreach_reduce(*args, **kwargs)
+
+    foreach_reduce = param_group.foreach_reduce
+    patches = [(collectives.DefaultAllGather, "allocate", allocating(collectives.DefaultAllGather,
+                                                                     "all_gather_buffers")),
+               (collectives.DefaultReduceScatter, "allocate", allocating(collectives.DefaultReduceScatter,
+                                                                         "reduce_scatter_buffers")),
+               (param_group, "foreach_reduce", reducing)]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        for owner, name, _ in patches:
+            if owner is param_group:
+                setattr(owner, name, foreach_reduce)
+            else:
+                delattr(owner, name)  # the mixin's method shows through again
+
