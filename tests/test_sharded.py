@@ -115,3 +115,47 @@ def test_only_measure_takes_shard():
         **{**TINY.to_dict(), "shard": "fsdp2", "world_size": 8, "reshard_after_forward": False})
     with pytest.raises(UsageError, match="measured only"):
         options.config_from_args(args)
+
+
+def test_report_section_counts_the_ranks_a_budget_needs():
+    """Rows simulated at 1, 2 and 4 ranks: the table holds each rank's figures, and a budget between the peaks at
+    2 and 1 ranks needs 2 ranks; one below every peak, none measured."""
+    from profiler.reporting.compare import predictions
+    from profiler.reporting.sharded import rank_table, ranks_needed, sharded_blocks
+
+    rows = []
+    for world_size in (1, 2, 4):
+        config = TINY.replace(shard="fsdp2", world_size=world_size, autocast="bfloat16")
+        row = {**measure(config, 2, "meta", count_flops=False).to_dict(), "outcome": "ok"}
+        rows.append({**row, "predicted": predictions(row)})
+    table = rank_table(rows)
+    peaks = dict(zip(table["ranks"], table["peak"]))
+    assert peaks == {row["config"]["world_size"]: row["measured"]["peak_bytes"] for row in rows}
+    assert peaks[1] > peaks[2] > peaks[4]
+    assert list(table["fsdp2 error"]) == [0.0, 0.0, 0.0]  # every tiny row divides over 1, 2 and 4 ranks
+    assert list(table["zero error"]) == [0.0, 0.0, 0.0]
+    needed = ranks_needed(table, (peaks[1] + peaks[2]) // 2)
+    assert needed["fewest ranks that fit"].tolist() == [2]
+    assert ranks_needed(table, peaks[4] - 1)["fewest ranks that fit"].tolist() == ["—"]
+    headings = [block.text for block in sharded_blocks(rows, "1MB") if type(block).__name__ == "Heading"]
+    assert headings == ["Sharded steps: one rank of FSDP2", "Ranks needed in 1MB"]
+    assert sharded_blocks([{**rows[0], "config": {**rows[0]["config"], "shard": "none"}}], "1MB") == []
+
+
+def test_max_batch_of_a_rank(capsys):
+    """max-batch --shard fsdp2 on meta: the answer's step fits the budget on rank 0 and one more does not."""
+    import json
+
+    from profiler.cli import main
+
+    budget = 6_000_000
+    assert main(["max-batch", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "4", "--device", "meta",
+                 "--budget", f"{budget}B", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    config = TINY.replace(shard="fsdp2", world_size=4)
+    assert answer["guessed_by"] == "the line through the peaks at 1 and 2" and not answer["exact_confirmed"]
+    best = answer["max_batch"]
+    assert measure(config, best, "meta", count_flops=False).measured["peak_bytes"] <= budget
+    assert measure(config, best + 1, "meta", count_flops=False).measured["peak_bytes"] > budget
+    assert main(["max-batch", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "4", "--device", "cuda"]) != 0
+    assert "searched on meta" in capsys.readouterr().err

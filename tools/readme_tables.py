@@ -6,7 +6,8 @@
 "GPT-2 XL in 80 GB: max batch per setup" comes from reports/setups-meta (profiler.reporting.report.setups_table):
 measured on meta, with the exact and textbook sets' answers recomputed by today's formulas. "On a real GPU" comes
 from reports/h200-session/max-batch.jsonl, the JSON that `profiler max-batch --device cuda --json` printed on the
-GPU (tools/gpu_session.sh), one line per setup and allocator setting.
+GPU (tools/gpu_session.sh), one line per setup and allocator setting. "One rank of FSDP2" comes from
+reports/dist-meta (profiler.reporting.sharded.rank_table).
 """
 import argparse
 import re
@@ -19,6 +20,8 @@ SETUPS_FOLDER = ROOT / "reports" / "setups-meta"
 START, END = "<!-- setups-table:start (tools/readme_tables.py) -->", "<!-- setups-table:end -->"
 GPU_FILE = ROOT / "reports" / "h200-session" / "max-batch.jsonl"
 GPU_START, GPU_END = "<!-- gpu-max-batch:start (tools/readme_tables.py) -->", "<!-- gpu-max-batch:end -->"
+DIST_FOLDER = ROOT / "reports" / "dist-meta"
+DIST_START, DIST_END = "<!-- dist-table:start (tools/readme_tables.py) -->", "<!-- dist-table:end -->"
 
 
 def setups_block() -> str:
@@ -56,8 +59,23 @@ def gpu_block() -> str:
     return (f"{GPU_START}\n{markdown_table(frame.astype(object).where(frame.notna(), '—'))}\n{GPU_END}")
 
 
+def dist_block() -> str:
+    """One rank of FSDP2 per row of reports/dist-meta (profiler.reporting.sharded.rank_table), ZeRO graded by
+    today's formulas."""
+    from profiler.reporting.render import markdown_table
+    from profiler.reporting.report import load, with_predictions
+    from profiler.reporting.sharded import displayed, rank_table
+
+    meta, rows = load(DIST_FOLDER)
+    table = displayed(rank_table(with_predictions(rows))).drop(columns=["model", "rank"])
+    return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the card's block), rank 0, simulated on "
+            f"{meta['device']} with torch {meta['torch_version']} on {meta['date'][:10]} "
+            f"([report](reports/dist-meta/report.md)).\n{DIST_END}")
+
+
 def rewritten(text: str) -> str:
-    for start, end, block in ((START, END, setups_block), (GPU_START, GPU_END, gpu_block)):
+    for start, end, block in ((START, END, setups_block), (GPU_START, GPU_END, gpu_block),
+                              (DIST_START, DIST_END, dist_block)):
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no {start} ... {end} block")

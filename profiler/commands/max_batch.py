@@ -11,7 +11,7 @@ from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
                                        load_formula_sets, positive_int)
 from profiler.errors import UsageError
-from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch
+from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.measuring.max_batch import batch_fits
     from profiler.measuring.measure import resolve_device
 
-    config = config_from_args(args)
+    config = config_from_args(args, sharded=True)
     load_formula_sets(args)
     budget = parse_bytes(args.budget)
     if args.start > args.limit:
@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device != "meta" and not device.startswith("cuda"):
         raise UsageError(f"--device must be auto, meta, cuda or cuda:N, got {args.device!r}")
+    if config.shard != "none" and device != "meta":
+        raise UsageError(f"--shard {config.shard}: the largest batch of a rank is searched on meta (simulated), "
+                         f"got --device {args.device}")
     if args.plot and Path(args.plot).exists():
         raise UsageError(f"--plot {args.plot} exists; the tool never overwrites a file: give a new path")
     peaks: dict[int, int] = {}
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     predictions = max_batch_sizes(config, budget, args.optimizer)
     probes: list[tuple[int, bool]] = []
     guess = predictions.get("exact") if args.start == 1 else None
+    guessed_by = "the exact set's answer"
+    if config.shard != "none" and args.start == 1:  # no set predicts a rank's peak
+        guess, guessed_by = linear_guess(fits, peaks, budget, probes), "the line through the peaks at 1 and 2"
     maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
         (find_max_batch(fits, args.start, args.limit, probes), False)
     if args.plot:
@@ -66,15 +72,18 @@ def run(args: argparse.Namespace) -> int:
                           "budget": args.budget, "budget_bytes": budget,
                           "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
                           "max_batch": maximum, "step_batch": config.micro_batches * maximum, "at_limit": maximum == args.limit,
-                          "exact_confirmed": confirmed, "predicted": predictions}, indent=2))
+                          "exact_confirmed": confirmed and config.shard == "none", "guess": guess,
+                          "guessed_by": guessed_by, "guess_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0
     print(f"{config.name}, AdamW {args.optimizer}, {config.dtype}, budget {args.budget} = {budget:,} bytes "
           f"({format_bytes(budget, 'GiB')}), device {device}")
     what = "probes (micro-batch sizes)" if config.micro_batches > 1 else "probes"
     print(f"{what}: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
     bound = "at least " if maximum == args.limit else ""
-    how = ("the exact set's answer, confirmed by measuring it and one more" if confirmed else
-           "searched" + (f"; the exact set's {guess} was refuted by a measurement" if guess is not None else ""))
+    how = (f"{guessed_by}, confirmed by measuring it and one more" if confirmed else
+           "searched" + (f"; {guessed_by}, {guess}, was refuted by a measurement" if guess is not None else ""))
+    if config.shard != "none":
+        how += f"; per rank of {config.world_size}"
     if config.micro_batches == 1:
         print(f"measured maximum batch size: {bound}{maximum} ({how})")
     else:

@@ -12,7 +12,7 @@ from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from profiler.measuring.cuda import cuda_device, release_cached_memory
 from profiler.measuring.measure import measure
-from profiler.measuring.search import confirm_max_batch
+from profiler.measuring.search import confirm_max_batch, linear_guess
 
 
 def _step_on_cuda(config: ModelConfig, batch_size: int, device, optimizer: str) -> None:
@@ -84,4 +84,8 @@ def measured_max_batch(config: ModelConfig, budget_bytes: int, device: str = "me
         guess = max_batch_size(config, budget_bytes, optimizer)
     except ValueError:  # outside the exact set's domain: searched
         guess = None
-    return confirm_max_batch(batch_fits(config, budget_bytes, device, optimizer, peaks), guess)
+    peaks = {} if peaks is None else peaks
+    fits = batch_fits(config, budget_bytes, device, optimizer, peaks)
+    if guess is None and config.shard != "none":  # no set predicts a sharded rank's peak: extrapolated
+        guess = linear_guess(fits, peaks, budget_bytes)
+    return confirm_max_batch(fits, guess)

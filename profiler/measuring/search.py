@@ -57,3 +57,19 @@ def confirm_max_batch(fits: Callable[[int], bool], guess: int | None, limit: int
             return guess, True
     start = min(max(guess or 1, 1), limit)
     return find_max_batch(fits, start, limit, probes), False
+
+
+def linear_guess(fits: Callable[[int], bool], peaks: dict[int, int], budget_bytes: int,
+                 probes: list[tuple[int, bool]] | None = None) -> int | None:
+    """Where the line through the measured peaks at batch 1 and 2 crosses the budget: fits(1) and fits(2) measure
+    them into `peaks` (a batch_fits function's dict). The guess for setups no formula set predicts (a sharded
+    rank), to be confirmed by confirm_max_batch: a step's peak grows about linearly in the batch, its activations
+    do. 0 where batch 1 does not fit; None where the peak does not grow."""
+    for batch in (1, 2):
+        fitted = bool(fits(batch))
+        if probes is not None:
+            probes.append((batch, fitted))
+        if not fitted:
+            return batch - 1
+    slope = peaks[2] - peaks[1]
+    return 1 + (budget_bytes - peaks[1]) // slope if slope > 0 else None

@@ -256,7 +256,8 @@ def expand(grid: Grid, device: str | None = None) -> list[Point]:
         if old is not None:
             found[key] = dataclasses.replace(old, axes=old.axes + tuple(a for a in axes if a not in old.axes))
             return
-        label = f"{config.name} b={batch}" + ("" if optimizer == "foreach" else f" {optimizer}")
+        label = f"{config.name} b={batch}" + ("" if optimizer == "foreach" else f" {optimizer}") + (
+            "" if config.shard == "none" else f" {config.shard}×{config.world_size}")
         found[key] = Point(key, config, batch, device, optimizer, axes, label)
 
     if grid.base is not None:

@@ -181,3 +181,23 @@ def error_matrix(peak: pd.DataFrame) -> bytes:
     bar = figure.colorbar(image, ax=ax, fraction=0.03)
     _percent(bar.ax.yaxis)
     return _png(figure)
+
+
+def rank_peak(curves: dict[str, dict[int, int]], budgets: dict[str, int]) -> bytes:
+    """Peak bytes of one rank against the world size (log scale), one line per setup, one dashed line per budget
+    (where a line falls under a budget is how many ranks it needs)."""
+    figure, ax = plt.subplots(figsize=(8, 5.5 + 0.2 * len(curves)))
+    for index, (label, peaks) in enumerate(curves.items()):
+        ranks = sorted(peaks)
+        ax.plot(ranks, [peaks[n] / GIB for n in ranks], marker=MARKERS[index % len(MARKERS)], label=label)
+    for index, (label, budget) in enumerate(budgets.items()):
+        ax.axhline(budget / GIB, color="grey", linestyle=(0, (4, 2 + index)), linewidth=1)
+        ax.text(1.01, budget / GIB, label, transform=ax.get_yaxis_transform(), va="center", fontsize=8,
+                color="dimgrey")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="ranks (world size)", ylabel="peak of one rank (GiB)", title="FSDP2: the peak of one rank")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
+    figure.tight_layout()
+    return _png(figure)

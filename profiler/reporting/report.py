@@ -27,6 +27,7 @@ from profiler.reporting.compare import comparison_rows, predictions
 from profiler.reporting.folder import check, claim
 from profiler.reporting.tables import percent_cell, relative_cell
 from profiler.reporting.sweep import META, read_results
+from profiler.reporting.sharded import sharded_blocks
 from profiler.reporting.simulation import simulation_blocks
 from profiler.reporting.truth import truth_blocks
 
@@ -420,6 +421,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
                render.Table(_leaderboard_display(board)) if not board.empty else render.Text("No predictions.")]
     if out_dir is not None:
         blocks += simulation_blocks(out_dir, rows)
+    blocks += sharded_blocks(rows, budget)
     blocks += matrix_blocks(rows, table)
     failed = failures(rows)
     if not failed.empty:
@@ -438,7 +440,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
                                "setup it describes (— where it does not); `measured` where the sweep measured "
                                "it (the exact set's answer confirmed by measuring it and one more)."),
                    render.Table(batches.astype(object).where(batches.notna(), "—"))]
-    if not table.empty:
+    if (table["term"] == "peak_bytes").any():  # a sweep of sharded points alone has no set that predicts a peak
         axes = [axis for axis in ("batch_size", "context_length", "d_model", "num_layers", "num_heads",
                                   "vocab_size") if table["axes"].str.split("+").apply(lambda a: axis in a).any()]
         blocks += [render.Heading("Peak memory: predicted vs measured"),

@@ -1,0 +1,98 @@
+"""A sweep's sharded points (FSDP2, one rank each): what a rank holds at its peak, how many ranks a budget needs,
+and the per-rank formulas (FSDP2's closed form, ZeRO stage 3) on its model states.
+
+Tables of numbers from the rows' measurements and the formula sets' predictions (profiler.reporting.report adds
+them to the report as blocks); a plot of the rank's peak against the world size with the budget lines.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from analytic.figures import with_model_states
+from analytic.units import parse_bytes
+from profiler.reporting import plots, render
+from profiler.reporting.matrix import setup_label
+from profiler.reporting.tables import human_bytes, relative_cell
+
+FSDP2_BUFFERS = ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients", "reduce_scatter_buffers")
+GRADED_SETS = ("fsdp2", "zero")  # the per-rank sets, graded on the rank's model states
+
+
+def sharded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [row for row in rows if row.get("outcome") == "ok" and row["config"].get("shard", "none") != "none"]
+
+
+def _setup(config: dict[str, Any]) -> str:
+    keep = "" if config.get("reshard_after_forward", True) else " · no reshard after forward"
+    return setup_label(config) + keep
+
+
+def rank_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per sharded point: the rank's peak and phase, what it holds there (its shards and state, saved
+    activations, FSDP2's buffers), its model states measured, and each per-rank set's error on them."""
+    records = []
+    for row in sharded_rows(rows):
+        measured = with_model_states(row["measured"])
+        at_peak = measured["categories_at_peak"]
+        record = {"model": row["config"]["name"], "setup": _setup(row["config"]),
+                  "ranks": row["config"]["world_size"], "batch per rank": row["batch_size"],
+                  "rank": measured.get("rank", 0), "peak": measured["peak_bytes"], "phase": measured["peak_phase"],
+                  "saved activations": at_peak["saved_activations"],
+                  "FSDP2 buffers": sum(at_peak[name] for name in FSDP2_BUFFERS),
+                  "model states": measured["model_states_bytes"]}
+        for name in GRADED_SETS:
+            figures = row.get("predicted", {}).get(name, {})
+            value = figures.get("model_states_bytes")
+            record[f"{name} error"] = None if value is None else value / measured["model_states_bytes"] - 1
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def displayed(table: pd.DataFrame) -> pd.DataFrame:
+    """rank_table with bytes in human units and signed errors, for reports and the README."""
+    shown = table.copy()
+    for column in ("peak", "saved activations", "FSDP2 buffers", "model states"):
+        shown[column] = shown[column].map(human_bytes)
+    for name in GRADED_SETS:
+        shown[f"{name} error"] = shown[f"{name} error"].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
+    return shown
+
+
+def ranks_needed(table: pd.DataFrame, budget_bytes: int) -> pd.DataFrame:
+    """For each model, setup and batch per rank: the fewest ranks measured whose rank peak fits the budget, and the
+    rank's peak there (— where no measured world size fits)."""
+    records = []
+    for (model, setup, batch), group in table.groupby(["model", "setup", "batch per rank"], sort=False):
+        fitting = group[group["peak"] <= budget_bytes].sort_values("ranks")
+        first = fitting.iloc[0] if not fitting.empty else None
+        records.append({"model": model, "setup": setup, "batch per rank": batch,
+                        "world sizes measured": ", ".join(map(str, sorted(group["ranks"]))),
+                        "fewest ranks that fit": "—" if first is None else int(first["ranks"]),
+                        "rank peak there": "—" if first is None else human_bytes(first["peak"])})
+    return pd.DataFrame.from_records(records)
+
+
+def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block]:
+    """The report's section on sharded points; nothing when the sweep has none."""
+    table = rank_table(rows)
+    if table.empty:
+        return []
+    budget_bytes = parse_bytes(budget)
+    curves = {f"{model} · {setup} · batch {batch}": dict(zip(group["ranks"], group["peak"]))
+              for (model, setup, batch), group in table.groupby(["model", "setup", "batch per rank"], sort=False)}
+    return [render.Heading("Sharded steps: one rank of FSDP2"),
+            render.Text("Each point simulates one rank (the one that holds the most, rank 0) of an FSDP2 step on the "
+                        "fake process group: its peak and phase; at the peak, its saved activations and FSDP2's "
+                        "buffers (gathered parameters, all-gather and reduce-scatter buffers, unsharded "
+                        "gradients); its model states (parameter and gradient shards and AdamW state, at the "
+                        "optimizer step) and the error on them of FSDP2's closed form (`fsdp2`) and of ZeRO stage 3's "
+                        "16Ψ/N (`zero`, mixed precision only)."),
+            render.Table(displayed(table)),
+            render.Heading(f"Ranks needed in {budget}", level=3),
+            render.Text(f"The fewest measured ranks whose rank peak fits {budget} ({budget_bytes:,} bytes): model "
+                        "states shrink as 1/N, the activations and FSDP2's buffers of one block do not."),
+            render.Table(ranks_needed(table, budget_bytes)),
+            render.Image("rank_peak.png", plots.rank_peak(curves, {budget: budget_bytes}),
+                         "Peak of one rank against the world size, with the budget line")]
