@@ -59,13 +59,17 @@ def on_meta(argv: list[str]) -> str:
 
 
 def _notice_unverified_torch() -> None:
-    """One line on stderr where the installed torch is not one the exact model was verified on."""
+    """One line on stderr where the installed torch is not one the exact model was verified on, whose programs are
+    then derived on first use."""
     import torch
 
     from analytic.exact.versions import unverified_notice
 
     notice = unverified_notice(torch.__version__)
     if notice:
+        from profiler.measuring import on_demand
+
+        on_demand.install()  # what the exact model lacks on this torch is derived as it is needed
         print(notice, file=sys.stderr)
 
 

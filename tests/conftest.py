@@ -11,3 +11,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not has_cuda:
             item.add_marker(skip)
+
+
+def pytest_sessionstart(session):
+    """On a torch outside the exact model's verified range, the tests run the programs derived on it, as the CLI
+    does (analytic.exact.source: each class on first use, cached): what `tools/torch_compat.py` verifies there."""
+    try:
+        import torch
+
+        from analytic.exact.versions import unverified_notice
+    except ImportError:
+        return
+    if unverified_notice(torch.__version__):
+        from profiler.measuring import on_demand
+
+        on_demand.install()

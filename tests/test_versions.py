@@ -3,6 +3,7 @@ and the CLI says one line on any other."""
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from analytic.exact import versions
@@ -22,10 +23,14 @@ def test_verified_minors_are_the_passing_rows_of_the_table():
 def test_notice(monkeypatch, capsys):
     assert versions.unverified_notice("2.13.0+cpu") is None
     assert versions.minor("2.9.1+cu128") == "2.9"
-    assert "not on 2.7.1" in versions.unverified_notice("2.7.1")
+    assert "torch 2.7.1 is outside the range" in versions.unverified_notice("2.7.1")
+    from analytic.exact import source
+
     monkeypatch.setattr(torch, "__version__", "2.7.1")
+    monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", None)  # cli.main installs the hook: undone after the test
     assert cli.main(["predict", "--preset", "tiny", "--sets", "exact"]) == 0
-    assert capsys.readouterr().err.startswith("note: the exact model was derived on torch")
+    assert capsys.readouterr().err.startswith("note: torch 2.7.1 is outside the range")
+    assert source.DERIVE_ON_FIRST_USE is not None
 
 
 
@@ -60,5 +65,29 @@ def test_derive_writes_the_cache_the_exact_set_reads(tmp_path, monkeypatch, caps
     loaded = source.load("2.99.0")
     assert (loaded.TORCH_VERSION, loaded.CLASSES, loaded.OPTIMIZERS) == \
         ("2.99.0", derived["classes"], derived["optimizers"])
-    assert "runs the programs derived on it" in versions.unverified_notice("2.99.0")
     assert source.load("2.13.0") is shipped  # a verified torch runs the shipped programs
+
+
+def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, capsys):
+    """On an unverified torch (2.99 stands in; the programs are derived on the installed one) a class and an AdamW
+    layout the cache lacks are derived when first looked up, equal to the shipped ones on the torch they were
+    derived on, written to the cache, and read from it next time without deriving."""
+    from analytic.exact import derived as shipped
+    from analytic.exact import source
+    from profiler.measuring import on_demand
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(torch, "__version__", "2.99.0")
+    monkeypatch.setattr(source, "installed_torch", lambda: "2.99.0")
+    monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", None)
+    classes, optimizers, _ = source.programs_for()
+    key, optimizer = next(iter(shipped.CLASSES)), ("reference", "learned", False, "foreach")
+    assert classes[key] is shipped.CLASSES[key]  # no hook: the shipped programs
+    on_demand.install()
+    classes, optimizers, _ = source.programs_for()
+    assert classes[key] == shipped.CLASSES[key] and optimizers[optimizer] == shipped.OPTIMIZERS[optimizer]
+    assert "deriving the exact model's programs" in capsys.readouterr().err
+    monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", lambda kind, key: pytest.fail("derived again"))
+    classes, optimizers, version = source.programs_for()
+    assert (dict(classes), dict(optimizers), version) == \
+        ({key: shipped.CLASSES[key]}, {optimizer: shipped.OPTIMIZERS[optimizer]}, "2.99.0")

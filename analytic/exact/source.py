@@ -1,14 +1,17 @@
 """Which derived programs the exact model runs: the shipped ones (analytic/exact/derived.py, derived on one torch
-and verified on the others analytic.exact.versions lists), or, on a torch outside that range, those that
-`python -m profiler derive` derived on it and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache,
-adamw-profiler/derived-torch-<version>.py). Without such a cache the shipped programs are used, and every command
-says so in one line (analytic.exact.versions.unverified_notice).
+and verified on the others analytic.exact.versions lists), or, on a torch outside that range, those derived on it
+and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache, adamw-profiler/derived-torch-<version>.py):
+all of them by `python -m profiler derive` (minutes), or class by class on first use (seconds each) where the
+profiler has installed DERIVE_ON_FIRST_USE, as its CLI does. A program neither cached nor derivable here (a library
+user's call without the hook) is the shipped one, and every command says which in one line
+(analytic.exact.versions.unverified_notice).
 """
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 from types import ModuleType
+from typing import Any, Callable
 
 from analytic.exact import derived as shipped
 from analytic.exact.versions import VERIFIED_MINORS, cached_path, minor
@@ -32,5 +35,36 @@ def load(version: str | None = None) -> ModuleType:
     return module
 
 
-programs = load()
-CLASSES, OPTIMIZERS, TORCH_VERSION = programs.CLASSES, programs.OPTIMIZERS, programs.TORCH_VERSION
+# (kind, key) -> the programs of one layout class ("classes") or one AdamW layout ("optimizers") derived on the
+# installed torch; set by profiler.measuring.on_demand, never by analytic/ (which imports no torch).
+DERIVE_ON_FIRST_USE: Callable[[str, tuple], dict[str, Any]] | None = None
+
+
+class Programs(dict):
+    """CLASSES or OPTIMIZERS on a torch outside the verified range: the cached ones, and a key not cached derived
+    on first use (DERIVE_ON_FIRST_USE) or, without that hook, the shipped one."""
+
+    def __init__(self, kind: str, cached: dict, fallback: dict):
+        super().__init__(cached)
+        self.kind, self.fallback = kind, fallback
+
+    def __missing__(self, key):
+        if DERIVE_ON_FIRST_USE is None:
+            return self.fallback[key]
+        self[key] = DERIVE_ON_FIRST_USE(self.kind, key)
+        return self[key]
+
+
+def programs_for(version: str | None = None) -> tuple[dict, dict, str]:
+    """(CLASSES, OPTIMIZERS, the torch they were derived on) for torch `version` (the installed one by default)."""
+    version = version or installed_torch()
+    if minor(version) in VERIFIED_MINORS:
+        return shipped.CLASSES, shipped.OPTIMIZERS, shipped.TORCH_VERSION
+    cached = load(version)
+    own = cached is not shipped
+    return (Programs("classes", cached.CLASSES if own else {}, shipped.CLASSES),
+            Programs("optimizers", cached.OPTIMIZERS if own else {}, shipped.OPTIMIZERS),
+            cached.TORCH_VERSION if own else version)
+
+
+CLASSES, OPTIMIZERS, TORCH_VERSION = programs_for()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from analytic.exact.derived import TORCH_VERSION
 
 VERIFIED_MINORS = ("2.8", "2.9", "2.10", "2.11", "2.12", "2.13", "2.14")
 
@@ -36,9 +35,7 @@ def unverified_notice(version: str) -> str | None:
     """One line for a torch the exact model was not verified on (None where it was): which programs it runs."""
     if minor(version) in VERIFIED_MINORS:
         return None
-    if cached_path(version).exists():
-        return (f"note: torch {version} is outside the verified range {VERIFIED_MINORS[0]} to "
-                f"{VERIFIED_MINORS[-1]}; the exact model runs the programs derived on it ({cached_path(version)})")
-    return (f"note: the exact model was derived on torch {TORCH_VERSION} and verified on "
-            f"{VERIFIED_MINORS[0]} to {VERIFIED_MINORS[-1]}, not on {version}; `python -m profiler check` tells "
-            f"whether it holds here, `python -m profiler derive` derives its programs on this torch (minutes)")
+    return (f"note: torch {version} is outside the range the exact model was verified on ({VERIFIED_MINORS[0]} to "
+            f"{VERIFIED_MINORS[-1]}); it runs programs derived on this torch, each on first use (seconds) and "
+            f"cached in {cached_path(version)} (`python -m profiler derive`: all of them, minutes); `python -m "
+            f"profiler check` tells whether it holds here")
