@@ -58,19 +58,17 @@ def on_meta(argv: list[str]) -> str:
     return " ".join([PROG, *out, "--device", "meta"])
 
 
-def _notice_unverified_torch() -> None:
-    """One line on stderr where the installed torch is not one the exact model was verified on, whose programs are
-    then derived on first use."""
+def _derive_on_first_use_here() -> None:
+    """On a torch the exact model was not verified on, let it derive what it lacks as it is needed (each derivation
+    says so in one line; `check` says which programs it ran)."""
     import torch
 
     from analytic.exact.versions import unverified_notice
 
-    notice = unverified_notice(torch.__version__)
-    if notice:
+    if unverified_notice(torch.__version__):
         from profiler.measuring import on_demand
 
-        on_demand.install()  # what the exact model lacks on this torch is derived as it is needed
-        print(notice, file=sys.stderr)
+        on_demand.install()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0)
     try:
         module = importlib.import_module(args.module_name)
-        _notice_unverified_torch()
+        _derive_on_first_use_here()
         return module.run(args) or 0
     except CudaUnavailableError as error:
         print(f"error: {error}; without a GPU, simulate the step on meta tensors: `{on_meta(argv)}`",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from analytic.published import zero
+from analytic.published import deepspeed, zero
 from analytic.params import parameter_count
 from analytic.sharding import fsdp2_model_states, padded_rows, shard_rows
 from analytic.figures import with_model_states
@@ -17,10 +17,11 @@ from profiler.commands import options
 from profiler.errors import UsageError
 from profiler.measuring.measure import measure
 from profiler.measuring.ranks import measure_ranks
-from profiler.measuring.sharded import SHARDED_CATEGORIES
+from profiler.measuring.sharded import SHARDED_CATEGORIES, unsupported
 from tests.strategies import model_configs
 
 TINY = preset("tiny")
+needs_fsdp2 = pytest.mark.skipif(unsupported() is not None, reason=str(unsupported()))
 
 
 def phase_figures(measured: dict) -> dict:
@@ -30,6 +31,7 @@ def phase_figures(measured: dict) -> dict:
             for phase in PHASES}
 
 
+@needs_fsdp2
 @pytest.mark.parametrize("config", [
     # 2 ranks: FSDP2's mixed precision, selective checkpointing, accumulation over 2 micro-batches, no resharding
     TINY.replace(shard="fsdp2", world_size=2, autocast="bfloat16", checkpointing="selective", micro_batches=2,
@@ -48,6 +50,7 @@ def test_simulated_ranks_equal_real_gloo_ranks(config):
     assert set(simulated["categories_at_peak"]) == set(SHARDED_CATEGORIES)
 
 
+@needs_fsdp2
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
                             autocasts=("none", "bfloat16"), max_layers=2),
@@ -70,6 +73,7 @@ def test_torch_chunk_is_the_shard():
             assert padded_rows(rows, world_size) == max(chunks)
 
 
+@needs_fsdp2
 def test_zero_stage_3_total_is_right_and_its_items_are_not():
     """Every row divides over 4 ranks: ZeRO's 16Ψ/N is the measured total to the byte, but FSDP2 keeps fp32 shards
     (4Ψ/N each for parameters and gradients) and AdamW's two moments (8Ψ/N), not ZeRO's 2 + 2 + 12."""
@@ -80,6 +84,10 @@ def test_zero_stage_3_total_is_right_and_its_items_are_not():
     assert measured["model_states_bytes"] == predicted["model_states_bytes"] == 16 * psi / 4
     assert measured["model_states"] == {"parameters": psi, "gradients": psi, "optimizer_state": 2 * psi}
     assert predicted["model_states"] == {"parameters": psi / 2, "gradients": psi / 2, "optimizer_state": 3 * psi}
+    # DeepSpeed's ZeRO-3 estimator adds a gathered largest layer (fp16 parameters and gradients, 4 bytes each of
+    # its 256 · 64 embedding) and an fp16 copy of the parameters (2Ψ/N) to the same 16Ψ/N
+    assert deepspeed.predict(config, 2)["model_states_bytes"] == \
+        measured["model_states_bytes"] + 4 * 256 * 64 + 2 * psi / 4
 
 
 def test_padding_shows_at_many_ranks():
@@ -100,6 +108,10 @@ def test_sharded_config_errors():
     sharded = TINY.replace(shard="fsdp2", world_size=2)
     with pytest.raises(ValueError, match="CUDA"):
         measure(sharded, 1, "cuda")
+    if unsupported() is not None:  # an older torch: one line, whatever the device
+        with pytest.raises(ValueError, match="needs torch 2.9"):
+            measure(sharded, 1, "meta")
+        return
     with pytest.raises(ValueError, match="gloo group"):
         measure(sharded, 1, "cpu")
     with pytest.raises(ValueError, match="rank must be in 0..1"):
@@ -117,6 +129,7 @@ def test_only_measure_takes_shard():
         options.config_from_args(args)
 
 
+@needs_fsdp2
 def test_report_section_counts_the_ranks_a_budget_needs():
     """Rows simulated at 1, 2 and 4 ranks: the table holds each rank's figures, and a budget between the peaks at
     2 and 1 ranks needs 2 ranks; one below every peak, none measured."""
@@ -142,6 +155,7 @@ def test_report_section_counts_the_ranks_a_budget_needs():
     assert sharded_blocks([{**rows[0], "config": {**rows[0]["config"], "shard": "none"}}], "1MB") == []
 
 
+@needs_fsdp2
 def test_max_batch_of_a_rank(capsys):
     """max-batch --shard fsdp2 on meta: the answer's step fits the budget on rank 0 and one more does not."""
     import json

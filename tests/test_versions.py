@@ -29,7 +29,7 @@ def test_notice(monkeypatch, capsys):
     monkeypatch.setattr(torch, "__version__", "2.7.1")
     monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", None)  # cli.main installs the hook: undone after the test
     assert cli.main(["predict", "--preset", "tiny", "--sets", "exact"]) == 0
-    assert capsys.readouterr().err.startswith("note: torch 2.7.1 is outside the range")
+    assert capsys.readouterr().err == ""  # nothing derived (the programs were loaded for the real torch)
     assert source.DERIVE_ON_FIRST_USE is not None
 
 

@@ -39,6 +39,13 @@ def run(args: argparse.Namespace) -> int:
         run_sweep(grid, out, "meta", progress=not args.quiet)
         rows = read_results(out)
         off = misses(rows, name, args.tolerance)
+    import torch
+
+    from analytic.exact.versions import unverified_notice
+
+    notice = unverified_notice(torch.__version__) if name == "exact" else None
+    if notice:
+        print(notice)
     if off.empty:
         print(f"ok: formula set {name} is within {args.tolerance:g} of every measured term it "
               f"predicts at all {len(rows)} points of grid {grid.name}")

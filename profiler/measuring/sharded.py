@@ -58,6 +58,19 @@ class FsdpRoles:
                     category_of[sid] = name
 
 
+def unsupported() -> str | None:
+    """Why this torch cannot run a sharded step here (None where it can): the measurement learns FSDP2's buffers
+    where its allocators make them, classes torch 2.9 introduced."""
+    try:
+        from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
+    except ImportError:
+        collectives = None
+    if not all(hasattr(collectives, name) for name in ("DefaultAllGather", "DefaultReduceScatter")):
+        return (f"shard 'fsdp2' needs torch 2.9 or newer (FSDP2's DefaultAllGather and DefaultReduceScatter), "
+                f"this is torch {torch.__version__}")
+    return None
+
+
 class ShardedRank:
     """One rank of an FSDP2 step for profiler.measuring.measure: its process group, its model and what its
     storages are. Use as a context manager around the whole measurement (the fake mode must outlive the step)."""
@@ -76,6 +89,8 @@ class ShardedRank:
                              f"world_size={config.world_size} (torchrun); use device meta to simulate it")
         if not 0 <= rank < config.world_size:
             raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
+        if (why := unsupported()) is not None:
+            raise ValueError(why)
         self.config = config
         self.simulated = device == "meta"
         self.rank = rank if self.simulated else dist.get_rank()

@@ -17,7 +17,7 @@ from profiler.reporting.matrix import setup_label
 from profiler.reporting.tables import human_bytes, relative_cell
 
 FSDP2_BUFFERS = ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients", "reduce_scatter_buffers")
-GRADED_SETS = ("fsdp2", "zero")  # the per-rank sets, graded on the rank's model states
+GRADED_SETS = ("fsdp2", "zero", "deepspeed")  # the per-rank sets, graded on the rank's model states
 
 
 def sharded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,8 +87,9 @@ def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block
                         "fake process group: its peak and phase; at the peak, its saved activations and FSDP2's "
                         "buffers (gathered parameters, all-gather and reduce-scatter buffers, unsharded "
                         "gradients); its model states (parameter and gradient shards and AdamW state, at the "
-                        "optimizer step) and the error on them of FSDP2's closed form (`fsdp2`) and of ZeRO stage 3's "
-                        "16Ψ/N (`zero`, mixed precision only)."),
+                        "optimizer step) and the error on them of FSDP2's closed form (`fsdp2`), of ZeRO stage 3's "
+                        "16Ψ/N (`zero`) and of DeepSpeed's ZeRO-3 estimator, its largest layer plus 18Ψ/N "
+                        "(`deepspeed`), the last two mixed precision only."),
             render.Table(displayed(table)),
             render.Heading(f"Ranks needed in {budget}", level=3),
             render.Text(f"The fewest measured ranks whose rank peak fits {budget} ({budget_bytes:,} bytes): model "
