@@ -14,7 +14,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionstart(session):
-    """On a torch outside the exact model's verified range, the tests run the programs derived on it, as the CLI
+    """On a torch the exact model's shipped programs do not hold on, the tests run the programs derived on it, as the CLI
     does (analytic.exact.source: each class on first use, cached): what `tools/torch_compat.py` verifies there."""
     try:
         import torch

@@ -109,7 +109,7 @@ def test_sharded_config_errors():
     with pytest.raises(ValueError, match="CUDA"):
         measure(sharded, 1, "cuda")
     if unsupported() is not None:  # an older torch: one line, whatever the device
-        with pytest.raises(ValueError, match="needs torch 2.9"):
+        with pytest.raises(ValueError, match="needs torch"):
             measure(sharded, 1, "meta")
         return
     with pytest.raises(ValueError, match="gloo group"):

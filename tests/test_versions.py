@@ -17,13 +17,17 @@ def test_verified_minors_are_the_passing_rows_of_the_table():
     passing = {versions.minor(r["torch"]) for r in records
                if r.get("installed") and r["tests_ok"] and r["check_ok"] and r["torch_after"] == r["torch"]}
     assert set(versions.VERIFIED_MINORS) == passing
-    assert versions.minor(torch.__version__) in versions.VERIFIED_MINORS  # CI runs on a verified torch
+    shipped = {versions.minor(r["torch"]) for r in records if r.get("programs", "shipped") == "shipped"
+               and r.get("installed") and r["tests_ok"] and r["check_ok"]}
+    assert set(versions.SHIPPED_MINORS) == shipped
+    assert versions.minor(torch.__version__) in versions.SHIPPED_MINORS  # CI runs the shipped programs
 
 
 def test_notice(monkeypatch, capsys):
     assert versions.unverified_notice("2.13.0+cpu") is None
     assert versions.minor("2.9.1+cu128") == "2.9"
-    assert "torch 2.7.1 is outside the range" in versions.unverified_notice("2.7.1")
+    assert "not verified on 2.7" in versions.unverified_notice("2.7.1")
+    assert "not verified on 2.5" in versions.unverified_notice("2.5.1")
     from analytic.exact import source
 
     monkeypatch.setattr(torch, "__version__", "2.7.1")

@@ -1,5 +1,5 @@
 """Which derived programs the exact model runs: the shipped ones (analytic/exact/derived.py, derived on one torch
-and verified on the others analytic.exact.versions lists), or, on a torch outside that range, those derived on it
+and holding on the others analytic.exact.versions.SHIPPED_MINORS lists), or, on any other torch, those derived on it
 and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache, adamw-profiler/derived-torch-<version>.py):
 all of them by `python -m profiler derive` (minutes), or class by class on first use (seconds each) where the
 profiler has installed DERIVE_ON_FIRST_USE, as its CLI does. A program neither cached nor derivable here (a library
@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from analytic.exact import derived as shipped
-from analytic.exact.versions import VERIFIED_MINORS, cached_path, minor
+from analytic.exact.versions import SHIPPED_MINORS, cached_path, minor
 
 
 def installed_torch() -> str:
@@ -27,7 +27,7 @@ def load(version: str | None = None) -> ModuleType:
     or nothing was derived."""
     version = version or installed_torch()
     path = cached_path(version)
-    if minor(version) in VERIFIED_MINORS or not path.exists():
+    if minor(version) in SHIPPED_MINORS or not path.exists():
         return shipped
     spec = importlib.util.spec_from_file_location(f"adamw_profiler_derived_{minor(version).replace('.', '_')}", path)
     module = importlib.util.module_from_spec(spec)
@@ -41,7 +41,7 @@ DERIVE_ON_FIRST_USE: Callable[[str, tuple], dict[str, Any]] | None = None
 
 
 class Programs(dict):
-    """CLASSES or OPTIMIZERS on a torch outside the verified range: the cached ones, and a key not cached derived
+    """CLASSES or OPTIMIZERS on a torch the shipped programs do not hold on: the cached ones, and a key not cached derived
     on first use (DERIVE_ON_FIRST_USE) or, without that hook, the shipped one."""
 
     def __init__(self, kind: str, cached: dict, fallback: dict):
@@ -58,7 +58,7 @@ class Programs(dict):
 def programs_for(version: str | None = None) -> tuple[dict, dict, str]:
     """(CLASSES, OPTIMIZERS, the torch they were derived on) for torch `version` (the installed one by default)."""
     version = version or installed_torch()
-    if minor(version) in VERIFIED_MINORS:
+    if minor(version) in SHIPPED_MINORS:
         return shipped.CLASSES, shipped.OPTIMIZERS, shipped.TORCH_VERSION
     cached = load(version)
     own = cached is not shipped

@@ -1,5 +1,5 @@
 """`python -m profiler derive`: derive the exact model's programs on the installed torch and cache them, so that
-the exact set runs them on a torch outside the verified range (analytic.exact.source)."""
+the exact set runs them on a torch the shipped programs do not hold on (analytic.exact.source)."""
 from __future__ import annotations
 
 import argparse

@@ -36,6 +36,7 @@ from model.config import ModelConfig
 from model.step import build, make_optimizer
 from model.vocabulary import CATEGORIES
 
+MINIMUM_SIMULATED = "2.11"  # see unsupported()
 SHARDED_CATEGORIES = CATEGORIES + ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients",
                                    "reduce_scatter_buffers")
 
@@ -58,9 +59,11 @@ class FsdpRoles:
                     category_of[sid] = name
 
 
-def unsupported() -> str | None:
+def unsupported(simulated: bool = True) -> str | None:
     """Why this torch cannot run a sharded step here (None where it can): the measurement learns FSDP2's buffers
-    where its allocators make them, classes torch 2.9 introduced."""
+    where its allocators make them (DefaultAllGather and DefaultReduceScatter, from torch 2.9), and the
+    simulation runs FSDP2's collectives on fake tensors (the Meta kernels of c10d's all-gather and reduce-scatter,
+    torch.distributed._meta_registrations, from torch MINIMUM_SIMULATED)."""
     try:
         from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
     except ImportError:
@@ -68,6 +71,11 @@ def unsupported() -> str | None:
     if not all(hasattr(collectives, name) for name in ("DefaultAllGather", "DefaultReduceScatter")):
         return (f"shard 'fsdp2' needs torch 2.9 or newer (FSDP2's DefaultAllGather and DefaultReduceScatter), "
                 f"this is torch {torch.__version__}")
+    if simulated and not all(torch._C._dispatch_has_kernel_for_dispatch_key(f"c10d::{op}", "Meta")
+                             for op in ("_allgather_base_", "_reduce_scatter_base_")):
+        return (f"simulating shard 'fsdp2' needs torch {MINIMUM_SIMULATED} or newer (Meta kernels of c10d's "
+                f"all-gather and reduce-scatter), this is torch {torch.__version__}; real runs in a gloo group "
+                f"(device cpu) work")
     return None
 
 
@@ -89,7 +97,7 @@ class ShardedRank:
                              f"world_size={config.world_size} (torchrun); use device meta to simulate it")
         if not 0 <= rank < config.world_size:
             raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
-        if (why := unsupported()) is not None:
+        if (why := unsupported(simulated=device == "meta")) is not None:
             raise ValueError(why)
         self.config = config
         self.simulated = device == "meta"
@@ -98,26 +106,25 @@ class ShardedRank:
         self._stack = ExitStack()
 
     def __enter__(self) -> "ShardedRank":
-        if self.simulated:
-            self._stack.enter_context(fake_process_group(self.config.world_size, self.rank))
-            from torch._subclasses.fake_tensor import FakeTensorMode
-
-            self._meta_model, _ = build(self.config, "meta")  # outside the fake mode: no data, nothing tracked
-            shard(self._meta_model, self.config, self.mesh())
-
-            # allow_non_fake_inputs: to_empty reads the meta parameters the model was built with
-            self._stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-        else:
-            self.mesh()  # before tracking: its rank table is a host tensor, on a GPU too
-        self._stack.enter_context(watch_fsdp(self))
-        return self
-
-    def mesh(self):
-        """The one-dimensional device mesh of all ranks (CPU: FSDP2's buffers go to the mesh's device)."""
+        from torch._subclasses.fake_tensor import FakeTensorMode
         from torch.distributed.device_mesh import init_device_mesh
 
-        self._mesh = init_device_mesh("cpu", (self.config.world_size,))
-        return self._mesh
+        try:
+            if self.simulated:
+                self._stack.enter_context(fake_process_group(self.config.world_size, self.rank))
+            # before tracking: the mesh's rank table is a host tensor (on a GPU too); FSDP2's buffers go to the
+            # mesh's device
+            self._mesh = init_device_mesh("cpu", (self.config.world_size,))
+            if self.simulated:
+                self._meta_model, _ = build(self.config, "meta")  # outside the fake mode: no data, nothing tracked
+                shard(self._meta_model, self.config, self._mesh)
+                # allow_non_fake_inputs: to_empty reads the meta parameters the model was built with
+                self._stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            self._stack.enter_context(watch_fsdp(self))
+        except BaseException:
+            self._stack.close()  # the fake process group goes with it
+            raise
+        return self
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
