@@ -95,3 +95,24 @@ def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, cap
     classes, optimizers, version = source.programs_for()
     assert (dict(classes), dict(optimizers), version) == \
         ({key: shipped.CLASSES[key]}, {optimizer: shipped.OPTIMIZERS[optimizer]}, "2.99.0")
+
+
+def test_differences_from_the_shipped_programs_name_the_op(monkeypatch):
+    """A class whose shipped program (made to lack its first token here) differs from the one traced on this
+    torch: the difference is that token, allocated by the token embedding's op."""
+    import types
+
+    from analytic.exact import derived as shipped
+    from profiler.measuring import version_diff
+
+    key = ("reference", "learned", "explicit", "any", "none", False, False, False, False, False)
+    programs = {name: list(segments) for name, segments in shipped.CLASSES[key].items() if name != "domain"}
+    first_program, repeated = programs["forward_first"][0]
+    programs["forward_first"][0] = (first_program.split(" ", 1)[1], repeated)  # drop its first token
+    fake = types.SimpleNamespace(CLASSES={key: {**shipped.CLASSES[key], **programs}}, TORCH_VERSION="0.0")
+    monkeypatch.setattr(version_diff, "shipped", fake)
+    assert version_diff.differing_classes({key: shipped.CLASSES[key]}) == [key]
+    rows = version_diff.class_differences(key)
+    assert [(row["window"], row["shipped"], row["here"]) for row in rows] == \
+        [("forward_first", "", first_program.split()[0])]
+    assert any("embedding" in op for op in rows[0]["ops here"])

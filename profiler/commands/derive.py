@@ -13,6 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write the programs (default: the cache file the exact set reads for this "
                              "torch, under $XDG_CACHE_HOME or ~/.cache/adamw-profiler)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--against-shipped", action="store_true",
+                        help="derive nothing: compare the programs derived on this torch so far (its cache file) "
+                             "with the shipped ones, and print where they differ and which op (--json: one JSON "
+                             "document)")
+    parser.add_argument("--json", action="store_true", help="with --against-shipped, one JSON document")
 
 
 def derive_all(progress: bool) -> dict:
@@ -25,12 +30,40 @@ def derive_all(progress: bool) -> dict:
                        disable=None if progress else True))
 
 
+def against_shipped(as_json: bool) -> int:
+    """The classes derived on this torch whose programs differ from the shipped ones, token by token."""
+    import json
+
+    import torch
+
+    from analytic.exact.derived import TORCH_VERSION
+    from analytic.exact.versions import cached_path
+    from profiler.measuring.on_demand import cached_programs
+    from profiler.measuring.version_diff import class_differences, differing_classes
+
+    path = cached_path(torch.__version__)
+    derived_here = cached_programs(path)["classes"]
+    rows = [row for key in differing_classes(derived_here) for row in class_differences(key)]
+    if as_json:
+        print(json.dumps({"torch": torch.__version__, "shipped_on": TORCH_VERSION, "classes_compared":
+                          len(derived_here), "differences": rows}, indent=2))
+        return 0
+    print(f"{len(derived_here)} classes derived on torch {torch.__version__} ({path}) against the shipped programs "
+          f"(derived on {TORCH_VERSION}): {len({row['class'] for row in rows})} differ")
+    for row in rows:
+        print(f"  {row['class']}, {row['window']}: shipped [{row['shipped']}] here [{row['here']}] "
+              f"(ops here: {', '.join(row['ops here'])})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from analytic.exact.versions import cached_path
     from profiler.measuring.derive import render
 
+    if args.against_shipped:
+        return against_shipped(args.json)
     out = args.out or cached_path(torch.__version__)
     start = time.perf_counter()
     text = render(derive_all(not args.quiet))

@@ -88,6 +88,7 @@ class Event:
     sign: str  # "+" or "-"
     marker: str  # "" a temporary, "S" saved for backward, "g" a gradient, "opt:" / "state:" AdamW's
     candidates: frozenset[str]  # the symbols whose size it has
+    op: str = ""  # the op that allocated the storage, or the last op before it was freed
 
 
 @dataclass
@@ -188,10 +189,14 @@ class _Tracing:
         saved = set(self.recorder.saved) | set(self.saved_first)
         state = {self.tracker.sid(t) for s in self.adamw.state.values() for t in s.values()
                  if isinstance(t, torch.Tensor) and self.tracker.sid(t) is not None}
-        return [self._event(sign, sid, nbytes, optimizer_window, saved - self.constant, state)
-                for sign, sid, nbytes in self.tracker.events[begin.event_index:end.event_index] if nbytes]
+        ops, at = self.tracker.ops, self.tracker.event_ops
+        return [self._event(sign, sid, nbytes, optimizer_window, saved - self.constant, state,
+                            str(ops[at[index] - 1]) if at[index] else "")
+                for index, (sign, sid, nbytes) in enumerate(self.tracker.events[begin.event_index:end.event_index],
+                                                            start=begin.event_index) if nbytes]
 
-    def _event(self, sign: int, sid: int, nbytes: int, in_optimizer: bool, saved: set, state: set) -> Event:
+    def _event(self, sign: int, sid: int, nbytes: int, in_optimizer: bool, saved: set, state: set,
+               op: str = "") -> Event:
         if sid in self.gradients:
             marker, allowed = "g", GRADIENT_SYMBOLS
         elif sid in state:
@@ -206,7 +211,7 @@ class _Tracing:
         if not found:
             raise DerivationError(f"{self.config}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} "
                                   f"bytes at batch {self.batch} fits no symbol of {', '.join(allowed)}")
-        return Event("+" if sign == ALLOC else "-", marker, found)
+        return Event("+" if sign == ALLOC else "-", marker, found, op)
 
     def saved_by_component(self) -> dict[tuple[str, int | None], list[frozenset[str]]]:
         by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
