@@ -1,12 +1,15 @@
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import analytic.formula_sets
 from analytic.formula_sets import max_batch_sizes
 from model.config import preset
 from profiler import cli
 from profiler.measuring.max_batch import batch_fits
+from profiler.measuring.measure import measure, step_phases
 from profiler.measuring.search import confirm_max_batch, find_max_batch
+from tests.strategies import model_configs
 
 
 def threshold(maximum, calls=None):
@@ -174,3 +177,33 @@ def test_allocator_hint_only_where_the_gpu_refused_the_exact_answer():
     assert allocator_hint("cuda", 13, 13, None) is None  # the answer ran
     assert allocator_hint("cuda", 13, 11, "expandable_segments:True") is None  # already on
     assert allocator_hint("meta", 13, 11, None) is None and allocator_hint("cuda", None, 11, None) is None
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
+                            checkpointings=("none", "full", "selective"), micro_batches=(1, 2),
+                            zero_grads=("none", "zeros"), attentions=("explicit", "sdpa-math", "sdpa-flash"),
+                            autocasts=("none", "bfloat16"), max_layers=2),
+       optimizer=st.sampled_from(("foreach", "forloop")), micro_batch=st.integers(1, 3))
+def test_the_probe_is_the_measurement(config, optimizer, micro_batch):
+    """step_phases (the probes' cheaper warm-up: one AdamW step on zero gradients, no categories) gives the phase
+    figures measure() gives, to the byte."""
+    batch = config.micro_batches * micro_batch
+    assert_same_phases(step_phases(config, batch, "meta", optimizer),
+                       measure(config, batch, "meta", optimizer, count_flops=False).measured)
+
+
+def assert_same_phases(probe: dict, measured: dict) -> None:
+    assert {key: probe[key] for key in ("params", "peak_bytes", "peak_phase")} == \
+        {key: measured[key] for key in ("params", "peak_bytes", "peak_phase")}
+    for phase, figures in probe["phases"].items():
+        assert figures == {key: measured["phases"][phase][key] for key in figures}, phase
+    for index, figures in probe.get("micro_batches", {}).items():
+        assert figures == measured["micro_batches"][index]
+
+
+def test_the_probe_on_cpu_leaves_host_scalars_out():
+    config = preset("tiny").replace(zero_grad="zeros", autocast="bfloat16", micro_batches=2)
+    for optimizer in ("foreach", "fused"):
+        assert_same_phases(step_phases(config, 2, "cpu", optimizer),
+                           measure(config, 2, "cpu", optimizer, count_flops=False).measured)

@@ -11,7 +11,7 @@ from analytic.exact.max_batch import max_batch_size
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from profiler.measuring.cuda import cuda_device, release_cached_memory
-from profiler.measuring.measure import measure
+from profiler.measuring.measure import step_phases
 from profiler.measuring.search import confirm_max_batch, linear_guess
 
 
@@ -67,8 +67,7 @@ def batch_fits(config: ModelConfig, budget_bytes: int, device: str = "meta", opt
 
     def fits(batch_size: int) -> bool:
         if batch_size not in known:
-            measurement = measure(config, config.micro_batches * batch_size, device, optimizer, count_flops=False)
-            known[batch_size] = measurement.measured["peak_bytes"]
+            known[batch_size] = step_phases(config, config.micro_batches * batch_size, device, optimizer)["peak_bytes"]
         return known[batch_size] <= budget_bytes
 
     return fits

@@ -95,6 +95,18 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
     ('optimizer', 30.49...)
     """
     device = resolve_device(device)
+    measure_arguments_check(config, batch_size, device, optimizer)
+    if device == "cuda" and config.shard != "none":
+        raise ValueError("sharded steps are measured simulated (device meta) or in a gloo group (device cpu); "
+                         "CUDA (NCCL) runs are not measured yet")
+    if device == "cuda":
+        return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
+    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy,
+                            rank)
+
+
+def measure_arguments_check(config: ModelConfig, batch_size: int, device: str, optimizer: str) -> None:
+    """One clear ValueError for a device, optimizer or batch a measurement cannot take."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of auto, {', '.join(DEVICES)}, got {device!r}")
     if optimizer not in OPTIMIZERS:
@@ -105,13 +117,6 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
         raise ValueError("attention 'sdpa-efficient' has no CPU kernel; use device meta (simulated) or cuda")
     if optimizer == "fused" and device == "meta":
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
-    if device == "cuda" and config.shard != "none":
-        raise ValueError("sharded steps are measured simulated (device meta) or in a gloo group (device cpu); "
-                         "CUDA (NCCL) runs are not measured yet")
-    if device == "cuda":
-        return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
-    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy,
-                            rank)
 
 
 class OneDevice:
@@ -218,6 +223,52 @@ def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snap
     return result
 
 
+def step_phases(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach") -> dict:
+    """The measured step's phase figures (peak_bytes, peak_phase, phases.<phase> peak, start and end bytes, and
+    micro_batches with k > 1) and the parameter count, as measure() gives them (a test checks it on random
+    setups), at about half the cost, for the largest-batch probes and the audit: on one device the warm-up step
+    leaves only AdamW's state behind (warm_up_adamw makes it without a forward and backward), and no category is
+    learnt. A sharded step takes measure(): FSDP2 initialises itself in its first forward."""
+    if config.shard != "none" or device == "cuda":
+        measured = measure(config, batch_size, device, optimizer, count_flops=False).measured
+        return {key: measured[key] for key in ("params", "peak_bytes", "peak_phase", "phases", "micro_batches")
+                if key in measured}
+    measure_arguments_check(config, batch_size, device, optimizer)
+    model, adamw = build(config, device, optimizer)
+    tokens, targets = make_batch(config, batch_size, device)
+    warm_up_adamw(model, adamw)
+    host_scalars = device == "cpu" and optimizer != "fused"  # AdamW's step counters: see the tracker's docstring
+    tracker = StorageTracker(device)
+    gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
+    state = [value for values in adamw.state.values() for value in values.values() if isinstance(value, torch.Tensor)]
+    for tensor in [*model.parameters(), *model.buffers(), tokens, targets, *gradients, *state]:
+        tracker.sid(tensor, host=host_scalars and tensor.dim() == 0)
+    marks: list[tuple[str, int]] = []
+
+    def mark(name):
+        marks.append((name, len(tracker.events)))
+        tracker.ignore_host_scalars = host_scalars and name == "optimizer"
+
+    with tracker:
+        train_step(model, adamw, tokens, targets, mark)
+    live = np.concatenate([[0], np.cumsum([sign * nbytes for sign, _, nbytes in tracker.events])])
+    per_window = [(phase, index, {"peak_bytes": int(live[begin:end + 1].max()), "start_bytes": int(live[begin]),
+                                  "end_bytes": int(live[end])})
+                  for (phase, index), (_, begin), (_, end) in zip(windows([name for name, _ in marks]), marks,
+                                                                   marks[1:])]
+    return {"params": sum(parameter.numel() for parameter in model.parameters()), **combine(per_window)}
+
+
+def warm_up_adamw(model, adamw) -> None:
+    """What a warm-up step leaves behind on one device, without its forward and backward: AdamW's state, created
+    by one AdamW step on zero gradients, and the gradients zeroed in place with zero_grad 'zeros' (freed with
+    'none')."""
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    adamw.step()
+    adamw.zero_grad(set_to_none=model.config.zero_grad == "none")
+
+
 def kept_ops(config: ModelConfig) -> frozenset:
     """The ops whose outputs the config's checkpointing keeps outside autograd's saved tensors."""
     return SELECTIVE_SAVES if config.checkpointing == "selective" else frozenset()
@@ -302,12 +353,12 @@ def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[st
 
 
 def measure_flops(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach") -> dict:
-    """FLOP figures alone (flops, flops_matmul, adamw_flops_per_param, params) of a steady-state step: an
-    untracked warm-up step, then one step counted op by op; the same figures as measure() gives (a test checks),
-    without tracking memory (about 60 % of its time at GPT-2 XL size)."""
+    """FLOP figures alone (flops, flops_matmul, adamw_flops_per_param, params) of a steady-state step: AdamW's
+    state made as a warm-up step would (warm_up_adamw), then one step counted op by op; the same figures as
+    measure() gives (a test checks), without tracking memory."""
     model, adamw = build(config, device, optimizer)
     tokens, targets = make_batch(config, batch_size, device)
-    train_step(model, adamw, tokens, targets)
+    warm_up_adamw(model, adamw)
     figures: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
     count_step_flops(model, adamw, tokens, targets, figures)
     return figures

@@ -11,7 +11,7 @@ from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
 from analytic.units import UNITS
 from profiler.measuring.max_batch import measured_max_batch
-from profiler.measuring.measure import measure, measure_flops
+from profiler.measuring.measure import measure_flops, step_phases
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
 
@@ -38,15 +38,16 @@ def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach
     """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
     run's batch (counted without tracking memory, measure_flops)."""
     config = problem.config
-    at_one = measure(config, 1, "meta", optimizer).measured
-    flops = measure_flops(config, problem.batch_size, "meta", optimizer)["flops"]
+    at_one = step_phases(config, 1, "meta", optimizer)
+    counted = measure_flops(config, problem.batch_size, "meta", optimizer)
+    flops = counted["flops"]
     step = model_flops(flops)
     peaks = {1: at_one["peak_bytes"]}  # measured once for both budgets
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
             "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer, peaks)[0],
             "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, "meta", optimizer, peaks)[0],
-            "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
+            "adamw_flops_per_param": counted["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": _days(step, problem)}
 
 
