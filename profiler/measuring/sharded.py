@@ -76,8 +76,7 @@ def unsupported(simulated: bool = True) -> str | None:
     release = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
     if simulated and release < tuple(int(part) for part in MINIMUM_SIMULATED.split(".")):
         return (f"simulating shard 'fsdp2' needs torch {MINIMUM_SIMULATED} or newer (before it the fake process "
-                f"group's step differs from a real one), this is torch {torch.__version__}; real runs in a gloo "
-                f"group (device cpu) work")
+                f"group's step differs from a real one), this is torch {torch.__version__}")
     return None
 
 
