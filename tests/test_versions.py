@@ -26,7 +26,7 @@ def test_verified_minors_are_the_passing_rows_of_the_table():
 def test_notice(monkeypatch, capsys):
     assert versions.unverified_notice("2.13.0+cpu") is None
     assert versions.minor("2.9.1+cu128") == "2.9"
-    assert "not verified on 2.7" in versions.unverified_notice("2.7.1")
+    assert "verified on 2.7;" in versions.unverified_notice("2.7.1")
     assert "not verified on 2.5" in versions.unverified_notice("2.5.1")
     from analytic.exact import source
 
@@ -116,3 +116,23 @@ def test_differences_from_the_shipped_programs_name_the_op(monkeypatch):
     assert [(row["window"], row["shipped"], row["here"]) for row in rows] == \
         [("forward_first", "", first_program.split()[0])]
     assert any("embedding" in op for op in rows[0]["ops here"])
+
+
+def test_rope_with_head_size_two_is_outside_the_domain_before_2_11(monkeypatch):
+    """Found by the compatibility runs: on 2.6 to 2.10 reshape copies the rotated query and key at head size 2
+    (two aten.clone in forward), which a derivation at general sizes cannot see; there the exact set predicts the
+    parameter count only, and max-batch refuses in one line."""
+    from analytic import exact
+    from analytic.exact import max_batch
+    from model.config import ModelConfig
+
+    config = ModelConfig(vocab_size=2, context_length=27, num_layers=1, d_model=14, num_heads=7, positional="rope")
+    assert "head size of 2" in versions.outside_domain(config, "2.9.1+cu128")
+    assert versions.outside_domain(config, "2.11.0") is None
+    assert versions.outside_domain(config.replace(d_model=28), "2.9.1") is None  # head size 4
+    assert versions.outside_domain(config.replace(positional="learned"), "2.9.1") is None
+    monkeypatch.setattr(exact, "installed_torch", lambda: "2.9.1")
+    assert set(exact.predict(config, 2)) == {"params"}
+    monkeypatch.setattr(max_batch, "installed_torch", lambda: "2.9.1")
+    with pytest.raises(ValueError, match="head size of 2"):
+        max_batch.max_batch_size(config, 10**9)

@@ -113,9 +113,12 @@ def table(records: list[dict]) -> str:
         programs = r.get("programs", "shipped")  # the runs before derivation on first use ran the shipped ones
         if "differences" in r:
             programs += f" ({len({row['class'] for row in r['differences']})} classes differ from the shipped)"
-            notes += [f"- torch {r['torch']}, {row['class']}, {row['window']}: the shipped programs have "
-                      f"[{row['shipped']}], this torch [{row['here']}] (ops here: {', '.join(row['ops here'])})"
-                      for row in r["differences"]]
+            kinds: dict[tuple, set] = {}  # one line per kind of difference, with the classes it is found in
+            for row in r["differences"]:
+                kinds.setdefault((row["shipped"], row["here"], ", ".join(row["ops here"])), set()).add(row["class"])
+            notes += [f"- torch {r['torch']}: the shipped programs have [{shipped}], this torch [{here}] (ops here: "
+                      f"{ops}), in {len(classes)} classes: {'; '.join(sorted(classes))}"
+                      for (shipped, here, ops), classes in kinds.items()]
         lines.append(f"| {r['torch']} | {kept} | {programs} | {tests} | {check} | "
                      f"{r['tests_seconds']:.0f}, {r['check_seconds']:.0f} |")
     dates = sorted(r["date"][:10] for r in records)
@@ -124,7 +127,7 @@ def table(records: list[dict]) -> str:
             f"{dates[0]} to {dates[-1]}; the exact model's programs were derived on torch "
             f"{derived_on()}.\n\n" + "\n".join(lines) + "\n"
             + ("\nWhere the programs derived on a torch differ from the shipped ones, at one layer, token by token "
-               "(`python -m profiler derive --against-shipped`):\n\n" + "\n".join(notes) + "\n" if notes else ""))
+               "(`python -m profiler derive --against-shipped`, over the classes its tests and check derived):\n\n" + "\n".join(notes) + "\n" if notes else ""))
 
 
 def derived_on() -> str:

@@ -8,8 +8,9 @@ of batch sizes, or use `evaluate` over arrays of sizes.
 
 Domain: context_length >= 2, every arch (reference, gpt2, llama), every attention option (explicit, and the SDPA
 backends as CUDA runs them, which is what meta simulates; flash for 16-bit dtypes and autocast), checkpointing,
-micro-batching, zero_grad option and bf16 autocast as meta emulates CUDA's. Outside it (T = 1, where weight gradients take another path) it predicts
-the parameter count only.
+micro-batching, zero_grad option and bf16 autocast as meta emulates CUDA's; on torch before 2.11, not RoPE with a
+head size of 2 (analytic.exact.versions.outside_domain). Outside it (T = 1, where weight gradients take another
+path) it predicts the parameter count only.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import numpy as np
 from analytic.exact.flops import flop_figures
 from analytic.exact.max_batch import max_batch_size
 from analytic.exact.memory import saved_activations_by_component, saved_activations_per_layer, step_figures
+from analytic.exact.source import installed_torch
+from analytic.exact.versions import outside_domain
 from analytic.sizes import sizes_from_arrays, sizes_of
 from model.config import ModelConfig
 
@@ -34,7 +37,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     """All figures as numpy values (arrays when batch_size is an array)."""
     sizes = sizes_of(config, batch_size)
     figures: dict[str, Any] = {"params": sizes.params}
-    if config.context_length >= 2:
+    if outside_domain(config, installed_torch()) is None:
         figures.update(step_figures(sizes, config.positional, optimizer))
         figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
         by_component = saved_activations_by_component(sizes, config.positional)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact.memory import layout_phases, step_figures
+from analytic.exact.source import installed_torch
+from analytic.exact.versions import outside_domain
 from analytic.sizes import head_layout, sizes_of
 from model.config import ModelConfig
 from model.vocabulary import PHASES
@@ -33,8 +35,9 @@ def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndar
 def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
     """The largest batch (of one micro-batch) whose exact steady-state peak fits in budget_bytes (0 if not even
     one sequence)."""
-    if config.context_length < 2:
-        raise ValueError("the exact formula set models context_length >= 2")
+    why = outside_domain(config, installed_torch())
+    if why is not None:
+        raise ValueError(why)
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf

@@ -46,9 +46,14 @@ def setup_from_args(args: argparse.Namespace):
     config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         config = config_from_args(args)
-    if config is not None and config.context_length < 2:
-        raise UsageError("the derived exact model needs context_length >= 2 (T = 1 routes weight gradients "
-                         "through another path)")
+    if config is not None:
+        import importlib.metadata
+
+        from analytic.exact.versions import outside_domain
+
+        why = outside_domain(config, importlib.metadata.version("torch"))
+        if why is not None:
+            raise UsageError(f"the derived exact model: {why}")
     if config is not None:
         return setup_of(config, args.optimizer), config
     if args.attention == "sdpa-flash" and (args.dtype or "float32") == "float32" and not args.autocast:
