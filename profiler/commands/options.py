@@ -80,7 +80,7 @@ def config_from_args(args: argparse.Namespace, sharded: bool = False) -> ModelCo
                                                       "world_size", "reshard_after_forward")
                if getattr(args, name, None) is not None}
     if not sharded and options.get("shard", "none") != "none":
-        raise UsageError(f"--shard {options['shard']} is measured only (`measure`); this command predicts one "
+        raise UsageError(f"--shard {options['shard']} is measured only (`measure`, `max-batch`); this command predicts one "
                          "device")
     if args.preset:
         return preset(args.preset).replace(**sizes, **options)
