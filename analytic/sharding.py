@@ -13,10 +13,10 @@ rows so that every rank's all-gather input has one size. For parameter tensors o
 
 Under amp-bf16 FSDP2 keeps float32 shards (its MixedPrecisionPolicy casts a copy to bf16 for compute and reduces
 gradients in float32), so b = 4 there as in fp32. Rank 0 holds the most: no shard of it is shorter than another
-rank's, and everything else a rank holds is alike (the same batch size, padded buffers). With every rows_i divisible by N, the three are 1/N of one
-device's: b·Ψ/N + b·Ψ/N + 2b·Ψ/N, that is 16Ψ/N bytes in fp32, the figure of ZeRO stage 3 (analytic.published.zero)
-with its 16-bit weights and gradients counted at 4 bytes and its K = 12 at 8 (FSDP2 keeps no separate fp32 master
-copy: the shards are the master weights).
+rank's, and everything else a rank holds is alike (the same batch size, padded buffers). With every rows_i
+divisible by N, the three are 1/N of one device's: b·Ψ/N + b·Ψ/N + 2b·Ψ/N, that is 16Ψ/N bytes in fp32, the
+figure of ZeRO stage 3 (analytic.published.zero) with its 16-bit weights and gradients counted at 4 bytes and its
+K = 12 at 8 (FSDP2 keeps no separate fp32 master copy: the shards are the master weights).
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from analytic.params import parameter_tensor_shapes
 from model.config import DTYPE_BYTES, ModelConfig
 
 NAME = "fsdp2"
-DESCRIPTION = ("FSDP2's model states per rank in closed form: padded parameter and gradient shards b·Σ⌈rows/N⌉·cols "
-               "each, AdamW state 2b·Σ rows_r·cols (rank 0, the rank that holds the most)")
+DESCRIPTION = ("FSDP2's model states per rank in closed form: padded parameter and gradient shards "
+               "b·Σ⌈rows/N⌉·cols each, AdamW state 2b·Σ rows_r·cols (rank 0, the rank that holds the most)")
 SETUP = {"shard": "fsdp2"}
 
 

@@ -127,7 +127,8 @@ def table(records: list[dict]) -> str:
             f"{dates[0]} to {dates[-1]}; the exact model's programs were derived on torch "
             f"{derived_on()}.\n\n" + "\n".join(lines) + "\n"
             + ("\nWhere the programs derived on a torch differ from the shipped ones, at one layer, token by token "
-               "(`python -m profiler derive --against-shipped`, over the classes its tests and check derived):\n\n" + "\n".join(notes) + "\n" if notes else ""))
+               "(`python -m profiler derive --against-shipped`, over the classes its tests and check derived):\n\n"
+               + "\n".join(notes) + "\n" if notes else ""))
 
 
 def derived_on() -> str:

@@ -41,8 +41,8 @@ DERIVE_ON_FIRST_USE: Callable[[str, tuple], dict[str, Any]] | None = None
 
 
 class Programs(dict):
-    """CLASSES or OPTIMIZERS on a torch the shipped programs do not hold on: the cached ones, and a key not cached derived
-    on first use (DERIVE_ON_FIRST_USE) or, without that hook, the shipped one."""
+    """CLASSES or OPTIMIZERS on a torch the shipped programs do not hold on: the cached ones, and a key not cached
+    derived on first use (DERIVE_ON_FIRST_USE) or, without that hook, the shipped one."""
 
     def __init__(self, kind: str, cached: dict, fallback: dict):
         super().__init__(cached)

@@ -1,5 +1,5 @@
-"""The exact model's programs derived on first use, on a torch the shipped programs do not hold on: one layout class or one
-AdamW layout at a time, traced on meta (profiler.measuring.derive, seconds) and added to that torch's cache file,
+"""The exact model's programs derived on first use, on a torch the shipped programs do not hold on: one layout class
+or one AdamW layout at a time, traced on meta (profiler.measuring.derive, seconds) and added to that torch's cache file,
 which analytic.exact.source reads. `install()` hands the hook to analytic.exact.source; the CLI calls it.
 """
 from __future__ import annotations
