@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
@@ -29,7 +30,13 @@ def load(version: str | None = None) -> ModuleType:
     path = cached_path(version)
     if minor(version) in SHIPPED_MINORS or not path.exists():
         return shipped
-    spec = importlib.util.spec_from_file_location(f"adamw_profiler_derived_{minor(version).replace('.', '_')}", path)
+    return load_file(path)
+
+
+def load_file(path: Path) -> ModuleType:
+    """A programs file (CLASSES, OPTIMIZERS, TORCH_VERSION) as `python -m profiler derive` writes it."""
+    name = "adamw_profiler_" + path.stem.replace("-", "_").replace(".", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -15,8 +15,9 @@ formula, so the set predicts activations only without recomputation.
 
 Encoded on one device (Nd = 1, where every stage gives 16Ψ) with Ψ the model's own parameter count; model states
 itemised as section 3.1 writes them. Under FSDP2 (shard 'fsdp2', which shards parameters, gradients and optimizer
-state: stage 3, P_os+g+p) over Nd = world_size ranks, each item divided by Nd. Setup described: mixed precision (our bf16 autocast over fp32 parameters and
-AdamW state, the same bytes as fp16), the GPT-2 family, one batch; activations without recomputation only.
+state: stage 3, P_os+g+p) over Nd = world_size ranks, each item divided by Nd. Setup described: mixed precision
+(our bf16 autocast over fp32 parameters and AdamW state, the same bytes as fp16), the GPT-2 family, one batch;
+activations without recomputation only.
 """
 from __future__ import annotations
 

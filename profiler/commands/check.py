@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs neither torch nor pandas
+    import torch
+
+    from analytic.exact.versions import unverified_notice
     from profiler.reporting.grid import load_grid
     from profiler.reporting.render import markdown_table
     from profiler.reporting.report import misses
@@ -39,10 +42,6 @@ def run(args: argparse.Namespace) -> int:
         run_sweep(grid, out, "meta", progress=not args.quiet)
         rows = read_results(out)
         off = misses(rows, name, args.tolerance)
-    import torch
-
-    from analytic.exact.versions import unverified_notice
-
     notice = unverified_notice(torch.__version__) if name == "exact" else None
     if notice:
         print(notice)

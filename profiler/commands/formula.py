@@ -47,11 +47,10 @@ def setup_from_args(args: argparse.Namespace):
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         config = config_from_args(args)
     if config is not None:
-        import importlib.metadata
-
+        from analytic.exact.source import installed_torch
         from analytic.exact.versions import outside_domain
 
-        why = outside_domain(config, importlib.metadata.version("torch"))
+        why = outside_domain(config, installed_torch())
         if why is not None:
             raise UsageError(f"the derived exact model: {why}")
     if config is not None:

@@ -34,7 +34,7 @@ from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHEC
                           ModelConfig)
 from model.step import build, make_batch, train_step
 from model.vocabulary import COMPONENTS, OPTIMIZERS
-from profiler.measuring.measure import kept_ops, on_op
+from profiler.measuring.measure import kept_ops, on_op, state_tensors
 from profiler.measuring.tracker import ALLOC, SavedTensorRecorder, StorageTracker
 
 CLASS_WINDOWS = ("forward_first", "forward_later", "backward_fresh", "backward_accumulate", "zero_grad_none",
@@ -187,8 +187,7 @@ class _Tracing:
     def events(self, begin, end, optimizer_window: bool) -> list[Event]:
         """The window's events as candidate symbols (0-byte storages, which hold no memory, left out)."""
         saved = set(self.recorder.saved) | set(self.saved_first)
-        state = {self.tracker.sid(t) for s in self.adamw.state.values() for t in s.values()
-                 if isinstance(t, torch.Tensor) and self.tracker.sid(t) is not None}
+        state = {self.tracker.sid(t) for t in state_tensors(self.adamw) if self.tracker.sid(t) is not None}
         ops, at = self.tracker.ops, self.tracker.event_ops
         return [self._event(sign, sid, nbytes, optimizer_window, saved - self.constant, state,
                             str(ops[at[index] - 1]) if at[index] else "")

@@ -188,8 +188,7 @@ def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snap
         with recorder.recording(), tracker:
             train_step(model, adamw, tokens, targets, mark, autocast_policy)
         tracker.on_op = None
-        roles.optimizer_state.update(tracker.sid(t) for state in adamw.state.values() for t in state.values()
-                                     if isinstance(t, torch.Tensor) and tracker.sid(t) is not None)
+        roles.optimizer_state.update(tracker.sid(t) for t in state_tensors(adamw) if tracker.sid(t) is not None)
         roles.saved_activations.update(recorder.saved)
         saved = saved_in_first
         # what the optimizer phase allocates is an optimizer temporary unless it stays (state is learnt above)
@@ -240,23 +239,22 @@ def step_phases(config: ModelConfig, batch_size: int, device: str = "meta", opti
     host_scalars = device == "cpu" and optimizer != "fused"  # AdamW's step counters: see the tracker's docstring
     tracker = StorageTracker(device)
     gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
-    state = [value for values in adamw.state.values() for value in values.values() if isinstance(value, torch.Tensor)]
-    for tensor in [*model.parameters(), *model.buffers(), tokens, targets, *gradients, *state]:
+    for tensor in [*model.parameters(), *model.buffers(), tokens, targets, *gradients, *state_tensors(adamw)]:
         tracker.sid(tensor, host=host_scalars and tensor.dim() == 0)
-    marks: list[tuple[str, int]] = []
 
     def mark(name):
-        marks.append((name, len(tracker.events)))
+        tracker.mark(name)
         tracker.ignore_host_scalars = host_scalars and name == "optimizer"
 
     with tracker:
         train_step(model, adamw, tokens, targets, mark)
-    live = np.concatenate([[0], np.cumsum([sign * nbytes for sign, _, nbytes in tracker.events])])
-    per_window = [(phase, index, {"peak_bytes": int(live[begin:end + 1].max()), "start_bytes": int(live[begin]),
-                                  "end_bytes": int(live[end])})
-                  for (phase, index), (_, begin), (_, end) in zip(windows([name for name, _ in marks]), marks,
-                                                                   marks[1:])]
-    return {"params": sum(parameter.numel() for parameter in model.parameters()), **combine(per_window)}
+    figures = phase_figures(replay(tracker, {}), tracker.marks, categories=False)
+    return {"params": sum(parameter.numel() for parameter in model.parameters()), **figures}
+
+
+def state_tensors(adamw: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The tensors of the optimizer's state (AdamW's moments and step counters)."""
+    return [value for values in adamw.state.values() for value in values.values() if isinstance(value, torch.Tensor)]
 
 
 def warm_up_adamw(model, adamw) -> None:
@@ -316,18 +314,20 @@ def allocator_view(events, marks: list[Mark]) -> dict[str, Any]:
             "phases": {name: {"peak_bytes": figures["phases"][name]["peak_bytes"]} for name in PHASES}}
 
 
-def phase_figures(trace: Replay, marks: list[Mark]) -> dict[str, Any]:
+def phase_figures(trace: Replay, marks: list[Mark], categories: bool = True) -> dict[str, Any]:
     """Peak, start and end bytes of each phase (and of each micro-batch's), which phase holds the step's peak,
-    categories at each peak (profiler.measuring.phases)."""
+    and with `categories` the categories at each peak (profiler.measuring.phases)."""
     per_window = []
     for (phase, index), begin, end in zip(windows([mark.name for mark in marks]), marks, marks[1:]):
         point = trace.peak_point(begin.event_index, end.event_index)
-        per_window.append((phase, index, {"peak_bytes": int(trace.live[point]),
-                                          "start_bytes": int(trace.live[begin.event_index]),
-                                          "end_bytes": int(trace.live[end.event_index]),
-                                          "categories_at_peak": trace.at(point)}))
+        window = {"peak_bytes": int(trace.live[point]), "start_bytes": int(trace.live[begin.event_index]),
+                  "end_bytes": int(trace.live[end.event_index])}
+        if categories:
+            window["categories_at_peak"] = trace.at(point)
+        per_window.append((phase, index, window))
     figures = combine(per_window)
-    figures["categories_at_peak"] = figures["phases"][figures["peak_phase"]]["categories_at_peak"]
+    if categories:
+        figures["categories_at_peak"] = figures["phases"][figures["peak_phase"]]["categories_at_peak"]
     return figures
 
 

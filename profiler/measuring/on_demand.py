@@ -5,7 +5,6 @@ which analytic.exact.source reads. `install()` hands the hook to analytic.exact.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 
 import torch
@@ -38,9 +37,7 @@ def cached_programs(path) -> dict:
     """{"classes": ..., "optimizers": ...} of a cache file, empty where there is none."""
     if not path.exists():
         return {"classes": {}, "optimizers": {}}
-    spec = importlib.util.spec_from_file_location("adamw_profiler_cached_programs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = source.load_file(path)
     return {"classes": dict(module.CLASSES), "optimizers": dict(module.OPTIMIZERS)}
 
 
