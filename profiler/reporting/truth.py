@@ -12,6 +12,7 @@ from analytic.figures import model_flops
 from analytic.units import UNITS
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure_flops, step_phases
+from profiler.measuring.parallel import run_calls
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
 
@@ -34,15 +35,50 @@ def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") 
             "flops_per_step": step, "training_days": _days(step, problem)}
 
 
-def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
+def probed_batches(problem: TrainingProblem, optimizer: str = "foreach") -> list[int]:
+    """The batches whose measured peaks answer the block: 1, and for each budget the exact set's answer and one
+    more (which confirm it, profiler.measuring.search.confirm_max_batch); 1 alone outside the exact set's
+    domain (the search then measures what it needs)."""
+    batches = {1}
+    for budget in (problem.budget_bytes, BUDGET_80GIB):
+        try:
+            guess = max_batch_size(problem.config, budget, optimizer)
+        except ValueError:
+            continue
+        batches |= {guess, guess + 1} - {0}
+    return sorted(batches)
+
+
+def measured_blocks(problems: list[TrainingProblem], optimizer: str = "foreach",
+                    progress: bool = True) -> list[dict[str, Any]]:
+    """measured_block of each problem, their steps measured in parallel (profiler.measuring.parallel)."""
+    calls = []
+    for problem in problems:
+        calls.append((measure_flops, (problem.config, problem.batch_size, "meta", optimizer)))
+        calls += [(step_phases, (problem.config, batch, "meta", optimizer))
+                  for batch in probed_batches(problem, optimizer)]
+    results = iter(run_calls(calls, "measuring steps on meta", progress))
+    blocks = []
+    for problem in problems:
+        counted = next(results)
+        phases = {batch: next(results) for batch in probed_batches(problem, optimizer)}
+        blocks.append(measured_block(problem, optimizer, counted, phases))
+    return blocks
+
+
+def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach", counted: dict | None = None,
+                   phases: dict[int, dict] | None = None) -> dict[str, Any]:
     """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
-    run's batch (counted without tracking memory, measure_flops)."""
+    run's batch (counted without tracking memory, measure_flops). `counted` (measure_flops at the run's batch)
+    and `phases` (batch -> step_phases, batch 1 among them) are measured here when not given."""
     config = problem.config
-    at_one = step_phases(config, 1, "meta", optimizer)
-    counted = measure_flops(config, problem.batch_size, "meta", optimizer)
+    if counted is None:
+        counted = measure_flops(config, problem.batch_size, "meta", optimizer)
+    phases = phases or {1: step_phases(config, 1, "meta", optimizer)}
+    at_one = phases[1]
     flops = counted["flops"]
     step = model_flops(flops)
-    peaks = {1: at_one["peak_bytes"]}  # measured once for both budgets
+    peaks = {batch: figures["peak_bytes"] for batch, figures in phases.items()}  # shared by both budgets
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
             "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer, peaks)[0],
@@ -55,10 +91,7 @@ def truth_blocks(with_measurement: bool = True, problem: TrainingProblem = PROBL
     """exact and measured (with_measurement) answers for the problem's model, then for its sizes with GPT-2's
     block as published (for the problem's GPT-2 XL: hf-gpt2-xl)."""
     published = problem.replace(config=problem.config.replace(arch="gpt2"))
-    blocks = {"exact": exact_block(problem)}
-    if with_measurement:
-        blocks["measured"] = measured_block(problem)
-    blocks["exact, as published"] = exact_block(published)
-    if with_measurement:
-        blocks["measured, as published"] = measured_block(published)
-    return blocks
+    measured = measured_blocks([problem, published]) if with_measurement else [None, None]
+    blocks = {"exact": exact_block(problem), "measured": measured[0],
+              "exact, as published": exact_block(published), "measured, as published": measured[1]}
+    return {name: block for name, block in blocks.items() if block is not None}

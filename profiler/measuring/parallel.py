@@ -1,0 +1,53 @@
+"""Independent measurements at once: one forked process per CPU, the results in the order of the calls.
+
+Each call runs whole in one process (a step is measured where it runs, nothing is shared but the inputs and the
+returned figures), so a result is the one a serial run gives; tests/test_cli_measure.py checks it. Where fork is
+not the safe way to start a process (not Linux), where there is one CPU or one call, the calls run here, in order.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Call = tuple[Callable[..., Any], tuple]  # (a module-level function, its positional arguments)
+
+
+def workers_for(calls: int) -> int:
+    """How many processes run `calls` calls: one per CPU this process may use, at most one per call; 1 where
+    fork is not available."""
+    if sys.platform != "linux":
+        return 1
+    return max(1, min(calls, len(os.sched_getaffinity(0))))
+
+
+def run_calls(calls: Sequence[Call], description: str, progress: bool = True) -> list[Any]:
+    """[function(*arguments) for each call], run in parallel where workers_for allows; a progress bar (on a
+    terminal) counts the calls done. An exception in a call is raised here."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(calls), desc=description, unit="step", file=sys.stderr, disable=None if progress else True)
+    workers = workers_for(len(calls))
+    try:
+        if workers == 1:
+            results = []
+            for function, arguments in calls:
+                results.append(function(*arguments))
+                bar.update()
+            return results
+        # Every step imports torch._dynamo on its first op (Optimizer.add_param_group is wrapped in
+        # torch._disable_dynamo, as are torch's Python meta kernels): imported once here, before forking, rather
+        # than once in every worker.
+        import torch._dynamo  # noqa: F401
+
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(function, *arguments) for function, arguments in calls]
+            for _ in concurrent.futures.as_completed(futures):
+                bar.update()
+            return [future.result() for future in futures]
+    finally:
+        bar.close()
