@@ -14,7 +14,7 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
                                  describes several ({"checkpointing": "none", "attention": ("explicit",
                                  "sdpa-math")}), a list of such dicts where it describes alternatives (pure bf16
                                  or bf16 autocast); a set is graded only on points of its setup (describes()).
-                                 None or absent: every setup on one device. A sharded setup (shard 'fsdp2')
+                                 None or absent: every setup on one device. A sharded setup (shard 'fsdp2', 'ddp')
                                  only where an alternative names its shard.
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Model states of one rank under FSDP2 (fully_shard), in closed form.
+"""Model states of one rank under FSDP2 (fully_shard), and under DDP as FSDP2's engine runs it (replicate), in
+closed form.
 
 FSDP2 shards every parameter on its first dimension with torch.chunk over the N ranks: chunks of c = ⌈rows/N⌉
 rows, rank r holding rows_r = min(c, max(0, rows − r·c)) of them (the last ranks fewer, or none), stored padded to c
@@ -17,6 +18,9 @@ rank's, and everything else a rank holds is alike (the same batch size, padded b
 divisible by N, the three are 1/N of one device's: b·Ψ/N + b·Ψ/N + 2b·Ψ/N, that is 16Ψ/N bytes in fp32, the
 figure of ZeRO stage 3 (analytic.published.zero) with its 16-bit weights and gradients counted at 4 bytes and its
 K = 12 at 8 (FSDP2 keeps no separate fp32 master copy: the shards are the master weights).
+
+Shard 'ddp' (torch's replicate on FSDP2's engine) shards over a group of one: every rank holds one device's model
+states, b·Ψ + b·Ψ + 2b·Ψ (N = 1 above, whatever the world size), ZeRO's baseline data parallelism.
 """
 from __future__ import annotations
 
@@ -25,8 +29,9 @@ from model.config import DTYPE_BYTES, ModelConfig
 
 NAME = "fsdp2"
 DESCRIPTION = ("FSDP2's model states per rank in closed form: padded parameter and gradient shards "
-               "b·Σ⌈rows/N⌉·cols each, AdamW state 2b·Σ rows_r·cols (rank 0, the rank that holds the most)")
-SETUP = {"shard": "fsdp2"}
+               "b·Σ⌈rows/N⌉·cols each, AdamW state 2b·Σ rows_r·cols (rank 0, the rank that holds the most); "
+               "under DDP (replicate) one device's")
+SETUP = {"shard": ("fsdp2", "ddp")}
 
 
 def padded_rows(rows: int, world_size: int) -> int:
@@ -42,10 +47,11 @@ def shard_rows(rows: int, world_size: int, rank: int) -> int:
 
 def fsdp2_model_states(config: ModelConfig, rank: int = 0) -> dict[str, int]:
     """Bytes of one rank's parameter shards, gradient shards and AdamW state (see the module docstring) over
-    config.world_size ranks (1 without sharding: one device's, unpadded)."""
+    config.world_size ranks (one device's, unpadded, without sharding and under DDP)."""
     if not 0 <= rank < config.world_size:
         raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
-    N, b = config.world_size, DTYPE_BYTES[config.dtype]
+    N, b = (config.world_size if config.shard == "fsdp2" else 1), DTYPE_BYTES[config.dtype]
+    rank = rank if config.shard == "fsdp2" else 0
     shapes = parameter_tensor_shapes(config)
     padded = sum(padded_rows(rows, N) * columns for rows, columns in shapes)
     local = sum(shard_rows(rows, N, rank) * columns for rows, columns in shapes)

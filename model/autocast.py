@@ -124,9 +124,9 @@ def _tensors(args):
 
 def autocast_region(config, device: torch.device | str, policy: str = "cuda"):
     """The context the forward and the loss run in: nothing without config.autocast; torch.autocast on CUDA and
-    CPU; on meta the emulation of `policy`'s autocast. Under FSDP2 nothing: its MixedPrecisionPolicy casts
-    (profiler.measuring.sharded)."""
-    if config.autocast == "none" or config.shard == "fsdp2":  # FSDP2: its MixedPrecisionPolicy instead
+    CPU; on meta the emulation of `policy`'s autocast. Sharded (FSDP2, DDP) nothing: their MixedPrecisionPolicy
+    casts (profiler.measuring.sharded)."""
+    if config.autocast == "none" or config.shard != "none":  # FSDP2 and replicate: their MixedPrecisionPolicy
         return contextlib.nullcontext()
     dtype = getattr(torch, config.autocast)
     device_type = torch.device(device).type

@@ -13,7 +13,7 @@ ATTENTION_OPTIONS = ("explicit", "sdpa-math", "sdpa-flash", "sdpa-efficient")
 CHECKPOINTING_OPTIONS = ("none", "full", "selective")
 ZERO_GRAD_OPTIONS = ("none", "zeros")
 AUTOCAST_OPTIONS = ("none", "bfloat16")  # forward and loss under torch.autocast in this dtype (model.autocast)
-SHARD_OPTIONS = ("none", "fsdp2")  # data parallelism: one device, or FSDP2 (fully_shard) over world_size ranks
+SHARD_OPTIONS = ("none", "fsdp2", "ddp")  # data parallelism over world_size ranks: none (one device), FSDP2, DDP
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -39,8 +39,11 @@ class ModelConfig:
     autocast: 'none', or 'bfloat16' for mixed precision: forward and loss under torch.autocast (emulated on meta,
     model.autocast) with float32 parameters, gradients and AdamW state ("amp-bf16"); under FSDP2 the same
     precision is FSDP2's MixedPrecisionPolicy instead (bf16 parameters for compute, fp32 gradient reduction).
-    shard: 'none' (one device) or 'fsdp2': torch.distributed's fully_shard on every block and on the model, over
-    world_size ranks (torch.distributed.fsdp; profiler.measuring.sharded), each rank with its own batch;
+    shard: 'none' (one device), 'fsdp2': torch.distributed's fully_shard on every block and on the model, over
+    world_size ranks (torch.distributed.fsdp; profiler.measuring.sharded), each rank with its own batch, or
+    'ddp': data parallelism with whole parameters on every rank, as torch's replicate does it on FSDP2's engine
+    (torch.distributed._composable.replicate_with_fsdp, on every block and on the model: gradients all-reduced
+    block by block in backward; not DistributedDataParallel's bucketed C++ reducer);
     reshard_after_forward: FSDP2's option of that name (True frees each block's gathered parameters after its
     forward and gathers them again for backward; False keeps them until backward).
     """
@@ -115,7 +118,8 @@ class ModelConfig:
         if self.shard not in SHARD_OPTIONS:
             raise ValueError(f"shard must be one of {SHARD_OPTIONS}, got {self.shard!r}")
         if self.shard == "none" and self.world_size != 1:
-            raise ValueError(f"world_size={self.world_size} needs a shard strategy (shard='fsdp2'), got shard='none'")
+            raise ValueError(f"world_size={self.world_size} needs a shard strategy (shard='fsdp2' or 'ddp'), got "
+                             f"shard='none'")
         if not isinstance(self.reshard_after_forward, bool):
             raise ValueError(f"reshard_after_forward must be true or false, got {self.reshard_after_forward!r}")
         if not self.reshard_after_forward and self.shard != "fsdp2":

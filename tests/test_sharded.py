@@ -1,4 +1,4 @@
-"""FSDP2 per rank: the simulation (fake process group, fake tensors) against real gloo runs, byte for byte; the
+"""FSDP2 and DDP (replicate) per rank: the simulation (fake process group, fake tensors) against real gloo runs, byte for byte; the
 closed form of a rank's model states against the simulation; ZeRO stage 3 graded; clear errors."""
 import argparse
 
@@ -39,7 +39,9 @@ def phase_figures(measured: dict) -> dict:
     # 4 ranks: uneven shards (250 vocabulary rows, 30 positions over 4 ranks), GPT-2's block, full checkpointing
     TINY.replace(shard="fsdp2", world_size=4, arch="gpt2", dropout=0.0, vocab_size=250, context_length=30,
                  checkpointing="full"),
-], ids=["2-ranks-amp-selective-mb2-keep", "4-ranks-uneven-gpt2-full"])
+    # DDP as FSDP2's engine runs it: whole parameters, gradients all-reduced block by block
+    TINY.replace(shard="ddp", world_size=2, autocast="bfloat16", checkpointing="selective", micro_batches=2),
+], ids=["2-ranks-amp-selective-mb2-keep", "4-ranks-uneven-gpt2-full", "2-ranks-ddp-amp-selective-mb2"])
 def test_simulated_ranks_equal_real_gloo_ranks(config):
     real = measure_ranks(config, batch_size=2)
     for rank in range(config.world_size):
@@ -54,9 +56,9 @@ def test_simulated_ranks_equal_real_gloo_ranks(config):
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
                             autocasts=("none", "bfloat16"), max_layers=2),
-       world_size=st.integers(1, 9), data=st.data())
-def test_closed_form_model_states_equal_the_simulated_rank(config, world_size, data):
-    config = config.replace(shard="fsdp2", world_size=world_size)
+       world_size=st.integers(1, 9), shard=st.sampled_from(["fsdp2", "ddp"]), data=st.data())
+def test_closed_form_model_states_equal_the_simulated_rank(config, world_size, shard, data):
+    config = config.replace(shard=shard, world_size=world_size)
     rank = data.draw(st.integers(0, world_size - 1))
     measured = measure(config, 1, "meta", rank=rank, count_flops=False).measured
     at_step = measured["phases"]["optimizer"]["categories_at_peak"]
@@ -151,8 +153,27 @@ def test_report_section_counts_the_ranks_a_budget_needs():
     assert needed["fewest ranks that fit"].tolist() == [2]
     assert ranks_needed(table, peaks[4] - 1)["fewest ranks that fit"].tolist() == ["—"]
     headings = [block.text for block in sharded_blocks(rows, "1MB") if type(block).__name__ == "Heading"]
-    assert headings == ["Sharded steps: one rank of FSDP2", "Ranks needed in 1MB"]
+    assert headings == ["Sharded steps: one rank of FSDP2 or DDP", "Ranks needed in 1MB"]
     assert sharded_blocks([{**rows[0], "config": {**rows[0]["config"], "shard": "none"}}], "1MB") == []
+
+
+@needs_fsdp2
+def test_a_ddp_rank_holds_one_devices_model_states_at_any_world_size():
+    """DDP (replicate) at 2 and 5 ranks: the same rank peak, and model states of one device (ZeRO's baseline 16Ψ
+    under amp, the closed form), labelled DDP in the report's table."""
+    from profiler.reporting.compare import predictions
+    from profiler.reporting.sharded import rank_table
+
+    rows = []
+    for world_size in (2, 5):
+        config = TINY.replace(shard="ddp", world_size=world_size, autocast="bfloat16")
+        row = {**measure(config, 2, "meta", count_flops=False).to_dict(), "outcome": "ok"}
+        rows.append({**row, "predicted": predictions(row)})
+    table = rank_table(rows)
+    assert table["peak"].nunique() == 1 and table["setup"].str.startswith("DDP · ").all()
+    assert list(table["model states"]) == [16 * parameter_count(TINY)] * 2
+    assert list(table["fsdp2 error"]) == list(table["zero error"]) == [0.0, 0.0]
+    assert table["deepspeed error"].isna().all()  # its estimators describe ZeRO-2 and ZeRO-3, not DDP
 
 
 @needs_fsdp2

@@ -15,7 +15,8 @@ formula, so the set predicts activations only without recomputation.
 
 Encoded on one device (Nd = 1, where every stage gives 16Ψ) with Ψ the model's own parameter count; model states
 itemised as section 3.1 writes them. Under FSDP2 (shard 'fsdp2', which shards parameters, gradients and optimizer
-state: stage 3, P_os+g+p) over Nd = world_size ranks, each item divided by Nd. Setup described: mixed precision
+state: stage 3, P_os+g+p) over Nd = world_size ranks, each item divided by Nd; under DDP (shard 'ddp') the
+baseline 16Ψ on every rank. Setup described: mixed precision
 (our bf16 autocast over fp32 parameters and AdamW state, the same bytes as fp16), the GPT-2 family, one batch;
 activations without recomputation only.
 """
@@ -27,7 +28,8 @@ from model.config import ModelConfig
 NAME = "zero"
 DESCRIPTION = ("ZeRO (arXiv 1910.02054): mixed-precision Adam 2Ψ + 2Ψ + 12Ψ = 16Ψ on one device; activations "
                "12·h·b·s·L 16-bit values")
-SETUP = {"arch": ("reference", "gpt2"), "autocast": "bfloat16", "micro_batches": 1, "shard": ("none", "fsdp2")}
+SETUP = {"arch": ("reference", "gpt2"), "autocast": "bfloat16", "micro_batches": 1,
+         "shard": ("none", "fsdp2", "ddp")}
 K = 12  # optimizer-state bytes per parameter: fp32 parameters, momentum, variance
 STATE_BYTES = {"parameters": 2, "gradients": 2, "optimizer_state": K}
 ACTIVATION_VALUES = 12  # per hidden unit, token and layer

@@ -54,7 +54,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
                        help="gradient accumulation: forward and backward on this many equal slices of the batch, "
                             "then one AdamW step (default 1)")
     group.add_argument("--world-size", type=positive_int, dest="world_size",
-                       help="ranks of a sharded step (--shard fsdp2; simulated on meta at any size, the rank "
+                       help="ranks of a sharded step (--shard fsdp2 or ddp; simulated on meta at any size, the rank "
                             "that holds the most measured)")
     group.add_argument("--reshard-after-forward", action=argparse.BooleanOptionalAction,
                        dest="reshard_after_forward",

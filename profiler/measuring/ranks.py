@@ -58,7 +58,8 @@ def settled_collectives(timeout: float = 10.0):
     where the Python code drops it: the order the fake process group gives, and the one a CUDA caching allocator
     sees when NCCL frees its stashed tensors on wait. What gloo allocates for itself while it enqueues a
     collective (its reduce-scatter copies the input) is left out of the tracking: NCCL and the fake group
-    allocate nothing there.
+    allocate nothing there. The all-reduce of shard 'ddp' (torch.distributed.all_reduce, called by FSDP2's
+    foreach_reduce) is settled the same way.
     """
 
     from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
@@ -80,11 +81,27 @@ def settled_collectives(timeout: float = 10.0):
             return work
         return call
 
+    def settled_all_reduce(tensor, *args, **kwargs):
+        before = tensor._use_count()
+        with _disable_current_modes():
+            work = all_reduce(tensor, *args, **kwargs)
+        if work is not None:
+            work.wait()
+        deadline = time.monotonic() + timeout
+        while tensor._use_count() > before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gloo kept the tensor of an all_reduce for over {timeout} s")
+            time.sleep(0)
+        return work
+
     originals = {kind: kind.__call__ for kind in (collectives.DefaultAllGather, collectives.DefaultReduceScatter)}
+    all_reduce = dist.all_reduce
     for kind in originals:
         kind.__call__ = settled(kind)
+    dist.all_reduce = settled_all_reduce
     try:
         yield
     finally:
         for kind, original in originals.items():
             kind.__call__ = original
+        dist.all_reduce = all_reduce

@@ -59,13 +59,14 @@ class FsdpRoles:
                     category_of[sid] = name
 
 
-def unsupported(simulated: bool = True) -> str | None:
+def unsupported(simulated: bool = True, shard: str = "fsdp2") -> str | None:
     """Why this torch cannot run a sharded step here (None where it can): the measurement learns FSDP2's buffers
     where its allocators make them (DefaultAllGather and DefaultReduceScatter, from torch 2.9), and the
     simulation is claimed from MINIMUM_SIMULATED on, where it equals real gloo runs to the byte
     (tests/test_sharded.py in tools/torch_compat.py's runs). On 2.9 to 2.11 the simulated AdamW step on DTensors
     allocates more than the real one (on tiny, six times the rank's parameter shards in its optimizer phase), and
-    before 2.11 c10d's all-gather and reduce-scatter have no Meta kernels of their own."""
+    before 2.11 c10d's all-gather and reduce-scatter have no Meta kernels of their own. Shard 'ddp' needs torch's
+    replicate on FSDP2's engine (torch.distributed._composable.replicate_with_fsdp)."""
     try:
         from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
     except ImportError:
@@ -73,6 +74,12 @@ def unsupported(simulated: bool = True) -> str | None:
     if not all(hasattr(collectives, name) for name in ("DefaultAllGather", "DefaultReduceScatter")):
         return (f"shard 'fsdp2' needs torch 2.9 or newer (FSDP2's DefaultAllGather and DefaultReduceScatter), "
                 f"this is torch {torch.__version__}")
+    if shard == "ddp":
+        try:
+            from torch.distributed._composable.replicate_with_fsdp import replicate  # noqa: F401
+        except ImportError:
+            return (f"shard 'ddp' needs torch's replicate on FSDP2's engine "
+                    f"(torch.distributed._composable.replicate_with_fsdp), which torch {torch.__version__} lacks")
     release = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
     if simulated and release < tuple(int(part) for part in MINIMUM_SIMULATED.split(".")):
         return (f"simulating shard 'fsdp2' needs torch {MINIMUM_SIMULATED} or newer (before it the fake process "
@@ -88,8 +95,8 @@ class ShardedRank:
     categories = SHARDED_CATEGORIES
 
     def __init__(self, config: ModelConfig, device: str, rank: int = 0):
-        if config.shard != "fsdp2":
-            raise ValueError(f"ShardedRank runs shard='fsdp2', got shard={config.shard!r}")
+        if config.shard not in ("fsdp2", "ddp"):
+            raise ValueError(f"ShardedRank runs shard 'fsdp2' or 'ddp', got shard={config.shard!r}")
         if device not in ("meta", "cpu"):
             raise ValueError(f"sharded steps run simulated (device meta) or in a gloo group (device cpu), got "
                              f"device {device!r}; CUDA (NCCL) runs are not measured yet")
@@ -98,7 +105,7 @@ class ShardedRank:
                              f"world_size={config.world_size} (torchrun); use device meta to simulate it")
         if not 0 <= rank < config.world_size:
             raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
-        if (why := unsupported(simulated=device == "meta")) is not None:
+        if (why := unsupported(simulated=device == "meta", shard=config.shard)) is not None:
             raise ValueError(why)
         self.config = config
         self.simulated = device == "meta"
@@ -158,11 +165,18 @@ def shard(model: torch.nn.Module, config: ModelConfig, mesh) -> None:
     """fully_shard on every block, then on the model (its embeddings, final norm and head), over `mesh`, as
     torchtitan does; config.reshard_after_forward goes to the blocks, and False to the model too; with
     config.autocast, FSDP2's MixedPrecisionPolicy (parameters cast to that dtype for compute, gradients reduced in
-    float32) in place of torch.autocast."""
+    float32) in place of torch.autocast. Shard 'ddp': torch's replicate (FSDP2's engine over a replicate mesh:
+    whole parameters, gradients all-reduced) on every block, then on the model, with the same policy."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = MixedPrecisionPolicy() if config.autocast == "none" else MixedPrecisionPolicy(
         param_dtype=getattr(torch, config.autocast), reduce_dtype=torch.float32)
+    if config.shard == "ddp":
+        from torch.distributed._composable.replicate_with_fsdp import replicate
+
+        for module in [*model.blocks, model]:
+            replicate(module, mesh=mesh, mp_policy=policy)
+        return
     for block in model.blocks:
         fully_shard(block, mesh=mesh, reshard_after_forward=config.reshard_after_forward, mp_policy=policy)
     # the root: FSDP2's default (None) keeps its parameters gathered from forward to backward, which uses them first

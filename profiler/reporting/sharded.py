@@ -1,4 +1,4 @@
-"""A sweep's sharded points (FSDP2, one rank each): what a rank holds at its peak, how many ranks a budget needs,
+"""A sweep's sharded points (FSDP2 or DDP, one rank each): what a rank holds at its peak, how many ranks a budget needs,
 and the per-rank formulas (FSDP2's closed form, ZeRO stage 3) on its model states.
 
 Tables of numbers from the rows' measurements and the formula sets' predictions (profiler.reporting.report adds
@@ -26,7 +26,7 @@ def sharded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _setup(config: dict[str, Any]) -> str:
     keep = "" if config.get("reshard_after_forward", True) else " · no reshard after forward"
-    return setup_label(config) + keep
+    return f"{config['shard'].upper()} · {setup_label(config)}{keep}"
 
 
 def rank_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -82,18 +82,22 @@ def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block
     budget_bytes = parse_bytes(budget)
     curves = {f"{model} · {setup} · batch {batch}": dict(zip(group["ranks"], group["peak"]))
               for (model, setup, batch), group in table.groupby(["model", "setup", "batch per rank"], sort=False)}
-    return [render.Heading("Sharded steps: one rank of FSDP2"),
-            render.Text("Each point simulates one rank (the one that holds the most, rank 0) of an FSDP2 step on the "
-                        "fake process group: its peak and phase; at the peak, its saved activations and FSDP2's "
+    return [render.Heading("Sharded steps: one rank of FSDP2 or DDP"),
+            render.Text("Each point simulates one rank (the one that holds the most, rank 0) of an FSDP2 step, or of "
+                        "DDP as FSDP2's engine runs it (torch's replicate: whole parameters, gradients all-reduced "
+                        "block by block), on the fake process group: its peak and phase; at the peak, its saved "
+                        "activations and FSDP2's "
                         "buffers (gathered parameters, all-gather and reduce-scatter buffers, unsharded "
                         "gradients); its model states (parameter and gradient shards and AdamW state, at the "
                         "optimizer step) and the error on them of FSDP2's closed form (`fsdp2`), of ZeRO stage 3's "
                         "16Ψ/N (`zero`) and of DeepSpeed's ZeRO-3 estimator, its largest layer plus 18Ψ/N "
-                        "(`deepspeed`), the last two mixed precision only."),
+                        "(`deepspeed`, FSDP2 only), the last two mixed precision only; under DDP ZeRO's baseline "
+                        "16Ψ on every rank."),
             render.Table(displayed(table)),
             render.Heading(f"Ranks needed in {budget}", level=3),
             render.Text(f"The fewest measured ranks whose rank peak fits {budget} ({budget_bytes:,} bytes): model "
-                        "states shrink as 1/N, the activations and FSDP2's buffers of one block do not."),
+                        "states shrink as 1/N under FSDP2, not at all under DDP; the activations and the buffers of "
+                        "one block do not."),
             render.Table(ranks_needed(table, budget_bytes)),
             render.Image("rank_peak.png", plots.rank_peak(curves, {budget: budget_bytes}),
                          "Peak of one rank against the world size, with the budget line")]
