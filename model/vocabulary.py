@@ -19,6 +19,11 @@ CATEGORIES = (
     "saved_activations",
     "temporaries",
 )
+# A rank of a sharded step (FSDP2, DDP) holds these too: the gathered parameters of a block, the flat buffer one
+# all-gather fills, the full gradients autograd computes for gathered parameters, the reduce-scatter (or
+# all-reduce) buffers (profiler.measuring.sharded).
+SHARDED_CATEGORIES = CATEGORIES + ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients",
+                                   "reduce_scatter_buffers")
 
 # Per-layer components, in forward order, then the components outside the blocks. Each is a named module of
 # model.transformer, so saved tensors and FLOPs are attributed by module path ("rope" exists only with RoPE;

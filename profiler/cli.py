@@ -60,15 +60,15 @@ def on_meta(argv: list[str]) -> str:
 
 def _derive_on_first_use_here() -> None:
     """On a torch the exact model was not verified on, let it derive what it lacks as it is needed (each derivation
-    says so in one line; `check` says which programs it ran)."""
+    says so in one line; `check` says which programs it ran); a sharded rank's programs on every torch."""
     import torch
 
     from analytic.exact.versions import unverified_notice
+    from profiler.measuring import on_demand
 
     if unverified_notice(torch.__version__):
-        from profiler.measuring import on_demand
-
         on_demand.install()
+    on_demand.install_sharded()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,9 @@ Domain: context_length >= 2, every arch (reference, gpt2, llama), every attentio
 backends as CUDA runs them, which is what meta simulates; flash for 16-bit dtypes and autocast), checkpointing,
 micro-batching, zero_grad option and bf16 autocast as meta emulates CUDA's; on torch before 2.11, not RoPE with a
 head size of 2 (analytic.exact.versions.outside_domain). Outside it (T = 1, where weight gradients take another
-path) it predicts the parameter count only.
+path) it predicts the parameter count only. One rank of a sharded step (FSDP2, DDP): its memory by phase and
+category, FSDP2's buffers included, from programs derived on first use (analytic.exact.sharded: one micro-batch,
+zero_grad 'none', foreach AdamW; rank 0).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 from analytic.exact.flops import flop_figures
 from analytic.exact.max_batch import max_batch_size
 from analytic.exact.memory import saved_activations_by_component, saved_activations_per_layer, step_figures
+from analytic.exact.sharded import evaluate_rank
 from analytic.exact.source import installed_torch
 from analytic.exact.versions import outside_domain
 from analytic.sizes import sizes_from_arrays, sizes_of
@@ -28,7 +31,8 @@ from model.config import ModelConfig
 
 NAME = "exact"
 DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensors, transient temporaries, AdamW "
-               "temporaries, phase order), exact on meta")
+               "temporaries, phase order), exact on meta; one rank of FSDP2 or DDP too (its buffers included)")
+SETUP = {"shard": ("none", "fsdp2", "ddp")}  # a sharded rank's memory within analytic.exact.sharded's domain
 
 __all__ = ["NAME", "DESCRIPTION", "predict", "max_batch_size", "evaluate", "evaluate_arrays"]
 
@@ -37,7 +41,9 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     """All figures as numpy values (arrays when batch_size is an array)."""
     sizes = sizes_of(config, batch_size)
     figures: dict[str, Any] = {"params": sizes.params}
-    if outside_domain(config, installed_torch()) is None:
+    if config.shard != "none":  # rank 0's memory (analytic.exact.sharded); no FLOPs
+        figures.update(evaluate_rank(config, sizes, optimizer))
+    elif outside_domain(config, installed_torch()) is None:
         figures.update(step_figures(sizes, config.positional, optimizer))
         figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
         by_component = saved_activations_by_component(sizes, config.positional)

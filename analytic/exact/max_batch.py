@@ -38,6 +38,8 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     why = outside_domain(config, installed_torch())
     if why is not None:
         raise ValueError(why)
+    if config.shard != "none":
+        raise ValueError("the exact set solves one device's batch; a sharded rank's is measured")
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf

@@ -62,7 +62,13 @@ def constant_part(sizes: Sizes) -> np.ndarray:
 
 
 class Phase:
-    """Moments of one phase: [K, CATEGORIES, ...] bytes after each allocation, the start first."""
+    """Moments of one phase: [K, CATEGORIES, ...] bytes after each allocation, the start first. A subclass runs
+    programs of another grammar (analytic.exact.sharded): its `compile` gives (moments, net) over its tape rows,
+    which are `rows` of its `categories`."""
+
+    compile = staticmethod(programs.compile_program)
+    rows = TAPE_ROWS
+    categories = CATEGORIES
 
     def __init__(self, start: np.ndarray, symbols: np.ndarray):
         self.symbols = symbols  # [SYMBOLS, ...]
@@ -75,14 +81,14 @@ class Phase:
     def run(self, program: str, repeat=1) -> None:
         """Run `program` `repeat` times (an int or array, 0 allowed): moments of the first and the last
         repetition."""
-        moments, net = programs.compile_program(program)
+        moments, net = self.compile(program)
         moment_bytes, net_bytes = self._bytes(moments), self._bytes(net)
         repeat = np.asarray(repeat)
         for shift in (0, repeat - 1) if np.any(repeat > 1) else (0,):
             block = np.repeat(self.live[None], len(moments), axis=0)
-            block[:, TAPE_ROWS] += (moment_bytes + shift * net_bytes) * (repeat > 0)  # none when it never runs
+            block[:, self.rows] += (moment_bytes + shift * net_bytes) * (repeat > 0)  # none when it never runs
             self.moments.append(block)
-        self.live[TAPE_ROWS] += repeat * net_bytes
+        self.live[self.rows] += repeat * net_bytes
 
     def run_segments(self, segments, layers) -> None:
         """Derived segments: each (program, repeated) run once, `layers` or `layers` − 1 times."""
@@ -96,7 +102,7 @@ class Phase:
         at_peak = np.take_along_axis(stack, peak_at[None, None], axis=0)[0]
         return {"peak_bytes": totals.max(axis=0), "start_bytes": stack[0].sum(axis=0),
                 "end_bytes": self.live.sum(axis=0),
-                "categories_at_peak": {name: at_peak[i] for i, name in enumerate(CATEGORIES)}}
+                "categories_at_peak": {name: at_peak[i] for i, name in enumerate(self.categories)}}
 
 
 def per_layout(sizes: Sizes, compute) -> dict:

@@ -61,14 +61,16 @@ def category_and_symbol(token: str) -> tuple[int, int, int]:
 
 
 EVERY_BLOCK_BUT_THE_LAST = "L-1"
+EVERY_BLOCK_BUT_TWO = "L-2"  # the blocks between the first and the last (sharded programs, derived for L >= 2)
 
 
 def runs(repeated, layers):
-    """How many times a derived segment runs: once (False), L times (True) or L − 1 times ("L-1": a program of
+    """How many times a derived segment runs: once (False), L times (True), L − 1 times ("L-1": a program of
     every block but the last, whose own program follows; e.g. with full checkpointing each block's output is
-    saved by the next block's checkpoint, the last one's is not)."""
-    if repeated == EVERY_BLOCK_BUT_THE_LAST:
-        return layers - 1
+    saved by the next block's checkpoint, the last one's is not) or L − 2 times ("L-2": every block but the first
+    and the last, as when FSDP2's backward prefetches the next block and frees the previous one's buffers)."""
+    if repeated in (EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO):
+        return layers - int(repeated[-1])
     return layers if repeated else 1
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, compile_program, runs
+from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs
 from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, optimizer_key, sizes_of
 from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
                           ModelConfig)
@@ -275,42 +275,48 @@ def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
     return tokens
 
 
-def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool | str]]:
-    """[(program, repeated)] with programs[L] == the segments joined, each repeated one L times (True), or L − 1
-    times ("L-1"), for every L.
+def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tuple[str, bool | str]]:
+    """[(program, repeated)] with programs[L] == the segments joined, each run once (False), L times (True), L − 1
+    times ("L-1") or, from base 2, L − 2 times ("L-2"), for every L >= base.
 
-    A depth-first search over (position in the L = 1 trace, tokens consumed by repeated segments so far): at each
-    position either a block follows once, twice and three times (a segment repeated L times), or the three
-    traces share a token (a fixed one), or, last, a block follows none, once and twice (repeated L − 1 times:
+    A depth-first search over (position in the L = base trace, tokens consumed by repeated segments so far): at
+    each position either a block follows base, base + 1 and base + 2 times (a segment repeated L times), or the
+    three traces share a token (a fixed one), or a block follows one time fewer in each (repeated L − 1 times:
     every block but the last, whose program differs, as when the next block's checkpoint saves each block's
-    output but the last's). The first decomposition found must also reproduce the L = 4 trace."""
-    one, two, three = programs[1], programs[2], programs[3]
+    output but the last's), or two fewer (L − 2). The first decomposition found must also reproduce the
+    programs at every other L given (base + 3: a check)."""
+    one, two, three = programs[base], programs[base + 1], programs[base + 2]
     extra = len(two) - len(one)
+    kinds = [(0, True), (1, EVERY_BLOCK_BUT_THE_LAST), (2, EVERY_BLOCK_BUT_TWO)][:base + 1]
     failed: set[tuple[int, int]] = set()
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 10 * len(three) + 1000))
 
-    def search(p: int, s: int) -> list[tuple[list[str], bool]] | None:
+    def repeats(block: list[str], p: int, s: int, count: int) -> bool:
+        """Whether the block follows count, count + 1 and count + 2 times at p in the three traces."""
+        n = len(block)
+        return all(trace[p + i * s:p + i * s + (count + i) * n] == block * (count + i)
+                   for i, trace in enumerate((one, two, three)))
+
+    def search(p: int, s: int) -> list[tuple[list[str], bool | str]] | None:
         if p == len(one):
             return [] if s == extra else None
         if (p, s) in failed:
             return None
-        for n in range(1, min(len(one) - p, extra - s) + 1):
-            block = one[p:p + n]
-            if two[p + s:p + s + 2 * n] == block * 2 and three[p + 2 * s:p + 2 * s + 3 * n] == block * 3:
-                rest = search(p + n, s + n)
+        for fewer, repeated in kinds:
+            count = base - fewer
+            if fewer == 1 and p < len(one) and one[p] == two[p + s] == three[p + 2 * s]:
+                rest = search(p + 1, s)  # a fixed token, tried after the segments repeated L times
                 if rest is not None:
-                    return [(block, True)] + rest
-        if one[p] == two[p + s] == three[p + 2 * s]:
-            rest = search(p + 1, s)
-            if rest is not None:
-                return [([one[p]], False)] + rest
-        for n in range(1, extra - s + 1):
-            block = two[p + s:p + s + n]
-            if three[p + 2 * s:p + 2 * s + 2 * n] == block * 2:
-                rest = search(p, s + n)
-                if rest is not None:
-                    return [(block, EVERY_BLOCK_BUT_THE_LAST)] + rest
+                    return [([one[p]], False)] + rest
+            for n in range(1, extra - s + 1):
+                if count and p + count * n > len(one):
+                    break
+                block = (one[p:p + n] if count else two[p + s:p + s + n])
+                if len(block) == n and repeats(block, p, s, count):
+                    rest = search(p + count * n, s + n)
+                    if rest is not None:
+                        return [(block, repeated)] + rest
         failed.add((p, s))
         return None
 
@@ -319,8 +325,8 @@ def segment(programs: dict[int, list[str]], what: str) -> list[tuple[str, bool |
     finally:
         sys.setrecursionlimit(limit)
     if found is None:
-        raise DerivationError(f"{what}: no segments reproduce the traces at L = 1, 2, 3")
-    merged: list[tuple[list[str], bool]] = []
+        raise DerivationError(f"{what}: no segments reproduce the traces at L = {base}, {base + 1}, {base + 2}")
+    merged: list[tuple[list[str], bool | str]] = []
     for tokens, repeated in found:  # consecutive fixed tokens form one segment
         if merged and not repeated and not merged[-1][1]:
             merged[-1][0].extend(tokens)

@@ -156,8 +156,22 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapsho
     return result
 
 
-def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
-                 autocast_policy) -> Measurement:
+@dataclass
+class TracedStep:
+    """A warm-up and a measured step under the tracker: its events, marks by step ("warmup", "measured"), the
+    category of every storage, what the measured step saved for backward (micro-batch 1), its FLOP counter."""
+
+    model: torch.nn.Module
+    tracker: StorageTracker
+    category_of: dict[int, str]
+    marks: dict[str, list[Mark]]
+    saved: dict
+    flop_counter: Any
+
+
+def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, count_flops: bool = False,
+               autocast_policy: str = "cuda") -> TracedStep:
+    """The two steps of a measurement on a tracked setup (OneDevice, or ShardedRank inside its context)."""
     tracker = StorageTracker(setup.tracked_device)
     with tracker:
         model, adamw = setup.build(optimizer, tracker)
@@ -197,9 +211,16 @@ def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snap
         roles.parameters.update(tracker.sid(p) for p in model.parameters())  # FSDP2 pads uneven shards lazily
         setup.learn(model)
     recorder.remove()
-
     category_of = roles.categories()
     setup.categorise(category_of)
+    return TracedStep(model, tracker, category_of, marks, saved, flop_counter)
+
+
+def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
+                 autocast_policy) -> Measurement:
+    traced = trace_step(setup, config, batch_size, optimizer, count_flops, autocast_policy)
+    model, tracker, category_of, marks = traced.model, traced.tracker, traced.category_of, traced.marks
+    saved, flop_counter = traced.saved, traced.flop_counter
     trace = replay(tracker, category_of, setup.categories)
     if snapshot_path is not None:
         write_snapshot(build_snapshot(tracker, category_of, marks), snapshot_path)

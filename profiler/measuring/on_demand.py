@@ -1,10 +1,12 @@
 """The exact model's programs derived on first use, on a torch the shipped programs do not hold on: one layout class
 or one AdamW layout at a time, traced on meta (profiler.measuring.derive, seconds) and added to that torch's cache file,
-which analytic.exact.source reads. `install()` hands the hook to analytic.exact.source; the CLI calls it.
+which analytic.exact.source reads. `install()` hands the hook to analytic.exact.source; the CLI calls it. A sharded
+rank's programs (analytic.exact.sharded) are derived on first use on every torch (`install_sharded()`).
 """
 from __future__ import annotations
 
 import functools
+import json
 import sys
 
 import torch
@@ -46,3 +48,38 @@ def install(quiet: bool = False) -> None:
     already installed stays (the tests install a quiet one before the CLI would install its own)."""
     if source.DERIVE_ON_FIRST_USE is None:
         source.DERIVE_ON_FIRST_USE = functools.partial(derive_on_first_use, quiet=quiet)
+
+
+def sharded_cache_path():
+    """Where the sharded classes derived on this torch are kept (JSON, beside the derived programs' cache)."""
+    return cached_path(torch.__version__).with_name(f"sharded-torch-{torch.__version__.split('+')[0]}.json")
+
+
+def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict:
+    """The programs of one sharded class (analytic.exact.sharded.sharded_class_key): from this torch's cache, or
+    derived (profiler.measuring.derive_sharded, seconds; one line on stderr unless `quiet`) and cached."""
+    from analytic.exact.sharded import PROGRAM_FORMAT
+    from profiler.measuring.derive_sharded import derive_sharded_class
+
+    path = sharded_cache_path()
+    document = json.loads(path.read_text()) if path.exists() else {}
+    if document.get("format") != PROGRAM_FORMAT:  # written by a release with other symbols: derived again
+        document = {"format": PROGRAM_FORMAT, "classes": {}}
+    cached, name = document["classes"], json.dumps(list(key))
+    if name not in cached:
+        if not quiet:
+            print(f"note: deriving the exact model's programs for one rank of {key[-3]} ({', '.join(map(str, key))}) "
+                  f"on torch {torch.__version__} (first use; cached in {path})", file=sys.stderr)
+        cached[name] = derive_sharded_class(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=1) + "\n")
+    return cached[name]
+
+
+def install_sharded(quiet: bool = False) -> None:
+    """Let the exact model derive a sharded class on first use (analytic.exact.sharded.DERIVE_ON_FIRST_USE), on
+    every torch: no sharded programs are shipped."""
+    from analytic.exact import sharded
+
+    if sharded.DERIVE_ON_FIRST_USE is None:
+        sharded.DERIVE_ON_FIRST_USE = functools.partial(derive_sharded_on_first_use, quiet=quiet)

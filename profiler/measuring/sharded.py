@@ -34,11 +34,9 @@ import torch.distributed as dist
 
 from model.config import ModelConfig
 from model.step import build, make_optimizer
-from model.vocabulary import CATEGORIES
+from model.vocabulary import SHARDED_CATEGORIES
 
 MINIMUM_SIMULATED = "2.12"  # see unsupported()
-SHARDED_CATEGORIES = CATEGORIES + ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients",
-                                   "reduce_scatter_buffers")
 
 
 @dataclass

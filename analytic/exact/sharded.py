@@ -1,0 +1,174 @@
+"""One rank of a sharded step (FSDP2's fully_shard, or DDP as torch's replicate runs it on FSDP2's engine), exact:
+the programs of its steady step derived from traces of the simulated rank (profiler.measuring.derive_sharded),
+evaluated over the sizes below. Rank 0, the rank that holds the most.
+
+A program is a sequence of tokens `<sign><category>:<symbol>`: `+UP:gDD` a gathered D×D weight allocated,
+`-AG:agb` a block's all-gather buffer freed. Categories (model.vocabulary.SHARDED_CATEGORIES) by code: P
+parameter shards, B buffers, I inputs, G gradient shards, S AdamW state, O AdamW temporaries, A saved
+activations, t temporaries, UP gathered (unsharded) parameters, AG all-gather buffers, UG unsharded gradients,
+RS reduce-scatter (or all-reduce) buffers. Symbols: those of one device (analytic.sizes, at the rank's batch) and,
+with N the ranks a parameter is sharded over (world_size under FSDP2, 1 under DDP), e the parameters' bytes per
+element, c the bytes of the dtype they are gathered in (2 under FSDP2's bf16 MixedPrecisionPolicy, else e) and
+r the reduce dtype's (4 under that policy, else e), for each parameter shape k = rows × cols among VD, TD, DD, KD,
+FD, DF, D, F:
+    p{k} = ⌈rows/N⌉·cols·e    rank 0's shard of such a parameter (its AdamW state and temporaries are this size)
+    q{k} = ⌈rows/N⌉·cols·2    that shard cast to bf16 for the all-gather
+    u{k} = N·⌈rows/N⌉·cols·c  the gathered parameter's storage (padded rows, in the gather dtype)
+    v{k} = rows·cols·2        a gradient of a gathered bf16 parameter (g{k} of analytic.sizes where c = e)
+and, with Σb and Σr the padded shard elements of one block's parameters and of the rest (embeddings, final norm,
+LM head):
+    agb, agr = N·Σb·c, N·Σr·c   the flat all-gather buffer of a block, of the rest
+    aib, air = Σb·c, Σr·c       the rank's all-gather input (its shards cast to the gather dtype, concatenated)
+    rsb, rsr = N·Σb·r, N·Σr·r   the flat reduce-scatter input of a block, of the rest
+    shb, shr = Σb·e, Σr·e       the rank's gradient shard of a block, of the rest (one storage, the reduce output)
+    rt, rt2 = T·(D/H/2)·e, T·(D/H/2)·2   a RoPE table as each block receives it, and cast to bf16 (the policy casts
+                                         a block's floating-point inputs)
+    r2 = B·T·2                  a per-token scalar in bf16 (the policy's bf16 forward runs the norms in bf16)
+Each window (start: what is live as the step begins besides buffers and inputs; forward; backward; optimizer,
+zero_grad included) is one program at L = 1 and, from L = 2 on, segments run once, L, L − 1 or L − 2 times.
+Domain: one micro-batch, zero_grad 'none', AdamW foreach, every layout class of one device; no FLOPs.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+
+from analytic.exact.memory import Phase
+from analytic.exact.programs import runs
+from analytic.params import parameter_tensor_shapes
+from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout
+from model.config import DTYPE_BYTES, ModelConfig
+from model.vocabulary import PHASES, SHARDED_CATEGORIES
+
+CODES = {"P": "parameters", "B": "buffers", "I": "inputs", "G": "gradients", "S": "optimizer_state",
+         "O": "optimizer_temporaries", "A": "saved_activations", "t": "temporaries", "UP": "unsharded_parameters",
+         "AG": "all_gather_buffers", "UG": "unsharded_gradients", "RS": "reduce_scatter_buffers"}
+CODE_OF = {name: code for code, name in CODES.items()}
+SHAPES = ("VD", "TD", "DD", "KD", "FD", "DF", "D", "F")
+SHARD_SYMBOLS = tuple(f"{prefix}{shape}" for prefix in "pquv" for shape in SHAPES) + (
+    "agb", "agr", "aib", "air", "rsb", "rsr", "shb", "shr", "rt", "rt2", "r2")
+ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first matching name is chosen
+WINDOWS = ("start",) + PHASES
+PROGRAM_FORMAT = 2  # of the cached programs: raised whenever the symbols or the grammar change
+_TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
+
+# The programs of one class, by analytic.exact.sharded.class_key: set by profiler.measuring.on_demand (derived on
+# first use on the installed torch, cached); analytic/ imports no torch.
+DERIVE_ON_FIRST_USE: Callable[[tuple], dict[str, Any]] | None = None
+_PROGRAMS: dict[tuple, dict] = {}
+
+
+def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
+    return (config.shard != "none" and config.micro_batches == 1 and config.zero_grad == "none"
+            and optimizer == "foreach" and config.context_length >= 2)
+
+
+def sharded_class_key(config: ModelConfig, batch_size: int) -> tuple:
+    """The one-device layout class of the config at the rank's batch, its shard strategy, resharding, and whether
+    FSDP2 runs on one rank (where it copies instead of gathering: other programs)."""
+    layout = (batch_size == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
+    return (*class_key(config.arch, config.positional, config.attention, config.dtype, config.autocast,
+                       config.checkpointing, config.dropout > 0, layout),
+            config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1)
+
+
+def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
+    """Bytes of each symbol of SHARD_SYMBOLS (module docstring) for rank 0."""
+    N = config.world_size if config.shard == "fsdp2" else 1
+    e = DTYPE_BYTES[config.dtype]
+    gathered, reduced = (2, 4) if config.autocast != "none" else (e, e)
+    V, T, D, F, K = config.vocab_size, config.context_length, config.d_model, config.d_ff, config.kv_width
+    shapes = {"VD": (V, D), "TD": (T, D), "DD": (D, D), "KD": (K, D), "FD": (F, D), "DF": (D, F), "D": (D, 1),
+              "F": (F, 1)}
+    values = {}
+    for name, (rows, cols) in shapes.items():
+        padded = -(-rows // N) * cols
+        values.update({f"p{name}": padded * e, f"q{name}": padded * 2, f"u{name}": N * padded * gathered,
+                       f"v{name}": rows * cols * 2})
+    one, two = (parameter_tensor_shapes(config.replace(num_layers=n)) for n in (1, 2))
+    first = 1 + (config.positional == "learned")  # the embeddings come before the blocks
+    block = one[first:first + len(two) - len(one)]
+    padded_total = lambda shapes: sum(-(-rows // N) * cols for rows, cols in shapes)  # noqa: E731
+    in_block = padded_total(block)
+    rest = padded_total(parameter_tensor_shapes(config)) - config.num_layers * in_block
+    table = T * (D // config.num_heads // 2)
+    values.update(agb=N * in_block * gathered, agr=N * rest * gathered, aib=in_block * gathered,
+                  air=rest * gathered, rsb=N * in_block * reduced,
+                  rsr=N * rest * reduced, shb=in_block * e, shr=rest * e, rt=table * e, rt2=table * 2)
+    return values
+
+
+def symbol_values(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
+    """Every symbol of ALL_SYMBOLS in bytes, at the rank's batch (sizes)."""
+    constant = {name: value + 0 * sizes.B for name, value in shard_symbol_values(config).items()}
+    return {**sizes.symbols(), **constant, "r2": sizes.B * sizes.T * 2}
+
+
+@lru_cache(maxsize=None)
+def compile_sharded(program: str) -> tuple[np.ndarray, np.ndarray]:
+    """(moments, net) of a sharded program, as analytic.exact.programs.compile_program over SHARDED_CATEGORIES
+    and ALL_SYMBOLS."""
+    live = np.zeros((len(SHARDED_CATEGORIES), len(ALL_SYMBOLS)), dtype=np.int64)
+    moments = []
+    for token in program.split():
+        sign, code, symbol = _TOKEN.match(token).groups()
+        live[SHARDED_CATEGORIES.index(CODES[code]), ALL_SYMBOLS.index(symbol)] += 1 if sign == "+" else -1
+        if sign == "+":
+            moments.append(live.copy())
+    return np.array(moments, dtype=np.int64).reshape(-1, *live.shape), live
+
+
+class RankPhase(Phase):
+    compile = staticmethod(compile_sharded)
+    rows = list(range(len(SHARDED_CATEGORIES)))
+    categories = SHARDED_CATEGORIES
+
+
+def programs_of(key: tuple) -> dict | None:
+    """The derived programs of a sharded class: derived on first use where the profiler installed the hook, else
+    None (the exact set then predicts no sharded step)."""
+    if key not in _PROGRAMS:
+        if DERIVE_ON_FIRST_USE is None:
+            return None
+        _PROGRAMS[key] = DERIVE_ON_FIRST_USE(key)
+    return _PROGRAMS[key]
+
+
+def window_segments(derived: dict, window: str, layers: int) -> list[tuple[str, bool | str]]:
+    """The window's segments at L layers: its own program at L = 1, the segments from L = 2 on."""
+    return [(derived["one"][window], False)] if layers == 1 else derived["segments"][window]
+
+
+def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, Any]:
+    """Peak, phase and per-phase figures of rank 0 (the keys of a measurement: peak_bytes, peak_phase,
+    categories_at_peak, phases.<phase>.{peak_bytes, start_bytes, end_bytes, categories_at_peak})."""
+    values = symbol_values(config, sizes)
+    symbols = np.stack([np.broadcast_to(values[name], np.shape(sizes.B)) for name in ALL_SYMBOLS])
+    live = np.zeros((len(SHARDED_CATEGORIES),) + np.shape(sizes.B), dtype=np.int64)
+    live[SHARDED_CATEGORIES.index("buffers")] = sizes.buffer_bytes
+    live[SHARDED_CATEGORIES.index("inputs")] = sizes.input_bytes
+    phases = {}
+    for window in WINDOWS:
+        phase = RankPhase(live, symbols)
+        for program, repeated in window_segments(derived, window, config.num_layers):
+            phase.run(program, runs(repeated, config.num_layers))
+        live = phase.live
+        if window != "start":
+            phases[window] = phase.figures()
+    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
+    index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
+    return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],
+            "categories_at_peak": {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
+                                   for name in SHARDED_CATEGORIES},
+            "phases": phases}
+
+
+def evaluate_rank(config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
+    """rank_figures where the config is in the domain and its programs are at hand, else {}."""
+    if not in_domain(config, optimizer) or np.ndim(sizes.B):
+        return {}
+    derived = programs_of(sharded_class_key(config, int(sizes.B)))
+    return {} if derived is None else rank_figures(config, sizes, derived)

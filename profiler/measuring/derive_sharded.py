@@ -1,0 +1,104 @@
+"""The programs of one sharded rank's steady step (analytic.exact.sharded), derived from traces of the simulated
+rank 0 (profiler.measuring.sharded), as profiler.measuring.derive does for one device.
+
+A class (one device's layout class, the shard strategy, FSDP2's resharding) is traced at L = 1 to 5 layers and at
+two unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's
+one-rank classes): every storage's bytes
+must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first in that order), and no two
+symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start (what is live as the
+measured step begins, in allocation order, besides buffers and inputs), forward, backward, optimizer (zero_grad
+included). L = 1 keeps its own programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times
+(derive.segment), which must reproduce L = 5.
+"""
+from __future__ import annotations
+
+import itertools
+
+from analytic.exact.sharded import ALL_SYMBOLS, CODE_OF, WINDOWS, symbol_values
+from analytic.sizes import sizes_of
+from profiler.measuring.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
+from profiler.measuring.measure import trace_step
+from profiler.measuring.sharded import ShardedRank
+
+RANKS = (3, 7)  # world sizes of the two traced size sets (no two symbols coincide at both in any class)
+CHECK_RANKS = 11
+LAYERS = (1, 2, 3, 4, 5)
+CONSTANT = ("buffers", "inputs")  # closed forms of their own (analytic.sizes.Sizes), not traced
+
+
+def rank_config(key: tuple, layers: int, size_set: dict, ranks: int):
+    """The config and rank batch of a sharded class at one size set."""
+    *one_device, shard, reshard_after_forward, one_rank = key
+    ranks = 1 if one_rank else ranks
+    config, batch = traced_config(ClassKey(*one_device), layers, size_set)
+    return config.replace(shard=shard, world_size=ranks, reshard_after_forward=reshard_after_forward), batch
+
+
+def trace_windows(config, batch: int) -> dict[str, list[tuple[str, str, int]]]:
+    """(sign, category code, bytes) of every storage event of each window of rank 0's measured step."""
+    with ShardedRank(config, "meta", 0) as setup:
+        traced = trace_step(setup, config, batch, "foreach")
+    events, category_of = traced.tracker.events, traced.category_of
+    marks = traced.marks["measured"]  # forward, backward, optimizer, end
+    live: dict[int, int] = {}
+    for sign, sid, nbytes in events[:marks[0].event_index]:
+        live[sid] = live.get(sid, 0) + sign * nbytes
+    code = lambda sid: CODE_OF[category_of.get(sid, "temporaries")]  # noqa: E731
+    windows = {"start": [("+", code(sid), nbytes) for sid, nbytes in sorted(live.items())
+                         if nbytes and category_of.get(sid) not in CONSTANT]}
+    for begin, end in zip(marks, marks[1:]):
+        windows[begin.name] = [("+" if sign > 0 else "-", code(sid), nbytes)
+                               for sign, sid, nbytes in events[begin.event_index:end.event_index] if nbytes]
+    return windows
+
+
+def _names(values: dict, nbytes: int) -> list[str]:
+    return [name for name in ALL_SYMBOLS if int(values[name]) == nbytes]
+
+
+def tokens(first: list, second: list, values: tuple[dict, dict], what: str) -> list[str]:
+    """One token per event: the first symbol both size sets' bytes name."""
+    if [event[:2] for event in first] != [event[:2] for event in second]:
+        raise DerivationError(f"{what}: the two size sets give different event sequences")
+    out = []
+    for (sign, code, one), (_, _, two) in zip(first, second):
+        common = [name for name in _names(values[0], one) if name in _names(values[1], two)]
+        if not common:
+            raise DerivationError(f"{what}: {one} and {two} bytes of category {code} name no common symbol")
+        out.append(f"{sign}{code}:{common[0]}")
+    return out
+
+
+def coincident_symbols(key: tuple) -> list[tuple[str, str]]:
+    """Symbol pairs equal at both traced size sets but not at the check set."""
+    sets = size_sets(ClassKey(*key[:-3]))
+    check = dict(sets[0], **CHECK_SET, head_dim=24 if key[2] in ("sdpa-flash", "sdpa-efficient") else 18)
+    values = []
+    for size_set, ranks in [*zip(sets, RANKS), (check, CHECK_RANKS)]:
+        config, batch = rank_config(key, 2, size_set, ranks)
+        values.append({name: int(value) for name, value in symbol_values(config, sizes_of(config, batch)).items()})
+    first, second, third = values
+    return [(x, y) for x, y in itertools.combinations(ALL_SYMBOLS, 2)
+            if first[x] == first[y] and second[x] == second[y] and third[x] != third[y]]
+
+
+def derive_sharded_class(key: tuple) -> dict:
+    """{"one": {window: program at L = 1}, "segments": {window: [(program, repeated)] for L >= 2}}."""
+    what = (f"{ClassKey(*key[:-3]).what()}, {key[-3]}{'' if key[-2] else ', no reshard after forward'}"
+            f"{', one rank' if key[-1] else ''}")
+    coincident = coincident_symbols(key)
+    if coincident:
+        raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident}")
+    programs: dict[str, dict[int, list[str]]] = {window: {} for window in WINDOWS}
+    for layers in LAYERS:
+        traced, values = [], []
+        for size_set, ranks in zip(size_sets(ClassKey(*key[:-3])), RANKS):
+            config, batch = rank_config(key, layers, size_set, ranks)
+            traced.append(trace_windows(config, batch))
+            values.append(symbol_values(config, sizes_of(config, batch)))
+        for window in WINDOWS:
+            programs[window][layers] = tokens(traced[0][window], traced[1][window], tuple(values),
+                                              f"{what}, {window}, L = {layers}")
+    return {"one": {window: " ".join(programs[window][1]) for window in WINDOWS},
+            "segments": {window: segment({layers: programs[window][layers] for layers in LAYERS[1:]},
+                                         f"{what}, {window}", base=2) for window in WINDOWS}}
