@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analytic.exact import sharded
 from analytic.exact.memory import layout_phases, step_figures
 from analytic.exact.source import installed_torch
 from analytic.exact.versions import outside_domain
@@ -21,10 +22,13 @@ from model.vocabulary import PHASES
 
 
 def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndarray, np.ndarray]:
-    """(α, β) of every moment of the steady-state step for B ≥ 2: live bytes = α + β·B."""
+    """(α, β) of every moment of the steady-state step for B ≥ 2: live bytes = α + β·B (a sharded rank's too,
+    analytic.exact.sharded)."""
     layout = (False, *head_layout(config.num_heads, config.kv_heads))
 
     def moment_totals(batch):
+        if config.shard != "none":
+            return sharded.moment_totals(config, batch)
         phases = layout_phases(sizes_of(config, config.micro_batches * batch), config.positional, optimizer, layout,
                                moments=True)
         return np.concatenate([phases[name] for name in PHASES])
@@ -38,8 +42,9 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     why = outside_domain(config, installed_torch())
     if why is not None:
         raise ValueError(why)
-    if config.shard != "none":
-        raise ValueError("the exact set solves one device's batch; a sharded rank's is measured")
+    if config.shard != "none" and (not sharded.in_domain(config, optimizer) or sharded.moment_totals(config, 2) is None):
+        raise ValueError("outside the exact set's sharded domain (one micro-batch, zero_grad 'none', foreach AdamW, "
+                         "programs derived on first use)")
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf
@@ -47,5 +52,8 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
         best = 0
     if best >= 2:
         return int(best) if np.isfinite(best) else 2**62
-    one = step_figures(sizes_of(config, config.micro_batches), config.positional, optimizer)["peak_bytes"]
+    if config.shard != "none":
+        one = sharded.evaluate_rank(config, sizes_of(config, 1), optimizer)["peak_bytes"]
+    else:
+        one = step_figures(sizes_of(config, config.micro_batches), config.positional, optimizer)["peak_bytes"]
     return int(one <= budget_bytes)

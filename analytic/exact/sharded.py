@@ -39,7 +39,7 @@ import numpy as np
 from analytic.exact.memory import Phase
 from analytic.exact.programs import runs
 from analytic.params import parameter_tensor_shapes
-from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout
+from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
 
@@ -142,9 +142,8 @@ def window_segments(derived: dict, window: str, layers: int) -> list[tuple[str, 
     return [(derived["one"][window], False)] if layers == 1 else derived["segments"][window]
 
 
-def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, Any]:
-    """Peak, phase and per-phase figures of rank 0 (the keys of a measurement: peak_bytes, peak_phase,
-    categories_at_peak, phases.<phase>.{peak_bytes, start_bytes, end_bytes, categories_at_peak})."""
+def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, RankPhase]:
+    """Rank 0's phases, each run from where the previous one ended (the start window first)."""
     values = symbol_values(config, sizes)
     symbols = np.stack([np.broadcast_to(values[name], np.shape(sizes.B)) for name in ALL_SYMBOLS])
     live = np.zeros((len(SHARDED_CATEGORIES),) + np.shape(sizes.B), dtype=np.int64)
@@ -157,7 +156,25 @@ def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, 
             phase.run(program, runs(repeated, config.num_layers))
         live = phase.live
         if window != "start":
-            phases[window] = phase.figures()
+            phases[window] = phase
+    return phases
+
+
+def moment_totals(config: ModelConfig, batch_size: int) -> np.ndarray | None:
+    """Live bytes at every moment of rank 0's step (None outside the domain or without programs): each is
+    linear in the batch, for analytic.exact.max_batch."""
+    sizes = sizes_of(config, batch_size)
+    derived = programs_of(sharded_class_key(config, batch_size)) if in_domain(config) else None
+    if derived is None:
+        return None
+    return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
+                           for phase in rank_phases(config, sizes, derived).values()])
+
+
+def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, Any]:
+    """Peak, phase and per-phase figures of rank 0 (the keys of a measurement: peak_bytes, peak_phase,
+    categories_at_peak, phases.<phase>.{peak_bytes, start_bytes, end_bytes, categories_at_peak})."""
+    phases = {name: phase.figures() for name, phase in rank_phases(config, sizes, derived).items()}
     peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
     index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
     return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     probes: list[tuple[int, bool]] = []
     guess = predictions.get("exact") if args.start == 1 else None
     guessed_by = "the exact set's answer"
-    if config.shard != "none" and args.start == 1:  # no set predicts a rank's peak
+    if config.shard != "none" and args.start == 1 and guess is None:  # outside the exact set's sharded domain
         guess, guessed_by = linear_guess(fits, peaks, budget, probes), "the line through the peaks at 1 and 2"
     maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
         (find_max_batch(fits, args.start, args.limit, probes), False)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                           "budget": args.budget, "budget_bytes": budget,
                           "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
                           "max_batch": maximum, "step_batch": config.micro_batches * maximum, "at_limit": maximum == args.limit,
-                          "exact_confirmed": confirmed and config.shard == "none", "guess": guess,
+                          "exact_confirmed": confirmed and guessed_by == "the exact set's answer", "guess": guess,
                           "guessed_by": guessed_by, "guess_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0
     print(f"{config.name}, AdamW {args.optimizer}, {config.dtype}, budget {args.budget} = {budget:,} bytes "

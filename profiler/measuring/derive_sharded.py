@@ -8,7 +8,7 @@ must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the fir
 symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start (what is live as the
 measured step begins, in allocation order, besides buffers and inputs), forward, backward, optimizer (zero_grad
 included). L = 1 keeps its own programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times
-(derive.segment), which must reproduce L = 5.
+(derive.segment), which must reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from analytic.exact.sharded import ALL_SYMBOLS, CODE_OF, WINDOWS, symbol_values
 from analytic.sizes import sizes_of
 from profiler.measuring.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
 from profiler.measuring.measure import trace_step
+from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
 
 RANKS = (3, 7)  # world sizes of the two traced size sets (no two symbols coincide at both in any class)
@@ -32,6 +33,12 @@ def rank_config(key: tuple, layers: int, size_set: dict, ranks: int):
     ranks = 1 if one_rank else ranks
     config, batch = traced_config(ClassKey(*one_device), layers, size_set)
     return config.replace(shard=shard, world_size=ranks, reshard_after_forward=reshard_after_forward), batch
+
+
+def traced_windows(key: tuple, layers: int, which: int) -> dict[str, list[tuple[str, str, int]]]:
+    """trace_windows of the class at L = layers and size set `which` (0 or 1)."""
+    size_set = size_sets(ClassKey(*key[:-3]))[which]
+    return trace_windows(*rank_config(key, layers, size_set, RANKS[which]))
 
 
 def trace_windows(config, batch: int) -> dict[str, list[tuple[str, str, int]]]:
@@ -90,11 +97,12 @@ def derive_sharded_class(key: tuple) -> dict:
     if coincident:
         raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident}")
     programs: dict[str, dict[int, list[str]]] = {window: {} for window in WINDOWS}
+    calls = [(traced_windows, (key, layers, which)) for layers in LAYERS for which in (0, 1)]
+    results = iter(run_calls(calls, "tracing small ranks", progress=False))
     for layers in LAYERS:
-        traced, values = [], []
+        traced, values = [next(results), next(results)], []
         for size_set, ranks in zip(size_sets(ClassKey(*key[:-3])), RANKS):
             config, batch = rank_config(key, layers, size_set, ranks)
-            traced.append(trace_windows(config, batch))
             values.append(symbol_values(config, sizes_of(config, batch)))
         for window in WINDOWS:
             programs[window][layers] = tokens(traced[0][window], traced[1][window], tuple(values),

@@ -85,6 +85,6 @@ def measured_max_batch(config: ModelConfig, budget_bytes: int, device: str = "me
         guess = None
     peaks = {} if peaks is None else peaks
     fits = batch_fits(config, budget_bytes, device, optimizer, peaks)
-    if guess is None and config.shard != "none":  # no set predicts a sharded rank's peak: extrapolated
+    if guess is None and config.shard != "none":  # outside the exact set's sharded domain: extrapolated
         guess = linear_guess(fits, peaks, budget_bytes)
     return confirm_max_batch(fits, guess)

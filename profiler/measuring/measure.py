@@ -159,9 +159,12 @@ def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapsho
 @dataclass
 class TracedStep:
     """A warm-up and a measured step under the tracker: its events, marks by step ("warmup", "measured"), the
-    category of every storage, what the measured step saved for backward (micro-batch 1), its FLOP counter."""
+    category of every storage, what the measured step saved for backward (micro-batch 1), its FLOP counter. It
+    holds the model, AdamW and the batch: their storages stay live (no free event) while it is kept."""
 
     model: torch.nn.Module
+    adamw: torch.optim.Optimizer
+    batch: tuple[torch.Tensor, torch.Tensor]
     tracker: StorageTracker
     category_of: dict[int, str]
     marks: dict[str, list[Mark]]
@@ -213,7 +216,7 @@ def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, coun
     recorder.remove()
     category_of = roles.categories()
     setup.categorise(category_of)
-    return TracedStep(model, tracker, category_of, marks, saved, flop_counter)
+    return TracedStep(model, adamw, (tokens, targets), tracker, category_of, marks, saved, flop_counter)
 
 
 def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,

@@ -30,8 +30,9 @@ def _setup(config: dict[str, Any]) -> str:
 
 
 def rank_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per sharded point: the rank's peak and phase, what it holds there (its shards and state, saved
-    activations, FSDP2's buffers), its model states measured, and each per-rank set's error on them."""
+    """One row per sharded point: the rank's peak and phase, the exact set's error on the peak, what the rank
+    holds there (its shards and state, saved activations, FSDP2's buffers), its model states measured, and each
+    per-rank set's error on them."""
     records = []
     for row in sharded_rows(rows):
         measured = with_model_states(row["measured"])
@@ -39,15 +40,20 @@ def rank_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         record = {"model": row["config"]["name"], "setup": _setup(row["config"]),
                   "ranks": row["config"]["world_size"], "batch per rank": row["batch_size"],
                   "rank": measured.get("rank", 0), "peak": measured["peak_bytes"], "phase": measured["peak_phase"],
+                  "exact peak error": _error(row.get("predicted", {}).get("exact", {}).get("peak_bytes"),
+                                             measured["peak_bytes"]),
                   "saved activations": at_peak["saved_activations"],
                   "FSDP2 buffers": sum(at_peak[name] for name in FSDP2_BUFFERS),
                   "model states": measured["model_states_bytes"]}
         for name in GRADED_SETS:
-            figures = row.get("predicted", {}).get(name, {})
-            value = figures.get("model_states_bytes")
-            record[f"{name} error"] = None if value is None else value / measured["model_states_bytes"] - 1
+            value = row.get("predicted", {}).get(name, {}).get("model_states_bytes")
+            record[f"{name} error"] = _error(value, measured["model_states_bytes"])
         records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def _error(predicted, measured) -> float | None:
+    return None if predicted is None else predicted / measured - 1
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:
@@ -55,8 +61,8 @@ def displayed(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     for column in ("peak", "saved activations", "FSDP2 buffers", "model states"):
         shown[column] = shown[column].map(human_bytes)
-    for name in GRADED_SETS:
-        shown[f"{name} error"] = shown[f"{name} error"].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
+    for column in ["exact peak error"] + [f"{name} error" for name in GRADED_SETS]:
+        shown[column] = shown[column].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
     return shown
 
 
@@ -85,7 +91,8 @@ def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block
     return [render.Heading("Sharded steps: one rank of FSDP2 or DDP"),
             render.Text("Each point simulates one rank (the one that holds the most, rank 0) of an FSDP2 step, or of "
                         "DDP as FSDP2's engine runs it (torch's replicate: whole parameters, gradients all-reduced "
-                        "block by block), on the fake process group: its peak and phase; at the peak, its saved "
+                        "block by block), on the fake process group: its peak and phase, and the error on the peak "
+                        "of the exact set (its programs derived from traces of small ranks); at the peak, its saved "
                         "activations and FSDP2's "
                         "buffers (gathered parameters, all-gather and reduce-scatter buffers, unsharded "
                         "gradients); its model states (parameter and gradient shards and AdamW state, at the "
