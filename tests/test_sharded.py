@@ -153,14 +153,14 @@ def test_sharded_config_errors():
         measure(sharded, 1, "meta", rank=2)
 
 
-def test_only_measure_takes_shard():
+def test_only_the_commands_of_a_rank_take_shard():
     parser = argparse.ArgumentParser()
     options.add_config_arguments(parser)
     args = parser.parse_args(["--preset", "tiny", "--shard", "fsdp2", "--world-size", "8",
                               "--no-reshard-after-forward"])
     assert options.config_from_args(args, sharded=True) == ModelConfig(
         **{**TINY.to_dict(), "shard": "fsdp2", "world_size": 8, "reshard_after_forward": False})
-    with pytest.raises(UsageError, match="measured only"):
+    with pytest.raises(UsageError, match="taken by `measure`, `max-batch` and `predict`"):
         options.config_from_args(args)
 
 

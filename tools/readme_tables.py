@@ -60,12 +60,14 @@ def gpu_block() -> str:
 
 
 def dist_block() -> str:
-    """One rank of FSDP2 per row of reports/dist-meta (profiler.reporting.sharded.rank_table), ZeRO graded by
-    today's formulas."""
+    """One rank of FSDP2 or DDP per row of reports/dist-meta (profiler.reporting.sharded.rank_table), the exact
+    set and ZeRO graded by today's formulas (the exact rank's programs derived on first use, as the CLI does)."""
+    from profiler.measuring import on_demand
     from profiler.reporting.render import markdown_table
     from profiler.reporting.report import load, with_predictions
     from profiler.reporting.sharded import displayed, rank_table
 
+    on_demand.install_sharded(quiet=True)
     meta, rows = load(DIST_FOLDER)
     table = displayed(rank_table(with_predictions(rows))).drop(columns=["model", "rank"])
     return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the card's block), rank 0, simulated on "

@@ -80,8 +80,8 @@ def config_from_args(args: argparse.Namespace, sharded: bool = False) -> ModelCo
                                                       "world_size", "reshard_after_forward")
                if getattr(args, name, None) is not None}
     if not sharded and options.get("shard", "none") != "none":
-        raise UsageError(f"--shard {options['shard']} is measured only (`measure`, `max-batch`); this command "
-                         "predicts one device")
+        raise UsageError(f"--shard {options['shard']} is taken by `measure`, `max-batch` and `predict`; this "
+                         "command describes one device")
     if args.preset:
         return preset(args.preset).replace(**sizes, **options)
     missing = [f"--{n.replace('_', '-')}" for n in SIZE_FIELDS[:5] if n not in sizes]

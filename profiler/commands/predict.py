@@ -29,7 +29,7 @@ def table(flat_by_set: dict[str, dict]) -> list[list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = config_from_args(args, sharded=True)
     load_formula_sets(args)
     names = [name.strip() for name in args.sets.split(",")] if args.sets else None
     predictions = predict(config, args.batch_size, optimizer=args.optimizer, names=names)
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"config": config.to_dict(), "batch_size": args.batch_size, "optimizer": args.optimizer,
                           "sets": predictions}, indent=2))
         return 0
-    print(f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}")
+    print(f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}"
+          + (", rank 0" if config.shard != "none" else ""))
     print(render(table({name: flatten(figures) for name, figures in predictions.items()})))
     return 0
