@@ -1,6 +1,7 @@
 """FSDP2 and DDP (replicate) per rank: the simulation (fake process group, fake tensors) against real gloo runs, byte for byte; the
 closed form of a rank's model states against the simulation; ZeRO stage 3 graded; clear errors."""
 import argparse
+import json
 
 import pytest
 import torch
@@ -66,16 +67,10 @@ def test_closed_form_model_states_equal_the_simulated_rank(config, world_size, s
         fsdp2_model_states(config, rank)
 
 
-# Three classes of the exact set's sharded programs (each derived once per session, seconds): FSDP2 in fp32;
+# Three classes of the exact set's sharded programs (shipped, analytic.exact.sharded.SHIPPED_SETUPS): FSDP2 in fp32;
 # FSDP2's mixed precision with full checkpointing and no resharding; DDP (replicate) of llama with RoPE,
 # grouped-query attention, mixed precision and selective checkpointing.
-RANK_CLASSES = {
-    "fsdp2-fp32": dict(shard="fsdp2"),
-    "fsdp2-amp-full-keep": dict(shard="fsdp2", autocast="bfloat16", checkpointing="full",
-                                reshard_after_forward=False),
-    "ddp-llama-gqa-amp-selective": dict(shard="ddp", arch="llama", positional="rope", autocast="bfloat16",
-                                        checkpointing="selective"),
-}
+RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selective")
 
 
 @needs_fsdp2
@@ -89,14 +84,26 @@ def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context
     sizes, layer counts and world sizes the derivation never traced (it traces 3 and 7 ranks, 1 to 5 layers). FSDP2 on
     one rank (other programs, a class of its own) is graded by the dist report."""
     from analytic import exact
-    options = RANK_CLASSES[name]
-    config = ModelConfig(vocab_size=vocab, context_length=context, num_layers=layers, d_model=heads * 2 * head_pairs,
-                         num_heads=heads, d_ff=d_ff, world_size=world_size,
-                         kv_heads=2 if options.get("arch") == "llama" else heads, **options)
+    from analytic.exact.sharded import SHIPPED_SETUPS
+    options = {"num_heads": heads, "kv_heads": heads, **SHIPPED_SETUPS[name]}
+    config = ModelConfig(vocab_size=vocab, context_length=context, num_layers=layers, d_ff=d_ff,
+                         d_model=options["num_heads"] * 2 * head_pairs, world_size=world_size, **options)
     measured = measure(config, batch, "meta", count_flops=False).measured
     predicted = exact.predict(config, batch)
     assert phase_figures(predicted) == phase_figures(measured)
     assert (predicted["peak_bytes"], predicted["peak_phase"]) == (measured["peak_bytes"], measured["peak_phase"])
+
+
+@needs_fsdp2
+def test_a_fresh_derivation_gives_the_shipped_programs():
+    """One shipped class derived again here (the rest: tools/derive_sharded_programs.py --check)."""
+    from analytic.exact.sharded import class_name, shipped_programs, shipped_setup_keys
+    from profiler.measuring.derive_sharded import derive_sharded_class
+
+    key = shipped_setup_keys()[1]  # FSDP2, fp32, several ranks
+    if not shipped_programs():
+        pytest.skip("the shipped programs do not hold on this torch (each class is derived on first use)")
+    assert json.loads(json.dumps(derive_sharded_class(key))) == shipped_programs()[class_name(key)]
 
 
 def test_torch_chunk_is_the_shard():
@@ -215,7 +222,6 @@ def test_max_batch_of_a_rank(capsys):
     """max-batch --shard fsdp2 on meta: the exact set's answer, confirmed by two measurements (its step fits the
     budget on rank 0, one more does not); outside the exact set's domain (two micro-batches) the line through the
     peaks at batch 1 and 2 is the guess."""
-    import json
 
     from profiler.cli import main
 

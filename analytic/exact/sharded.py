@@ -1,6 +1,7 @@
 """One rank of a sharded step (FSDP2's fully_shard, or DDP as torch's replicate runs it on FSDP2's engine), exact:
-the programs of its steady step derived from traces of the simulated rank (profiler.measuring.derive_sharded),
-evaluated over the sizes below. Rank 0, the rank that holds the most.
+the programs of its steady step derived from traces of the simulated rank (profiler.measuring.derive_sharded;
+shipped for some classes, derived_sharded.json, the others on first use), evaluated over the sizes below. Rank 0,
+the rank that holds the most.
 
 A program is a sequence of tokens `<sign><category>:<symbol>`: `+UP:gDD` a gathered D×D weight allocated,
 `-AG:agb` a block's all-gather buffer freed. Categories (model.vocabulary.SHARDED_CATEGORIES) by code: P
@@ -30,14 +31,18 @@ Domain: one micro-batch, zero_grad 'none', AdamW foreach, every layout class of 
 """
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from analytic.exact.memory import Phase
 from analytic.exact.programs import runs
+from analytic.exact.source import installed_torch
+from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
 from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
@@ -55,10 +60,23 @@ WINDOWS = ("start",) + PHASES
 PROGRAM_FORMAT = 2  # of the cached programs: raised whenever the symbols or the grammar change
 _TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
 
-# The programs of one class, by analytic.exact.sharded.class_key: set by profiler.measuring.on_demand (derived on
-# first use on the installed torch, cached); analytic/ imports no torch.
+# The programs of one class, by sharded_class_key: set by profiler.measuring.on_demand (derived on first use on the
+# installed torch, cached); analytic/ imports no torch.
 DERIVE_ON_FIRST_USE: Callable[[tuple], dict[str, Any]] | None = None
 _PROGRAMS: dict[tuple, dict] = {}
+# Shipped programs (derived on the torch of analytic/exact/derived.py, holding where its programs do): the classes
+# of the dist grid's points and of SHIPPED_SETUPS, written by tools/derive_sharded_programs.py.
+SHIPPED_PATH = Path(__file__).with_name("derived_sharded.json")
+# Setups the tests grade (tests/test_sharded.py), shipped at a batch of 2 on one and on several ranks.
+SHIPPED_SETUPS = {
+    "fsdp2-fp32": dict(shard="fsdp2"),
+    "fsdp2-amp": dict(shard="fsdp2", autocast="bfloat16"),
+    "fsdp2-amp-full-keep": dict(shard="fsdp2", autocast="bfloat16", checkpointing="full", reshard_after_forward=False),
+    "ddp-fp32": dict(shard="ddp"),
+    "ddp-amp": dict(shard="ddp", autocast="bfloat16"),
+    "ddp-llama-gqa-amp-selective": dict(shard="ddp", arch="llama", positional="rope", autocast="bfloat16",
+                                        checkpointing="selective", num_heads=4, kv_heads=2),
+}
 
 
 def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
@@ -127,14 +145,42 @@ class RankPhase(Phase):
     categories = SHARDED_CATEGORIES
 
 
+def class_name(key: tuple) -> str:
+    """A class key as the JSON files store it."""
+    return json.dumps(list(key))
+
+
+@lru_cache(maxsize=None)
+def shipped_programs() -> dict[str, dict]:
+    """The shipped classes, by class_name, where the installed torch is one they hold on (else none)."""
+    if minor(installed_torch()) not in SHIPPED_MINORS or not SHIPPED_PATH.exists():
+        return {}
+    document = json.loads(SHIPPED_PATH.read_text())
+    return document["classes"] if document.get("format") == PROGRAM_FORMAT else {}
+
+
 def programs_of(key: tuple) -> dict | None:
-    """The derived programs of a sharded class: derived on first use where the profiler installed the hook, else
-    None (the exact set then predicts no sharded step)."""
+    """The programs of a sharded class: shipped, or derived on first use where the profiler installed the hook,
+    else None (the exact set then predicts no sharded step)."""
     if key not in _PROGRAMS:
-        if DERIVE_ON_FIRST_USE is None:
+        if class_name(key) in shipped_programs():
+            _PROGRAMS[key] = shipped_programs()[class_name(key)]
+        elif DERIVE_ON_FIRST_USE is None:
             return None
-        _PROGRAMS[key] = DERIVE_ON_FIRST_USE(key)
+        else:
+            _PROGRAMS[key] = DERIVE_ON_FIRST_USE(key)
     return _PROGRAMS[key]
+
+
+def shipped_setup_keys() -> list[tuple]:
+    """The class keys of SHIPPED_SETUPS at a batch of 2, on one rank (FSDP2's own classes) and on several."""
+    keys = []
+    for options in SHIPPED_SETUPS.values():
+        config = ModelConfig(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
+                             **{"num_heads": 2, **options})
+        for world_size in (1, 4) if config.shard == "fsdp2" else (4,):
+            keys.append(sharded_class_key(config.replace(world_size=world_size), 2))
+    return keys
 
 
 def window_segments(derived: dict, window: str, layers: int) -> list[tuple[str, bool | str]]:
