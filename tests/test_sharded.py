@@ -67,10 +67,12 @@ def test_closed_form_model_states_equal_the_simulated_rank(config, world_size, s
         fsdp2_model_states(config, rank)
 
 
-# Three classes of the exact set's sharded programs (shipped, analytic.exact.sharded.SHIPPED_SETUPS): FSDP2 in fp32;
+# Classes of the exact set's sharded programs (shipped, analytic.exact.sharded.SHIPPED_SETUPS): FSDP2 in fp32;
 # FSDP2's mixed precision with full checkpointing and no resharding; DDP (replicate) of llama with RoPE,
-# grouped-query attention, mixed precision and selective checkpointing.
-RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selective")
+# grouped-query attention, mixed precision and selective checkpointing; FSDP2's mixed precision over two
+# micro-batches keeping the gradients (zero_grad 'zeros'); DDP of GPT-2's block over two micro-batches.
+RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selective", "fsdp2-amp-mb-zeros",
+                "ddp-gpt2-mb")
 
 
 @needs_fsdp2
@@ -80,17 +82,20 @@ RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selectiv
        context=st.integers(2, 40), layers=st.integers(1, 4), d_ff=st.integers(1, 100),
        world_size=st.integers(2, 300), batch=st.integers(2, 4))
 def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context, layers, d_ff, world_size, batch):
-    """The exact set's rank (analytic.exact.sharded) against the simulated rank 0, every phase to the byte, at
-    sizes, layer counts and world sizes the derivation never traced (it traces 3 and 7 ranks, 1 to 5 layers). FSDP2 on
-    one rank (other programs, a class of its own) is graded by the dist report."""
+    """The exact set's rank (analytic.exact.sharded) against the simulated rank 0, every phase (and micro-batch)
+    to the byte, at sizes, layer counts and world sizes the derivation never traced (it traces 3 and 7 ranks, 1 to
+    5 layers, 2 micro-batches). FSDP2 on one rank (other programs, a class of its own) is graded by the dist
+    report."""
     from analytic import exact
     from analytic.exact.sharded import SHIPPED_SETUPS
     options = {"num_heads": heads, "kv_heads": heads, **SHIPPED_SETUPS[name]}
     config = ModelConfig(vocab_size=vocab, context_length=context, num_layers=layers, d_ff=d_ff,
                          d_model=options["num_heads"] * 2 * head_pairs, world_size=world_size, **options)
-    measured = measure(config, batch, "meta", count_flops=False).measured
-    predicted = exact.predict(config, batch)
+    step_batch = config.micro_batches * batch
+    measured = measure(config, step_batch, "meta", count_flops=False).measured
+    predicted = exact.predict(config, step_batch)
     assert phase_figures(predicted) == phase_figures(measured)
+    assert predicted.get("micro_batches") == measured.get("micro_batches")  # every micro-batch's figures
     assert (predicted["peak_bytes"], predicted["peak_phase"]) == (measured["peak_bytes"], measured["peak_phase"])
 
 
@@ -220,7 +225,7 @@ def test_a_ddp_rank_holds_one_devices_model_states_at_any_world_size():
 @needs_fsdp2
 def test_max_batch_of_a_rank(capsys):
     """max-batch --shard fsdp2 on meta: the exact set's answer, confirmed by two measurements (its step fits the
-    budget on rank 0, one more does not); outside the exact set's domain (two micro-batches) the line through the
+    budget on rank 0, one more does not); outside the exact set's domain (for-loop AdamW) the line through the
     peaks at batch 1 and 2 is the guess."""
 
     from profiler.cli import main
@@ -235,7 +240,7 @@ def test_max_batch_of_a_rank(capsys):
     best = answer["max_batch"]
     assert measure(config, best, "meta", count_flops=False).measured["peak_bytes"] <= budget
     assert measure(config, best + 1, "meta", count_flops=False).measured["peak_bytes"] > budget
-    assert main(["max-batch", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "4", "--micro-batches", "2",
+    assert main(["max-batch", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "4", "--optimizer", "forloop",
                  "--device", "meta", "--budget", f"{budget}B", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["guessed_by"] == "the line through the peaks at 1 and 2"
     assert main(["max-batch", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "4", "--device", "cuda"]) != 0

@@ -11,8 +11,7 @@ backends as CUDA runs them, which is what meta simulates; flash for 16-bit dtype
 micro-batching, zero_grad option and bf16 autocast as meta emulates CUDA's; on torch before 2.11, not RoPE with a
 head size of 2 (analytic.exact.versions.outside_domain). Outside it (T = 1, where weight gradients take another
 path) it predicts the parameter count only. One rank of a sharded step (FSDP2, DDP): its memory by phase and
-category, FSDP2's buffers included, from programs derived on first use (analytic.exact.sharded: one micro-batch,
-zero_grad 'none', foreach AdamW; rank 0).
+category, FSDP2's buffers included, from derived programs (analytic.exact.sharded: foreach AdamW; rank 0).
 """
 from __future__ import annotations
 

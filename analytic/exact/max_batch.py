@@ -43,8 +43,8 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     if why is not None:
         raise ValueError(why)
     if config.shard != "none" and (not sharded.in_domain(config, optimizer) or sharded.moment_totals(config, 2) is None):
-        raise ValueError("outside the exact set's sharded domain (one micro-batch, zero_grad 'none', foreach AdamW, "
-                         "programs derived on first use)")
+        raise ValueError("a sharded rank outside the exact set's domain (foreach AdamW), or without its programs "
+                         "(derived on first use by the profiler's commands)")
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf
@@ -53,7 +53,7 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     if best >= 2:
         return int(best) if np.isfinite(best) else 2**62
     if config.shard != "none":
-        one = sharded.evaluate_rank(config, sizes_of(config, 1), optimizer)["peak_bytes"]
+        one = sharded.evaluate_rank(config, sizes_of(config, config.micro_batches), optimizer)["peak_bytes"]
     else:
         one = step_figures(sizes_of(config, config.micro_batches), config.positional, optimizer)["peak_bytes"]
     return int(one <= budget_bytes)

@@ -27,7 +27,8 @@ LM head):
     r2 = B·T·2                  a per-token scalar in bf16 (the policy's bf16 forward runs the norms in bf16)
 Each window (start: what is live as the step begins besides buffers and inputs; forward; backward; optimizer,
 zero_grad included) is one program at L = 1 and, from L = 2 on, segments run once, L, L − 1 or L − 2 times.
-Domain: one micro-batch, zero_grad 'none', AdamW foreach, every layout class of one device; no FLOPs.
+Domain: AdamW foreach, every layout class of one device, micro-batches (micro-batch 2's windows stand for every
+later one) and either zero_grad option; no FLOPs.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ import numpy as np
 from analytic.exact.memory import Phase
 from analytic.exact.programs import runs
 from analytic.exact.source import installed_torch
+from analytic.figures import combine_windows
 from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
 from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
@@ -56,8 +58,11 @@ SHAPES = ("VD", "TD", "DD", "KD", "FD", "DF", "D", "F")
 SHARD_SYMBOLS = tuple(f"{prefix}{shape}" for prefix in "pquv" for shape in SHAPES) + (
     "agb", "agr", "aib", "air", "rsb", "rsr", "shb", "shr", "rt", "rt2", "r2")
 ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first matching name is chosen
+# The windows of a class: what is live as the step begins, then its phases; with micro-batches, forward and
+# backward of micro-batch 1 and of micro-batch 2, which every later one repeats (derive_sharded checks it).
 WINDOWS = ("start",) + PHASES
-PROGRAM_FORMAT = 2  # of the cached programs: raised whenever the symbols or the grammar change
+MICRO_BATCH_WINDOWS = ("start", "forward_1", "backward_1", "forward_2", "backward_2", "optimizer")
+PROGRAM_FORMAT = 3  # of the cached programs: raised whenever the symbols, the grammar or the keys change
 _TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
 
 # The programs of one class, by sharded_class_key: set by profiler.measuring.on_demand (derived on first use on the
@@ -76,21 +81,29 @@ SHIPPED_SETUPS = {
     "ddp-amp": dict(shard="ddp", autocast="bfloat16"),
     "ddp-llama-gqa-amp-selective": dict(shard="ddp", arch="llama", positional="rope", autocast="bfloat16",
                                         checkpointing="selective", num_heads=4, kv_heads=2),
+    "fsdp2-amp-mb-zeros": dict(shard="fsdp2", autocast="bfloat16", micro_batches=2, zero_grad="zeros"),
+    "ddp-gpt2-mb": dict(shard="ddp", arch="gpt2", dropout=0.0, micro_batches=2),
 }
 
 
 def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
-    return (config.shard != "none" and config.micro_batches == 1 and config.zero_grad == "none"
-            and optimizer == "foreach" and config.context_length >= 2)
+    return config.shard != "none" and optimizer == "foreach" and config.context_length >= 2
 
 
 def sharded_class_key(config: ModelConfig, batch_size: int) -> tuple:
-    """The one-device layout class of the config at the rank's batch, its shard strategy, resharding, and whether
-    FSDP2 runs on one rank (where it copies instead of gathering: other programs)."""
-    layout = (batch_size == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
+    """The one-device layout class of the config at the batch of one micro-batch, its shard strategy,
+    resharding, whether FSDP2 runs on one rank (where it copies instead of gathering: other programs), whether
+    there are micro-batches, and the zero_grad option."""
+    micro_batch = batch_size // config.micro_batches
+    layout = (micro_batch == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
     return (*class_key(config.arch, config.positional, config.attention, config.dtype, config.autocast,
                        config.checkpointing, config.dropout > 0, layout),
-            config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1)
+            config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1,
+            config.micro_batches > 1, config.zero_grad)
+
+
+def windows_of(key: tuple) -> tuple[str, ...]:
+    return MICRO_BATCH_WINDOWS if key[-2] else WINDOWS
 
 
 def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
@@ -179,7 +192,7 @@ def shipped_setup_keys() -> list[tuple]:
         config = ModelConfig(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
                              **{"num_heads": 2, **options})
         for world_size in (1, 4) if config.shard == "fsdp2" else (4,):
-            keys.append(sharded_class_key(config.replace(world_size=world_size), 2))
+            keys.append(sharded_class_key(config.replace(world_size=world_size), 2 * config.micro_batches))
     return keys
 
 
@@ -189,14 +202,14 @@ def window_segments(derived: dict, window: str, layers: int) -> list[tuple[str, 
 
 
 def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, RankPhase]:
-    """Rank 0's phases, each run from where the previous one ended (the start window first)."""
+    """Rank 0's windows after the start one, each run from where the previous one ended."""
     values = symbol_values(config, sizes)
     symbols = np.stack([np.broadcast_to(values[name], np.shape(sizes.B)) for name in ALL_SYMBOLS])
     live = np.zeros((len(SHARDED_CATEGORIES),) + np.shape(sizes.B), dtype=np.int64)
     live[SHARDED_CATEGORIES.index("buffers")] = sizes.buffer_bytes
     live[SHARDED_CATEGORIES.index("inputs")] = sizes.input_bytes
     phases = {}
-    for window in WINDOWS:
+    for window in derived["one"]:  # the class's windows, in step order
         phase = RankPhase(live, symbols)
         for program, repeated in window_segments(derived, window, config.num_layers):
             phase.run(program, runs(repeated, config.num_layers))
@@ -207,10 +220,11 @@ def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, R
 
 
 def moment_totals(config: ModelConfig, batch_size: int) -> np.ndarray | None:
-    """Live bytes at every moment of rank 0's step (None outside the domain or without programs): each is
-    linear in the batch, for analytic.exact.max_batch."""
-    sizes = sizes_of(config, batch_size)
-    derived = programs_of(sharded_class_key(config, batch_size)) if in_domain(config) else None
+    """Live bytes at every moment of rank 0's step at a micro-batch of `batch_size` (None outside the domain or
+    without programs): each is linear in the batch, for analytic.exact.max_batch."""
+    step_batch = config.micro_batches * batch_size
+    sizes = sizes_of(config, step_batch)
+    derived = programs_of(sharded_class_key(config, step_batch)) if in_domain(config) else None
     if derived is None:
         return None
     return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
@@ -220,18 +234,21 @@ def moment_totals(config: ModelConfig, batch_size: int) -> np.ndarray | None:
 def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, Any]:
     """Peak, phase and per-phase figures of rank 0 (the keys of a measurement: peak_bytes, peak_phase,
     categories_at_peak, phases.<phase>.{peak_bytes, start_bytes, end_bytes, categories_at_peak})."""
-    phases = {name: phase.figures() for name, phase in rank_phases(config, sizes, derived).items()}
+    windows = [(name.split("_")[0], int(name[-1]) if "_" in name else None, phase.figures())
+               for name, phase in rank_phases(config, sizes, derived).items()]
+    combined = combine_windows(windows, config.micro_batches)
+    phases = combined["phases"]
     peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
     index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
     return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],
             "categories_at_peak": {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
                                    for name in SHARDED_CATEGORIES},
-            "phases": phases}
+            **combined}
 
 
 def evaluate_rank(config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
     """rank_figures where the config is in the domain and its programs are at hand, else {}."""
     if not in_domain(config, optimizer) or np.ndim(sizes.B):
         return {}
-    derived = programs_of(sharded_class_key(config, int(sizes.B)))
+    derived = programs_of(sharded_class_key(config, int(sizes.B) * config.micro_batches))
     return {} if derived is None else rank_figures(config, sizes, derived)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 
-from analytic.exact.sharded import ALL_SYMBOLS, CODE_OF, WINDOWS, symbol_values
+from analytic.exact.sharded import ALL_SYMBOLS, CODE_OF, compile_sharded, symbol_values, windows_of
 from analytic.sizes import sizes_of
 from profiler.measuring.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
 from profiler.measuring.measure import trace_step
@@ -27,18 +27,20 @@ LAYERS = (1, 2, 3, 4, 5)
 CONSTANT = ("buffers", "inputs")  # closed forms of their own (analytic.sizes.Sizes), not traced
 
 
-def rank_config(key: tuple, layers: int, size_set: dict, ranks: int):
+def rank_config(key: tuple, layers: int, size_set: dict, ranks: int, micro_batches: int = 2):
     """The config and rank batch of a sharded class at one size set."""
-    *one_device, shard, reshard_after_forward, one_rank = key
-    ranks = 1 if one_rank else ranks
-    config, batch = traced_config(ClassKey(*one_device), layers, size_set)
-    return config.replace(shard=shard, world_size=ranks, reshard_after_forward=reshard_after_forward), batch
+    *one_device, shard, reshard_after_forward, one_rank, micro_batched, zero_grad = key
+    config, batch = traced_config(ClassKey(*one_device), layers, size_set,
+                                  micro_batches=micro_batches if micro_batched else 1)
+    return config.replace(shard=shard, world_size=1 if one_rank else ranks,
+                          reshard_after_forward=reshard_after_forward, zero_grad=zero_grad), batch
 
 
-def traced_windows(key: tuple, layers: int, which: int) -> dict[str, list[tuple[str, str, int]]]:
-    """trace_windows of the class at L = layers and size set `which` (0 or 1)."""
-    size_set = size_sets(ClassKey(*key[:-3]))[which]
-    return trace_windows(*rank_config(key, layers, size_set, RANKS[which]))
+def traced_windows(key: tuple, layers: int, which: int, micro_batches: int = 2) -> dict[str, list[tuple[str, str, int]]]:
+    """trace_windows of the class at L = layers and size set `which` (0 or 1), with `micro_batches` micro-batches
+    where the class has them."""
+    size_set = size_sets(ClassKey(*key[:-5]))[which]
+    return trace_windows(*rank_config(key, layers, size_set, RANKS[which], micro_batches))
 
 
 def trace_windows(config, batch: int) -> dict[str, list[tuple[str, str, int]]]:
@@ -46,16 +48,18 @@ def trace_windows(config, batch: int) -> dict[str, list[tuple[str, str, int]]]:
     with ShardedRank(config, "meta", 0) as setup:
         traced = trace_step(setup, config, batch, "foreach")
     events, category_of = traced.tracker.events, traced.category_of
-    marks = traced.marks["measured"]  # forward, backward, optimizer, end
+    marks = traced.marks["measured"]  # forward, backward (once per micro-batch), optimizer, end
     live: dict[int, int] = {}
     for sign, sid, nbytes in events[:marks[0].event_index]:
         live[sid] = live.get(sid, 0) + sign * nbytes
     code = lambda sid: CODE_OF[category_of.get(sid, "temporaries")]  # noqa: E731
     windows = {"start": [("+", code(sid), nbytes) for sid, nbytes in sorted(live.items())
                          if nbytes and category_of.get(sid) not in CONSTANT]}
-    for begin, end in zip(marks, marks[1:]):
-        windows[begin.name] = [("+" if sign > 0 else "-", code(sid), nbytes)
-                               for sign, sid, nbytes in events[begin.event_index:end.event_index] if nbytes]
+    micro_batched = config.micro_batches > 1
+    for index, (begin, end) in enumerate(zip(marks, marks[1:])):
+        name = f"{begin.name}_{index // 2 + 1}" if micro_batched and begin.name != "optimizer" else begin.name
+        windows[name] = [("+" if sign > 0 else "-", code(sid), nbytes)
+                         for sign, sid, nbytes in events[begin.event_index:end.event_index] if nbytes]
     return windows
 
 
@@ -78,7 +82,7 @@ def tokens(first: list, second: list, values: tuple[dict, dict], what: str) -> l
 
 def coincident_symbols(key: tuple) -> list[tuple[str, str]]:
     """Symbol pairs equal at both traced size sets but not at the check set."""
-    sets = size_sets(ClassKey(*key[:-3]))
+    sets = size_sets(ClassKey(*key[:-5]))
     check = dict(sets[0], **CHECK_SET, head_dim=24 if key[2] in ("sdpa-flash", "sdpa-efficient") else 18)
     values = []
     for size_set, ranks in [*zip(sets, RANKS), (check, CHECK_RANKS)]:
@@ -91,22 +95,41 @@ def coincident_symbols(key: tuple) -> list[tuple[str, str]]:
 
 def derive_sharded_class(key: tuple) -> dict:
     """{"one": {window: program at L = 1}, "segments": {window: [(program, repeated)] for L >= 2}}."""
-    what = (f"{ClassKey(*key[:-3]).what()}, {key[-3]}{'' if key[-2] else ', no reshard after forward'}"
-            f"{', one rank' if key[-1] else ''}")
+    shard, reshard_after_forward, one_rank, micro_batched, zero_grad = key[-5:]
+    what = (f"{ClassKey(*key[:-5]).what()}, {shard}{'' if reshard_after_forward else ', no reshard after forward'}"
+            f"{', one rank' if one_rank else ''}{', micro-batches' if micro_batched else ''}, zero_grad {zero_grad}")
     coincident = coincident_symbols(key)
     if coincident:
         raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident}")
-    programs: dict[str, dict[int, list[str]]] = {window: {} for window in WINDOWS}
+    windows = windows_of(key)
+    programs: dict[str, dict[int, list[str]]] = {window: {} for window in windows}
     calls = [(traced_windows, (key, layers, which)) for layers in LAYERS for which in (0, 1)]
     results = iter(run_calls(calls, "tracing small ranks", progress=False))
     for layers in LAYERS:
         traced, values = [next(results), next(results)], []
-        for size_set, ranks in zip(size_sets(ClassKey(*key[:-3])), RANKS):
+        for size_set, ranks in zip(size_sets(ClassKey(*key[:-5])), RANKS):
             config, batch = rank_config(key, layers, size_set, ranks)
             values.append(symbol_values(config, sizes_of(config, batch)))
-        for window in WINDOWS:
+        for window in windows:
             programs[window][layers] = tokens(traced[0][window], traced[1][window], tuple(values),
                                               f"{what}, {window}, L = {layers}")
-    return {"one": {window: " ".join(programs[window][1]) for window in WINDOWS},
+    if micro_batched:
+        later_micro_batches_repeat(key, programs, values, what)
+    return {"one": {window: " ".join(programs[window][1]) for window in windows},
             "segments": {window: segment({layers: programs[window][layers] for layers in LAYERS[1:]},
-                                         f"{what}, {window}", base=2) for window in WINDOWS}}
+                                         f"{what}, {window}", base=2) for window in windows}}
+
+
+def later_micro_batches_repeat(key: tuple, programs: dict, values: tuple, what: str) -> None:
+    """Micro-batch 2 must leave nothing behind (at every L), and micro-batch 3 of a three-micro-batch step must
+    be micro-batch 2 again (at L = 2): then micro-batch 2's windows stand for every later one."""
+    for layers in LAYERS:
+        net = compile_sharded(" ".join(programs["forward_2"][layers] + programs["backward_2"][layers]))[1]
+        if net.any():
+            raise DerivationError(f"{what}: micro-batch 2 leaves memory behind at L = {layers}")
+    three = [traced_windows(key, 2, which, micro_batches=3) for which in (0, 1)]
+    for window in ("forward", "backward"):
+        second, third = (tokens(three[0][f"{window}_{index}"], three[1][f"{window}_{index}"], values,
+                                f"{what}, {window} of micro-batch {index} of 3") for index in (2, 3))
+        if second != third:
+            raise DerivationError(f"{what}: micro-batch 3's {window} differs from micro-batch 2's")
