@@ -83,7 +83,7 @@ RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selectiv
        world_size=st.integers(2, 300), batch=st.integers(2, 4))
 def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context, layers, d_ff, world_size, batch):
     """The exact set's rank (analytic.exact.sharded) against the simulated rank 0, every phase (and micro-batch)
-    to the byte, at sizes, layer counts and world sizes the derivation never traced (it traces 3 and 7 ranks, 1 to
+    to the byte and every phase's FLOPs, at sizes, layer counts and world sizes the derivation never traced (it traces 3 and 7 ranks, 1 to
     5 layers, 2 micro-batches). FSDP2 on one rank (other programs, a class of its own) is graded by the dist
     report."""
     from analytic import exact
@@ -92,10 +92,11 @@ def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context
     config = ModelConfig(vocab_size=vocab, context_length=context, num_layers=layers, d_ff=d_ff,
                          d_model=options["num_heads"] * 2 * head_pairs, world_size=world_size, **options)
     step_batch = config.micro_batches * batch
-    measured = measure(config, step_batch, "meta", count_flops=False).measured
+    measured = measure(config, step_batch, "meta").measured
     predicted = exact.predict(config, step_batch)
     assert phase_figures(predicted) == phase_figures(measured)
     assert predicted.get("micro_batches") == measured.get("micro_batches")  # every micro-batch's figures
+    assert (predicted["flops"], predicted["flops_matmul"]) == (measured["flops"], measured["flops_matmul"])
     assert (predicted["peak_bytes"], predicted["peak_phase"]) == (measured["peak_bytes"], measured["peak_phase"])
 
 

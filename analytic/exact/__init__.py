@@ -11,7 +11,8 @@ backends as CUDA runs them, which is what meta simulates; flash for 16-bit dtype
 micro-batching, zero_grad option and bf16 autocast as meta emulates CUDA's; on torch before 2.11, not RoPE with a
 head size of 2 (analytic.exact.versions.outside_domain). Outside it (T = 1, where weight gradients take another
 path) it predicts the parameter count only. One rank of a sharded step (FSDP2, DDP): its memory by phase and
-category, FSDP2's buffers included, from derived programs (analytic.exact.sharded: foreach AdamW; rank 0).
+category, FSDP2's buffers included, from derived programs, and its FLOPs (analytic.exact.sharded: foreach AdamW;
+rank 0).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dic
     """All figures as numpy values (arrays when batch_size is an array)."""
     sizes = sizes_of(config, batch_size)
     figures: dict[str, Any] = {"params": sizes.params}
-    if config.shard != "none":  # rank 0's memory (analytic.exact.sharded); no FLOPs
+    if config.shard != "none":  # rank 0: its memory and FLOPs (analytic.exact.sharded)
         figures.update(evaluate_rank(config, sizes, optimizer))
     elif outside_domain(config, installed_torch()) is None:
         figures.update(step_figures(sizes, config.positional, optimizer))

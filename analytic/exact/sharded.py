@@ -28,7 +28,7 @@ LM head):
 Each window (start: what is live as the step begins besides buffers and inputs; forward; backward; optimizer,
 zero_grad included) is one program at L = 1 and, from L = 2 on, segments run once, L, L − 1 or L − 2 times.
 Domain: AdamW foreach, every layout class of one device, micro-batches (micro-batch 2's windows stand for every
-later one) and either zero_grad option; no FLOPs.
+later one) and either zero_grad option. FLOPs: rank_flop_figures.
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ from analytic.exact.source import installed_torch
 from analytic.figures import combine_windows
 from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
+from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
+from analytic.sharding import fsdp2_model_states, padded_rows
 from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
@@ -87,6 +89,7 @@ SHIPPED_SETUPS = {
 
 
 def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
+    """Whether the config is a sharded step the programs describe (foreach AdamW, T >= 2)."""
     return config.shard != "none" and optimizer == "foreach" and config.context_length >= 2
 
 
@@ -103,6 +106,7 @@ def sharded_class_key(config: ModelConfig, batch_size: int) -> tuple:
 
 
 def windows_of(key: tuple) -> tuple[str, ...]:
+    """The windows a class's programs have (sharded_class_key: micro-batched or not)."""
     return MICRO_BATCH_WINDOWS if key[-2] else WINDOWS
 
 
@@ -116,13 +120,13 @@ def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
               "F": (F, 1)}
     values = {}
     for name, (rows, cols) in shapes.items():
-        padded = -(-rows // N) * cols
+        padded = padded_rows(rows, N) * cols
         values.update({f"p{name}": padded * e, f"q{name}": padded * 2, f"u{name}": N * padded * gathered,
                        f"v{name}": rows * cols * 2})
     one, two = (parameter_tensor_shapes(config.replace(num_layers=n)) for n in (1, 2))
     first = 1 + (config.positional == "learned")  # the embeddings come before the blocks
     block = one[first:first + len(two) - len(one)]
-    padded_total = lambda shapes: sum(-(-rows // N) * cols for rows, cols in shapes)  # noqa: E731
+    padded_total = lambda shapes: sum(padded_rows(rows, N) * cols for rows, cols in shapes)  # noqa: E731
     in_block = padded_total(block)
     rest = padded_total(parameter_tensor_shapes(config)) - config.num_layers * in_block
     table = T * (D // config.num_heads // 2)
@@ -246,9 +250,22 @@ def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, 
             **combined}
 
 
+def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
+    """A rank's FLOPs: one device's forward and backward at the rank's batch (gathering, casting and reducing count
+    none), its AdamW step and its gradient accumulations over the elements it holds, n = Σ⌈rows/N⌉·cols (rank 0's
+    shards; every parameter under DDP): 14·n + one step-counter increment per tensor."""
+    held = fsdp2_model_states(config)["parameters"] // DTYPE_BYTES[config.dtype]
+    figures = flop_figures(sizes)
+    accumulations = config.micro_batches - 1 + int(config.zero_grad == "zeros")
+    flops = dict(figures["flops"], optimizer=ADAMW_FLOPS_PER_PARAM * held + sizes.tensors)
+    flops["backward"] = flops["backward"] - accumulations * sizes.params + accumulations * held
+    return {"flops": flops, "flops_matmul": figures["flops_matmul"],
+            "adamw_flops_per_param": flops["optimizer"] / sizes.params}
+
+
 def evaluate_rank(config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
     """rank_figures where the config is in the domain and its programs are at hand, else {}."""
     if not in_domain(config, optimizer) or np.ndim(sizes.B):
         return {}
     derived = programs_of(sharded_class_key(config, int(sizes.B) * config.micro_batches))
-    return {} if derived is None else rank_figures(config, sizes, derived)
+    return {} if derived is None else {**rank_figures(config, sizes, derived), **rank_flop_figures(config, sizes)}
