@@ -1,14 +1,15 @@
 """The programs of one sharded rank's steady step (analytic.exact.sharded), derived from traces of the simulated
 rank 0 (profiler.measuring.sharded), as profiler.measuring.derive does for one device.
 
-A class (one device's layout class, the shard strategy, FSDP2's resharding) is traced at L = 1 to 5 layers and at
-two unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's
-one-rank classes): every storage's bytes
-must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first in that order), and no two
-symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start (what is live as the
-measured step begins, in allocation order, besides buffers and inputs), forward, backward, optimizer (zero_grad
-included). L = 1 keeps its own programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times
-(derive.segment), which must reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
+A class (analytic.exact.sharded.sharded_class_key: one device's layout class, the shard strategy, FSDP2's
+resharding, one rank or several, micro-batches or not, zero_grad) is traced at L = 1 to 5 layers and at two
+unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's one-rank
+classes): every storage's bytes must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first
+in that order), and no two symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start
+(what is live as the measured step begins, in allocation order, besides buffers and inputs), forward and backward
+(of micro-batches 1 and 2 where there are micro-batches), optimizer (zero_grad included). L = 1 keeps its own
+programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (derive.segment), which must
+reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def rank_config(key: tuple, layers: int, size_set: dict, ranks: int, micro_batch
                           reshard_after_forward=reshard_after_forward, zero_grad=zero_grad), batch
 
 
-def traced_windows(key: tuple, layers: int, which: int, micro_batches: int = 2) -> dict[str, list[tuple[str, str, int]]]:
+def traced_windows(key: tuple, layers: int, which: int, micro_batches: int = 2) -> dict[str, list]:
     """trace_windows of the class at L = layers and size set `which` (0 or 1), with `micro_batches` micro-batches
     where the class has them."""
     size_set = size_sets(ClassKey(*key[:-5]))[which]
