@@ -55,10 +55,12 @@ def sharded_cache_path():
     return cached_path(torch.__version__).with_name(f"sharded-torch-{torch.__version__.split('+')[0]}.json")
 
 
-def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict:
+def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     """The programs of one sharded class (analytic.exact.sharded.sharded_class_key): from this torch's cache, or
-    derived (profiler.measuring.derive_sharded, seconds; one line on stderr unless `quiet`) and cached."""
+    derived (profiler.measuring.derive_sharded, seconds; one line on stderr unless `quiet`) and cached; None, with
+    one line saying why, where the traces do not fit the programs' form (the exact set then predicts no rank)."""
     from analytic.exact.sharded import PROGRAM_FORMAT
+    from profiler.measuring.derive import DerivationError
     from profiler.measuring.derive_sharded import derive_sharded_class
 
     path = sharded_cache_path()
@@ -70,7 +72,11 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict:
         if not quiet:
             print(f"note: deriving the exact model's programs for one rank of {key[-3]} ({', '.join(map(str, key))}) "
                   f"on torch {torch.__version__} (first use; cached in {path})", file=sys.stderr)
-        cached[name] = derive_sharded_class(key)
+        try:
+            cached[name] = derive_sharded_class(key)
+        except DerivationError as error:
+            print(f"note: the exact set predicts no rank of this class: {error}", file=sys.stderr)
+            return None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document, indent=1) + "\n")
     return cached[name]
