@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.snapshot and Path(args.snapshot).exists():
         raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
     result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot,
-                     autocast_policy=args.autocast_policy).to_dict()
+                     autocast_policy=args.autocast_policy, progress=True).to_dict()
     predicted = predictions(result)
     days = training_days_at_measured_mfu(result)
     if args.json:

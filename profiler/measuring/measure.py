@@ -13,6 +13,7 @@ where they are compared (profiler.reporting.compare).
 from __future__ import annotations
 
 import datetime
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def resolve_device(device: str) -> str:
 
 def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach",
             count_flops: bool = True, snapshot_path: str | Path | None = None,
-            autocast_policy: str = "cuda", rank: int = 0) -> Measurement:
+            autocast_policy: str = "cuda", rank: int = 0, progress: bool = False) -> Measurement:
     """Measure a steady-state training step of `config` at `batch_size`.
 
     device: "meta" (simulated, no memory used), "cpu", "cuda", or "auto" (cuda when present, else meta).
@@ -87,6 +88,7 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
     check the emulation against real CPU autocast); CUDA and CPU run torch.autocast itself.
     rank: with config.shard, the rank measured (simulated on meta; on cpu, the process's own rank in its gloo
     group is measured and `rank` is not used).
+    progress: a progress bar of the tracked steps' phases on stderr, where it is a terminal (meta and cpu).
 
     >>> from model import preset
     >>> from profiler import measure
@@ -102,7 +104,7 @@ def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimize
     if device == "cuda":
         return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
     return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy,
-                            rank)
+                            rank, progress)
 
 
 def measure_arguments_check(config: ModelConfig, batch_size: int, device: str, optimizer: str) -> None:
@@ -146,11 +148,11 @@ class OneDevice:
 
 
 def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path=None,
-                     autocast_policy="cuda", rank=0) -> Measurement:
+                     autocast_policy="cuda", rank=0, progress=False) -> Measurement:
     setup = ShardedRank(config, device, rank) if config.shard != "none" else OneDevice(config, device)
     with setup:
         result = _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
-                              autocast_policy)
+                              autocast_policy, progress)
     if config.shard != "none":
         result.measured["rank"] = setup.rank
     return result
@@ -173,8 +175,13 @@ class TracedStep:
 
 
 def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, count_flops: bool = False,
-               autocast_policy: str = "cuda") -> TracedStep:
-    """The two steps of a measurement on a tracked setup (OneDevice, or ShardedRank inside its context)."""
+               autocast_policy: str = "cuda", progress: bool = False) -> TracedStep:
+    """The two steps of a measurement on a tracked setup (OneDevice, or ShardedRank inside its context); with
+    `progress`, a bar of their phases on stderr where it is a terminal."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=2 * (2 * config.micro_batches + 2), desc=f"measuring {config.name} on {setup.tracked_device}",
+               unit="phase", file=sys.stderr, disable=None if progress else True, leave=False)
     tracker = StorageTracker(setup.tracked_device)
     with tracker:
         model, adamw = setup.build(optimizer, tracker)
@@ -192,6 +199,7 @@ def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, coun
         step_marks = marks[step] = []
 
         def mark(name):
+            bar.update()
             if name in ("forward", "optimizer") and step_marks and not saved_in_first:
                 saved_in_first.update(recorder.saved)  # what micro-batch 1 saved (recomputation included)
             step_marks.append(tracker.mark(name))
@@ -214,14 +222,15 @@ def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, coun
         roles.parameters.update(tracker.sid(p) for p in model.parameters())  # FSDP2 pads uneven shards lazily
         setup.learn(model)
     recorder.remove()
+    bar.close()
     category_of = roles.categories()
     setup.categorise(category_of)
     return TracedStep(model, adamw, (tokens, targets), tracker, category_of, marks, saved, flop_counter)
 
 
 def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
-                 autocast_policy) -> Measurement:
-    traced = trace_step(setup, config, batch_size, optimizer, count_flops, autocast_policy)
+                 autocast_policy, progress=False) -> Measurement:
+    traced = trace_step(setup, config, batch_size, optimizer, count_flops, autocast_policy, progress)
     model, tracker, category_of, marks = traced.model, traced.tracker, traced.category_of, traced.marks
     saved, flop_counter = traced.saved, traced.flop_counter
     trace = replay(tracker, category_of, setup.categories)
