@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
@@ -32,6 +33,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_formula_set_argument(parser)
 
 
+class ProbesShown:
+    """fits(batch) that counts its probes (each a measured step) on a progress bar on stderr, where it is a
+    terminal; close() removes the bar."""
+
+    def __init__(self, fits, device: str):
+        from tqdm import tqdm
+
+        self.fits = fits
+        self.bar = tqdm(desc=f"measuring batches on {device}", unit="probe", file=sys.stderr, disable=None,
+                        leave=False)
+
+    def __call__(self, batch: int) -> bool:
+        self.bar.set_postfix(batch=batch)
+        fitted = self.fits(batch)
+        self.bar.update()
+        return fitted
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs no torch
     import torch
@@ -53,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).exists():
         raise UsageError(f"--plot {args.plot} exists; the tool never overwrites a file: give a new path")
     peaks: dict[int, int] = {}
-    fits = batch_fits(config, budget, device, args.optimizer, peaks)  # no GPU: fails here, before the search
+    fits = ProbesShown(batch_fits(config, budget, device, args.optimizer, peaks), device)  # no GPU: fails here
     predictions = max_batch_sizes(config, budget, args.optimizer)
     probes: list[tuple[int, bool]] = []
     guess = predictions.get("exact") if args.start == 1 else None
@@ -62,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         guess, guessed_by = linear_guess(fits, peaks, budget, probes), "the line through the peaks at 1 and 2"
     maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
         (find_max_batch(fits, args.start, args.limit, probes), False)
+    fits.close()
     if args.plot:
         write_plot(args.plot, config, args.optimizer, budget, args.budget, peaks, maximum)
     alloc_conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") if device.startswith("cuda") else None
