@@ -45,18 +45,27 @@ def shard_rows(rows: int, world_size: int, rank: int) -> int:
     return min(chunk, max(0, rows - rank * chunk))
 
 
+def shard_group(config: ModelConfig) -> int:
+    """N, the ranks each parameter is sharded over: world_size under FSDP2, 1 under DDP and on one device."""
+    return config.world_size if config.shard == "fsdp2" else 1
+
+
+def padded_elements(shapes: list[tuple[int, int]], world_size: int) -> int:
+    """Σ⌈rows/N⌉·cols: the elements of every rank's padded shards of tensors of these (rows, cols)."""
+    return sum(padded_rows(rows, world_size) * columns for rows, columns in shapes)
+
+
 def fsdp2_model_states(config: ModelConfig, rank: int = 0) -> dict[str, int]:
     """Bytes of one rank's parameter shards, gradient shards and AdamW state (see the module docstring) over
     config.world_size ranks (one device's, unpadded, without sharding and under DDP)."""
     if not 0 <= rank < config.world_size:
         raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
-    N, b = (config.world_size if config.shard == "fsdp2" else 1), DTYPE_BYTES[config.dtype]
-    rank = rank if config.shard == "fsdp2" else 0
+    N, b = shard_group(config), DTYPE_BYTES[config.dtype]
+    rank = rank if N > 1 else 0
     shapes = parameter_tensor_shapes(config)
-    padded = sum(padded_rows(rows, N) * columns for rows, columns in shapes)
+    padded = padded_elements(shapes, N)
     local = sum(shard_rows(rows, N, rank) * columns for rows, columns in shapes)
     return {"parameters": b * padded, "gradients": b * padded, "optimizer_state": 2 * b * local}
-
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:

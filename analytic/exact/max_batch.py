@@ -28,7 +28,11 @@ def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndar
 
     def moment_totals(batch):
         if config.shard != "none":
-            return sharded.moment_totals(config, batch)
+            totals = sharded.moment_totals(config, batch, optimizer)
+            if totals is None:
+                raise ValueError("a sharded rank outside the exact set's domain (foreach AdamW), or without its "
+                                 "programs (derived on first use by the profiler's commands)")
+            return totals
         phases = layout_phases(sizes_of(config, config.micro_batches * batch), config.positional, optimizer, layout,
                                moments=True)
         return np.concatenate([phases[name] for name in PHASES])
@@ -42,9 +46,6 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     why = outside_domain(config, installed_torch())
     if why is not None:
         raise ValueError(why)
-    if config.shard != "none" and (not sharded.in_domain(config, optimizer) or sharded.moment_totals(config, 2) is None):
-        raise ValueError("a sharded rank outside the exact set's domain (foreach AdamW), or without its programs "
-                         "(derived on first use by the profiler's commands)")
     alpha, beta = peak_lines(config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf

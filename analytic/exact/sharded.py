@@ -47,7 +47,7 @@ from analytic.figures import combine_windows
 from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
 from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
-from analytic.sharding import fsdp2_model_states, padded_rows
+from analytic.sharding import padded_elements, padded_rows, shard_group
 from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
@@ -112,7 +112,7 @@ def windows_of(key: tuple) -> tuple[str, ...]:
 
 def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
     """Bytes of each symbol of SHARD_SYMBOLS (module docstring) for rank 0."""
-    N = config.world_size if config.shard == "fsdp2" else 1
+    N = shard_group(config)
     e = DTYPE_BYTES[config.dtype]
     gathered, reduced = (2, 4) if config.autocast != "none" else (e, e)
     V, T, D, F, K = config.vocab_size, config.context_length, config.d_model, config.d_ff, config.kv_width
@@ -126,9 +126,8 @@ def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
     one, two = (parameter_tensor_shapes(config.replace(num_layers=n)) for n in (1, 2))
     first = 1 + (config.positional == "learned")  # the embeddings come before the blocks
     block = one[first:first + len(two) - len(one)]
-    padded_total = lambda shapes: sum(padded_rows(rows, N) * cols for rows, cols in shapes)  # noqa: E731
-    in_block = padded_total(block)
-    rest = padded_total(parameter_tensor_shapes(config)) - config.num_layers * in_block
+    in_block = padded_elements(block, N)
+    rest = padded_elements(parameter_tensor_shapes(config), N) - config.num_layers * in_block
     table = T * (D // config.num_heads // 2)
     values.update(agb=N * in_block * gathered, agr=N * rest * gathered, aib=in_block * gathered,
                   air=rest * gathered, rsb=N * in_block * reduced,
@@ -223,12 +222,12 @@ def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, R
     return phases
 
 
-def moment_totals(config: ModelConfig, batch_size: int) -> np.ndarray | None:
+def moment_totals(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> np.ndarray | None:
     """Live bytes at every moment of rank 0's step at a micro-batch of `batch_size` (None outside the domain or
     without programs): each is linear in the batch, for analytic.exact.max_batch."""
     step_batch = config.micro_batches * batch_size
     sizes = sizes_of(config, step_batch)
-    derived = programs_of(sharded_class_key(config, step_batch)) if in_domain(config) else None
+    derived = programs_of(sharded_class_key(config, step_batch)) if in_domain(config, optimizer) else None
     if derived is None:
         return None
     return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
@@ -254,7 +253,7 @@ def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
     """A rank's FLOPs: one device's forward and backward at the rank's batch (gathering, casting and reducing count
     none), its AdamW step and its gradient accumulations over the elements it holds, n = Σ⌈rows/N⌉·cols (rank 0's
     shards; every parameter under DDP): 14·n + one step-counter increment per tensor."""
-    held = fsdp2_model_states(config)["parameters"] // DTYPE_BYTES[config.dtype]
+    held = padded_elements(parameter_tensor_shapes(config), shard_group(config))
     figures = flop_figures(sizes)
     accumulations = config.micro_batches - 1 + int(config.zero_grad == "zeros")
     flops = dict(figures["flops"], optimizer=ADAMW_FLOPS_PER_PARAM * held + sizes.tensors)

@@ -31,11 +31,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adamw-profiler"
 
 
-def cached_path(version: str) -> Path:
+def cached_path(version: str, kind: str = "derived", suffix: str = ".py") -> Path:
     """Where `python -m profiler derive` puts the programs derived on torch `version` (analytic.exact.source
     reads them there), keyed by the release without its local build tag ('2.15.0' of '2.15.0+cu130': the
-    package metadata's version and torch.__version__ can differ in it)."""
-    return cache_dir() / f"derived-torch-{version.split('+')[0]}.py"
+    package metadata's version and torch.__version__ can differ in it); kind "sharded", suffix ".json": a
+    sharded rank's (profiler.measuring.on_demand)."""
+    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}{suffix}"
 
 
 def unverified_notice(version: str) -> str | None:

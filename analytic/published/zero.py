@@ -23,6 +23,7 @@ activations without recomputation only.
 from __future__ import annotations
 
 from analytic.params import parameter_count
+from analytic.sharding import shard_group
 from model.config import ModelConfig
 
 NAME = "zero"
@@ -55,7 +56,7 @@ def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") ->
     """Model states itemised (one device, or one rank of stage 3 under FSDP2) and, without recomputation, the saved
     activations (of the rank's batch)."""
     psi = parameter_count(config)
-    devices = config.world_size if config.shard == "fsdp2" else 1
+    devices = shard_group(config)
     states = {category: share * psi / devices for category, share in STATE_BYTES.items()}
     figures = {"model_states": states,
                "model_states_bytes": model_state_bytes(psi, "os+g+p" if devices > 1 else "none", devices)}

@@ -287,7 +287,7 @@ def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tu
     programs at every other L given (base + 3: a check)."""
     one, two, three = programs[base], programs[base + 1], programs[base + 2]
     extra = len(two) - len(one)
-    kinds = [(0, True), (1, EVERY_BLOCK_BUT_THE_LAST), (2, EVERY_BLOCK_BUT_TWO)][:base + 1]
+    fewer_runs = [(1, EVERY_BLOCK_BUT_THE_LAST), (2, EVERY_BLOCK_BUT_TWO)][:base]  # (runs fewer than L, marker)
     failed: set[tuple[int, int]] = set()
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 10 * len(three) + 1000))
@@ -298,27 +298,37 @@ def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tu
         return all(trace[p + i * s:p + i * s + (count + i) * n] == block * (count + i)
                    for i, trace in enumerate((one, two, three)))
 
+    def blocks(p: int, s: int, fewer: int, repeated: bool | str) -> list[tuple[list[str], bool | str]] | None:
+        """A segment at p that runs L − fewer times, then the rest: the shortest that leads to a decomposition."""
+        count = base - fewer
+        for n in range(1, extra - s + 1):
+            if count and p + count * n > len(one):
+                break
+            block = one[p:p + n] if count else two[p + s:p + s + n]
+            if len(block) == n and repeats(block, p, s, count):
+                rest = search(p + count * n, s + n)
+                if rest is not None:
+                    return [(block, repeated)] + rest
+        return None
+
+    def fixed(p: int, s: int) -> list[tuple[list[str], bool | str]] | None:
+        """A token the three traces share at p, then the rest."""
+        if one[p] != two[p + s] or one[p] != three[p + 2 * s]:
+            return None
+        rest = search(p + 1, s)
+        return None if rest is None else [([one[p]], False)] + rest
+
     def search(p: int, s: int) -> list[tuple[list[str], bool | str]] | None:
         if p == len(one):
             return [] if s == extra else None
         if (p, s) in failed:
             return None
-        for fewer, repeated in kinds:
-            count = base - fewer
-            if fewer == 1 and p < len(one) and one[p] == two[p + s] == three[p + 2 * s]:
-                rest = search(p + 1, s)  # a fixed token, tried after the segments repeated L times
-                if rest is not None:
-                    return [([one[p]], False)] + rest
-            for n in range(1, extra - s + 1):
-                if count and p + count * n > len(one):
-                    break
-                block = (one[p:p + n] if count else two[p + s:p + s + n])
-                if len(block) == n and repeats(block, p, s, count):
-                    rest = search(p + count * n, s + n)
-                    if rest is not None:
-                        return [(block, repeated)] + rest
-        failed.add((p, s))
-        return None
+        found = blocks(p, s, 0, True) or fixed(p, s)  # segments repeated L times first, then a fixed token
+        for fewer, repeated in fewer_runs:
+            found = found or blocks(p, s, fewer, repeated)
+        if found is None:
+            failed.add((p, s))
+        return found
 
     try:
         found = search(0, 0)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from analytic.figures import model_flops
 from model.config import ModelConfig
@@ -178,8 +179,6 @@ def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, coun
                autocast_policy: str = "cuda", progress: bool = False) -> TracedStep:
     """The two steps of a measurement on a tracked setup (OneDevice, or ShardedRank inside its context); with
     `progress`, a bar of their phases on stderr where it is a terminal."""
-    from tqdm import tqdm
-
     bar = tqdm(total=2 * (2 * config.micro_batches + 2), desc=f"measuring {config.name} on {setup.tracked_device}",
                unit="phase", file=sys.stderr, disable=None if progress else True, leave=False)
     tracker = StorageTracker(setup.tracked_device)

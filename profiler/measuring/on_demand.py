@@ -11,9 +11,10 @@ import sys
 
 import torch
 
-from analytic.exact import source
+from analytic.exact import sharded, source
 from analytic.exact.versions import cached_path
-from profiler.measuring.derive import ClassKey, derive, render
+from profiler.measuring.derive import ClassKey, DerivationError, derive, render
+from profiler.measuring.derive_sharded import derive_sharded_class
 
 
 def derive_on_first_use(kind: str, key: tuple, quiet: bool = False) -> dict:
@@ -50,24 +51,15 @@ def install(quiet: bool = False) -> None:
         source.DERIVE_ON_FIRST_USE = functools.partial(derive_on_first_use, quiet=quiet)
 
 
-def sharded_cache_path():
-    """Where the sharded classes derived on this torch are kept (JSON, beside the derived programs' cache)."""
-    return cached_path(torch.__version__).with_name(f"sharded-torch-{torch.__version__.split('+')[0]}.json")
-
-
 def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     """The programs of one sharded class (analytic.exact.sharded.sharded_class_key): from this torch's cache, or
     derived (profiler.measuring.derive_sharded, seconds; one line on stderr unless `quiet`) and cached; None, with
     one line saying why, where the traces do not fit the programs' form (the exact set then predicts no rank)."""
-    from analytic.exact.sharded import PROGRAM_FORMAT
-    from profiler.measuring.derive import DerivationError
-    from profiler.measuring.derive_sharded import derive_sharded_class
-
-    path = sharded_cache_path()
+    path = cached_path(torch.__version__, "sharded", ".json")
     document = json.loads(path.read_text()) if path.exists() else {}
-    if document.get("format") != PROGRAM_FORMAT:  # written by a release with other symbols: derived again
-        document = {"format": PROGRAM_FORMAT, "classes": {}}
-    cached, name = document["classes"], json.dumps(list(key))
+    if document.get("format") != sharded.PROGRAM_FORMAT:  # written by a release with other symbols: derived again
+        document = {"format": sharded.PROGRAM_FORMAT, "classes": {}}
+    cached, name = document["classes"], sharded.class_name(key)
     if name not in cached:
         if not quiet:
             print(f"note: deriving the exact model's programs for one rank of {key[-3]} ({', '.join(map(str, key))}) "
@@ -84,8 +76,6 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
 
 def install_sharded(quiet: bool = False) -> None:
     """Let the exact model derive a sharded class on first use (analytic.exact.sharded.DERIVE_ON_FIRST_USE), on
-    every torch: no sharded programs are shipped."""
-    from analytic.exact import sharded
-
+    every torch: programs are shipped for a few classes on the torch of analytic/exact/derived.py only."""
     if sharded.DERIVE_ON_FIRST_USE is None:
         sharded.DERIVE_ON_FIRST_USE = functools.partial(derive_sharded_on_first_use, quiet=quiet)

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tqdm import tqdm
+
 Call = tuple[Callable[..., Any], tuple]  # (a module-level function, its positional arguments)
 
 
@@ -27,8 +29,6 @@ def workers_for(calls: int) -> int:
 def run_calls(calls: Sequence[Call], description: str, progress: bool = True) -> list[Any]:
     """[function(*arguments) for each call], run in parallel where workers_for allows; a progress bar (on a
     terminal) counts the calls done. An exception in a call is raised here."""
-    from tqdm import tqdm
-
     bar = tqdm(total=len(calls), desc=description, unit="step", file=sys.stderr, disable=None if progress else True)
     workers = workers_for(len(calls))
     try:

@@ -64,35 +64,30 @@ def settled_collectives(timeout: float = 10.0):
 
     from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
 
+    def run_settled(what: str, tensors: tuple, collective):
+        """collective(), waited for, then held until `tensors` are back to the references they had before it."""
+        before = [tensor._use_count() for tensor in tensors]
+        with _disable_current_modes():  # gloo's own copies (NCCL and the fake group make none): not tracked
+            work = collective()
+        if work is not None:
+            work.wait()
+        deadline = time.monotonic() + timeout
+        while any(tensor._use_count() > count for tensor, count in zip(tensors, before)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gloo kept the tensors of a {what} for over {timeout} s")
+            time.sleep(0)
+        return work
+
     def settled(kind):
         original = kind.__call__
 
         def call(self, output_tensor, input_tensor, *args, **kwargs):
-            before = output_tensor._use_count(), input_tensor._use_count()
-            with _disable_current_modes():  # gloo's own copies (NCCL and the fake group make none): not tracked
-                work = original(self, output_tensor, input_tensor, *args, **kwargs)
-            if work is not None:
-                work.wait()
-            deadline = time.monotonic() + timeout
-            while output_tensor._use_count() > before[0] or input_tensor._use_count() > before[1]:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"gloo kept the tensors of a {kind.__name__} for over {timeout} s")
-                time.sleep(0)
-            return work
+            return run_settled(kind.__name__, (output_tensor, input_tensor),
+                               lambda: original(self, output_tensor, input_tensor, *args, **kwargs))
         return call
 
     def settled_all_reduce(tensor, *args, **kwargs):
-        before = tensor._use_count()
-        with _disable_current_modes():
-            work = all_reduce(tensor, *args, **kwargs)
-        if work is not None:
-            work.wait()
-        deadline = time.monotonic() + timeout
-        while tensor._use_count() > before:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gloo kept the tensor of an all_reduce for over {timeout} s")
-            time.sleep(0)
-        return work
+        return run_settled("all_reduce", (tensor,), lambda: all_reduce(tensor, *args, **kwargs))
 
     originals = {kind: kind.__call__ for kind in (collectives.DefaultAllGather, collectives.DefaultReduceScatter)}
     all_reduce = dist.all_reduce

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from analytic.exact.versions import release
 from model.config import ModelConfig
 from model.step import build, make_optimizer
 from model.vocabulary import SHARDED_CATEGORIES
@@ -78,8 +79,7 @@ def unsupported(simulated: bool = True, shard: str = "fsdp2") -> str | None:
         except ImportError:
             return (f"shard 'ddp' needs torch's replicate on FSDP2's engine "
                     f"(torch.distributed._composable.replicate_with_fsdp), which torch {torch.__version__} lacks")
-    release = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    if simulated and release < tuple(int(part) for part in MINIMUM_SIMULATED.split(".")):
+    if simulated and release(torch.__version__) < release(MINIMUM_SIMULATED):
         return (f"simulating shard 'fsdp2' needs torch {MINIMUM_SIMULATED} or newer (before it the fake process "
                 f"group's step differs from a real one), this is torch {torch.__version__}")
     return None

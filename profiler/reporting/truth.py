@@ -52,29 +52,25 @@ def probed_batches(problem: TrainingProblem, optimizer: str = "foreach") -> list
 def measured_blocks(problems: list[TrainingProblem], optimizer: str = "foreach",
                     progress: bool = True) -> list[dict[str, Any]]:
     """measured_block of each problem, their steps measured in parallel (profiler.measuring.parallel)."""
+    probed = [probed_batches(problem, optimizer) for problem in problems]
     calls = []
-    for problem in problems:
+    for problem, batches in zip(problems, probed):
         calls.append((measure_flops, (problem.config, problem.batch_size, "meta", optimizer)))
-        calls += [(step_phases, (problem.config, batch, "meta", optimizer))
-                  for batch in probed_batches(problem, optimizer)]
+        calls += [(step_phases, (problem.config, batch, "meta", optimizer)) for batch in batches]
     results = iter(run_calls(calls, "measuring steps on meta", progress))
     blocks = []
-    for problem in problems:
+    for problem, batches in zip(problems, probed):
         counted = next(results)
-        phases = {batch: next(results) for batch in probed_batches(problem, optimizer)}
+        phases = {batch: next(results) for batch in batches}
         blocks.append(measured_block(problem, optimizer, counted, phases))
     return blocks
 
 
-def measured_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach", counted: dict | None = None,
-                   phases: dict[int, dict] | None = None) -> dict[str, Any]:
+def measured_block(problem: TrainingProblem, optimizer: str, counted: dict, phases: dict[int, dict]) -> dict[str, Any]:
     """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
-    run's batch (counted without tracking memory, measure_flops). `counted` (measure_flops at the run's batch)
-    and `phases` (batch -> step_phases, batch 1 among them) are measured here when not given."""
+    run's batch. `counted`: measure_flops at the run's batch (FLOPs without tracking memory); `phases`: batch ->
+    step_phases, batch 1 among them (more are measured by the search where they refute the exact answer)."""
     config = problem.config
-    if counted is None:
-        counted = measure_flops(config, problem.batch_size, "meta", optimizer)
-    phases = phases or {1: step_phases(config, 1, "meta", optimizer)}
     at_one = phases[1]
     flops = counted["flops"]
     step = model_flops(flops)
