@@ -112,6 +112,21 @@ def test_a_fresh_derivation_gives_the_shipped_programs():
     assert json.loads(json.dumps(derive_sharded_class(key))) == shipped_programs()[class_name(key)]
 
 
+def test_shard_and_world_size_are_grid_axes(tmp_path):
+    """A grid varies the shard strategy and the world size around a sharded base, one at a time; a world size
+    around a base on one device is refused before anything runs."""
+    from profiler.reporting.grid import GridError, expand, load_grid
+
+    path = tmp_path / "ranks.toml"
+    path.write_text('[base]\npreset = "tiny"\nshard = "fsdp2"\nworld_size = 4\nbatch_size = 2\n\n'
+                    '[axes]\nshard = ["ddp"]\nworld_size = [2, 64]\n')
+    configs = {(point.config.shard, point.config.world_size) for point in expand(load_grid(path))}
+    assert configs == {("fsdp2", 4), ("ddp", 4), ("fsdp2", 2), ("fsdp2", 64)}
+    path.write_text('[base]\npreset = "tiny"\n\n[axes]\nworld_size = [2]\n')
+    with pytest.raises(GridError, match="needs a shard strategy"):
+        load_grid(path)
+
+
 def test_torch_chunk_is_the_shard():
     for rows in range(1, 12):
         for world_size in range(1, 6):

@@ -19,6 +19,8 @@ A grid file (profiler/reporting/grids/<name>.toml, or any path):
     attention = ["sdpa-math"]        # attention (explicit, sdpa-math, sdpa-flash, sdpa-efficient), autocast (none,
                                      # bfloat16: mixed precision over float32 parameters)
     micro_batches = [2]              # gradient accumulation (each must divide the base batch size)
+    shard = ["fsdp2", "ddp"]         # data parallelism over the base's world_size ranks (none, fsdp2, ddp)
+    world_size = [8, 64]             # ranks, around a sharded base
     arch = ["gpt2", "llama"]         # the block (reference, gpt2, llama), with that arch's own defaults
 
     [[points]]                       # explicit extra points
@@ -39,13 +41,15 @@ from typing import Any
 
 from analytic.units import parse_bytes
 from model.config import (ARCH_OPTIONS, ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS,
-                          ZERO_GRAD_OPTIONS, ModelConfig, PRESETS)
+                          SHARD_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS)
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
-AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches")
+AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches",
+        "world_size")
 OPTION_AXES = {"arch": ARCH_OPTIONS, "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
-               "attention": ATTENTION_OPTIONS, "autocast": AUTOCAST_OPTIONS}  # axes whose values are names
+               "attention": ATTENTION_OPTIONS, "autocast": AUTOCAST_OPTIONS,
+               "shard": SHARD_OPTIONS}  # axes whose values are names
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TOP_KEYS = ("name", "description", "device", "optimizers", "max_batch_budget", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
