@@ -5,7 +5,8 @@ process tree, so the figures are ratios on this machine rather than absolute cla
 
   command                                         baseline
   --help                                          importing torch, pandas and matplotlib (what an eager CLI pays)
-  measure --preset gpt2-xl --device meta          building GPT-2 XL on meta and two untracked steps (the floor)
+  measure --preset gpt2-xl --device meta          building GPT-2 XL on meta and two untracked steps in a plain
+                                                  Python process (collector and teardown as Python has them)
   max-batch --device meta --preset gpt2-xl        the same with --start 2 (a doubling search, no exact guess)
   audit                                           audit --no-measure (the formulas alone)
 

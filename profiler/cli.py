@@ -7,23 +7,27 @@ stays fast. Bad input exits 2 with one line on stderr, never a traceback or the 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
 from profiler.errors import CudaUnavailableError, UsageError
 
 PROG = "python -m profiler"
-COMMANDS = {  # name -> (module, help)
-    "predict": ("profiler.commands.predict", "every formula set's predictions side by side"),
-    "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures"),
-    "measure": ("profiler.commands.measure", "measure one training step beside every formula set"),
-    "explain": ("profiler.commands.explain", "textbook vs exact vs measured, component by component"),
-    "formula": ("profiler.commands.formula", "the exact model as a formula over L, B, T, D, H, F, V (and a budget M)"),
-    "max-batch": ("profiler.commands.max_batch", "the largest batch that fits a memory budget, searched and predicted"),
-    "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report"),
-    "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)"),
-    "check": ("profiler.commands.check", "gate: fail if a formula set misses a measured term on a meta grid"),
-    "derive": ("profiler.commands.derive", "derive the exact model's programs on the installed torch and cache them"),
+COMMANDS = {  # name -> (module, help, whether it runs training steps)
+    "predict": ("profiler.commands.predict", "every formula set's predictions side by side", False),
+    "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures", True),
+    "measure": ("profiler.commands.measure", "measure one training step beside every formula set", True),
+    "explain": ("profiler.commands.explain", "textbook vs exact vs measured, component by component", True),
+    "formula": ("profiler.commands.formula", "the exact model as a formula over L, B, T, D, H, F, V (and a budget M)",
+                False),
+    "max-batch": ("profiler.commands.max_batch", "the largest batch that fits a memory budget, searched and predicted",
+                  True),
+    "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report", True),
+    "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)", False),
+    "check": ("profiler.commands.check", "gate: fail if a formula set misses a measured term on a meta grid", True),
+    "derive": ("profiler.commands.derive", "derive the exact model's programs on the installed torch and cache them",
+               True),
 }
 
 
@@ -38,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Measure a Transformer LM training step with AdamW (on a GPU, or simulated "
                                            "on meta tensors) and grade memory and FLOP formulas against it.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text, runs_steps) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(module_name=module_name)
+        sub.set_defaults(module_name=module_name, runs_steps=runs_steps)
         importlib.import_module(module_name).add_arguments(sub)
     return parser
 
@@ -56,6 +60,26 @@ def on_meta(argv: list[str]) -> str:
         elif not arg.startswith("--device="):
             out.append(arg)
     return " ".join([PROG, *out, "--device", "meta"])
+
+
+def import_uncollected(module_name: str, runs_steps: bool):
+    """The command's module and torch, and for a command that runs steps torch._dynamo (which torch imports on the
+    first op its Python references run, as every op on meta does), imported with the cyclic garbage collector off,
+    then frozen out of its reach (gc.freeze): the hundreds of thousands of objects they make live as long as the
+    process, and collecting again and again while they are made costs about 0.5 s of `measure --preset gpt2-xl`
+    (benchmarks/bench_commands.py). Garbage already there is collected first, so that none is frozen (main() called
+    again in one process, as the tests do); the collector is on again for the command itself."""
+    gc.collect()
+    gc.disable()
+    try:
+        module = importlib.import_module(module_name)
+        import torch  # noqa: F401
+        if runs_steps:
+            import torch._dynamo  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
+    return module
 
 
 def _derive_on_first_use_here() -> None:
@@ -78,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help (0) or a usage error (2, its one line already printed)
         return int(done.code or 0)
     try:
-        module = importlib.import_module(args.module_name)
+        module = import_uncollected(args.module_name, args.runs_steps)
         _derive_on_first_use_here()
         return module.run(args) or 0
     except CudaUnavailableError as error:

@@ -2,6 +2,8 @@
 when the set does not exist."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from profiler import cli
@@ -41,3 +43,14 @@ def test_gate_fails_on_a_set_that_is_off_and_names_points_and_terms(gate, capsys
 def test_missing_formula_set_exits_2(gate, capsys):
     assert gate() == 2  # the test registry has no `exact`
     assert "formula set 'exact' does not exist" in capsys.readouterr().err
+
+
+def test_gate_json_says_the_same(gate, capsys):
+    """--json: one document with the verdict and the misses, the same exit code."""
+    assert gate("--formula-set", "off", "--json") == 1
+    document = json.loads(capsys.readouterr().out)
+    assert not document["ok"] and document["points"] == 2 and document["formula_set"] == "off"
+    assert {miss["point"] for miss in document["misses"]} == {"tiny b=1", "tiny b=2"}
+    assert {miss["term"] for miss in document["misses"]} >= {"peak_bytes"}
+    assert gate("--formula-set", "textbook", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["misses"] == []

@@ -1,4 +1,5 @@
 """The predict and audit commands, and bad input: exit 2, one line on stderr, no traceback."""
+import gc
 import json
 import subprocess
 import sys
@@ -24,16 +25,29 @@ def run(capsys, *argv):
 
 
 def test_predict_table(capsys, our_sets):
+    """The headline figures in tables of 120 columns (each starting with the figure column), every set once."""
     code, out, err = run(capsys, "predict", "--preset", "gpt2-xl", "--batch-size", "4")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    header = lines[1].split()
-    assert header == ["figure", "textbook", "seed_000", "seed_001", "seed_002", "seed_003", "seed_004"]
-    params = next(line for line in lines if line.startswith("params "))
+    assert max(map(len, lines)) <= 120
+    headers = [line.split() for line in lines if line.startswith("figure ")]
+    assert len(headers) > 1 and all(header[0] == "figure" for header in headers)
+    assert [name for header in headers for name in header[1:]] == ["textbook", "seed_000", "seed_001", "seed_002",
+                                                                    "seed_003", "seed_004"]
+    params = " ".join(line for line in lines if line.startswith("params "))
     assert "1,637,176,000" in params and "2,127,057,600" in params
     peak = next(line for line in lines if line.startswith("peak_bytes "))
     assert "GiB" in peak and "GB)" in peak
     assert any(line.startswith("flops.forward ") and "TFLOP" in line for line in lines)
+    assert not any(line.startswith("saved_activations_by_component.") for line in lines)
+
+
+def test_predict_wide_and_all_terms(capsys, our_sets):
+    """--wide: one table however wide; --all-terms: every figure (the components' saved bytes too)."""
+    code, out, _ = run(capsys, "predict", "--preset", "gpt2-xl", "--wide", "--all-terms")
+    lines = out.splitlines()
+    assert code == 0 and sum(line.startswith("figure ") for line in lines) == 1 and max(map(len, lines)) > 120
+    assert any(line.startswith("saved_activations_by_component.softmax ") for line in lines)
 
 
 def test_predict_json(capsys, our_sets):
@@ -71,6 +85,27 @@ def test_audit_json_through_the_module():
     done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--no-measure", "--json"], capture_output=True, text=True,
                           check=True)
     assert "003_1da3290532807f31" in json.loads(done.stdout)["seeds"]
+
+
+def test_the_module_leaves_with_the_commands_code_and_its_output_flushed():
+    """`python -m profiler` ends with os._exit after flushing: the whole document comes through a pipe, and the
+    command's exit code is the process's."""
+    done = subprocess.run([sys.executable, "-m", "profiler", "measure", "--preset", "tiny", "--device", "meta",
+                           "--json"], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["measured"]["params"] > 0
+    failed = subprocess.run([sys.executable, "-m", "profiler", "measure", "--preset", "nope"], capture_output=True,
+                            text=True)
+    assert failed.returncode == 2 and failed.stdout == "" and failed.stderr.startswith("error: unknown preset")
+
+
+def test_the_collector_is_on_for_the_command_and_after(capsys, monkeypatch):
+    """Imports run with the cyclic collector off (profiler.cli.import_uncollected); the command itself with it on."""
+    import profiler.commands.predict as predict
+
+    during = []
+    monkeypatch.setattr(predict, "run", lambda args: during.append(gc.isenabled()) or 0)
+    assert run(capsys, "predict", "--preset", "tiny")[0] == 0
+    assert during == [True] and gc.isenabled()
 
 
 @pytest.mark.parametrize("argv, message", [

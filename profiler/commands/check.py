@@ -3,6 +3,7 @@ predicts by more than the tolerance (relative)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the formula set to gate on: a name or your own .py file (default exact)")
     parser.add_argument("--out", type=Path, help="keep (and resume) the results here instead of a temp folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (ok, formula_set, tolerance, grid, points, misses); same exit "
+                             "code")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         rows = read_results(out)
         off = misses(rows, name, args.tolerance)
     notice = unverified_notice(torch.__version__) if name == "exact" else None
+    if args.json:
+        print(json.dumps({"ok": off.empty, "formula_set": name, "tolerance": args.tolerance, "grid": grid.name,
+                          "points": len(rows), "device": "meta", "notice": notice,
+                          "misses": off.to_dict(orient="records")}, indent=2, default=str))
+        return 0 if off.empty else 1
     if notice:
         print(notice)
     if off.empty:

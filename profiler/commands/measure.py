@@ -10,39 +10,6 @@ from profiler.commands.options import (add_config_arguments, add_device_argument
                                        config_from_args, load_formula_sets)
 from profiler.errors import UsageError
 
-HEADLINE = ("peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_bytes", "phases.optimizer.peak_bytes",
-            "saved_activations_bytes", "categories_at_peak.parameters", "categories_at_peak.gradients",
-            "categories_at_peak.optimizer_state", "categories_at_peak.saved_activations", "flops.forward",
-            "flops.backward", "flops.optimizer", "flops_matmul.forward", "params")
-# a sharded step's own: one rank's model states (what ZeRO and FSDP2's closed form predict) and FSDP2's buffers
-SHARDED_HEADLINE = ("model_states_bytes", "model_states.parameters", "model_states.gradients",
-                    "model_states.optimizer_state", "categories_at_peak.unsharded_parameters",
-                    "categories_at_peak.all_gather_buffers", "categories_at_peak.unsharded_gradients",
-                    "categories_at_peak.reduce_scatter_buffers")
-
-
-WIDTH = 120  # columns a table fits without --wide
-
-
-def side_by_side(terms: list[str], measured: list[str], columns: dict[str, list[str]],
-                 width: int | None) -> list[list[list[str]]]:
-    """Rows of cells (term, measured, one column per set), split into as many tables as it takes for each to fit
-    `width` characters (one table when width is None)."""
-    fixed = max(map(len, ["term", *terms])) + 2 + max(map(len, ["measured", *measured]))
-    groups: list[list[str]] = [[]]
-    used = fixed
-    for name, cells in columns.items():
-        need = 2 + max(map(len, [name, *cells]))
-        if width is not None and groups[-1] and used + need > width:
-            groups.append([])
-            used = fixed
-        groups[-1].append(name)
-        used += need
-    return [[["term", "measured", *group]] + [[term, value, *(columns[name][i] for name in group)]
-                                               for i, (term, value) in enumerate(zip(terms, measured))]
-            for group in groups]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     add_device_argument(parser)
@@ -69,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from analytic.figures import flatten, with_model_states
     from profiler.measuring.measure import measure
     from profiler.reporting.compare import comparison_rows, predictions, training_days_at_measured_mfu
-    from profiler.reporting.tables import format_cell, relative_cell, render
+    from profiler.reporting.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, relative_cell
 
     config = config_from_args(args, sharded=True)
     load_formula_sets(args)
@@ -109,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             column.append("—" if error is None else f"{format_cell(term, value)} ({error})" if args.wide else error)
         if any(cell != "—" for cell in column):
             columns[name] = column
-    lines += ["\n\n".join(render(part) for part in side_by_side(order, [format_cell(t, measured[t]) for t in order], columns,
-                                                    None if args.wide else WIDTH))]
+    fixed = [["term", *order], ["measured", *(format_cell(term, measured[term]) for term in order)]]
+    lines.append(fit_width(fixed, columns, None if args.wide else WIDTH))
     if days is not None:
         speed = result["measured"]["speed"]
         lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "

@@ -8,7 +8,7 @@ from analytic.figures import flatten
 from analytic.formula_sets import predict
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
                                        load_formula_sets)
-from profiler.reporting.tables import format_cell, render
+from profiler.reporting.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,16 +16,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sets", help="comma-separated formula sets, names or .py files (default: all)")
     add_formula_set_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--all-terms", action="store_true", help="every figure, not only the headline ones")
+    parser.add_argument("--wide", action="store_true", help="one table however wide (default: tables of 120 columns)")
 
 
-def table(flat_by_set: dict[str, dict]) -> list[list[str]]:
-    """Rows of cells: a header, then one row per figure key in first-seen order."""
-    keys: dict[str, None] = {}
-    for flat in flat_by_set.values():
-        keys.update(dict.fromkeys(flat))
-    rows = [["figure", *flat_by_set]]
-    rows += [[key, *(format_cell(key, flat.get(key)) for flat in flat_by_set.values())] for key in keys]
-    return rows
+def table(flat_by_set: dict[str, dict], keys: tuple[str, ...] | None = None, width: int | None = WIDTH) -> str:
+    """The figures (rows: `keys`, default every figure in first-seen order) of each set (columns), in tables that
+    fit `width` characters; a set with none of the figures is left out."""
+    if keys is None:
+        keys = tuple(dict.fromkeys(key for flat in flat_by_set.values() for key in flat))
+    columns = {name: [format_cell(key, flat.get(key)) for key in keys] for name, flat in flat_by_set.items()
+               if any(key in flat for key in keys)}
+    return fit_width([["figure", *keys]], columns, width)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,5 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}"
           + (", rank 0" if config.shard != "none" else ""))
-    print(render(table({name: flatten(figures) for name, figures in predictions.items()})))
+    headline = HEADLINE + (SHARDED_HEADLINE if config.shard != "none" else ())
+    by_set = {name: flatten(predictions[name]) for name in sorted(predictions, key=lambda name: name != "exact")}
+    print(table(by_set, None if args.all_terms else headline, None if args.wide else WIDTH))
     return 0
