@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
@@ -12,6 +13,7 @@ from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
                                        load_formula_sets, positive_int)
 from profiler.errors import UsageError
+from profiler.reporting.tables import WIDTH
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
 
 
@@ -114,10 +116,15 @@ def run(args: argparse.Namespace) -> int:
               f"{config.micro_batches} × {maximum} = {config.micro_batches * maximum}")
     if hint:
         print(hint)
+    answered = {name: predicted for name, predicted in predictions.items() if predicted is not None}
     print("predicted by formula sets:")
-    width = max(map(len, predictions))
-    for name, predicted in predictions.items():
-        print(f"  {name:<{width}}  {'— (does not describe this setup, or no answer)' if predicted is None else predicted}")
+    width = max(map(len, answered), default=0)
+    for name, predicted in answered.items():
+        print(f"  {name:<{width}}  {predicted}")
+    silent = [name for name in predictions if name not in answered]
+    if silent:
+        print(textwrap.fill("no answer (they do not describe this setup): " + ", ".join(silent), width=WIDTH,
+                            initial_indent="  ", subsequent_indent="    "))
     return 0
 
 
