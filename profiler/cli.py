@@ -10,24 +10,35 @@ import argparse
 import gc
 import importlib
 import sys
+from typing import NamedTuple
 
 from profiler.errors import CudaUnavailableError, UsageError
 
 PROG = "python -m profiler"
-COMMANDS = {  # name -> (module, help, whether it runs training steps)
-    "predict": ("profiler.commands.predict", "every formula set's predictions side by side", False),
-    "audit": ("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures", True),
-    "measure": ("profiler.commands.measure", "measure one training step beside every formula set", True),
-    "explain": ("profiler.commands.explain", "textbook vs exact vs measured, component by component", True),
-    "formula": ("profiler.commands.formula", "the exact model as a formula over L, B, T, D, H, F, V (and a budget M)",
-                False),
-    "max-batch": ("profiler.commands.max_batch", "the largest batch that fits a memory budget, searched and predicted",
-                  True),
-    "sweep": ("profiler.commands.sweep", "measure a grid of configurations (resumable), then write its report", True),
-    "report": ("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)", False),
-    "check": ("profiler.commands.check", "gate: fail if a formula set misses a measured term on a meta grid", True),
-    "derive": ("profiler.commands.derive", "derive the exact model's programs on the installed torch and cache them",
-               True),
+
+
+class Command(NamedTuple):
+    module: str
+    help: str
+    runs_steps: bool  # it runs training steps: torch._dynamo is imported up front (import_uncollected)
+
+
+COMMANDS = {
+    "predict": Command("profiler.commands.predict", "every formula set's predictions side by side", False),
+    "audit": Command("profiler.commands.audit", "audit the five seed answers' GPT-2 XL figures", True),
+    "measure": Command("profiler.commands.measure", "measure one training step beside every formula set", True),
+    "explain": Command("profiler.commands.explain", "textbook vs exact vs measured, component by component", True),
+    "formula": Command("profiler.commands.formula",
+                       "the exact model as a formula over L, B, T, D, H, F, V (and a budget M)", False),
+    "max-batch": Command("profiler.commands.max_batch",
+                         "the largest batch that fits a memory budget, searched and predicted", True),
+    "sweep": Command("profiler.commands.sweep",
+                     "measure a grid of configurations (resumable), then write its report", True),
+    "report": Command("profiler.commands.report", "rewrite a sweep folder's report (md, html, csv, plots)", False),
+    "check": Command("profiler.commands.check",
+                     "gate: fail if a formula set misses a measured term on a meta grid", True),
+    "derive": Command("profiler.commands.derive",
+                      "derive the exact model's programs on the installed torch and cache them", True),
 }
 
 
@@ -42,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Measure a Transformer LM training step with AdamW (on a GPU, or simulated "
                                            "on meta tensors) and grade memory and FLOP formulas against it.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, (module_name, help_text, runs_steps) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(module_name=module_name, runs_steps=runs_steps)
-        importlib.import_module(module_name).add_arguments(sub)
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub.set_defaults(module_name=command.module, runs_steps=command.runs_steps)
+        importlib.import_module(command.module).add_arguments(sub)
     return parser
 
 
