@@ -54,6 +54,21 @@ def test_simulated_ranks_equal_real_gloo_ranks(config):
 
 
 @needs_fsdp2
+def test_the_measure_command_on_cpu_starts_its_gloo_group(capsys):
+    """`measure --device cpu` of a sharded step runs world_size real processes itself and shows rank 0's
+    measurement, equal to the simulation's and to the exact set's, beside the sets."""
+    from profiler.cli import main
+
+    assert main(["measure", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "2", "--device", "cpu",
+                 "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    simulated = measure(TINY.replace(shard="fsdp2", world_size=2), 1, "meta", count_flops=False).measured
+    assert document["device"] == "cpu" and document["measured"]["rank"] == 0
+    assert phase_figures(document["measured"]) == phase_figures(simulated)
+    assert document["predicted"]["exact"]["peak_bytes"] == document["measured"]["peak_bytes"]
+
+
+@needs_fsdp2
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
                             autocasts=("none", "bfloat16"), max_layers=2),

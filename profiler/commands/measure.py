@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
@@ -42,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     load_formula_sets(args)
     if args.snapshot and Path(args.snapshot).exists():
         raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
-    result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot,
-                     autocast_policy=args.autocast_policy, progress=True).to_dict()
+    if config.shard != "none" and args.device == "cpu":
+        result = gloo_rank_zero(config, args)
+    else:
+        result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot,
+                         autocast_policy=args.autocast_policy, progress=True).to_dict()
     predicted = predictions(result)
     days = training_days_at_measured_mfu(result)
     if args.json:
@@ -63,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     order = terms + [t for t in table.index if t not in terms]  # measured terms no set predicts shown too
     measured = {term: flat[term] for term in order}
     where = f"rank {result['measured']['rank']} measured" if config.shard != "none" else "measured"
+    if config.shard != "none" and result["device"] == "cpu":
+        where += f" in a gloo group of {config.world_size} processes"
     lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, {where} on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
@@ -88,3 +94,17 @@ def run(args: argparse.Namespace) -> int:
                      "https://pytorch.org/memory_viz)")
     print("\n".join(lines))
     return 0
+
+
+def gloo_rank_zero(config, args: argparse.Namespace) -> dict:
+    """A sharded step run for real on CPU: a gloo group of world_size processes on this machine, each measuring
+    itself (profiler.measuring.ranks, FLOPs not counted); rank 0's measurement, the rank the simulation and the
+    exact set describe by default."""
+    from profiler.measuring.ranks import measure_ranks
+
+    if args.snapshot:
+        raise UsageError("--snapshot of a sharded step is written from its simulation (--device meta), not from a "
+                         "gloo group")
+    print(f"running {config.world_size} processes in a gloo group on this machine (each holds its shard for "
+          f"real)...", file=sys.stderr)
+    return measure_ranks(config, args.batch_size, args.optimizer)[0]

@@ -100,7 +100,9 @@ class ShardedRank:
                              f"device {device!r}; CUDA (NCCL) runs are not measured yet")
         if device == "cpu" and not (dist.is_initialized() and dist.get_world_size() == config.world_size):
             raise ValueError(f"a sharded step on device cpu runs in each process of a gloo group of "
-                             f"world_size={config.world_size} (torchrun); use device meta to simulate it")
+                             f"world_size={config.world_size}, which `measure --device cpu` (and "
+                             f"profiler.measuring.ranks.measure_ranks) starts on this machine; use device meta to "
+                             f"simulate it")
         if not 0 <= rank < config.world_size:
             raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
         if (why := unsupported(simulated=device == "meta", shard=config.shard)) is not None:
