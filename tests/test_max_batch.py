@@ -145,6 +145,21 @@ def test_cli_meta_search(monkeypatch, capsys):
     assert "no answer (they do not describe this setup): none" in out
 
 
+def test_cli_says_what_to_try_when_nothing_fits(monkeypatch, capsys):
+    """Below batch 1's peak: 0, with that peak and the options that shrink it which the setup does not use."""
+    from profiler.measuring.measure import measure
+    from profiler.reporting.tables import human_bytes
+
+    config = preset("tiny").replace(checkpointing="full")
+    peak = measure(config, 1, "meta", "foreach", count_flops=False).measured["peak_bytes"]
+    assert run_cli(["--preset", "tiny", "--device", "meta", "--budget", f"{peak - 1}B", "--checkpointing", "full"],
+                   monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "measured maximum batch size: 0" in out and f"its peak is {human_bytes(peak)}" in out
+    line = next(line for line in out.splitlines() if line.startswith("nothing fits: batch 1"))
+    assert "--dtype bfloat16" in line and "--shard fsdp2" in line and "--checkpointing" not in line
+
+
 @pytest.mark.cuda
 def test_cuda_fits_recovers_from_out_of_memory():
     config = preset("gpt2-small")  # its step at batch 1 peaks near 3.9 GB (4.2 GB reserved on an H200)

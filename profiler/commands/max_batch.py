@@ -13,7 +13,7 @@ from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
                                        load_formula_sets, positive_int)
 from profiler.errors import UsageError
-from profiler.reporting.tables import WIDTH
+from profiler.reporting.tables import WIDTH, human_bytes
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
 
 
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
                           "exact_confirmed": confirmed and guessed_by == "the exact set's answer", "guess": guess,
                           "guessed_by": guessed_by, "guess_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0
-    print(f"{config.name}, AdamW {args.optimizer}, {config.dtype}, budget {args.budget} = {budget:,} bytes "
-          f"({format_bytes(budget, 'GiB')}), device {device}")
+    print(f"{config.name}: {config.options_text()}, AdamW {args.optimizer}, device {device}")
+    print(f"budget {args.budget} = {budget:,} bytes ({format_bytes(budget, 'GiB')})")
     what = "probes (micro-batch sizes)" if config.micro_batches > 1 else "probes"
     print(f"{what}: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
     bound = "at least " if maximum == args.limit else ""
@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
               f"{config.micro_batches} × {maximum} = {config.micro_batches * maximum}")
     if hint:
         print(hint)
+    if maximum == 0:
+        print(nothing_fits(config, args.budget, peaks.get(1)))
     answered = {name: predicted for name, predicted in predictions.items() if predicted is not None}
     print("predicted by formula sets:")
     width = max(map(len, answered), default=0)
@@ -126,6 +128,19 @@ def run(args: argparse.Namespace) -> int:
         print(textwrap.fill("no answer (they do not describe this setup): " + ", ".join(silent), width=WIDTH,
                             initial_indent="  ", subsequent_indent="    "))
     return 0
+
+
+def nothing_fits(config, budget_text: str, peak_at_one: int | None) -> str:
+    """What to say when not even batch 1 fits: its peak where measured, and the options that shrink it which the
+    setup does not use yet."""
+    ways = []
+    if config.dtype == "float32" and config.autocast == "none":
+        ways.append("--dtype bfloat16 (2 bytes per parameter, gradient and moment)")
+    if config.checkpointing != "full":
+        ways.append("--checkpointing full")
+    ways.append("--shard fsdp2 --world-size N" if config.shard == "none" else "more ranks (--world-size)")
+    peak = f" (its peak is {human_bytes(peak_at_one)})" if peak_at_one else ""
+    return f"nothing fits: batch 1 does not fit in {budget_text}{peak}; try " + ", ".join(ways)
 
 
 def uses_expandable_segments(alloc_conf: str | None) -> bool:
