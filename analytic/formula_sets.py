@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from analytic.figures import flatten, is_figure_key
+from model import config as options
 from model.config import ModelConfig, preset
 
 FORMULA_SET_MODULES = [
@@ -174,12 +175,26 @@ def describes(module: ModuleType, config: ModelConfig) -> bool:
                for setup in setup_alternatives(module))
 
 
+EVERY_VALUE = {"arch": options.ARCH_OPTIONS, "positional": options.POSITIONAL_OPTIONS,
+               "attention": options.ATTENTION_OPTIONS, "checkpointing": options.CHECKPOINTING_OPTIONS,
+               "zero_grad": options.ZERO_GRAD_OPTIONS, "autocast": options.AUTOCAST_OPTIONS,
+               "shard": options.SHARD_OPTIONS, "dtype": tuple(options.DTYPE_BYTES)}
+
+
 def setup_text(module: ModuleType) -> str:
-    """The set's SETUP in words: 'dtype float32, attention explicit or sdpa-math', alternatives joined by '; or ',
-    or 'every setup'."""
-    return "; or ".join(", ".join(f"{field} {' or '.join(map(str, value)) if isinstance(value, tuple) else value}"
-                                  for field, value in setup.items()) or "every setup"
-                        for setup in setup_alternatives(module))
+    """The set's SETUP in words, as describes() reads it: 'dtype float32, attention explicit or sdpa-math, one
+    device', alternatives joined by '; or '; a field that allows every value is left out, and a set that allows
+    every value of every field describes 'every setup'."""
+    def words(setup: dict) -> str:
+        parts = []
+        for field, value in {**setup, "shard": setup.get("shard", "none")}.items():
+            values = value if isinstance(value, tuple) else (value,)
+            if set(EVERY_VALUE.get(field, ())) <= set(values) and field in EVERY_VALUE:
+                continue
+            parts.append("one device" if field == "shard" and values == ("none",) else
+                         f"{field} {' or '.join(map(str, values))}")
+        return ", ".join(parts) or "every setup"
+    return "; or ".join(words(setup) for setup in setup_alternatives(module))
 
 
 def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",

@@ -167,17 +167,17 @@ class ModelConfig:
         batch = f"batch {batch_size}"
         if self.micro_batches > 1:
             batch += f" ({self.micro_batches} micro-batches of {self.micro_batch_size(batch_size)})"
-        return f"{batch}, {self.options_text()}"
+        return f"{batch}, {self.options_text(micro_batches=False)}"
 
-    def options_text(self) -> str:
+    def options_text(self, micro_batches: bool = True) -> str:
         """'float32, attention sdpa-flash, checkpointing full': the dtype and the options not at their default
-        (micro-batches as 'k micro-batches')."""
+        (micro-batches as 'k micro-batches', unless `micro_batches` is False)."""
         defaults = self._defaults()
         options = [f"{name} {getattr(self, name)}" for name, default in (
                    ("arch", "reference"), ("dropout", defaults["dropout"]), ("kv_heads", defaults["kv_heads"]),
                    ("autocast", "none"), ("positional", defaults["positional"]), ("attention", "explicit"),
                    ("checkpointing", "none"), ("zero_grad", "none")) if getattr(self, name) != default]
-        if self.micro_batches > 1:
+        if micro_batches and self.micro_batches > 1:
             options.append(f"{self.micro_batches} micro-batches")
         if self.shard != "none":
             options.append(f"{self.shard} on {self.world_size} ranks"

@@ -29,7 +29,7 @@ def test_measure_json_has_the_documented_keys(capsys):
 
 
 def test_explain_tables(capsys):
-    assert main(["explain", "--preset", "tiny", "--batch-size", "2"]) == 0
+    assert main(["explain", "--preset", "tiny", "--batch-size", "2", "--markdown"]) == 0
     out = capsys.readouterr().out
     softmax = next(line for line in out.splitlines() if line.startswith("| softmax |"))
     cells = [cell.strip() for cell in softmax.split("|")]
@@ -37,8 +37,20 @@ def test_explain_tables(capsys):
     assert "optimizer_temporaries" in out and "peak (optimizer)" in out
 
 
+def test_explain_fits_120_columns_by_default(capsys):
+    """The bytes in a table, each row's formula and reason wrapped under it: the same rows as --markdown's."""
+    assert main(["explain", "--preset", "gpt2-xl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 120
+    softmax = lines.index(next(line for line in lines if line.startswith("softmax ")))
+    assert lines[softmax].split()[1:] == ["4.688", "GiB"] * 3
+    assert lines[softmax + 1].startswith("    4·H·T² per layer")
+    assert any(line.startswith("peak (optimizer) ") for line in lines)
+
+
 def test_explain_a_checkpointed_block_keeps_its_input(capsys):
-    assert main(["explain", "--preset", "gpt2-small", "--batch-size", "2", "--checkpointing", "full"]) == 0
+    assert main(["explain", "--preset", "gpt2-small", "--batch-size", "2", "--checkpointing", "full",
+                 "--markdown"]) == 0
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
             for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
     textbook, exact, measured, why = rows["checkpoint"]
@@ -50,7 +62,7 @@ def test_explain_follows_the_setup(capsys):
     """Gradients outlive the step with zero_grad 'zeros' (and a micro-batch with accumulation); flash attention
     keeps a logsumexp, not the B·H·T² probabilities."""
     assert main(["explain", "--preset", "tiny", "--batch-size", "4", "--micro-batches", "2", "--zero-grad", "zeros",
-                 "--attention", "sdpa-flash", "--dtype", "bfloat16"]) == 0
+                 "--attention", "sdpa-flash", "--dtype", "bfloat16", "--markdown"]) == 0
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
             for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
     assert "with zero_grad 'zeros', .grad exists through forward and backward" in rows["gradients"][3]

@@ -30,3 +30,18 @@ def test_megatron_is_graded_on_its_setup_only():
     assert not describes(megatron, gpt2)  # fp32, explicit attention
     assert describes(megatron, gpt2.replace(autocast="bfloat16", attention="sdpa-flash", checkpointing="full"))
     assert not describes(megatron, PRESETS["gpt2-xl"].replace(autocast="bfloat16", attention="sdpa-flash"))
+
+
+def test_setup_text_says_what_describes_reads():
+    """The 'graded on' words: a field that allows every value is left out, no shard is one device, and a set that
+    allows everything describes every setup."""
+    from analytic import exact, textbook
+    from analytic.formula_sets import setup_text
+    from analytic.published import palm
+
+    assert setup_text(exact) == "every setup"
+    assert setup_text(textbook).endswith(", one device") and "arch reference" in setup_text(textbook)
+    assert setup_text(palm) == "checkpointing none, one device"  # every arch: the field is left out
+    config = PRESETS["gpt2-xl"]
+    assert describes(palm, config.replace(arch="llama", positional="rope"))
+    assert not describes(palm, config.replace(shard="fsdp2", world_size=2))

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 from analytic import exact, textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
 from profiler.commands.options import add_config_arguments, config_from_args
+from profiler.reporting.tables import WIDTH, render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
+    parser.add_argument("--markdown", action="store_true",
+                        help="Markdown tables, the derived formula and the reason in a column (default: a table of "
+                             "120 columns, each row's formula and reason wrapped under it)")
 
 
 def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
@@ -43,11 +48,24 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
     return components, terms
 
 
-def _table(title: str, rows: list[list]) -> list[str]:
-    cell = lambda value: "—" if value is None else format_bytes(value, "GiB", 3)  # noqa: E731
+def _cell(value) -> str:
+    return "—" if value is None else format_bytes(value, "GiB", 3)
+
+
+def markdown_table(title: str, rows: list[list]) -> list[str]:
     lines = [f"| {title} | textbook | exact | measured | derived formula (bytes); why they differ |",
              "|---|---:|---:|---:|---|"]
-    lines += [f"| {name} | {cell(a)} | {cell(b)} | {cell(c)} | {why} |" for name, a, b, c, why in rows]
+    lines += [f"| {name} | {_cell(a)} | {_cell(b)} | {_cell(c)} | {why} |" for name, a, b, c, why in rows]
+    return lines
+
+
+def terminal_table(title: str, rows: list[list]) -> list[str]:
+    """The bytes in columns, and under each row its derived formula and why it differs, wrapped to WIDTH."""
+    rendered = render([[title, "textbook", "exact", "measured"]]
+                      + [[name, _cell(a), _cell(b), _cell(c)] for name, a, b, c, _ in rows]).splitlines()
+    lines = rendered[:2]
+    for line, row in zip(rendered[2:], rows):
+        lines += [line, *textwrap.wrap(row[4], width=WIDTH, initial_indent="    ", subsequent_indent="    ")]
     return lines
 
 
@@ -72,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(as_json(config, args, components, terms), indent=2))
         return 0
-    print(f"{config.name}: batch {args.batch_size}, {config.dtype}, AdamW {args.optimizer}, checkpointing "
-          f"{config.checkpointing}; measured on meta\n")
-    print("\n".join(_table("saved activations (all layers)", components)))
+    table = markdown_table if args.markdown else terminal_table
+    print(f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}; measured on meta\n")
+    print("\n".join(table("saved activations (all layers)", components)))
     print()
-    print("\n".join(_table("at the peak", terms)))
+    print("\n".join(table("at the peak", terms)))
     return 0
