@@ -129,6 +129,11 @@ def test_text_and_latex(capsys):
     assert "[gpt2-xl, M = 80GB: 5]" in out  # max batch from the closed form, as measured (test_exact)
     assert main(["formula", "--latex", "--optimizer", "forloop"]) == 0
     assert "\\max" in capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 120  # wrapped, each value in brackets whole
+    assert all(line.count("[") == line.count("]") for line in lines)
+    assert main(["formula", "--preset", "gpt2-xl", "--batch-size", "1", "--wide"]) == 0
+    assert max(map(len, capsys.readouterr().out.splitlines())) > 120
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import textwrap
 
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import SIZE_FIELDS, add_config_arguments, config_from_args
 from profiler.errors import UsageError
+from profiler.reporting.tables import WIDTH
 
 LABELS = {
     "params": "parameters N",
@@ -36,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="Python expressions, nested as in `measure --json`")
     output.add_argument("--latex", action="store_true", help="LaTeX, one figure a line")
+    output.add_argument("--wide", action="store_true",
+                        help="one line per formula however long (default: wrapped to 120 columns)")
 
 
 def setup_from_args(args: argparse.Namespace):
@@ -65,6 +70,18 @@ def setup_from_args(args: argparse.Namespace):
                  checkpointing=args.checkpointing or "none", micro_batches=args.micro_batches or 1,
                  zero_grad=args.zero_grad or "none", attention=args.attention or "explicit",
                  autocast=args.autocast or "none"), None
+
+
+def wrapped(line: str, width: int = WIDTH) -> list[str]:
+    """A line of the text wrapped at its spaces, continuing under where its formula starts (after ' = ', after a
+    numbered moment's 'N. ', else four spaces in); a bracketed value and the '<- the highest' mark stay whole."""
+    if len(line) <= width:
+        return [line]
+    head = re.match(r"^(.{1,60}? = |\s*\d+\. )", line)
+    indent = head.end() if head else len(line) - len(line.lstrip()) + 4
+    keep = re.sub(r"\[[^\]]*\]|<- .*$", lambda unit: unit.group().replace(" ", "\u00a0"), line)  # kept whole
+    return [part.replace("\u00a0", " ") for part in textwrap.wrap(keep, width, subsequent_indent=" " * indent,
+                                                                 break_long_words=False, break_on_hyphens=False)]
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:
@@ -144,5 +161,5 @@ def run(args: argparse.Namespace) -> int:
     for domain in list(classes)[1:]:
         lines += ["", f"Layout {domain}: peak of the step = max of"]
         lines += moment_lines(formula.peak_moments(classes[domain])["step"], sizes if own == domain else {})
-    print("\n".join(lines))
+    print("\n".join(lines if args.wide else [part for line in lines for part in wrapped(line)]))
     return 0
