@@ -1,5 +1,6 @@
 """`python -m profiler`: the CLI (profiler.cli). Once its output is flushed it leaves with os._exit, skipping the
-interpreter's teardown of torch's modules (about 0.6 s; every file, pool and process it used is closed by then).
+interpreter's teardown of torch's modules (about 0.6 s; every file, pool and process it used is closed by then),
+unless a profiler, tracer or debugger (cProfile, coverage, pdb) is attached and must write its results at exit.
 A reader that leaves a pipe early (`| head`) ends it quietly, as Python's documentation of SIGPIPE suggests."""
 import os
 import sys
@@ -12,4 +13,6 @@ try:
 except BrokenPipeError:
     code = 1
 sys.stderr.flush()
-os._exit(code)
+if sys.gettrace() is None and sys.getprofile() is None:
+    os._exit(code)
+sys.exit(code)

@@ -98,6 +98,14 @@ def test_the_module_leaves_with_the_commands_code_and_its_output_flushed():
     assert failed.returncode == 2 and failed.stdout == "" and failed.stderr.startswith("error: unknown preset")
 
 
+def test_an_attached_profiler_still_writes_its_results(tmp_path):
+    """Under cProfile (or coverage, or a debugger) the module exits normally, so their exit handlers run."""
+    stats = tmp_path / "predict.prof"
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "profiler", "predict", "--preset",
+                    "tiny"], check=True, capture_output=True)
+    assert stats.stat().st_size > 0
+
+
 def test_the_collector_is_on_for_the_command_and_after(capsys, monkeypatch):
     """Imports run with the cyclic collector off (profiler.cli.import_uncollected); the command itself with it on."""
     import profiler.commands.predict as predict
