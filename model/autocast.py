@@ -151,11 +151,24 @@ def with_autocast_emulation(contexts=None):
         emulation = active_emulation()
         if emulation is None:
             return forward, recompute
-        return forward, _both(AutocastEmulation(emulation.dtype, emulation.policy), recompute)
+        return forward, Nested(AutocastEmulation(emulation.dtype, emulation.policy), recompute)
     return context_fn
 
 
-@contextlib.contextmanager
-def _both(first, second):
-    with first, second:
-        yield
+class Nested:
+    """Contexts entered in order, and held for as long as this object is: checkpoint holds its recomputation
+    context for the life of the block's frame (until the block's backward ends), and with it selective
+    checkpointing's cache, whose entries that an early-stopped recomputation did not reach stay alive until then.
+    A generator context (contextlib.contextmanager) would drop its contexts once used, and with them that cache."""
+
+    def __init__(self, *contexts):
+        self.contexts = contexts
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        for context in self.contexts:
+            self.stack.enter_context(context)
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)

@@ -72,6 +72,23 @@ def test_derive_writes_the_cache_the_exact_set_reads(tmp_path, monkeypatch, caps
     assert source.load("2.13.0") is shipped  # a verified torch runs the shipped programs
 
 
+def test_the_cache_is_keyed_by_the_simulation_code(tmp_path):
+    """Programs cached by other simulation code are not read: the cache file's name changes with any byte of the
+    model or the measurement (a fix to the autocast emulation changed what selective checkpointing's traces hold),
+    and only with them."""
+    import shutil
+    for folder in versions.SIMULATION_CODE:
+        shutil.copytree(versions.PROJECT_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "analytic").mkdir()  # outside SIMULATION_CODE
+    assert versions.simulation_revision(tmp_path) == versions.simulation_revision()
+    assert versions.simulation_revision() in versions.cached_path("2.99.0").name
+    (tmp_path / "analytic" / "formulas.py").write_text("# not simulation code\n")
+    assert versions.simulation_revision.__wrapped__(tmp_path) == versions.simulation_revision()
+    emulation = tmp_path / "model" / "autocast.py"
+    emulation.write_text(emulation.read_text() + "\n")
+    assert versions.simulation_revision.__wrapped__(tmp_path) != versions.simulation_revision()
+
+
 def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, capsys):
     """On an unverified torch (2.99 stands in; the programs are derived on the installed one) a class and an AdamW
     layout the cache lacks are derived when first looked up, equal to the shipped ones on the torch they were

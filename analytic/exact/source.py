@@ -1,10 +1,10 @@
 """Which derived programs the exact model runs: the shipped ones (analytic/exact/derived.py, derived on one torch
 and holding on the others analytic.exact.versions.SHIPPED_MINORS lists), or, on any other torch, those derived on it
-and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache, adamw-profiler/derived-torch-<version>.py):
-all of them by `python -m profiler derive` (minutes), or class by class on first use (seconds each) where the
-profiler has installed DERIVE_ON_FIRST_USE, as its CLI does. A program neither cached nor derivable here (a library
-user's call without the hook) is the shipped one, and every command says which in one line
-(analytic.exact.versions.unverified_notice).
+and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache,
+adamw-profiler/derived-torch-<version>-<simulation revision>.py): all of them by `python -m profiler derive`
+(minutes), or class by class on first use (seconds each) where the profiler has installed DERIVE_ON_FIRST_USE, as
+its CLI does. A program neither cached nor derivable here (a library user's call without the hook) is the shipped
+one, and every command says which in one line (analytic.exact.versions.unverified_notice).
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ reports/torch-compat/README.md, and a test ties both tuples to it).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 
@@ -34,9 +36,28 @@ def cache_dir() -> Path:
 def cached_path(version: str, kind: str = "derived", suffix: str = ".py") -> Path:
     """Where `python -m profiler derive` puts the programs derived on torch `version` (analytic.exact.source
     reads them there), keyed by the release without its local build tag ('2.15.0' of '2.15.0+cu130': the
-    package metadata's version and torch.__version__ can differ in it); kind "sharded", suffix ".json": a
-    sharded rank's (profiler.measuring.on_demand)."""
-    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}{suffix}"
+    package metadata's version and torch.__version__ can differ in it) and by the simulation's code
+    (simulation_revision); kind "sharded", suffix ".json": a sharded rank's (profiler.measuring.on_demand)."""
+    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}-{simulation_revision()}{suffix}"
+
+
+# The code that runs when a step is traced: the model (its autocast emulation included) and the measurement.
+SIMULATION_CODE = ("model", "profiler/measuring")
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def simulation_revision(root: Path = PROJECT_ROOT) -> str:
+    """12 hex digits of a SHA-256 over the source of SIMULATION_CODE under `root`: programs cached by other code
+    are not read (a fix to the simulation changes what the traces record, and programs derived before it would
+    keep the old figures), they are derived again on first use."""
+    digest = hashlib.sha256()
+    for folder in SIMULATION_CODE:
+        for path in sorted((root / folder).glob("*.py")):
+            digest.update(f"{folder}/{path.name}\n".encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def unverified_notice(version: str) -> str | None:
