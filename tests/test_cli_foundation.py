@@ -75,10 +75,22 @@ def test_audit_json_is_one_document(capsys):
 
 
 def test_audit_markdown_and_out(capsys, tmp_path):
-    code, out, _ = run(capsys, "audit", "--no-measure", "--out", str(tmp_path / "audit"))
+    code, out, _ = run(capsys, "audit", "--no-measure", "--markdown", "--out", str(tmp_path / "audit"))
     assert code == 0 and out.startswith("# Audit")
     assert (tmp_path / "audit" / "audit.md").read_text() == out
     assert json.loads((tmp_path / "audit" / "audit.json").read_text())["seeds"]
+
+
+def test_audit_prints_its_markdown_within_120_columns(capsys):
+    """By default the audit's tables are split into parts that repeat the seed and the figure, and its prose is
+    wrapped: every line within 120 columns, every cell and word of the Markdown still there."""
+    _, markdown, _ = run(capsys, "audit", "--no-measure", "--markdown")
+    code, out, _ = run(capsys, "audit", "--no-measure")
+    assert code == 0 and max(map(len, out.splitlines())) <= 120 < max(map(len, markdown.splitlines()))
+    cells = [cell.strip() for line in markdown.splitlines() if line.startswith("|") for cell in line.split("|")]
+    assert all(cell in out for cell in cells if cell.strip("-"))
+    parts = [block for block in out.split("\n\n") if block.startswith("seed ")]
+    assert len(parts) >= 2 and all(part.split()[:2] == ["seed", "figure"] for part in parts)
 
 
 def test_audit_json_through_the_module():
@@ -143,3 +155,19 @@ def test_audit_out_on_a_file_exits_2(capsys, tmp_path):
     path.write_text("")
     code, _, err = run(capsys, "audit", "--no-measure", "--out", str(path))
     assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_markdown_for_terminal_splits_tables_on_their_key_columns_and_wraps_items():
+    from profiler.reporting.tables import markdown_for_terminal
+
+    markdown = ("# Title\n\n| seed | figure | " + " | ".join(f"set {i}" for i in range(6)) + " |\n|" + "---|" * 8
+                + "\n" + "".join(f"| s{s} | {f} | " + " | ".join(f"{s}{f}{i:>12}" for i in range(6)) + " |\n"
+                                 for s in range(2) for f in ("params", "peak")) + "\n- " + "word " * 30 + "\n")
+    out = markdown_for_terminal(markdown, width=60)
+    assert max(map(len, out.splitlines())) <= 60 and out.startswith("# Title\n\n")
+    parts = [block.splitlines() for block in out.split("\n\n") if block.startswith("seed")]
+    assert len(parts) == 3  # 6 columns of 14 beside the two key columns: 2 + 2 + 2
+    assert all(part[0].split()[:2] == ["seed", "figure"] and len(part) == 2 + 4 for part in parts)
+    assert all(f"{s}{f}{i:>12}".strip() in out for s in range(2) for f in ("params", "peak") for i in range(6))
+    item = out.split("\n\n")[-1].splitlines()
+    assert item[0].startswith("- word") and all(line.startswith("  word") for line in item[1:]) and len(item) > 2

@@ -1,7 +1,8 @@
 """`audit`: do the five seed answers' GPT-2 XL figures follow from their own formulas, and what is true?
 
 Beside each answer: our exact model's figures and the figures measured on meta (a GPT-2 XL step really run on
-meta tensors; the largest batch in 80 GB whose measured peak fits). Markdown or JSON.
+meta tensors; the largest batch in 80 GB whose measured peak fits). Plain text within 120 columns (tables split
+into parts that repeat their key columns), the Markdown (--markdown, as --out writes audit.md), or JSON.
 
 `audit --formula-set NAME` (a built-in set or a .py file): that set's assumptions that differ from what PyTorch
 does, measured on the setup it declares (profiler.reporting.assumptions)."""
@@ -15,7 +16,9 @@ from analytic.audit import audit, to_markdown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of Markdown")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the Markdown (wide tables, to paste) instead of text within 120 columns")
     parser.add_argument("--out", type=pathlib.Path,
                         help="also write audit.md and audit.json into this folder (never over a file the tool "
                              "did not write)")
@@ -29,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs no torch
     from profiler.reporting.folder import check, claim
+    from profiler.reporting.tables import markdown_for_terminal
     from profiler.reporting.truth import truth_blocks
 
     files = ["audit.md", "audit.json"]
@@ -47,5 +51,8 @@ def run(args: argparse.Namespace) -> int:
         out = claim(args.out, files)
         (out / "audit.md").write_text(markdown)
         (out / "audit.json").write_text(document + "\n")
-    print(document if args.json else markdown, end="\n" if args.json else "")
+    if args.json:
+        print(document)
+    else:
+        print(markdown if args.markdown else markdown_for_terminal(markdown), end="")
     return 0

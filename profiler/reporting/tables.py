@@ -1,6 +1,8 @@
 """Plain-text tables for the CLI: one way to format a figure, one way to align columns."""
 from __future__ import annotations
 
+import textwrap
+
 from analytic.units import UNITS, format_bytes, format_flops
 
 WIDTH = 120  # columns a CLI table fits without --wide
@@ -81,3 +83,32 @@ def fit_width(fixed: list[list[str]], columns: dict[str, list[str]], width: int 
         table = [[name, *columns[name]] for name in group]
         tables.append(render([list(row) for row in zip(*fixed, *table)]))
     return "\n\n".join(tables)
+
+
+def markdown_for_terminal(text: str, width: int = WIDTH) -> str:
+    """A Markdown document (headings, paragraphs, '- ' items, pipe tables) as plain text within `width` columns:
+    each table aligned as fit_width aligns one, split into parts side by side as it needs, each part repeating the
+    key columns (the fewest leading columns whose cells tell the rows apart); paragraphs and items wrapped, an
+    item's continuation under its text. Cells are kept whole: a single cell wider than `width` overflows."""
+    lines, table = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if table:
+            lines.append(_table_for_terminal(table, width))
+            table = []
+        bullet = "- " if line.startswith("- ") else ""
+        lines.append("\n".join(textwrap.wrap(line, width, subsequent_indent=" " * len(bullet),
+                                             break_on_hyphens=False)) if line.strip() else "")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _table_for_terminal(rows: list[list[str]], width: int) -> str:
+    header, body = rows[0], [row for row in rows[1:] if not all(set(cell) <= set("-: ") for cell in row)]
+    columns = [[name, *(row[i] for row in body)] for i, name in enumerate(header)]
+    keys = next((k for k in range(1, len(header)) if len({tuple(row[:k]) for row in body}) == len(body)),
+                len(header))
+    if sum(2 + max(map(len, column)) for column in columns[:keys]) > width // 2:
+        keys = 1  # key columns that leave too little room: the first alone
+    return fit_width(columns[:keys], {column[0]: column[1:] for column in columns[keys:]}, width)
