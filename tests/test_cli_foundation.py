@@ -171,3 +171,6 @@ def test_markdown_for_terminal_splits_tables_on_their_key_columns_and_wraps_item
     assert all(f"{s}{f}{i:>12}".strip() in out for s in range(2) for f in ("params", "peak") for i in range(6))
     item = out.split("\n\n")[-1].splitlines()
     assert item[0].startswith("- word") and all(line.startswith("  word") for line in item[1:]) and len(item) > 2
+    # a spaced dash that would start a continuation line goes down with the word before it
+    assert markdown_for_terminal("- " + "x" * 50 + " (80 - 31.70) / 2", width=57) == \
+        "- " + "x" * 50 + "\n  (80 - 31.70) / 2\n"

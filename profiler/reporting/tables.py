@@ -98,10 +98,20 @@ def markdown_for_terminal(text: str, width: int = WIDTH) -> str:
         if table:
             lines.append(_table_for_terminal(table, width))
             table = []
-        bullet = "- " if line.startswith("- ") else ""
-        lines.append("\n".join(textwrap.wrap(line, width, subsequent_indent=" " * len(bullet),
-                                             break_on_hyphens=False)) if line.strip() else "")
+        lines.append(_wrap(line, width))
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+GLUE = "\ue000"  # a private-use character: joins a spaced dash to the word before it while wrapping
+
+
+def _wrap(line: str, width: int) -> str:
+    """One paragraph or '- ' item wrapped, its continuation under its text; a spaced dash ('80 - 31.70') never
+    starts a continuation line, where it would read as an item of its own."""
+    indent = " " * (2 if line.startswith("- ") else 0)
+    glued = line[:2] + line[2:].replace(" - ", f"{GLUE}- ")
+    wrapped = textwrap.wrap(glued, width, subsequent_indent=indent, break_on_hyphens=False)
+    return "\n".join(wrapped).replace(GLUE, " ")
 
 
 def _table_for_terminal(rows: list[list[str]], width: int) -> str:
