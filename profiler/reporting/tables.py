@@ -87,9 +87,9 @@ def fit_width(fixed: list[list[str]], columns: dict[str, list[str]], width: int 
 
 def markdown_for_terminal(text: str, width: int = WIDTH) -> str:
     """A Markdown document (headings, paragraphs, '- ' items, pipe tables) as plain text within `width` columns:
-    each table aligned as fit_width aligns one, split into parts side by side as it needs, each part repeating the
-    key columns (the fewest leading columns whose cells tell the rows apart); paragraphs and items wrapped, an
-    item's continuation under its text. Cells are kept whole: a single cell wider than `width` overflows."""
+    each table aligned as fit_width aligns one, in as many parts (one under the other) as it needs, each repeating
+    the key columns (the fewest leading columns whose cells tell the rows apart); paragraphs and items wrapped,
+    an item's continuation under its text. Cells are kept whole: a single cell wider than `width` overflows."""
     lines, table = [], []
     for line in [*text.splitlines(), ""]:
         if line.startswith("|"):
