@@ -37,6 +37,7 @@ def test_gate_fails_on_a_set_that_is_off_and_names_points_and_terms(gate, capsys
     out = capsys.readouterr().out
     assert "FAIL" in out and "tiny b=1" in out and "tiny b=2" in out and "peak_bytes" in out
     assert "phases.forward.peak_bytes" not in out  # the set is exact there
+    assert max(map(len, out.splitlines())) <= 120 and ("iB (" in out)  # within 120 columns, in human units
     assert gate("--formula-set", "off", "--tolerance", "0.02") == 0  # 1 % off passes a 2 % gate
 
 

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reporting.render import markdown_table
     from profiler.reporting.report import misses
     from profiler.reporting.sweep import read_results, run_sweep
+    from profiler.reporting.tables import format_cell, markdown_for_terminal
 
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"FAIL: formula set {name} misses {len(off)} term(s) by more than {args.tolerance:g} "
           f"(grid {grid.name}, meta):")
-    print(markdown_table(off))
+    shown = off.assign(**{column: [format_cell(term, None if value != value else value)
+                                   for term, value in zip(off["term"], off[column])]
+                           for column in ("predicted", "measured")})
+    print(markdown_for_terminal(markdown_table(shown[["point", "term", "relative error", "predicted", "measured"]])),
+          end="")
     sys.stdout.flush()
     return 1
