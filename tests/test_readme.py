@@ -28,3 +28,22 @@ def test_generated_tables_are_what_the_committed_reports_give():
     done = subprocess.run([sys.executable, str(ROOT / "tools/readme_tables.py"), "--check"], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_torch_that_cannot_simulate_a_rank_leaves_the_sharded_table_as_committed(monkeypatch, capsys):
+    """Before torch 2.12 no rank is simulated and no exact rank derived: the README's sharded table is left as it
+    is (said on stderr) while the other generated tables are still compared."""
+    import importlib.util
+
+    from profiler.measuring import sharded
+
+    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools/readme_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    monkeypatch.setattr(sharded, "unsupported", lambda: "simulating shard 'fsdp2' needs torch 2.12 or newer")
+    readme = (ROOT / "README.md").read_text()
+    kept = readme.replace(tables.DIST_START + "\n", tables.DIST_START + "\nwhatever the README had\n")
+    assert tables.rewritten(kept) == kept and tables.rewritten(readme) == readme
+    assert "sharded table left as it is: simulating shard 'fsdp2' needs torch 2.12" in capsys.readouterr().err
+    stale = readme.replace("([report](reports/setups-meta/report.md))", "([report](elsewhere))")
+    assert tables.rewritten(stale) == readme  # the one-device tables are still made

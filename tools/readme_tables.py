@@ -59,9 +59,17 @@ def gpu_block() -> str:
     return (f"{GPU_START}\n{markdown_table(frame.astype(object).where(frame.notna(), '—'))}\n{GPU_END}")
 
 
-def dist_block() -> str:
+def dist_block() -> str | None:
     """One rank of FSDP2 or DDP per row of reports/dist-meta (profiler.reporting.sharded.rank_table), the exact
-    set and ZeRO graded by today's formulas (the exact rank's programs derived on first use, as the CLI does)."""
+    set and ZeRO graded by today's formulas (the exact rank's programs derived on first use, as the CLI does);
+    None on a torch that cannot simulate a rank (it cannot derive the exact rank's programs either), which
+    leaves the README's table as it is, saying so on stderr."""
+    from profiler.measuring.sharded import unsupported
+
+    why = unsupported()
+    if why is not None:
+        print(f"README.md's sharded table left as it is: {why}", file=sys.stderr)
+        return None
     from profiler.measuring import on_demand
     from profiler.reporting.render import markdown_table
     from profiler.reporting.report import load, with_predictions
@@ -81,7 +89,9 @@ def rewritten(text: str) -> str:
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no {start} ... {end} block")
-        text = pattern.sub(lambda _: block(), text)
+        made = block()
+        if made is not None:
+            text = pattern.sub(lambda _: made, text)
     return text
 
 
