@@ -12,6 +12,7 @@ from analytic.figures import flatten
 from model import LAYER_COMPONENTS, ModelConfig
 from profiler.cli import main
 from profiler.measuring.measure import measure
+from strategies import assume_exact_domain
 
 TERMS = ("params", "peak_bytes", "phases.forward.peak_bytes", "phases.backward.peak_bytes",
          "phases.optimizer.peak_bytes", "saved_activations_bytes", "flops.forward", "flops.backward",
@@ -58,6 +59,7 @@ def test_printed_formula_equals_the_measurement(positional, optimizer, data, dty
                                                 zero_grad, attention, autocast):
     dtype = "float32" if autocast != "none" else "bfloat16" if attention == "sdpa-flash" else dtype
     config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad, attention, autocast))
+    assume_exact_domain(config)
     setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing, micro_batches=micro_batches,
                   zero_grad=zero_grad, attention=attention, autocast=autocast)
     expressions = printed(setup)
