@@ -51,19 +51,27 @@ def median_seconds(command: list[str], repeats: int, cwd: Path | None = None) ->
     return statistics.median(times)
 
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def compile_bytecode(folder: Path) -> None:
+    """Every module's bytecode written under `folder`, as an installed package has it after its first import (even
+    under PYTHONDONTWRITEBYTECODE, which would otherwise make each run recompile, 0.17 s for the exact model's
+    programs alone)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder)], check=True, stdout=subprocess.DEVNULL)
+
+
 @contextlib.contextmanager
 def worktree(revision: str):
     """A detached git worktree of `revision` in a temporary folder (`python -m profiler` run there imports that
-    revision's packages), its bytecode compiled as this checkout's is (even under PYTHONDONTWRITEBYTECODE), removed
-    afterwards."""
-    repository = Path(__file__).resolve().parent.parent
+    revision's packages), its bytecode compiled as this checkout's is, removed afterwards."""
+    repository = REPOSITORY
     with tempfile.TemporaryDirectory(prefix="bench-before-") as parent:
         folder = Path(parent) / "tree"
         subprocess.run(["git", "-C", str(repository), "worktree", "add", "--detach", "--quiet", str(folder), revision],
                        check=True)
         try:
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder)], check=True,
-                           stdout=subprocess.DEVNULL)
+            compile_bytecode(folder)
             yield folder
         finally:
             subprocess.run(["git", "-C", str(repository), "worktree", "remove", "--force", str(folder)], check=True)
@@ -79,6 +87,8 @@ def main() -> None:
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    for package in ("analytic", "model", "profiler"):
+        compile_bytecode(REPOSITORY / package)
     with worktree(args.before) if args.before else contextlib.nullcontext() as before_tree:
         header = f"{'case':<10} {'seconds':>8} {'baseline':>9} {'ratio':>6} {'target':>7}  met"
         print(header + (f"  {'before':>7} {'before/after':>12}" if before_tree else ""))
