@@ -167,11 +167,17 @@ def setup_alternatives(module: ModuleType) -> list[dict[str, Any]]:
     return list(setup) if isinstance(setup, (list, tuple)) else [setup]
 
 
+def declared(setup: dict[str, Any]) -> dict[str, tuple]:
+    """One SETUP alternative as describes() reads it: each field's allowed values as a tuple, "shard" ("none",
+    one device) where the alternative names none."""
+    return {field: value if isinstance(value, tuple) else (value,)
+            for field, value in {**setup, "shard": setup.get("shard", "none")}.items()}
+
+
 def describes(module: ModuleType, config: ModelConfig) -> bool:
     """Whether one of the set's declared SETUP alternatives matches the config (a set without one describes
     every setup on one device; an alternative without "shard" describes one device only)."""
-    return any(all(getattr(config, field) in (value if isinstance(value, tuple) else (value,))
-                   for field, value in {"shard": "none", **setup}.items())
+    return any(all(getattr(config, field) in values for field, values in declared(setup).items())
                for setup in setup_alternatives(module))
 
 
@@ -187,9 +193,8 @@ def setup_text(module: ModuleType) -> str:
     every value of every field describes 'every setup'."""
     def words(setup: dict) -> str:
         parts = []
-        for field, value in {**setup, "shard": setup.get("shard", "none")}.items():
-            values = value if isinstance(value, tuple) else (value,)
-            if set(EVERY_VALUE.get(field, ())) <= set(values) and field in EVERY_VALUE:
+        for field, values in declared(setup).items():
+            if field in EVERY_VALUE and set(EVERY_VALUE[field]) <= set(values):
                 continue
             parts.append("one device" if field == "shard" and values == ("none",) else
                          f"{field} {' or '.join(map(str, values))}")

@@ -55,3 +55,19 @@ def test_gate_json_says_the_same(gate, capsys):
     assert {miss["term"] for miss in document["misses"]} >= {"peak_bytes"}
     assert gate("--formula-set", "textbook", "--json") == 0
     assert json.loads(capsys.readouterr().out)["misses"] == []
+
+
+def test_misses_table_keeps_each_row_whole_with_a_failed_point():
+    """A point that failed to measure shows its outcome and its error (a '|' in it included) beside the misses;
+    every part of the table repeats the point and the term."""
+    import pandas as pd
+
+    from profiler.commands.check import misses_table
+
+    off = pd.DataFrame({"point": ["tiny b=1", "tiny b=2"], "term": ["peak_bytes", "error"],
+                        "predicted": [2 ** 21, float("nan")], "measured": [2 ** 20, "RuntimeError: a | b"],
+                        "relative error": ["+100 %", float("nan")]})
+    lines = misses_table(off).splitlines()
+    assert lines[0].split()[:4] == ["point", "term", "relative", "error"]
+    assert "2.00 MiB (2.10 MB)" in lines[2] and "+100 %" in lines[2] and lines[3].split()[:2] == ["tiny", "b=2"]
+    assert "RuntimeError: a | b" in "\n".join(lines) and max(map(len, lines)) <= 120

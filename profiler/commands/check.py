@@ -10,6 +10,7 @@ from pathlib import Path
 
 from analytic.formula_sets import formula_sets, is_path
 from profiler.errors import UsageError
+from profiler.reporting.tables import WIDTH, fit_width, format_cell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     from analytic.exact.versions import unverified_notice
     from profiler.reporting.grid import load_grid
-    from profiler.reporting.render import markdown_table
     from profiler.reporting.report import misses
     from profiler.reporting.sweep import read_results, run_sweep
-    from profiler.reporting.tables import format_cell, markdown_for_terminal
 
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")
@@ -61,10 +60,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"FAIL: formula set {name} misses {len(off)} term(s) by more than {args.tolerance:g} "
           f"(grid {grid.name}, meta):")
-    shown = off.assign(**{column: [format_cell(term, None if value != value else value)
-                                   for term, value in zip(off["term"], off[column])]
-                           for column in ("predicted", "measured")})
-    print(markdown_for_terminal(markdown_table(shown[["point", "term", "relative error", "predicted", "measured"]])),
-          end="")
+    print(misses_table(off))
     sys.stdout.flush()
     return 1
+
+
+def misses_table(off) -> str:
+    """The misses within 120 columns, in human units: point and term on every part, the relative error first (a
+    point that failed to measure: its outcome as the term, its error as the measurement)."""
+    def cells(column: str) -> list[str]:
+        return [format_cell(term, None if value != value else value) for term, value in zip(off["term"], off[column])]
+
+    errors = ["" if error != error else error for error in off["relative error"]]
+    return fit_width([["point", *off["point"]], ["term", *off["term"]]],
+                     {"relative error": errors, "predicted": cells("predicted"), "measured": cells("measured")}, WIDTH)
+

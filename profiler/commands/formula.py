@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import textwrap
 
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import SIZE_FIELDS, add_config_arguments, config_from_args
 from profiler.errors import UsageError
-from profiler.reporting.tables import WIDTH
+from profiler.reporting.tables import WIDTH, wrap_keeping
 
 LABELS = {
     "params": "parameters N",
@@ -79,9 +78,7 @@ def wrapped(line: str, width: int = WIDTH) -> list[str]:
         return [line]
     head = re.match(r"^(.{1,60}? = |\s*\d+\. )", line)
     indent = head.end() if head else len(line) - len(line.lstrip()) + 4
-    keep = re.sub(r"\[[^\]]*\]|<- .*$", lambda unit: unit.group().replace(" ", "\u00a0"), line)  # kept whole
-    return [part.replace("\u00a0", " ") for part in textwrap.wrap(keep, width, subsequent_indent=" " * indent,
-                                                                 break_long_words=False, break_on_hyphens=False)]
+    return wrap_keeping(line, width, " " * indent, r"\[[^\]]*\]|<- .*$", break_long_words=False)
 
 
 def moment_lines(moments: list, sizes: dict) -> list[str]:

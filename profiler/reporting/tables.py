@@ -1,6 +1,7 @@
 """Plain-text tables for the CLI: one way to format a figure, one way to align columns."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 from analytic.units import UNITS, format_bytes, format_flops
@@ -102,16 +103,22 @@ def markdown_for_terminal(text: str, width: int = WIDTH) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-GLUE = "\ue000"  # a private-use character: joins a spaced dash to the word before it while wrapping
+GLUE = "\ue000"  # a private-use character: the spaces of what must stay on one line, while wrapping
+
+
+def wrap_keeping(line: str, width: int, indent: str, whole: str, **options) -> list[str]:
+    """textwrap.wrap of `line` (continuation lines `indent`ed), each match of the regular expression `whole` kept
+    on one line; `options` go to textwrap."""
+    glued = re.sub(whole, lambda unit: unit.group().replace(" ", GLUE), line)
+    return [part.replace(GLUE, " ") for part in textwrap.wrap(glued, width, subsequent_indent=indent,
+                                                               break_on_hyphens=False, **options)]
 
 
 def _wrap(line: str, width: int) -> str:
-    """One paragraph or '- ' item wrapped, its continuation under its text; a spaced dash ('80 - 31.70') never
-    starts a continuation line, where it would read as an item of its own."""
+    """One paragraph or '- ' item wrapped, its continuation under its text; a spaced dash ('80 - 31.70') stays
+    with the word before it, never starting a continuation line, where it would read as an item of its own."""
     indent = " " * (2 if line.startswith("- ") else 0)
-    glued = line[:2] + line[2:].replace(" - ", f"{GLUE}- ")
-    wrapped = textwrap.wrap(glued, width, subsequent_indent=indent, break_on_hyphens=False)
-    return "\n".join(wrapped).replace(GLUE, " ")
+    return "\n".join(wrap_keeping(line, width, indent, r"\S+ -(?= )"))
 
 
 def _table_for_terminal(rows: list[list[str]], width: int) -> str:
