@@ -1,13 +1,13 @@
-"""Writes the README's generated tables from the committed reports (never by hand):
+"""Writes the generated tables of the pages the README links (docs/) from the committed reports (never by hand):
 
-    python tools/readme_tables.py            # rewrite the blocks between the README's markers
-    python tools/readme_tables.py --check    # exit 1 if the README differs (tests/test_readme.py does this)
+    python tools/readme_tables.py            # rewrite the blocks between the pages' markers
+    python tools/readme_tables.py --check    # exit 1 if a page differs (tests/test_readme.py does this)
 
-"GPT-2 XL in 80 GB: max batch per setup" comes from reports/setups-meta (profiler.reporting.report.setups_table):
-measured on meta, with the exact and textbook sets' answers recomputed by today's formulas. "On a real GPU" comes
-from reports/h200-session/max-batch.jsonl, the JSON that `profiler max-batch --device cuda --json` printed on the
-GPU (tools/gpu_session.sh), one line per setup and allocator setting. "One rank of FSDP2" comes from
-reports/dist-meta (profiler.reporting.sharded.rank_table).
+docs/findings.md's "GPT-2 XL in 80 GB: max batch per setup" comes from reports/setups-meta
+(profiler.reporting.report.setups_table): measured on meta, with the exact and textbook sets' answers recomputed by
+today's formulas. docs/gpu-runs.md's table comes from reports/h200-session/max-batch.jsonl, the JSON that `profiler
+max-batch --device cuda --json` printed on the GPU (tools/gpu_session.sh), one line per setup and allocator setting.
+docs/sharded.md's table of one rank comes from reports/dist-meta (profiler.reporting.sharded.rank_table).
 """
 import argparse
 import re
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 SETUPS_FOLDER = ROOT / "reports" / "setups-meta"
 START, END = "<!-- setups-table:start (tools/readme_tables.py) -->", "<!-- setups-table:end -->"
 GPU_FILE = ROOT / "reports" / "h200-session" / "max-batch.jsonl"
@@ -31,7 +31,7 @@ def setups_block() -> str:
     meta, rows = load(SETUPS_FOLDER)
     table = setups_table(rows)
     return (f"{START}\n{markdown_table(table)}\n\nMeasured on {meta['device']} with torch {meta['torch_version']} "
-            f"on {meta['date'][:10]} ([report](reports/setups-meta/report.md)).\n{END}")
+            f"on {meta['date'][:10]} ([report](../reports/setups-meta/report.md)).\n{END}")
 
 
 def gpu_block() -> str:
@@ -63,12 +63,12 @@ def dist_block() -> str | None:
     """One rank of FSDP2 or DDP per row of reports/dist-meta (profiler.reporting.sharded.rank_table), the exact
     set and ZeRO graded by today's formulas (the exact rank's programs derived on first use, as the CLI does);
     None on a torch that cannot simulate a rank (it cannot derive the exact rank's programs either), which
-    leaves the README's table as it is, saying so on stderr."""
+    leaves docs/sharded.md's table as it is, saying so on stderr."""
     from profiler.measuring.sharded import unsupported
 
     why = unsupported()
     if why is not None:
-        print(f"README.md's sharded table left as it is: {why}", file=sys.stderr)
+        print(f"docs/sharded.md's table left as it is: {why}", file=sys.stderr)
         return None
     from profiler.measuring import on_demand
     from profiler.reporting.render import markdown_table
@@ -78,17 +78,22 @@ def dist_block() -> str | None:
     on_demand.install_sharded(quiet=True)
     meta, rows = load(DIST_FOLDER)
     table = displayed(rank_table(with_predictions(rows))).drop(columns=["model", "rank"])
-    return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the card's block), rank 0, simulated on "
+    return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the reference block), rank 0, simulated on "
             f"{meta['device']} with torch {meta['torch_version']} on {meta['date'][:10]} "
-            f"([report](reports/dist-meta/report.md)).\n{DIST_END}")
+            f"([report](../reports/dist-meta/report.md)).\n{DIST_END}")
 
 
-def rewritten(text: str) -> str:
-    for start, end, block in ((START, END, setups_block), (GPU_START, GPU_END, gpu_block),
-                              (DIST_START, DIST_END, dist_block)):
+# the page each generated table lives in, and its markers
+TABLES = {"findings.md": [(START, END, setups_block)], "gpu-runs.md": [(GPU_START, GPU_END, gpu_block)],
+          "sharded.md": [(DIST_START, DIST_END, dist_block)]}
+
+
+def rewritten(page: str, text: str) -> str:
+    """The text of docs/PAGE with its generated tables made again from the reports."""
+    for start, end, block in TABLES[page]:
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md has no {start} ... {end} block")
+            raise SystemExit(f"docs/{page} has no {start} ... {end} block")
         made = block()
         if made is not None:
             text = pattern.sub(lambda _: made, text)
@@ -99,12 +104,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args()
-    text = README.read_text()
-    new = rewritten(text)
-    if args.check:
-        if new != text:
-            print("README.md's generated tables differ from the reports: run python tools/readme_tables.py")
-            sys.exit(1)
-    elif new != text:
-        README.write_text(new)
-        print(README)
+    differ = []
+    for page in TABLES:
+        path = DOCS / page
+        text = path.read_text()
+        new = rewritten(page, text)
+        if new == text:
+            continue
+        differ.append(path.relative_to(ROOT))
+        if not args.check:
+            path.write_text(new)
+            print(path)
+    if args.check and differ:
+        print(f"generated tables differ from the reports in {', '.join(map(str, differ))}: "
+              "run python tools/readme_tables.py")
+        sys.exit(1)
