@@ -6,8 +6,8 @@ import json
 import torch
 
 from profiler.cli import main
-from profiler.reporting.folder import MANIFEST
-from profiler.reporting.sweep import run_sweep
+from profiler.experiments.sweep import run_sweep
+from profiler.reports.folder import MANIFEST
 from sweep_fakes import TINY_GRID, fake_measure, write_grid
 
 
@@ -72,6 +72,13 @@ def test_report_never_overwrites_a_file_the_tool_did_not_write(tmp_path, capsys)
     code, stdout, err = run(capsys, "report", out)
     assert_one_line_error(code, stdout, err, "report.md, which this tool did not write")
     assert snapshot(out) == before
+
+
+def test_report_of_a_folder_whose_rows_are_not_a_sweeps_exits_2(tmp_path, capsys):
+    (tmp_path / "results.jsonl").write_text('{"torch": "2.13.0", "tests_ok": true}\n')
+    code, stdout, err = run(capsys, "report", tmp_path)
+    assert_one_line_error(code, stdout, err, "results.jsonl:1: not a sweep's row")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.jsonl"]
 
 
 def test_audit_out_never_overwrites_a_file_the_tool_did_not_write(tmp_path, capsys):

@@ -77,7 +77,7 @@ stage_setups() {
     sed -e 's/^name = "setups"/name = "setups-cuda"/' -e 's/^device = "meta"/device = "cuda"/' \
         -e '/^max_batch_budget/d' -e 's/^description = "meta; /description = "cuda, each point at its own batch; /' \
         -e 's/; the largest batch in 80 GB of each, measured"$/"/' \
-        profiler/reporting/grids/setups.toml >$work/setups-cuda.toml
+        profiler/experiments/grids/setups.toml >$work/setups-cuda.toml
     run_limited 300 $py -m profiler sweep --device cuda --grid $work/setups-cuda.toml --out $work/reports/setups-cuda \
         --no-report --quiet >>"$log" 2>&1
     tar czf "$OUT/setups-cuda.tgz" -C $work/reports setups-cuda
