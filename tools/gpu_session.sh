@@ -13,7 +13,7 @@
 #              PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True                       -> max-batch.jsonl
 #   setups     every point of the `setups` grid at its own batch on CUDA (its max-batch search left out: too long
 #              for one lease), to set beside the committed meta report                 -> setups-cuda.tgz
-# and log.txt with everything printed. Render the reports here: `python -m profiler report reports/<folder>`.
+# and log.txt with everything printed. Render the reports here: `python -m profiler report --simulate reports/<folder>`.
 # Usage (device machine): bash tools/gpu_session.sh [STAGE...]   (OUT defaults to /tmp/gpu-out; DEADLINE_S, the
 # seconds this call may take, to 540)
 set -u

@@ -9,8 +9,8 @@ from typing import Any
 
 from analytic.audit import audit
 from analytic.exact.max_batch import max_batch_size
-from analytic.textbook import PROBLEM, TrainingProblem
 from analytic.figures import model_flops
+from analytic.textbook import PROBLEM, TrainingProblem
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure_flops, step_phases
 from profiler.measuring.parallel import run_calls

@@ -8,8 +8,8 @@ from typing import Any
 
 from analytic import exact
 from analytic.exact.max_batch import max_batch_size
-from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
+from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.units import UNITS
 
 BUDGET_80GIB = 80 * UNITS["GiB"]
