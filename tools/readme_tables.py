@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's packages, not an installed copy's
 README = ROOT / "README.md"
 SETUPS_FOLDER = ROOT / "reports" / "setups-meta"
 START, END = "<!-- setups-table:start (tools/readme_tables.py) -->", "<!-- setups-table:end -->"
