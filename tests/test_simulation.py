@@ -62,3 +62,21 @@ def test_a_point_without_its_simulation_is_shown_as_not_simulated(tmp_path):
     heading, text, table = simulation_blocks(tmp_path, rows)
     assert "with torch 2.13.0+cpu;" in text.markdown and "Over 1 points" in text.markdown
     assert list(table.frame["difference"]) == ["+0.0 MiB", "— (not simulated)"]
+
+
+def test_report_simulate_simulates_the_missing_points_before_it_renders(tmp_path, monkeypatch):
+    """`report --simulate DIR` appends the CUDA points simulation.jsonl lacks, then renders (here: a stand-in)."""
+    import profiler.reports.report as report
+    from profiler.cli import main
+    from profiler.reports.folder import claim
+    from profiler.reports.results import RESULTS
+
+    claim(tmp_path, [RESULTS, SIMULATION_FILE])  # a sweep folder: the tool wrote both
+    simulated = {"phases": {phase: {"peak_bytes": 1 << 20} for phase in PHASES}, "peak_bytes": 1 << 20}
+    (tmp_path / RESULTS).write_text("".join(json.dumps(_gpu_row(key, simulated)) + "\n" for key in ("a", "b")))
+    (tmp_path / SIMULATION_FILE).write_text(json.dumps({"key": "a", "torch_version": "2.0", **simulated}) + "\n")
+    rendered = []
+    monkeypatch.setattr(report, "write_report", lambda out_dir, budget: rendered.append(read_simulations(out_dir)) or [])
+    assert main(["report", "--simulate", str(tmp_path)]) == 0
+    (known,) = rendered
+    assert known["a"]["torch_version"] == "2.0" and known["b"]["peak_bytes"] > 0  # b simulated on meta, a kept
