@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import NamedTuple
 
-from profiler.errors import CudaUnavailableError, UsageError
+from profiler.errors import CudaUnavailableError, TorchUnavailableError, UsageError
 
 PROG = "python -m profiler"
 
@@ -110,8 +110,8 @@ def _on_demand(name: str):
         try:
             from profiler.measuring import on_demand
         except ImportError as error:
-            raise UsageError(f"the exact model needs programs that are not shipped for this torch and must derive "
-                             f"them, which needs torch: {error}") from None
+            raise TorchUnavailableError(f"the exact model needs programs that are not shipped for this torch, and "
+                                        f"deriving them needs torch: {error}") from None
         return getattr(on_demand, name)(*args)
     return hook
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}; without a GPU, simulate the step on meta tensors: `{on_meta(argv)}`",
               file=sys.stderr)
         return 2
-    except (UsageError, ValueError, FileNotFoundError) as error:
+    except (UsageError, ValueError, FileNotFoundError, TorchUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

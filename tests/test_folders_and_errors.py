@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -79,6 +82,19 @@ def test_report_of_a_folder_whose_rows_are_not_a_sweeps_exits_2(tmp_path, capsys
     code, stdout, err = run(capsys, "report", tmp_path)
     assert_one_line_error(code, stdout, err, "results.jsonl:1: not a sweep's row")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["results.jsonl"]
+
+
+def test_a_derivation_where_torch_cannot_be_imported_is_one_line():
+    """predict imports no torch until the exact model must derive a program (here a sharded rank's, none shipped):
+    where torch cannot be imported, that is one line and exit 2, not a traceback or a prediction left out."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from analytic.exact import sharded\n"
+            "sharded.shipped_programs = lambda: {}\n"
+            "from profiler.cli import main\n"
+            "sys.exit(main(['predict', '--preset', 'tiny', '--shard', 'fsdp2', '--world-size', '2']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert_one_line_error(done.returncode, done.stdout, done.stderr, "deriving them needs torch")
 
 
 def test_audit_out_never_overwrites_a_file_the_tool_did_not_write(tmp_path, capsys):
