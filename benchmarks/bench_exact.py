@@ -89,7 +89,8 @@ def main() -> None:
     print(f"{args.preset}, batch {batch}; medians of {args.repeats}; exact arrays: {args.configs:,} configs a call")
     print(f"{'case':<16} {'value':>12} {'unit':<10} {'per measured step':>18} {'target':>9}  met")
     for name, value, unit, per_step in rows:
-        line = f"{name:<16} {value:12,.4g} {unit:<10} {per_step:18,.1f}"
+        shown = f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
+        line = f"{name:<16} {shown:>12} {unit:<10} {per_step:18,.1f}"
         if name in TARGETS:
             target, bound = TARGETS[name]
             met = value <= target if bound == "at most" else value >= target
