@@ -9,13 +9,16 @@ The entry point:
     step.measured["peak_bytes"], step.measured["peak_phase"]         # 32744593156 (30.50 GiB), "optimizer"
     step.to_dict()                                                    # what `measure --json` prints, less predictions
 
-Layout, imports pointing one way (commands -> reporting -> measuring -> analytic -> model):
-    measuring/   the step measured: tracker (meta/CPU storages), flops, cuda (allocator backend), allocator
-                 (caching-allocator model), speed (step time, MFU), measure (the coordinator: Measurement),
-                 search and max_batch (the largest batch that fits)
-    reporting/   grid, sweep (resumable), folder (never overwrites a user's file), compare (predictions beside
-                 measurements), report, render, plots, tables, truth (the audit's exact and measured answers)
-    commands/    one module per CLI command; cli.py parses and dispatches
+Layout, imports pointing one way (commands -> experiments -> measuring -> reports -> analytic -> model):
+    measuring/    the step measured: tracker (meta/CPU storages), flops, cuda (allocator backend), allocator
+                  (caching-allocator model), speed (step time, MFU), measure (the coordinator: Measurement),
+                  search and max_batch (the largest batch that fits)
+    experiments/  what measures and writes: grid (grid files), sweep (resumable), simulation (a GPU sweep's points
+                  on meta), truth (the audit's measured answers), assumptions (a formula set's audit)
+    reports/      what reads results and renders, no torch: results (a sweep folder's files), folder (never
+                  overwrites a user's file), compare (predictions beside measurements), report, render, plots,
+                  tables, matrix, sharded, simulation (the GPU beside its simulation), truth (the exact answers)
+    commands/     one module per CLI command; cli.py parses and dispatches
 """
 __all__ = ["measure", "Measurement"]
 

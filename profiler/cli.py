@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import NamedTuple
 
-from profiler.errors import CudaUnavailableError, UsageError
+from profiler.errors import CudaUnavailableError, TorchUnavailableError, UsageError
 
 PROG = "python -m profiler"
 
@@ -74,18 +74,19 @@ def on_meta(argv: list[str]) -> str:
 
 
 def import_uncollected(module_name: str, runs_steps: bool):
-    """The command's module and torch, and for a command that runs steps torch._dynamo (which torch imports on the
+    """The command's module, and for a command that runs steps torch and torch._dynamo (which torch imports on the
     first op its Python references run, as every op on meta does), imported with the cyclic garbage collector off,
     then frozen out of its reach (gc.freeze): the hundreds of thousands of objects they make live as long as the
     process, and collecting again and again while they are made costs about 0.5 s of `measure --preset gpt2-xl`
     (benchmarks/bench_commands.py). Garbage already there is collected first, so that none is frozen (main() called
-    again in one process, as the tests do); the collector is on again for the command itself."""
+    again in one process, as the tests do); the collector is on again for the command itself. A command that runs
+    no step (predict, formula, report) imports no torch."""
     gc.collect()
     gc.disable()
     try:
         module = importlib.import_module(module_name)
-        import torch  # noqa: F401
         if runs_steps:
+            import torch  # noqa: F401
             import torch._dynamo  # noqa: F401
     finally:
         gc.freeze()
@@ -93,17 +94,40 @@ def import_uncollected(module_name: str, runs_steps: bool):
     return module
 
 
+def _torch_version() -> str:
+    """torch's own version where it is imported, else its package metadata's (which imports no torch)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.__version__
+    from analytic.exact.source import installed_torch
+
+    return installed_torch()
+
+
+def _on_demand(name: str):
+    """A hook that imports profiler.measuring.on_demand (and torch) only when the exact model calls it."""
+    def hook(*args):
+        try:
+            from profiler.measuring import on_demand
+        except ImportError as error:
+            raise TorchUnavailableError(f"the exact model needs programs that are not shipped for this torch, and "
+                                        f"deriving them needs torch: {error}") from None
+        return getattr(on_demand, name)(*args)
+    return hook
+
+
 def _derive_on_first_use_here() -> None:
     """On a torch the exact model was not verified on, let it derive what it lacks as it is needed (each derivation
-    says so in one line; `check` says which programs it ran); a sharded rank's programs on every torch."""
-    import torch
-
+    says so in one line; `check` says which programs it ran); a sharded rank's programs on every torch. The hooks
+    are those of profiler.measuring.on_demand, imported when first called (a prediction that needs none imports
+    no torch); a hook already installed stays."""
+    from analytic.exact import sharded, source
     from analytic.exact.versions import unverified_notice
-    from profiler.measuring import on_demand
 
-    if unverified_notice(torch.__version__):
-        on_demand.install()
-    on_demand.install_sharded()
+    if unverified_notice(_torch_version()) and source.DERIVE_ON_FIRST_USE is None:
+        source.DERIVE_ON_FIRST_USE = _on_demand("derive_on_first_use")
+    if sharded.DERIVE_ON_FIRST_USE is None:
+        sharded.DERIVE_ON_FIRST_USE = _on_demand("derive_sharded_on_first_use")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}; without a GPU, simulate the step on meta tensors: `{on_meta(argv)}`",
               file=sys.stderr)
         return 2
-    except (UsageError, ValueError, FileNotFoundError) as error:
+    except (UsageError, ValueError, FileNotFoundError, TorchUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

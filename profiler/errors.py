@@ -7,3 +7,8 @@ class UsageError(ValueError):
 
 class CudaUnavailableError(RuntimeError):
     """A CUDA measurement was asked for where torch sees no GPU."""
+
+
+class TorchUnavailableError(RuntimeError):
+    """Torch is needed (to derive programs of the exact model that are not shipped) and cannot be imported; not a
+    ValueError, so that no caller takes it for a configuration outside a formula's domain."""

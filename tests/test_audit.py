@@ -126,7 +126,7 @@ def test_audit_of_any_formula_set_flags_what_pytorch_does_otherwise(tmp_path, mo
     and misses foreach AdamW's temporaries; the exact set differs nowhere; a user's file is audited too."""
     import analytic.formula_sets as registry
     from model import PRESETS
-    from profiler.reporting.assumptions import audit_formula_set, to_markdown
+    from profiler.experiments.assumptions import audit_formula_set, to_markdown
 
     monkeypatch.setattr(registry, "_USER_SETS", {})  # the user's file stays out of other tests
 

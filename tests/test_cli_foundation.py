@@ -158,7 +158,7 @@ def test_audit_out_on_a_file_exits_2(capsys, tmp_path):
 
 
 def test_markdown_for_terminal_splits_tables_on_their_key_columns_and_wraps_items():
-    from profiler.reporting.tables import markdown_for_terminal
+    from profiler.reports.tables import markdown_for_terminal
 
     markdown = ("# Title\n\n| seed | figure | " + " | ".join(f"set {i}" for i in range(6)) + " |\n|" + "---|" * 8
                 + "\n" + "".join(f"| s{s} | {f} | " + " | ".join(f"{s}{f}{i:>12}" for i in range(6)) + " |\n"

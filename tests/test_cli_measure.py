@@ -71,7 +71,7 @@ def test_explain_follows_the_setup(capsys):
 
 
 def test_audit_json_carries_exact_and_measured_blocks(capsys, monkeypatch):
-    import profiler.reporting.truth as truth
+    import profiler.experiments.truth as truth
     from model import preset
     small = truth.PROBLEM.replace(config=preset("mini"), budget_bytes=5 * 10**7, batch_size=8)
     monkeypatch.setattr(truth, "PROBLEM", small)

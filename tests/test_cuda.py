@@ -188,7 +188,7 @@ def test_speed_of_a_measurement_on_cpu():
     from analytic.figures import model_flops
     from analytic.hardware import training_days
     from analytic.textbook import PROBLEM
-    from profiler.reporting.compare import training_days_at_measured_mfu
+    from profiler.reports.compare import training_days_at_measured_mfu
 
     config = preset("tiny")
     model, adamw = build(config)

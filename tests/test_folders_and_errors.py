@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
 from profiler.cli import main
-from profiler.reporting.folder import MANIFEST
-from profiler.reporting.sweep import run_sweep
+from profiler.experiments.sweep import run_sweep
+from profiler.reports.folder import MANIFEST
 from sweep_fakes import TINY_GRID, fake_measure, write_grid
 
 
@@ -72,6 +75,26 @@ def test_report_never_overwrites_a_file_the_tool_did_not_write(tmp_path, capsys)
     code, stdout, err = run(capsys, "report", out)
     assert_one_line_error(code, stdout, err, "report.md, which this tool did not write")
     assert snapshot(out) == before
+
+
+def test_report_of_a_folder_whose_rows_are_not_a_sweeps_exits_2(tmp_path, capsys):
+    (tmp_path / "results.jsonl").write_text('{"torch": "2.13.0", "tests_ok": true}\n')
+    code, stdout, err = run(capsys, "report", tmp_path)
+    assert_one_line_error(code, stdout, err, "results.jsonl:1: not a sweep's row")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.jsonl"]
+
+
+def test_a_derivation_where_torch_cannot_be_imported_is_one_line():
+    """predict imports no torch until the exact model must derive a program (here a sharded rank's, none shipped):
+    where torch cannot be imported, that is one line and exit 2, not a traceback or a prediction left out."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from analytic.exact import sharded\n"
+            "sharded.shipped_programs = lambda: {}\n"
+            "from profiler.cli import main\n"
+            "sys.exit(main(['predict', '--preset', 'tiny', '--shard', 'fsdp2', '--world-size', '2']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert_one_line_error(done.returncode, done.stdout, done.stderr, "deriving them needs torch")
 
 
 def test_audit_out_never_overwrites_a_file_the_tool_did_not_write(tmp_path, capsys):

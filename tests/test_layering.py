@@ -1,5 +1,5 @@
-"""Imports point one way: commands -> reporting -> measuring -> analytic -> model; no import circle anywhere, and
-`--help` needs no torch."""
+"""Imports point one way: commands -> experiments -> measuring -> reports -> analytic -> model; no import circle
+anywhere; `--help` needs no torch, and what renders (profiler.reports) imports neither torch nor what measures."""
 from __future__ import annotations
 
 import ast
@@ -7,11 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("model", "analytic", "profiler")
-# A module may import from its own layer and the layers after it in this list, never from one before it.
-LAYERS = ("profiler.__main__", "profiler.cli", "profiler.commands", "profiler.reporting", "profiler.measuring",
-          "profiler.errors", "analytic", "model")
+# A module may import from its own layer and the layers after it in this list, never from one before it. The
+# experiments (sweeps, simulations, the audit's runs) measure and write, then render with the reports; the reports
+# read results and render, so they sit below everything that runs a step.
+LAYERS = ("profiler.__main__", "profiler.cli", "profiler.commands", "profiler.experiments", "profiler.measuring",
+          "profiler.reports", "profiler.errors", "analytic", "model")
 
 
 def module_name(path: Path) -> str:
@@ -19,8 +23,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
-    """Every project module `path` imports, at any depth of the file (function-level imports included)."""
+def all_imports(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth of the file (function-level imports included)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -28,7 +32,12 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.split(".")[0] in PACKAGES}
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """Every project module `path` imports, at any depth of the file (function-level imports included)."""
+    return {name for name in all_imports(path) if name.split(".")[0] in PACKAGES}
 
 
 def graph() -> dict[str, set[str]]:
@@ -74,7 +83,20 @@ def test_the_cuda_backend_imports_nothing_above_it():
     assert not any(t.startswith("profiler") for leaf in leaves for t in imports[leaf])
 
 
-def test_help_imports_no_torch():
-    code = "import sys; from profiler.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert done.stdout.strip() == "False"
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--preset", "gpt2-xl"], ["formula", "--preset", "gpt2-xl"]],
+                         ids=" ".join)
+def test_commands_that_run_no_step_import_no_torch(argv):
+    """The command run in process (its output discarded): it succeeds, and torch was never imported."""
+    code = ("import contextlib, io, sys; from profiler.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): status = main(sys.argv[1:])\n"
+            "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == ["0", "False"]
+
+
+def test_the_reports_import_no_torch():
+    """No module of profiler.reports imports torch, at any depth of the file (what they import in turn is held by
+    the layers: nothing from measuring or experiments)."""
+    importers = [module_name(path) for path in (ROOT / "profiler" / "reports").rglob("*.py")
+                 if any(name.split(".")[0] == "torch" for name in all_imports(path))]
+    assert importers == []

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from profiler.reporting.compare import reconcile
-from profiler.reporting.matrix import describe, matrix, matrix_view, reconciliation, setup_label
+from profiler.reports.compare import reconcile
+from profiler.reports.matrix import describe, matrix, matrix_view, reconciliation, setup_label
 
 MEASURED = {"peak_bytes": 100, "categories_at_peak": {"parameters": 40, "gradients": 0, "temporaries": 60},
             "saved_activations_bytes": 30, "saved_activations_by_component": {"w1": 20, "lm_head": 10},

@@ -148,7 +148,7 @@ def test_cli_meta_search(monkeypatch, capsys):
 def test_cli_says_what_to_try_when_nothing_fits(monkeypatch, capsys):
     """Below batch 1's peak: 0, with that peak and the options that shrink it which the setup does not use."""
     from profiler.measuring.measure import measure
-    from profiler.reporting.tables import human_bytes
+    from profiler.reports.tables import human_bytes
 
     config = preset("tiny").replace(checkpointing="full")
     peak = measure(config, 1, "meta", "foreach", count_flops=False).measured["peak_bytes"]

@@ -1,23 +1,31 @@
 """`profiler sweep` on a tiny meta grid writes the report: csv, markdown, plots, self-contained HTML."""
 from __future__ import annotations
 
+import functools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from profiler import cli
 from sweep_fakes import register_test_sets, write_grid
 
+ROOT = Path(__file__).resolve().parent.parent
+NO_TORCH = "import sys; sys.modules['torch'] = None; "  # then `import torch` raises ImportError
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     register_test_sets(monkeypatch)
     # the audit beside the results answers the seeds' question for a small model (GPT-2 XL's takes a minute)
-    import profiler.reporting.report as report
-    import profiler.reporting.truth as truth
+    import profiler.experiments.truth as truth
     from model import preset
     small = truth.PROBLEM.replace(config=preset("mini"), budget_bytes=5 * 10**7, batch_size=8)
-    monkeypatch.setattr(report, "truth_blocks", lambda with_measurement=True: truth.truth_blocks(with_measurement,
-                                                                                                   small))
+    monkeypatch.setattr(truth, "truth_blocks", functools.partial(truth.truth_blocks, problem=small))
     folder = tmp_path_factory.mktemp("sweep")
     out = folder / "out"
     status = cli.main(["sweep", "--grid", str(write_grid(folder)), "--out", str(out), "--quiet"])
@@ -65,3 +73,23 @@ def test_report_command_regenerates(swept, capsys, monkeypatch):
 def test_report_of_an_empty_folder_exits_2(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "holds no results" in capsys.readouterr().err
+
+
+def test_the_reports_import_where_torch_cannot():
+    modules = sorted(path.stem for path in (ROOT / "profiler" / "reports").glob("*.py") if path.stem != "__init__")
+    code = NO_TORCH + "import importlib; [importlib.import_module('profiler.reports.' + name) for name in sys.argv[1:]]"
+    subprocess.run([sys.executable, "-c", code, *modules], check=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_a_committed_gpu_report_renders_unchanged_where_torch_cannot_be_imported(tmp_path):
+    """`report DIR` on a copy of reports/gpu-cuda-h100 (its meta simulations in simulation.jsonl, no audit.json): the
+    same report.md and results.csv, torch never imported."""
+    committed = ROOT / "reports" / "gpu-cuda-h100"
+    folder = shutil.copytree(committed, tmp_path / "gpu-cuda-h100")
+    code = NO_TORCH + "from profiler.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "report", str(folder)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    for name in ("report.md", "results.csv"):
+        assert (folder / name).read_text() == (committed / name).read_text(), name

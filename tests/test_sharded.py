@@ -130,7 +130,7 @@ def test_a_fresh_derivation_gives_the_shipped_programs():
 def test_shard_and_world_size_are_grid_axes(tmp_path):
     """A grid varies the shard strategy and the world size around a sharded base, one at a time; a world size
     around a base on one device is refused before anything runs."""
-    from profiler.reporting.grid import GridError, expand, load_grid
+    from profiler.experiments.grid import GridError, expand, load_grid
 
     path = tmp_path / "ranks.toml"
     path.write_text('[base]\npreset = "tiny"\nshard = "fsdp2"\nworld_size = 4\nbatch_size = 2\n\n'
@@ -211,8 +211,8 @@ def test_only_the_commands_of_a_rank_take_shard():
 def test_report_section_counts_the_ranks_a_budget_needs():
     """Rows simulated at 1, 2 and 4 ranks: the table holds each rank's figures, and a budget between the peaks at
     2 and 1 ranks needs 2 ranks; one below every peak, none measured."""
-    from profiler.reporting.compare import predictions
-    from profiler.reporting.sharded import rank_table, ranks_needed, sharded_blocks
+    from profiler.reports.compare import predictions
+    from profiler.reports.sharded import rank_table, ranks_needed, sharded_blocks
 
     rows = []
     for world_size in (1, 2, 4):
@@ -238,8 +238,8 @@ def test_report_section_counts_the_ranks_a_budget_needs():
 def test_a_ddp_rank_holds_one_devices_model_states_at_any_world_size():
     """DDP (replicate) at 2 and 5 ranks: the same rank peak, and model states of one device (ZeRO's baseline 16Ψ
     under amp, the closed form), labelled DDP in the report's table."""
-    from profiler.reporting.compare import predictions
-    from profiler.reporting.sharded import rank_table
+    from profiler.reports.compare import predictions
+    from profiler.reports.sharded import rank_table
 
     rows = []
     for world_size in (2, 5):

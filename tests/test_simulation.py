@@ -1,9 +1,13 @@
-"""profiler.reporting.simulation: a CUDA sweep's points beside their meta simulation, cached in the folder."""
+"""A CUDA sweep's points beside their meta simulation: simulated once (profiler.experiments.simulation), cached in
+the folder, read and shown (profiler.reports.simulation)."""
+import json
+
 import pytest
 
 from model.config import preset
 from model.vocabulary import PHASES
-from profiler.reporting.simulation import SIMULATION_FILE, against_simulation, display, simulations, summary
+from profiler.experiments.simulation import simulations
+from profiler.reports.simulation import SIMULATION_FILE, against_simulation, display, read_simulations, summary
 
 
 def _gpu_row(key, simulated, extra_backward=0, optimizer="foreach", baseline=64 << 20):
@@ -19,7 +23,7 @@ def _gpu_row(key, simulated, extra_backward=0, optimizer="foreach", baseline=64 
 
 
 def test_points_beside_their_simulation(tmp_path):
-    from profiler.reporting.simulation import simulate_on_meta
+    from profiler.experiments.simulation import simulate_on_meta
 
     simulated = simulate_on_meta(preset("tiny"), 2, "foreach")
     rows = [_gpu_row("same", simulated), _gpu_row("workspace", simulated, extra_backward=512 << 10),
@@ -32,7 +36,7 @@ def test_points_beside_their_simulation(tmp_path):
     def never(*args):
         raise AssertionError("a cached point was simulated again")
 
-    assert simulations(tmp_path, rows, simulate=never, progress=False) == known
+    assert simulations(tmp_path, rows, simulate=never, progress=False) == known == read_simulations(tmp_path)
     table = against_simulation(rows, known).set_index("point")
     assert table.loc["same b=2", "difference"] == 0 and table.loc["same b=2", "relative"] == 0
     peak = simulated["peak_bytes"]
@@ -45,3 +49,34 @@ def test_points_beside_their_simulation(tmp_path):
     assert "Over 2 points" in summary(table.reset_index()) and "1 to the byte" in summary(table.reset_index())
     shown = display(table.reset_index())
     assert shown.loc[2, "difference"].startswith("— (fused")
+
+
+def test_a_point_without_its_simulation_is_shown_as_not_simulated(tmp_path):
+    """The report reads simulation.jsonl and simulates nothing: a CUDA point missing there is a row without figures."""
+    from profiler.reports.simulation import simulation_blocks
+
+    simulated = {"phases": {phase: {"peak_bytes": 1 << 20} for phase in PHASES}, "peak_bytes": 1 << 20}
+    rows = [_gpu_row("done", simulated), _gpu_row("missing", simulated)]
+    (tmp_path / SIMULATION_FILE).write_text(json.dumps({"key": "done", "torch_version": "2.13.0+cpu", **simulated})
+                                            + "\n")
+    heading, text, table = simulation_blocks(tmp_path, rows)
+    assert "with torch 2.13.0+cpu;" in text.markdown and "Over 1 points" in text.markdown
+    assert list(table.frame["difference"]) == ["+0.0 MiB", "— (not simulated)"]
+
+
+def test_report_simulate_simulates_the_missing_points_before_it_renders(tmp_path, monkeypatch):
+    """`report --simulate DIR` appends the CUDA points simulation.jsonl lacks, then renders (here: a stand-in)."""
+    import profiler.reports.report as report
+    from profiler.cli import main
+    from profiler.reports.folder import claim
+    from profiler.reports.results import RESULTS
+
+    claim(tmp_path, [RESULTS, SIMULATION_FILE])  # a sweep folder: the tool wrote both
+    simulated = {"phases": {phase: {"peak_bytes": 1 << 20} for phase in PHASES}, "peak_bytes": 1 << 20}
+    (tmp_path / RESULTS).write_text("".join(json.dumps(_gpu_row(key, simulated)) + "\n" for key in ("a", "b")))
+    (tmp_path / SIMULATION_FILE).write_text(json.dumps({"key": "a", "torch_version": "2.0", **simulated}) + "\n")
+    rendered = []
+    monkeypatch.setattr(report, "write_report", lambda out_dir, budget: rendered.append(read_simulations(out_dir)) or [])
+    assert main(["report", "--simulate", str(tmp_path)]) == 0
+    (known,) = rendered
+    assert known["a"]["torch_version"] == "2.0" and known["b"]["peak_bytes"] > 0  # b simulated on meta, a kept

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from model import preset
-from profiler.reporting.grid import GridError, expand, load_grid
-from profiler.reporting.sweep import RESULTS, read_results, run_sweep
+from profiler.experiments.grid import GridError, expand, load_grid
+from profiler.experiments.sweep import run_sweep
+from profiler.reports.results import RESULTS, read_results
 from sweep_fakes import TINY_GRID, fake_measure, write_grid
 
 TESTS = Path(__file__).parent
@@ -107,7 +108,7 @@ def test_trailing_half_line_is_ignored_then_cut_before_the_next_append(tmp_path)
 
 def test_killed_sweep_keeps_completed_rows_and_resumes(tmp_path):
     grid, out = write_grid(tmp_path), tmp_path / "out"
-    code = ("import sys; from profiler.reporting.sweep import run_sweep; from sweep_fakes import slow_measure; "
+    code = ("import sys; from profiler.experiments.sweep import run_sweep; from sweep_fakes import slow_measure; "
             "run_sweep(sys.argv[1], sys.argv[2], measure_fn=slow_measure, progress=False)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-c", code, str(grid), str(out)], env=env)
@@ -187,7 +188,7 @@ def test_point_keys_tell_the_archs_apart():
     """Same sizes, other block: the published GPT-2 XL, its dropout-free variant and a Llama block of the card's
     sizes are other points than the card's GPT-2 XL (a sweep skips a key it has measured)."""
     from model.config import PRESETS
-    from profiler.reporting.grid import point_key
+    from profiler.experiments.grid import point_key
     configs = [PRESETS["gpt2-xl"], PRESETS["hf-gpt2-xl"], PRESETS["hf-gpt2-xl"].replace(dropout=0.0),
                PRESETS["gpt2-xl"].replace(arch="llama", d_ff=6400, kv_heads=5)]
     keys = [point_key(config, 1, "foreach", "meta") for config in configs]

@@ -10,8 +10,8 @@ import pytest
 import analytic.formula_sets as registry
 from analytic.formula_sets import FormulaSetError, load_file
 from profiler import cli
-from profiler.reporting.report import comparison, leaderboard, with_predictions
-from profiler.reporting.sweep import read_results
+from profiler.reports.report import comparison, leaderboard, with_predictions
+from profiler.reports.results import read_results
 
 GRID = """
 device = "meta"

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from analytic.exact.sharded import PROGRAM_FORMAT, SHIPPED_PATH, class_name, sharded_class_key, shipped_setup_keys
 from profiler.measuring.derive_sharded import derive_sharded_class
-from profiler.reporting.grid import expand, load_grid
+from profiler.experiments.grid import expand, load_grid
 
 
 def shipped_keys() -> list[tuple]:

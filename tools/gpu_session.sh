@@ -13,7 +13,7 @@
 #              PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True                       -> max-batch.jsonl
 #   setups     every point of the `setups` grid at its own batch on CUDA (its max-batch search left out: too long
 #              for one lease), to set beside the committed meta report                 -> setups-cuda.tgz
-# and log.txt with everything printed. Render the reports here: `python -m profiler report reports/<folder>`.
+# and log.txt with everything printed. Render the reports here: `python -m profiler report --simulate reports/<folder>`.
 # Usage (device machine): bash tools/gpu_session.sh [STAGE...]   (OUT defaults to /tmp/gpu-out; DEADLINE_S, the
 # seconds this call may take, to 540)
 set -u
@@ -77,7 +77,7 @@ stage_setups() {
     sed -e 's/^name = "setups"/name = "setups-cuda"/' -e 's/^device = "meta"/device = "cuda"/' \
         -e '/^max_batch_budget/d' -e 's/^description = "meta; /description = "cuda, each point at its own batch; /' \
         -e 's/; the largest batch in 80 GB of each, measured"$/"/' \
-        profiler/reporting/grids/setups.toml >$work/setups-cuda.toml
+        profiler/experiments/grids/setups.toml >$work/setups-cuda.toml
     run_limited 300 $py -m profiler sweep --device cuda --grid $work/setups-cuda.toml --out $work/reports/setups-cuda \
         --no-report --quiet >>"$log" 2>&1
     tar czf "$OUT/setups-cuda.tgz" -C $work/reports setups-cuda

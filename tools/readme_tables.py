@@ -4,10 +4,10 @@
     python tools/readme_tables.py --check    # exit 1 if a page differs (tests/test_readme.py does this)
 
 docs/findings.md's "GPT-2 XL in 80 GB: max batch per setup" comes from reports/setups-meta
-(profiler.reporting.report.setups_table): measured on meta, with the exact and textbook sets' answers recomputed by
+(profiler.reports.report.setups_table): measured on meta, with the exact and textbook sets' answers recomputed by
 today's formulas. docs/gpu-runs.md's table comes from reports/h200-session/max-batch.jsonl, the JSON that `profiler
 max-batch --device cuda --json` printed on the GPU (tools/gpu_session.sh), one line per setup and allocator setting.
-docs/sharded.md's table of one rank comes from reports/dist-meta (profiler.reporting.sharded.rank_table).
+docs/sharded.md's table of one rank comes from reports/dist-meta (profiler.reports.sharded.rank_table).
 """
 import argparse
 import re
@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT))  # this checkout's packages, not an installed copy's
 SETUPS_FOLDER = ROOT / "reports" / "setups-meta"
 START, END = "<!-- setups-table:start (tools/readme_tables.py) -->", "<!-- setups-table:end -->"
 GPU_FILE = ROOT / "reports" / "h200-session" / "max-batch.jsonl"
@@ -25,8 +26,8 @@ DIST_START, DIST_END = "<!-- dist-table:start (tools/readme_tables.py) -->", "<!
 
 
 def setups_block() -> str:
-    from profiler.reporting.render import markdown_table
-    from profiler.reporting.report import load, setups_table
+    from profiler.reports.render import markdown_table
+    from profiler.reports.report import load, setups_table
 
     meta, rows = load(SETUPS_FOLDER)
     table = setups_table(rows)
@@ -42,8 +43,8 @@ def gpu_block() -> str:
     import pandas as pd
 
     from profiler.commands.max_batch import uses_expandable_segments
-    from profiler.reporting.matrix import setup_label
-    from profiler.reporting.render import markdown_table
+    from profiler.reports.matrix import setup_label
+    from profiler.reports.render import markdown_table
 
     table: dict[tuple[str, str], dict[str, object]] = {}
     for line in GPU_FILE.read_text().splitlines():
@@ -60,7 +61,7 @@ def gpu_block() -> str:
 
 
 def dist_block() -> str | None:
-    """One rank of FSDP2 or DDP per row of reports/dist-meta (profiler.reporting.sharded.rank_table), the exact
+    """One rank of FSDP2 or DDP per row of reports/dist-meta (profiler.reports.sharded.rank_table), the exact
     set and ZeRO graded by today's formulas (the exact rank's programs derived on first use, as the CLI does);
     None on a torch that cannot simulate a rank (it cannot derive the exact rank's programs either), which
     leaves docs/sharded.md's table as it is, saying so on stderr."""
@@ -71,9 +72,9 @@ def dist_block() -> str | None:
         print(f"docs/sharded.md's table left as it is: {why}", file=sys.stderr)
         return None
     from profiler.measuring import on_demand
-    from profiler.reporting.render import markdown_table
-    from profiler.reporting.report import load, with_predictions
-    from profiler.reporting.sharded import displayed, rank_table
+    from profiler.reports.render import markdown_table
+    from profiler.reports.report import load, with_predictions
+    from profiler.reports.sharded import displayed, rank_table
 
     on_demand.install_sharded(quiet=True)
     meta, rows = load(DIST_FOLDER)

@@ -5,7 +5,7 @@ meta tensors; the largest batch in 80 GB whose measured peak fits). Plain text w
 into parts that repeat their key columns), the Markdown (--markdown, as --out writes audit.md), or JSON.
 
 `audit --formula-set NAME` (a built-in set or a .py file): that set's assumptions that differ from what PyTorch
-does, measured on the setup it declares (profiler.reporting.assumptions)."""
+does, measured on the setup it declares (profiler.experiments.assumptions)."""
 from __future__ import annotations
 
 import argparse
@@ -31,15 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs no torch
-    from profiler.reporting.folder import check, claim
-    from profiler.reporting.tables import markdown_for_terminal
-    from profiler.reporting.truth import truth_blocks
+    from profiler.experiments.truth import truth_blocks
+    from profiler.reports.folder import check, claim
+    from profiler.reports.tables import markdown_for_terminal
 
     files = ["audit.md", "audit.json"]
     if args.out is not None:
         check(args.out, files)  # a bad folder fails before the measurements
     if args.formula_set:
-        from profiler.reporting import assumptions
+        from profiler.experiments import assumptions
 
         result = assumptions.audit_formula_set(args.formula_set)
         markdown = assumptions.to_markdown(result)

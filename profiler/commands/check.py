@@ -10,7 +10,7 @@ from pathlib import Path
 
 from analytic.formula_sets import formula_sets, is_path
 from profiler.errors import UsageError
-from profiler.reporting.tables import WIDTH, fit_width, format_cell
+from profiler.reports.tables import WIDTH, fit_width, format_cell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from analytic.exact.versions import unverified_notice
-    from profiler.reporting.grid import load_grid
-    from profiler.reporting.report import misses
-    from profiler.reporting.sweep import read_results, run_sweep
+    from profiler.experiments.grid import load_grid
+    from profiler.experiments.sweep import run_sweep
+    from profiler.reports.report import misses
+    from profiler.reports.results import read_results
 
     if args.tolerance < 0:
         raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")

@@ -11,7 +11,7 @@ from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
 from profiler.commands.options import add_config_arguments, config_from_args
-from profiler.reporting.tables import WIDTH, render
+from profiler.reports.tables import WIDTH, render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

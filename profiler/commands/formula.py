@@ -11,7 +11,7 @@ import re
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import SIZE_FIELDS, add_config_arguments, config_from_args
 from profiler.errors import UsageError
-from profiler.reporting.tables import WIDTH, wrap_keeping
+from profiler.reports.tables import WIDTH, wrap_keeping
 
 LABELS = {
     "params": "parameters N",

@@ -13,7 +13,7 @@ from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
                                        load_formula_sets, positive_int)
 from profiler.errors import UsageError
-from profiler.reporting.tables import WIDTH, human_bytes
+from profiler.reports.tables import WIDTH, human_bytes
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
 
 
@@ -162,8 +162,8 @@ def write_plot(path: str, config, optimizer: str, budget: int, budget_text: str,
                maximum: int) -> None:
     """Peak against the (micro-)batch: measured probes and each describing set's line, with budget lines."""
     from analytic.units import parse_bytes as bytes_of
-    from profiler.reporting import plots
-    from profiler.reporting.report import CURVE_BUDGETS, predicted_curves
+    from profiler.reports import plots
+    from profiler.reports.report import CURVE_BUDGETS, predicted_curves
 
     k = config.micro_batches
     largest = max(16, 2 * max([maximum, *peaks], default=1))

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     from analytic.figures import flatten, with_model_states
     from profiler.measuring.measure import measure
-    from profiler.reporting.compare import comparison_rows, predictions, training_days_at_measured_mfu
-    from profiler.reporting.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, relative_cell
+    from profiler.reports.compare import comparison_rows, predictions, training_days_at_measured_mfu
+    from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, relative_cell
 
     config = config_from_args(args, sharded=True)
     load_formula_sets(args)

@@ -8,7 +8,7 @@ from analytic.figures import flatten
 from analytic.formula_sets import predict
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
                                        load_formula_sets)
-from profiler.reporting.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell
+from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from profiler.commands.options import add_device_argument, add_formula_set_argument, load_formula_sets
 from profiler.errors import CudaUnavailableError
-from profiler.reporting.grid import load_grid
+from profiler.experiments.grid import load_grid
 
 REPORTS = Path("reports")
 
@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="results folder: new, empty, or a sweep of the same grid on the same device "
                              "(resumed); anything else is refused (default: a fresh reports/sweep-...)")
-    parser.add_argument("--no-report", action="store_true", help="measure only; `profiler report DIR` later")
+    parser.add_argument("--no-report", action="store_true",
+                        help="measure only; `profiler report DIR` later (a CUDA sweep: `report --simulate DIR`, "
+                             "which also simulates its points on meta)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_formula_set_argument(parser, "also grade this formula set in the report: a built-in name or your own .py "
                                      "file (repeatable; give it again to `profiler report`)")
@@ -48,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
     # imported here, not at the top, so that `--help` needs neither torch nor pandas
     import torch
 
-    from profiler.reporting.report import save_audit, write_report
-    from profiler.reporting.sweep import check_folder, run_sweep
+    from profiler.experiments.simulation import simulations
+    from profiler.experiments.sweep import check_folder, run_sweep
+    from profiler.experiments.truth import save_audit
+    from profiler.reports.report import write_report
+    from profiler.reports.results import read_results
 
     load_formula_sets(args)  # a bad formula file fails before anything is measured
     grid_name, device = resolve(args.grid, args.device, torch.cuda.is_available())
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     for row in failed:
         print(f"{row['outcome']}: {row['label']}: {row['error']}", file=sys.stderr)
     if not args.no_report:
+        simulations(out, read_results(out), progress=not args.quiet)  # the CUDA points beside their meta steps
         print(save_audit(out))
         for path in write_report(out):
             print(path)

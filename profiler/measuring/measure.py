@@ -8,7 +8,7 @@ are counted op by op with FlopCounterMode's formulas and the extra ones of profi
 FLOPs are also attributed to components.
 
 A Measurement holds what was measured, the config and the environment: never a prediction. Predictions are made
-where they are compared (profiler.reporting.compare).
+where they are compared (profiler.reports.compare).
 """
 from __future__ import annotations
 

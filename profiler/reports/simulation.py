@@ -1,76 +1,49 @@
 """A CUDA sweep against its simulation on meta: is what CI checks without a GPU what the GPU allocates?
 
-For every point measured on CUDA, the same step (config, batch, AdamW implementation) is measured on meta and its
+For every point measured on CUDA, the same step (config, batch, AdamW implementation) measured on meta and its
 allocations replayed through the caching allocator's model (profiler.measuring.allocator: 512-byte rounding,
 2 MiB and 20 MiB segments, block splitting), the view `measured["allocator"]` holds. Beside it stands what the
 allocator counted on the GPU less the run's baseline (memory held before the build plus cuBLAS's workspaces,
 profiler.measuring.cuda), phase by phase, and the allocator's reserved peak over its allocated peak (what
 fragmentation and cached free blocks add, which a budget emulated on the GPU counts and the simulation does not).
 
-The simulations are measurements of their own, made with the torch installed where the report is rendered:
-cached in the folder's simulation.jsonl, keyed by the point, so a report renders them once.
+The simulations are read from the folder's simulation.jsonl, keyed by the point, as profiler.experiments.simulation
+writes them (`sweep`, `report --simulate`); a point not in it is shown as not simulated.
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
-import torch
-from tqdm import tqdm
 
-from model.config import ModelConfig
 from model.vocabulary import PHASES
-from profiler.measuring.measure import measure
-from profiler.reporting import render
-from profiler.reporting.folder import claim
-from profiler.reporting.tables import human_bytes
+from profiler.reports import render
+from profiler.reports.tables import human_bytes
 
 SIMULATION_FILE = "simulation.jsonl"
-Simulate = Callable[[ModelConfig, int, str], dict[str, Any]]
 
 
-def simulate_on_meta(config: ModelConfig, batch_size: int, optimizer: str) -> dict[str, Any]:
-    """The allocator model's phase peaks of the step measured on meta (measure(...).measured["allocator"])."""
-    return measure(config, batch_size, "meta", optimizer, count_flops=False).measured["allocator"]
+def read_simulations(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """point key -> {"phases": {phase: {"peak_bytes"}}, "peak_bytes", "torch_version"} or {"outside": why}: the
+    entries of out_dir/simulation.jsonl (none where there is no such file)."""
+    path = Path(out_dir) / SIMULATION_FILE
+    if not path.exists():
+        return {}
+    return {entry["key"]: entry for entry in map(json.loads, filter(str.strip, path.read_text().splitlines()))}
 
 
-def _cuda_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def cuda_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows measured on CUDA (the points a simulation stands beside)."""
     return [row for row in rows if row.get("outcome") == "ok" and row.get("device") == "cuda"]
-
-
-def simulations(out_dir: str | Path, rows: list[dict[str, Any]], simulate: Simulate = simulate_on_meta,
-                progress: bool = True) -> dict[str, dict[str, Any]]:
-    """point key -> {"phases": {phase: {"peak_bytes"}}, "peak_bytes", "torch_version"} or {"outside": why}, for
-    every CUDA row: read from out_dir/simulation.jsonl, the missing ones simulated and appended as they finish."""
-    out_dir = Path(out_dir)
-    path = out_dir / SIMULATION_FILE
-    known = {}
-    if path.exists():
-        known = {entry["key"]: entry for entry in map(json.loads, filter(str.strip, path.read_text().splitlines()))}
-    todo = [row for row in _cuda_rows(rows) if row["key"] not in known]
-    if todo:
-        claim(out_dir, [SIMULATION_FILE])
-    for row in tqdm(todo, desc="simulating the GPU's points on meta", unit="point", file=sys.stderr,
-                    disable=None if progress else True):
-        entry: dict[str, Any] = {"key": row["key"], "torch_version": torch.__version__}
-        if row["optimizer"] == "fused":
-            entry["outside"] = "fused AdamW does not run on meta"
-        else:
-            entry.update(simulate(ModelConfig(**row["config"]), row["batch_size"], row["optimizer"]))
-        with path.open("a") as handle:
-            handle.write(json.dumps(entry) + "\n")
-        known[row["key"]] = entry
-    return known
 
 
 def against_simulation(rows: list[dict[str, Any]], simulated: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per CUDA point: the step's peak on the GPU less the baseline, the simulated peak, their difference
     in bytes and relative to the simulation, the worst phase's relative difference, and reserved / allocated."""
     records = []
-    for row in _cuda_rows(rows):
+    for row in cuda_rows(rows):
         entry = simulated.get(row["key"], {"outside": "not simulated"})
         measured = row["measured"]
         baseline = measured["baseline_bytes"]
@@ -122,11 +95,11 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def simulation_blocks(out_dir: Path, rows: list[dict[str, Any]], progress: bool = True) -> list[render.Block]:
+def simulation_blocks(out_dir: Path, rows: list[dict[str, Any]]) -> list[render.Block]:
     """The report's section for a sweep with CUDA points (none without)."""
-    if not _cuda_rows(rows):
+    if not cuda_rows(rows):
         return []
-    simulated = simulations(out_dir, rows, progress=progress)
+    simulated = read_simulations(out_dir)
     table = against_simulation(rows, simulated)
     versions = ", ".join(sorted({entry["torch_version"] for entry in simulated.values()}))
     return [render.Heading("The GPU against its simulation on meta"),

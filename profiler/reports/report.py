@@ -2,7 +2,7 @@
 activations by component, maximum batch and the plots, written as report.md and a self-contained report.html.
 
 The table functions return pandas DataFrames of numbers; `write_report` formats them and hands the blocks to
-profiler.reporting.render.
+profiler.reports.render.
 """
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
 from model.vocabulary import COMPONENTS, PHASES
-from profiler.reporting import plots, render
-from profiler.reporting.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
-from profiler.reporting.compare import comparison_rows, predictions
-from profiler.reporting.folder import check, claim
-from profiler.reporting.tables import percent_cell, relative_cell
-from profiler.reporting.sweep import META, read_results
-from profiler.reporting.sharded import sharded_blocks
-from profiler.reporting.simulation import simulation_blocks
-from profiler.reporting.truth import truth_blocks
+from profiler.reports import plots, render
+from profiler.reports.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
+from profiler.reports.compare import comparison_rows, predictions
+from profiler.reports.folder import check, claim
+from profiler.reports.tables import percent_cell, relative_cell
+from profiler.reports.results import AUDIT_FILE, META, read_results
+from profiler.reports.sharded import sharded_blocks
+from profiler.reports.simulation import simulation_blocks
+from profiler.reports.truth import audit_blocks
 
 HEADLINE_PRESET = "gpt2-xl"
 MODEL_FIELDS = ("arch", "vocab_size", "context_length", "num_layers", "d_model", "num_heads", "kv_heads", "d_ff",
@@ -199,27 +199,19 @@ def setups_table(rows: list[dict[str, Any]], presets: tuple[str, ...] = SETUPS_P
     return table.astype(object).where(table.notna(), "—").reset_index(drop=True)
 
 
-AUDIT_FILE = "audit.json"
 CSV_FILE = "results.csv"
 
 
 def seed_audit_markdown(out_dir: Path | None = None) -> str:
     """The seed audit as Markdown, headings demoted below the report's. With the exact and measured answers when
-    the sweep saved them (out_dir/audit.json, written by `sweep`), else with the exact answer alone."""
+    the sweep saved them (out_dir/audit.json, written by `sweep`: profiler.experiments.truth.save_audit), else with
+    the exact answer alone."""
     saved = Path(out_dir) / AUDIT_FILE if out_dir is not None else None
     if saved is not None and saved.exists():
         result = json.loads(saved.read_text())
     else:
-        result = audit(extra_blocks=truth_blocks(with_measurement=False))
+        result = audit(extra_blocks=audit_blocks())
     return re.sub(r"^(#+ )", r"##\1", to_markdown(result), flags=re.MULTILINE)  # nested under "## Seed audit"
-
-
-def save_audit(out_dir: str | Path) -> Path:
-    """The audit with our exact and measured (meta) answers, saved beside the results for the report."""
-    result = audit(extra_blocks=truth_blocks(with_measurement=True))
-    path = claim(out_dir, [AUDIT_FILE]) / AUDIT_FILE
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
 
 
 def header(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -462,7 +454,7 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
 
 def write_report(out_dir: str | Path, budget: str = DEFAULT_BUDGET) -> list[Path]:
     """results.csv, report.md (+ plots/*.png) and report.html in out_dir; returns the paths written. Nothing is
-    written if one of them exists and was not written by the tool (profiler.reporting.folder)."""
+    written if one of them exists and was not written by the tool (profiler.reports.folder)."""
     out_dir = Path(out_dir)
     meta, rows = load(out_dir)
     check(out_dir, [CSV_FILE, *render.file_names([])])  # fail fast, before the plots are drawn

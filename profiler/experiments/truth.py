@@ -1,38 +1,22 @@
-"""The seeds' questions answered by our exact model and by measurement on meta: the audit's "exact" and
-"measured" blocks, with the same figure keys as the seeds' (analytic.audit), for the card's GPT-2 XL and, beside
-them, for GPT-2 XL as published (hf-gpt2-xl: LayerNorm, GELU, biases, dropout 0.1, tied LM head)."""
+"""The seeds' questions answered by measurement on meta: the audit's "measured" blocks, with the same figure keys
+as the seeds' (analytic.audit), beside the exact ones (profiler.reports.truth), for the card's GPT-2 XL and for
+GPT-2 XL as published; and the audit a sweep saves beside its results for the report."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from analytic import exact
+from analytic.audit import audit
 from analytic.exact.max_batch import max_batch_size
-from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
-from analytic.units import UNITS
+from analytic.textbook import PROBLEM, TrainingProblem
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure_flops, step_phases
 from profiler.measuring.parallel import run_calls
-
-BUDGET_80GIB = 80 * UNITS["GiB"]
-
-
-def _days(flops_per_step: int, problem: TrainingProblem) -> float:
-    return training_days(flops_per_step, problem.steps, problem.peak_flops_per_s, problem.mfu)
-
-
-def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
-    """Our closed forms: the peak solved for the budget, AdamW and step FLOPs (matmul + elementwise)."""
-    config = problem.config
-    at_one = exact.predict(config, 1, optimizer)
-    flops = exact.predict(config, problem.batch_size, optimizer)["flops"]
-    step = model_flops(flops)
-    return {"params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
-            "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": max_batch_size(config, problem.budget_bytes, optimizer),
-            "max_batch_80GiB": max_batch_size(config, BUDGET_80GIB, optimizer),
-            "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
-            "flops_per_step": step, "training_days": _days(step, problem)}
+from profiler.reports.folder import claim
+from profiler.reports.results import AUDIT_FILE
+from profiler.reports.truth import BUDGET_80GIB, as_published, audit_blocks, days
 
 
 def probed_batches(problem: TrainingProblem, optimizer: str = "foreach") -> list[int]:
@@ -80,14 +64,19 @@ def measured_block(problem: TrainingProblem, optimizer: str, counted: dict, phas
             "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer, peaks)[0],
             "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, "meta", optimizer, peaks)[0],
             "adamw_flops_per_param": counted["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
-            "flops_per_step": step, "training_days": _days(step, problem)}
+            "flops_per_step": step, "training_days": days(step, problem)}
 
 
 def truth_blocks(with_measurement: bool = True, problem: TrainingProblem = PROBLEM) -> dict[str, Any]:
     """exact and measured (with_measurement) answers for the problem's model, then for its sizes with GPT-2's
     block as published (for the problem's GPT-2 XL: hf-gpt2-xl)."""
-    published = problem.replace(config=problem.config.replace(arch="gpt2"))
-    measured = measured_blocks([problem, published]) if with_measurement else [None, None]
-    blocks = {"exact": exact_block(problem), "measured": measured[0],
-              "exact, as published": exact_block(published), "measured, as published": measured[1]}
-    return {name: block for name, block in blocks.items() if block is not None}
+    measured = measured_blocks([problem, as_published(problem)]) if with_measurement else (None, None)
+    return audit_blocks(problem, tuple(measured))
+
+
+def save_audit(out_dir: str | Path) -> Path:
+    """The audit with our exact and measured (meta) answers, saved beside the results for the report."""
+    result = audit(extra_blocks=truth_blocks(with_measurement=True))
+    path = claim(out_dir, [AUDIT_FILE]) / AUDIT_FILE
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

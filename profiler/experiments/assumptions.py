@@ -18,10 +18,10 @@ from analytic.formula_sets import formula_sets, setup_alternatives, setup_text
 from analytic.textbook import PROBLEM
 from model.config import ModelConfig
 from profiler.measuring.measure import measure
-from profiler.reporting.compare import comparison_rows, reconcile
-from profiler.reporting.matrix import describe
-from profiler.reporting.render import markdown_table
-from profiler.reporting.tables import format_cell, relative_cell
+from profiler.reports.compare import comparison_rows, reconcile
+from profiler.reports.matrix import describe
+from profiler.reports.render import markdown_table
+from profiler.reports.tables import format_cell, relative_cell
 
 BATCH_SIZES = (1, 2)
 # What PyTorch does where a set differs, by term and by whether the set counts more (+) or less (-).

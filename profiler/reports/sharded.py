@@ -1,7 +1,7 @@
 """A sweep's sharded points (FSDP2 or DDP, one rank each): what a rank holds at its peak, how many ranks a budget needs,
 and the per-rank formulas (FSDP2's closed form, ZeRO stage 3) on its model states.
 
-Tables of numbers from the rows' measurements and the formula sets' predictions (profiler.reporting.report adds
+Tables of numbers from the rows' measurements and the formula sets' predictions (profiler.reports.report adds
 them to the report as blocks); a plot of the rank's peak against the world size with the budget lines.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pandas as pd
 
 from analytic.figures import with_model_states
 from analytic.units import parse_bytes
-from profiler.reporting import plots, render
-from profiler.reporting.matrix import setup_label
-from profiler.reporting.tables import human_bytes, relative_cell
+from profiler.reports import plots, render
+from profiler.reports.matrix import setup_label
+from profiler.reports.tables import human_bytes, relative_cell
 
 FSDP2_BUFFERS = ("unsharded_parameters", "all_gather_buffers", "unsharded_gradients", "reduce_scatter_buffers")
 GRADED_SETS = ("fsdp2", "zero", "deepspeed")  # the per-rank sets, graded on the rank's model states

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from analytic.units import UNITS, format_bytes
-from profiler.reporting.compare import reconcile
-from profiler.reporting.tables import percent_cell
+from profiler.reports.compare import reconcile
+from profiler.reports.tables import percent_cell
 
 # Groups of terms graded in the matrix: a name and the terms pooled under it.
 TERM_GROUPS = {"peak": ("peak_bytes",),

@@ -10,7 +10,7 @@ out_dir/
                     max_batch_budget, a row also holds "max_batch": {"budget", "budget_bytes", "measured",
                     "exact_confirmed"}: the largest batch whose measured peak fits (the exact set's answer
                     confirmed by measuring it and one more, searched where they refute it).
-    manifest.json   the files the tool wrote here (profiler.reporting.folder)
+    manifest.json   the files the tool wrote here (profiler.reports.folder)
 
 A folder is only swept into if it is empty, new, or a sweep of the same grid (the same grid.toml text) on the
 same device: anything else is refused before a file is written, and no file the tool did not write is ever
@@ -38,34 +38,14 @@ from analytic.units import parse_bytes
 from profiler.errors import UsageError
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
-from profiler.reporting.folder import claim, is_empty
-from profiler.reporting.grid import Grid, Point, expand, load_grid
+from profiler.experiments.grid import Grid, Point, expand, load_grid
+from profiler.reports.folder import claim, is_empty
+from profiler.reports.results import META, RESULTS, read_results
 
-RESULTS = "results.jsonl"
-META = "meta.json"
 GRID_COPY = "grid.toml"
 
 FINAL = ("ok", "oom")  # outcomes a rerun keeps; an "error" (often a bug fixed since) is measured again
 MeasureFn = Callable[..., Any]
-
-
-def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Every complete row of out_dir/results.jsonl, the last one per key; a trailing partial line is ignored."""
-    path = Path(out_dir) / RESULTS
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    rows: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(complete.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not a JSON line ({error}); the file was edited by hand?") from None
-        rows[row["key"]] = row
-    return list(rows.values())
 
 
 def _drop_partial_line(path: Path) -> None:

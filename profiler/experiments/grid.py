@@ -1,6 +1,6 @@
 """Sweep grids: a TOML file read strictly, expanded into measurement points with stable keys.
 
-A grid file (profiler/reporting/grids/<name>.toml, or any path):
+A grid file (profiler/experiments/grids/<name>.toml, or any path):
 
     name = "ci"                      # optional; defaults to the file's stem
     description = "one line"         # optional
