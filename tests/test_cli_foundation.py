@@ -94,8 +94,8 @@ def test_audit_prints_its_markdown_within_120_columns(capsys):
 
 
 def test_audit_json_through_the_module():
-    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--no-measure", "--json"], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--no-measure", "--json"], capture_output=True,
+                          text=True, check=True)
     assert "003_1da3290532807f31" in json.loads(done.stdout)["seeds"]
 
 
