@@ -24,6 +24,7 @@ def differences(config, batch):
     return {key: (emulated.get(key), value) for key, value in real.items() if emulated.get(key) != value}
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(AMP_CONFIGS, st.integers(1, 3))
 def test_cpu_policy_emulation_equals_real_cpu_autocast(config, micro_batch):

@@ -99,6 +99,7 @@ def test_audit_json_through_the_module():
     assert "003_1da3290532807f31" in json.loads(done.stdout)["seeds"]
 
 
+@pytest.mark.slow
 def test_the_module_leaves_with_the_commands_code_and_its_output_flushed():
     """`python -m profiler` ends with os._exit after flushing: the whole document comes through a pipe, and the
     command's exit code is the process's."""
