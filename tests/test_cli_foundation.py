@@ -111,6 +111,7 @@ def test_the_module_leaves_with_the_commands_code_and_its_output_flushed():
     assert failed.returncode == 2 and failed.stdout == "" and failed.stderr.startswith("error: unknown preset")
 
 
+@pytest.mark.slow
 def test_an_attached_profiler_still_writes_its_results(tmp_path):
     """Under cProfile (or coverage, or a debugger) the module exits normally, so their exit handlers run."""
     stats = tmp_path / "predict.prof"

@@ -39,6 +39,7 @@ def test_explain_tables(capsys):
     assert "optimizer_temporaries" in out and "peak (optimizer)" in out
 
 
+@pytest.mark.slow
 def test_explain_fits_120_columns_by_default(capsys):
     """The bytes in a table, each row's formula and reason wrapped under it: the same rows as --markdown's."""
     assert main(["explain", "--preset", "gpt2-xl"]) == 0

@@ -54,6 +54,7 @@ def test_simulated_ranks_equal_real_gloo_ranks(config):
     assert set(simulated["categories_at_peak"]) == set(SHARDED_CATEGORIES)
 
 
+@pytest.mark.slow
 @needs_fsdp2
 def test_the_measure_command_on_cpu_starts_its_gloo_group(capsys):
     """`measure --device cpu` of a sharded step runs world_size real processes itself and shows rank 0's
