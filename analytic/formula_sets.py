@@ -211,7 +211,8 @@ def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",
             for name, module in formula_sets(names).items()}
 
 
-def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int | None:
+def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int,
+                   optimizer: str = "foreach") -> int | None:
     """The largest batch whose peak the formula set predicts within budget_bytes; None if it predicts no peak.
 
     A set with its own max_batch_size answers itself. Otherwise its peak must be a·B + b (the textbook and the

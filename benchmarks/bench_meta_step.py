@@ -5,7 +5,8 @@
 
 Each contender does the same work from scratch: build the model and AdamW on meta, a warm-up step, the step.
   untracked   plain steps, no tracking (the floor)
-  ours        profiler.measuring.measure.measure: memory of the warm-up and the measured step, FLOPs of the measured step
+  ours        profiler.measuring.measure.measure: memory of the warm-up and the measured step, FLOPs of the
+              measured step
   memtracker  torch.distributed._tools.mem_tracker.MemTracker over the same two steps (memory only)
 Prints the median seconds of each, the ratios, and this process's peak RSS.
 """

@@ -54,8 +54,8 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
 
     With model.config.micro_batches = k, forward and backward run on k equal slices of the batch (views, no
     copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds
-    each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the gradients (config.zero_grad
-    'none': set_to_none=True) or zeroes them in place ('zeros').
+    each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the
+    gradients (config.zero_grad 'none': set_to_none=True) or zeroes them in place ('zeros').
     With config.autocast, forward and loss run under torch.autocast, emulated with `autocast_policy`'s rules on
     meta (model.autocast), backward outside it.
     `mark(phase)` is called as each phase begins ("forward" and "backward" once per micro-batch, "optimizer")

@@ -59,11 +59,11 @@ def simulated(tensor) -> bool:
 def attend(q, k, v, backend: str, scale: float, dropout: float = 0.0):
     """Causal F.scaled_dot_product_attention on [B, H, T, Dh] with one backend forced (sdpa_kernel: no fallback).
 
-    On meta (and on fake tensors), F.scaled_dot_product_attention would take the math path whatever the backend, so the fused CUDA
-    kernels' own aten ops are called instead: their meta kernels return what the CUDA kernels return (an output in
-    [B, T, H, Dh] layout, an fp32 logsumexp, RNG state), and autograd records their CUDA backward nodes, so what is
-    saved for backward is what CUDA saves. (F.scaled_dot_product_attention calls the same ops with these arguments
-    once the head size needs no padding: config validation asks for a multiple of 8.)
+    On meta (and on fake tensors), F.scaled_dot_product_attention would take the math path whatever the backend, so the
+    fused CUDA kernels' own aten ops are called instead: their meta kernels return what the CUDA kernels return (an
+    output in [B, T, H, Dh] layout, an fp32 logsumexp, RNG state), and autograd records their CUDA backward nodes, so
+    what is saved for backward is what CUDA saves. (F.scaled_dot_product_attention calls the same ops with these
+    arguments once the head size needs no padding: config validation asks for a multiple of 8.)
     """
     if simulated(q) and backend == "sdpa-flash":
         return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, dropout, True, False, scale=scale)[0]

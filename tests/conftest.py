@@ -14,9 +14,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionstart(session):
-    """On a torch the exact model's shipped programs do not hold on, the tests run the programs derived on it, as the CLI
-    does (analytic.exact.source: each class on first use, cached): what `tools/torch_compat.py` verifies there. A sharded
-    rank's programs are derived on first use on every torch (analytic.exact.sharded)."""
+    """On a torch the exact model's shipped programs do not hold on, the tests run the programs derived on it, as the
+    CLI does (analytic.exact.source: each class on first use, cached): what `tools/torch_compat.py` verifies there. A
+    sharded rank's programs are derived on first use on every torch (analytic.exact.sharded)."""
     try:
         import torch
 

@@ -24,6 +24,7 @@ def differences(config, batch):
     return {key: (emulated.get(key), value) for key, value in real.items() if emulated.get(key) != value}
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(AMP_CONFIGS, st.integers(1, 3))
 def test_cpu_policy_emulation_equals_real_cpu_autocast(config, micro_batch):
@@ -50,7 +51,7 @@ def test_cuda_policy_runs_what_cuda_autocast_runs():
     weight = torch.empty(8, 8, device="meta", requires_grad=True)
     with AutocastEmulation(torch.bfloat16, "cuda") as cuda:
         first, second = torch.nn.functional.linear(x, weight), torch.nn.functional.linear(x, weight)
-        assert first.dtype == torch.bfloat16 and len(cuda.cache) == 1
+        assert first.dtype == second.dtype == torch.bfloat16 and len(cuda.cache) == 1
         assert torch.rsqrt(first).dtype == torch.float32 and first.pow(2).dtype == torch.float32
         assert torch.softmax(first, -1).dtype == torch.float32
     assert not cuda.cache  # cleared as the region ends

@@ -94,11 +94,12 @@ def test_audit_prints_its_markdown_within_120_columns(capsys):
 
 
 def test_audit_json_through_the_module():
-    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--no-measure", "--json"], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-m", "profiler", "audit", "--no-measure", "--json"], capture_output=True,
+                          text=True, check=True)
     assert "003_1da3290532807f31" in json.loads(done.stdout)["seeds"]
 
 
+@pytest.mark.slow
 def test_the_module_leaves_with_the_commands_code_and_its_output_flushed():
     """`python -m profiler` ends with os._exit after flushing: the whole document comes through a pipe, and the
     command's exit code is the process's."""
@@ -110,6 +111,7 @@ def test_the_module_leaves_with_the_commands_code_and_its_output_flushed():
     assert failed.returncode == 2 and failed.stdout == "" and failed.stderr.startswith("error: unknown preset")
 
 
+@pytest.mark.slow
 def test_an_attached_profiler_still_writes_its_results(tmp_path):
     """Under cProfile (or coverage, or a debugger) the module exits normally, so their exit handlers run."""
     stats = tmp_path / "predict.prof"

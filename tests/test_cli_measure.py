@@ -1,6 +1,8 @@
 """The measure, explain and audit commands as a user runs them."""
 import json
 
+import pytest
+
 from profiler.cli import main
 
 
@@ -37,6 +39,7 @@ def test_explain_tables(capsys):
     assert "optimizer_temporaries" in out and "peak (optimizer)" in out
 
 
+@pytest.mark.slow
 def test_explain_fits_120_columns_by_default(capsys):
     """The bytes in a table, each row's formula and reason wrapped under it: the same rows as --markdown's."""
     assert main(["explain", "--preset", "gpt2-xl"]) == 0
@@ -125,6 +128,7 @@ def test_explain_and_max_batch_speak_json(capsys):
                                   {"batch_size": document["max_batch"] + 1, "fits": False}]
 
 
+@pytest.mark.slow
 def test_measure_fits_120_columns_unless_wide(capsys):
     assert main(["measure", "--preset", "gpt2-xl"]) == 0
     assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 120

@@ -1,4 +1,5 @@
-"""profiler.measuring.cuda and profiler.measuring.speed: their logic on CPU with fakes, the real thing on a GPU (marked cuda)."""
+"""profiler.measuring.cuda and profiler.measuring.speed: their logic on CPU with fakes, the real thing on a GPU
+(marked cuda)."""
 import pytest
 import torch
 

@@ -31,6 +31,7 @@ CONFIGS = model_configs(max_heads=25, max_head_pairs=64, max_vocab=50257, min_co
                         autocasts=("none", "none", "bfloat16"), archs=("reference", "gpt2", "llama"))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(CONFIGS, st.integers(1, 32), st.sampled_from(["foreach", "forloop"]))
 def test_exact_equals_measurement_on_meta(config, micro_batch, optimizer):
@@ -57,6 +58,7 @@ def test_micro_batches_measured_and_predicted(zero_grad):
         2 * measured["params"] if zero_grad == "none" else 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, batch, checkpointing", [("gpt2-small", 64, "none"), ("gpt2-xl", 1, "none"),
                                                        ("gpt2-xl", 7, "none"), ("gpt2-xl", 8, "full"),
                                                        ("gpt2-small", 3, "selective"), ("hf-gpt2-xl", 2, "none"),
@@ -86,6 +88,7 @@ def test_exact_fused_on_cpu(positional):
     assert mismatches(preset("tiny").replace(positional=positional), 3, "fused", "cpu") == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", ["80GB", "80GiB", "40GB"])
 def test_max_batch_solved_from_the_closed_form_matches_measured_peaks(budget):
     config, budget_bytes = preset("gpt2-xl"), parse_bytes(budget)
@@ -130,6 +133,7 @@ def test_context_length_one_is_outside_the_exact_domain():
         max_batch_size(config, parse_bytes("1GB"))
 
 
+@pytest.mark.slow
 def test_committed_programs_match_a_fresh_derivation():
     """analytic/exact/derived.py is what tools/derive_programs.py derives from the installed torch: the AdamW
     programs of every implementation for the reference block and foreach's for each other parameter layout, and

@@ -47,6 +47,7 @@ def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="no
             draw(st.integers(2, 9)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["foreach", "forloop"])
 @pytest.mark.parametrize("positional", ["learned", "rope", "none"])
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])

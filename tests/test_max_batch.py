@@ -195,6 +195,7 @@ def test_allocator_hint_only_where_the_gpu_refused_the_exact_answer():
     assert allocator_hint("meta", 13, 11, None) is None and allocator_hint("cuda", None, 11, None) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
                             checkpointings=("none", "full", "selective"), micro_batches=(1, 2),

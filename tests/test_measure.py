@@ -28,7 +28,8 @@ def byte_figures(measured):
     return {key: value for key, value in flatten(measured).items() if "flops" not in key}
 
 
-@pytest.mark.parametrize("config, batch, optimizer", random_configs(24))
+@pytest.mark.parametrize("config, batch, optimizer", [
+    pytest.param(*case, marks=pytest.mark.slow if index >= 6 else ()) for index, case in enumerate(random_configs(24))])
 def test_meta_and_cpu_give_identical_bytes(config, batch, optimizer):
     on_meta = measure(config, batch, "meta", optimizer, count_flops=False).measured
     on_cpu = measure(config, batch, "cpu", optimizer, count_flops=False).measured

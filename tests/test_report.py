@@ -33,6 +33,7 @@ def swept(tmp_path_factory):
     monkeypatch.undo()
 
 
+@pytest.mark.slow
 def test_sweep_writes_every_report_file(swept):
     status, out = swept
     assert status == 0
@@ -42,6 +43,7 @@ def test_sweep_writes_every_report_file(swept):
         assert (out / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_csv_has_one_row_per_point_set_and_term(swept):
     table = pd.read_csv(swept[1] / "results.csv")
     assert set(table["formula_set"]) == {"textbook", "off"}
@@ -51,6 +53,7 @@ def test_csv_has_one_row_per_point_set_and_term(swept):
     assert len(off_peak) == 4 and off_peak["relative_error"].between(0.0099, 0.0101).all()
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_names_the_run(swept):
     page = (swept[1] / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') >= 4
@@ -62,6 +65,7 @@ def test_html_is_self_contained_and_names_the_run(swept):
     assert "| formula set |" in markdown and "](plots/peak_scatter.png)" in markdown
 
 
+@pytest.mark.slow
 def test_report_command_regenerates(swept, capsys, monkeypatch):
     out = swept[1]
     (out / "report.html").unlink()

@@ -33,6 +33,7 @@ def phase_figures(measured: dict) -> dict:
 
 
 @needs_fsdp2
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [
     # 2 ranks: FSDP2's mixed precision, selective checkpointing, accumulation over 2 micro-batches, no resharding
     TINY.replace(shard="fsdp2", world_size=2, autocast="bfloat16", checkpointing="selective", micro_batches=2,
@@ -53,6 +54,7 @@ def test_simulated_ranks_equal_real_gloo_ranks(config):
     assert set(simulated["categories_at_peak"]) == set(SHARDED_CATEGORIES)
 
 
+@pytest.mark.slow
 @needs_fsdp2
 def test_the_measure_command_on_cpu_starts_its_gloo_group(capsys):
     """`measure --device cpu` of a sharded step runs world_size real processes itself and shows rank 0's
@@ -68,6 +70,7 @@ def test_the_measure_command_on_cpu_starts_its_gloo_group(capsys):
     assert document["predicted"]["exact"]["peak_bytes"] == document["measured"]["peak_bytes"]
 
 
+@pytest.mark.slow
 @needs_fsdp2
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
@@ -91,6 +94,7 @@ RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selectiv
 
 
 @needs_fsdp2
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RANK_CLASSES)
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(heads=st.sampled_from([2, 4]), head_pairs=st.integers(1, 4), vocab=st.integers(2, 300),
@@ -253,6 +257,7 @@ def test_a_ddp_rank_holds_one_devices_model_states_at_any_world_size():
     assert table["deepspeed error"].isna().all()  # its estimators describe ZeRO-2 and ZeRO-3, not DDP
 
 
+@pytest.mark.slow
 @needs_fsdp2
 def test_max_batch_of_a_rank(capsys):
     """max-batch --shard fsdp2 on meta: the exact set's answer, confirmed by two measurements (its step fits the

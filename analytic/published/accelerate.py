@@ -21,7 +21,8 @@ from analytic.params import parameter_count
 from model.config import ModelConfig
 
 NAME = "accelerate"
-DESCRIPTION = "accelerate estimate-memory, Training using Adam: 4x the fp32 model size (16 B/param), 2x under mixed precision"
+DESCRIPTION = ("accelerate estimate-memory, Training using Adam: 4x the fp32 model size (16 B/param), 2x under mixed "
+               "precision")
 SETUP = [{"dtype": "float32", "autocast": "none", "micro_batches": 1},
          {"dtype": "float32", "autocast": "bfloat16", "micro_batches": 1}]
 FLOAT32_BYTES = 4

@@ -10,13 +10,12 @@ states them and prints their output:
     "16b for fp32: 4b params, 4b grads, 4b momentum and 4b variance per parameter"; "18: ... +2b for fp16 params"
     (memory.rst's examples: 2851M parameters on 8 GPUs: 15.93GB per GPU for ZeRO-2, 6.09GB with a 32M largest
     layer for ZeRO-3; its "GB" are 2³⁰ bytes)
-Graded: ZeRO-2 at total_gpus = 1, 20 bytes per parameter, predicting the model states only (the estimators size
-nothing else), itemised as memory.rst reads it (fp16 parameters 2 with the fp32 copy counted as optimizer state; fp16 gradients 2
-+ fp32 gradients 4; momentum and variance 8). Setup described: mixed precision, one batch, any block. Under FSDP2
+Graded: ZeRO-2 at total_gpus = 1, 20 bytes per parameter, predicting the model states only (the estimators size nothing
+else), itemised as memory.rst reads it (fp16 parameters 2 with the fp32 copy counted as optimizer state; fp16 gradients
+2 + fp32 gradients 4; momentum and variance 8). Setup described: mixed precision, one batch, any block. Under FSDP2
 (shard 'fsdp2', ZeRO-3's sharding of parameters, gradients and optimizer state) ZeRO-3's estimate per rank with
-total_gpus = world_size, as the model states' total (it does not itemise them), its largest layer the module
-with the most parameters of its own, as estimate_zero3_model_states_mem_needs_all_live counts it
-(largest_layer_params).
+total_gpus = world_size, as the model states' total (it does not itemise them), its largest layer the module with the
+most parameters of its own, as estimate_zero3_model_states_mem_needs_all_live counts it (largest_layer_params).
 """
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def matmul_flops(config: ModelConfig, batch_size: int) -> dict[str, int]:
     t = batch_size * s
     kv = config.kv_heads / config.num_heads
     iter_factor = 4 if config.checkpointing == "full" else 3
-    per_pass = round(2 * (1 + 2 * kv) * L * t * h * h) + 2 * (2 * L * t * s * h) + 2 * L * t * h * h + 16 * L * t * h * h
+    per_pass = (round(2 * (1 + 2 * kv) * L * t * h * h) + 2 * (2 * L * t * s * h) + 2 * L * t * h * h
+                + 16 * L * t * h * h)
     embedding = 6 * t * h * V
     forward = per_pass + embedding // 3
     return {"forward": forward, "backward": iter_factor * per_pass + embedding - forward}

@@ -14,7 +14,8 @@ takes whenever sequence parallelism with selective recomputation is off (always 
                                                                   the 5·a·s²·b of the attention scores)
     activations           = 1.05·(L·34·s·b·h + 8·s·b + s·b·h + 2·(s·b·V + s·b·h))   input ids, embedding
                                                                   dropout mask, logits and final-norm output in
-                                                                  2 bytes, 5 % "for optimizer and miscellaneous temporaries"
+                                                                  2 bytes, 5 % "for optimizer and miscellaneous
+                                                                  temporaries"
     peak                  = weights and optimizer + activations
 (s = T, b = B, h = D, ffn = F, V = vocabulary, L layers, H heads, G key/value heads.) The file prints no example
 to reproduce; its parameter count gives Llama 2 7B's published 6,738,415,616 (tests/test_published.py).

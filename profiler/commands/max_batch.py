@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                           "torch_version": torch.__version__, "alloc_conf": alloc_conf, "hint": hint,
                           "budget": args.budget, "budget_bytes": budget,
                           "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
-                          "max_batch": maximum, "step_batch": config.micro_batches * maximum, "at_limit": maximum == args.limit,
+                          "max_batch": maximum, "step_batch": config.micro_batches * maximum,
+                          "at_limit": maximum == args.limit,
                           "exact_confirmed": confirmed and guessed_by == "the exact set's answer", "guess": guess,
                           "guessed_by": guessed_by, "guess_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         for term in order:
             value = table.loc[term, ("predicted", name)] if ("predicted", name) in table.columns and \
                 term in table.index else None
-            error = None if value is None or pd.isna(value) else relative_cell(table.loc[term, ("relative_error", name)])
+            error = (None if value is None or pd.isna(value)
+                     else relative_cell(table.loc[term, ("relative_error", name)]))
             column.append("—" if error is None else f"{format_cell(term, value)} ({error})" if args.wide else error)
         if any(cell != "—" for cell in column):
             columns[name] = column

@@ -176,7 +176,7 @@ class SavedTensorRecorder:
                 continue
             layer = layer_of(name)
             self._handles.append(module.register_forward_pre_hook(
-                lambda *_, c=component, l=layer: self._stack.append((c, l))))
+                lambda *_, c=component, at=layer: self._stack.append((c, at))))
             self._handles.append(module.register_forward_hook(self._leave, always_call=True))  # also on a raise
 
     def current_component(self) -> str | None:
