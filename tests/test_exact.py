@@ -131,11 +131,11 @@ def test_context_length_one_is_outside_the_exact_domain():
 
 
 def test_committed_programs_match_a_fresh_derivation():
-    """analytic/exact/derived.py is what tools/derive_programs.py derives from the installed torch: the AdamW
+    """analytic/exact/derived.json.gz is what tools/derive_programs.py derives from the installed torch: the AdamW
     programs of every implementation for the reference block and foreach's for each other parameter layout, and
     the general layout class of each arch's attention options (the whole file takes 15 minutes: `python
     tools/derive_programs.py --check`; every class is checked against measurement by the tests above)."""
-    from analytic.exact import derived
+    from analytic.exact.source import shipped as derived
     from model.config import ARCH_POSITIONAL
     from profiler.measuring.derive import class_keys, derive
 

@@ -53,7 +53,7 @@ def test_pyproject_accepts_exactly_the_verified_minors():
 def test_derive_writes_the_cache_the_exact_set_reads(tmp_path, monkeypatch, capsys):
     """`profiler derive` on an unverified torch writes the programs where analytic.exact.source finds them (the
     derivation itself, slow, stands in here for a one-class one; tests/test_exact.py re-derives real ones)."""
-    from analytic.exact import derived as shipped
+    from analytic.exact.source import shipped
     from analytic.exact import source
     from profiler.commands import derive as command
 
@@ -93,7 +93,7 @@ def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, cap
     """On an unverified torch (2.99 stands in; the programs are derived on the installed one) a class and an AdamW
     layout the cache lacks are derived when first looked up, equal to the shipped ones on the torch they were
     derived on, written to the cache, and read from it next time without deriving."""
-    from analytic.exact import derived as shipped
+    from analytic.exact.source import shipped
     from analytic.exact import source
     from profiler.measuring import on_demand
 
@@ -119,7 +119,7 @@ def test_differences_from_the_shipped_programs_name_the_op(monkeypatch):
     torch: the difference is that token, allocated by the token embedding's op."""
     import types
 
-    from analytic.exact import derived as shipped
+    from analytic.exact.source import shipped
     from profiler.measuring import version_diff
 
     key = ("reference", "learned", "explicit", "any", "none", False, False, False, False, False)

@@ -1,7 +1,7 @@
 """The `exact` formula set: closed forms that predict what the profiler measures for model.transformer.
 
 Memory to the byte on meta (analytic.exact.memory, from the allocation programs derived from traces of the step,
-analytic/exact/derived.py, compiled by analytic.exact.programs),
+analytic/exact/derived.json.gz, compiled by analytic.exact.programs),
 FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exact.flops), the maximum batch in
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.

@@ -2,7 +2,7 @@
 D, H, F, V (bytes per element as numbers), collected with sympy.
 
 It is built from what the numeric model evaluates (analytic.exact.memory, .flops): the derived allocation
-programs (analytic/exact/derived.py), the constant part and the AdamW closed forms, with sympy symbols in place of
+programs (analytic/exact/derived.json.gz), the constant part and the AdamW closed forms, with sympy symbols in place of
 numbers. A phase's peak is the highest of its moments; the moments are linear in B, so
     peak = max_k (α_k + β_k·B),
 and max batch = min_k ⌊(M − α_k) / β_k⌋ for a budget of M bytes. Moments that another moment exceeds at every

@@ -1,7 +1,7 @@
 """Exact memory of one training step, by phase and category: closed forms, vectorised over numpy arrays.
 
 The step's live bytes at any moment = the constant part (parameters, buffers, inputs) + what the step's
-allocation programs have left live. The programs are derived from traces of the step (analytic/exact/derived.py,
+allocation programs have left live. The programs are derived from traces of the step (analytic/exact/derived.json.gz,
 one set per layout class: arch, positional option, attention, dtypes, checkpointing, dropout, B == 1 or not,
 H == 1 or not, grouped-query attention or not), each as
 prefix + layer × L + suffix. A phase's peak is its highest moment:
@@ -14,7 +14,7 @@ prefix + layer × L + suffix. A phase's peak is its highest moment:
     after the first, or zero_grad 'zeros'), each weight gradient is a temporary added into it
     (backward_accumulate).
  3. Micro-batches: the first, then k - 1 that repeat the second exactly (each leaves nothing behind).
- 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per parameter layout:
+ 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.json.gz optimizers, per parameter layout:
     arch, positional option, grouped-query attention, and implementation): foreach allocates sqrt(v) for every
     parameter at once, for-loop a few parameter-sized temporaries at a time, fused none; then zero_grad, which
     frees every gradient (set_to_none=True) or nothing ('zeros'). The warm-up step's AdamW program also creates the state (two moments per parameter, and fused's
@@ -203,7 +203,7 @@ def saved_activations_per_layer(sizes: Sizes, positional: str) -> np.ndarray:
 
 def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
     """Bytes autograd keeps at the end of forward, by the component that saved each tensor first: L times what
-    one layer's components save plus what the components outside the layers save, as traced (derived.py).
+    one layer's components save plus what the components outside the layers save, as traced (the derived programs).
 
     For B, H ≥ 2, per layer: norm1 and norm2 keep their input x, x·rsqrt (a each) and rsqrt (r): 2a + r;
     q_proj keeps the normalised input that k_proj and v_proj share (a); the QKᵀ bmm keeps contiguous q and k

@@ -1,13 +1,14 @@
 """One rank of a sharded step (FSDP2's fully_shard, or DDP as torch's replicate runs it on FSDP2's engine), exact:
 the programs of its steady step derived from traces of the simulated rank (profiler.measuring.derive_sharded;
-shipped for some classes, derived_sharded.json, the others on first use), evaluated over the sizes below. Rank 0,
+shipped for some classes, derived_sharded.json.gz, the others on first use), evaluated over the sizes below. Rank 0,
 the rank that holds the most.
 
-A program is a sequence of tokens `<sign><category>:<symbol>`: `+UP:gDD` a gathered D×D weight allocated,
-`-AG:agb` a block's all-gather buffer freed. Categories (model.vocabulary.SHARDED_CATEGORIES) by code: P
-parameter shards, B buffers, I inputs, G gradient shards, S AdamW state, O AdamW temporaries, A saved
-activations, t temporaries, UP gathered (unsharded) parameters, AG all-gather buffers, UG unsharded gradients,
-RS reduce-scatter (or all-reduce) buffers. Symbols: those of one device (analytic.sizes, at the rank's batch) and,
+A program is a sequence of tokens `<sign><code>:<symbol>` (analytic.exact.programs, the grammar of one device's
+too): `+UP:gDD` a gathered D×D weight allocated, `-AG:agb` a block's all-gather buffer freed. Categories
+(model.vocabulary.SHARDED_CATEGORIES) by code (analytic.exact.programs.CODES): P parameter shards, B buffers,
+I inputs, G gradient shards, S AdamW state, O AdamW temporaries, A saved activations, t temporaries, UP gathered
+(unsharded) parameters, AG all-gather buffers, UG unsharded gradients, RS reduce-scatter (or all-reduce) buffers.
+Symbols: those of one device (analytic.sizes, at the rank's batch) and,
 with N the ranks a parameter is sharded over (world_size under FSDP2, 1 under DDP), e the parameters' bytes per
 element, c the bytes of the dtype they are gathered in (2 under FSDP2's bf16 MixedPrecisionPolicy, else e) and
 r the reduce dtype's (4 under that policy, else e), for each parameter shape k = rows × cols among VD, TD, DD, KD,
@@ -33,16 +34,14 @@ later one) and either zero_grad option. FLOPs: rank_flop_figures.
 from __future__ import annotations
 
 import json
-import re
-from functools import lru_cache
-from pathlib import Path
+from functools import lru_cache, partial
 from typing import Any, Callable
 
 import numpy as np
 
 from analytic.exact.memory import Phase
-from analytic.exact.programs import runs
-from analytic.exact.source import installed_torch
+from analytic.exact.programs import compile_program, runs
+from analytic.exact.source import installed_torch, shipped_document
 from analytic.figures import combine_windows
 from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
@@ -52,10 +51,6 @@ from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
 
-CODES = {"P": "parameters", "B": "buffers", "I": "inputs", "G": "gradients", "S": "optimizer_state",
-         "O": "optimizer_temporaries", "A": "saved_activations", "t": "temporaries", "UP": "unsharded_parameters",
-         "AG": "all_gather_buffers", "UG": "unsharded_gradients", "RS": "reduce_scatter_buffers"}
-CODE_OF = {name: code for code, name in CODES.items()}
 SHAPES = ("VD", "TD", "DD", "KD", "FD", "DF", "D", "F")
 SHARD_SYMBOLS = tuple(f"{prefix}{shape}" for prefix in "pquv" for shape in SHAPES) + (
     "agb", "agr", "aib", "air", "rsb", "rsr", "shb", "shr", "rt", "rt2", "r2")
@@ -64,16 +59,14 @@ ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first match
 # backward of micro-batch 1 and of micro-batch 2, which every later one repeats (derive_sharded checks it).
 WINDOWS = ("start",) + PHASES
 MICRO_BATCH_WINDOWS = ("start", "forward_1", "backward_1", "forward_2", "backward_2", "optimizer")
-PROGRAM_FORMAT = 3  # of the cached programs: raised whenever the symbols, the grammar or the keys change
-_TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
 
 # The programs of one class, by sharded_class_key: set by profiler.measuring.on_demand (derived on first use on the
 # installed torch, cached); analytic/ imports no torch.
 DERIVE_ON_FIRST_USE: Callable[[tuple], dict[str, Any]] | None = None
 _PROGRAMS: dict[tuple, dict] = {}
-# Shipped programs (derived on the torch of analytic/exact/derived.py, holding where its programs do): the classes
-# of the dist grid's points and of SHIPPED_SETUPS, written by tools/derive_sharded_programs.py.
-SHIPPED_PATH = Path(__file__).with_name("derived_sharded.json")
+# Shipped programs (derived on the torch of analytic/exact/derived.json.gz, holding where its programs do): the
+# classes of the dist grid's points and of SHIPPED_SETUPS, written by tools/derive_sharded_programs.py.
+SHIPPED_FILE = "derived_sharded.json.gz"
 # Setups the tests grade (tests/test_sharded.py), shipped at a batch of 2 on one and on several ranks.
 SHIPPED_SETUPS = {
     "fsdp2-fp32": dict(shard="fsdp2"),
@@ -141,18 +134,7 @@ def symbol_values(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
     return {**sizes.symbols(), **constant, "r2": sizes.B * sizes.T * 2}
 
 
-@lru_cache(maxsize=None)
-def compile_sharded(program: str) -> tuple[np.ndarray, np.ndarray]:
-    """(moments, net) of a sharded program, as analytic.exact.programs.compile_program over SHARDED_CATEGORIES
-    and ALL_SYMBOLS."""
-    live = np.zeros((len(SHARDED_CATEGORIES), len(ALL_SYMBOLS)), dtype=np.int64)
-    moments = []
-    for token in program.split():
-        sign, code, symbol = _TOKEN.match(token).groups()
-        live[SHARDED_CATEGORIES.index(CODES[code]), ALL_SYMBOLS.index(symbol)] += 1 if sign == "+" else -1
-        if sign == "+":
-            moments.append(live.copy())
-    return np.array(moments, dtype=np.int64).reshape(-1, *live.shape), live
+compile_sharded = partial(compile_program, categories=SHARDED_CATEGORIES, symbols=ALL_SYMBOLS)
 
 
 class RankPhase(Phase):
@@ -169,10 +151,9 @@ def class_name(key: tuple) -> str:
 @lru_cache(maxsize=None)
 def shipped_programs() -> dict[str, dict]:
     """The shipped classes, by class_name, where the installed torch is one they hold on (else none)."""
-    if minor(installed_torch()) not in SHIPPED_MINORS or not SHIPPED_PATH.exists():
+    if minor(installed_torch()) not in SHIPPED_MINORS:
         return {}
-    document = json.loads(SHIPPED_PATH.read_text())
-    return document["classes"] if document.get("format") == PROGRAM_FORMAT else {}
+    return shipped_document(SHIPPED_FILE)["classes"]
 
 
 def programs_of(key: tuple) -> dict | None:

@@ -1,20 +1,21 @@
-"""Which derived programs the exact model runs: the shipped ones (analytic/exact/derived.py, derived on one torch
-and holding on the others analytic.exact.versions.SHIPPED_MINORS lists), or, on any other torch, those derived on it
-and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache,
-adamw-profiler/derived-torch-<version>-<simulation revision>.py): all of them by `python -m profiler derive`
-(minutes), or class by class on first use (seconds each) where the profiler has installed DERIVE_ON_FIRST_USE, as
-its CLI does. A program neither cached nor derivable here (a library user's call without the hook) is the shipped
+"""Which derived programs the exact model runs: the shipped ones (analytic/exact/derived.json.gz, derived on one
+torch and holding on the others analytic.exact.versions.SHIPPED_MINORS lists), or, on any other torch, those derived
+on it and cached in the user's cache folder ($XDG_CACHE_HOME or ~/.cache,
+adamw-profiler/derived-torch-<version>-<simulation revision>.json.gz, analytic.exact.store's format): all of them by
+`python -m profiler derive` (minutes), or class by class on first use (seconds each) where the profiler has
+installed DERIVE_ON_FIRST_USE, as its CLI does. A program neither cached nor derivable here (a library user's call without the hook) is the shipped
 one, and every command says which in one line (analytic.exact.versions.unverified_notice).
 """
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
+import importlib.resources
+from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any, Callable
 
-from analytic.exact import derived as shipped
+from analytic.exact import store
 from analytic.exact.versions import SHIPPED_MINORS, cached_path, minor
 
 
@@ -23,7 +24,24 @@ def installed_torch() -> str:
     return importlib.metadata.version("torch")
 
 
-def load(version: str | None = None) -> ModuleType:
+def from_document(document: dict) -> SimpleNamespace:
+    """CLASSES, OPTIMIZERS (keyed by tuples) and TORCH_VERSION of a programs document (analytic.exact.store)."""
+    return SimpleNamespace(
+        CLASSES={store.parse_key(name): data for name, data in document["classes"].items()},
+        OPTIMIZERS={store.parse_key(name): data for name, data in document["optimizers"].items()},
+        TORCH_VERSION=document["torch_version"])
+
+
+@lru_cache(maxsize=None)
+def shipped_document(name: str) -> dict:
+    """A shipped programs file of the package (derived.json.gz, derived_sharded.json.gz) as its document."""
+    return store.loads(importlib.resources.files("analytic.exact").joinpath(name).read_bytes())
+
+
+shipped = from_document(shipped_document("derived.json.gz"))
+
+
+def load(version: str | None = None) -> SimpleNamespace:
     """The programs for torch `version` (the installed one by default): the shipped ones where they were verified
     or nothing was derived."""
     version = version or installed_torch()
@@ -33,13 +51,11 @@ def load(version: str | None = None) -> ModuleType:
     return load_file(path)
 
 
-def load_file(path: Path) -> ModuleType:
-    """A programs file (CLASSES, OPTIMIZERS, TORCH_VERSION) as `python -m profiler derive` writes it."""
-    name = "adamw_profiler_" + path.stem.replace("-", "_").replace(".", "_")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_file(path: Path) -> SimpleNamespace:
+    """A programs file as `python -m profiler derive` writes it (CLASSES, OPTIMIZERS, TORCH_VERSION); empty where
+    it was written in another format."""
+    document = store.read(path) or {"classes": {}, "optimizers": {}, "torch_version": None}
+    return from_document(document)
 
 
 # (kind, key) -> the programs of one layout class ("classes") or one AdamW layout ("optimizers") derived on the

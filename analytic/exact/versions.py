@@ -1,6 +1,6 @@
 """The torch versions the exact model is known to hold on, and with which programs.
 
-Its programs were derived from traces of the step on one torch (analytic/exact/derived.py's TORCH_VERSION) and
+Its programs were derived from traces of the step on one torch (analytic/exact/derived.json.gz's torch_version) and
 are shipped for the minors where they hold (SHIPPED_MINORS); a torch release can change what autograd saves or
 what a kernel allocates, so on any other torch the exact model runs programs derived on it (analytic.exact.source:
 class by class on first use, cached). The model is claimed only where it was verified (VERIFIED_MINORS): the whole
@@ -33,12 +33,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adamw-profiler"
 
 
-def cached_path(version: str, kind: str = "derived", suffix: str = ".py") -> Path:
+def cached_path(version: str, kind: str = "derived") -> Path:
     """Where `python -m profiler derive` puts the programs derived on torch `version` (analytic.exact.source
     reads them there), keyed by the release without its local build tag ('2.15.0' of '2.15.0+cu130': the
     package metadata's version and torch.__version__ can differ in it) and by the simulation's code
-    (simulation_revision); kind "sharded", suffix ".json": a sharded rank's (profiler.measuring.on_demand)."""
-    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}-{simulation_revision()}{suffix}"
+    (simulation_revision); kind "sharded": a sharded rank's (profiler.measuring.on_demand). Both in
+    analytic.exact.store's format."""
+    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}-{simulation_revision()}.json.gz"
 
 
 # The code that runs when a step is traced: the model (its autocast emulation included) and the measurement.

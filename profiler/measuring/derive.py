@@ -3,9 +3,10 @@
 For each layout class (arch, positional option, attention, dtypes, checkpointing, dropout; B == 1 or B ≥ 2;
 H == 1 or H ≥ 2; grouped-query attention (G < H) or not; T ≥ 2 throughout) the step is traced
 at sizes chosen so that every allocation's byte count names one symbol of analytic.sizes (a = B·T·D·e,
-s = B·H·T²·e, gDF = D·F·e, k = 4, ...). Each phase's event list becomes a program of tokens: `+a` a temporary,
-`-S` a tensor saved for backward, `+gDD` a weight gradient, `+opt:gDF` an AdamW temporary, `+state:gVD` AdamW
-state. A phase is split into segments, each run once or L times (one per block, or per block's parameters):
+s = B·H·T²·e, gDF = D·F·e, k = 4, ...). Each phase's event list becomes a program of tokens
+(analytic.exact.programs): `+t:a` a temporary, `-A:s` a tensor saved for backward, `+G:gDD` a weight gradient,
+`+t:gDD` one about to be added into .grad, `+O:gDF` an AdamW temporary, `+S:gVD` AdamW state.
+A phase is split into segments, each run once or L times (one per block, or per block's parameters):
     c0 + X1 × L + c1 + X2 × L + ... + ck
 found from traces with L = 1, 2 and 3 layers (the exact tests check larger L). Every class is traced at two
 unrelated size sets (fp32 and bf16), and a token keeps only the symbols that fit both, so a coincidence of sizes
@@ -17,7 +18,7 @@ which creates the state, and steady state) is traced per parameter layout (arch,
 attention) and implementation in the general layout: on meta for foreach and for-loop, on CPU for fused (which has
 no meta kernel).
 
-`derive()` returns the data that tools/derive_programs.py writes to analytic/exact/derived.py.
+`derive()` returns the data that tools/derive_programs.py writes to analytic/exact/derived.json.gz (`document`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs
+from analytic.exact import store
+from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs, token
 from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, optimizer_key, sizes_of
 from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
                           ModelConfig)
@@ -86,7 +88,7 @@ class DerivationError(RuntimeError):
 @dataclass
 class Event:
     sign: str  # "+" or "-"
-    marker: str  # "" a temporary, "S" saved for backward, "g" a gradient, "opt:" / "state:" AdamW's
+    category: str  # temporaries, saved_activations, gradients, optimizer_temporaries or optimizer_state
     candidates: frozenset[str]  # the symbols whose size it has
     op: str = ""  # the op that allocated the storage, or the last op before it was freed
 
@@ -197,20 +199,20 @@ class _Tracing:
     def _event(self, sign: int, sid: int, nbytes: int, in_optimizer: bool, saved: set, state: set,
                op: str = "") -> Event:
         if sid in self.gradients:
-            marker, allowed = "g", GRADIENT_SYMBOLS
+            category, allowed = "gradients", GRADIENT_SYMBOLS
         elif sid in state:
-            marker, allowed = "state:", PARAMETER_SIZED
+            category, allowed = "optimizer_state", PARAMETER_SIZED
         elif in_optimizer:
-            marker, allowed = "opt:", PARAMETER_SIZED
+            category, allowed = "optimizer_temporaries", PARAMETER_SIZED
         elif sid in saved:
-            marker, allowed = "S", ACTIVATION_SYMBOLS
+            category, allowed = "saved_activations", ACTIVATION_SYMBOLS
         else:  # a temporary: activation-sized, or a weight gradient about to be accumulated into .grad
-            marker, allowed = "", ACTIVATION_SYMBOLS + GRADIENT_SYMBOLS
+            category, allowed = "temporaries", ACTIVATION_SYMBOLS + GRADIENT_SYMBOLS
         found = frozenset(n for n in allowed if self.sizes[n] == nbytes)
         if not found:
             raise DerivationError(f"{self.config}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} "
                                   f"bytes at batch {self.batch} fits no symbol of {', '.join(allowed)}")
-        return Event("+" if sign == ALLOC else "-", marker, found, op)
+        return Event("+" if sign == ALLOC else "-", category, found, op)
 
     def saved_by_component(self) -> dict[tuple[str, int | None], list[frozenset[str]]]:
         by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
@@ -255,7 +257,7 @@ def trace_optimizer(config: ModelConfig, batch: int, optimizer: str, device: str
 def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
     """Tokens from two traces of the same class: each event keeps the symbols both allow (the first in SYMBOLS
     order)."""
-    if [(e.sign, e.marker) for e in first] != [(e.sign, e.marker) for e in second]:
+    if [(e.sign, e.category) for e in first] != [(e.sign, e.category) for e in second]:
         raise DerivationError(f"{what}: the two size sets give different event sequences")
     tokens = []
     for one, two in zip(first, second):
@@ -263,15 +265,7 @@ def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
         if not common:
             raise DerivationError(f"{what}: an event is {sorted(one.candidates)} at one size set and "
                                   f"{sorted(two.candidates)} at the other")
-        name = common[0]
-        if one.marker == "S":
-            tokens.append(one.sign + name.upper())
-        elif one.marker in ("opt:", "state:"):
-            tokens.append(one.sign + one.marker + name)
-        elif one.marker == "" and name.startswith("g"):  # a weight gradient before it is added into .grad
-            tokens.append(one.sign + "tmp:" + name)
-        else:
-            tokens.append(one.sign + name)
+        tokens.append(token(one.sign, one.category, common[0]))
     return tokens
 
 
@@ -379,9 +373,9 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     components: dict[str, dict[str, str]] = {"layer": {}, "outside": {}}
     for (component, layer), candidates in sorted(first.saved.items(), key=lambda item: str(item[0])):
         other = second.saved.get((component, layer), [])
-        tokens = _agree([Event("+", "", c) for c in candidates], [Event("+", "", c) for c in other],
-                        f"{what}, saved by {component}")
-        names = " ".join(token[1:] for token in tokens)  # the symbols, one per saved storage
+        tokens = _agree([Event("+", "saved_activations", c) for c in candidates],
+                        [Event("+", "saved_activations", c) for c in other], f"{what}, saved by {component}")
+        names = " ".join(text.split(":")[1] for text in tokens)  # the symbols, one per saved storage
         where = "outside" if layer is None else "layer"
         if layer in (None, 0):
             components[where][component] = names
@@ -421,7 +415,7 @@ def parameter_layouts() -> list[ClassKey]:
 
 
 def class_keys() -> list[ClassKey]:
-    """Every layout class, in the order of analytic/exact/derived.py: per arch, its positional options,
+    """Every layout class, in the order of analytic/exact/derived.json.gz: per arch, its positional options,
     dropout or not (gpt2, except with sdpa-math, whose dropout is not simulated), and layouts (B == 1, H == 1,
     and for llama grouped- and multi-query attention)."""
     keys = []
@@ -456,41 +450,8 @@ def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
     return {"classes": classes, "optimizers": adamw}
 
 
-def _segments(lines: list[str], name: str, segments: list[tuple[str, bool]], indent: str) -> None:
-    lines.append(f"{indent}{name!r}: [")
-    runs_text = {EVERY_BLOCK_BUT_THE_LAST: "× L-1", True: "× L", False: "once"}
-    lines += [f"{indent}    ({program!r}, {repeated!r}),  # {runs_text[repeated]}"
-              for program, repeated in segments]
-    lines.append(f"{indent}],")
-
-
-def render(derived: dict) -> str:
-    """analytic/exact/derived.py's text."""
-    lines = ['"""The exact model\'s allocation programs, derived from traces of the step by',
-             "profiler/measuring/derive.py: generated by `python tools/derive_programs.py`, do not edit.",
-             "",
-             "CLASSES key: (arch, positional, attention, dtypes covered, checkpointing, dropout, B == 1, H == 1,",
-             "G < H, G == 1); each window of a micro-batch (forward_first, forward_later, backward_fresh,",
-             "backward_accumulate) and of zero_grad (none, zeros): [(program, repeated)] over the symbols of",
-             "analytic.sizes, each run once (False), L times (True) or L - 1 times ('L-1'); saved_by_component:",
-             "per layer and outside the layers.",
-             "OPTIMIZERS key: (arch, positional, G < H, AdamW implementation); the AdamW step of the warm-up step",
-             "(its state created) and of the steady step, zero_grad excluded.",
-             '"""',
-             f"TORCH_VERSION = {torch.__version__!r}",
-             "CLASSES = {"]
-    for key, data in derived["classes"].items():
-        lines.append(f"    {key!r}: {{")
-        lines.append(f"        \"domain\": {data['domain']!r},")
-        for window in CLASS_WINDOWS:
-            _segments(lines, window, data[window], " " * 8)
-        lines.append(f"        \"saved_by_component\": {data['saved_by_component']!r},")
-        lines.append("    },")
-    lines += ["}", "OPTIMIZERS = {"]
-    for key, data in derived["optimizers"].items():
-        lines.append(f"    {key!r}: {{")
-        for step in ("warmup", "steady"):
-            _segments(lines, step, data[step], " " * 8)
-        lines.append("    },")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def document(derived: dict) -> dict:
+    """derive()'s programs as a programs document (analytic.exact.store) of the installed torch."""
+    return {"torch_version": torch.__version__,
+            "classes": {store.key_name(key): data for key, data in derived["classes"].items()},
+            "optimizers": {store.key_name(key): data for key, data in derived["optimizers"].items()}}

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 
-from analytic.exact.sharded import ALL_SYMBOLS, CODE_OF, compile_sharded, symbol_values, windows_of
+from analytic.exact.programs import CODE_OF
+from analytic.exact.sharded import ALL_SYMBOLS, compile_sharded, symbol_values, windows_of
 from analytic.sizes import sizes_of
 from profiler.measuring.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
 from profiler.measuring.measure import trace_step

@@ -6,14 +6,13 @@ rank's programs (analytic.exact.sharded) are derived on first use on every torch
 from __future__ import annotations
 
 import functools
-import json
 import sys
 
 import torch
 
-from analytic.exact import sharded, source
+from analytic.exact import sharded, source, store
 from analytic.exact.versions import cached_path
-from profiler.measuring.derive import ClassKey, DerivationError, derive, render
+from profiler.measuring.derive import ClassKey, DerivationError, derive, document
 from profiler.measuring.derive_sharded import derive_sharded_class
 
 
@@ -31,17 +30,14 @@ def derive_on_first_use(kind: str, key: tuple, quiet: bool = False) -> dict:
     fresh = derive([ClassKey(*key)], optimizers=[]) if kind == "classes" else derive([], optimizers=[key])
     merged = cached_programs(path)
     merged[kind].update(fresh[kind])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(merged))
+    store.write(path, document(merged))
     return fresh[kind][key]
 
 
 def cached_programs(path) -> dict:
-    """{"classes": ..., "optimizers": ...} of a cache file, empty where there is none."""
-    if not path.exists():
-        return {"classes": {}, "optimizers": {}}
-    module = source.load_file(path)
-    return {"classes": dict(module.CLASSES), "optimizers": dict(module.OPTIMIZERS)}
+    """{"classes": ..., "optimizers": ...} of a cache file (keyed by tuples), empty where there is none."""
+    cached = source.load_file(path)
+    return {"classes": dict(cached.CLASSES), "optimizers": dict(cached.OPTIMIZERS)}
 
 
 def install(quiet: bool = False) -> None:
@@ -55,11 +51,10 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     """The programs of one sharded class (analytic.exact.sharded.sharded_class_key): from this torch's cache, or
     derived (profiler.measuring.derive_sharded, seconds; one line on stderr unless `quiet`) and cached; None, with
     one line saying why, where the traces do not fit the programs' form (the exact set then predicts no rank)."""
-    path = cached_path(torch.__version__, "sharded", ".json")
-    document = json.loads(path.read_text()) if path.exists() else {}
-    if document.get("format") != sharded.PROGRAM_FORMAT:  # written by a release with other symbols: derived again
-        document = {"format": sharded.PROGRAM_FORMAT, "classes": {}}
-    cached, name = document["classes"], sharded.class_name(key)
+    path = cached_path(torch.__version__, "sharded")
+    # a file of another format (a release with other symbols or grammar) is derived again
+    cache = store.read(path) or {"torch_version": torch.__version__, "classes": {}}
+    cached, name = cache["classes"], sharded.class_name(key)
     if name not in cached:
         if not quiet:
             print(f"note: deriving the exact model's programs for one rank of {key[-3]} ({', '.join(map(str, key))}) "
@@ -69,13 +64,12 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
         except DerivationError as error:
             print(f"note: the exact set predicts no rank of this class: {error}", file=sys.stderr)
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(document, indent=1) + "\n")
+        store.write(path, cache)
     return cached[name]
 
 
 def install_sharded(quiet: bool = False) -> None:
     """Let the exact model derive a sharded class on first use (analytic.exact.sharded.DERIVE_ON_FIRST_USE), on
-    every torch: programs are shipped for a few classes on the torch of analytic/exact/derived.py only."""
+    every torch: programs are shipped for a few classes on the torch of analytic/exact/derived.json.gz only."""
     if sharded.DERIVE_ON_FIRST_USE is None:
         sharded.DERIVE_ON_FIRST_USE = functools.partial(derive_sharded_on_first_use, quiet=quiet)

@@ -1,7 +1,7 @@
 """Where the installed torch allocates otherwise than the torch the shipped programs were derived on, and which op.
 
 The exact model's programs for a layout class, derived here (cached on first use, analytic.exact.source), are
-compared with the shipped ones (analytic/exact/derived.py, derived on its TORCH_VERSION). For a class whose
+compared with the shipped ones (analytic/exact/derived.json.gz, derived on its torch_version). For a class whose
 programs differ, its step is traced again at one layer, and each window's tokens are aligned with the shipped
 program's (difflib): what one torch allocates or frees that the other does not, with the op that allocated or
 freed it here (the tracker's op at that event). `python -m profiler derive --against-shipped` prints them.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from analytic.exact import derived as shipped
+from analytic.exact.source import shipped
 from analytic.exact.programs import runs
 from profiler.measuring.derive import CLASS_WINDOWS, ClassKey, _agree, _class_traces
 
