@@ -99,7 +99,7 @@ def _derive_on_first_use_here() -> None:
     import torch
 
     from analytic.exact.versions import unverified_notice
-    from profiler.measuring import on_demand
+    from analytic.exact.derivation import on_demand
 
     if unverified_notice(torch.__version__):
         on_demand.install()

@@ -21,7 +21,7 @@ def pytest_sessionstart(session):
         import torch
 
         from analytic.exact.versions import unverified_notice
-        from profiler.measuring import on_demand
+        from analytic.exact.derivation import on_demand
     except ImportError:
         return
     if unverified_notice(torch.__version__):

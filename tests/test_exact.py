@@ -137,7 +137,7 @@ def test_committed_programs_match_a_fresh_derivation():
     tools/derive_programs.py --check`; every class is checked against measurement by the tests above)."""
     from analytic.exact.source import shipped as derived
     from model.config import ARCH_POSITIONAL
-    from profiler.measuring.derive import class_keys, derive
+    from analytic.exact.derivation.derive import class_keys, derive
 
     keys = [key for key in class_keys() if key.checkpointing == "none" and not any(key.layout)
             and key.positional == ARCH_POSITIONAL[key.arch][0] and key.dtypes in ("any", "fp32", "16-bit")

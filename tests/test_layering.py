@@ -1,5 +1,5 @@
-"""Imports point one way: commands -> reporting -> measuring -> analytic -> model; no import circle anywhere, and
-`--help` needs no torch."""
+"""Imports point one way: commands -> reporting -> the exact model's derivation -> measuring -> analytic -> model; no
+import circle anywhere, and `--help` needs no torch."""
 from __future__ import annotations
 
 import ast
@@ -9,9 +9,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("model", "analytic", "profiler")
-# A module may import from its own layer and the layers after it in this list, never from one before it.
-LAYERS = ("profiler.__main__", "profiler.cli", "profiler.commands", "profiler.reporting", "profiler.measuring",
-          "profiler.errors", "analytic", "model")
+# A module may import from its own layer and the layers after it in this list, never from one before it (a name
+# belongs to the first layer it starts with). analytic.exact.derivation traces the step (torch, the tracker of
+# profiler.measuring): only what is above it imports it, and the rest of analytic imports no profiler module.
+LAYERS = ("profiler.__main__", "profiler.cli", "profiler.commands", "profiler.reporting", "analytic.exact.derivation",
+          "profiler.measuring", "profiler.errors", "analytic", "model")
 
 
 def module_name(path: Path) -> str:
@@ -76,5 +78,16 @@ def test_the_cuda_backend_imports_nothing_above_it():
 
 def test_help_imports_no_torch():
     code = "import sys; from profiler.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "False"
+
+
+def test_the_torch_free_exact_model_never_imports_its_derivation():
+    """analytic.exact's modules outside analytic.exact.derivation import neither it nor torch (the layers above
+    already keep every other analytic module from importing a profiler module)."""
+    imports = graph()
+    free = [name for name in imports if name.startswith("analytic") and not name.startswith("analytic.exact.derivation")]
+    assert free and not any(target.startswith("analytic.exact.derivation") for name in free for target in imports[name])
+    code = "import sys, analytic.exact, analytic.exact.formula; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "False"

@@ -119,7 +119,7 @@ def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context
 def test_a_fresh_derivation_gives_the_shipped_programs():
     """One shipped class derived again here (the rest: tools/derive_sharded_programs.py --check)."""
     from analytic.exact.sharded import class_name, shipped_programs, shipped_setup_keys
-    from profiler.measuring.derive_sharded import derive_sharded_class
+    from analytic.exact.derivation.derive_sharded import derive_sharded_class
 
     key = shipped_setup_keys()[1]  # FSDP2, fp32, several ranks
     if not shipped_programs():

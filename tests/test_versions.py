@@ -79,7 +79,7 @@ def test_the_cache_is_keyed_by_the_simulation_code(tmp_path):
     import shutil
     for folder in versions.SIMULATION_CODE:
         shutil.copytree(versions.PROJECT_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "analytic").mkdir()  # outside SIMULATION_CODE
+    (tmp_path / "analytic").mkdir(exist_ok=True)  # outside SIMULATION_CODE but for its derivation
     assert versions.simulation_revision(tmp_path) == versions.simulation_revision()
     assert versions.simulation_revision() in versions.cached_path("2.99.0").name
     (tmp_path / "analytic" / "formulas.py").write_text("# not simulation code\n")
@@ -95,7 +95,7 @@ def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, cap
     derived on, written to the cache, and read from it next time without deriving."""
     from analytic.exact.source import shipped
     from analytic.exact import source
-    from profiler.measuring import on_demand
+    from analytic.exact.derivation import on_demand
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(torch, "__version__", "2.99.0")
@@ -120,7 +120,7 @@ def test_differences_from_the_shipped_programs_name_the_op(monkeypatch):
     import types
 
     from analytic.exact.source import shipped
-    from profiler.measuring import version_diff
+    from analytic.exact.derivation import version_diff
 
     key = ("reference", "learned", "explicit", "any", "none", False, False, False, False, False)
     programs = {name: list(segments) for name, segments in shipped.CLASSES[key].items() if name != "domain"}

@@ -1,5 +1,5 @@
 """Regenerates analytic/exact/derived.json.gz, the exact model's allocation programs, from traces of the step on meta
-(profiler/measuring/derive.py), every layout class and AdamW implementation (about 6 minutes on 2 cores):
+(analytic/exact/derivation/derive.py), every layout class and AdamW implementation (about 6 minutes on 2 cores):
 
     python tools/derive_programs.py            # writes the file
     python tools/derive_programs.py --check    # exit 1 if the committed file differs from a fresh derivation
@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from analytic.exact import store
-from profiler.measuring.derive import class_keys, derive, document
+from analytic.exact.derivation.derive import class_keys, derive, document
 
 TARGET = Path(__file__).resolve().parent.parent / "analytic" / "exact" / "derived.json.gz"
 

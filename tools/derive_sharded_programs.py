@@ -1,6 +1,6 @@
 """Regenerates analytic/exact/derived_sharded.json.gz, the shipped programs of a sharded rank (analytic.exact.sharded):
 the classes of the dist grid's points and of analytic.exact.sharded.SHIPPED_SETUPS, each derived from traces of
-small simulated ranks (profiler/measuring/derive_sharded.py, about 5 s a class on 2 cores). Any other class is
+small simulated ranks (analytic/exact/derivation/derive_sharded.py, about 5 s a class on 2 cores). Any other class is
 derived on first use.
 
     python tools/derive_sharded_programs.py            # writes the file
@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from analytic.exact import store
 from analytic.exact.sharded import SHIPPED_FILE, class_name, sharded_class_key, shipped_setup_keys
-from profiler.measuring.derive_sharded import derive_sharded_class
+from analytic.exact.derivation.derive_sharded import derive_sharded_class
 from profiler.reporting.grid import expand, load_grid
 
 

@@ -70,7 +70,7 @@ def dist_block() -> str | None:
     if why is not None:
         print(f"README.md's sharded table left as it is: {why}", file=sys.stderr)
         return None
-    from profiler.measuring import on_demand
+    from analytic.exact.derivation import on_demand
     from profiler.reporting.render import markdown_table
     from profiler.reporting.report import load, with_predictions
     from profiler.reporting.sharded import displayed, rank_table

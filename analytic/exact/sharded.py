@@ -1,5 +1,5 @@
 """One rank of a sharded step (FSDP2's fully_shard, or DDP as torch's replicate runs it on FSDP2's engine), exact:
-the programs of its steady step derived from traces of the simulated rank (profiler.measuring.derive_sharded;
+the programs of its steady step derived from traces of the simulated rank (analytic.exact.derivation.derive_sharded;
 shipped for some classes, derived_sharded.json.gz, the others on first use), evaluated over the sizes below. Rank 0,
 the rank that holds the most.
 
@@ -60,7 +60,7 @@ ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first match
 WINDOWS = ("start",) + PHASES
 MICRO_BATCH_WINDOWS = ("start", "forward_1", "backward_1", "forward_2", "backward_2", "optimizer")
 
-# The programs of one class, by sharded_class_key: set by profiler.measuring.on_demand (derived on first use on the
+# The programs of one class, by sharded_class_key: set by analytic.exact.derivation.on_demand (derived on first use on the
 # installed torch, cached); analytic/ imports no torch.
 DERIVE_ON_FIRST_USE: Callable[[tuple], dict[str, Any]] | None = None
 _PROGRAMS: dict[tuple, dict] = {}

@@ -59,7 +59,7 @@ def load_file(path: Path) -> SimpleNamespace:
 
 
 # (kind, key) -> the programs of one layout class ("classes") or one AdamW layout ("optimizers") derived on the
-# installed torch; set by profiler.measuring.on_demand, never by analytic/ (which imports no torch).
+# installed torch; set by analytic.exact.derivation.on_demand, never by analytic/ (which imports no torch).
 DERIVE_ON_FIRST_USE: Callable[[str, tuple], dict[str, Any]] | None = None
 
 

@@ -37,13 +37,13 @@ def cached_path(version: str, kind: str = "derived") -> Path:
     """Where `python -m profiler derive` puts the programs derived on torch `version` (analytic.exact.source
     reads them there), keyed by the release without its local build tag ('2.15.0' of '2.15.0+cu130': the
     package metadata's version and torch.__version__ can differ in it) and by the simulation's code
-    (simulation_revision); kind "sharded": a sharded rank's (profiler.measuring.on_demand). Both in
+    (simulation_revision); kind "sharded": a sharded rank's (analytic.exact.derivation.on_demand). Both in
     analytic.exact.store's format."""
     return cache_dir() / f"{kind}-torch-{version.split('+')[0]}-{simulation_revision()}.json.gz"
 
 
 # The code that runs when a step is traced: the model (its autocast emulation included) and the measurement.
-SIMULATION_CODE = ("model", "profiler/measuring")
+SIMULATION_CODE = ("model", "profiler/measuring", "analytic/exact/derivation")
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def derive_all(progress: bool) -> dict:
-    """Every layout class and AdamW program, traced on meta (profiler.measuring.derive)."""
+    """Every layout class and AdamW program, traced on meta (analytic.exact.derivation.derive)."""
     from tqdm import tqdm
 
-    from profiler.measuring.derive import class_keys, derive
+    from analytic.exact.derivation.derive import class_keys, derive
 
     return derive(tqdm(class_keys(), desc="layout classes", unit="class", file=sys.stderr,
                        disable=None if progress else True))
@@ -38,8 +38,8 @@ def against_shipped(as_json: bool) -> int:
 
     from analytic.exact.source import shipped
     from analytic.exact.versions import cached_path
-    from profiler.measuring.on_demand import cached_programs
-    from profiler.measuring.version_diff import class_differences, differing_classes
+    from analytic.exact.derivation.on_demand import cached_programs
+    from analytic.exact.derivation.version_diff import class_differences, differing_classes
 
     path = cached_path(torch.__version__)
     derived_here = cached_programs(path)["classes"]
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analytic.exact import store
     from analytic.exact.versions import cached_path
-    from profiler.measuring.derive import document
+    from analytic.exact.derivation.derive import document
 
     if args.against_shipped:
         return against_shipped(args.json)

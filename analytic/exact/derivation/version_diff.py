@@ -13,7 +13,7 @@ from typing import Any
 
 from analytic.exact.source import shipped
 from analytic.exact.programs import runs
-from profiler.measuring.derive import CLASS_WINDOWS, ClassKey, _agree, _class_traces
+from analytic.exact.derivation.derive import CLASS_WINDOWS, ClassKey, _agree, _class_traces
 
 LAYERS = 1  # the depth the tokens are compared at: every segment runs there, L − 1 ones excepted
 

@@ -1,5 +1,5 @@
 """The exact model's programs derived on first use, on a torch the shipped programs do not hold on: one layout class
-or one AdamW layout at a time, traced on meta (profiler.measuring.derive, seconds) and added to that torch's cache file,
+or one AdamW layout at a time, traced on meta (analytic.exact.derivation.derive, seconds) and added to that torch's cache file,
 which analytic.exact.source reads. `install()` hands the hook to analytic.exact.source; the CLI calls it. A sharded
 rank's programs (analytic.exact.sharded) are derived on first use on every torch (`install_sharded()`).
 """
@@ -12,8 +12,8 @@ import torch
 
 from analytic.exact import sharded, source, store
 from analytic.exact.versions import cached_path
-from profiler.measuring.derive import ClassKey, DerivationError, derive, document
-from profiler.measuring.derive_sharded import derive_sharded_class
+from analytic.exact.derivation.derive import ClassKey, DerivationError, derive, document
+from analytic.exact.derivation.derive_sharded import derive_sharded_class
 
 
 def derive_on_first_use(kind: str, key: tuple, quiet: bool = False) -> dict:
@@ -49,7 +49,7 @@ def install(quiet: bool = False) -> None:
 
 def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     """The programs of one sharded class (analytic.exact.sharded.sharded_class_key): from this torch's cache, or
-    derived (profiler.measuring.derive_sharded, seconds; one line on stderr unless `quiet`) and cached; None, with
+    derived (analytic.exact.derivation.derive_sharded, seconds; one line on stderr unless `quiet`) and cached; None, with
     one line saying why, where the traces do not fit the programs' form (the exact set then predicts no rank)."""
     path = cached_path(torch.__version__, "sharded")
     # a file of another format (a release with other symbols or grammar) is derived again

@@ -1,5 +1,5 @@
 """The programs of one sharded rank's steady step (analytic.exact.sharded), derived from traces of the simulated
-rank 0 (profiler.measuring.sharded), as profiler.measuring.derive does for one device.
+rank 0 (profiler.measuring.sharded), as analytic.exact.derivation.derive does for one device.
 
 A class (analytic.exact.sharded.sharded_class_key: one device's layout class, the shard strategy, FSDP2's
 resharding, one rank or several, micro-batches or not, zero_grad) is traced at L = 1 to 5 layers and at two
@@ -18,7 +18,7 @@ import itertools
 from analytic.exact.programs import CODE_OF
 from analytic.exact.sharded import ALL_SYMBOLS, compile_sharded, symbol_values, windows_of
 from analytic.sizes import sizes_of
-from profiler.measuring.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
+from analytic.exact.derivation.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
 from profiler.measuring.measure import trace_step
 from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
