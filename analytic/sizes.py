@@ -37,15 +37,15 @@ def head_layout(heads, kv_heads) -> tuple:
 
 def class_key(arch: str, positional: str, attention: str, dtype: str, autocast: str, checkpointing: str,
               dropout: bool, layout: tuple) -> tuple:
-    """The key of a layout class's programs (analytic/exact/derived.json.gz's classes): the options a step's programs depend on and the layout
-    (B == 1, H == 1, G < H, G == 1)."""
+    """The key of a layout class's programs (analytic/exact/derived.json.gz's classes): the options a step's
+    programs depend on and the layout (B == 1, H == 1, G < H, G == 1)."""
     return (arch, positional, attention, dtypes_class(attention, dtype, autocast, arch), checkpointing, dropout,
             *layout)
 
 
 def optimizer_key(arch: str, positional: str, grouped: bool, optimizer: str) -> tuple:
-    """The key of an AdamW layout's programs (analytic/exact/derived.json.gz's optimizers): the parameter shapes (arch, positional, G < H) and the
-    AdamW implementation."""
+    """The key of an AdamW layout's programs (analytic/exact/derived.json.gz's optimizers): the parameter shapes
+    (arch, positional, G < H) and the AdamW implementation."""
     return (arch, positional, grouped, optimizer)
 
 

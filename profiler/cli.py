@@ -94,16 +94,12 @@ def import_uncollected(module_name: str, runs_steps: bool):
 
 
 def _derive_on_first_use_here() -> None:
-    """On a torch the exact model was not verified on, let it derive what it lacks as it is needed (each derivation
-    says so in one line; `check` says which programs it ran); a sharded rank's programs on every torch."""
-    import torch
+    """The exact set runs the installed torch's programs and derives what they lack as it is needed (each
+    derivation says so in one line; `check` says which programs it ran): the registry gets those programs."""
+    from analytic.exact.derivation.on_demand import deriving_programs
+    from analytic.formula_sets import use_exact_programs
 
-    from analytic.exact.versions import unverified_notice
-    from analytic.exact.derivation import on_demand
-
-    if unverified_notice(torch.__version__):
-        on_demand.install()
-    on_demand.install_sharded()
+    use_exact_programs(deriving_programs())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,7 +86,8 @@ def test_the_torch_free_exact_model_never_imports_its_derivation():
     """analytic.exact's modules outside analytic.exact.derivation import neither it nor torch (the layers above
     already keep every other analytic module from importing a profiler module)."""
     imports = graph()
-    free = [name for name in imports if name.startswith("analytic") and not name.startswith("analytic.exact.derivation")]
+    free = [name for name in imports
+            if name.startswith("analytic") and not name.startswith("analytic.exact.derivation")]
     assert free and not any(target.startswith("analytic.exact.derivation") for name in free for target in imports[name])
     code = "import sys, analytic.exact, analytic.exact.formula; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from analytic.exact import store
-from analytic.exact.sharded import SHIPPED_FILE, class_name, sharded_class_key, shipped_setup_keys
+from analytic.exact.sharded import sharded_class_key, shipped_setup_keys
+from analytic.exact.source import SHIPPED_FILES
 from analytic.exact.derivation.derive_sharded import derive_sharded_class
 from profiler.reporting.grid import expand, load_grid
 
@@ -27,14 +28,14 @@ def shipped_keys() -> list[tuple]:
     return list(dict.fromkeys(keys + shipped_setup_keys()))
 
 
-TARGET = Path(__file__).resolve().parent.parent / "analytic" / "exact" / SHIPPED_FILE
+TARGET = Path(__file__).resolve().parent.parent / "analytic" / "exact" / SHIPPED_FILES["sharded"]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
     args = parser.parse_args()
-    classes = {class_name(key): derive_sharded_class(key)
+    classes = {store.key_name(key): derive_sharded_class(key)
                for key in tqdm(shipped_keys(), desc="sharded classes", file=sys.stderr)}
     if not args.check:
         store.write(TARGET, {"torch_version": torch.__version__, "classes": classes})

@@ -70,12 +70,13 @@ def dist_block() -> str | None:
     if why is not None:
         print(f"README.md's sharded table left as it is: {why}", file=sys.stderr)
         return None
-    from analytic.exact.derivation import on_demand
+    from analytic.exact.derivation.on_demand import deriving_programs
+    from analytic.formula_sets import use_exact_programs
     from profiler.reporting.render import markdown_table
     from profiler.reporting.report import load, with_predictions
     from profiler.reporting.sharded import displayed, rank_table
 
-    on_demand.install_sharded(quiet=True)
+    use_exact_programs(deriving_programs(quiet=True))
     meta, rows = load(DIST_FOLDER)
     table = displayed(rank_table(with_predictions(rows))).drop(columns=["model", "rank"])
     return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the card's block), rank 0, simulated on "

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact import programs
-from analytic.exact.source import CLASSES, OPTIMIZERS
+from analytic.exact.source import Programs
 from analytic.figures import combine_windows
 from analytic.sizes import SYMBOLS, Sizes, optimizer_key
 from model.vocabulary import CATEGORIES, COMPONENTS, PHASES
@@ -116,10 +116,10 @@ def per_layout(sizes: Sizes, compute) -> dict:
     return result
 
 
-def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+def step_phases(programs: Programs, sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
     """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-4), with
     each element's attention layout chosen elementwise."""
-    return per_layout(sizes, lambda layout: layout_phases(sizes, positional, optimizer, layout, warmup))
+    return per_layout(sizes, lambda layout: layout_phases(programs, sizes, positional, optimizer, layout, warmup))
 
 
 def _where(mask, chosen, other):
@@ -131,12 +131,12 @@ def _where(mask, chosen, other):
 PERSISTENT = [CATEGORIES.index(name) for name in ("gradients", "optimizer_state")]
 
 
-def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, ...], symbols: np.ndarray,
-             start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
+def run_step(programs: Programs, sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, ...],
+             symbols: np.ndarray, start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
     """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
     first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
     leaves nothing behind), the optimizer."""
-    derived = CLASSES[sizes.class_key(positional, layout)]
+    derived = programs.layout_class(sizes.class_key(positional, layout))
     has_gradients = bool(np.all(start[CATEGORIES.index("gradients")] > 0))  # zero_grad 'zeros' after a step
     windows, live = [], start
     for index in (1, 2) if sizes.micro_batches > 1 else (1,):
@@ -148,13 +148,13 @@ def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, 
         windows += [("forward", index, forward), ("backward", index, backward)]
         live = backward.live
     optimizer_phase = Phase(live, symbols)
-    adamw = OPTIMIZERS[optimizer_key(sizes.arch, positional, layout[2], optimizer)]
+    adamw = programs.adamw(optimizer_key(sizes.arch, positional, layout[2], optimizer))
     optimizer_phase.run_segments(adamw["warmup" if warmup else "steady"], sizes.L)
     optimizer_phase.run_segments(derived[f"zero_grad_{sizes.zero_grad}"], sizes.L)
     return windows + [("optimizer", None, optimizer_phase)]
 
 
-def layout_phases(sizes: Sizes, positional: str, optimizer: str,
+def layout_phases(programs: Programs, sizes: Sizes, positional: str, optimizer: str,
                   layout: tuple[bool, ...] = (False, False, False, False),
                   warmup: bool = False, moments: bool = False) -> dict:
     """step_phases for one attention layout; with moments=True, the live total at every moment of each phase
@@ -164,11 +164,11 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str,
     symbols = np.stack([np.broadcast_to(value, np.shape(sizes.B)) for value in
                         (sizes.symbols()[name] for name in SYMBOLS)])
     start = constant_part(sizes)
-    windows = run_step(sizes, positional, optimizer, layout, symbols, start, warmup=True)
+    windows = run_step(programs, sizes, positional, optimizer, layout, symbols, start, warmup=True)
     if not warmup:
         start = start.copy()
         start[PERSISTENT] += windows[-1][2].live[PERSISTENT]
-        windows = run_step(sizes, positional, optimizer, layout, symbols, start, warmup=False)
+        windows = run_step(programs, sizes, positional, optimizer, layout, symbols, start, warmup=False)
     if moments:
         return {name: np.concatenate([np.concatenate(phase.moments).sum(axis=1)
                                       for window, _, phase in windows if window == name]) for name in PHASES}
@@ -176,9 +176,9 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str,
                            sizes.micro_batches)
 
 
-def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+def step_figures(programs: Programs, sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
     """Phase figures plus the step's peak, the phase that holds it and the categories there."""
-    figures = step_phases(sizes, positional, optimizer, warmup)
+    figures = step_phases(programs, sizes, positional, optimizer, warmup)
     phases = figures["phases"]
     peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
     index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
@@ -189,19 +189,19 @@ def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = F
             **figures}
 
 
-def saved_activations_per_layer(sizes: Sizes, positional: str) -> np.ndarray:
+def saved_activations_per_layer(programs: Programs, sizes: Sizes, positional: str) -> np.ndarray:
     """Bytes one layer keeps for backward: the per-layer part of saved_activations_by_component (its total is L
     times this plus what the components outside the layers keep)."""
     values = sizes.symbols()
 
     def compute(layout):
-        saved = CLASSES[sizes.class_key(positional, layout)]["saved_by_component"]["layer"]
+        saved = programs.layout_class(sizes.class_key(positional, layout))["saved_by_component"]["layer"]
         return {"layer": sum((values[name] for names in saved.values() for name in names.split()), 0 * sizes.B)}
 
     return per_layout(sizes, compute)["layer"]
 
 
-def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
+def saved_activations_by_component(programs: Programs, sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
     """Bytes autograd keeps at the end of forward, by the component that saved each tensor first: L times what
     one layer's components save plus what the components outside the layers save, as traced (the derived programs).
 
@@ -219,7 +219,7 @@ def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, n
         return sum((values[name] for name in names.split()), 0 * sizes.B)
 
     def compute(layout):
-        saved = CLASSES[sizes.class_key(positional, layout)]["saved_by_component"]
+        saved = programs.layout_class(sizes.class_key(positional, layout))["saved_by_component"]
         return {name: sizes.L * bytes_of(saved["layer"].get(name, "")) + bytes_of(saved["outside"].get(name, ""))
                 for name in COMPONENTS}
 

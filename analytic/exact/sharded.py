@@ -1,7 +1,7 @@
 """One rank of a sharded step (FSDP2's fully_shard, or DDP as torch's replicate runs it on FSDP2's engine), exact:
-the programs of its steady step derived from traces of the simulated rank (analytic.exact.derivation.derive_sharded;
-shipped for some classes, derived_sharded.json.gz, the others on first use), evaluated over the sizes below. Rank 0,
-the rank that holds the most.
+the programs of its steady step derived from traces of the simulated rank (analytic.exact.derivation; shipped for
+some classes, derived_sharded.json.gz, the others derived on first use where the Programs derive, analytic.exact.
+source), evaluated over the sizes below. Rank 0, the rank that holds the most.
 
 A program is a sequence of tokens `<sign><code>:<symbol>` (analytic.exact.programs, the grammar of one device's
 too): `+UP:gDD` a gathered D×D weight allocated, `-AG:agb` a block's all-gather buffer freed. Categories
@@ -33,17 +33,15 @@ later one) and either zero_grad option. FLOPs: rank_flop_figures.
 """
 from __future__ import annotations
 
-import json
-from functools import lru_cache, partial
-from typing import Any, Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from analytic.exact.memory import Phase
 from analytic.exact.programs import compile_program, runs
-from analytic.exact.source import installed_torch, shipped_document
+from analytic.exact.source import Programs
 from analytic.figures import combine_windows
-from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
 from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
 from analytic.sharding import padded_elements, padded_rows, shard_group
@@ -60,13 +58,6 @@ ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first match
 WINDOWS = ("start",) + PHASES
 MICRO_BATCH_WINDOWS = ("start", "forward_1", "backward_1", "forward_2", "backward_2", "optimizer")
 
-# The programs of one class, by sharded_class_key: set by analytic.exact.derivation.on_demand (derived on first use on the
-# installed torch, cached); analytic/ imports no torch.
-DERIVE_ON_FIRST_USE: Callable[[tuple], dict[str, Any]] | None = None
-_PROGRAMS: dict[tuple, dict] = {}
-# Shipped programs (derived on the torch of analytic/exact/derived.json.gz, holding where its programs do): the
-# classes of the dist grid's points and of SHIPPED_SETUPS, written by tools/derive_sharded_programs.py.
-SHIPPED_FILE = "derived_sharded.json.gz"
 # Setups the tests grade (tests/test_sharded.py), shipped at a batch of 2 on one and on several ranks.
 SHIPPED_SETUPS = {
     "fsdp2-fp32": dict(shard="fsdp2"),
@@ -143,32 +134,6 @@ class RankPhase(Phase):
     categories = SHARDED_CATEGORIES
 
 
-def class_name(key: tuple) -> str:
-    """A class key as the JSON files store it."""
-    return json.dumps(list(key))
-
-
-@lru_cache(maxsize=None)
-def shipped_programs() -> dict[str, dict]:
-    """The shipped classes, by class_name, where the installed torch is one they hold on (else none)."""
-    if minor(installed_torch()) not in SHIPPED_MINORS:
-        return {}
-    return shipped_document(SHIPPED_FILE)["classes"]
-
-
-def programs_of(key: tuple) -> dict | None:
-    """The programs of a sharded class: shipped, or derived on first use where the profiler installed the hook,
-    else None (the exact set then predicts no sharded step)."""
-    if key not in _PROGRAMS:
-        if class_name(key) in shipped_programs():
-            _PROGRAMS[key] = shipped_programs()[class_name(key)]
-        elif DERIVE_ON_FIRST_USE is None:
-            return None
-        else:
-            _PROGRAMS[key] = DERIVE_ON_FIRST_USE(key)
-    return _PROGRAMS[key]
-
-
 def shipped_setup_keys() -> list[tuple]:
     """The class keys of SHIPPED_SETUPS at a batch of 2, on one rank (FSDP2's own classes) and on several."""
     keys = []
@@ -203,12 +168,13 @@ def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, R
     return phases
 
 
-def moment_totals(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> np.ndarray | None:
+def moment_totals(programs: Programs, config: ModelConfig, batch_size: int,
+                  optimizer: str = "foreach") -> np.ndarray | None:
     """Live bytes at every moment of rank 0's step at a micro-batch of `batch_size` (None outside the domain or
     without programs): each is linear in the batch, for analytic.exact.max_batch."""
     step_batch = config.micro_batches * batch_size
     sizes = sizes_of(config, step_batch)
-    derived = programs_of(sharded_class_key(config, step_batch)) if in_domain(config, optimizer) else None
+    derived = programs.sharded_class(sharded_class_key(config, step_batch)) if in_domain(config, optimizer) else None
     if derived is None:
         return None
     return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
@@ -243,9 +209,9 @@ def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
             "adamw_flops_per_param": flops["optimizer"] / sizes.params}
 
 
-def evaluate_rank(config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
+def evaluate_rank(programs: Programs, config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
     """rank_figures where the config is in the domain and its programs are at hand, else {}."""
     if not in_domain(config, optimizer) or np.ndim(sizes.B):
         return {}
-    derived = programs_of(sharded_class_key(config, int(sizes.B) * config.micro_batches))
+    derived = programs.sharded_class(sharded_class_key(config, int(sizes.B) * config.micro_batches))
     return {} if derived is None else {**rank_figures(config, sizes, derived), **rank_flop_figures(config, sizes)}

@@ -1,5 +1,5 @@
 """`python -m profiler derive`: derive the exact model's programs on the installed torch and cache them, so that
-the exact set runs them on a torch the shipped programs do not hold on (analytic.exact.source)."""
+the exact set runs them on a torch the shipped programs do not hold on (analytic.exact.source.for_torch)."""
 from __future__ import annotations
 
 import argparse
@@ -42,14 +42,14 @@ def against_shipped(as_json: bool) -> int:
     from analytic.exact.derivation.version_diff import class_differences, differing_classes
 
     path = cached_path(torch.__version__)
-    derived_here = cached_programs(path)["classes"]
+    derived_here = cached_programs(torch.__version__)["classes"]
     rows = [row for key in differing_classes(derived_here) for row in class_differences(key)]
     if as_json:
-        print(json.dumps({"torch": torch.__version__, "shipped_on": shipped.TORCH_VERSION, "classes_compared":
+        print(json.dumps({"torch": torch.__version__, "shipped_on": shipped().derived_on, "classes_compared":
                           len(derived_here), "differences": rows}, indent=2))
         return 0
     print(f"{len(derived_here)} classes derived on torch {torch.__version__} ({path}) against the shipped programs "
-          f"(derived on {shipped.TORCH_VERSION}): {len({row['class'] for row in rows})} differ")
+          f"(derived on {shipped().derived_on}): {len({row['class'] for row in rows})} differ")
     for row in rows:
         print(f"  {row['class']}, {row['window']}: shipped [{row['shipped']}] here [{row['here']}] "
               f"(ops here: {', '.join(row['ops here'])})")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytic import exact
-from analytic.exact.max_batch import max_batch_size
+from analytic.formula_sets import exact_set
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.figures import model_flops
 from analytic.units import UNITS
@@ -24,13 +23,14 @@ def _days(flops_per_step: int, problem: TrainingProblem) -> float:
 def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
     """Our closed forms: the peak solved for the budget, AdamW and step FLOPs (matmul + elementwise)."""
     config = problem.config
+    exact = exact_set()
     at_one = exact.predict(config, 1, optimizer)
     flops = exact.predict(config, problem.batch_size, optimizer)["flops"]
     step = model_flops(flops)
     return {"params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": max_batch_size(config, problem.budget_bytes, optimizer),
-            "max_batch_80GiB": max_batch_size(config, BUDGET_80GIB, optimizer),
+            "max_batch_80GB": exact.max_batch_size(config, problem.budget_bytes, optimizer),
+            "max_batch_80GiB": exact.max_batch_size(config, BUDGET_80GIB, optimizer),
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": _days(step, problem)}
 
@@ -42,7 +42,7 @@ def probed_batches(problem: TrainingProblem, optimizer: str = "foreach") -> list
     batches = {1}
     for budget in (problem.budget_bytes, BUDGET_80GIB):
         try:
-            guess = max_batch_size(problem.config, budget, optimizer)
+            guess = exact_set().max_batch_size(problem.config, budget, optimizer)
         except ValueError:
             continue
         batches |= {guess, guess + 1} - {0}

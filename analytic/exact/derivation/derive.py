@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from analytic.exact import store
+from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs, token
 from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, optimizer_key, sizes_of
 from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
@@ -451,7 +452,8 @@ def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
 
 
 def document(derived: dict) -> dict:
-    """derive()'s programs as a programs document (analytic.exact.store) of the installed torch."""
-    return {"torch_version": torch.__version__,
+    """derive()'s programs as a programs document (analytic.exact.store) of the installed torch and the simulation
+    revision that derived them."""
+    return {"torch_version": torch.__version__, "simulation_revision": simulation_revision(),
             "classes": {store.key_name(key): data for key, data in derived["classes"].items()},
             "optimizers": {store.key_name(key): data for key, data in derived["optimizers"].items()}}

@@ -1,7 +1,12 @@
-"""The exact model's programs derived on first use, on a torch the shipped programs do not hold on: one layout class
-or one AdamW layout at a time, traced on meta (analytic.exact.derivation.derive, seconds) and added to that torch's cache file,
-which analytic.exact.source reads. `install()` hands the hook to analytic.exact.source; the CLI calls it. A sharded
-rank's programs (analytic.exact.sharded) are derived on first use on every torch (`install_sharded()`).
+"""The exact model's programs derived on first use on the installed torch: deriving_programs(), the Programs the
+profiler's commands and tests run the exact set on.
+
+They are the installed torch's programs (analytic.exact.source.for_torch: shipped where they hold, else this
+torch's cache file), and a layout class, AdamW layout or sharded rank's class they lack is traced on meta here
+(analytic.exact.derivation.derive, derive_sharded: seconds each; one line on stderr says so), written to this
+torch's cache file (analytic.exact.versions.cached_path, analytic.exact.store's format) with the simulation
+revision that derived it (analytic.exact.derivation.revision), and kept. A cache file another revision wrote is
+not read: what it held is derived again.
 """
 from __future__ import annotations
 
@@ -10,66 +15,73 @@ import sys
 
 import torch
 
-from analytic.exact import sharded, source, store
-from analytic.exact.versions import cached_path
+from analytic.exact import source, store
 from analytic.exact.derivation.derive import ClassKey, DerivationError, derive, document
 from analytic.exact.derivation.derive_sharded import derive_sharded_class
+from analytic.exact.derivation.revision import simulation_revision
+from analytic.exact.versions import cached_path
+
+EMPTY = {"derived": {"classes": {}, "optimizers": {}}, "sharded": {"classes": {}}}
 
 
-def derive_on_first_use(kind: str, key: tuple, quiet: bool = False) -> dict:
-    """The programs of one class (kind "classes", key a ClassKey.key()) or AdamW layout (kind "optimizers", key
-    analytic.sizes.optimizer_key) derived on the installed torch and written into its cache file beside what is
-    there; one line on stderr says so (unless `quiet`)."""
+def cached(version: str, kind: str) -> dict:
+    """This torch's cache document of `kind` ("derived": one device's, "sharded": a rank's) as the current
+    simulation revision wrote it; an empty one where there is none or another revision wrote it."""
+    found = store.read(cached_path(version, kind))
+    if found is None or found.get("simulation_revision") != simulation_revision():
+        return {"torch_version": version, "simulation_revision": simulation_revision(), **EMPTY[kind]}
+    return found
+
+
+def cached_programs(version: str) -> dict:
+    """{"classes": ..., "optimizers": ...} of this torch's one-device cache file, keyed by tuples."""
+    found = cached(version, "derived")
+    return {kind: {store.parse_key(name): data for name, data in found[kind].items()}
+            for kind in ("classes", "optimizers")}
+
+
+def derive_on_first_use(kind: str, key: tuple, quiet: bool = False) -> dict | None:
+    """The programs of one layout class (kind "classes", key analytic.sizes.class_key), AdamW layout
+    ("optimizers", analytic.sizes.optimizer_key) or rank's class ("sharded", analytic.exact.sharded.
+    sharded_class_key) derived on the installed torch and added to its cache file; one line on stderr says so
+    (unless `quiet`). A rank's class whose traces do not fit the programs' form is None, with one line saying why
+    (the exact set then predicts no rank)."""
+    if kind == "sharded":
+        return derive_sharded_on_first_use(key, quiet)
     if kind not in ("classes", "optimizers"):
-        raise ValueError(f"kind must be classes or optimizers, got {kind!r}")
+        raise ValueError(f"kind must be classes, optimizers or sharded, got {kind!r}")
     path = cached_path(torch.__version__)
     what = ClassKey(*key).what() if kind == "classes" else f"AdamW {key[3]} on {key[0]}, {key[1]}"
     if not quiet:
         print(f"note: deriving the exact model's programs for {what} on torch {torch.__version__} (first use; "
               f"cached in {path})", file=sys.stderr)
     fresh = derive([ClassKey(*key)], optimizers=[]) if kind == "classes" else derive([], optimizers=[key])
-    merged = cached_programs(path)
-    merged[kind].update(fresh[kind])
-    store.write(path, document(merged))
+    found = cached(torch.__version__, "derived")
+    found[kind][store.key_name(key)] = fresh[kind][key]
+    store.write(path, found)
     return fresh[kind][key]
 
 
-def cached_programs(path) -> dict:
-    """{"classes": ..., "optimizers": ...} of a cache file (keyed by tuples), empty where there is none."""
-    cached = source.load_file(path)
-    return {"classes": dict(cached.CLASSES), "optimizers": dict(cached.OPTIMIZERS)}
-
-
-def install(quiet: bool = False) -> None:
-    """Let the exact model derive what it lacks on this torch (analytic.exact.source.DERIVE_ON_FIRST_USE); a hook
-    already installed stays (the tests install a quiet one before the CLI would install its own)."""
-    if source.DERIVE_ON_FIRST_USE is None:
-        source.DERIVE_ON_FIRST_USE = functools.partial(derive_on_first_use, quiet=quiet)
-
-
 def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
-    """The programs of one sharded class (analytic.exact.sharded.sharded_class_key): from this torch's cache, or
-    derived (analytic.exact.derivation.derive_sharded, seconds; one line on stderr unless `quiet`) and cached; None, with
-    one line saying why, where the traces do not fit the programs' form (the exact set then predicts no rank)."""
+    """The programs of one sharded class: from this torch's cache, or derived (analytic.exact.derivation.
+    derive_sharded, seconds) and cached."""
     path = cached_path(torch.__version__, "sharded")
-    # a file of another format (a release with other symbols or grammar) is derived again
-    cache = store.read(path) or {"torch_version": torch.__version__, "classes": {}}
-    cached, name = cache["classes"], sharded.class_name(key)
-    if name not in cached:
+    found = cached(torch.__version__, "sharded")
+    name = store.key_name(key)
+    if name not in found["classes"]:
         if not quiet:
-            print(f"note: deriving the exact model's programs for one rank of {key[-3]} ({', '.join(map(str, key))}) "
+            print(f"note: deriving the exact model's programs for one rank of {key[-5]} ({', '.join(map(str, key))}) "
                   f"on torch {torch.__version__} (first use; cached in {path})", file=sys.stderr)
         try:
-            cached[name] = derive_sharded_class(key)
+            found["classes"][name] = derive_sharded_class(key)
         except DerivationError as error:
             print(f"note: the exact set predicts no rank of this class: {error}", file=sys.stderr)
             return None
-        store.write(path, cache)
-    return cached[name]
+        store.write(path, found)
+    return found["classes"][name]
 
 
-def install_sharded(quiet: bool = False) -> None:
-    """Let the exact model derive a sharded class on first use (analytic.exact.sharded.DERIVE_ON_FIRST_USE), on
-    every torch: programs are shipped for a few classes on the torch of analytic/exact/derived.json.gz only."""
-    if sharded.DERIVE_ON_FIRST_USE is None:
-        sharded.DERIVE_ON_FIRST_USE = functools.partial(derive_sharded_on_first_use, quiet=quiet)
+def deriving_programs(quiet: bool = False) -> source.Programs:
+    """The installed torch's programs, deriving (and caching) on first use what they lack."""
+    return source.for_torch(torch.__version__, functools.partial(derive_on_first_use, quiet=quiet),
+                            simulation_revision())

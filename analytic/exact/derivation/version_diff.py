@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from analytic.exact.source import shipped
+from analytic.exact import source
 from analytic.exact.programs import runs
 from analytic.exact.derivation.derive import CLASS_WINDOWS, ClassKey, _agree, _class_traces
 
@@ -23,11 +23,16 @@ def expanded(segments: list[tuple[str, Any]], layers: int) -> list[str]:
     return [token for program, repeated in segments for token in program.split() * runs(repeated, layers)]
 
 
+def shipped() -> source.Programs:
+    """The programs compared with: the shipped ones."""
+    return source.shipped()
+
+
 def differing_classes(derived_here: dict[tuple, dict]) -> list[tuple]:
     """The keys of the classes whose programs derived here differ from the shipped ones (same key)."""
     return [key for key, data in derived_here.items()
-            if key in shipped.CLASSES and any(data[window] != shipped.CLASSES[key][window]
-                                              for window in CLASS_WINDOWS)]
+            if key in shipped().found["classes"]
+            and any(data[window] != shipped().layout_class(key)[window] for window in CLASS_WINDOWS)]
 
 
 def class_differences(key: tuple) -> list[dict[str, Any]]:
@@ -41,7 +46,7 @@ def class_differences(key: tuple) -> list[dict[str, Any]]:
     for window in CLASS_WINDOWS:
         here = _agree(first.phases[window], second.phases[window], f"{cls.what()}, {window}")
         ops = [event.op for event in first.phases[window]]
-        before = expanded(shipped.CLASSES[key][window], LAYERS)
+        before = expanded(shipped().layout_class(key)[window], LAYERS)
         matcher = difflib.SequenceMatcher(a=before, b=here, autojunk=False)
         for kind, i1, i2, j1, j2 in matcher.get_opcodes():
             if kind == "equal":
@@ -49,5 +54,5 @@ def class_differences(key: tuple) -> list[dict[str, Any]]:
             rows.append({"class": cls.what(), "window": window, "shipped": " ".join(before[i1:i2]),
                          "here": " ".join(here[j1:j2]),
                          "ops here": sorted(set(ops[j1:j2])) if j2 > j1 else [ops[j1] if j1 < len(ops) else ""],
-                         "shipped on": shipped.TORCH_VERSION})
+                         "shipped on": shipped().derived_on})
     return rows
