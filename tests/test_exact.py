@@ -146,7 +146,7 @@ def test_committed_programs_match_a_fresh_derivation():
                   if key[:2] == ("reference", "learned") or key[3] == "foreach"]
     fresh = derive(keys, optimizers)
     assert fresh["optimizers"] == {key: shipped().adamw(key) for key in optimizers}
-    assert fresh["classes"] == {key.key(): shipped().layout_class(key.key()) for key in keys}
+    assert fresh["classes"] == {key: shipped().layout_class(key) for key in keys}
 
 
 def test_vectorised_over_arrays_of_configs():

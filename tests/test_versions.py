@@ -135,8 +135,9 @@ def test_differences_from_the_shipped_programs_name_the_op(monkeypatch):
 
     from analytic.exact import source
     from analytic.exact.derivation import version_diff
+    from analytic.sizes import LayoutClass
 
-    key = ("reference", "learned", "explicit", "any", "none", False, False, False, False, False)
+    key = LayoutClass()  # the reference block, learned positions, explicit attention, any dtype, B, H >= 2
     shipped = source.shipped().layout_class(key)
     programs = {name: list(segments) for name, segments in shipped.items() if name != "domain"}
     first_program, repeated = programs["forward_first"][0]

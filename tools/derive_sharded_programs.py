@@ -16,15 +16,16 @@ import torch
 from tqdm import tqdm
 
 from analytic.exact import store
-from analytic.exact.sharded import sharded_class_key, shipped_setup_keys
+from analytic.exact.sharded import shipped_setup_keys
 from analytic.exact.source import SHIPPED_FILES
+from analytic.sizes import ShardedClass
 from analytic.exact.derivation.derive_sharded import derive_sharded_class
 from profiler.reporting.grid import expand, load_grid
 
 
-def shipped_keys() -> list[tuple]:
+def shipped_keys() -> list[ShardedClass]:
     """Every class the dist grid's points and SHIPPED_SETUPS need, in a stable order."""
-    keys = [sharded_class_key(point.config, point.batch_size) for point in expand(load_grid("dist"))]
+    keys = [ShardedClass.of(point.config, point.batch_size) for point in expand(load_grid("dist"))]
     return list(dict.fromkeys(keys + shipped_setup_keys()))
 
 
@@ -35,7 +36,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
     args = parser.parse_args()
-    classes = {store.key_name(key): derive_sharded_class(key)
+    classes = {key.name(): derive_sharded_class(key)
                for key in tqdm(shipped_keys(), desc="sharded classes", file=sys.stderr)}
     if not args.check:
         store.write(TARGET, {"torch_version": torch.__version__, "classes": classes})

@@ -28,7 +28,7 @@ from analytic.exact.source import Programs, installed
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program
-from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, Sizes, class_key, head_layout, optimizer_key
+from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, LayoutClass, Sizes, head_layout, optimizer_key
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
@@ -67,9 +67,9 @@ class Setup:
     def layout(self) -> tuple[bool, bool, bool, bool]:
         return self.batch_one, self.head_one, self.grouped, self.kv_one
 
-    def class_key(self) -> tuple:
-        return class_key(self.arch, self.positional, self.attention, self.dtype, self.autocast, self.checkpointing,
-                         self.dropout, self.layout)
+    def layout_class(self) -> LayoutClass:
+        return LayoutClass.of(self.arch, self.positional, self.attention, self.dtype, self.autocast,
+                              self.checkpointing, self.dropout, self.layout)
 
     def optimizer_key(self) -> tuple:
         return optimizer_key(self.arch, self.positional, self.grouped, self.optimizer)
@@ -78,7 +78,7 @@ class Setup:
         """The layout class's domain; L >= 2 where a segment runs L − 1 times (its moments, which the formula's
         max lists, exist from L = 2 on; the numeric model, analytic.exact.memory, holds for L = 1 too). Programs:
         those of the installed torch by default (analytic.exact.source.installed)."""
-        derived = (programs or installed()).layout_class(self.class_key())
+        derived = (programs or installed()).layout_class(self.layout_class())
         but_last = any(repeated == EVERY_BLOCK_BUT_THE_LAST for window in derived.values() if isinstance(window, list)
                        for _, repeated in window)
         return LAYOUTS[self.layout] + (", L >= 2" if but_last else "")
@@ -238,7 +238,7 @@ def peak_moments(setup: Setup = Setup(), programs: Programs | None = None) -> di
 def _build(setup: Setup, programs: Programs) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
     sizes = symbolic_sizes(setup)
     values = symbol_values(sizes)
-    derived = programs.layout_class(setup.class_key())
+    derived = programs.layout_class(setup.layout_class())
     fixed = {"fixed.parameters_bytes": _exact(sizes.parameter_bytes),
              "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
     moments = Moments(sp.Add(*fixed.values()), values)
@@ -367,7 +367,7 @@ def saved_by_component(setup: Setup = Setup(), programs: Programs | None = None)
     """Bytes each component saves for backward, as derived: per layer (×L) for the block components, once for
     the others; components that save nothing are left out."""
     values = dict(zip(SYMBOLS, symbol_values(symbolic_sizes(setup))))
-    saved = (programs or installed()).layout_class(setup.class_key())["saved_by_component"]
+    saved = (programs or installed()).layout_class(setup.layout_class())["saved_by_component"]
     return {name: sp.Add(*(values[symbol] for symbol in names.split()))
             for where in ("layer", "outside") for name, names in saved[where].items()}
 

@@ -136,7 +136,7 @@ def run_step(programs: Programs, sizes: Sizes, positional: str, optimizer: str, 
     """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
     first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
     leaves nothing behind), the optimizer."""
-    derived = programs.layout_class(sizes.class_key(positional, layout))
+    derived = programs.layout_class(sizes.layout_class(positional, layout))
     has_gradients = bool(np.all(start[CATEGORIES.index("gradients")] > 0))  # zero_grad 'zeros' after a step
     windows, live = [], start
     for index in (1, 2) if sizes.micro_batches > 1 else (1,):
@@ -195,7 +195,7 @@ def saved_activations_per_layer(programs: Programs, sizes: Sizes, positional: st
     values = sizes.symbols()
 
     def compute(layout):
-        saved = programs.layout_class(sizes.class_key(positional, layout))["saved_by_component"]["layer"]
+        saved = programs.layout_class(sizes.layout_class(positional, layout))["saved_by_component"]["layer"]
         return {"layer": sum((values[name] for names in saved.values() for name in names.split()), 0 * sizes.B)}
 
     return per_layout(sizes, compute)["layer"]
@@ -219,7 +219,7 @@ def saved_activations_by_component(programs: Programs, sizes: Sizes, positional:
         return sum((values[name] for name in names.split()), 0 * sizes.B)
 
     def compute(layout):
-        saved = programs.layout_class(sizes.class_key(positional, layout))["saved_by_component"]
+        saved = programs.layout_class(sizes.layout_class(positional, layout))["saved_by_component"]
         return {name: sizes.L * bytes_of(saved["layer"].get(name, "")) + bytes_of(saved["outside"].get(name, ""))
                 for name in COMPONENTS}
 

@@ -45,7 +45,7 @@ from analytic.figures import combine_windows
 from analytic.params import parameter_tensor_shapes
 from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
 from analytic.sharding import padded_elements, padded_rows, shard_group
-from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
+from analytic.sizes import SYMBOLS, ShardedClass, Sizes, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
 
@@ -77,21 +77,9 @@ def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
     return config.shard != "none" and optimizer == "foreach" and config.context_length >= 2
 
 
-def sharded_class_key(config: ModelConfig, batch_size: int) -> tuple:
-    """The one-device layout class of the config at the batch of one micro-batch, its shard strategy,
-    resharding, whether FSDP2 runs on one rank (where it copies instead of gathering: other programs), whether
-    there are micro-batches, and the zero_grad option."""
-    micro_batch = batch_size // config.micro_batches
-    layout = (micro_batch == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
-    return (*class_key(config.arch, config.positional, config.attention, config.dtype, config.autocast,
-                       config.checkpointing, config.dropout > 0, layout),
-            config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1,
-            config.micro_batches > 1, config.zero_grad)
-
-
-def windows_of(key: tuple) -> tuple[str, ...]:
-    """The windows a class's programs have (sharded_class_key: micro-batched or not)."""
-    return MICRO_BATCH_WINDOWS if key[-2] else WINDOWS
+def windows_of(key: ShardedClass) -> tuple[str, ...]:
+    """The windows a class's programs have (micro-batched or not)."""
+    return MICRO_BATCH_WINDOWS if key.micro_batched else WINDOWS
 
 
 def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
@@ -134,14 +122,14 @@ class RankPhase(Phase):
     categories = SHARDED_CATEGORIES
 
 
-def shipped_setup_keys() -> list[tuple]:
+def shipped_setup_keys() -> list[ShardedClass]:
     """The class keys of SHIPPED_SETUPS at a batch of 2, on one rank (FSDP2's own classes) and on several."""
     keys = []
     for options in SHIPPED_SETUPS.values():
         config = ModelConfig(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
                              **{"num_heads": 2, **options})
         for world_size in (1, 4) if config.shard == "fsdp2" else (4,):
-            keys.append(sharded_class_key(config.replace(world_size=world_size), 2 * config.micro_batches))
+            keys.append(ShardedClass.of(config.replace(world_size=world_size), 2 * config.micro_batches))
     return keys
 
 
@@ -174,7 +162,7 @@ def moment_totals(programs: Programs, config: ModelConfig, batch_size: int,
     without programs): each is linear in the batch, for analytic.exact.max_batch."""
     step_batch = config.micro_batches * batch_size
     sizes = sizes_of(config, step_batch)
-    derived = programs.sharded_class(sharded_class_key(config, step_batch)) if in_domain(config, optimizer) else None
+    derived = programs.sharded_class(ShardedClass.of(config, step_batch)) if in_domain(config, optimizer) else None
     if derived is None:
         return None
     return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
@@ -213,5 +201,5 @@ def evaluate_rank(programs: Programs, config: ModelConfig, sizes: Sizes, optimiz
     """rank_figures where the config is in the domain and its programs are at hand, else {}."""
     if not in_domain(config, optimizer) or np.ndim(sizes.B):
         return {}
-    derived = programs.sharded_class(sharded_class_key(config, int(sizes.B) * config.micro_batches))
+    derived = programs.sharded_class(ShardedClass.of(config, int(sizes.B) * config.micro_batches))
     return {} if derived is None else {**rank_figures(config, sizes, derived), **rank_flop_figures(config, sizes)}

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from analytic.exact import store
 from analytic.exact.versions import SHIPPED_MINORS, cached_path, minor
+from analytic.sizes import LayoutClass, ShardedClass
 
 SHIPPED_FILES = {"one_device": "derived.json.gz", "sharded": "derived_sharded.json.gz"}
 KINDS = ("classes", "optimizers", "sharded")
@@ -47,8 +48,8 @@ def shipped_document(name: str) -> dict:
 
 
 class Programs:
-    """The exact model's programs on one torch, by kind (KINDS) and key: a layout class (analytic.sizes.class_key),
-    an AdamW layout (analytic.sizes.optimizer_key), a rank's class (analytic.exact.sharded.sharded_class_key).
+    """The exact model's programs on one torch, by kind (KINDS) and key: a layout class (analytic.sizes.LayoutClass),
+    an AdamW layout (analytic.sizes.optimizer_key), a rank's class (analytic.sizes.ShardedClass).
     `found` holds what is at hand (shipped or cached); `derive`, where given, supplies the rest and its answers
     are kept; `derived_on` is the torch the programs were derived on, `torch_version` the one they serve."""
 
@@ -68,7 +69,7 @@ class Programs:
             table[key] = self.derive(kind, key)
         return table[key]
 
-    def layout_class(self, key: tuple) -> dict:
+    def layout_class(self, key: LayoutClass) -> dict:
         """The windows and saved_by_component of one layout class."""
         return self._get("classes", key)
 
@@ -76,24 +77,24 @@ class Programs:
         """The warm-up and steady AdamW segments of one parameter layout and implementation."""
         return self._get("optimizers", key)
 
-    def sharded_class(self, key: tuple) -> dict | None:
+    def sharded_class(self, key: ShardedClass) -> dict | None:
         """The windows of one rank's class; None where there are none here (the exact set predicts no rank)."""
         return self._get("sharded", key)
 
 
-def _tables(document: dict | None) -> dict[str, dict]:
+def tables(document: dict | None) -> dict[str, dict]:
     """{kind: {key tuple: programs}} of a one-device document and of a sharded one."""
     if document is None:
         return {}
-    return {kind: {store.parse_key(name): data for name, data in document.get(kind, {}).items()}
-            for kind in ("classes", "optimizers")}
+    return {"classes": {LayoutClass.parse(name): data for name, data in document["classes"].items()},
+            "optimizers": {store.parse_key(name): data for name, data in document["optimizers"].items()}}
 
 
 @lru_cache(maxsize=None)
 def shipped() -> Programs:
     """The shipped programs (whatever torch is installed: for_torch says whether they hold on it)."""
     one_device, rank = (shipped_document(name) for name in SHIPPED_FILES.values())
-    found = {**_tables(one_device), "sharded": {store.parse_key(n): d for n, d in rank["classes"].items()}}
+    found = {**tables(one_device), "sharded": {ShardedClass.parse(n): d for n, d in rank["classes"].items()}}
     return Programs(one_device["torch_version"], one_device["torch_version"], found)
 
 
@@ -107,8 +108,8 @@ def for_torch(version: str | None = None, derive: Derive | None = None, revision
     cached = {kind: store.read(cached_path(version, kind)) for kind in ("derived", "sharded")}
     cached = {kind: document for kind, document in cached.items()
               if document and (revision is None or document.get("simulation_revision") == revision)}
-    found = _tables(cached.get("derived"))
-    found["sharded"] = {store.parse_key(n): d for n, d in cached.get("sharded", {}).get("classes", {}).items()}
+    found = tables(cached.get("derived"))
+    found["sharded"] = {ShardedClass.parse(n): d for n, d in cached.get("sharded", {}).get("classes", {}).items()}
     missing = (f"the exact model has no programs for this setup on torch {version}: the shipped ones (derived on "
                f"{shipped().derived_on}) hold on torch {', '.join(SHIPPED_MINORS)} only; derive them with `python "
                f"-m profiler derive`, or pass analytic.exact.derivation.deriving_programs() (derives on first use)")

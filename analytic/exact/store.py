@@ -80,10 +80,12 @@ def write(path: Path, document: dict[str, Any]) -> None:
     path.write_bytes(dumps(document))
 
 
-def key_name(key: tuple) -> str:
-    """A class or AdamW key as a document names it: its JSON array."""
-    return json.dumps(list(key))
+def key_name(key) -> str:
+    """A key as a document names it: a class's name() (analytic.sizes.LayoutClass, ShardedClass), an AdamW
+    layout's tuple as a JSON array."""
+    return key.name() if hasattr(key, "name") else json.dumps(list(key))
 
 
 def parse_key(name: str) -> tuple:
+    """An AdamW layout's key (analytic.sizes.optimizer_key) of its name."""
     return tuple(json.loads(name))

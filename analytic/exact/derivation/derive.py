@@ -32,7 +32,7 @@ import torch
 from analytic.exact import store
 from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs, token
-from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, optimizer_key, sizes_of
+from analytic.sizes import HEAD_LAYOUTS, SYMBOLS, LayoutClass, dtypes_class, optimizer_key, sizes_of
 from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
                           ModelConfig)
 from model.step import build, make_batch, train_step
@@ -58,7 +58,7 @@ DTYPES_OF = {"any": ("float32", "bfloat16"), "fp32": ("float32", "float32"), "16
 CHECK_SET = {"batch": 11, "heads": 5, "T": 13, "F": 31, "V": 43}
 
 
-def coincident_symbols(cls: "ClassKey") -> list[tuple[str, str]]:
+def coincident_symbols(cls: LayoutClass) -> list[tuple[str, str]]:
     """Pairs of symbols whose bytes are equal at both size sets of the class but differ at CHECK_SET."""
     values, traced = [], size_sets(cls)
     head_dim = 24 if cls.attention in ("sdpa-flash", "sdpa-efficient") else 18
@@ -70,7 +70,7 @@ def coincident_symbols(cls: "ClassKey") -> list[tuple[str, str]]:
             if first[x] == first[y] and second[x] == second[y] and check[x] != check[y]]
 
 
-def size_sets(cls: "ClassKey") -> tuple[dict, dict]:
+def size_sets(cls: LayoutClass) -> tuple[dict, dict]:
     head_dims = (8, 16) if cls.attention in ("sdpa-flash", "sdpa-efficient") else (6, 10)
     return tuple(dict(size_set, head_dim=dim, dtype=dtype)
                  for size_set, dim, dtype in zip(SIZE_SETS, head_dims, DTYPES_OF[cls.dtypes]))
@@ -103,43 +103,7 @@ class Trace:
     saved: dict[tuple[str, int | None], list[frozenset[str]]]
 
 
-@dataclass(frozen=True)
-class ClassKey:
-    """A layout class: the options a step's programs depend on, and B == 1, H == 1, G < H."""
-
-    arch: str = "reference"
-    positional: str = "learned"
-    attention: str = "explicit"
-    dtypes: str = "any"  # DTYPES_OF: the dtypes the class covers (dtypes_class)
-    checkpointing: str = "none"
-    dropout: bool = False
-    batch_one: bool = False
-    head_one: bool = False
-    grouped: bool = False  # G < H: grouped-query attention (llama)
-    kv_one: bool = False  # G == 1: H == 1, or multi-query attention
-
-    def __post_init__(self):
-        if self.head_one and not self.kv_one:
-            object.__setattr__(self, "kv_one", True)  # H == 1 has one key/value head
-
-    @property
-    def layout(self) -> tuple[bool, bool, bool, bool]:
-        return self.batch_one, self.head_one, self.grouped, self.kv_one
-
-    def key(self) -> tuple:
-        return (self.arch, self.positional, self.attention, self.dtypes, self.checkpointing, self.dropout,
-                *self.layout)
-
-    @property
-    def domain(self) -> str:
-        return DOMAINS[self.layout]
-
-    def what(self) -> str:
-        return (f"{self.arch}, {self.positional}, {self.attention}, {self.dtypes} dtypes, checkpointing "
-                f"{self.checkpointing}{', dropout' if self.dropout else ''}, {self.domain}")
-
-
-def traced_config(cls: ClassKey, layers: int, size_set: dict, micro_batches: int = 1):
+def traced_config(cls: LayoutClass, layers: int, size_set: dict, micro_batches: int = 1):
     """The config of one traced size set, and its (whole) batch: micro_batches micro-batches of B each."""
     heads = 1 if cls.head_one else size_set["heads"] * (2 if cls.grouped and not cls.kv_one else 1)
     kv_heads = 1 if cls.kv_one else 2 if cls.grouped else heads  # grouped: 3 and 2 query heads per key/value head
@@ -343,7 +307,7 @@ def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tu
     return [(" ".join(tokens), repeated) for tokens, repeated in merged]
 
 
-def _class_traces(cls: ClassKey) -> dict[int, list[Trace]]:
+def _class_traces(cls: LayoutClass) -> dict[int, list[Trace]]:
     return {layers: [trace_passes(*traced_config(cls, layers, size_set, micro_batches=2))
                      for size_set in size_sets(cls)] for layers in LAYERS}
 
@@ -353,7 +317,7 @@ def _tokens(traces: dict[int, list[Trace]], window: str, what: str) -> dict[int,
             for layers, (first, second) in traces.items()}
 
 
-def derive_class(cls: ClassKey, traces=None) -> dict:
+def derive_class(cls: LayoutClass, traces=None) -> dict:
     """The segments of every window of trace_passes, and saved activations by component (the symbol of each
     storage, per layer and outside the layers), of one layout class. A micro-batch after the first must leave
     nothing behind (forward_later + backward_accumulate nets to zero), so that every later one repeats it."""
@@ -387,7 +351,7 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     return result
 
 
-def derive_optimizer(parameters: ClassKey, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
+def derive_optimizer(parameters: LayoutClass, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
     """The AdamW step's segments in the warm-up step (state created) and the steady state of one parameter
     layout (`parameters`: the general class of an arch, positional option and grouped-query attention or not):
     the traced optimizer window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the
@@ -408,14 +372,14 @@ def derive_optimizer(parameters: ClassKey, optimizer: str, zero_grad: dict[int, 
     return result
 
 
-def parameter_layouts() -> list[ClassKey]:
+def parameter_layouts() -> list[LayoutClass]:
     """The general class of each parameter layout: arch, positional option, grouped-query attention (llama)."""
-    return [ClassKey(arch, positional, dtypes=dtypes_class("explicit", "float32", arch=arch), grouped=grouped)
+    return [LayoutClass(arch, positional, dtypes=dtypes_class("explicit", "float32", arch=arch), grouped=grouped)
             for arch in ARCH_OPTIONS for positional in ARCH_POSITIONAL[arch]
             for grouped in ((False, True) if arch == "llama" else (False,))]
 
 
-def class_keys() -> list[ClassKey]:
+def class_keys() -> list[LayoutClass]:
     """Every layout class, in the order of analytic/exact/derived.json.gz: per arch, its positional options,
     dropout or not (gpt2, except with sdpa-math, whose dropout is not simulated), and layouts (B == 1, H == 1,
     and for llama grouped- and multi-query attention)."""
@@ -427,18 +391,18 @@ def class_keys() -> list[ClassKey]:
             dropouts = (False, True) if arch == "gpt2" and attention != "sdpa-math" else (False,)
             dtype_classes = {dtypes_class(attention, dtype, arch=arch) for dtype in DTYPE_BYTES} | {"amp-bf16"}
             for dtypes in sorted(dtype_classes):
-                keys += [ClassKey(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
+                keys += [LayoutClass(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
                          for checkpointing in CHECKPOINTING_OPTIONS for dropout in dropouts for layout in layouts]
     return keys
 
 
-def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
-    """{"classes": {ClassKey.key(): class data}, "optimizers": {(arch, positional, grouped, optimizer): data}}:
+def derive(keys: Iterable[LayoutClass] | None = None, optimizers=True) -> dict:
+    """{"classes": {LayoutClass: class data}, "optimizers": {(arch, positional, grouped, optimizer): data}}:
     every class (or `keys`), and every AdamW implementation per parameter layout (with `optimizers` True, or
     those of its keys; their zero_grad tail comes from the layout's general explicit class, traced for it)."""
     classes, adamw = {}, {}
     for cls in keys if keys is not None else class_keys():
-        classes[cls.key()] = derive_class(cls)
+        classes[cls] = derive_class(cls)
     wanted = optimizers if optimizers is not True else [
         optimizer_key(layout.arch, layout.positional, layout.grouped, optimizer)
         for layout in parameter_layouts() for optimizer in OPTIMIZERS]
@@ -455,5 +419,5 @@ def document(derived: dict) -> dict:
     """derive()'s programs as a programs document (analytic.exact.store) of the installed torch and the simulation
     revision that derived them."""
     return {"torch_version": torch.__version__, "simulation_revision": simulation_revision(),
-            "classes": {store.key_name(key): data for key, data in derived["classes"].items()},
+            "classes": {key.name(): data for key, data in derived["classes"].items()},
             "optimizers": {store.key_name(key): data for key, data in derived["optimizers"].items()}}

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from analytic.exact import source, store
-from analytic.exact.derivation.derive import ClassKey, DerivationError, derive, document
+from analytic.exact.derivation.derive import DerivationError, derive
 from analytic.exact.derivation.derive_sharded import derive_sharded_class
 from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.versions import cached_path
@@ -36,26 +36,25 @@ def cached(version: str, kind: str) -> dict:
 def cached_programs(version: str) -> dict:
     """{"classes": ..., "optimizers": ...} of this torch's one-device cache file, keyed by tuples."""
     found = cached(version, "derived")
-    return {kind: {store.parse_key(name): data for name, data in found[kind].items()}
-            for kind in ("classes", "optimizers")}
+    return source.tables(found)
 
 
-def derive_on_first_use(kind: str, key: tuple, quiet: bool = False) -> dict | None:
-    """The programs of one layout class (kind "classes", key analytic.sizes.class_key), AdamW layout
-    ("optimizers", analytic.sizes.optimizer_key) or rank's class ("sharded", analytic.exact.sharded.
-    sharded_class_key) derived on the installed torch and added to its cache file; one line on stderr says so
-    (unless `quiet`). A rank's class whose traces do not fit the programs' form is None, with one line saying why
-    (the exact set then predicts no rank)."""
+def derive_on_first_use(kind: str, key, quiet: bool = False) -> dict | None:
+    """The programs of one layout class (kind "classes", key an analytic.sizes.LayoutClass), AdamW layout
+    ("optimizers", analytic.sizes.optimizer_key) or rank's class ("sharded", an analytic.sizes.ShardedClass)
+    derived on the installed torch and added to its cache file; one line on stderr says so (unless `quiet`). A
+    rank's class whose traces do not fit the programs' form is None, with one line saying why (the exact set then
+    predicts no rank)."""
     if kind == "sharded":
         return derive_sharded_on_first_use(key, quiet)
     if kind not in ("classes", "optimizers"):
         raise ValueError(f"kind must be classes, optimizers or sharded, got {kind!r}")
     path = cached_path(torch.__version__)
-    what = ClassKey(*key).what() if kind == "classes" else f"AdamW {key[3]} on {key[0]}, {key[1]}"
+    what = key.what() if kind == "classes" else f"AdamW {key[3]} on {key[0]}, {key[1]}"
     if not quiet:
         print(f"note: deriving the exact model's programs for {what} on torch {torch.__version__} (first use; "
               f"cached in {path})", file=sys.stderr)
-    fresh = derive([ClassKey(*key)], optimizers=[]) if kind == "classes" else derive([], optimizers=[key])
+    fresh = derive([key], optimizers=[]) if kind == "classes" else derive([], optimizers=[key])
     found = cached(torch.__version__, "derived")
     found[kind][store.key_name(key)] = fresh[kind][key]
     store.write(path, found)
@@ -70,8 +69,8 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     name = store.key_name(key)
     if name not in found["classes"]:
         if not quiet:
-            print(f"note: deriving the exact model's programs for one rank of {key[-5]} ({', '.join(map(str, key))}) "
-                  f"on torch {torch.__version__} (first use; cached in {path})", file=sys.stderr)
+            print(f"note: deriving the exact model's programs for one rank of {key.what()} on torch "
+                  f"{torch.__version__} (first use; cached in {path})", file=sys.stderr)
         try:
             found["classes"][name] = derive_sharded_class(key)
         except DerivationError as error:

@@ -13,7 +13,7 @@ from typing import Any
 
 from analytic.exact import source
 from analytic.exact.programs import runs
-from analytic.exact.derivation.derive import CLASS_WINDOWS, ClassKey, _agree, _class_traces
+from analytic.exact.derivation.derive import CLASS_WINDOWS, _agree, _class_traces
 
 LAYERS = 1  # the depth the tokens are compared at: every segment runs there, L − 1 ones excepted
 
@@ -39,7 +39,7 @@ def class_differences(key: tuple) -> list[dict[str, Any]]:
     """Per window of one class whose programs differ: each run of tokens the installed torch and the shipped
     programs do not share, at one layer, with the ops that made them here (for tokens only the shipped programs
     have, the op here where they would stand)."""
-    cls = ClassKey(*key)
+    cls = key
     traces = _class_traces(cls)
     first, second = traces[LAYERS]
     rows = []
