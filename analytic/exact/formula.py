@@ -26,7 +26,7 @@ import sympy as sp
 
 from analytic.exact.source import Programs, installed
 from analytic.exact.flops import flop_figures
-from analytic.exact.memory import STATE, segments_net
+from analytic.exact.memory import STATE, segments_net, step_walk
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program
 from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, LayoutClass, Sizes, head_layout, optimizer_key
 from analytic.figures import flatten, unflatten
@@ -251,17 +251,13 @@ def _build(setup: Setup, programs: Programs) -> tuple[dict[str, sp.Expr], dict[s
     live = moments.vector(start=1) + np.concatenate([[0], state])
     if setup.zero_grad == "zeros":  # the warm-up step leaves its gradients
         live = live + gradients
-    forward, backward = [], []
-    for index in (1, 2) if setup.micro_batches > 1 else (1,):
-        found, live = moments.phase("forward", live, derived["forward_first" if index == 1 else "forward_later"],
-                                    categories, index if setup.micro_batches > 1 else None)
-        forward += found
-        fresh = index == 1 and setup.zero_grad == "none"
-        found, live = moments.phase("backward", live, derived["backward_fresh" if fresh else "backward_accumulate"],
-                                    categories, index if setup.micro_batches > 1 else None)
-        backward += found
-    optimizer, _ = moments.phase("optimizer", live, adamw["steady"] + derived[f"zero_grad_{setup.zero_grad}"],
-                                 categories)
+    found: dict[str, list] = {name: [] for name in PHASES}
+    for name, index, segments in step_walk(derived, adamw, setup.micro_batches, setup.zero_grad, warmup=False,
+                                           has_gradients=setup.zero_grad == "zeros"):
+        moments_found, live = moments.phase(name, live, segments, categories,
+                                            index if setup.micro_batches > 1 else None)
+        found[name] += moments_found
+    forward, backward, optimizer = (found[name] for name in PHASES)
     bounds = {symbol: bound for symbol, bound in setup.lower_bounds().items()
               if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)
               and not (symbol is G and not setup.grouped or setup.kv_one)}

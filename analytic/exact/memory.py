@@ -131,27 +131,47 @@ def _where(mask, chosen, other):
 PERSISTENT = [CATEGORIES.index(name) for name in ("gradients", "optimizer_state")]
 
 
+def step_walk(derived: dict, adamw: dict, micro_batches: int, zero_grad: str, warmup: bool,
+              has_gradients: bool) -> list[tuple[str, int | None, list]]:
+    """The windows of one step in order (module docstring, items 1-4), each (phase, micro-batch, segments): the
+    first micro-batch's forward and backward, the second's standing for every later one (they repeat it:
+    analytic.exact.derivation.derive checks that one leaves nothing behind), then the optimizer: the AdamW step
+    (its warm-up program creates the state) and zero_grad. A backward adds each weight gradient into .grad
+    (backward_accumulate) after the first micro-batch, or from the start where gradients exist (`has_gradients`:
+    zero_grad 'zeros' after a step). The numeric model (run_step) and the formula (analytic.exact.formula) walk it."""
+    windows = []
+    for index in (1, 2) if micro_batches > 1 else (1,):
+        windows.append(("forward", index, derived["forward_first" if index == 1 else "forward_later"]))
+        windows.append(("backward", index,
+                        derived["backward_accumulate" if index > 1 or has_gradients else "backward_fresh"]))
+    windows.append(("optimizer", None, adamw["warmup" if warmup else "steady"] + derived[f"zero_grad_{zero_grad}"]))
+    return windows
+
+
+def step_peak(phases: dict, categories: tuple[str, ...]) -> dict:
+    """The step's peak of its phases' figures: the highest phase peak (the first phase on ties, as the tracker
+    reports), that phase, and the categories at its peak (of one device's or a rank's `categories`)."""
+    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
+    index = np.argmax(peaks, axis=0)
+    return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],
+            "categories_at_peak": {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
+                                   for name in categories}}
+
+
 def run_step(programs: Programs, sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, ...],
              symbols: np.ndarray, start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
-    """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
-    first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
-    leaves nothing behind), the optimizer."""
+    """The windows of one step (step_walk) run from `start`: [(phase, micro-batch, Phase)]."""
     derived = programs.layout_class(sizes.layout_class(positional, layout))
+    adamw = programs.adamw(optimizer_key(sizes.arch, positional, layout[2], optimizer))
     has_gradients = bool(np.all(start[CATEGORIES.index("gradients")] > 0))  # zero_grad 'zeros' after a step
     windows, live = [], start
-    for index in (1, 2) if sizes.micro_batches > 1 else (1,):
-        forward = Phase(live, symbols)
-        forward.run_segments(derived["forward_first" if index == 1 else "forward_later"], sizes.L)
-        backward = Phase(forward.live, symbols)
-        backward.run_segments(derived["backward_accumulate" if index > 1 or has_gradients else "backward_fresh"],
-                              sizes.L)
-        windows += [("forward", index, forward), ("backward", index, backward)]
-        live = backward.live
-    optimizer_phase = Phase(live, symbols)
-    adamw = programs.adamw(optimizer_key(sizes.arch, positional, layout[2], optimizer))
-    optimizer_phase.run_segments(adamw["warmup" if warmup else "steady"], sizes.L)
-    optimizer_phase.run_segments(derived[f"zero_grad_{sizes.zero_grad}"], sizes.L)
-    return windows + [("optimizer", None, optimizer_phase)]
+    for name, index, segments in step_walk(derived, adamw, sizes.micro_batches, sizes.zero_grad, warmup,
+                                           has_gradients):
+        phase = Phase(live, symbols)
+        phase.run_segments(segments, sizes.L)
+        windows.append((name, index, phase))
+        live = phase.live
+    return windows
 
 
 def layout_phases(programs: Programs, sizes: Sizes, positional: str, optimizer: str,
@@ -179,14 +199,7 @@ def layout_phases(programs: Programs, sizes: Sizes, positional: str, optimizer: 
 def step_figures(programs: Programs, sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
     """Phase figures plus the step's peak, the phase that holds it and the categories there."""
     figures = step_phases(programs, sizes, positional, optimizer, warmup)
-    phases = figures["phases"]
-    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
-    index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
-    categories = {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
-                  for name in CATEGORIES}
-    peak_phase = np.array(PHASES)[index]
-    return {"peak_bytes": peaks.max(axis=0), "peak_phase": peak_phase, "categories_at_peak": categories,
-            **figures}
+    return {**step_peak(figures["phases"], CATEGORIES), **figures}
 
 
 def saved_activations_per_layer(programs: Programs, sizes: Sizes, positional: str) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from analytic.exact.memory import Phase
+from analytic.exact.memory import Phase, step_peak
 from analytic.exact.programs import compile_program, runs
 from analytic.exact.source import Programs
 from analytic.figures import combine_windows
@@ -175,13 +175,7 @@ def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, 
     windows = [(name.split("_")[0], int(name[-1]) if "_" in name else None, phase.figures())
                for name, phase in rank_phases(config, sizes, derived).items()]
     combined = combine_windows(windows, config.micro_batches)
-    phases = combined["phases"]
-    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
-    index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
-    return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],
-            "categories_at_peak": {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
-                                   for name in SHARDED_CATEGORIES},
-            **combined}
+    return {**step_peak(combined["phases"], SHARDED_CATEGORIES), **combined}
 
 
 def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
