@@ -5,7 +5,8 @@ were derived on one torch and hold on the minors analytic.exact.versions.SHIPPED
 the exact model runs programs derived on it and cached in the user's cache folder (analytic.exact.versions.
 cached_path, the same format, read as data): all of them by `python -m profiler derive` (minutes), or class by
 class on first use (seconds each) by a Programs that holds a `derive` callable. That callable imports torch, so
-this torch-free part never builds one: analytic.exact.derivation.deriving_programs() does (the CLI's source).
+this torch-free part never builds one: analytic.exact.derivation.on_demand.deriving_programs() does (the
+CLI's source).
 
     for_torch()                  the installed torch's: shipped, or cached; a class neither shipped nor cached
                                  raises MissingPrograms (one line) instead of answering from another torch's
@@ -112,7 +113,8 @@ def for_torch(version: str | None = None, derive: Derive | None = None, revision
     found["sharded"] = {ShardedClass.parse(n): d for n, d in cached.get("sharded", {}).get("classes", {}).items()}
     missing = (f"the exact model has no programs for this setup on torch {version}: the shipped ones (derived on "
                f"{shipped().derived_on}) hold on torch {', '.join(SHIPPED_MINORS)} only; derive them with `python "
-               f"-m profiler derive`, or pass analytic.exact.derivation.deriving_programs() (derives on first use)")
+               f"-m profiler derive`, or pass analytic.exact.derivation.on_demand.deriving_programs() (derives on "
+               f"first use)")
     derived_on = cached["derived"]["torch_version"] if "derived" in cached else version
     return Programs(version, derived_on, found, derive, missing)
 
