@@ -70,6 +70,9 @@ class FormulaSetError(ValueError):
 
 # Sets loaded from users' files in this process, by resolved path; they join the built-in ones.
 _USER_SETS: dict[Path, ModuleType] = {}
+# The exact set over the programs a caller handed in (use_exact_programs), in place of the module analytic.exact
+# (which runs the installed torch's shipped or cached programs and derives none).
+_EXACT: dict[str, Any] = {}
 TRIAL_PRESET = "mini"  # a loaded set's predict() is tried on this model at batch 1 and 2
 
 
@@ -135,11 +138,26 @@ def check_protocol(module: ModuleType, where: str) -> None:
                 fail(f"predict returned {key} = {value!r}, not a number")
 
 
+def use_exact_programs(programs) -> None:
+    """From now on in this process, the exact set is analytic.exact.ExactSet(programs) (an analytic.exact.source.
+    Programs): the CLI hands it programs that derive what the installed torch lacks on first use
+    (analytic.exact.derivation.on_demand.deriving_programs)."""
+    from analytic import exact
+
+    _EXACT["exact"] = exact.ExactSet(programs)
+
+
+def exact_set():
+    """The exact set as the registry holds it (use_exact_programs; else the module analytic.exact), for callers
+    that need it by itself."""
+    return _EXACT.get("exact") or importlib.import_module("analytic.exact")
+
+
 def builtin_sets() -> dict[str, ModuleType]:
     sets = {}
     for module_name in FORMULA_SET_MODULES:
         module = importlib.import_module(module_name)
-        sets[module.NAME] = module
+        sets[module.NAME] = _EXACT.get(module.NAME, module)
     return sets
 
 

@@ -6,6 +6,8 @@ pass arrays for any of them to evaluate many configurations at once.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -35,17 +37,9 @@ def head_layout(heads, kv_heads) -> tuple:
     return heads == 1, kv_heads < heads, kv_heads == 1
 
 
-def class_key(arch: str, positional: str, attention: str, dtype: str, autocast: str, checkpointing: str,
-              dropout: bool, layout: tuple) -> tuple:
-    """The key of analytic/exact/derived.py's CLASSES: the options a step's programs depend on and the layout
-    (B == 1, H == 1, G < H, G == 1)."""
-    return (arch, positional, attention, dtypes_class(attention, dtype, autocast, arch), checkpointing, dropout,
-            *layout)
-
-
 def optimizer_key(arch: str, positional: str, grouped: bool, optimizer: str) -> tuple:
-    """The key of analytic/exact/derived.py's OPTIMIZERS: the parameter shapes (arch, positional, G < H) and the
-    AdamW implementation."""
+    """The key of an AdamW layout's programs (analytic/exact/derived.json.gz's optimizers): the parameter shapes
+    (arch, positional, G < H) and the AdamW implementation."""
     return (arch, positional, grouped, optimizer)
 
 
@@ -60,6 +54,99 @@ def dtypes_class(attention: str, dtype: str, autocast: str = "none", arch: str =
     if attention == "sdpa-math" or arch == "llama":
         return "fp32" if dtype == "float32" else "16-bit"
     return "any"
+
+
+@dataclass(frozen=True)
+class LayoutClass:
+    """A layout class: the options a step's programs depend on and its layout (B == 1, H == 1, G < H, G == 1);
+    the key of one class's derived programs (analytic.exact.source.Programs.layout_class), named in a programs
+    file by name() (its fields as a JSON array)."""
+
+    arch: str = "reference"
+    positional: str = "learned"
+    attention: str = "explicit"
+    dtypes: str = "any"  # the dtypes one class's programs cover (dtypes_class)
+    checkpointing: str = "none"
+    dropout: bool = False  # gpt2's dropouts run
+    batch_one: bool = False  # B == 1
+    head_one: bool = False  # H == 1
+    grouped: bool = False  # G < H: grouped- or multi-query attention (llama)
+    kv_one: bool = False  # G == 1: H == 1, or multi-query attention
+
+    def __post_init__(self):
+        if self.head_one and not self.kv_one:
+            object.__setattr__(self, "kv_one", True)  # H == 1 has one key/value head
+
+    @classmethod
+    def of(cls, arch: str, positional: str, attention: str, dtype: str, autocast: str, checkpointing: str,
+           dropout: bool, layout: tuple) -> "LayoutClass":
+        """The class of a setup's options (its dtype and autocast as the dtypes class) in one layout."""
+        return cls(arch, positional, attention, dtypes_class(attention, dtype, autocast, arch), checkpointing,
+                   bool(dropout), *(bool(x) for x in layout))
+
+    @property
+    def layout(self) -> tuple[bool, bool, bool, bool]:
+        return self.batch_one, self.head_one, self.grouped, self.kv_one
+
+    @property
+    def domain(self) -> str:
+        return DOMAINS[self.layout]
+
+    def what(self) -> str:
+        return (f"{self.arch}, {self.positional}, {self.attention}, {self.dtypes} dtypes, checkpointing "
+                f"{self.checkpointing}{', dropout' if self.dropout else ''}, {self.domain}")
+
+    def fields(self) -> list:
+        return [getattr(self, field.name) for field in dataclasses.fields(self)]
+
+    def name(self) -> str:
+        return json.dumps(self.fields())
+
+    @classmethod
+    def parse(cls, name: str) -> "LayoutClass":
+        return cls(*json.loads(name))
+
+
+@dataclass(frozen=True)
+class ShardedClass:
+    """The class of one rank of a sharded step: one device's layout class at the batch of one micro-batch, the
+    shard strategy, FSDP2's resharding, whether FSDP2 runs on one rank (where it copies instead of gathering: other
+    programs), whether there are micro-batches, and the zero_grad option; named by name() as LayoutClass is."""
+
+    layout_class: LayoutClass
+    shard: str
+    reshard_after_forward: bool
+    one_rank: bool
+    micro_batched: bool
+    zero_grad: str
+
+    def fields(self) -> list:
+        return [*self.layout_class.fields(), self.shard, self.reshard_after_forward, self.one_rank,
+                self.micro_batched, self.zero_grad]
+
+    def name(self) -> str:
+        return json.dumps(self.fields())
+
+    @classmethod
+    def of(cls, config, batch_size: int) -> "ShardedClass":
+        """The class of a sharded ModelConfig's rank at a step's batch size."""
+        micro_batch = batch_size // config.micro_batches
+        layout = (micro_batch == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
+        return cls(LayoutClass.of(config.arch, config.positional, config.attention, config.dtype, config.autocast,
+                                  config.checkpointing, config.dropout > 0, layout),
+                   config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1,
+                   config.micro_batches > 1, config.zero_grad)
+
+    def what(self) -> str:
+        return (f"{self.layout_class.what()}, {self.shard}"
+                f"{'' if self.reshard_after_forward else ', no reshard after forward'}"
+                f"{', one rank' if self.one_rank else ''}{', micro-batches' if self.micro_batched else ''}, "
+                f"zero_grad {self.zero_grad}")
+
+    @classmethod
+    def parse(cls, name: str) -> "ShardedClass":
+        *layout_class, shard, reshard_after_forward, one_rank, micro_batched, zero_grad = json.loads(name)
+        return cls(LayoutClass(*layout_class), shard, reshard_after_forward, one_rank, micro_batched, zero_grad)
 
 
 @dataclass(frozen=True)
@@ -140,10 +227,10 @@ class Sizes:
         G == 1 (one key/value head: H == 1, or multi-query attention)."""
         return np.stack(np.broadcast_arrays(self.B == 1, *head_layout(self.H, self.G)))
 
-    def class_key(self, positional: str, layout: tuple[bool, ...]) -> tuple:
-        """class_key for these sizes in one layout (Sizes.layouts)."""
-        return class_key(self.arch, positional, self.attention, self.dtype, self.autocast, self.checkpointing,
-                         self.dropout, layout)
+    def layout_class(self, positional: str, layout: tuple[bool, ...]) -> LayoutClass:
+        """The layout class of these sizes in one layout (Sizes.layouts)."""
+        return LayoutClass.of(self.arch, positional, self.attention, self.dtype, self.autocast, self.checkpointing,
+                              self.dropout, layout)
 
     @property
     def parameter_bytes(self):

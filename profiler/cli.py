@@ -94,40 +94,13 @@ def import_uncollected(module_name: str, runs_steps: bool):
     return module
 
 
-def _torch_version() -> str:
-    """torch's own version where it is imported, else its package metadata's (which imports no torch)."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return torch.__version__
-    from analytic.exact.source import installed_torch
-
-    return installed_torch()
-
-
-def _on_demand(name: str):
-    """A hook that imports profiler.measuring.on_demand (and torch) only when the exact model calls it."""
-    def hook(*args):
-        try:
-            from profiler.measuring import on_demand
-        except ImportError as error:
-            raise TorchUnavailableError(f"the exact model needs programs that are not shipped for this torch, and "
-                                        f"deriving them needs torch: {error}") from None
-        return getattr(on_demand, name)(*args)
-    return hook
-
-
 def _derive_on_first_use_here() -> None:
-    """On a torch the exact model was not verified on, let it derive what it lacks as it is needed (each derivation
-    says so in one line; `check` says which programs it ran); a sharded rank's programs on every torch. The hooks
-    are those of profiler.measuring.on_demand, imported when first called (a prediction that needs none imports
-    no torch); a hook already installed stays."""
-    from analytic.exact import sharded, source
-    from analytic.exact.versions import unverified_notice
+    """The exact set runs the installed torch's programs and derives what they lack as it is needed (each
+    derivation says so in one line; `check` says which programs it ran): the registry gets those programs."""
+    from analytic.exact.derivation.on_demand import deriving_programs
+    from analytic.formula_sets import use_exact_programs
 
-    if unverified_notice(_torch_version()) and source.DERIVE_ON_FIRST_USE is None:
-        source.DERIVE_ON_FIRST_USE = _on_demand("derive_on_first_use")
-    if sharded.DERIVE_ON_FIRST_USE is None:
-        sharded.DERIVE_ON_FIRST_USE = _on_demand("derive_sharded_on_first_use")
+    use_exact_programs(deriving_programs())
 
 
 def main(argv: list[str] | None = None) -> int:

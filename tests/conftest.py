@@ -14,16 +14,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionstart(session):
-    """On a torch the exact model's shipped programs do not hold on, the tests run the programs derived on it, as the
-    CLI does (analytic.exact.source: each class on first use, cached): what `tools/torch_compat.py` verifies there. A
-    sharded rank's programs are derived on first use on every torch (analytic.exact.sharded)."""
+    """The tests run the exact set as the CLI does (analytic.exact.derivation.on_demand.deriving_programs, handed to
+    the registry): the installed torch's programs, each class they lack derived on first use and cached (on a
+    torch the shipped programs do not hold on: what `tools/torch_compat.py` verifies there), quietly (a
+    derivation's line would break the tests of the CLI's output)."""
     try:
-        import torch
-
-        from analytic.exact.versions import unverified_notice
-        from profiler.measuring import on_demand
+        from analytic.exact.derivation.on_demand import deriving_programs
+        from analytic.formula_sets import use_exact_programs
     except ImportError:
         return
-    if unverified_notice(torch.__version__):
-        on_demand.install(quiet=True)  # a derivation's line would break the tests of the CLI's output
-    on_demand.install_sharded(quiet=True)  # a sharded rank's programs, on every torch
+    use_exact_programs(deriving_programs(quiet=True))

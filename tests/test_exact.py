@@ -135,21 +135,22 @@ def test_context_length_one_is_outside_the_exact_domain():
 
 @pytest.mark.slow
 def test_committed_programs_match_a_fresh_derivation():
-    """analytic/exact/derived.py is what tools/derive_programs.py derives from the installed torch: the AdamW
+    """analytic/exact/derived.json.gz is what tools/derive_programs.py derives from the installed torch: the AdamW
     programs of every implementation for the reference block and foreach's for each other parameter layout, and
     the general layout class of each arch's attention options (the whole file takes 15 minutes: `python
     tools/derive_programs.py --check`; every class is checked against measurement by the tests above)."""
-    from analytic.exact import derived
+    from analytic.exact.derivation.derive import class_keys, derive
+    from analytic.exact.source import shipped
     from model.config import ARCH_POSITIONAL
-    from profiler.measuring.derive import class_keys, derive
 
     keys = [key for key in class_keys() if key.checkpointing == "none" and not any(key.layout)
             and key.positional == ARCH_POSITIONAL[key.arch][0] and key.dtypes in ("any", "fp32", "16-bit")
             and (key.attention == "explicit" or key.arch == "reference")]
-    optimizers = [key for key in derived.OPTIMIZERS if key[:2] == ("reference", "learned") or key[3] == "foreach"]
+    optimizers = [key for key in shipped().found["optimizers"]
+                  if key[:2] == ("reference", "learned") or key[3] == "foreach"]
     fresh = derive(keys, optimizers)
-    assert fresh["optimizers"] == {key: derived.OPTIMIZERS[key] for key in optimizers}
-    assert fresh["classes"] == {key.key(): derived.CLASSES[key.key()] for key in keys}
+    assert fresh["optimizers"] == {key: shipped().adamw(key) for key in optimizers}
+    assert fresh["classes"] == {key: shipped().layout_class(key) for key in keys}
 
 
 def test_vectorised_over_arrays_of_configs():

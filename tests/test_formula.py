@@ -86,7 +86,7 @@ def test_printed_formula_of_each_arch_equals_the_measurement(config):
     checkpointing and bf16, whose programs have a segment run L − 1 times (the printed domain says L >= 2)."""
     from analytic.exact.formula import setup_of
     setup = setup_of(config, "foreach")
-    assert setup.domain.endswith("L >= 2") == (config.checkpointing == "full")
+    assert setup.domain().endswith("L >= 2") == (config.checkpointing == "full")
     expressions = printed(setup)
     measured = flatten(measure(config, 3, "meta").measured)
     assert {term: evaluate(expressions[term], config, 3) for term in TERMS} == {term: measured[term] for term in TERMS}
@@ -128,7 +128,7 @@ def test_text_and_latex(capsys):
     assert main(["formula", "--preset", "gpt2-xl", "--batch-size", "1"]) == 0
     out = capsys.readouterr().out
     assert "saved activations, one layer" in out and "B·(4·H·T² + 40·D·T + 8·F·T + 8·T)" in out
-    assert "optimizer, after the blocks, after allocation 2 of 2 (+opt:gVD)" in out and "<- the highest" in out
+    assert "optimizer, after the blocks, after allocation 2 of 2 (+O:gVD)" in out and "<- the highest" in out
     assert "[gpt2-xl, M = 80GB: 5]" in out  # max batch from the closed form, as measured (test_exact)
     assert main(["formula", "--latex", "--optimizer", "forloop"]) == 0
     assert "\\max" in capsys.readouterr().out

@@ -1,5 +1,6 @@
-"""Imports point one way: commands -> experiments -> measuring -> reports -> analytic -> model; no import circle
-anywhere; `--help` needs no torch, and what renders (profiler.reports) imports neither torch nor what measures."""
+"""Imports point one way: commands -> experiments -> the exact model's derivation -> measuring -> reports ->
+analytic -> model; no import circle anywhere; `--help` needs no torch, and what renders (profiler.reports) imports
+neither torch nor what measures."""
 from __future__ import annotations
 
 import ast
@@ -11,11 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("model", "analytic", "profiler")
-# A module may import from its own layer and the layers after it in this list, never from one before it. The
-# experiments (sweeps, simulations, the audit's runs) measure and write, then render with the reports; the reports
-# read results and render, so they sit below everything that runs a step.
-LAYERS = ("profiler.__main__", "profiler.cli", "profiler.commands", "profiler.experiments", "profiler.measuring",
-          "profiler.reports", "profiler.errors", "analytic", "model")
+# A module may import from its own layer and the layers after it in this list, never from one before it (a name
+# belongs to the first layer it starts with). The experiments (sweeps, simulations, the audit's runs) measure and
+# write, then render with the reports; analytic.exact.derivation traces the step (torch, the tracker of
+# profiler.measuring), and the rest of analytic imports no profiler module; the reports read results and render,
+# so they sit below everything that runs a step.
+LAYERS = ("profiler.__main__", "profiler.cli", "profiler.commands", "profiler.experiments", "analytic.exact.derivation",
+          "profiler.measuring", "profiler.reports", "profiler.errors", "analytic", "model")
 
 
 def module_name(path: Path) -> str:
@@ -100,3 +103,15 @@ def test_the_reports_import_no_torch():
     importers = [module_name(path) for path in (ROOT / "profiler" / "reports").rglob("*.py")
                  if any(name.split(".")[0] == "torch" for name in all_imports(path))]
     assert importers == []
+
+
+def test_the_torch_free_exact_model_never_imports_its_derivation():
+    """analytic.exact's modules outside analytic.exact.derivation import neither it nor torch (the layers above
+    already keep every other analytic module from importing a profiler module)."""
+    imports = graph()
+    free = [name for name in imports
+            if name.startswith("analytic") and not name.startswith("analytic.exact.derivation")]
+    assert free and not any(target.startswith("analytic.exact.derivation") for name in free for target in imports[name])
+    code = "import sys, analytic.exact, analytic.exact.formula; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "False"

@@ -1,5 +1,5 @@
-"""FSDP2 and DDP (replicate) per rank: the simulation (fake process group, fake tensors) against real gloo runs, byte for byte; the
-closed form of a rank's model states against the simulation; ZeRO stage 3 graded; clear errors."""
+"""FSDP2 and DDP (replicate) per rank: the simulation (fake process group, fake tensors) against real gloo runs, byte
+for byte; the closed form of a rank's model states against the simulation; ZeRO stage 3 graded; clear errors."""
 import argparse
 import json
 
@@ -102,17 +102,17 @@ RANK_CLASSES = ("fsdp2-fp32", "fsdp2-amp-full-keep", "ddp-llama-gqa-amp-selectiv
        world_size=st.integers(2, 300), batch=st.integers(2, 4))
 def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context, layers, d_ff, world_size, batch):
     """The exact set's rank (analytic.exact.sharded) against the simulated rank 0, every phase (and micro-batch)
-    to the byte and every phase's FLOPs, at sizes, layer counts and world sizes the derivation never traced (it traces 3 and 7 ranks, 1 to
-    5 layers, 2 micro-batches). FSDP2 on one rank (other programs, a class of its own) is graded by the dist
-    report."""
-    from analytic import exact
+    to the byte and every phase's FLOPs, at sizes, layer counts and world sizes the derivation never traced (it
+    traces 3 and 7 ranks, 1 to 5 layers, 2 micro-batches). FSDP2 on one rank (other programs, a class of its own) is
+    graded by the dist report."""
     from analytic.exact.sharded import SHIPPED_SETUPS
+    from analytic.formula_sets import exact_set
     options = {"num_heads": heads, "kv_heads": heads, **SHIPPED_SETUPS[name]}
     config = ModelConfig(vocab_size=vocab, context_length=context, num_layers=layers, d_ff=d_ff,
                          d_model=options["num_heads"] * 2 * head_pairs, world_size=world_size, **options)
     step_batch = config.micro_batches * batch
     measured = measure(config, step_batch, "meta").measured
-    predicted = exact.predict(config, step_batch)
+    predicted = exact_set().predict(config, step_batch)
     assert phase_figures(predicted) == phase_figures(measured)
     assert predicted.get("micro_batches") == measured.get("micro_batches")  # every micro-batch's figures
     assert (predicted["flops"], predicted["flops_matmul"]) == (measured["flops"], measured["flops_matmul"])
@@ -122,13 +122,15 @@ def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context
 @needs_fsdp2
 def test_a_fresh_derivation_gives_the_shipped_programs():
     """One shipped class derived again here (the rest: tools/derive_sharded_programs.py --check)."""
-    from analytic.exact.sharded import class_name, shipped_programs, shipped_setup_keys
-    from profiler.measuring.derive_sharded import derive_sharded_class
+    from analytic.exact.derivation.derive_sharded import derive_sharded_class
+    from analytic.exact.sharded import shipped_setup_keys
+    from analytic.exact.source import installed_torch, shipped
+    from analytic.exact.versions import SHIPPED_MINORS, minor
 
     key = shipped_setup_keys()[1]  # FSDP2, fp32, several ranks
-    if not shipped_programs():
+    if minor(installed_torch()) not in SHIPPED_MINORS:
         pytest.skip("the shipped programs do not hold on this torch (each class is derived on first use)")
-    assert json.loads(json.dumps(derive_sharded_class(key))) == shipped_programs()[class_name(key)]
+    assert derive_sharded_class(key) == shipped().sharded_class(key)
 
 
 def test_shard_and_world_size_are_grid_axes(tmp_path):

@@ -76,7 +76,8 @@ def test_report_simulate_simulates_the_missing_points_before_it_renders(tmp_path
     (tmp_path / RESULTS).write_text("".join(json.dumps(_gpu_row(key, simulated)) + "\n" for key in ("a", "b")))
     (tmp_path / SIMULATION_FILE).write_text(json.dumps({"key": "a", "torch_version": "2.0", **simulated}) + "\n")
     rendered = []
-    monkeypatch.setattr(report, "write_report", lambda out_dir, budget: rendered.append(read_simulations(out_dir)) or [])
+    monkeypatch.setattr(report, "write_report",
+                        lambda out_dir, budget: rendered.append(read_simulations(out_dir)) or [])
     assert main(["report", "--simulate", str(tmp_path)]) == 0
     (known,) = rendered
     assert known["a"]["torch_version"] == "2.0" and known["b"]["peak_bytes"] > 0  # b simulated on meta, a kept

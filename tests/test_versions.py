@@ -28,14 +28,11 @@ def test_notice(monkeypatch, capsys):
     assert versions.minor("2.9.1+cu128") == "2.9"
     assert "verified on 2.7;" in versions.unverified_notice("2.7.1")
     assert "not verified on 2.5" in versions.unverified_notice("2.5.1")
-    from analytic.exact import source
+    from analytic.formula_sets import exact_set
 
-    monkeypatch.setattr(torch, "__version__", "2.7.1")
-    monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", None)  # cli.main installs the hook: undone after the test
     assert cli.main(["predict", "--preset", "tiny", "--sets", "exact"]) == 0
-    assert capsys.readouterr().err == ""  # nothing derived (the programs were loaded for the real torch)
-    assert source.DERIVE_ON_FIRST_USE is not None
-
+    assert capsys.readouterr().err == ""  # nothing derived (the shipped programs hold on this torch)
+    assert exact_set().programs.derive is not None  # the CLI hands the registry programs that derive
 
 
 def test_pyproject_accepts_exactly_the_verified_minors():
@@ -53,82 +50,101 @@ def test_pyproject_accepts_exactly_the_verified_minors():
 def test_derive_writes_the_cache_the_exact_set_reads(tmp_path, monkeypatch, capsys):
     """`profiler derive` on an unverified torch writes the programs where analytic.exact.source finds them (the
     derivation itself, slow, stands in here for a one-class one; tests/test_exact.py re-derives real ones)."""
-    from analytic.exact import derived as shipped
     from analytic.exact import source
+    from analytic.exact.derivation.revision import simulation_revision
     from profiler.commands import derive as command
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    key, optimizer = next(iter(shipped.CLASSES)), next(iter(shipped.OPTIMIZERS))
-    derived = {"classes": {key: shipped.CLASSES[key]}, "optimizers": {optimizer: shipped.OPTIMIZERS[optimizer]}}
+    shipped = source.shipped()
+    key, optimizer = next(iter(shipped.found["classes"])), next(iter(shipped.found["optimizers"]))
+    derived = {"classes": {key: shipped.layout_class(key)}, "optimizers": {optimizer: shipped.adamw(optimizer)}}
     monkeypatch.setattr(command, "derive_all", lambda progress: derived)
     monkeypatch.setattr(torch, "__version__", "2.99.0")
     assert "profiler derive" in versions.unverified_notice("2.99.0")
     assert cli.main(["derive", "--quiet"]) == 0
     path = versions.cached_path("2.99.0")
     assert str(path) in capsys.readouterr().out
-    loaded = source.load("2.99.0")
-    assert (loaded.TORCH_VERSION, loaded.CLASSES, loaded.OPTIMIZERS) == \
-        ("2.99.0", derived["classes"], derived["optimizers"])
-    assert source.load("2.13.0") is shipped  # a verified torch runs the shipped programs
+    loaded = source.for_torch("2.99.0", revision=simulation_revision())
+    assert (loaded.derived_on, loaded.layout_class(key), loaded.adamw(optimizer)) == \
+        ("2.99.0", derived["classes"][key], derived["optimizers"][optimizer])
+    assert source.for_torch("2.99.0", revision="another").found["classes"] == {}  # other simulation code's: unread
+    assert source.for_torch("2.13.0").found == shipped.found  # a verified torch runs the shipped programs
 
 
 def test_the_cache_is_keyed_by_the_simulation_code(tmp_path):
-    """Programs cached by other simulation code are not read: the cache file's name changes with any byte of the
-    model or the measurement (a fix to the autocast emulation changed what selective checkpointing's traces hold),
-    and only with them."""
+    """Programs cached by other simulation code are not read: the revision a cache file records changes with any
+    byte of the model, the measurement or the derivation (a fix to the autocast emulation changed what selective
+    checkpointing's traces hold), and only with them."""
     import shutil
-    for folder in versions.SIMULATION_CODE:
-        shutil.copytree(versions.PROJECT_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "analytic").mkdir()  # outside SIMULATION_CODE
-    assert versions.simulation_revision(tmp_path) == versions.simulation_revision()
-    assert versions.simulation_revision() in versions.cached_path("2.99.0").name
-    (tmp_path / "analytic" / "formulas.py").write_text("# not simulation code\n")
-    assert versions.simulation_revision.__wrapped__(tmp_path) == versions.simulation_revision()
+
+    from analytic.exact.derivation import revision
+
+    folders = []
+    for folder in revision.simulation_folders():
+        folders.append(tmp_path / folder.name)
+        shutil.copytree(folder, folders[-1], ignore=shutil.ignore_patterns("__pycache__"))
+    folders = tuple(folders)
+    assert revision.simulation_revision(folders) == revision.simulation_revision()
+    (tmp_path / "formulas.py").write_text("# not simulation code\n")
+    assert revision.simulation_revision.__wrapped__(folders) == revision.simulation_revision()
     emulation = tmp_path / "model" / "autocast.py"
     emulation.write_text(emulation.read_text() + "\n")
-    assert versions.simulation_revision.__wrapped__(tmp_path) != versions.simulation_revision()
+    assert revision.simulation_revision.__wrapped__(folders) != revision.simulation_revision()
+
+
+def test_a_library_call_without_programs_says_so_in_one_line(tmp_path, monkeypatch):
+    """On a torch the shipped programs do not hold on, with nothing cached, the exact set over its default source
+    raises one line instead of answering from another torch's programs; over a source that derives it answers."""
+    from analytic import exact
+    from analytic.exact import source
+    from model.config import preset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    library = exact.ExactSet(source.for_torch("2.99.0"))
+    with pytest.raises(exact.MissingPrograms, match="no programs for this setup on torch 2.99.0") as error:
+        library.predict(preset("tiny"), 2)
+    assert "\n" not in str(error.value) and "profiler derive" in str(error.value)
+    derived = exact.ExactSet(source.for_torch("2.99.0", derive=lambda kind, key: source.shipped().found[kind][key]))
+    assert derived.predict(preset("tiny"), 2) == exact.predict(preset("tiny"), 2)
 
 
 def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, capsys):
     """On an unverified torch (2.99 stands in; the programs are derived on the installed one) a class and an AdamW
     layout the cache lacks are derived when first looked up, equal to the shipped ones on the torch they were
     derived on, written to the cache, and read from it next time without deriving."""
-    from analytic.exact import derived as shipped
     from analytic.exact import source
-    from profiler.measuring import on_demand
+    from analytic.exact.derivation.on_demand import deriving_programs
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(torch, "__version__", "2.99.0")
-    monkeypatch.setattr(source, "installed_torch", lambda: "2.99.0")
-    monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", None)
-    classes, optimizers, _ = source.programs_for()
-    key, optimizer = next(iter(shipped.CLASSES)), ("reference", "learned", False, "foreach")
-    assert classes[key] is shipped.CLASSES[key]  # no hook: the shipped programs
-    on_demand.install()
-    classes, optimizers, _ = source.programs_for()
-    assert classes[key] == shipped.CLASSES[key] and optimizers[optimizer] == shipped.OPTIMIZERS[optimizer]
+    shipped = source.shipped()
+    key, optimizer = next(iter(shipped.found["classes"])), ("reference", "learned", False, "foreach")
+    programs = deriving_programs()
+    assert programs.layout_class(key) == shipped.layout_class(key)
+    assert programs.adamw(optimizer) == shipped.adamw(optimizer)
     assert "deriving the exact model's programs" in capsys.readouterr().err
-    monkeypatch.setattr(source, "DERIVE_ON_FIRST_USE", lambda kind, key: pytest.fail("derived again"))
-    classes, optimizers, version = source.programs_for()
-    assert (dict(classes), dict(optimizers), version) == \
-        ({key: shipped.CLASSES[key]}, {optimizer: shipped.OPTIMIZERS[optimizer]}, "2.99.0")
+    again = deriving_programs()
+    again.derive = lambda kind, key: pytest.fail("derived again")
+    assert (again.found["classes"], again.found["optimizers"], again.derived_on) == \
+        ({key: shipped.layout_class(key)}, {optimizer: shipped.adamw(optimizer)}, "2.99.0")
 
 
 def test_differences_from_the_shipped_programs_name_the_op(monkeypatch):
     """A class whose shipped program (made to lack its first token here) differs from the one traced on this
     torch: the difference is that token, allocated by the token embedding's op."""
-    import types
 
-    from analytic.exact import derived as shipped
-    from profiler.measuring import version_diff
+    from analytic.exact import source
+    from analytic.exact.derivation import version_diff
+    from analytic.sizes import LayoutClass
 
-    key = ("reference", "learned", "explicit", "any", "none", False, False, False, False, False)
-    programs = {name: list(segments) for name, segments in shipped.CLASSES[key].items() if name != "domain"}
+    key = LayoutClass()  # the reference block, learned positions, explicit attention, any dtype, B, H >= 2
+    shipped = source.shipped().layout_class(key)
+    programs = {name: list(segments) for name, segments in shipped.items() if name != "domain"}
     first_program, repeated = programs["forward_first"][0]
     programs["forward_first"][0] = (first_program.split(" ", 1)[1], repeated)  # drop its first token
-    fake = types.SimpleNamespace(CLASSES={key: {**shipped.CLASSES[key], **programs}}, TORCH_VERSION="0.0")
-    monkeypatch.setattr(version_diff, "shipped", fake)
-    assert version_diff.differing_classes({key: shipped.CLASSES[key]}) == [key]
+    fake = source.Programs("0.0", "0.0", {"classes": {key: {**shipped, **programs}}})
+    monkeypatch.setattr(version_diff, "shipped", lambda: fake)
+    assert version_diff.differing_classes({key: shipped}) == [key]
     rows = version_diff.class_differences(key)
     assert [(row["window"], row["shipped"], row["here"]) for row in rows] == \
         [("forward_first", "", first_program.split()[0])]
@@ -140,7 +156,7 @@ def test_rope_with_head_size_two_is_outside_the_domain_before_2_11(monkeypatch):
     (two aten.clone in forward), which a derivation at general sizes cannot see; there the exact set predicts the
     parameter count only, and max-batch refuses in one line."""
     from analytic import exact
-    from analytic.exact import max_batch
+    from analytic.exact import source
     from model.config import ModelConfig
 
     config = ModelConfig(vocab_size=2, context_length=27, num_layers=1, d_model=14, num_heads=7, positional="rope")
@@ -148,8 +164,7 @@ def test_rope_with_head_size_two_is_outside_the_domain_before_2_11(monkeypatch):
     assert versions.outside_domain(config, "2.11.0") is None
     assert versions.outside_domain(config.replace(d_model=28), "2.9.1") is None  # head size 4
     assert versions.outside_domain(config.replace(positional="learned"), "2.9.1") is None
-    monkeypatch.setattr(exact, "installed_torch", lambda: "2.9.1")
-    assert set(exact.predict(config, 2)) == {"params"}
-    monkeypatch.setattr(max_batch, "installed_torch", lambda: "2.9.1")
+    on_2_9 = exact.ExactSet(source.for_torch("2.9.1"))
+    assert set(on_2_9.predict(config, 2)) == {"params"}
     with pytest.raises(ValueError, match="head size of 2"):
-        max_batch.max_batch_size(config, 10**9)
+        on_2_9.max_batch_size(config, 10**9)

@@ -1,5 +1,5 @@
-"""Regenerates analytic/exact/derived.py, the exact model's allocation programs, from traces of the step on meta
-(profiler/measuring/derive.py), every layout class and AdamW implementation (about 6 minutes on 2 cores):
+"""Regenerates analytic/exact/derived.json.gz, the exact model's allocation programs, from traces of the step on meta
+(analytic/exact/derivation/derive.py), every layout class and AdamW implementation (about 6 minutes on 2 cores):
 
     python tools/derive_programs.py            # writes the file
     python tools/derive_programs.py --check    # exit 1 if the committed file differs from a fresh derivation
@@ -7,28 +7,31 @@
 tests/test_exact.py re-derives a sample (every AdamW program and the general class of each attention option) in CI.
 """
 import argparse
-import difflib
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from profiler.measuring.derive import class_keys, derive, render
+from analytic.exact import store
+from analytic.exact.derivation.derive import class_keys, derive, document
 
-TARGET = Path(__file__).resolve().parent.parent / "analytic" / "exact" / "derived.py"
+TARGET = Path(__file__).resolve().parent.parent / "analytic" / "exact" / "derived.json.gz"
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
     args = parser.parse_args()
-    text = render(derive(tqdm(class_keys(), desc="layout classes", file=sys.stderr)))
+    fresh = document(derive(tqdm(class_keys(), desc="layout classes", file=sys.stderr)))
     if not args.check:
-        TARGET.write_text(text)
+        store.write(TARGET, fresh)
         print(TARGET)
-    elif text != TARGET.read_text():
-        diff = difflib.unified_diff(TARGET.read_text().splitlines(), text.splitlines(), "committed", "derived",
-                                    lineterm="", n=1)
-        print("\n".join(list(diff)[:40]))
-        sys.exit(1)
     else:
+        committed = store.read(TARGET)
+        differing = [f"{part} {name}" for part in ("classes", "optimizers")
+                     for name in sorted(set(fresh[part]) | set(committed[part]))
+                     if fresh[part].get(name) != committed[part].get(name)]
+        if differing:
+            print(f"{TARGET} differs from what this torch derives in {len(differing)} keys, the first:")
+            print("\n".join(differing[:20]))
+            sys.exit(1)
         print(f"{TARGET} is what this torch derives")

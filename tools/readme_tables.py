@@ -71,12 +71,13 @@ def dist_block() -> str | None:
     if why is not None:
         print(f"docs/sharded.md's table left as it is: {why}", file=sys.stderr)
         return None
-    from profiler.measuring import on_demand
+    from analytic.exact.derivation.on_demand import deriving_programs
+    from analytic.formula_sets import use_exact_programs
     from profiler.reports.render import markdown_table
     from profiler.reports.report import load, with_predictions
     from profiler.reports.sharded import displayed, rank_table
 
-    on_demand.install_sharded(quiet=True)
+    use_exact_programs(deriving_programs(quiet=True))
     meta, rows = load(DIST_FOLDER)
     table = displayed(rank_table(with_predictions(rows))).drop(columns=["model", "rank"])
     return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the reference block), rank 0, simulated on "

@@ -6,9 +6,9 @@ without replacing it (`pip install --no-deps -e .` and its other requirements), 
 
     python tools/torch_compat.py 2.11.0 2.12.0 2.13.0 2.14.1 [--venvs DIR] [--redo]
 
-The exact model's programs were derived on one torch (analytic/exact/derived.py's TORCH_VERSION) and are shipped for
-the minors where they hold (analytic.exact.versions.SHIPPED_MINORS); on any other torch the tests and `check` run
-programs derived on it, class by class on first use. `check` passing means the programs hold there, to its
+The exact model's programs were derived on one torch (analytic/exact/derived.json.gz's torch_version) and are
+shipped for the minors where they hold (analytic.exact.versions.SHIPPED_MINORS); on any other torch the tests and
+`check` run programs derived on it, class by class on first use. `check` passing means the programs hold there, to its
 tolerance, on the `ci` grid, and the tests hold them to the byte.
 """
 from __future__ import annotations
@@ -132,8 +132,9 @@ def table(records: list[dict]) -> str:
 
 
 def derived_on() -> str:
-    match = re.search(r"TORCH_VERSION = '([^']+)'", (ROOT / "analytic" / "exact" / "derived.py").read_text())
-    return match.group(1) if match else "?"
+    from analytic.exact import store  # noqa: PLC0415 - analytic imports no torch
+
+    return store.read(ROOT / "analytic" / "exact" / "derived.json.gz")["torch_version"]
 
 
 def write_table(records: list[dict]) -> None:

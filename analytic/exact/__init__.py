@@ -1,7 +1,13 @@
 """The `exact` formula set: closed forms that predict what the profiler measures for model.transformer.
 
+Its programs are passed in: `ExactSet(programs)` is the formula set (analytic.formula_sets.FormulaSet) over an
+analytic.exact.source.Programs; this module's own NAME, predict, max_batch_size, evaluate and evaluate_arrays are
+those of ExactSet() over the installed torch's shipped or cached programs (source.installed: on a torch they do
+not hold on, a setup neither shipped nor cached raises source.MissingPrograms, one line). A source that derives
+what is missing on first use: analytic.exact.derivation.on_demand.deriving_programs() (imports torch).
+
 Memory to the byte on meta (analytic.exact.memory, from the allocation programs derived from traces of the step,
-analytic/exact/derived.py, compiled by analytic.exact.programs),
+analytic/exact/derived.json.gz, compiled by analytic.exact.programs),
 FLOPs exactly under FlopCounterMode and the elementwise convention (analytic.exact.flops), the maximum batch in
 a budget solved from the closed form (analytic.exact.max_batch). Everything is numpy-vectorised: pass an array
 of batch sizes, or use `evaluate` over arrays of sizes.
@@ -20,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from analytic.exact import max_batch
 from analytic.exact.flops import flop_figures
-from analytic.exact.max_batch import max_batch_size
 from analytic.exact.memory import saved_activations_by_component, saved_activations_per_layer, step_figures
 from analytic.exact.sharded import evaluate_rank
-from analytic.exact.source import installed_torch
+from analytic.exact.source import MissingPrograms, Programs, installed, installed_torch
 from analytic.exact.versions import outside_domain
 from analytic.sizes import sizes_from_arrays, sizes_of
 from model.config import ModelConfig
@@ -34,45 +40,68 @@ DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensor
                "temporaries, phase order), exact on meta; one rank of FSDP2 or DDP too (its buffers included)")
 SETUP = {"shard": ("none", "fsdp2", "ddp")}  # a sharded rank's memory within analytic.exact.sharded's domain
 
-__all__ = ["NAME", "DESCRIPTION", "predict", "max_batch_size", "evaluate", "evaluate_arrays"]
+__all__ = ["NAME", "DESCRIPTION", "SETUP", "ExactSet", "Programs", "MissingPrograms", "predict", "max_batch_size",
+           "evaluate", "evaluate_arrays", "installed_torch"]
 
 
-def evaluate(config: ModelConfig, batch_size, optimizer: str = "foreach") -> dict[str, Any]:
-    """All figures as numpy values (arrays when batch_size is an array)."""
-    sizes = sizes_of(config, batch_size)
-    figures: dict[str, Any] = {"params": sizes.params}
-    if config.shard != "none":  # rank 0: its memory and FLOPs (analytic.exact.sharded)
-        figures.update(evaluate_rank(config, sizes, optimizer))
-    elif outside_domain(config, installed_torch()) is None:
-        figures.update(step_figures(sizes, config.positional, optimizer))
-        figures["warmup"] = step_figures(sizes, config.positional, optimizer, warmup=True)
-        by_component = saved_activations_by_component(sizes, config.positional)
-        figures["saved_activations_bytes"] = sum(by_component.values())
-        figures["saved_activations_by_component"] = by_component
-        figures["saved_activations_per_layer_bytes"] = saved_activations_per_layer(sizes, config.positional)
-        figures.update(flop_figures(sizes))
-    return figures
+class ExactSet:
+    """The exact formula set over `programs` (the installed torch's shipped or cached ones by default)."""
+
+    NAME, DESCRIPTION, SETUP = NAME, DESCRIPTION, SETUP
+
+    def __init__(self, programs: Programs | None = None):
+        self._programs = programs
+
+    @property
+    def programs(self) -> Programs:
+        return self._programs or installed()
+
+    def evaluate(self, config: ModelConfig, batch_size, optimizer: str = "foreach") -> dict[str, Any]:
+        """All figures as numpy values (arrays when batch_size is an array)."""
+        programs = self.programs
+        sizes = sizes_of(config, batch_size)
+        figures: dict[str, Any] = {"params": sizes.params}
+        if config.shard != "none":  # rank 0: its memory and FLOPs (analytic.exact.sharded)
+            figures.update(evaluate_rank(programs, config, sizes, optimizer))
+        elif outside_domain(config, programs.torch_version) is None:
+            figures.update(step_figures(programs, sizes, config.positional, optimizer))
+            figures["warmup"] = step_figures(programs, sizes, config.positional, optimizer, warmup=True)
+            by_component = saved_activations_by_component(programs, sizes, config.positional)
+            figures["saved_activations_bytes"] = sum(by_component.values())
+            figures["saved_activations_by_component"] = by_component
+            figures["saved_activations_per_layer_bytes"] = saved_activations_per_layer(programs, sizes,
+                                                                                       config.positional)
+            figures.update(flop_figures(sizes))
+        return figures
+
+    def evaluate_arrays(self, optimizer: str = "foreach", positional: str = "learned", dtype: str = "float32",
+                        checkpointing: str = "none", attention: str = "explicit", arch: str = "reference",
+                        dropout: float = 0.0, **sizes) -> dict[str, Any]:
+        """Memory and FLOP figures of many configurations at once: vocab_size, context_length, num_layers,
+        d_model, num_heads, d_ff, batch_size (and kv_heads) as numpy arrays (context_length >= 2)."""
+        arrays = sizes_from_arrays(positional=positional, dtype=dtype, checkpointing=checkpointing,
+                                   attention=attention, arch=arch, dropout=dropout, **sizes)
+        if np.any(arrays.T < 2) or np.any(arrays.D % arrays.H):
+            raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
+        programs = self.programs
+        figures: dict[str, Any] = {"params": arrays.params}
+        figures.update(step_figures(programs, arrays, positional, optimizer))
+        figures["saved_activations_bytes"] = sum(saved_activations_by_component(programs, arrays, positional).values())
+        figures.update(flop_figures(arrays))
+        return figures
+
+    def predict(self, config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict[str, Any]:
+        """Figures for one configuration as plain Python numbers (analytic.figures)."""
+        return _plain(self.evaluate(config, batch_size, optimizer))
+
+    def max_batch_size(self, config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
+        """The largest batch (of one micro-batch) whose exact peak fits budget_bytes (analytic.exact.max_batch)."""
+        return max_batch.max_batch_size(config, budget_bytes, optimizer, self.programs)
 
 
-def evaluate_arrays(optimizer: str = "foreach", positional: str = "learned", dtype: str = "float32",
-                    checkpointing: str = "none", attention: str = "explicit", arch: str = "reference",
-                    dropout: float = 0.0, **sizes) -> dict[str, Any]:
-    """Memory and FLOP figures of many configurations at once: vocab_size, context_length, num_layers, d_model,
-    num_heads, d_ff, batch_size (and kv_heads) as numpy arrays (context_length >= 2)."""
-    arrays = sizes_from_arrays(positional=positional, dtype=dtype, checkpointing=checkpointing, attention=attention,
-                               arch=arch, dropout=dropout, **sizes)
-    if np.any(arrays.T < 2) or np.any(arrays.D % arrays.H):
-        raise ValueError("every context_length must be >= 2 and every d_model divisible by its num_heads")
-    figures: dict[str, Any] = {"params": arrays.params}
-    figures.update(step_figures(arrays, positional, optimizer))
-    figures["saved_activations_bytes"] = sum(saved_activations_by_component(arrays, positional).values())
-    figures.update(flop_figures(arrays))
-    return figures
-
-
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict[str, Any]:
-    """Figures for one configuration as plain Python numbers (analytic.figures)."""
-    return _plain(evaluate(config, batch_size, optimizer))
+_INSTALLED = ExactSet()
+evaluate, evaluate_arrays, predict = _INSTALLED.evaluate, _INSTALLED.evaluate_arrays, _INSTALLED.predict
+max_batch_size = _INSTALLED.max_batch_size
 
 
 def _plain(value):

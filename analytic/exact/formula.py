@@ -2,7 +2,7 @@
 D, H, F, V (bytes per element as numbers), collected with sympy.
 
 It is built from what the numeric model evaluates (analytic.exact.memory, .flops): the derived allocation
-programs (analytic/exact/derived.py), the constant part and the AdamW closed forms, with sympy symbols in place of
+programs (analytic/exact/derived.json.gz), the constant part and the AdamW closed forms, with sympy symbols in place of
 numbers. A phase's peak is the highest of its moments; the moments are linear in B, so
     peak = max_k (α_k + β_k·B),
 and max batch = min_k ⌊(M − α_k) / β_k⌋ for a budget of M bytes. Moments that another moment exceeds at every
@@ -24,11 +24,11 @@ from types import SimpleNamespace
 import numpy as np
 import sympy as sp
 
-from analytic.exact.source import CLASSES, OPTIMIZERS, TORCH_VERSION
+from analytic.exact.source import Programs, installed
 from analytic.exact.flops import flop_figures
-from analytic.exact.memory import STATE, segments_net
+from analytic.exact.memory import STATE, segments_net, step_walk
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program
-from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, Sizes, class_key, head_layout, optimizer_key
+from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, LayoutClass, Sizes, head_layout, optimizer_key
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
 from model.config import DTYPE_BYTES
@@ -67,18 +67,18 @@ class Setup:
     def layout(self) -> tuple[bool, bool, bool, bool]:
         return self.batch_one, self.head_one, self.grouped, self.kv_one
 
-    def class_key(self) -> tuple:
-        return class_key(self.arch, self.positional, self.attention, self.dtype, self.autocast, self.checkpointing,
-                         self.dropout, self.layout)
+    def layout_class(self) -> LayoutClass:
+        return LayoutClass.of(self.arch, self.positional, self.attention, self.dtype, self.autocast,
+                              self.checkpointing, self.dropout, self.layout)
 
     def optimizer_key(self) -> tuple:
         return optimizer_key(self.arch, self.positional, self.grouped, self.optimizer)
 
-    @property
-    def domain(self) -> str:
+    def domain(self, programs: Programs | None = None) -> str:
         """The layout class's domain; L >= 2 where a segment runs L − 1 times (its moments, which the formula's
-        max lists, exist from L = 2 on; the numeric model, analytic.exact.memory, holds for L = 1 too)."""
-        derived = CLASSES[self.class_key()]
+        max lists, exist from L = 2 on; the numeric model, analytic.exact.memory, holds for L = 1 too). Programs:
+        those of the installed torch by default (analytic.exact.source.installed)."""
+        derived = (programs or installed()).layout_class(self.layout_class())
         but_last = any(repeated == EVERY_BLOCK_BUT_THE_LAST for window in derived.values() if isinstance(window, list)
                        for _, repeated in window)
         return LAYOUTS[self.layout] + (", L >= 2" if but_last else "")
@@ -223,26 +223,26 @@ def _polynomial(expression: sp.Expr) -> sp.Poly | None:
         return None
 
 
-def formulas(setup: Setup = Setup()) -> dict[str, sp.Expr]:
+def formulas(setup: Setup = Setup(), programs: Programs | None = None) -> dict[str, sp.Expr]:
     """Every figure of the setup as a sympy expression (keys as in `measure --json`, plus fixed.* and the split of
-    saved activations per layer and outside the layers)."""
-    return _build(setup)[0]
+    saved activations per layer and outside the layers), from `programs` (the installed torch's by default)."""
+    return _build(setup, programs or installed())[0]
 
 
-def peak_moments(setup: Setup = Setup()) -> dict[str, list[tuple[str, sp.Expr]]]:
+def peak_moments(setup: Setup = Setup(), programs: Programs | None = None) -> dict[str, list[tuple[str, sp.Expr]]]:
     """The moments each phase's peak (and the step's, "step") is the max of: (where in the step, bytes)."""
-    return _build(setup)[1]
+    return _build(setup, programs or installed())[1]
 
 
 @lru_cache(maxsize=None)
-def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
+def _build(setup: Setup, programs: Programs) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
     sizes = symbolic_sizes(setup)
     values = symbol_values(sizes)
-    derived = CLASSES[setup.class_key()]
+    derived = programs.layout_class(setup.layout_class())
     fixed = {"fixed.parameters_bytes": _exact(sizes.parameter_bytes),
              "fixed.buffers_bytes": _exact(sizes.buffer_bytes), "fixed.inputs_bytes": _exact(sizes.input_bytes)}
     moments = Moments(sp.Add(*fixed.values()), values)
-    adamw = OPTIMIZERS[setup.optimizer_key()]
+    adamw = programs.adamw(setup.optimizer_key())
     state = np.concatenate(segments_net(adamw["warmup"], STATE))  # what the warm-up step leaves: the state
     fixed["fixed.optimizer_state_bytes"] = moments.expression(np.concatenate([[0], state]))
     categories = np.zeros((len(TAPE_CATEGORIES), 2 * len(values)), dtype=np.int64)
@@ -251,17 +251,13 @@ def _build(setup: Setup) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, 
     live = moments.vector(start=1) + np.concatenate([[0], state])
     if setup.zero_grad == "zeros":  # the warm-up step leaves its gradients
         live = live + gradients
-    forward, backward = [], []
-    for index in (1, 2) if setup.micro_batches > 1 else (1,):
-        found, live = moments.phase("forward", live, derived["forward_first" if index == 1 else "forward_later"],
-                                    categories, index if setup.micro_batches > 1 else None)
-        forward += found
-        fresh = index == 1 and setup.zero_grad == "none"
-        found, live = moments.phase("backward", live, derived["backward_fresh" if fresh else "backward_accumulate"],
-                                    categories, index if setup.micro_batches > 1 else None)
-        backward += found
-    optimizer, _ = moments.phase("optimizer", live, adamw["steady"] + derived[f"zero_grad_{setup.zero_grad}"],
-                                 categories)
+    found: dict[str, list] = {name: [] for name in PHASES}
+    for name, index, segments in step_walk(derived, adamw, setup.micro_batches, setup.zero_grad, warmup=False,
+                                           has_gradients=setup.zero_grad == "zeros"):
+        moments_found, live = moments.phase(name, live, segments, categories,
+                                            index if setup.micro_batches > 1 else None)
+        found[name] += moments_found
+    forward, backward, optimizer = (found[name] for name in PHASES)
     bounds = {symbol: bound for symbol, bound in setup.lower_bounds().items()
               if not (symbol is B and setup.batch_one) and not (symbol is H and setup.head_one)
               and not (symbol is G and not setup.grouped or setup.kv_one)}
@@ -363,16 +359,16 @@ def readable(expression: sp.Expr) -> str:
     return text.replace("*", "·")
 
 
-def saved_by_component(setup: Setup = Setup()) -> dict[str, sp.Expr]:
+def saved_by_component(setup: Setup = Setup(), programs: Programs | None = None) -> dict[str, sp.Expr]:
     """Bytes each component saves for backward, as derived: per layer (×L) for the block components, once for
     the others; components that save nothing are left out."""
     values = dict(zip(SYMBOLS, symbol_values(symbolic_sizes(setup))))
-    saved = CLASSES[setup.class_key()]["saved_by_component"]
+    saved = (programs or installed()).layout_class(setup.layout_class())["saved_by_component"]
     return {name: sp.Add(*(values[symbol] for symbol in names.split()))
             for where in ("layer", "outside") for name, names in saved[where].items()}
 
 
-def layout_setups(setup: Setup) -> dict[str, Setup]:
+def layout_setups(setup: Setup, programs: Programs | None = None) -> dict[str, Setup]:
     """The setup in each layout class of its arch, by domain: the general one (B, H >= 2; for grouped-query
     attention B >= 2, 2 <= G < H) first."""
     layouts = [layout for layout in LAYOUTS if setup.arch == "llama" or not layout[2]]
@@ -380,13 +376,14 @@ def layout_setups(setup: Setup) -> dict[str, Setup]:
         layouts.sort(key=lambda layout: (not layout[2], layout[3], layout[0]))
     setups = [dataclasses.replace(setup, batch_one=layout[0], head_one=layout[1], grouped=layout[2],
                                   kv_one=layout[3]) for layout in layouts]
-    return {one.domain: one for one in setups}
+    return {one.domain(programs): one for one in setups}
 
 
-def document(setup: Setup) -> dict:
+def document(setup: Setup, programs: Programs | None = None) -> dict:
     """`formula --json`: each figure of the general layout as a Python expression, nested as in `measure --json`,
     and the degenerate layouts' own expressions under "layouts"."""
-    classes = layout_setups(setup)
+    programs = programs or installed()
+    classes = layout_setups(setup, programs)
     general, *others = classes
     return {"setup": {"arch": setup.arch, "dropout": setup.dropout, "positional": setup.positional,
                       "attention": setup.attention,
@@ -394,13 +391,14 @@ def document(setup: Setup) -> dict:
                       "zero_grad": setup.zero_grad, "dtype": setup.dtype, "autocast": setup.autocast,
                       "optimizer": setup.optimizer,
                       "bytes_per_element": DTYPE_BYTES[setup.dtype]},
-            "derived_on_torch": TORCH_VERSION, "domain": general,
+            "derived_on_torch": programs.derived_on, "domain": general,
             "symbols": {"L": "layers", "B": "batch size (of one micro-batch)", "T": "context length", "D": "d_model",
                         "H": "heads", "F": "d_ff", "V": "vocabulary", "G": "key/value heads",
                         "M": "memory budget in bytes (max_batch)"},
-            **unflatten({key: python_expression(value) for key, value in formulas(classes[general]).items()}),
+            **unflatten({key: python_expression(value)
+                         for key, value in formulas(classes[general], programs).items()}),
             "layouts": {domain: unflatten({key: python_expression(value)
-                                           for key, value in formulas(classes[domain]).items()
+                                           for key, value in formulas(classes[domain], programs).items()
                                            if "peak_bytes" in key or key.startswith("saved_activations")})
                         for domain in others}}
 

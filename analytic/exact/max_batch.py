@@ -14,39 +14,41 @@ import numpy as np
 
 from analytic.exact import sharded
 from analytic.exact.memory import layout_phases, step_figures
-from analytic.exact.source import installed_torch
+from analytic.exact.source import Programs, installed
 from analytic.exact.versions import outside_domain
 from analytic.sizes import head_layout, sizes_of
 from model.config import ModelConfig
 from model.vocabulary import PHASES
 
 
-def peak_lines(config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndarray, np.ndarray]:
+def peak_lines(programs: Programs, config: ModelConfig, optimizer: str = "foreach") -> tuple[np.ndarray, np.ndarray]:
     """(α, β) of every moment of the steady-state step for B ≥ 2: live bytes = α + β·B (a sharded rank's too,
     analytic.exact.sharded)."""
     layout = (False, *head_layout(config.num_heads, config.kv_heads))
 
     def moment_totals(batch):
         if config.shard != "none":
-            totals = sharded.moment_totals(config, batch, optimizer)
+            totals = sharded.moment_totals(programs, config, batch, optimizer)
             if totals is None:
                 raise ValueError("a sharded rank outside the exact set's domain (foreach AdamW), or without its "
-                                 "programs (derived on first use by the profiler's commands)")
+                                 "programs (analytic.exact.derivation.deriving_programs derives them on first use)")
             return totals
-        phases = layout_phases(sizes_of(config, config.micro_batches * batch), config.positional, optimizer, layout,
-                               moments=True)
+        phases = layout_phases(programs, sizes_of(config, config.micro_batches * batch), config.positional,
+                               optimizer, layout, moments=True)
         return np.concatenate([phases[name] for name in PHASES])
     at_two, at_three = moment_totals(2), moment_totals(3)
     return at_two - 2 * (at_three - at_two), at_three - at_two
 
 
-def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
+def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach",
+                   programs: Programs | None = None) -> int:
     """The largest batch (of one micro-batch) whose exact steady-state peak fits in budget_bytes (0 if not even
-    one sequence)."""
-    why = outside_domain(config, installed_torch())
+    one sequence), from `programs` (the installed torch's by default, analytic.exact.source.installed)."""
+    programs = programs or installed()
+    why = outside_domain(config, programs.torch_version)
     if why is not None:
         raise ValueError(why)
-    alpha, beta = peak_lines(config, optimizer)
+    alpha, beta = peak_lines(programs, config, optimizer)
     growing = beta > 0
     best = np.min((budget_bytes - alpha[growing]) // beta[growing]) if growing.any() else np.inf
     if np.any(alpha[~growing] > budget_bytes):
@@ -54,7 +56,8 @@ def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "for
     if best >= 2:
         return int(best) if np.isfinite(best) else 2**62
     if config.shard != "none":
-        one = sharded.evaluate_rank(config, sizes_of(config, config.micro_batches), optimizer)["peak_bytes"]
+        one = sharded.evaluate_rank(programs, config, sizes_of(config, config.micro_batches), optimizer)["peak_bytes"]
     else:
-        one = step_figures(sizes_of(config, config.micro_batches), config.positional, optimizer)["peak_bytes"]
+        one = step_figures(programs, sizes_of(config, config.micro_batches), config.positional,
+                           optimizer)["peak_bytes"]
     return int(one <= budget_bytes)

@@ -1,7 +1,7 @@
 """Exact memory of one training step, by phase and category: closed forms, vectorised over numpy arrays.
 
 The step's live bytes at any moment = the constant part (parameters, buffers, inputs) + what the step's
-allocation programs have left live. The programs are derived from traces of the step (analytic/exact/derived.py,
+allocation programs have left live. The programs are derived from traces of the step (analytic/exact/derived.json.gz,
 one set per layout class: arch, positional option, attention, dtypes, checkpointing, dropout, B == 1 or not,
 H == 1 or not, grouped-query attention or not), each as
 prefix + layer × L + suffix. A phase's peak is its highest moment:
@@ -14,11 +14,11 @@ prefix + layer × L + suffix. A phase's peak is its highest moment:
     after the first, or zero_grad 'zeros'), each weight gradient is a temporary added into it
     (backward_accumulate).
  3. Micro-batches: the first, then k - 1 that repeat the second exactly (each leaves nothing behind).
- 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.py OPTIMIZERS, per parameter layout:
+ 4. Optimizer: the AdamW step's derived segments (analytic/exact/derived.json.gz optimizers, per parameter layout:
     arch, positional option, grouped-query attention, and implementation): foreach allocates sqrt(v) for every
     parameter at once, for-loop a few parameter-sized temporaries at a time, fused none; then zero_grad, which
-    frees every gradient (set_to_none=True) or nothing ('zeros'). The warm-up step's AdamW program also creates the state (two moments per parameter, and fused's
-    device step counters).
+    frees every gradient (set_to_none=True) or nothing ('zeros'). The warm-up step's AdamW program also creates
+    the state (two moments per parameter, and fused's device step counters).
 The warm-up step starts from the constant part; the measured step from the constant part plus the state (and the
 gradients, with 'zeros') the warm-up step leaves. The peak of the step is the highest of the three phase peaks;
 categories are read at that moment.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytic.exact import programs
-from analytic.exact.source import CLASSES, OPTIMIZERS
+from analytic.exact.source import Programs
 from analytic.figures import combine_windows
 from analytic.sizes import SYMBOLS, Sizes, optimizer_key
 from model.vocabulary import CATEGORIES, COMPONENTS, PHASES
@@ -116,10 +116,10 @@ def per_layout(sizes: Sizes, compute) -> dict:
     return result
 
 
-def step_phases(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+def step_phases(programs: Programs, sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
     """Peak, start and end bytes and categories at the peak of each phase (module docstring, items 1-4), with
     each element's attention layout chosen elementwise."""
-    return per_layout(sizes, lambda layout: layout_phases(sizes, positional, optimizer, layout, warmup))
+    return per_layout(sizes, lambda layout: layout_phases(programs, sizes, positional, optimizer, layout, warmup))
 
 
 def _where(mask, chosen, other):
@@ -131,30 +131,50 @@ def _where(mask, chosen, other):
 PERSISTENT = [CATEGORIES.index(name) for name in ("gradients", "optimizer_state")]
 
 
-def run_step(sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, ...], symbols: np.ndarray,
-             start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
-    """The windows of one step from `start` (module docstring, items 1-4): [(phase, micro-batch, Phase)], the
-    first micro-batch, the second standing for every later one (they repeat it: derive.py checks that one
-    leaves nothing behind), the optimizer."""
-    derived = CLASSES[sizes.class_key(positional, layout)]
+def step_walk(derived: dict, adamw: dict, micro_batches: int, zero_grad: str, warmup: bool,
+              has_gradients: bool) -> list[tuple[str, int | None, list]]:
+    """The windows of one step in order (module docstring, items 1-4), each (phase, micro-batch, segments): the
+    first micro-batch's forward and backward, the second's standing for every later one (they repeat it:
+    analytic.exact.derivation.derive checks that one leaves nothing behind), then the optimizer: the AdamW step
+    (its warm-up program creates the state) and zero_grad. A backward adds each weight gradient into .grad
+    (backward_accumulate) after the first micro-batch, or from the start where gradients exist (`has_gradients`:
+    zero_grad 'zeros' after a step). The numeric model (run_step) and the formula (analytic.exact.formula) walk it."""
+    windows = []
+    for index in (1, 2) if micro_batches > 1 else (1,):
+        windows.append(("forward", index, derived["forward_first" if index == 1 else "forward_later"]))
+        windows.append(("backward", index,
+                        derived["backward_accumulate" if index > 1 or has_gradients else "backward_fresh"]))
+    windows.append(("optimizer", None, adamw["warmup" if warmup else "steady"] + derived[f"zero_grad_{zero_grad}"]))
+    return windows
+
+
+def step_peak(phases: dict, categories: tuple[str, ...]) -> dict:
+    """The step's peak of its phases' figures: the highest phase peak (the first phase on ties, as the tracker
+    reports), that phase, and the categories at its peak (of one device's or a rank's `categories`)."""
+    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
+    index = np.argmax(peaks, axis=0)
+    return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],
+            "categories_at_peak": {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
+                                   for name in categories}}
+
+
+def run_step(programs: Programs, sizes: Sizes, positional: str, optimizer: str, layout: tuple[bool, ...],
+             symbols: np.ndarray, start: np.ndarray, warmup: bool) -> list[tuple[str, int | None, Phase]]:
+    """The windows of one step (step_walk) run from `start`: [(phase, micro-batch, Phase)]."""
+    derived = programs.layout_class(sizes.layout_class(positional, layout))
+    adamw = programs.adamw(optimizer_key(sizes.arch, positional, layout[2], optimizer))
     has_gradients = bool(np.all(start[CATEGORIES.index("gradients")] > 0))  # zero_grad 'zeros' after a step
     windows, live = [], start
-    for index in (1, 2) if sizes.micro_batches > 1 else (1,):
-        forward = Phase(live, symbols)
-        forward.run_segments(derived["forward_first" if index == 1 else "forward_later"], sizes.L)
-        backward = Phase(forward.live, symbols)
-        backward.run_segments(derived["backward_accumulate" if index > 1 or has_gradients else "backward_fresh"],
-                              sizes.L)
-        windows += [("forward", index, forward), ("backward", index, backward)]
-        live = backward.live
-    optimizer_phase = Phase(live, symbols)
-    adamw = OPTIMIZERS[optimizer_key(sizes.arch, positional, layout[2], optimizer)]
-    optimizer_phase.run_segments(adamw["warmup" if warmup else "steady"], sizes.L)
-    optimizer_phase.run_segments(derived[f"zero_grad_{sizes.zero_grad}"], sizes.L)
-    return windows + [("optimizer", None, optimizer_phase)]
+    for name, index, segments in step_walk(derived, adamw, sizes.micro_batches, sizes.zero_grad, warmup,
+                                           has_gradients):
+        phase = Phase(live, symbols)
+        phase.run_segments(segments, sizes.L)
+        windows.append((name, index, phase))
+        live = phase.live
+    return windows
 
 
-def layout_phases(sizes: Sizes, positional: str, optimizer: str,
+def layout_phases(programs: Programs, sizes: Sizes, positional: str, optimizer: str,
                   layout: tuple[bool, ...] = (False, False, False, False),
                   warmup: bool = False, moments: bool = False) -> dict:
     """step_phases for one attention layout; with moments=True, the live total at every moment of each phase
@@ -164,11 +184,11 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str,
     symbols = np.stack([np.broadcast_to(value, np.shape(sizes.B)) for value in
                         (sizes.symbols()[name] for name in SYMBOLS)])
     start = constant_part(sizes)
-    windows = run_step(sizes, positional, optimizer, layout, symbols, start, warmup=True)
+    windows = run_step(programs, sizes, positional, optimizer, layout, symbols, start, warmup=True)
     if not warmup:
         start = start.copy()
         start[PERSISTENT] += windows[-1][2].live[PERSISTENT]
-        windows = run_step(sizes, positional, optimizer, layout, symbols, start, warmup=False)
+        windows = run_step(programs, sizes, positional, optimizer, layout, symbols, start, warmup=False)
     if moments:
         return {name: np.concatenate([np.concatenate(phase.moments).sum(axis=1)
                                       for window, _, phase in windows if window == name]) for name in PHASES}
@@ -176,34 +196,27 @@ def layout_phases(sizes: Sizes, positional: str, optimizer: str,
                            sizes.micro_batches)
 
 
-def step_figures(sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
+def step_figures(programs: Programs, sizes: Sizes, positional: str, optimizer: str, warmup: bool = False) -> dict:
     """Phase figures plus the step's peak, the phase that holds it and the categories there."""
-    figures = step_phases(sizes, positional, optimizer, warmup)
-    phases = figures["phases"]
-    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
-    index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
-    categories = {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
-                  for name in CATEGORIES}
-    peak_phase = np.array(PHASES)[index]
-    return {"peak_bytes": peaks.max(axis=0), "peak_phase": peak_phase, "categories_at_peak": categories,
-            **figures}
+    figures = step_phases(programs, sizes, positional, optimizer, warmup)
+    return {**step_peak(figures["phases"], CATEGORIES), **figures}
 
 
-def saved_activations_per_layer(sizes: Sizes, positional: str) -> np.ndarray:
+def saved_activations_per_layer(programs: Programs, sizes: Sizes, positional: str) -> np.ndarray:
     """Bytes one layer keeps for backward: the per-layer part of saved_activations_by_component (its total is L
     times this plus what the components outside the layers keep)."""
     values = sizes.symbols()
 
     def compute(layout):
-        saved = CLASSES[sizes.class_key(positional, layout)]["saved_by_component"]["layer"]
+        saved = programs.layout_class(sizes.layout_class(positional, layout))["saved_by_component"]["layer"]
         return {"layer": sum((values[name] for names in saved.values() for name in names.split()), 0 * sizes.B)}
 
     return per_layout(sizes, compute)["layer"]
 
 
-def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
+def saved_activations_by_component(programs: Programs, sizes: Sizes, positional: str) -> dict[str, np.ndarray]:
     """Bytes autograd keeps at the end of forward, by the component that saved each tensor first: L times what
-    one layer's components save plus what the components outside the layers save, as traced (derived.py).
+    one layer's components save plus what the components outside the layers save, as traced (the derived programs).
 
     For B, H ≥ 2, per layer: norm1 and norm2 keep their input x, x·rsqrt (a each) and rsqrt (r): 2a + r;
     q_proj keeps the normalised input that k_proj and v_proj share (a); the QKᵀ bmm keeps contiguous q and k
@@ -219,7 +232,7 @@ def saved_activations_by_component(sizes: Sizes, positional: str) -> dict[str, n
         return sum((values[name] for name in names.split()), 0 * sizes.B)
 
     def compute(layout):
-        saved = CLASSES[sizes.class_key(positional, layout)]["saved_by_component"]
+        saved = programs.layout_class(sizes.layout_class(positional, layout))["saved_by_component"]
         return {name: sizes.L * bytes_of(saved["layer"].get(name, "")) + bytes_of(saved["outside"].get(name, ""))
                 for name in COMPONENTS}
 

@@ -1,25 +1,29 @@
 """What one training step allocates and frees, in order: the "programs" of the exact memory model.
 
-A program is a sequence of tokens `+x` (allocate) or `-x` (free) over the symbols of analytic.sizes:
-lowercase a temporary, uppercase a tensor autograd saves for backward (category saved_activations), `g…` a
-weight gradient (category gradients). They are derived from traces of the real step (analytic/exact/derived.py,
-written by tools/derive_programs.py); tests/test_exact.py checks the model against the storage tracker, byte
-for byte, on random configs. This module compiles a program into coefficient matrices.
+A program is a sequence of tokens `<sign><code>:<symbol>`: `+` allocates, `-` frees a tensor of `symbol`'s bytes
+(analytic.sizes for one device, analytic.exact.sharded for a rank's own) in the category of `code` (CODES): `+t:a`
+a temporary, `+A:a` a tensor autograd saves for backward, `+G:gDD` a weight gradient, `+t:gDD` a weight gradient
+about to be added into .grad, `+O:gDD` an AdamW temporary, `+S:gDD` AdamW state; a rank adds its shards and
+buffers (`+UP:gDD` a gathered weight, `-AG:agb` a block's all-gather buffer freed). They are derived from traces
+of the real step (analytic.exact.derivation, shipped as analytic/exact/derived.json.gz); tests/test_exact.py
+checks the model against the storage tracker, byte for byte, on random configs. This module compiles a program
+into coefficient matrices.
 
 What the derived forward program of one pre-norm block reads as, for B, H ≥ 2 (explicit attention):
- 1. RMSNorm: pow x² (+a, dies after mean), mean (+r, dies after +eps), +eps (+r, dies after rsqrt),
-    rsqrt (+R saved), x·rsqrt (+A saved), ·gain (+A: the normalised input that the next linear layers save).
- 2. Q, K, V projections: three mm outputs (+a each), alive as the locals q, k, v until attention returns.
- 3. QKᵀ needs contiguous [B·H, T, Dh] operands: q and kᵀ are copied (+A +A, saved by the bmm).
-    With RoPE, the rotation writes contiguous q and k (+A +A via stack, after 2·3 half-size temporaries each)
-    and the projection outputs of q and k die when rebound (-a -a).
- 4. scores (+s), ·scale (+s, the bmm output dies), masked_fill (+s, the scaled one dies), softmax (+S saved,
+ 1. RMSNorm: pow x² (+t:a, dies after mean), mean (+t:r, dies after +eps), +eps (+t:r, dies after rsqrt),
+    rsqrt (+A:r saved), x·rsqrt (+A:a saved), ·gain (+A:a: the normalised input the next linear layers save).
+ 2. Q, K, V projections: three mm outputs (+t:a each), alive as the locals q, k, v until attention returns.
+ 3. QKᵀ needs contiguous [B·H, T, Dh] operands: q and kᵀ are copied (+A:a +A:a, saved by the bmm).
+    With RoPE, the rotation writes contiguous q and k (+A:a +A:a via stack, after 2·3 half-size temporaries
+    each) and the projection outputs of q and k die when rebound (-t:a -t:a).
+ 4. scores (+t:s), ·scale (+t:s, the bmm output dies), masked_fill (+t:s, the scaled one dies), softmax (+A:s,
     the masked one dies): at most two B·H·T² temporaries at once, one kept.
- 5. v copied (+A), P·V (+a), heads merged by .contiguous() (+A, saved by out_proj), out_proj (+a); then q, k,
+ 5. v copied (+A:a), P·V (+t:a), heads merged by .contiguous() (+A:a, saved by out_proj), out_proj (+t:a); then q, k,
     v projection outputs and P·V die with the attention's locals.
- 6. residual add (+A: saved by the next RMSNorm), the branch output dies (-a).
- 7. feed-forward: w1 (+F saved by silu), silu (+F saved by w2), w2 (+a), residual add (+A), w2 output dies.
-Backward mirrors it: each weight gradient (+g…) appears as its layer is reached, saved tensors die as the
+ 6. residual add (+A:a: saved by the next RMSNorm), the branch output dies (-t:a).
+ 7. feed-forward: w1 (+A:f saved by silu), silu (+A:f saved by w2), w2 (+t:a), residual add (+A:a), w2 output
+    dies.
+Backward mirrors it: each weight gradient (+G:g…) appears as its layer is reached, saved tensors die as the
 autograd nodes that hold them run, and at most a few activation-sized gradient temporaries live at once.
 
 Layouts: the copies of items 3 and 5 exist because reshaping a transposed head view to [B·H, T, Dh] cannot be a
@@ -36,28 +40,25 @@ import numpy as np
 
 from analytic.sizes import SYMBOLS
 
+# The category of each token code; a one-device program uses the first five's codes.
+CODES = {"A": "saved_activations", "G": "gradients", "t": "temporaries", "O": "optimizer_temporaries",
+         "S": "optimizer_state", "P": "parameters", "B": "buffers", "I": "inputs", "UP": "unsharded_parameters",
+         "AG": "all_gather_buffers", "UG": "unsharded_gradients", "RS": "reduce_scatter_buffers"}
+CODE_OF = {name: code for code, name in CODES.items()}
 TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries", "optimizer_temporaries", "optimizer_state")
 
-_TOKEN = re.compile(r"([+-])(?:(opt|state|tmp):)?(g?[A-Za-z][A-Za-z0-9]*)$")
+_TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
 
 
-def category_and_symbol(token: str) -> tuple[int, int, int]:
-    """(+1 | -1, row of TAPE_CATEGORIES, index in SYMBOLS) of a token: `+a` a temporary, `+A` saved for backward,
-    `+gDD` a weight gradient, `+tmp:gDD` a weight gradient about to be added into .grad (a temporary),
-    `+opt:gDD` an AdamW temporary, `+state:gDD` AdamW state (of that size)."""
-    sign, marker, name = _TOKEN.match(token).groups()
-    if marker == "tmp":
-        category = 2
-    elif marker == "opt":
-        category = 3
-    elif marker == "state":
-        category = 4
-    elif name.startswith("g"):
-        category = 1
-    else:
-        category = 0 if name.isupper() else 2
-    symbol = name if name.startswith("g") else name.lower()
-    return (1 if sign == "+" else -1), category, SYMBOLS.index(symbol)
+def token(sign: str, category: str, symbol: str) -> str:
+    """The token of an allocation ("+") or free ("-") of `symbol`'s bytes in `category`: `+A:a`."""
+    return f"{sign}{CODE_OF[category]}:{symbol}"
+
+
+def parse_token(text: str) -> tuple[str, str, str]:
+    """(sign, category, symbol) of a token: ("+", "saved_activations", "a") of `+A:a`."""
+    sign, code, symbol = _TOKEN.match(text).groups()
+    return sign, CODES[code], symbol
 
 
 EVERY_BLOCK_BUT_THE_LAST = "L-1"
@@ -75,18 +76,20 @@ def runs(repeated, layers):
 
 
 @lru_cache(maxsize=None)
-def compile_program(program: str) -> tuple[np.ndarray, np.ndarray]:
+def compile_program(program: str, categories: tuple[str, ...] = TAPE_CATEGORIES,
+                    symbols: tuple[str, ...] = SYMBOLS) -> tuple[np.ndarray, np.ndarray]:
     """(moments, net): live-byte coefficients after every allocation, and after the whole program.
 
-    moments[k, i, j] is the coefficient of SYMBOLS[j] in the bytes of TAPE_CATEGORIES[i] live just after the
-    k-th allocation (relative to the start); net[i, j] the same at the end. Multiplying by the symbols' values
-    gives bytes: a program costs one matrix product, whatever its length.
+    moments[k, i, j] is the coefficient of symbols[j] in the bytes of categories[i] live just after the k-th
+    allocation (relative to the start); net[i, j] the same at the end. Multiplying by the symbols' values gives
+    bytes: a program costs one matrix product, whatever its length. One device's programs run over
+    TAPE_CATEGORIES and analytic.sizes.SYMBOLS, a rank's over analytic.exact.sharded's.
     """
-    live = np.zeros((len(TAPE_CATEGORIES), len(SYMBOLS)), dtype=np.int64)
+    live = np.zeros((len(categories), len(symbols)), dtype=np.int64)
     moments = []
-    for token in program.split():
-        sign, category, symbol = category_and_symbol(token)
-        live[category, symbol] += sign
-        if sign > 0:
+    for text in program.split():
+        sign, category, symbol = parse_token(text)
+        live[categories.index(category), symbols.index(symbol)] += 1 if sign == "+" else -1
+        if sign == "+":
             moments.append(live.copy())
-    return np.array(moments, dtype=np.int64).reshape(-1, len(TAPE_CATEGORIES), len(SYMBOLS)), live
+    return np.array(moments, dtype=np.int64).reshape(-1, len(categories), len(symbols)), live

@@ -1,13 +1,14 @@
 """One rank of a sharded step (FSDP2's fully_shard, or DDP as torch's replicate runs it on FSDP2's engine), exact:
-the programs of its steady step derived from traces of the simulated rank (profiler.measuring.derive_sharded;
-shipped for some classes, derived_sharded.json, the others on first use), evaluated over the sizes below. Rank 0,
-the rank that holds the most.
+the programs of its steady step derived from traces of the simulated rank (analytic.exact.derivation; shipped for
+some classes, derived_sharded.json.gz, the others derived on first use where the Programs derive, analytic.exact.
+source), evaluated over the sizes below. Rank 0, the rank that holds the most.
 
-A program is a sequence of tokens `<sign><category>:<symbol>`: `+UP:gDD` a gathered D×D weight allocated,
-`-AG:agb` a block's all-gather buffer freed. Categories (model.vocabulary.SHARDED_CATEGORIES) by code: P
-parameter shards, B buffers, I inputs, G gradient shards, S AdamW state, O AdamW temporaries, A saved
-activations, t temporaries, UP gathered (unsharded) parameters, AG all-gather buffers, UG unsharded gradients,
-RS reduce-scatter (or all-reduce) buffers. Symbols: those of one device (analytic.sizes, at the rank's batch) and,
+A program is a sequence of tokens `<sign><code>:<symbol>` (analytic.exact.programs, the grammar of one device's
+too): `+UP:gDD` a gathered D×D weight allocated, `-AG:agb` a block's all-gather buffer freed. Categories
+(model.vocabulary.SHARDED_CATEGORIES) by code (analytic.exact.programs.CODES): P parameter shards, B buffers,
+I inputs, G gradient shards, S AdamW state, O AdamW temporaries, A saved activations, t temporaries, UP gathered
+(unsharded) parameters, AG all-gather buffers, UG unsharded gradients, RS reduce-scatter (or all-reduce) buffers.
+Symbols: those of one device (analytic.sizes, at the rank's batch) and,
 with N the ranks a parameter is sharded over (world_size under FSDP2, 1 under DDP), e the parameters' bytes per
 element, c the bytes of the dtype they are gathered in (2 under FSDP2's bf16 MixedPrecisionPolicy, else e) and
 r the reduce dtype's (4 under that policy, else e), for each parameter shape k = rows × cols among VD, TD, DD, KD,
@@ -32,30 +33,22 @@ later one) and either zero_grad option. FLOPs: rank_flop_figures.
 """
 from __future__ import annotations
 
-import json
-import re
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 
-from analytic.exact.memory import Phase
-from analytic.exact.programs import runs
-from analytic.exact.source import installed_torch
+from analytic.exact.memory import Phase, step_peak
+from analytic.exact.programs import compile_program, runs
+from analytic.exact.source import Programs
 from analytic.figures import combine_windows
-from analytic.exact.versions import SHIPPED_MINORS, minor
 from analytic.params import parameter_tensor_shapes
 from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
 from analytic.sharding import padded_elements, padded_rows, shard_group
-from analytic.sizes import SYMBOLS, Sizes, class_key, head_layout, sizes_of
+from analytic.sizes import SYMBOLS, ShardedClass, Sizes, sizes_of
 from model.config import DTYPE_BYTES, ModelConfig
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
 
-CODES = {"P": "parameters", "B": "buffers", "I": "inputs", "G": "gradients", "S": "optimizer_state",
-         "O": "optimizer_temporaries", "A": "saved_activations", "t": "temporaries", "UP": "unsharded_parameters",
-         "AG": "all_gather_buffers", "UG": "unsharded_gradients", "RS": "reduce_scatter_buffers"}
-CODE_OF = {name: code for code, name in CODES.items()}
 SHAPES = ("VD", "TD", "DD", "KD", "FD", "DF", "D", "F")
 SHARD_SYMBOLS = tuple(f"{prefix}{shape}" for prefix in "pquv" for shape in SHAPES) + (
     "agb", "agr", "aib", "air", "rsb", "rsr", "shb", "shr", "rt", "rt2", "r2")
@@ -64,16 +57,7 @@ ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first match
 # backward of micro-batch 1 and of micro-batch 2, which every later one repeats (derive_sharded checks it).
 WINDOWS = ("start",) + PHASES
 MICRO_BATCH_WINDOWS = ("start", "forward_1", "backward_1", "forward_2", "backward_2", "optimizer")
-PROGRAM_FORMAT = 3  # of the cached programs: raised whenever the symbols, the grammar or the keys change
-_TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
 
-# The programs of one class, by sharded_class_key: set by profiler.measuring.on_demand (derived on first use on the
-# installed torch, cached); analytic/ imports no torch.
-DERIVE_ON_FIRST_USE: Callable[[tuple], dict[str, Any]] | None = None
-_PROGRAMS: dict[tuple, dict] = {}
-# Shipped programs (derived on the torch of analytic/exact/derived.py, holding where its programs do): the classes
-# of the dist grid's points and of SHIPPED_SETUPS, written by tools/derive_sharded_programs.py.
-SHIPPED_PATH = Path(__file__).with_name("derived_sharded.json")
 # Setups the tests grade (tests/test_sharded.py), shipped at a batch of 2 on one and on several ranks.
 SHIPPED_SETUPS = {
     "fsdp2-fp32": dict(shard="fsdp2"),
@@ -93,21 +77,9 @@ def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
     return config.shard != "none" and optimizer == "foreach" and config.context_length >= 2
 
 
-def sharded_class_key(config: ModelConfig, batch_size: int) -> tuple:
-    """The one-device layout class of the config at the batch of one micro-batch, its shard strategy,
-    resharding, whether FSDP2 runs on one rank (where it copies instead of gathering: other programs), whether
-    there are micro-batches, and the zero_grad option."""
-    micro_batch = batch_size // config.micro_batches
-    layout = (micro_batch == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
-    return (*class_key(config.arch, config.positional, config.attention, config.dtype, config.autocast,
-                       config.checkpointing, config.dropout > 0, layout),
-            config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1,
-            config.micro_batches > 1, config.zero_grad)
-
-
-def windows_of(key: tuple) -> tuple[str, ...]:
-    """The windows a class's programs have (sharded_class_key: micro-batched or not)."""
-    return MICRO_BATCH_WINDOWS if key[-2] else WINDOWS
+def windows_of(key: ShardedClass) -> tuple[str, ...]:
+    """The windows a class's programs have (micro-batched or not)."""
+    return MICRO_BATCH_WINDOWS if key.micro_batched else WINDOWS
 
 
 def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
@@ -141,18 +113,7 @@ def symbol_values(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
     return {**sizes.symbols(), **constant, "r2": sizes.B * sizes.T * 2}
 
 
-@lru_cache(maxsize=None)
-def compile_sharded(program: str) -> tuple[np.ndarray, np.ndarray]:
-    """(moments, net) of a sharded program, as analytic.exact.programs.compile_program over SHARDED_CATEGORIES
-    and ALL_SYMBOLS."""
-    live = np.zeros((len(SHARDED_CATEGORIES), len(ALL_SYMBOLS)), dtype=np.int64)
-    moments = []
-    for token in program.split():
-        sign, code, symbol = _TOKEN.match(token).groups()
-        live[SHARDED_CATEGORIES.index(CODES[code]), ALL_SYMBOLS.index(symbol)] += 1 if sign == "+" else -1
-        if sign == "+":
-            moments.append(live.copy())
-    return np.array(moments, dtype=np.int64).reshape(-1, *live.shape), live
+compile_sharded = partial(compile_program, categories=SHARDED_CATEGORIES, symbols=ALL_SYMBOLS)
 
 
 class RankPhase(Phase):
@@ -161,41 +122,14 @@ class RankPhase(Phase):
     categories = SHARDED_CATEGORIES
 
 
-def class_name(key: tuple) -> str:
-    """A class key as the JSON files store it."""
-    return json.dumps(list(key))
-
-
-@lru_cache(maxsize=None)
-def shipped_programs() -> dict[str, dict]:
-    """The shipped classes, by class_name, where the installed torch is one they hold on (else none)."""
-    if minor(installed_torch()) not in SHIPPED_MINORS or not SHIPPED_PATH.exists():
-        return {}
-    document = json.loads(SHIPPED_PATH.read_text())
-    return document["classes"] if document.get("format") == PROGRAM_FORMAT else {}
-
-
-def programs_of(key: tuple) -> dict | None:
-    """The programs of a sharded class: shipped, or derived on first use where the profiler installed the hook,
-    else None (the exact set then predicts no sharded step)."""
-    if key not in _PROGRAMS:
-        if class_name(key) in shipped_programs():
-            _PROGRAMS[key] = shipped_programs()[class_name(key)]
-        elif DERIVE_ON_FIRST_USE is None:
-            return None
-        else:
-            _PROGRAMS[key] = DERIVE_ON_FIRST_USE(key)
-    return _PROGRAMS[key]
-
-
-def shipped_setup_keys() -> list[tuple]:
+def shipped_setup_keys() -> list[ShardedClass]:
     """The class keys of SHIPPED_SETUPS at a batch of 2, on one rank (FSDP2's own classes) and on several."""
     keys = []
     for options in SHIPPED_SETUPS.values():
         config = ModelConfig(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
                              **{"num_heads": 2, **options})
         for world_size in (1, 4) if config.shard == "fsdp2" else (4,):
-            keys.append(sharded_class_key(config.replace(world_size=world_size), 2 * config.micro_batches))
+            keys.append(ShardedClass.of(config.replace(world_size=world_size), 2 * config.micro_batches))
     return keys
 
 
@@ -222,12 +156,13 @@ def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, R
     return phases
 
 
-def moment_totals(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> np.ndarray | None:
+def moment_totals(programs: Programs, config: ModelConfig, batch_size: int,
+                  optimizer: str = "foreach") -> np.ndarray | None:
     """Live bytes at every moment of rank 0's step at a micro-batch of `batch_size` (None outside the domain or
     without programs): each is linear in the batch, for analytic.exact.max_batch."""
     step_batch = config.micro_batches * batch_size
     sizes = sizes_of(config, step_batch)
-    derived = programs_of(sharded_class_key(config, step_batch)) if in_domain(config, optimizer) else None
+    derived = programs.sharded_class(ShardedClass.of(config, step_batch)) if in_domain(config, optimizer) else None
     if derived is None:
         return None
     return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
@@ -240,13 +175,7 @@ def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, 
     windows = [(name.split("_")[0], int(name[-1]) if "_" in name else None, phase.figures())
                for name, phase in rank_phases(config, sizes, derived).items()]
     combined = combine_windows(windows, config.micro_batches)
-    phases = combined["phases"]
-    peaks = np.stack([phases[name]["peak_bytes"] for name in PHASES])
-    index = np.argmax(peaks, axis=0)  # the first phase on ties, as the tracker reports
-    return {"peak_bytes": peaks.max(axis=0), "peak_phase": np.array(PHASES)[index],
-            "categories_at_peak": {name: np.choose(index, [phases[p]["categories_at_peak"][name] for p in PHASES])
-                                   for name in SHARDED_CATEGORIES},
-            **combined}
+    return {**step_peak(combined["phases"], SHARDED_CATEGORIES), **combined}
 
 
 def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
@@ -262,9 +191,9 @@ def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
             "adamw_flops_per_param": flops["optimizer"] / sizes.params}
 
 
-def evaluate_rank(config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
+def evaluate_rank(programs: Programs, config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
     """rank_figures where the config is in the domain and its programs are at hand, else {}."""
     if not in_domain(config, optimizer) or np.ndim(sizes.B):
         return {}
-    derived = programs_of(sharded_class_key(config, int(sizes.B) * config.micro_batches))
+    derived = programs.sharded_class(ShardedClass.of(config, int(sizes.B) * config.micro_batches))
     return {} if derived is None else {**rank_figures(config, sizes, derived), **rank_flop_figures(config, sizes)}

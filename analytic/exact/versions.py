@@ -1,17 +1,15 @@
 """The torch versions the exact model is known to hold on, and with which programs.
 
-Its programs were derived from traces of the step on one torch (analytic/exact/derived.py's TORCH_VERSION) and
+Its programs were derived from traces of the step on one torch (analytic/exact/derived.json.gz's torch_version) and
 are shipped for the minors where they hold (SHIPPED_MINORS); a torch release can change what autograd saves or
-what a kernel allocates, so on any other torch the exact model runs programs derived on it (analytic.exact.source:
-class by class on first use, cached). The model is claimed only where it was verified (VERIFIED_MINORS): the whole
-test suite (every setup exact to the byte on random sizes) and the `check` gate passed there, each version in its
-own environment with the project installed beside it (tools/torch_compat.py; its table is
-reports/torch-compat/README.md, and a test ties both tuples to it).
+what a kernel allocates, so on any other torch the exact model runs programs derived on it (analytic.exact.source;
+class by class on first use where its Programs derive, cached). The model is claimed only where it was verified
+(VERIFIED_MINORS): the whole test suite (every setup exact to the byte on random sizes) and the `check` gate
+passed there, each version in its own environment with the project installed beside it (tools/torch_compat.py;
+its table is reports/torch-compat/README.md, and a test ties both tuples to it).
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 from pathlib import Path
 
@@ -33,31 +31,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adamw-profiler"
 
 
-def cached_path(version: str, kind: str = "derived", suffix: str = ".py") -> Path:
-    """Where `python -m profiler derive` puts the programs derived on torch `version` (analytic.exact.source
-    reads them there), keyed by the release without its local build tag ('2.15.0' of '2.15.0+cu130': the
-    package metadata's version and torch.__version__ can differ in it) and by the simulation's code
-    (simulation_revision); kind "sharded", suffix ".json": a sharded rank's (profiler.measuring.on_demand)."""
-    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}-{simulation_revision()}{suffix}"
-
-
-# The code that runs when a step is traced: the model (its autocast emulation included) and the measurement.
-SIMULATION_CODE = ("model", "profiler/measuring")
-
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def simulation_revision(root: Path = PROJECT_ROOT) -> str:
-    """12 hex digits of a SHA-256 over the source of SIMULATION_CODE under `root`: programs cached by other code
-    are not read (a fix to the simulation changes what the traces record, and programs derived before it would
-    keep the old figures), they are derived again on first use."""
-    digest = hashlib.sha256()
-    for folder in SIMULATION_CODE:
-        for path in sorted((root / folder).glob("*.py")):
-            digest.update(f"{folder}/{path.name}\n".encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
+def cached_path(version: str, kind: str = "derived") -> Path:
+    """Where the programs derived on torch `version` are cached (analytic.exact.store's format, recording the
+    simulation revision that derived them): kind "derived" one device's (`python -m profiler derive`, or class by
+    class on first use), "sharded" a rank's; keyed by the release without its local build tag ('2.15.0' of
+    '2.15.0+cu130': the package metadata's version and torch.__version__ can differ in it)."""
+    return cache_dir() / f"{kind}-torch-{version.split('+')[0]}.json.gz"
 
 
 def unverified_notice(version: str) -> str | None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import textwrap
 
-from analytic import exact, textbook
+from analytic import textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
@@ -26,12 +26,13 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
     """(component rows, term rows): [name, textbook, exact, measured, why]; bytes, None where absent."""
     # imported here, not at the top, so that `--help` needs no torch
     from analytic.exact.formula import readable, saved_by_component, setup_of
+    from analytic.formula_sets import exact_set
     from profiler.measuring.measure import measure
 
-    ours = exact.predict(config, batch_size, optimizer)
+    ours = exact_set().predict(config, batch_size, optimizer)
     theirs = textbook.predict(config, batch_size, optimizer)
     measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
-    derived = saved_by_component(setup_of(config, optimizer, batch_size))
+    derived = saved_by_component(setup_of(config, optimizer, batch_size), exact_set().programs)
     def formula(name: str) -> str:  # what the component saves, as derived
         return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS
                                                                           else "")

@@ -51,10 +51,10 @@ def setup_from_args(args: argparse.Namespace):
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         config = config_from_args(args)
     if config is not None:
-        from analytic.exact.source import installed_torch
         from analytic.exact.versions import outside_domain
+        from analytic.formula_sets import exact_set
 
-        why = outside_domain(config, installed_torch())
+        why = outside_domain(config, exact_set().programs.torch_version)
         if why is not None:
             raise UsageError(f"the derived exact model: {why}")
     if config is not None:
@@ -96,15 +96,16 @@ def run(args: argparse.Namespace) -> int:
     import sympy as sp
 
     from analytic.exact import formula
-    from analytic.exact.source import TORCH_VERSION
+    from analytic.formula_sets import exact_set
 
+    programs = exact_set().programs
     setup, config = setup_from_args(args)
     if args.json:
-        print(json.dumps(formula.document(setup), indent=2))
+        print(json.dumps(formula.document(setup, programs), indent=2))
         return 0
-    classes = formula.layout_setups(setup)
+    classes = formula.layout_setups(setup, programs)
     general = next(iter(classes))
-    figures = formula.formulas(classes[general])
+    figures = formula.formulas(classes[general], programs)
     if args.latex:
         for key, expression in figures.items():
             print(f"{key}: ${sp.latex(expression)}$")
@@ -112,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     budget = parse_bytes(args.budget)
     values, sizes, note, own = {}, {}, "", None
     if config is not None:  # values from the formulas of the config's own layout class
-        own = formula.setup_of(config, args.optimizer, args.batch_size).domain
+        own = formula.setup_of(config, args.optimizer, args.batch_size).domain(programs)
         sizes = formula.size_values(config, args.batch_size, budget)
         values = {key: formula.evaluate(expression, sizes) for key, expression in
-                  formula.formulas(classes[own]).items()}
+                  formula.formulas(classes[own], programs).items()}
         values["max_batch"] = formula.evaluate(figures["max_batch"], sizes)  # the B >= 2 closed form
         note = (f" Values in brackets: {config.name} at B = {sizes['B']}, from the formulas of layout {own}."
                 if config.micro_batches == 1 else f" Values in brackets: {config.name} at B = {sizes['B']} "
@@ -134,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
 
     block = {"reference": "the card's block", "gpt2": "GPT-2's block" + (" with dropout" if setup.dropout else ""),
              "llama": "Llama's block"}[setup.arch]
-    lines = [f"The exact model, derived from traces of the step on torch {TORCH_VERSION}: {block}, {setup.positional} "
-             f"positions, {setup.attention} attention, checkpointing {setup.checkpointing}, {setup.dtype} "
+    lines = [f"The exact model, derived from traces of the step on torch {programs.derived_on}: {block}, "
+             f"{setup.positional} positions, {setup.attention} attention, checkpointing {setup.checkpointing}, "
+             f"{setup.dtype} "
              f"({formula.DTYPE_BYTES[setup.dtype]} bytes per element), AdamW {setup.optimizer}"
              + (f", {setup.micro_batches} micro-batches" if setup.micro_batches > 1 else "")
              + (f", zero_grad {setup.zero_grad}" if setup.zero_grad != "none" else "")
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     lines += [f"{LABELS[key]:<{width}} = {formula.readable(figures[key])}{value(key)}" for key in LABELS]
     for phase in ("forward", "backward", "optimizer", "step"):
         key = "peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"
-        moments = formula.peak_moments(classes[general])[phase]
+        moments = formula.peak_moments(classes[general], programs)[phase]
         title = "peak of the step" if phase == "step" else f"{phase} peak"
         lines += ["", f"{title} = max of {len(moments)} moment(s), each linear in B:{value(key)}"]
         lines += moment_lines(moments, sizes if own == general else {})
@@ -157,6 +159,6 @@ def run(args: argparse.Namespace) -> int:
               f"  {formula.readable(figures['max_batch'])}"]
     for domain in list(classes)[1:]:
         lines += ["", f"Layout {domain}: peak of the step = max of"]
-        lines += moment_lines(formula.peak_moments(classes[domain])["step"], sizes if own == domain else {})
+        lines += moment_lines(formula.peak_moments(classes[domain], programs)["step"], sizes if own == domain else {})
     print("\n".join(lines if args.wide else [part for line in lines for part in wrapped(line)]))
     return 0

@@ -135,8 +135,8 @@ def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:
     (out_dir / META).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None, measure_fn: MeasureFn | None = None,
-               progress: bool = True) -> Iterator[dict[str, Any]]:
+def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None,
+               measure_fn: MeasureFn | None = None, progress: bool = True) -> Iterator[dict[str, Any]]:
     """Measure every point of `grid` (a Grid, a shipped grid's name or a .toml path) not yet in
     out_dir/results.jsonl, yielding each row once it is on disk. Bad grids and folders that are not a sweep of
     this grid on this device fail before anything is written."""
@@ -162,7 +162,7 @@ def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None 
         yield row
 
 
-def run_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None, measure_fn: MeasureFn | None = None,
-              progress: bool = True) -> list[dict[str, Any]]:
+def run_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None,
+              measure_fn: MeasureFn | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run the sweep to the end; returns the rows measured by this call (not those a previous run left)."""
     return list(iter_sweep(grid, out_dir, device, measure_fn, progress))

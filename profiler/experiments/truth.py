@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from analytic.audit import audit
-from analytic.exact.max_batch import max_batch_size
 from analytic.figures import model_flops
+from analytic.formula_sets import exact_set
 from analytic.textbook import PROBLEM, TrainingProblem
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure_flops, step_phases
@@ -26,7 +26,7 @@ def probed_batches(problem: TrainingProblem, optimizer: str = "foreach") -> list
     batches = {1}
     for budget in (problem.budget_bytes, BUDGET_80GIB):
         try:
-            guess = max_batch_size(problem.config, budget, optimizer)
+            guess = exact_set().max_batch_size(problem.config, budget, optimizer)
         except ValueError:
             continue
         batches |= {guess, guess + 1} - {0}

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from analytic.exact.max_batch import max_batch_size
+from analytic.formula_sets import exact_set
 from model.config import ModelConfig
 from model.step import build, make_batch, train_step
 from profiler.measuring.cuda import cuda_device, release_cached_memory
@@ -80,7 +80,7 @@ def measured_max_batch(config: ModelConfig, budget_bytes: int, device: str = "me
     or the exact set has no answer. `peaks` (batch -> measured peak on meta or CPU) is read and filled, so that
     several budgets share their measurements."""
     try:
-        guess = max_batch_size(config, budget_bytes, optimizer)
+        guess = exact_set().max_batch_size(config, budget_bytes, optimizer)
     except ValueError:  # outside the exact set's domain: searched
         guess = None
     peaks = {} if peaks is None else peaks

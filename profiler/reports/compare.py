@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytic import exact
 from analytic.figures import common_keys, flatten, model_flops, with_model_states
-from analytic.formula_sets import describes, formula_sets, predict
+from analytic.formula_sets import describes, exact_set, formula_sets, predict
 from analytic.hardware import training_days
 from analytic.textbook import PROBLEM
 from analytic.units import relative_error
@@ -44,7 +43,7 @@ def training_days_at_measured_mfu(measurement: dict[str, Any]) -> float | None:
     speed = measurement["measured"].get("speed") or {}
     if not speed.get("mfu"):
         return None
-    flops = exact.predict(ModelConfig(**measurement["config"]), PROBLEM.batch_size).get("flops")
+    flops = exact_set().predict(ModelConfig(**measurement["config"]), PROBLEM.batch_size).get("flops")
     if not flops:
         return None
     return training_days(model_flops(flops), PROBLEM.steps, speed["peak_flops_per_second"], speed["mfu"])

@@ -56,7 +56,8 @@ def matrix_view(long: pd.DataFrame, group: str) -> pd.DataFrame:
     cells = long[long["terms"] == group]
     if cells.empty:
         return pd.DataFrame()
-    text = cells.assign(cell=[f"{percent_cell(m)} / {percent_cell(w)}" for m, w in zip(cells["median"], cells["worst"])])
+    text = cells.assign(cell=[f"{percent_cell(m)} / {percent_cell(w)}"
+                              for m, w in zip(cells["median"], cells["worst"])])
     view = text.pivot(index="setup", columns="formula set", values="cell")
     view = view[list(dict.fromkeys(cells["formula set"]))].fillna("—")
     view.columns.name = None

@@ -76,7 +76,8 @@ def summary(table: pd.DataFrame) -> str:
     exact = int((compared["difference"] == 0).sum())
     return (f"Over {len(compared)} points: the GPU's peak less its baseline is within {peak.median():.2%} "
             f"(median) and {peak.max():.2%} (worst) of the simulation on meta, every phase within {phases.max():.2%};"
-            f" {exact} to the byte. Reserved over allocated at the peak: up to {table['reserved / allocated'].max():.3f}.")
+            f" {exact} to the byte. Reserved over allocated at the peak: up to "
+            f"{table['reserved / allocated'].max():.3f}.")
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
@@ -109,5 +110,6 @@ def simulation_blocks(out_dir: Path, rows: list[dict[str, Any]]) -> list[render.
                         "peak less the baseline (memory held before the build, cuBLAS workspaces), the simulated "
                         f"peak (made where this report was rendered, with torch {versions}; simulation.jsonl), their "
                         "difference, the phase that differs most, and the reserved peak over the allocated one "
-                        "(fragmentation and cached blocks, which a budget on a real card also pays). " + summary(table)),
+                        "(fragmentation and cached blocks, which a budget on a real card also pays). "
+                        + summary(table)),
             render.Table(display(table))]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytic import exact
-from analytic.exact.max_batch import max_batch_size
 from analytic.figures import model_flops
+from analytic.formula_sets import exact_set
 from analytic.textbook import PROBLEM, TrainingProblem, training_days
 from analytic.units import UNITS
 
@@ -22,13 +21,14 @@ def days(flops_per_step: int, problem: TrainingProblem) -> float:
 def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
     """Our closed forms: the peak solved for the budget, AdamW and step FLOPs (matmul + elementwise)."""
     config = problem.config
+    exact = exact_set()
     at_one = exact.predict(config, 1, optimizer)
     flops = exact.predict(config, problem.batch_size, optimizer)["flops"]
     step = model_flops(flops)
     return {"params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": max_batch_size(config, problem.budget_bytes, optimizer),
-            "max_batch_80GiB": max_batch_size(config, BUDGET_80GIB, optimizer),
+            "max_batch_80GB": exact.max_batch_size(config, problem.budget_bytes, optimizer),
+            "max_batch_80GiB": exact.max_batch_size(config, BUDGET_80GIB, optimizer),
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": days(step, problem)}
 

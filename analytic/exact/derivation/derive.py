@@ -3,9 +3,10 @@
 For each layout class (arch, positional option, attention, dtypes, checkpointing, dropout; B == 1 or B ≥ 2;
 H == 1 or H ≥ 2; grouped-query attention (G < H) or not; T ≥ 2 throughout) the step is traced
 at sizes chosen so that every allocation's byte count names one symbol of analytic.sizes (a = B·T·D·e,
-s = B·H·T²·e, gDF = D·F·e, k = 4, ...). Each phase's event list becomes a program of tokens: `+a` a temporary,
-`-S` a tensor saved for backward, `+gDD` a weight gradient, `+opt:gDF` an AdamW temporary, `+state:gVD` AdamW
-state. A phase is split into segments, each run once or L times (one per block, or per block's parameters):
+s = B·H·T²·e, gDF = D·F·e, k = 4, ...). Each phase's event list becomes a program of tokens
+(analytic.exact.programs): `+t:a` a temporary, `-A:s` a tensor saved for backward, `+G:gDD` a weight gradient,
+`+t:gDD` one about to be added into .grad, `+O:gDF` an AdamW temporary, `+S:gVD` AdamW state.
+A phase is split into segments, each run once or L times (one per block, or per block's parameters):
     c0 + X1 × L + c1 + X2 × L + ... + ck
 found from traces with L = 1, 2 and 3 layers (the exact tests check larger L). Every class is traced at two
 unrelated size sets (fp32 and bf16), and a token keeps only the symbols that fit both, so a coincidence of sizes
@@ -17,7 +18,7 @@ which creates the state, and steady state) is traced per parameter layout (arch,
 attention) and implementation in the general layout: on meta for foreach and for-loop, on CPU for fused (which has
 no meta kernel).
 
-`derive()` returns the data that tools/derive_programs.py writes to analytic/exact/derived.py.
+`derive()` returns the data that tools/derive_programs.py writes to analytic/exact/derived.json.gz (`document`).
 """
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
-from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs
-from analytic.sizes import DOMAINS, HEAD_LAYOUTS, SYMBOLS, dtypes_class, optimizer_key, sizes_of
+from analytic.exact import store
+from analytic.exact.derivation.revision import simulation_revision
+from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs, token
+from analytic.sizes import HEAD_LAYOUTS, SYMBOLS, LayoutClass, dtypes_class, optimizer_key, sizes_of
 from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
                           ModelConfig)
 from model.step import build, make_batch, train_step
@@ -55,7 +58,7 @@ DTYPES_OF = {"any": ("float32", "bfloat16"), "fp32": ("float32", "float32"), "16
 CHECK_SET = {"batch": 11, "heads": 5, "T": 13, "F": 31, "V": 43}
 
 
-def coincident_symbols(cls: "ClassKey") -> list[tuple[str, str]]:
+def coincident_symbols(cls: LayoutClass) -> list[tuple[str, str]]:
     """Pairs of symbols whose bytes are equal at both size sets of the class but differ at CHECK_SET."""
     values, traced = [], size_sets(cls)
     head_dim = 24 if cls.attention in ("sdpa-flash", "sdpa-efficient") else 18
@@ -67,7 +70,7 @@ def coincident_symbols(cls: "ClassKey") -> list[tuple[str, str]]:
             if first[x] == first[y] and second[x] == second[y] and check[x] != check[y]]
 
 
-def size_sets(cls: "ClassKey") -> tuple[dict, dict]:
+def size_sets(cls: LayoutClass) -> tuple[dict, dict]:
     head_dims = (8, 16) if cls.attention in ("sdpa-flash", "sdpa-efficient") else (6, 10)
     return tuple(dict(size_set, head_dim=dim, dtype=dtype)
                  for size_set, dim, dtype in zip(SIZE_SETS, head_dims, DTYPES_OF[cls.dtypes]))
@@ -86,7 +89,7 @@ class DerivationError(RuntimeError):
 @dataclass
 class Event:
     sign: str  # "+" or "-"
-    marker: str  # "" a temporary, "S" saved for backward, "g" a gradient, "opt:" / "state:" AdamW's
+    category: str  # temporaries, saved_activations, gradients, optimizer_temporaries or optimizer_state
     candidates: frozenset[str]  # the symbols whose size it has
     op: str = ""  # the op that allocated the storage, or the last op before it was freed
 
@@ -100,43 +103,7 @@ class Trace:
     saved: dict[tuple[str, int | None], list[frozenset[str]]]
 
 
-@dataclass(frozen=True)
-class ClassKey:
-    """A layout class: the options a step's programs depend on, and B == 1, H == 1, G < H."""
-
-    arch: str = "reference"
-    positional: str = "learned"
-    attention: str = "explicit"
-    dtypes: str = "any"  # DTYPES_OF: the dtypes the class covers (dtypes_class)
-    checkpointing: str = "none"
-    dropout: bool = False
-    batch_one: bool = False
-    head_one: bool = False
-    grouped: bool = False  # G < H: grouped-query attention (llama)
-    kv_one: bool = False  # G == 1: H == 1, or multi-query attention
-
-    def __post_init__(self):
-        if self.head_one and not self.kv_one:
-            object.__setattr__(self, "kv_one", True)  # H == 1 has one key/value head
-
-    @property
-    def layout(self) -> tuple[bool, bool, bool, bool]:
-        return self.batch_one, self.head_one, self.grouped, self.kv_one
-
-    def key(self) -> tuple:
-        return (self.arch, self.positional, self.attention, self.dtypes, self.checkpointing, self.dropout,
-                *self.layout)
-
-    @property
-    def domain(self) -> str:
-        return DOMAINS[self.layout]
-
-    def what(self) -> str:
-        return (f"{self.arch}, {self.positional}, {self.attention}, {self.dtypes} dtypes, checkpointing "
-                f"{self.checkpointing}{', dropout' if self.dropout else ''}, {self.domain}")
-
-
-def traced_config(cls: ClassKey, layers: int, size_set: dict, micro_batches: int = 1):
+def traced_config(cls: LayoutClass, layers: int, size_set: dict, micro_batches: int = 1):
     """The config of one traced size set, and its (whole) batch: micro_batches micro-batches of B each."""
     heads = 1 if cls.head_one else size_set["heads"] * (2 if cls.grouped and not cls.kv_one else 1)
     kv_heads = 1 if cls.kv_one else 2 if cls.grouped else heads  # grouped: 3 and 2 query heads per key/value head
@@ -197,20 +164,20 @@ class _Tracing:
     def _event(self, sign: int, sid: int, nbytes: int, in_optimizer: bool, saved: set, state: set,
                op: str = "") -> Event:
         if sid in self.gradients:
-            marker, allowed = "g", GRADIENT_SYMBOLS
+            category, allowed = "gradients", GRADIENT_SYMBOLS
         elif sid in state:
-            marker, allowed = "state:", PARAMETER_SIZED
+            category, allowed = "optimizer_state", PARAMETER_SIZED
         elif in_optimizer:
-            marker, allowed = "opt:", PARAMETER_SIZED
+            category, allowed = "optimizer_temporaries", PARAMETER_SIZED
         elif sid in saved:
-            marker, allowed = "S", ACTIVATION_SYMBOLS
+            category, allowed = "saved_activations", ACTIVATION_SYMBOLS
         else:  # a temporary: activation-sized, or a weight gradient about to be accumulated into .grad
-            marker, allowed = "", ACTIVATION_SYMBOLS + GRADIENT_SYMBOLS
+            category, allowed = "temporaries", ACTIVATION_SYMBOLS + GRADIENT_SYMBOLS
         found = frozenset(n for n in allowed if self.sizes[n] == nbytes)
         if not found:
             raise DerivationError(f"{self.config}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} "
                                   f"bytes at batch {self.batch} fits no symbol of {', '.join(allowed)}")
-        return Event("+" if sign == ALLOC else "-", marker, found, op)
+        return Event("+" if sign == ALLOC else "-", category, found, op)
 
     def saved_by_component(self) -> dict[tuple[str, int | None], list[frozenset[str]]]:
         by_component: dict[tuple[str, int | None], list[frozenset[str]]] = {}
@@ -255,7 +222,7 @@ def trace_optimizer(config: ModelConfig, batch: int, optimizer: str, device: str
 def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
     """Tokens from two traces of the same class: each event keeps the symbols both allow (the first in SYMBOLS
     order)."""
-    if [(e.sign, e.marker) for e in first] != [(e.sign, e.marker) for e in second]:
+    if [(e.sign, e.category) for e in first] != [(e.sign, e.category) for e in second]:
         raise DerivationError(f"{what}: the two size sets give different event sequences")
     tokens = []
     for one, two in zip(first, second):
@@ -263,15 +230,7 @@ def _agree(first: list[Event], second: list[Event], what: str) -> list[str]:
         if not common:
             raise DerivationError(f"{what}: an event is {sorted(one.candidates)} at one size set and "
                                   f"{sorted(two.candidates)} at the other")
-        name = common[0]
-        if one.marker == "S":
-            tokens.append(one.sign + name.upper())
-        elif one.marker in ("opt:", "state:"):
-            tokens.append(one.sign + one.marker + name)
-        elif one.marker == "" and name.startswith("g"):  # a weight gradient before it is added into .grad
-            tokens.append(one.sign + "tmp:" + name)
-        else:
-            tokens.append(one.sign + name)
+        tokens.append(token(one.sign, one.category, common[0]))
     return tokens
 
 
@@ -348,7 +307,7 @@ def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tu
     return [(" ".join(tokens), repeated) for tokens, repeated in merged]
 
 
-def _class_traces(cls: ClassKey) -> dict[int, list[Trace]]:
+def _class_traces(cls: LayoutClass) -> dict[int, list[Trace]]:
     return {layers: [trace_passes(*traced_config(cls, layers, size_set, micro_batches=2))
                      for size_set in size_sets(cls)] for layers in LAYERS}
 
@@ -358,7 +317,7 @@ def _tokens(traces: dict[int, list[Trace]], window: str, what: str) -> dict[int,
             for layers, (first, second) in traces.items()}
 
 
-def derive_class(cls: ClassKey, traces=None) -> dict:
+def derive_class(cls: LayoutClass, traces=None) -> dict:
     """The segments of every window of trace_passes, and saved activations by component (the symbol of each
     storage, per layer and outside the layers), of one layout class. A micro-batch after the first must leave
     nothing behind (forward_later + backward_accumulate nets to zero), so that every later one repeats it."""
@@ -379,9 +338,9 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     components: dict[str, dict[str, str]] = {"layer": {}, "outside": {}}
     for (component, layer), candidates in sorted(first.saved.items(), key=lambda item: str(item[0])):
         other = second.saved.get((component, layer), [])
-        tokens = _agree([Event("+", "", c) for c in candidates], [Event("+", "", c) for c in other],
-                        f"{what}, saved by {component}")
-        names = " ".join(token[1:] for token in tokens)  # the symbols, one per saved storage
+        tokens = _agree([Event("+", "saved_activations", c) for c in candidates],
+                        [Event("+", "saved_activations", c) for c in other], f"{what}, saved by {component}")
+        names = " ".join(text.split(":")[1] for text in tokens)  # the symbols, one per saved storage
         where = "outside" if layer is None else "layer"
         if layer in (None, 0):
             components[where][component] = names
@@ -392,7 +351,7 @@ def derive_class(cls: ClassKey, traces=None) -> dict:
     return result
 
 
-def derive_optimizer(parameters: ClassKey, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
+def derive_optimizer(parameters: LayoutClass, optimizer: str, zero_grad: dict[int, list[str]]) -> dict:
     """The AdamW step's segments in the warm-up step (state created) and the steady state of one parameter
     layout (`parameters`: the general class of an arch, positional option and grouped-query attention or not):
     the traced optimizer window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the
@@ -413,15 +372,15 @@ def derive_optimizer(parameters: ClassKey, optimizer: str, zero_grad: dict[int, 
     return result
 
 
-def parameter_layouts() -> list[ClassKey]:
+def parameter_layouts() -> list[LayoutClass]:
     """The general class of each parameter layout: arch, positional option, grouped-query attention (llama)."""
-    return [ClassKey(arch, positional, dtypes=dtypes_class("explicit", "float32", arch=arch), grouped=grouped)
+    return [LayoutClass(arch, positional, dtypes=dtypes_class("explicit", "float32", arch=arch), grouped=grouped)
             for arch in ARCH_OPTIONS for positional in ARCH_POSITIONAL[arch]
             for grouped in ((False, True) if arch == "llama" else (False,))]
 
 
-def class_keys() -> list[ClassKey]:
-    """Every layout class, in the order of analytic/exact/derived.py: per arch, its positional options,
+def class_keys() -> list[LayoutClass]:
+    """Every layout class, in the order of analytic/exact/derived.json.gz: per arch, its positional options,
     dropout or not (gpt2, except with sdpa-math, whose dropout is not simulated), and layouts (B == 1, H == 1,
     and for llama grouped- and multi-query attention)."""
     keys = []
@@ -432,18 +391,18 @@ def class_keys() -> list[ClassKey]:
             dropouts = (False, True) if arch == "gpt2" and attention != "sdpa-math" else (False,)
             dtype_classes = {dtypes_class(attention, dtype, arch=arch) for dtype in DTYPE_BYTES} | {"amp-bf16"}
             for dtypes in sorted(dtype_classes):
-                keys += [ClassKey(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
+                keys += [LayoutClass(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
                          for checkpointing in CHECKPOINTING_OPTIONS for dropout in dropouts for layout in layouts]
     return keys
 
 
-def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
-    """{"classes": {ClassKey.key(): class data}, "optimizers": {(arch, positional, grouped, optimizer): data}}:
+def derive(keys: Iterable[LayoutClass] | None = None, optimizers=True) -> dict:
+    """{"classes": {LayoutClass: class data}, "optimizers": {(arch, positional, grouped, optimizer): data}}:
     every class (or `keys`), and every AdamW implementation per parameter layout (with `optimizers` True, or
     those of its keys; their zero_grad tail comes from the layout's general explicit class, traced for it)."""
     classes, adamw = {}, {}
     for cls in keys if keys is not None else class_keys():
-        classes[cls.key()] = derive_class(cls)
+        classes[cls] = derive_class(cls)
     wanted = optimizers if optimizers is not True else [
         optimizer_key(layout.arch, layout.positional, layout.grouped, optimizer)
         for layout in parameter_layouts() for optimizer in OPTIMIZERS]
@@ -456,41 +415,9 @@ def derive(keys: Iterable[ClassKey] | None = None, optimizers=True) -> dict:
     return {"classes": classes, "optimizers": adamw}
 
 
-def _segments(lines: list[str], name: str, segments: list[tuple[str, bool]], indent: str) -> None:
-    lines.append(f"{indent}{name!r}: [")
-    runs_text = {EVERY_BLOCK_BUT_THE_LAST: "× L-1", True: "× L", False: "once"}
-    lines += [f"{indent}    ({program!r}, {repeated!r}),  # {runs_text[repeated]}"
-              for program, repeated in segments]
-    lines.append(f"{indent}],")
-
-
-def render(derived: dict) -> str:
-    """analytic/exact/derived.py's text."""
-    lines = ['"""The exact model\'s allocation programs, derived from traces of the step by',
-             "profiler/measuring/derive.py: generated by `python tools/derive_programs.py`, do not edit.",
-             "",
-             "CLASSES key: (arch, positional, attention, dtypes covered, checkpointing, dropout, B == 1, H == 1,",
-             "G < H, G == 1); each window of a micro-batch (forward_first, forward_later, backward_fresh,",
-             "backward_accumulate) and of zero_grad (none, zeros): [(program, repeated)] over the symbols of",
-             "analytic.sizes, each run once (False), L times (True) or L - 1 times ('L-1'); saved_by_component:",
-             "per layer and outside the layers.",
-             "OPTIMIZERS key: (arch, positional, G < H, AdamW implementation); the AdamW step of the warm-up step",
-             "(its state created) and of the steady step, zero_grad excluded.",
-             '"""',
-             f"TORCH_VERSION = {torch.__version__!r}",
-             "CLASSES = {"]
-    for key, data in derived["classes"].items():
-        lines.append(f"    {key!r}: {{")
-        lines.append(f"        \"domain\": {data['domain']!r},")
-        for window in CLASS_WINDOWS:
-            _segments(lines, window, data[window], " " * 8)
-        lines.append(f"        \"saved_by_component\": {data['saved_by_component']!r},")
-        lines.append("    },")
-    lines += ["}", "OPTIMIZERS = {"]
-    for key, data in derived["optimizers"].items():
-        lines.append(f"    {key!r}: {{")
-        for step in ("warmup", "steady"):
-            _segments(lines, step, data[step], " " * 8)
-        lines.append("    },")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def document(derived: dict) -> dict:
+    """derive()'s programs as a programs document (analytic.exact.store) of the installed torch and the simulation
+    revision that derived them."""
+    return {"torch_version": torch.__version__, "simulation_revision": simulation_revision(),
+            "classes": {key.name(): data for key, data in derived["classes"].items()},
+            "optimizers": {store.key_name(key): data for key, data in derived["optimizers"].items()}}

@@ -1,7 +1,7 @@
 """The programs of one sharded rank's steady step (analytic.exact.sharded), derived from traces of the simulated
-rank 0 (profiler.measuring.sharded), as profiler.measuring.derive does for one device.
+rank 0 (profiler.measuring.sharded), as analytic.exact.derivation.derive does for one device.
 
-A class (analytic.exact.sharded.sharded_class_key: one device's layout class, the shard strategy, FSDP2's
+A class (analytic.sizes.ShardedClass: one device's layout class, the shard strategy, FSDP2's
 resharding, one rank or several, micro-batches or not, zero_grad) is traced at L = 1 to 5 layers and at two
 unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's one-rank
 classes): every storage's bytes must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import itertools
 
-from analytic.exact.sharded import ALL_SYMBOLS, CODE_OF, compile_sharded, symbol_values, windows_of
-from analytic.sizes import sizes_of
-from profiler.measuring.derive import CHECK_SET, ClassKey, DerivationError, segment, size_sets, traced_config
+from analytic.exact.programs import CODE_OF
+from analytic.exact.sharded import ALL_SYMBOLS, compile_sharded, symbol_values, windows_of
+from analytic.sizes import ShardedClass, sizes_of
+from analytic.exact.derivation.derive import CHECK_SET, DerivationError, segment, size_sets, traced_config
 from profiler.measuring.measure import trace_step
 from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
@@ -28,19 +29,18 @@ LAYERS = (1, 2, 3, 4, 5)
 CONSTANT = ("buffers", "inputs")  # closed forms of their own (analytic.sizes.Sizes), not traced
 
 
-def rank_config(key: tuple, layers: int, size_set: dict, ranks: int, micro_batches: int = 2):
+def rank_config(key: ShardedClass, layers: int, size_set: dict, ranks: int, micro_batches: int = 2):
     """The config and rank batch of a sharded class at one size set."""
-    *one_device, shard, reshard_after_forward, one_rank, micro_batched, zero_grad = key
-    config, batch = traced_config(ClassKey(*one_device), layers, size_set,
-                                  micro_batches=micro_batches if micro_batched else 1)
-    return config.replace(shard=shard, world_size=1 if one_rank else ranks,
-                          reshard_after_forward=reshard_after_forward, zero_grad=zero_grad), batch
+    config, batch = traced_config(key.layout_class, layers, size_set,
+                                  micro_batches=micro_batches if key.micro_batched else 1)
+    return config.replace(shard=key.shard, world_size=1 if key.one_rank else ranks,
+                          reshard_after_forward=key.reshard_after_forward, zero_grad=key.zero_grad), batch
 
 
-def traced_windows(key: tuple, layers: int, which: int, micro_batches: int = 2) -> dict[str, list]:
+def traced_windows(key: ShardedClass, layers: int, which: int, micro_batches: int = 2) -> dict[str, list]:
     """trace_windows of the class at L = layers and size set `which` (0 or 1), with `micro_batches` micro-batches
     where the class has them."""
-    size_set = size_sets(ClassKey(*key[:-5]))[which]
+    size_set = size_sets(key.layout_class)[which]
     return trace_windows(*rank_config(key, layers, size_set, RANKS[which], micro_batches))
 
 
@@ -81,10 +81,11 @@ def tokens(first: list, second: list, values: tuple[dict, dict], what: str) -> l
     return out
 
 
-def coincident_symbols(key: tuple) -> list[tuple[str, str]]:
+def coincident_symbols(key: ShardedClass) -> list[tuple[str, str]]:
     """Symbol pairs equal at both traced size sets but not at the check set."""
-    sets = size_sets(ClassKey(*key[:-5]))
-    check = dict(sets[0], **CHECK_SET, head_dim=24 if key[2] in ("sdpa-flash", "sdpa-efficient") else 18)
+    sets = size_sets(key.layout_class)
+    fused = key.layout_class.attention in ("sdpa-flash", "sdpa-efficient")
+    check = dict(sets[0], **CHECK_SET, head_dim=24 if fused else 18)
     values = []
     for size_set, ranks in [*zip(sets, RANKS), (check, CHECK_RANKS)]:
         config, batch = rank_config(key, 2, size_set, ranks)
@@ -94,11 +95,9 @@ def coincident_symbols(key: tuple) -> list[tuple[str, str]]:
             if first[x] == first[y] and second[x] == second[y] and third[x] != third[y]]
 
 
-def derive_sharded_class(key: tuple) -> dict:
+def derive_sharded_class(key: ShardedClass) -> dict:
     """{"one": {window: program at L = 1}, "segments": {window: [(program, repeated)] for L >= 2}}."""
-    shard, reshard_after_forward, one_rank, micro_batched, zero_grad = key[-5:]
-    what = (f"{ClassKey(*key[:-5]).what()}, {shard}{'' if reshard_after_forward else ', no reshard after forward'}"
-            f"{', one rank' if one_rank else ''}{', micro-batches' if micro_batched else ''}, zero_grad {zero_grad}")
+    what = key.what()
     coincident = coincident_symbols(key)
     if coincident:
         raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident}")
@@ -108,20 +107,20 @@ def derive_sharded_class(key: tuple) -> dict:
     results = iter(run_calls(calls, "tracing small ranks", progress=False))
     for layers in LAYERS:
         traced, values = [next(results), next(results)], []
-        for size_set, ranks in zip(size_sets(ClassKey(*key[:-5])), RANKS):
+        for size_set, ranks in zip(size_sets(key.layout_class), RANKS):
             config, batch = rank_config(key, layers, size_set, ranks)
             values.append(symbol_values(config, sizes_of(config, batch)))
         for window in windows:
             programs[window][layers] = tokens(traced[0][window], traced[1][window], tuple(values),
                                               f"{what}, {window}, L = {layers}")
-    if micro_batched:
+    if key.micro_batched:
         later_micro_batches_repeat(key, programs, values, what)
     return {"one": {window: " ".join(programs[window][1]) for window in windows},
             "segments": {window: segment({layers: programs[window][layers] for layers in LAYERS[1:]},
                                          f"{what}, {window}", base=2) for window in windows}}
 
 
-def later_micro_batches_repeat(key: tuple, programs: dict, values: tuple, what: str) -> None:
+def later_micro_batches_repeat(key: ShardedClass, programs: dict, values: tuple, what: str) -> None:
     """Micro-batch 2 must leave nothing behind (at every L), and micro-batch 3 of a three-micro-batch step must
     be micro-batch 2 again (at L = 2): then micro-batch 2's windows stand for every later one."""
     for layers in LAYERS:
