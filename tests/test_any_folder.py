@@ -41,6 +41,7 @@ def test_the_module_ignores_the_current_folders_model_and_analytic(user_project,
     assert "RuntimeError" not in done.stderr and done.stdout == in_process(capsys, monkeypatch, *argv)
 
 
+@pytest.mark.slow
 def test_the_script_ignores_the_current_folders_model_and_analytic(user_project, capsys, monkeypatch):
     script = Path(sys.executable).parent / "adamw-profiler"
     if not script.exists():

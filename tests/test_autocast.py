@@ -60,6 +60,7 @@ def test_cuda_policy_runs_what_cuda_autocast_runs():
         assert torch.rsqrt(first).dtype == torch.bfloat16 and torch.softmax(first, -1).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_amp_is_measured_and_predicted_exactly(capsys):
     config = preset("tiny").replace(autocast="bfloat16")
     measured = measure(config, 2, "meta").measured

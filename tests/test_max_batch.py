@@ -219,6 +219,7 @@ def assert_same_phases(probe: dict, measured: dict) -> None:
         assert figures == measured["micro_batches"][index]
 
 
+@pytest.mark.slow
 def test_the_probe_on_cpu_leaves_host_scalars_out():
     config = preset("tiny").replace(zero_grad="zeros", autocast="bfloat16", micro_batches=2)
     for optimizer in ("foreach", "fused"):
