@@ -88,8 +88,8 @@ def test_a_derivation_where_torch_cannot_be_imported_is_one_line():
     """predict imports no torch until the exact model must derive a program (here a sharded rank's, none shipped):
     where torch cannot be imported, that is one line and exit 2, not a traceback or a prediction left out."""
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from analytic.exact import sharded\n"
-            "sharded.shipped_programs = lambda: {}\n"
+            "from analytic.exact import source\n"
+            "source.shipped().found['sharded'].clear()\n"
             "from profiler.cli import main\n"
             "sys.exit(main(['predict', '--preset', 'tiny', '--shard', 'fsdp2', '--world-size', '2']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

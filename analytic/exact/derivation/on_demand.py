@@ -101,6 +101,7 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
 def deriving_programs(quiet: bool = False) -> source.Programs:
     """The installed torch's programs, deriving (and caching) on first use what they lack. Where the shipped
     programs hold, nothing here imports torch until a class must be derived (a sharded rank's, not shipped)."""
-    version = source.installed_torch()
+    torch = sys.modules.get("torch")
+    version = torch.__version__ if torch is not None else source.installed_torch()
     revision = None if minor(version) in SHIPPED_MINORS else simulation_revision()
     return source.for_torch(version, functools.partial(derive_on_first_use, quiet=quiet), revision)
