@@ -128,7 +128,7 @@ def test_text_and_latex(capsys):
     assert main(["formula", "--preset", "gpt2-xl", "--batch-size", "1"]) == 0
     out = capsys.readouterr().out
     assert "saved activations, one layer" in out and "B·(4·H·T² + 40·D·T + 8·F·T + 8·T)" in out
-    assert "optimizer, after the blocks, after allocation 2 of 2 (+O:gVD)" in out and "<- the highest" in out
+    assert "optimizer, after the blocks, after allocation 2 of 2 (+opt:gVD)" in out and "<- the highest" in out
     assert "[gpt2-xl, M = 80GB: 5]" in out  # max batch from the closed form, as measured (test_exact)
     assert main(["formula", "--latex", "--optimizer", "forloop"]) == 0
     assert "\\max" in capsys.readouterr().out

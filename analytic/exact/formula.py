@@ -27,7 +27,7 @@ import sympy as sp
 from analytic.exact.source import Programs, installed
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import STATE, segments_net, step_walk
-from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program
+from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, compile_program, short_token
 from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, LayoutClass, Sizes, head_layout, optimizer_key
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
@@ -166,7 +166,7 @@ class Moments:
         first_repeated = next((i for i, (_, repeated) in enumerate(segments) if repeated), len(segments))
         for position, (program, repeated) in enumerate(segments):
             steps, net = compile_program(program)
-            allocations = [token for token in program.split() if token.startswith("+")]
+            allocations = [short_token(token) for token in program.split() if token.startswith("+")]
             total = net.sum(axis=0)
             part = "before the blocks" if position < first_repeated else "after the blocks"
             for index, rise in enumerate(steps.sum(axis=1)):

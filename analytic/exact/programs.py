@@ -61,6 +61,26 @@ def parse_token(text: str) -> tuple[str, str, str]:
     return sign, CODES[code], symbol
 
 
+# How a one-device allocation reads where a moment is named (the formula's text, the report's "where"): the symbol
+# itself for a temporary (`+a`), in capitals for a saved tensor (`+A`), a gradient as its symbol (`+gDD`), a
+# parameter-sized temporary or AdamW's own with a marker (`+tmp:gDD`, `+opt:gDD`, `+state:gDD`).
+_SHORT = {"temporaries": "{}", "saved_activations": "{}", "gradients": "{}", "optimizer_temporaries": "opt:{}",
+          "optimizer_state": "state:{}"}
+
+
+def short_token(text: str) -> str:
+    """A one-device token in its short reading (_SHORT): `+a` of `+t:a`, `+S2` of `+A:s2`, `+tmp:gDD` of
+    `+t:gDD`; a rank's token as it is."""
+    sign, category, symbol = parse_token(text)
+    if category not in _SHORT:
+        return text
+    if category == "saved_activations":
+        symbol = symbol.upper()
+    elif category == "temporaries" and symbol.startswith("g"):
+        return f"{sign}tmp:{symbol}"
+    return sign + _SHORT[category].format(symbol)
+
+
 EVERY_BLOCK_BUT_THE_LAST = "L-1"
 EVERY_BLOCK_BUT_TWO = "L-2"  # the blocks between the first and the last (sharded programs, derived for L >= 2)
 
