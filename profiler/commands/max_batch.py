@@ -155,8 +155,8 @@ def allocator_hint(device: str, guess: int | None, maximum: int, alloc_conf: str
     if not device.startswith("cuda") or guess is None or maximum >= guess or uses_expandable_segments(alloc_conf):
         return None
     return (f"hint: the exact set predicts {guess}; where the caching allocator's fragmentation is what refused it, "
-            f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True recovers it (it did for GPT-2 XL on an H200: README, "
-            f"\"On a real GPU\")")
+            f"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True recovers it (it did for GPT-2 XL on an H200: "
+            f"docs/gpu-runs.md)")
 
 
 def write_plot(path: str, config, optimizer: str, budget: int, budget_text: str, peaks: dict[int, int],
