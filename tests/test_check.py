@@ -41,6 +41,14 @@ def test_gate_fails_on_a_set_that_is_off_and_names_points_and_terms(gate, capsys
     assert gate("--formula-set", "off", "--tolerance", "0.02") == 0  # 1 % off passes a 2 % gate
 
 
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-0.1"])
+def test_a_tolerance_that_switches_the_gate_off_is_refused(gate, capsys, tolerance):
+    """nan compares false with every error, inf passes every one: either would say "ok" for a set that is off."""
+    assert gate("--formula-set", "off", "--tolerance", tolerance) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().count("\n") == 0 and "--tolerance must be a finite non-negative number" in err
+
+
 def test_missing_formula_set_exits_2(gate, capsys):
     assert gate() == 2  # the test registry has no `exact`
     assert "formula set 'exact' does not exist" in capsys.readouterr().err

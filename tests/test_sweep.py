@@ -14,7 +14,7 @@ import torch
 
 from model import preset
 from profiler.experiments.grid import GridError, expand, load_grid
-from profiler.experiments.sweep import run_sweep
+from profiler.experiments.sweep import iter_sweep, run_sweep
 from profiler.reports.results import RESULTS, read_results
 from sweep_fakes import TINY_GRID, fake_measure, write_grid
 
@@ -73,6 +73,24 @@ def test_resume_measures_nothing_new(tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["grid"] == "tiny-test" and meta["device"] == "meta" and meta["points"] == 4
     assert (tmp_path / "out" / "grid.toml").read_text() == TINY_GRID
+
+
+def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path):
+    """Two sweeps into one folder at once: the second measures nothing and says why (the first holds the lock on
+    results.jsonl); once the first has finished, the folder resumes as usual."""
+    import fcntl
+
+    from profiler.errors import UsageError
+
+    grid, out, calls = write_grid(tmp_path), tmp_path / "out", []
+    first = iter_sweep(grid, out, measure_fn=fake_measure, progress=False)
+    next(first)  # the first sweep has measured one point and holds the folder
+    with pytest.raises(UsageError, match="being written by another sweep"):
+        run_sweep(grid, out, measure_fn=lambda *a, **k: calls.append(a), progress=False)
+    assert calls == [] and len(read_results(out)) == 1
+    assert len(list(first)) == 3
+    with open(out / RESULTS) as results:  # released once the first sweep ended
+        fcntl.flock(results, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reports.report import misses
     from profiler.reports.results import read_results
 
-    if args.tolerance < 0:
-        raise UsageError(f"--tolerance must be non-negative, got {args.tolerance}")
+    if not math.isfinite(args.tolerance) or args.tolerance < 0:  # nan compares false with everything: no gate
+        raise UsageError(f"--tolerance must be a finite non-negative number, got {args.tolerance}")
     if not is_path(args.formula_set) and args.formula_set not in formula_sets():
         raise UsageError(f"formula set {args.formula_set!r} does not exist; known: {', '.join(formula_sets())}")
     name = next(iter(formula_sets([args.formula_set])))  # a file is loaded (and checked) before measuring

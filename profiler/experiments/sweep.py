@@ -24,6 +24,7 @@ bug fixed since); the reader keeps the last row of a key.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import gc
 import json
 import os
@@ -147,6 +148,24 @@ def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None 
     points = expand(grid, device)
     check_folder(out_dir, grid, device)
     claim(out_dir, [GRID_COPY, META, RESULTS])
+    results = out_dir / RESULTS
+    with results.open("a") as held:
+        hold(held, out_dir)
+        yield from _sweep_points(grid, out_dir, device, points, measure_fn, progress)
+
+
+def hold(results, out_dir: Path) -> None:
+    """Lock the folder's results file for this sweep (flock, released when the file closes or the process dies): a
+    second sweep into the same folder at the same time is refused (UsageError) before it measures anything."""
+    try:
+        fcntl.flock(results, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(f"--out {out_dir} is being written by another sweep right now; nothing was measured: "
+                         f"wait for it, or give another folder") from None
+
+
+def _sweep_points(grid: Grid, out_dir: Path, device: str, points: list[Point], measure_fn: MeasureFn | None,
+                  progress: bool) -> Iterator[dict[str, Any]]:
     results = out_dir / RESULTS
     _drop_partial_line(results)
     done = {row["key"] for row in read_results(out_dir) if row["outcome"] in FINAL}
