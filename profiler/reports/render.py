@@ -51,8 +51,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
 h1 { border-bottom: 2px solid #4c72b0; padding-bottom: .3em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #d5dae3; padding-bottom: .2em; }
 .scroll { overflow-x: auto; margin: 1em 0; border: 1px solid #e3e7ee; border-radius: 4px; }
-table { border-collapse: collapse; font-size: 13px; white-space: nowrap; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #e3e7ee; text-align: right; }
+table { border-collapse: collapse; font-size: 12.5px; white-space: nowrap; }
+th, td { padding: 4px 5px; border-bottom: 1px solid #e3e7ee; text-align: right; }
+th, td.wrap { white-space: normal; } th.prose, td.prose { white-space: normal; min-width: 12em; text-align: left; }
 th { background: #f2f4f8; position: sticky; top: 0; }
 td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafbfd; }
@@ -94,8 +95,25 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
 
 
+PROSE = 40  # characters: a cell longer than this is prose, wrapped in a column of at least 12em (class "prose")
+WORDS = 16  # a shorter cell of words (a label, "26.20 GB (24.40 GiB)") longer than this may wrap (class "wrap")
+
+
+def _cell(tag: str, value) -> str:
+    """One cell; a figure ("1,637,176,000", "12.3 % / 29 %") never wraps, text may where the table is too wide."""
+    text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    kind = "prose" if len(text) > PROSE else "wrap" if len(text) > WORDS and " " in text and any(
+        c.isalpha() for c in text) else ""
+    attribute = f' class="{kind}"' if kind else ""
+    return f"<{tag}{attribute}>{html.escape(text)}</{tag}>"
+
+
 def _table_html(frame: pd.DataFrame) -> str:
-    return '<div class="scroll">' + frame.to_html(index=False, border=0, na_rep="", escape=True) + "</div>"
+    """A table whose figures stay on one line while its long text cells wrap, so that every figure is in view."""
+    head = "<tr>" + "".join(_cell("th", column) for column in frame.columns) + "</tr>"
+    rows = ["<tr>" + "".join(_cell("td", value) for value in row) + "</tr>" for row in frame.itertuples(index=False)]
+    return (f'<div class="scroll"><table><thead>{head}</thead><tbody>' + "".join(rows)
+            + "</tbody></table></div>")
 
 
 def markdown_to_html(text: str) -> str:
