@@ -2,7 +2,7 @@
 
 The device a step runs on is no part of it: measure() takes it beside the spec. A result row stores a spec as a
 flat "config" dict of the model's and the setup's fields (the optimizer apart, at the row's top level):
-StepSpec.flat() writes it and StepSpec.of() reads it back.
+StepSpec.flat() writes it and StepSpec.from_row() reads it back (StepSpec.of() builds a spec from the fields by name).
 """
 from __future__ import annotations
 
