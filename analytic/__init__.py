@@ -1,1 +1,2 @@
-"""Closed-form predictions: pure functions of a ModelConfig and a batch size. No torch import."""
+"""Closed-form predictions: pure functions of a step spec (model.spec.StepSpec: the model, its training setup and
+the batch). No torch import."""

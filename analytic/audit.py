@@ -122,8 +122,9 @@ def audit_seed(module: ModuleType, problem: TrainingProblem = PROBLEM) -> dict[s
 
 
 def problem_block(problem: TrainingProblem = PROBLEM) -> dict[str, Any]:
-    return {"config": problem.config.to_dict(), "budget_bytes": problem.budget_bytes, "steps": problem.steps,
-            "batch_size": problem.batch_size, "peak_flops_per_s": problem.peak_flops_per_s, "mfu": problem.mfu}
+    return {"config": problem.spec(problem.batch_size).flat(), "budget_bytes": problem.budget_bytes,
+            "steps": problem.steps, "batch_size": problem.batch_size, "peak_flops_per_s": problem.peak_flops_per_s,
+            "mfu": problem.mfu}
 
 
 def audit(problem: TrainingProblem = PROBLEM, extra_blocks: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Any formula set's figure read back as a polynomial in the sizes, so that the textbook's and each seed's formula
 can stand beside the exact model's derived one, coefficient by coefficient (the report's "the formula, derived").
 
-A set is a black box `predict(config, batch_size)`. Its figure is fitted over the monomials L^a·B^b·T^c·D^d·H^h·V^v
+A set is a black box `predict(spec)`. Its figure is fitted over the monomials L^a·B^b·T^c·D^d·H^h·V^v
 (a, b, h, v ≤ 1; c, d ≤ 2) from predictions at random small sizes (least squares, columns scaled), the
 coefficients are rounded to fractions with small denominators, and the result counts only if it reproduces the
 set's predictions at other random sizes to 1e-9 relative. The setup is the seeds' one: d_ff = 4·D (so F is written
@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from analytic.exact.formula import B, D, F, H, L, T, V, evaluate, formulas, peak_moments, setup_of, size_values
+from analytic.exact.formula import B, D, F, H, L, T, V, evaluate, formulas, peak_moments, formula_key, size_values
 from analytic.figures import flatten
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 SYMBOLS = (L, B, T, D, H, V)
 POWERS = np.array(list(itertools.product(range(2), range(2), range(3), range(3), range(2), range(2))))
@@ -32,9 +33,11 @@ def random_sizes(rng: np.random.Generator) -> dict:
             D: heads * int(rng.integers(1, 7)), H: heads, V: int(rng.integers(2, 30))}
 
 
-def config_at(sizes: dict) -> ModelConfig:
-    return ModelConfig(vocab_size=sizes[V], context_length=sizes[T], num_layers=sizes[L], d_model=sizes[D],
-                       num_heads=sizes[H])
+def spec_at(sizes: dict) -> StepSpec:
+    """The step spec at `sizes`: their model at their batch in the default setup."""
+    model = ModelConfig(vocab_size=sizes[V], context_length=sizes[T], num_layers=sizes[L], d_model=sizes[D],
+                        num_heads=sizes[H])
+    return StepSpec(model, batch_size=sizes[B])
 
 
 def _monomial_values(samples: list[dict]) -> np.ndarray:
@@ -60,7 +63,7 @@ def fit(figure: Callable[[dict], float], seed: int = 0) -> sp.Expr | None:
 
 def set_figure(module, key: str) -> Callable[[dict], float]:
     """figure(sizes) of a formula set's prediction `key` (a dotted figure key)."""
-    return lambda sizes: flatten(module.predict(config_at(sizes), sizes[B], optimizer="foreach"))[key]
+    return lambda sizes: flatten(module.predict(spec_at(sizes)))[key]
 
 
 def differences(theirs: sp.Expr, ours: sp.Expr) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
@@ -77,21 +80,22 @@ def differences(theirs: sp.Expr, ours: sp.Expr) -> list[tuple[sp.Expr, sp.Expr, 
 COMPARED = ("params", "saved_activations_bytes", "peak_bytes", "flops.forward", "flops.backward", "flops.optimizer")
 
 
-def derived_formulas(config: ModelConfig, batch_size: int) -> tuple[dict[str, sp.Expr], str]:
+def derived_formulas(spec: StepSpec) -> tuple[dict[str, sp.Expr], str]:
     """The exact model's formulas for the setup of the module docstring, F = 4·D; the peak (a max of moments) as
-    the moment that holds it for `config` at `batch_size` (named in the second value)."""
-    setup = setup_of(config)
+    the moment that holds it for the spec (named in the second value)."""
+    setup = formula_key(spec, at_batch=False)
     ours = {key: sp.expand(value.subs(F, 4 * D)) for key, value in formulas(setup).items() if key in COMPARED}
-    sizes = size_values(config, batch_size)
+    sizes = size_values(spec)
     where, moment = max(peak_moments(setup)["step"], key=lambda item: evaluate(item[1], sizes))
     ours["peak_bytes"] = sp.expand(moment.subs(F, 4 * D))
     return ours, where
 
 
-def comparison(modules: dict, config: ModelConfig, batch_size: int = 2) -> tuple[dict[str, list], str]:
+def comparison(modules: dict, spec: StepSpec) -> tuple[dict[str, list], str]:
     """{term: [(set name, its formula or None, [(monomial, theirs, ours)...])]}, the derived formula first (as
-    "exact"), and where the derived peak is; `modules` the formula sets by name (the exact one left out)."""
-    ours, where = derived_formulas(config, batch_size)
+    "exact"), and where the derived peak is for the spec; `modules` the formula sets by name (the exact one left
+    out)."""
+    ours, where = derived_formulas(spec)
     table: dict[str, list] = {}
     for key in COMPARED:
         rows = [("exact", ours[key], [])]

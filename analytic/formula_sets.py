@@ -3,14 +3,18 @@
 A formula set is a module with
     NAME: str                    short unique name ("textbook", "seed_000", ..., "exact")
     DESCRIPTION: str             one line: whose accounting it is and its main choices
-    predict(config, batch_size, optimizer="foreach") -> dict   figures (analytic.figures) it predicts
-and optionally max_batch_size(config, budget_bytes, optimizer="foreach") -> int; without one, max_batch_size()
-below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and B = 2; and
+    predict(spec) -> dict        figures (analytic.figures) it predicts for a model.spec.StepSpec: the model
+                                 (spec.model), its training setup (spec.setup, the AdamW implementation
+                                 spec.setup.optimizer included) and the batch (spec.batch_size)
+and optionally max_batch_size(spec, budget_bytes) -> int (the spec's batch_size not read); without one,
+max_batch_size() below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and
+B = 2; and
 A user's own set is a .py file with the same attributes (the FormulaSet protocol), named by its path wherever a
 set's name is accepted (`--formula-set my_formulas.py`): load_file() imports it and checks it, with one clear
 error (FormulaSetError) for what is missing or malformed; once loaded it is graded beside the built-in sets.
 
-    SETUP: dict | list[dict]     the setup it describes, as ModelConfig fields and values, a tuple where it
+    SETUP: dict | list[dict]     the setup it describes, as fields of the model (model.config.ModelConfig) and
+                                 of the setup (model.setup.SETUP_OPTIONS) and values, a tuple where it
                                  describes several ({"checkpointing": "none", "attention": ("explicit",
                                  "sdpa-math")}), a list of such dicts where it describes alternatives (pure bf16
                                  or bf16 autocast); a set is graded only on points of its setup (describes()).
@@ -19,7 +23,6 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -29,8 +32,9 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from analytic.figures import flatten, is_figure_key
-from model import config as options
-from model.config import ModelConfig, preset
+from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, preset
+from model.setup import OPTIONS, SETUP_OPTIONS
+from model.spec import MODEL_FIELDS, StepSpec
 
 FORMULA_SET_MODULES = [
     "analytic.textbook",
@@ -61,7 +65,7 @@ class FormulaSet(Protocol):
     NAME: str
     DESCRIPTION: str
 
-    def predict(self, config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict[str, Any]: ...
+    def predict(self, spec: StepSpec) -> dict[str, Any]: ...
 
 
 class FormulaSetError(ValueError):
@@ -82,8 +86,8 @@ def is_path(name: str) -> bool:
 
 def load_file(path: str | Path) -> ModuleType:
     """Import a user's formula file and check it against FormulaSet: NAME (a new, non-empty name), DESCRIPTION,
-    predict(config, batch_size, optimizer=...) returning figures under the known keys (analytic.figures), tried
-    on the TRIAL_PRESET model, and a SETUP of ModelConfig fields. Loaded once per path; a FormulaSetError says
+    predict(spec) returning figures under the known keys (analytic.figures), tried on the TRIAL_PRESET model,
+    and a SETUP of the model's and the setup's fields. Loaded once per path; a FormulaSetError says
     what is wrong."""
     resolved = Path(path).expanduser().resolve()
     if resolved in _USER_SETS:
@@ -116,17 +120,17 @@ def check_protocol(module: ModuleType, where: str) -> None:
     if not isinstance(module.DESCRIPTION, str):
         fail("DESCRIPTION must be a string")
     try:
-        inspect.signature(module.predict).bind(None, 1, optimizer="foreach")
+        inspect.signature(module.predict).bind(None)
     except (TypeError, ValueError):
-        fail("predict must accept (config, batch_size, optimizer='foreach')")
-    fields = {field.name for field in dataclasses.fields(ModelConfig)}
+        fail("predict must accept (spec), a model.spec.StepSpec")
+    fields = {*MODEL_FIELDS, *OPTIONS}
     for setup in setup_alternatives(module):
         if not isinstance(setup, dict) or set(setup) - fields:
-            fail(f"SETUP must be a dict (or a list of dicts) of ModelConfig fields, got {setup!r}")
-    config = preset(TRIAL_PRESET)
+            fail(f"SETUP must be a dict (or a list of dicts) of the model's and the setup's fields "
+                 f"(model.spec.StepSpec), got {setup!r}")
     for batch_size in (1, 2):
         try:
-            figures = module.predict(config, batch_size, optimizer="foreach")
+            figures = module.predict(StepSpec(preset(TRIAL_PRESET), batch_size=batch_size))
         except Exception as error:  # noqa: BLE001 - the user's code
             fail(f"predict({TRIAL_PRESET}, {batch_size}) raised {type(error).__name__}: {error}")
         if not isinstance(figures, dict):
@@ -192,17 +196,16 @@ def declared(setup: dict[str, Any]) -> dict[str, tuple]:
             for field, value in {**setup, "shard": setup.get("shard", "none")}.items()}
 
 
-def describes(module: ModuleType, config: ModelConfig) -> bool:
-    """Whether one of the set's declared SETUP alternatives matches the config (a set without one describes
+def describes(module: ModuleType, spec: StepSpec) -> bool:
+    """Whether one of the set's declared SETUP alternatives matches the spec (a set without one describes
     every setup on one device; an alternative without "shard" describes one device only)."""
-    return any(all(getattr(config, field) in values for field, values in declared(setup).items())
+    return any(all(spec.value(field) in values for field, values in declared(setup).items())
                for setup in setup_alternatives(module))
 
 
-EVERY_VALUE = {"arch": options.ARCH_OPTIONS, "positional": options.POSITIONAL_OPTIONS,
-               "attention": options.ATTENTION_OPTIONS, "checkpointing": options.CHECKPOINTING_OPTIONS,
-               "zero_grad": options.ZERO_GRAD_OPTIONS, "autocast": options.AUTOCAST_OPTIONS,
-               "shard": options.SHARD_OPTIONS, "dtype": tuple(options.DTYPE_BYTES)}
+# Every value of each field with a list of choices: the model's arch and positional, the setup's options.
+EVERY_VALUE = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS,
+               **{option.name: option.choices for option in SETUP_OPTIONS if option.choices}}
 
 
 def setup_text(module: ModuleType) -> str:
@@ -220,17 +223,14 @@ def setup_text(module: ModuleType) -> str:
     return "; or ".join(words(setup) for setup in setup_alternatives(module))
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach",
-            names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Every formula set's figures for one configuration, by set name."""
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    return {name: module.predict(config, batch_size, optimizer=optimizer)
-            for name, module in formula_sets(names).items()}
+def predict(spec: StepSpec, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Every formula set's figures for one step spec, by set name."""
+    if spec.batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
+    return {name: module.predict(spec) for name, module in formula_sets(names).items()}
 
 
-def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int,
-                   optimizer: str = "foreach") -> int | None:
+def max_batch_size(module: ModuleType, spec: StepSpec, budget_bytes: int) -> int | None:
     """The largest batch whose peak the formula set predicts within budget_bytes; None if it predicts no peak.
 
     A set with its own max_batch_size answers itself. Otherwise its peak must be a·B + b (the textbook and the
@@ -239,26 +239,26 @@ def max_batch_size(module: ModuleType, config: ModelConfig, budget_bytes: int,
     """
     own = getattr(module, "max_batch_size", None)
     if own is not None:
-        return own(config, budget_bytes, optimizer=optimizer)
-    one = module.predict(config, 1, optimizer=optimizer).get("peak_bytes")
+        return own(spec, budget_bytes)
+    one = module.predict(spec.replace(batch_size=1)).get("peak_bytes")
     if one is None:
         return None
-    slope = module.predict(config, 2, optimizer=optimizer)["peak_bytes"] - one
+    slope = module.predict(spec.replace(batch_size=2))["peak_bytes"] - one
     if slope <= 0:
         raise ValueError(f"formula set {module.NAME} predicts a peak that does not grow with the batch")
     return max(0, int((budget_bytes - (one - slope)) // slope))
 
 
-def max_batch_sizes(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> dict[str, int | None]:
+def max_batch_sizes(spec: StepSpec, budget_bytes: int) -> dict[str, int | None]:
     """Every set's predicted maximum batch (max_batch_size above), None where a set does not describe the setup,
     predicts no peak or the configuration is outside its domain (the exact set: autocast, context length 1)."""
     predictions: dict[str, int | None] = {}
     for name, module in formula_sets().items():
-        if not describes(module, config):
+        if not describes(module, spec):
             predictions[name] = None
             continue
         try:
-            predictions[name] = max_batch_size(module, config, budget_bytes, optimizer)
+            predictions[name] = max_batch_size(module, spec, budget_bytes)
         except ValueError:
             predictions[name] = None
     return predictions

@@ -25,7 +25,8 @@ states, b·Ψ + b·Ψ + 2b·Ψ (N = 1 above, whatever the world size), ZeRO's ba
 from __future__ import annotations
 
 from analytic.params import parameter_tensor_shapes
-from model.config import DTYPE_BYTES, ModelConfig
+from model.setup import Setup
+from model.spec import StepSpec
 
 NAME = "fsdp2"
 DESCRIPTION = ("FSDP2's model states per rank in closed form: padded parameter and gradient shards "
@@ -45,9 +46,9 @@ def shard_rows(rows: int, world_size: int, rank: int) -> int:
     return min(chunk, max(0, rows - rank * chunk))
 
 
-def shard_group(config: ModelConfig) -> int:
+def shard_group(setup: Setup) -> int:
     """N, the ranks each parameter is sharded over: world_size under FSDP2, 1 under DDP and on one device."""
-    return config.world_size if config.shard == "fsdp2" else 1
+    return setup.world_size if setup.shard == "fsdp2" else 1
 
 
 def padded_elements(shapes: list[tuple[int, int]], world_size: int) -> int:
@@ -55,20 +56,21 @@ def padded_elements(shapes: list[tuple[int, int]], world_size: int) -> int:
     return sum(padded_rows(rows, world_size) * columns for rows, columns in shapes)
 
 
-def fsdp2_model_states(config: ModelConfig, rank: int = 0) -> dict[str, int]:
+def fsdp2_model_states(spec: StepSpec, rank: int = 0) -> dict[str, int]:
     """Bytes of one rank's parameter shards, gradient shards and AdamW state (see the module docstring) over
-    config.world_size ranks (one device's, unpadded, without sharding and under DDP)."""
-    if not 0 <= rank < config.world_size:
-        raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
-    N, b = shard_group(config), DTYPE_BYTES[config.dtype]
+    the setup's world_size ranks (one device's, unpadded, without sharding and under DDP)."""
+    setup = spec.setup
+    if not 0 <= rank < setup.world_size:
+        raise ValueError(f"rank must be in 0..{setup.world_size - 1}, got {rank}")
+    N, b = shard_group(setup), setup.bytes_per_element
     rank = rank if N > 1 else 0
-    shapes = parameter_tensor_shapes(config)
+    shapes = parameter_tensor_shapes(spec.model)
     padded = padded_elements(shapes, N)
     local = sum(shard_rows(rows, N, rank) * columns for rows, columns in shapes)
     return {"parameters": b * padded, "gradients": b * padded, "optimizer_state": 2 * b * local}
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """Rank 0's model states (the optimizer step holds all three); nothing else is in closed form yet."""
-    states = fsdp2_model_states(config)
+    states = fsdp2_model_states(spec)
     return {"model_states": states, "model_states_bytes": sum(states.values())}

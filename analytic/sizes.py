@@ -1,6 +1,6 @@
 """The sizes every exact term is made of: bytes of the tensors one training step allocates.
 
-All are closed forms of (B, T, D, H, G, F, V, e) with e the bytes per element of config.dtype and G the key/value
+All are closed forms of (B, T, D, H, G, F, V, e) with e the bytes per element of the setup's dtype and G the key/value
 heads (H without grouped-query attention), and numpy-friendly:
 pass arrays for any of them to evaluate many configurations at once.
 """
@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from analytic.params import parameter_count, parameter_tensor_count
-from model.config import DTYPE_BYTES, ModelConfig
+from model.setup import DTYPE_BYTES
+from model.spec import StepSpec
 
 INT64_BYTES = 8
 STEP_COUNTER_BYTES = 4  # fused AdamW keeps each parameter's step as a float32 0-dim tensor on the device
@@ -128,14 +129,15 @@ class ShardedClass:
         return json.dumps(self.fields())
 
     @classmethod
-    def of(cls, config, batch_size: int) -> "ShardedClass":
-        """The class of a sharded ModelConfig's rank at a step's batch size."""
-        micro_batch = batch_size // config.micro_batches
+    def of(cls, spec: StepSpec) -> "ShardedClass":
+        """The class of a sharded spec's rank (at the spec's step batch)."""
+        config, setup = spec.model, spec.setup
+        micro_batch = spec.batch_size // setup.micro_batches
         layout = (micro_batch == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
-        return cls(LayoutClass.of(config.arch, config.positional, config.attention, config.dtype, config.autocast,
-                                  config.checkpointing, config.dropout > 0, layout),
-                   config.shard, config.reshard_after_forward, config.shard == "fsdp2" and config.world_size == 1,
-                   config.micro_batches > 1, config.zero_grad)
+        return cls(LayoutClass.of(config.arch, config.positional, setup.attention, setup.dtype, setup.autocast,
+                                  setup.checkpointing, config.dropout > 0, layout),
+                   setup.shard, setup.reshard_after_forward, setup.shard == "fsdp2" and setup.world_size == 1,
+                   setup.micro_batches > 1, setup.zero_grad)
 
     def what(self) -> str:
         return (f"{self.layout_class.what()}, {self.shard}"
@@ -164,12 +166,12 @@ class Sizes:
     tensors: np.ndarray  # parameter tensor count
     learned: np.ndarray  # 1 where positional == "learned"
     rope: np.ndarray  # 1 where positional == "rope"
-    checkpointing: str = "none"  # one for all: model.config.CHECKPOINTING_OPTIONS
-    attention: str = "explicit"  # one for all: model.config.ATTENTION_OPTIONS
+    checkpointing: str = "none"  # one for all: model.setup.OPTIONS
+    attention: str = "explicit"  # one for all: model.setup.OPTIONS
     dtype: str = "float32"  # one for all: the name behind e
-    autocast: str = "none"  # one for all: model.config.AUTOCAST_OPTIONS
+    autocast: str = "none"  # one for all: model.setup.OPTIONS
     micro_batches: int = 1  # one for all: B is the batch of one micro-batch, the step's is micro_batches·B
-    zero_grad: str = "none"  # one for all: model.config.ZERO_GRAD_OPTIONS
+    zero_grad: str = "none"  # one for all: model.setup.OPTIONS
     arch: str = "reference"  # one for all: model.config.ARCH_OPTIONS
     dropout: bool = False  # one for all: whether gpt2's dropouts run (config.dropout > 0)
 
@@ -271,20 +273,21 @@ def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_he
                  autocast=autocast, arch=arch, dropout=bool(dropout))
 
 
-def sizes_of(config: ModelConfig, batch_size) -> Sizes:
-    """Sizes of one config at one batch size or a numpy array of batch sizes (of the whole step: each must be a
-    multiple of config.micro_batches, and B is the batch of one micro-batch)."""
+def sizes_of(spec: StepSpec) -> Sizes:
+    """Sizes of one step spec at its batch size or numpy array of batch sizes (of the whole step: each must be a
+    multiple of the setup's micro_batches, and B is the batch of one micro-batch)."""
+    config, setup, batch_size = spec.model, spec.setup, spec.batch_size
     B = np.asarray(batch_size, dtype=np.int64)
-    if np.any(B % config.micro_batches):
-        raise ValueError(f"batch size {batch_size} is not divisible by micro_batches={config.micro_batches}")
-    B = B // config.micro_batches
+    if np.any(B % setup.micro_batches):
+        raise ValueError(f"batch size {batch_size} is not divisible by micro_batches={setup.micro_batches}")
+    B = B // setup.micro_batches
     as_array = lambda value: np.asarray(value, dtype=np.int64) + 0 * B  # noqa: E731 - broadcast to B's shape
     return Sizes(B=B, T=as_array(config.context_length), D=as_array(config.d_model), H=as_array(config.num_heads),
                  F=as_array(config.d_ff), V=as_array(config.vocab_size), L=as_array(config.num_layers),
-                 e=as_array(DTYPE_BYTES[config.dtype]), G=as_array(config.kv_heads),
+                 e=as_array(DTYPE_BYTES[setup.dtype]), G=as_array(config.kv_heads),
                  params=as_array(parameter_count(config)),
                  tensors=as_array(parameter_tensor_count(config)),
                  learned=as_array(config.positional == "learned"), rope=as_array(config.positional == "rope"),
-                 checkpointing=config.checkpointing, micro_batches=config.micro_batches, zero_grad=config.zero_grad,
-                 attention=config.attention, dtype=config.dtype, autocast=config.autocast, arch=config.arch,
+                 checkpointing=setup.checkpointing, micro_batches=setup.micro_batches, zero_grad=setup.zero_grad,
+                 attention=setup.attention, dtype=setup.dtype, autocast=setup.autocast, arch=config.arch,
                  dropout=bool(config.dropout))

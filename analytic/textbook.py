@@ -3,11 +3,11 @@
 Peak memory = parameters + gradients + AdamW state + activations over the problem's listed components, FLOPs =
 matmul FLOPs (backward = 2 x forward) + an AdamW count per parameter, days = FLOPs / (peak x MFU).
 It is the problem's simplified model, not what PyTorch really holds (see analytic.exact for that).
-Pure functions of a ModelConfig; integers of bytes and FLOPs; no torch import.
+Pure functions of a ModelConfig or a StepSpec; integers of bytes and FLOPs; no torch import.
 
 Symbols: B batch, T context_length, L num_layers, D d_model, H num_heads, F d_ff, V vocab_size,
 N = analytic.params.parameter_count(config) (untied head, learned position embedding when configured),
-s = config.bytes_per_element (4 for float32).
+s = the setup's bytes per element (4 for float32).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from analytic.hardware import training_days  # noqa: F401 - the one formula, re-
 from analytic.params import parameter_count
 from analytic.units import UNITS
 from model.config import ModelConfig, preset
+from model.setup import Setup
+from model.spec import StepSpec
 
 NAME = "textbook"
 # every activation kept (the B·H·T² scores too), one batch; any dtype (its s = bytes per element)
@@ -56,6 +58,10 @@ class TrainingProblem:
 
     def replace(self, **changes) -> "TrainingProblem":
         return dataclasses.replace(self, **changes)
+
+    def spec(self, batch_size: int, optimizer: str = "foreach") -> StepSpec:
+        """The problem's model at `batch_size` with AdamW `optimizer`, in the default setup."""
+        return StepSpec(self.config, Setup(optimizer=optimizer), batch_size)
 
 
 PROBLEM = TrainingProblem(config=preset("gpt2-xl"))
@@ -126,7 +132,7 @@ def activation_elements(config: ModelConfig, batch_size: int) -> dict[str, int]:
     return terms
 
 
-def memory(config: ModelConfig, batch_size: int) -> MemoryBreakdown:
+def memory(spec: StepSpec) -> MemoryBreakdown:
     """Peak memory of an AdamW step as the problem defines it: the sum of four categories.
 
     1. parameters        N·s
@@ -135,20 +141,21 @@ def memory(config: ModelConfig, batch_size: int) -> MemoryBreakdown:
     4. saved_activations s·activation_elements(config, B)
     peak = 4·N·s + s·[L·(8BTD + 2BTF + 2BHT²) + BTD + 2BTV] = a·B + b with b = 4·N·s.
     """
-    s, n = config.bytes_per_element, parameter_count(config)
-    by_component = {name: s * count for name, count in activation_elements(config, batch_size).items()}
+    config, s = spec.model, spec.setup.bytes_per_element
+    n = parameter_count(config)
+    by_component = {name: s * count for name, count in activation_elements(config, spec.batch_size).items()}
     return MemoryBreakdown(parameters=n * s, gradients=n * s, optimizer_state=2 * n * s,
                            saved_activations=sum(by_component.values()), activations_by_component=by_component)
 
 
-def memory_line(config: ModelConfig) -> tuple[int, int]:
-    """(a, b) of peak = a·B + b bytes.
+def memory_line(spec: StepSpec) -> tuple[int, int]:
+    """(a, b) of peak = a·B + b bytes (the spec's batch not read).
 
-    1. b = memory(config, B).total with the activations removed = 4·N·s
+    1. b = memory(spec).total with the activations removed = 4·N·s
     2. a = the activation bytes of one sequence (activations are linear in B)
     """
-    a = memory(config, 1).saved_activations
-    return a, memory(config, 1).total - a
+    one = memory(spec.replace(batch_size=1))
+    return one.saved_activations, one.total - one.saved_activations
 
 
 def solve_linear_budget(per_sequence_bytes: int, fixed_bytes: int, budget_bytes: int) -> int:
@@ -165,9 +172,9 @@ def solve_linear_budget(per_sequence_bytes: int, fixed_bytes: int, budget_bytes:
     return (budget_bytes - fixed_bytes) // per_sequence_bytes
 
 
-def max_batch_size(config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
+def max_batch_size(spec: StepSpec, budget_bytes: int) -> int:
     """The formula-set entry point: the textbook peak a·B + b (memory_line) solved for the budget."""
-    return solve_linear_budget(*memory_line(config), budget_bytes)
+    return solve_linear_budget(*memory_line(spec), budget_bytes)
 
 
 def forward_matmul_flops(config: ModelConfig, batch_size: int) -> dict[str, int]:
@@ -215,7 +222,7 @@ def problem_figures(problem: TrainingProblem = PROBLEM) -> dict[str, float]:
     4. training_days from flops_per_step
     """
     config = problem.config
-    a, b = memory_line(config)
+    a, b = memory_line(StepSpec(config))
     step = flops(config, problem.batch_size)
     return {
         "params": parameter_count(config),
@@ -230,10 +237,11 @@ def problem_figures(problem: TrainingProblem = PROBLEM) -> dict[str, float]:
     }
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """Figures (analytic.figures) of the textbook accounting. `optimizer` changes nothing: the textbook has no
     optimizer temporaries. flops.* are matmul FLOPs plus the AdamW count (no elementwise convention)."""
-    mem, step = memory(config, batch_size), flops(config, batch_size)
+    config, batch_size = spec.model, spec.batch_size
+    mem, step = memory(spec), flops(config, batch_size)
     return {
         "params": parameter_count(config),
         "peak_bytes": mem.total,

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 PROFILER = [sys.executable, "-m", "profiler"]
-FLOOR_STEPS = ("from model import preset\nfrom model.step import build, make_batch, train_step\n"
-               "config = preset('gpt2-xl')\nmodel, adamw = build(config, 'meta')\n"
-               "tokens, targets = make_batch(config, 1, 'meta')\n"
-               "for _ in range(2):\n    train_step(model, adamw, tokens, targets)\n")
+FLOOR_STEPS = ("from model import StepSpec, preset\nfrom model.step import build, make_batch, train_step\n"
+               "spec = StepSpec(preset('gpt2-xl'))\nmodel, adamw = build(spec, 'meta')\n"
+               "tokens, targets = make_batch(spec.model, 1, 'meta')\n"
+               "for _ in range(2):\n    train_step(model, adamw, tokens, targets, spec.setup)\n")
 CASES = {  # name: (command, baseline, target seconds)
     "help": (PROFILER + ["--help"], [sys.executable, "-c", "import torch, pandas, matplotlib.pyplot"], 1.5),
     "measure": (PROFILER + ["measure", "--preset", "gpt2-xl", "--device", "meta"],

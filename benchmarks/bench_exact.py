@@ -4,8 +4,8 @@ in the same run, so the figures are ratios on this machine rather than absolute 
     python benchmarks/bench_exact.py [--preset gpt2-xl] [--batch-size 1] [--repeats 5] [--configs 10000]
 
   case              what                                                          target (issue 28)
-  measured step     profiler.measuring.measure.measure(config, batch, "meta")      (the baseline)
-  exact, one call   analytic.exact.predict(config, batch), in process              <= 1 ms a call
+  measured step     profiler.measuring.measure.measure(spec, "meta")               (the baseline)
+  exact, one call   analytic.exact.predict(spec), in process                       <= 1 ms a call
   exact, arrays     analytic.exact.evaluate_arrays over --configs random configs   >= 100,000 configs a second
   predict CLI       `python -m profiler predict --preset PRESET`, a fresh process  <= 0.3 s wall
 
@@ -60,18 +60,18 @@ def main() -> None:
     args = parser.parse_args()
 
     from analytic import exact
-    from model import preset
+    from model import StepSpec, preset
     from profiler.measuring.measure import measure
 
-    config, batch = preset(args.preset), args.batch_size
+    spec = StepSpec(preset(args.preset), batch_size=args.batch_size)
     for package in ("analytic", "model", "profiler"):
         compile_bytecode(REPOSITORY / package)
 
-    measure(config, batch, "meta")  # imports and caches warm for everybody
-    step = median_of(max(1, args.repeats // 2), lambda: measure(config, batch, "meta"))
+    measure(spec, "meta")  # imports and caches warm for everybody
+    step = median_of(max(1, args.repeats // 2), lambda: measure(spec, "meta"))
 
-    exact.predict(config, batch)
-    one_call = median_of(args.repeats, lambda: [exact.predict(config, batch) for _ in range(args.calls)]) / args.calls
+    exact.predict(spec)
+    one_call = median_of(args.repeats, lambda: [exact.predict(spec) for _ in range(args.calls)]) / args.calls
 
     sizes = random_sizes(args.configs)
     exact.evaluate_arrays(**{name: values[:10] for name, values in sizes.items()})
@@ -86,7 +86,8 @@ def main() -> None:
             ("exact, one call", one_call * 1e3, "ms", step / one_call),
             ("exact, arrays", args.configs / arrays, "configs/s", step / arrays * args.configs),
             ("predict CLI", cli, "s", step / cli)]
-    print(f"{args.preset}, batch {batch}; medians of {args.repeats}; exact arrays: {args.configs:,} configs a call")
+    print(f"{args.preset}, batch {args.batch_size}; medians of {args.repeats}; exact arrays: {args.configs:,} configs "
+          "a call")
     print(f"{'case':<16} {'value':>12} {'unit':<10} {'per measured step':>18} {'target':>9}  met")
     for name, value, unit, per_step in rows:
         shown = f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"

@@ -20,39 +20,39 @@ import time
 
 from torch.distributed._tools.mem_tracker import MemTracker
 
-from model import preset
-from model.config import ATTENTION_OPTIONS, AUTOCAST_OPTIONS, DTYPE_BYTES
+from model import StepSpec, preset
+from model.setup import OPTIONS
 from model.step import build, make_batch, train_step
 from profiler.measuring.measure import measure
 
 
-def untracked(config, batch):
-    model, optimizer = build(config, "meta")
-    tokens, targets = make_batch(config, batch, "meta")
-    train_step(model, optimizer, tokens, targets)
-    train_step(model, optimizer, tokens, targets)
+def untracked(spec):
+    model, optimizer = build(spec, "meta")
+    tokens, targets = make_batch(spec.model, spec.batch_size, "meta")
+    train_step(model, optimizer, tokens, targets, spec.setup)
+    train_step(model, optimizer, tokens, targets, spec.setup)
 
 
-def ours(config, batch):
-    measure(config, batch, "meta")
+def ours(spec):
+    measure(spec, "meta")
 
 
-def memtracker(config, batch):
-    model, optimizer = build(config, "meta")
-    tokens, targets = make_batch(config, batch, "meta")
+def memtracker(spec):
+    model, optimizer = build(spec, "meta")
+    tokens, targets = make_batch(spec.model, spec.batch_size, "meta")
     tracker = MemTracker()
     tracker.track_external(model, optimizer, tokens, targets)
     with tracker:
-        train_step(model, optimizer, tokens, targets)  # warm-up: the optimizer state appears inside it
+        train_step(model, optimizer, tokens, targets, spec.setup)  # warm-up: the optimizer state appears inside it
         tracker.reset_mod_stats()
-        train_step(model, optimizer, tokens, targets)
+        train_step(model, optimizer, tokens, targets, spec.setup)
 
 
-def median_seconds(fn, config, batch, repeats):
+def median_seconds(fn, spec, repeats):
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn(config, batch)
+        fn(spec)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -62,13 +62,13 @@ def main():
     parser.add_argument("--preset", default="gpt2-xl")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--attention", choices=ATTENTION_OPTIONS, default="explicit")
-    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="float32")
-    parser.add_argument("--autocast", choices=AUTOCAST_OPTIONS, default="none")
+    for name in ("attention", "dtype", "autocast"):
+        parser.add_argument("--" + name, choices=OPTIONS[name].choices, default=OPTIONS[name].default)
     args = parser.parse_args()
-    config = preset(args.preset).replace(attention=args.attention, dtype=args.dtype, autocast=args.autocast)
-    untracked(config, args.batch_size)  # warm imports and caches once for everybody
-    seconds = {fn.__name__: median_seconds(fn, config, args.batch_size, args.repeats)
+    spec = StepSpec(preset(args.preset), batch_size=args.batch_size).replace(
+        attention=args.attention, dtype=args.dtype, autocast=args.autocast)
+    untracked(spec)  # warm imports and caches once for everybody
+    seconds = {fn.__name__: median_seconds(fn, spec, args.repeats)
                for fn in (untracked, ours, memtracker)}
     result = {"preset": args.preset, "attention": args.attention, "dtype": args.dtype, "autocast": args.autocast,
               "batch_size": args.batch_size, "repeats": args.repeats,

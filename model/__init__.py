@@ -1,8 +1,11 @@
-"""Reference Transformer LM, its configuration and the one training step."""
+"""Reference Transformer LM, its configuration, the training setup, the step spec and the one training step."""
 from model.config import PRESETS, ModelConfig, preset
+from model.setup import SETUP_OPTIONS, Setup
+from model.spec import StepSpec
 from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, LAYER_COMPONENTS, MARKS, OPTIMIZERS, PHASES
 
-__all__ = ["ModelConfig", "PRESETS", "preset", "PHASES", "CATEGORIES", "COMPONENTS", "LAYER_COMPONENTS",
+__all__ = ["ModelConfig", "Setup", "SETUP_OPTIONS", "StepSpec", "PRESETS", "preset",
+           "PHASES", "CATEGORIES", "COMPONENTS", "LAYER_COMPONENTS",
            "OPTIMIZERS", "DEVICES", "MARKS", "TransformerLM", "make_optimizer", "train_step"]
 
 

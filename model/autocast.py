@@ -122,13 +122,13 @@ def _tensors(args):
             yield from (v for v in value if isinstance(v, torch.Tensor))
 
 
-def autocast_region(config, device: torch.device | str, policy: str = "cuda"):
-    """The context the forward and the loss run in: nothing without config.autocast; torch.autocast on CUDA and
-    CPU; on meta the emulation of `policy`'s autocast. Sharded (FSDP2, DDP) nothing: their MixedPrecisionPolicy
-    casts (profiler.measuring.sharded)."""
-    if config.autocast == "none" or config.shard != "none":  # FSDP2 and replicate: their MixedPrecisionPolicy
+def autocast_region(setup, device: torch.device | str, policy: str = "cuda"):
+    """The context the forward and the loss run in: nothing without setup.autocast (a model.setup.Setup);
+    torch.autocast on CUDA and CPU; on meta the emulation of `policy`'s autocast. Sharded (FSDP2, DDP) nothing:
+    their MixedPrecisionPolicy casts (profiler.measuring.sharded)."""
+    if setup.autocast == "none" or setup.shard != "none":  # FSDP2 and replicate: their MixedPrecisionPolicy
         return contextlib.nullcontext()
-    dtype = getattr(torch, config.autocast)
+    dtype = getattr(torch, setup.autocast)
     device_type = torch.device(device).type
     if device_type == "meta":
         return AutocastEmulation(dtype, policy)

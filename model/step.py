@@ -7,6 +7,8 @@ import torch
 
 from model.autocast import autocast_region
 from model.config import ModelConfig
+from model.setup import Setup
+from model.spec import StepSpec
 from model.transformer import TransformerLM
 from model.vocabulary import OPTIMIZERS
 
@@ -26,13 +28,13 @@ def make_optimizer(model: torch.nn.Module, optimizer: str = "foreach", lr: float
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **ADAMW_FLAGS[optimizer])
 
 
-def build(config: ModelConfig, device: str | torch.device = "cpu", optimizer: str = "foreach",
+def build(spec: StepSpec, device: str | torch.device = "cpu",
           seed: int = 0) -> tuple[TransformerLM, torch.optim.AdamW]:
-    """The model on `device` (built there directly: no host copy of a GPT-2 XL) and its optimizer."""
+    """The spec's model on `device` (built there directly: no host copy of a GPT-2 XL) and its optimizer."""
     torch.manual_seed(seed)
     with torch.device(device):
-        model = TransformerLM(config)
-    return model, make_optimizer(model, optimizer)
+        model = TransformerLM(spec.model, spec.setup)
+    return model, make_optimizer(model, spec.setup.optimizer)
 
 
 def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device = "cpu",
@@ -48,31 +50,31 @@ def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device 
 
 
 def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch.Tensor,
-               targets: torch.Tensor, mark: Callable[[str], None] = lambda phase: None,
+               targets: torch.Tensor, setup: Setup, mark: Callable[[str], None] = lambda phase: None,
                autocast_policy: str = "cuda") -> torch.Tensor:
     """Forward with the loss, backward, AdamW step, zero_grad; returns the detached loss of the last micro-batch.
 
-    With model.config.micro_batches = k, forward and backward run on k equal slices of the batch (views, no
+    With setup.micro_batches = k, forward and backward run on k equal slices of the batch (views, no
     copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds
     each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the
-    gradients (config.zero_grad 'none': set_to_none=True) or zeroes them in place ('zeros').
-    With config.autocast, forward and loss run under torch.autocast, emulated with `autocast_policy`'s rules on
+    gradients (setup.zero_grad 'none': set_to_none=True) or zeroes them in place ('zeros').
+    With setup.autocast, forward and loss run under torch.autocast, emulated with `autocast_policy`'s rules on
     meta (model.autocast), backward outside it.
     `mark(phase)` is called as each phase begins ("forward" and "backward" once per micro-batch, "optimizer")
     and with "end" after the last one: the hook that every measurement (meta tracker, CUDA allocator
     statistics) uses to cut phases. The logits are not kept: cross-entropy saves its own log-softmax, so they
     die inside the forward.
     """
-    micro_batches = model.config.micro_batches
-    model.config.micro_batch_size(len(tokens))  # a one-line error when the batch does not divide
+    micro_batches = setup.micro_batches
+    StepSpec(model.config, setup, len(tokens)).micro_batch_size  # a one-line error when the batch does not divide
     for micro_tokens, micro_targets in zip(tokens.chunk(micro_batches), targets.chunk(micro_batches)):
         mark("forward")
-        with autocast_region(model.config, tokens.device, autocast_policy):
+        with autocast_region(setup, tokens.device, autocast_policy):
             loss = model.loss(micro_tokens, micro_targets) / micro_batches  # as nanoGPT does, 1 included
         mark("backward")
         loss.backward()
     mark("optimizer")
     adamw.step()
-    adamw.zero_grad(set_to_none=model.config.zero_grad == "none")
+    adamw.zero_grad(set_to_none=setup.zero_grad == "none")
     mark("end")
     return loss.detach()

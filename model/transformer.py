@@ -26,6 +26,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 from model.autocast import with_autocast_emulation
 from model.config import ModelConfig
+from model.setup import Setup
 
 # Selective checkpointing (Korthikanti et al. 2022, section 4.1): keep what the matmuls of the linear layers
 # produce, recompute the attention core (QKᵀ, scale, mask, softmax, P·V) and every elementwise op.
@@ -130,9 +131,9 @@ def rotate(x, cos, sin):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, attention: str):
         super().__init__()
-        d, self.num_heads, self.attention = config.d_model, config.num_heads, config.attention
+        d, self.num_heads, self.attention = config.d_model, config.num_heads, attention
         self.kv_heads, bias, kv = config.kv_heads, config.arch == "gpt2", config.kv_width
         self.q_proj = nn.Linear(d, d, bias=bias)
         self.k_proj = nn.Linear(d, kv, bias=bias)
@@ -145,7 +146,7 @@ class CausalSelfAttention(nn.Module):
         self.softmax = Op(lambda scores: torch.softmax(scores, dim=-1))
         self.probs_dropout = dropout_op(config)
         self.weighted_sum = Op(lambda probs, v: probs @ v)
-        self.sdpa = Op(functools.partial(attend, backend=config.attention, scale=scale, dropout=config.dropout))
+        self.sdpa = Op(functools.partial(attend, backend=attention, scale=scale, dropout=config.dropout))
         self.out_proj = nn.Linear(d, d, bias=bias)
         self.out_dropout = dropout_op(config)
 
@@ -192,15 +193,15 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, setup: Setup):
         super().__init__()
         self.norm1 = norm(config, config.d_model)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, setup.attention)
         self.norm2 = norm(config, config.d_model)
         self.ffn = FeedForward(config)
         # Named modules, so that the profiler sees what checkpointing keeps (the block's input, saved by
         # `checkpoint`) and when the block's ops run again in backward (each call of `body`).
-        self.checkpoint = Op(checkpointed(config.checkpointing))
+        self.checkpoint = Op(checkpointed(setup.checkpointing))
         self.body = Op(self.layers)
 
     def forward(self, x, future, cos=None, sin=None):
@@ -212,14 +213,16 @@ class Block(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """The model `config` in the setup's attention, checkpointing and dtype."""
+
+    def __init__(self, config: ModelConfig, setup: Setup):
         super().__init__()
         self.config = config
         T, d = config.context_length, config.d_model
         self.embedding = nn.Embedding(config.vocab_size, d)
         self.position_embedding = nn.Embedding(T, d) if config.positional == "learned" else None
         self.embedding_dropout = dropout_op(config)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.blocks = nn.ModuleList(Block(config, setup) for _ in range(config.num_layers))
         self.final_norm = norm(config, d)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
         if config.arch == "gpt2":
@@ -235,7 +238,7 @@ class TransformerLM(nn.Module):
             self.register_buffer("sin", angles.sin(), persistent=False)
         else:
             self.cos = self.sin = None
-        self.to(getattr(torch, config.dtype))
+        self.to(getattr(torch, setup.dtype))
 
     def forward(self, tokens):  # [B, T] int64 -> logits [B, T, V]
         T = tokens.shape[1]

@@ -41,13 +41,14 @@ MODEL_COMPONENTS = ("embedding", "embedding_dropout", "final_norm", "lm_head", "
 COMPONENTS = ("embedding", "embedding_dropout") + LAYER_COMPONENTS + ("final_norm", "lm_head", "cross_entropy")
 
 
-def components_of(config) -> tuple[str, ...]:
-    """The components worth a row for a config (COMPONENTS order): those its model has, and those the textbook
-    has a term for (scores, softmax, weighted_sum, silu) even where the model runs them otherwise."""
-    absent = set()
+def components_of(spec) -> tuple[str, ...]:
+    """The components worth a row for a step spec (model.spec.StepSpec; COMPONENTS order): those its model has,
+    and those the textbook has a term for (scores, softmax, weighted_sum, silu) even where the model runs them
+    otherwise."""
+    config, absent = spec.model, set()
     if config.positional != "rope":
         absent.add("rope")
-    if config.attention == "explicit":
+    if spec.setup.attention == "explicit":
         absent.add("sdpa")
     else:
         absent.add("probs_dropout")  # the fused kernels drop inside: no mask

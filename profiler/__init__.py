@@ -2,10 +2,10 @@
 
 The entry point:
 
-    from model import preset
+    from model import StepSpec, preset
     from profiler import measure
 
-    step = measure(preset("gpt2-xl"), batch_size=1, device="meta")   # or "cpu", "cuda", "auto"
+    step = measure(StepSpec(preset("gpt2-xl")), device="meta")       # or "cpu", "cuda", "auto"
     step.measured["peak_bytes"], step.measured["peak_phase"]         # 32744593156 (30.50 GiB), "optimizer"
     step.to_dict()                                                    # what `measure --json` prints, less predictions
 

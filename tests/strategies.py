@@ -3,23 +3,24 @@ import torch
 from hypothesis import assume, strategies as st
 
 from analytic.exact.versions import outside_domain
-from model import ModelConfig
 from model.config import ARCH_POSITIONAL
+from model.spec import StepSpec
 
 
-def assume_exact_domain(config: ModelConfig) -> None:
-    """Leave out a drawn config the exact model does not model on the installed torch (RoPE with a head size of 2
+def assume_exact_domain(spec: StepSpec) -> None:
+    """Leave out a drawn spec the exact model does not model on the installed torch (RoPE with a head size of 2
     before torch 2.11, analytic.exact.versions.outside_domain): its tests compare it where it claims to hold."""
-    assume(outside_domain(config, torch.__version__) is None)
+    assume(outside_domain(spec.model, torch.__version__) is None)
 
 
 @st.composite
-def model_configs(draw, max_heads=6, max_head_pairs=6, max_vocab=300, min_context=1, max_context=40,
-                  max_layers=3, max_d_ff=100, dtypes=("float32",), checkpointings=("none",), micro_batches=(1,),
-                  zero_grads=("none",), attentions=("explicit",), autocasts=("none",), archs=("reference",)):
-    """Configs with odd and even sizes: d_model = heads · 2·pairs (even head size, so RoPE is allowed; a multiple
-    of 8 for the fused SDPA kernels, whose flash runs 16-bit dtypes only); gpt2 with dropout 0.1 or none (none
-    with sdpa-math, whose dropout is not simulated), llama with any divisor of the heads as kv_heads."""
+def step_specs(draw, max_heads=6, max_head_pairs=6, max_vocab=300, min_context=1, max_context=40, max_layers=3,
+               max_d_ff=100, dtypes=("float32",), checkpointings=("none",), micro_batches=(1,), zero_grads=("none",),
+               attentions=("explicit",), autocasts=("none",), archs=("reference",)):
+    """Step specs (at batch 1) with odd and even sizes: d_model = heads · 2·pairs (even head size, so RoPE is
+    allowed; a multiple of 8 for the fused SDPA kernels, whose flash runs 16-bit dtypes only); gpt2 with dropout 0.1
+    or none (none with sdpa-math, whose dropout is not simulated), llama with any divisor of the heads as
+    kv_heads."""
     heads = draw(st.integers(1, max_heads))
     arch = draw(st.sampled_from(archs))
     attention = draw(st.sampled_from(attentions))
@@ -35,7 +36,7 @@ def model_configs(draw, max_heads=6, max_head_pairs=6, max_vocab=300, min_contex
     dropout = draw(st.sampled_from((0.1, 0.0))) if arch == "gpt2" and attention != "sdpa-math" else 0.0
     kv_heads = draw(st.sampled_from([g for g in range(1, heads + 1) if heads % g == 0])) if arch == "llama" \
         else heads
-    return ModelConfig(vocab_size=draw(st.integers(2, max_vocab)), arch=arch, dropout=dropout, kv_heads=kv_heads,
+    return StepSpec.of(vocab_size=draw(st.integers(2, max_vocab)), arch=arch, dropout=dropout, kv_heads=kv_heads,
                        context_length=draw(st.integers(min_context, max_context)),
                        num_layers=draw(st.integers(1, max_layers)), d_model=heads * head_dim, num_heads=heads,
                        d_ff=draw(st.one_of(st.none(), st.integers(1, max_d_ff))),

@@ -38,24 +38,25 @@ def write_grid(folder: Path, text: str = TINY_GRID, name: str = "grid.toml") -> 
     return path
 
 
-def fake_measure(config, batch_size, device="meta", optimizer="foreach") -> dict:
+def fake_measure(spec, device="meta") -> dict:
     """A measurement-shaped dict in microseconds: params and a made-up peak."""
+    config, batch_size = spec.model, spec.batch_size
     params = parameter_count(config)
     peak = 16 * params + 4 * batch_size * config.context_length * config.d_model * config.num_layers
-    return {"device": device, "device_name": device, "torch_version": "fake", "dtype": config.dtype,
-            "optimizer": optimizer, "date": "2000-01-01T00:00:00+00:00", "config": config.to_dict(),
+    return {"device": device, "device_name": device, "torch_version": "fake", "dtype": spec.setup.dtype,
+            "optimizer": spec.setup.optimizer, "date": "2000-01-01T00:00:00+00:00", "config": spec.flat(),
             "batch_size": batch_size, "measured": {"params": params, "peak_bytes": peak}}
 
 
-def slow_measure(config, batch_size, device="meta", optimizer="foreach") -> dict:
+def slow_measure(spec, device="meta") -> dict:
     time.sleep(0.3)
-    return fake_measure(config, batch_size, device, optimizer)
+    return fake_measure(spec, device)
 
 
-def _measured(config, batch_size, optimizer):
+def _measured(spec):
     from profiler.measuring.measure import measure
 
-    return measure(config, batch_size, "meta", optimizer).measured
+    return measure(spec, "meta").measured
 
 
 def _make_set(name: str, predict) -> types.ModuleType:
@@ -68,11 +69,11 @@ def _make_set(name: str, predict) -> types.ModuleType:
 def register_test_sets(monkeypatch) -> None:
     """Replace the registry by two test-only sets: `measured` (the measurement itself, so exact by construction;
     also named like the textbook so the report's textbook columns have data) and `off` (its peaks 1 % high)."""
-    def exact(config, batch_size, optimizer="foreach"):
-        return _measured(config, batch_size, optimizer)
+    def exact(spec):
+        return _measured(spec)
 
-    def off(config, batch_size, optimizer="foreach"):
-        figures = _measured(config, batch_size, optimizer)
+    def off(spec):
+        figures = _measured(spec)
         return {"params": figures["params"], "peak_bytes": int(figures["peak_bytes"] * 1.01),
                 "phases": figures["phases"]}
 

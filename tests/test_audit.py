@@ -143,8 +143,8 @@ def test_audit_of_any_formula_set_flags_what_pytorch_does_otherwise(tmp_path, mo
     mine = tmp_path / "mine.py"
     mine.write_text("NAME = 'audited_mine'\nDESCRIPTION = '16 bytes per parameter'\n"
                     "from analytic.params import parameter_count\n"
-                    "def predict(config, batch_size, optimizer='foreach'):\n"
-                    "    return {'peak_bytes': 16 * parameter_count(config)}\n")
+                    "def predict(spec):\n"
+                    "    return {'peak_bytes': 16 * parameter_count(spec.model)}\n")
     result = audit_formula_set(str(mine), base)
     assert result["formula_set"] == "audited_mine"
     assert result["batches"][0]["differences"][0]["term"] == "peak_bytes"

@@ -6,41 +6,41 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from analytic import exact
 from analytic.figures import flatten
-from model import ModelConfig, preset
+from model import StepSpec, preset
 from model.autocast import AutocastEmulation
 from profiler.cli import main
 from profiler.measuring.measure import measure
-from strategies import model_configs
+from strategies import step_specs
 
-AMP_CONFIGS = model_configs(max_heads=3, max_head_pairs=4, max_vocab=120, min_context=2, max_context=12,
-                            max_layers=2, max_d_ff=40, checkpointings=("none", "full", "selective"),
-                            micro_batches=(1, 2), zero_grads=("none", "zeros"), attentions=("explicit", "sdpa-math"))
+AMP_SPECS = step_specs(max_heads=3, max_head_pairs=4, max_vocab=120, min_context=2, max_context=12,
+                       max_layers=2, max_d_ff=40, checkpointings=("none", "full", "selective"),
+                       micro_batches=(1, 2), zero_grads=("none", "zeros"), attentions=("explicit", "sdpa-math"))
 
 
-def differences(config, batch):
-    emulated = flatten(measure(config, batch, "meta", autocast_policy="cpu").measured)
-    real = flatten(measure(config, batch, "cpu").measured)
+def differences(spec):
+    emulated = flatten(measure(spec, "meta", autocast_policy="cpu").measured)
+    real = flatten(measure(spec, "cpu").measured)
     assert len(real) > 30
     return {key: (emulated.get(key), value) for key, value in real.items() if emulated.get(key) != value}
 
 
 @pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(AMP_CONFIGS, st.integers(1, 3))
-def test_cpu_policy_emulation_equals_real_cpu_autocast(config, micro_batch):
+@given(AMP_SPECS, st.integers(1, 3))
+def test_cpu_policy_emulation_equals_real_cpu_autocast(spec, micro_batch):
     """Every figure (phase peaks, starts and ends, categories at each peak, saved activations by component,
     FLOPs) of the emulated step on meta equals real CPU autocast's on CPU."""
-    config = config.replace(autocast="bfloat16")
-    assert differences(config, config.micro_batches * micro_batch) == {}
+    spec = spec.replace(autocast="bfloat16", batch_size=spec.setup.micro_batches * micro_batch)
+    assert differences(spec) == {}
 
 
 def test_selective_checkpointing_under_autocast():
     """The recomputation's context lives as long as the block's frame, as torch.utils.checkpoint holds it: selective
     checkpointing's cached output of the block's last matmul, which the early-stopped recomputation never reaches,
     stays alive to the end of the block's backward (an emulation that dropped it early held one B·T·D less)."""
-    config = ModelConfig(vocab_size=97, context_length=12, num_layers=1, d_model=24, num_heads=3, d_ff=50,
-                         autocast="bfloat16", checkpointing="selective")
-    assert differences(config, 2) == {}
+    spec = StepSpec.of(vocab_size=97, context_length=12, num_layers=1, d_model=24, num_heads=3, d_ff=50,
+                       autocast="bfloat16", checkpointing="selective", batch_size=2)
+    assert differences(spec) == {}
 
 
 def test_cuda_policy_runs_what_cuda_autocast_runs():
@@ -62,10 +62,10 @@ def test_cuda_policy_runs_what_cuda_autocast_runs():
 
 @pytest.mark.slow
 def test_amp_is_measured_and_predicted_exactly(capsys):
-    config = preset("tiny").replace(autocast="bfloat16")
-    measured = measure(config, 2, "meta").measured
-    plain = measure(preset("tiny"), 2, "meta").measured
-    predicted = flatten(exact.predict(config, 2))
+    spec = StepSpec(preset("tiny"), batch_size=2).replace(autocast="bfloat16")
+    measured = measure(spec, "meta").measured
+    plain = measure(StepSpec(preset("tiny"), batch_size=2), "meta").measured
+    predicted = flatten(exact.predict(spec))
     assert {key: value for key, value in flatten(measured).items() if key in predicted and predicted[key] != value} \
         == {}
     # not half the fp32 step's: the residual stream, RMSNorm and softmax stay fp32, and each projection keeps its
@@ -75,4 +75,4 @@ def test_amp_is_measured_and_predicted_exactly(capsys):
     assert main(["formula", "--preset", "tiny", "--autocast", "bfloat16"]) == 0
     assert "autocast bfloat16 (emulated as CUDA runs it)" in " ".join(capsys.readouterr().out.split())  # wrapped
     with pytest.raises(ValueError, match="mixed precision over float32"):
-        config.replace(dtype="bfloat16")
+        spec.replace(dtype="bfloat16")

@@ -93,16 +93,17 @@ def test_steps_measured_in_parallel_give_the_serial_figures(monkeypatch):
     import pytest
 
     import profiler.measuring.parallel as parallel
-    from model import preset
+    from model import StepSpec, preset
     from profiler.measuring.measure import measure_flops, step_phases
-    calls = [(step_phases, (preset("mini"), batch)) for batch in (1, 3, 2)] + [(measure_flops, (preset("tiny"), 2))]
+    calls = [(step_phases, (StepSpec(preset("mini"), batch_size=batch),)) for batch in (1, 3, 2)] + \
+        [(measure_flops, (StepSpec(preset("tiny"), batch_size=2),))]
     in_parallel = parallel.run_calls(calls, "test", progress=False)
     monkeypatch.setattr(parallel, "workers_for", lambda calls: 1)
     assert in_parallel == parallel.run_calls(calls, "test", progress=False)
     assert in_parallel[0]["peak_bytes"] < in_parallel[2]["peak_bytes"] < in_parallel[1]["peak_bytes"]
     monkeypatch.undo()
     with pytest.raises(ValueError, match="batch_size must be positive"):
-        parallel.run_calls([(step_phases, (preset("mini"), 0))] * 2, "test", progress=False)
+        parallel.run_calls([(step_phases, (StepSpec(preset("mini"), batch_size=0),))] * 2, "test", progress=False)
 
 
 def test_measure_prints_human_units_and_no_infinite_error(capsys):

@@ -1,7 +1,7 @@
 import pytest
 
 from analytic.units import format_bytes, parse_bytes, relative_error
-from model import ModelConfig, preset
+from model import SETUP_OPTIONS, ModelConfig, Setup, StepSpec, preset
 
 
 def test_d_ff_defaults_to_four_d_model():
@@ -22,7 +22,7 @@ def test_bad_config_names_field_and_value(field, value, message):
     sizes = dict(vocab_size=10, context_length=8, num_layers=1, d_model=16, num_heads=4)
     sizes[field] = value
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        ModelConfig(**sizes)
+        StepSpec.of(**sizes)
 
 
 def test_unknown_preset():
@@ -60,7 +60,7 @@ def test_units_are_not_mixed():
 ])
 def test_arch_options_are_validated(changes, message):
     with pytest.raises(ValueError, match=message):
-        ModelConfig(vocab_size=100, context_length=16, num_layers=2, d_model=32, num_heads=4, **changes)
+        StepSpec.of(vocab_size=100, context_length=16, num_layers=2, d_model=32, num_heads=4, **changes)
 
 
 def test_arch_defaults_follow_the_arch():
@@ -74,4 +74,59 @@ def test_arch_defaults_follow_the_arch():
     assert config.replace(d_ff=100, arch="llama").d_ff == 100
     assert ModelConfig(vocab_size=10, context_length=4, num_layers=1, d_model=2048, num_heads=32,
                        arch="llama").d_ff == 5632
-    assert gpt2.replace(dropout=0.0).options_text() == "float32, arch gpt2, dropout 0.0"
+    assert StepSpec(gpt2.replace(dropout=0.0)).options_text() == "float32, arch gpt2, dropout 0.0"
+
+
+def test_setup_is_its_table_of_options():
+    """Setup's fields are SETUP_OPTIONS in order, each defaulting to the table's default; a value outside an
+    option's choices, a non-positive integer or a non-bool is refused with the option's name."""
+    assert [field for field in Setup().to_dict()] == [option.name for option in SETUP_OPTIONS]
+    assert Setup().to_dict() == {option.name: option.default for option in SETUP_OPTIONS}
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Setup(optimizer="adam")
+    with pytest.raises(ValueError, match="micro_batches must be positive, got 0"):
+        Setup(micro_batches=0)
+    with pytest.raises(ValueError, match="reshard_after_forward must be true or false, got 1"):
+        Setup(shard="fsdp2", reshard_after_forward=1)
+
+
+def test_a_spec_is_written_and_read_as_a_result_row():
+    """flat() is the "config" of a result row: the old single config's 20 fields in their order (the model's, the
+    setup's but the optimizer, the name last); from_row reads a row back, the optimizer and batch beside it."""
+    spec = StepSpec(preset("hf-gpt2"), batch_size=4).replace(checkpointing="full", micro_batches=2,
+                                                             optimizer="forloop")
+    assert list(spec.flat()) == ["vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "arch",
+                                 "positional", "dropout", "kv_heads", "attention", "dtype", "checkpointing",
+                                 "micro_batches", "zero_grad", "autocast", "shard", "world_size",
+                                 "reshard_after_forward", "name"]
+    row = {"config": spec.flat(), "batch_size": 4, "optimizer": "forloop"}
+    assert StepSpec.from_row(row) == spec and StepSpec.from_row(row).model.name == "hf-gpt2"
+    assert StepSpec.from_row({"config": {"vocab_size": 8, "context_length": 4, "num_layers": 1, "d_model": 4,
+                                         "num_heads": 1}}) == StepSpec(ModelConfig(8, 4, 1, 4, 1))
+    with pytest.raises(ValueError, match="unknown field"):
+        spec.replace(precision="fp16")
+    assert spec.micro_batch_size == 2
+    assert spec.setup_text() == "batch 4 (2 micro-batches of 2), float32, arch gpt2, checkpointing full"
+
+
+def test_the_cli_and_the_grid_read_the_table_of_options():
+    """Every setup option is a flag with the table's choices, and parsing them gives that setup; the grid's option
+    axes are the table's named options (the optimizer apart: a grid's `optimizers`), its number axes the integer
+    ones."""
+    import argparse
+
+    from profiler.commands.options import add_config_arguments, spec_from_args
+    from profiler.experiments.grid import AXES, OPTION_AXES
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = {action.dest: action for action in parser._actions}
+    for option in SETUP_OPTIONS:
+        assert flags[option.name].choices == option.choices
+    args = parser.parse_args(["--preset", "tiny", "--optimizer", "forloop", "--micro-batches", "2",
+                              "--batch-size", "4", "--checkpointing", "full"])
+    assert spec_from_args(args) == StepSpec(preset("tiny"), Setup(optimizer="forloop", micro_batches=2,
+                                                                  checkpointing="full"), 4)
+    named = {option.name: option.choices for option in SETUP_OPTIONS if option.choices and option.name != "optimizer"}
+    assert OPTION_AXES == {"arch": ("reference", "gpt2", "llama"), **named}
+    assert AXES[-2:] == ("micro_batches", "world_size")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model.config import preset
+from model.spec import StepSpec
 from model.step import build, make_batch, train_step
 from model.vocabulary import PHASES
 from profiler.measuring.cuda import (
@@ -66,9 +67,9 @@ def test_phase_recorder_cuts_phases_at_marks():
 def test_phase_recorder_with_the_real_step_hook():
     reader = FakeReader(None)
     recorder = PhaseRecorder(reader)
-    config = preset("tiny")
-    model, optimizer = build(config)
-    train_step(model, optimizer, *make_batch(config, 2), recorder.mark)
+    spec = StepSpec(preset("tiny"))
+    model, optimizer = build(spec)
+    train_step(model, optimizer, *make_batch(spec.model, 2), spec.setup, recorder.mark)
     assert tuple(recorder.figures()["phases"]) == PHASES
 
 
@@ -84,7 +85,7 @@ def test_cuda_device_checks(monkeypatch):
     with pytest.raises(CudaUnavailableError, match="no CUDA GPU"):
         cuda_device("cuda")
     with pytest.raises(CudaUnavailableError):
-        measure_cuda_memory(preset("tiny"), 1)
+        measure_cuda_memory(StepSpec(preset("tiny")))
 
 
 def test_tf32_settings_follow_torch():
@@ -113,21 +114,22 @@ def test_summarize_timings():
 
 
 def test_time_steps_falls_back_to_perf_counter_on_cpu():
-    config = preset("tiny")
-    model, optimizer = build(config)
-    tokens, targets = make_batch(config, 2)
-    result = time_steps(model, optimizer, tokens, targets, warmup=1, repeats=3, flops_per_step=10**6, peak=10**9)
+    spec = StepSpec(preset("tiny"))
+    model, optimizer = build(spec)
+    tokens, targets = make_batch(spec.model, 2)
+    result = time_steps(model, optimizer, tokens, targets, spec.setup, warmup=1, repeats=3, flops_per_step=10**6,
+                        peak=10**9)
     assert result["timer"] == "perf_counter" and result["device"] == "cpu" and result["dtype"] == "float32"
     assert len(result["step_seconds_all"]) == 3 and result["step_seconds"] > 0
     assert result["tokens_per_second"] == pytest.approx(64 / result["step_seconds"])
     assert 0 < result["mfu"] and result["matmul"] == matmul_settings()
     with pytest.raises(ValueError):
-        time_steps(model, optimizer, tokens, targets, repeats=0)
+        time_steps(model, optimizer, tokens, targets, spec.setup, repeats=0)
 
 
 @pytest.fixture(scope="module")
 def cuda_figures():
-    return measure_cuda_memory(preset("gpt2-small").replace(num_layers=2), 2)
+    return measure_cuda_memory(StepSpec(preset("gpt2-small").replace(num_layers=2), batch_size=2))
 
 
 @pytest.mark.cuda
@@ -160,9 +162,9 @@ def test_warmup_differs_and_baseline_is_reported(cuda_figures):
 
 @pytest.mark.cuda
 def test_successive_measurements_do_not_leak():
-    first = measure_cuda_memory(preset("tiny"), 1)
+    first = measure_cuda_memory(StepSpec(preset("tiny")))
     held = torch.cuda.memory_allocated()
-    second = measure_cuda_memory(preset("tiny"), 1)
+    second = measure_cuda_memory(StepSpec(preset("tiny")))
     assert torch.cuda.memory_allocated() == held
     assert second["phases"] == first["phases"]
 
@@ -170,15 +172,15 @@ def test_successive_measurements_do_not_leak():
 @pytest.mark.cuda
 def test_snapshot_is_written(tmp_path):
     path = tmp_path / "snapshot.pickle"
-    measure_cuda_memory(preset("tiny"), 1, snapshot_path=path)
+    measure_cuda_memory(StepSpec(preset("tiny")), snapshot_path=path)
     assert path.stat().st_size > 0
 
 
 @pytest.mark.cuda
 def test_time_steps_with_cuda_events():
-    config = preset("tiny")
-    model, optimizer = build(config, "cuda")
-    result = time_steps(model, optimizer, *make_batch(config, 2, "cuda"), warmup=1, repeats=2)
+    spec = StepSpec(preset("tiny"))
+    model, optimizer = build(spec, "cuda")
+    result = time_steps(model, optimizer, *make_batch(spec.model, 2, "cuda"), spec.setup, warmup=1, repeats=2)
     assert result["timer"] == "cuda_event" and result["step_seconds"] > 0
 
 
@@ -191,16 +193,16 @@ def test_speed_of_a_measurement_on_cpu():
     from analytic.textbook import PROBLEM
     from profiler.reports.compare import training_days_at_measured_mfu
 
-    config = preset("tiny")
-    model, adamw = build(config)
-    tokens, targets = make_batch(config, 2)
-    speed = time_steps(model, adamw, tokens, targets, flops_per_step=10**6)
+    spec = StepSpec(preset("tiny"))
+    model, adamw = build(spec)
+    tokens, targets = make_batch(spec.model, 2)
+    speed = time_steps(model, adamw, tokens, targets, spec.setup, flops_per_step=10**6)
     assert speed["timer"] == "perf_counter" and speed["step_seconds"] > 0
     assert speed["tokens_per_second"] == pytest.approx(tokens.numel() / speed["step_seconds"])
-    measurement = {"config": config.to_dict(), "measured": {"speed": speed}}
+    measurement = {"config": spec.flat(), "measured": {"speed": speed}}
     assert speed["mfu"] is None and training_days_at_measured_mfu(measurement) is None
     speed.update(mfu=0.25, peak_flops_per_second=10**12)
-    step_flops = model_flops(exact.predict(config, PROBLEM.batch_size)["flops"])
+    step_flops = model_flops(exact.predict(spec.replace(batch_size=PROBLEM.batch_size))["flops"])
     assert training_days_at_measured_mfu(measurement) == training_days(step_flops, PROBLEM.steps, 10**12, 0.25)
 
 
@@ -208,9 +210,9 @@ def test_phase_recorder_with_micro_batches():
     """Two micro-batches: each phase's peak is its highest window, start of the first, end of the last."""
     reader = FakeReader(None)
     recorder = PhaseRecorder(reader)
-    config = preset("tiny").replace(micro_batches=2)
-    model, optimizer = build(config)
-    train_step(model, optimizer, *make_batch(config, 4), recorder.mark)
+    spec = StepSpec(preset("tiny")).replace(micro_batches=2)
+    model, optimizer = build(spec)
+    train_step(model, optimizer, *make_batch(spec.model, 4), spec.setup, recorder.mark)
     figures = recorder.figures()
     assert tuple(figures["phases"]) == PHASES and set(figures["micro_batches"]) == {"1", "2"}
     assert figures["phases"]["forward"]["start_bytes"] == figures["micro_batches"]["1"]["forward"]["start_bytes"]
@@ -230,9 +232,10 @@ def test_cuda_phase_peaks_match_the_meta_simulation(attention, dtype, autocast):
     one call are not simulated)."""
     from profiler.measuring.measure import measure
 
-    config = preset("gpt2-small").replace(num_layers=2, attention=attention, dtype=dtype, autocast=autocast)
-    on_cuda = measure(config, 2, "cuda", count_flops=False).measured
-    on_meta = measure(config, 2, "meta", count_flops=False).measured["allocator"]
+    spec = StepSpec(preset("gpt2-small"), batch_size=2).replace(num_layers=2, attention=attention, dtype=dtype,
+                                                                autocast=autocast)
+    on_cuda = measure(spec, "cuda", count_flops=False).measured
+    on_meta = measure(spec, "meta", count_flops=False).measured["allocator"]
     for phase in PHASES:
         simulated = on_meta["phases"][phase]["peak_bytes"]
         assert abs(on_cuda["phases"][phase]["peak_bytes"] - on_cuda["baseline_bytes"] - simulated) <= 0.01 * simulated

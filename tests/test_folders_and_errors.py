@@ -124,10 +124,10 @@ def test_device_auto_measures_on_meta_without_a_gpu(capsys, monkeypatch):
 
 
 def test_the_documented_entry_point():
-    from model import preset
+    from model import StepSpec, preset
     from profiler import Measurement, measure
 
-    step = measure(preset("tiny"), batch_size=2, device="meta")
+    step = measure(StepSpec(preset("tiny"), batch_size=2), device="meta")
     assert isinstance(step, Measurement) and step.device == "meta"
     assert step.measured["peak_bytes"] == max(p["peak_bytes"] for p in step.measured["phases"].values())
     assert "predicted" not in step.to_dict()  # a measurement holds what was measured, no prediction

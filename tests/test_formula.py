@@ -7,9 +7,9 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from analytic.exact.formula import Setup, document, formulas, python_expression, saved_by_component
+from analytic.exact.formula import FormulaKey, document, formulas, python_expression, saved_by_component
 from analytic.figures import flatten
-from model import LAYER_COMPONENTS, ModelConfig
+from model import LAYER_COMPONENTS, ModelConfig, StepSpec
 from profiler.cli import main
 from profiler.measuring.measure import measure
 from strategies import assume_exact_domain
@@ -26,7 +26,7 @@ def evaluate(text: str, config: ModelConfig, batch: int, budget: int = 0) -> int
     return eval(text, {"__builtins__": {}, "max": max}, names)  # noqa: S307
 
 
-def printed(setup: Setup, domain: str | None = None) -> dict[str, str]:
+def printed(setup: FormulaKey, domain: str | None = None) -> dict[str, str]:
     """The expressions `formula --json` prints: the general layout's, or a degenerate layout's."""
     if domain is None:  # the general layout alone, without building the three others
         return {key: python_expression(value) for key, value in formulas(setup).items()}
@@ -36,15 +36,16 @@ def printed(setup: Setup, domain: str | None = None) -> dict[str, str]:
 @st.composite
 def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="none", attention="explicit",
           autocast="none"):
-    """A config and the batch of one micro-batch (B in the formulas)."""
+    """A step spec and the batch of one micro-batch (B in the formulas; the spec's is micro_batches times it)."""
     heads = draw(st.integers(2, 6))
     unit = 8 if attention in ("sdpa-flash", "sdpa-efficient") else 2
-    return (ModelConfig(vocab_size=draw(st.integers(2, 400)), context_length=draw(st.integers(2, 40)),
+    batch = draw(st.integers(2, 9))
+    return (StepSpec.of(vocab_size=draw(st.integers(2, 400)), context_length=draw(st.integers(2, 40)),
                         num_layers=draw(st.integers(1, 3)), d_model=heads * unit * draw(st.integers(1, 6)),
                         num_heads=heads, d_ff=draw(st.integers(1, 100)), positional=positional, dtype=dtype,
                         checkpointing=checkpointing, micro_batches=micro_batches, zero_grad=zero_grad,
-                        attention=attention, autocast=autocast),
-            draw(st.integers(2, 9)))
+                        attention=attention, autocast=autocast, batch_size=micro_batches * batch),
+            batch)
 
 
 @pytest.mark.slow
@@ -59,12 +60,13 @@ def sizes(draw, positional, dtype, checkpointing, micro_batches=1, zero_grad="no
 def test_printed_formula_equals_the_measurement(positional, optimizer, data, dtype, checkpointing, micro_batches,
                                                 zero_grad, attention, autocast):
     dtype = "float32" if autocast != "none" else "bfloat16" if attention == "sdpa-flash" else dtype
-    config, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad, attention, autocast))
-    assume_exact_domain(config)
-    setup = Setup(positional, optimizer, dtype, checkpointing=checkpointing, micro_batches=micro_batches,
-                  zero_grad=zero_grad, attention=attention, autocast=autocast)
+    spec, batch = data.draw(sizes(positional, dtype, checkpointing, micro_batches, zero_grad, attention, autocast))
+    assume_exact_domain(spec)
+    config = spec.model
+    setup = FormulaKey(positional, optimizer, dtype, checkpointing=checkpointing, micro_batches=micro_batches,
+                       zero_grad=zero_grad, attention=attention, autocast=autocast)
     expressions = printed(setup)
-    measured = flatten(measure(config, micro_batches * batch, "meta", optimizer).measured)
+    measured = flatten(measure(spec.replace(optimizer=optimizer), "meta").measured)
     assert {term: evaluate(expressions[term], config, batch) for term in TERMS} == \
            {term: measured[term] for term in TERMS}
     # explain's derived column: what each component saves, per layer for the block's components
@@ -75,29 +77,33 @@ def test_printed_formula_equals_the_measurement(positional, optimizer, data, dty
                measured[f"saved_activations_by_component.{name}"], name
 
 
-@pytest.mark.parametrize("config", [
-    ModelConfig(vocab_size=53, context_length=9, num_layers=3, d_model=24, num_heads=3, d_ff=40, arch="gpt2"),
-    ModelConfig(vocab_size=53, context_length=9, num_layers=3, d_model=48, num_heads=6, kv_heads=2, d_ff=40,
-                arch="llama", dtype="bfloat16", checkpointing="full"),
-    ModelConfig(vocab_size=53, context_length=9, num_layers=2, d_model=32, num_heads=4, kv_heads=1, arch="llama",
-                dtype="bfloat16", checkpointing="full", attention="sdpa-flash")], ids=["gpt2", "llama-gqa", "mqa"])
-def test_printed_formula_of_each_arch_equals_the_measurement(config):
+@pytest.mark.parametrize("spec", [
+    StepSpec.of(vocab_size=53, context_length=9, num_layers=3, d_model=24, num_heads=3, d_ff=40, arch="gpt2",
+                batch_size=3),
+    StepSpec.of(vocab_size=53, context_length=9, num_layers=3, d_model=48, num_heads=6, kv_heads=2, d_ff=40,
+                arch="llama", dtype="bfloat16", checkpointing="full", batch_size=3),
+    StepSpec.of(vocab_size=53, context_length=9, num_layers=2, d_model=32, num_heads=4, kv_heads=1, arch="llama",
+                dtype="bfloat16", checkpointing="full", attention="sdpa-flash", batch_size=3)],
+    ids=["gpt2", "llama-gqa", "mqa"])
+def test_printed_formula_of_each_arch_equals_the_measurement(spec):
     """GPT-2's block with dropout; Llama's with grouped- and multi-query attention (G in the formulas), full
     checkpointing and bf16, whose programs have a segment run L − 1 times (the printed domain says L >= 2)."""
-    from analytic.exact.formula import setup_of
-    setup = setup_of(config, "foreach")
-    assert setup.domain().endswith("L >= 2") == (config.checkpointing == "full")
+    from analytic.exact.formula import formula_key
+    setup = formula_key(spec, at_batch=False)
+    assert setup.domain().endswith("L >= 2") == (spec.setup.checkpointing == "full")
     expressions = printed(setup)
-    measured = flatten(measure(config, 3, "meta").measured)
-    assert {term: evaluate(expressions[term], config, 3) for term in TERMS} == {term: measured[term] for term in TERMS}
+    measured = flatten(measure(spec, "meta").measured)
+    assert {term: evaluate(expressions[term], spec.model, 3) for term in TERMS} == \
+        {term: measured[term] for term in TERMS}
 
 
 @pytest.mark.parametrize("positional", ["learned", "rope"])
 def test_printed_max_batch_is_the_measured_one(positional):
     config = ModelConfig(vocab_size=97, context_length=16, num_layers=2, d_model=24, num_heads=3,
                          positional=positional)
-    peak = {b: measure(config, b, "meta", count_flops=False).measured["peak_bytes"] for b in (3, 4)}
-    expression = printed(Setup(positional))["max_batch"]
+    peak = {b: measure(StepSpec(config, batch_size=b), "meta", count_flops=False).measured["peak_bytes"]
+            for b in (3, 4)}
+    expression = printed(FormulaKey(positional))["max_batch"]
     assert evaluate(expression, config, 0, budget=peak[3]) == 3  # the peak at 3 fits exactly
     assert evaluate(expression, config, 0, budget=peak[4] - 1) == 3  # one byte short of batch 4
 
@@ -107,8 +113,8 @@ def test_printed_max_batch_is_the_measured_one(positional):
 def test_degenerate_layouts_print_their_own_formula(batch, heads, domain):
     config = ModelConfig(vocab_size=61, context_length=11, num_layers=2, d_model=heads * 6, num_heads=heads,
                          positional="rope")
-    expressions = printed(Setup("rope"), domain)
-    measured = flatten(measure(config, batch, "meta").measured)
+    expressions = printed(FormulaKey("rope"), domain)
+    measured = flatten(measure(StepSpec(config, batch_size=batch), "meta").measured)
     for term in ("peak_bytes", "phases.backward.peak_bytes", "saved_activations_bytes"):
         assert evaluate(expressions[term], config, batch) == measured[term], term
 

@@ -5,11 +5,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import analytic.formula_sets
 from analytic.formula_sets import max_batch_sizes
 from model.config import preset
+from model.spec import StepSpec
 from profiler import cli
 from profiler.measuring.max_batch import batch_fits
 from profiler.measuring.measure import measure, step_phases
 from profiler.measuring.search import confirm_max_batch, find_max_batch
-from tests.strategies import model_configs
+from tests.strategies import step_specs
 
 
 def threshold(maximum, calls=None):
@@ -71,7 +72,7 @@ def test_a_guess_of_nothing_fits_is_confirmed_by_one_probe():
 
 class FormulaSet:
     @staticmethod
-    def max_batch_size(config, budget_bytes, optimizer="foreach"):
+    def max_batch_size(spec, budget_bytes):
         return budget_bytes // 1000
 
 
@@ -79,15 +80,15 @@ class LinearSet:  # no solver of its own: its peak 300·B + 1000 is solved from 
     NAME = "linear"
 
     @staticmethod
-    def predict(config, batch_size, optimizer="foreach"):
-        return {"peak_bytes": 300 * batch_size + 1000}
+    def predict(spec):
+        return {"peak_bytes": 300 * spec.batch_size + 1000}
 
 
 class NoPeak:  # predicts no peak at all
     NAME = "none"
 
     @staticmethod
-    def predict(config, batch_size, optimizer="foreach"):
+    def predict(spec):
         return {"params": 1}
 
 
@@ -96,8 +97,8 @@ FAKE_SETS = {"good": FormulaSet, "linear": LinearSet, "none": NoPeak}
 
 def test_predictions_of_every_kind_of_formula_set(monkeypatch):
     monkeypatch.setattr(analytic.formula_sets, "formula_sets", lambda: FAKE_SETS)
-    assert max_batch_sizes(preset("tiny"), 5000) == {"good": 5, "linear": 13, "none": None}
-    assert max_batch_sizes(preset("tiny"), 1299) == {"good": 1, "linear": 0, "none": None}
+    assert max_batch_sizes(StepSpec(preset("tiny")), 5000) == {"good": 5, "linear": 13, "none": None}
+    assert max_batch_sizes(StepSpec(preset("tiny")), 1299) == {"good": 1, "linear": 0, "none": None}
 
 
 def run_cli(argv, monkeypatch):
@@ -133,8 +134,9 @@ def test_cli_usage_errors(argv, message, monkeypatch, capsys):
 def test_cli_meta_search(monkeypatch, capsys):
     from profiler.measuring.measure import measure
 
-    config = preset("tiny")
-    peaks = {b: measure(config, b, "meta", "foreach", count_flops=False).measured["peak_bytes"] for b in (2, 3, 4)}
+    spec = StepSpec(preset("tiny"))
+    peaks = {b: measure(spec.replace(batch_size=b), "meta", count_flops=False).measured["peak_bytes"]
+             for b in (2, 3, 4)}
     budget = peaks[3]
     assert run_cli(["--preset", "tiny", "--device", "meta", "--budget", f"{budget}B", "--limit", "4"],
                    monkeypatch) == 0
@@ -150,8 +152,8 @@ def test_cli_says_what_to_try_when_nothing_fits(monkeypatch, capsys):
     from profiler.measuring.measure import measure
     from profiler.reports.tables import human_bytes
 
-    config = preset("tiny").replace(checkpointing="full")
-    peak = measure(config, 1, "meta", "foreach", count_flops=False).measured["peak_bytes"]
+    spec = StepSpec(preset("tiny")).replace(checkpointing="full")
+    peak = measure(spec, "meta", count_flops=False).measured["peak_bytes"]
     assert run_cli(["--preset", "tiny", "--device", "meta", "--budget", f"{peak - 1}B", "--checkpointing", "full"],
                    monkeypatch) == 0
     out = capsys.readouterr().out
@@ -162,10 +164,10 @@ def test_cli_says_what_to_try_when_nothing_fits(monkeypatch, capsys):
 
 @pytest.mark.cuda
 def test_cuda_fits_recovers_from_out_of_memory():
-    config = preset("gpt2-small")  # its step at batch 1 peaks near 3.9 GB (4.2 GB reserved on an H200)
+    spec = StepSpec(preset("gpt2-small"))  # its step at batch 1 peaks near 3.9 GB (4.2 GB reserved on an H200)
     total = torch.cuda.get_device_properties(0).total_memory
     before = torch.cuda.get_per_process_memory_fraction()
-    fits = batch_fits(config, 6 << 30, "cuda", "foreach")
+    fits = batch_fits(spec, 6 << 30, "cuda")
     assert fits(1) is True
     held = torch.cuda.memory_allocated()
     assert fits(64) is False  # 6 GiB cannot hold batch 64 of GPT-2 small
@@ -173,7 +175,7 @@ def test_cuda_fits_recovers_from_out_of_memory():
     assert torch.cuda.memory_allocated() == held  # nothing of the failed step survives
     assert fits(1) is True  # and the GPU is usable after it
     with pytest.raises(ValueError, match="exceeds"):
-        batch_fits(config, total + 1, "cuda", "foreach")(1)
+        batch_fits(spec, total + 1, "cuda")(1)
 
 
 def test_plot_of_peak_against_batch(tmp_path, capsys):
@@ -197,17 +199,16 @@ def test_allocator_hint_only_where_the_gpu_refused_the_exact_answer():
 
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
-                            checkpointings=("none", "full", "selective"), micro_batches=(1, 2),
-                            zero_grads=("none", "zeros"), attentions=("explicit", "sdpa-math", "sdpa-flash"),
-                            autocasts=("none", "bfloat16"), max_layers=2),
+@given(spec=step_specs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
+                       checkpointings=("none", "full", "selective"), micro_batches=(1, 2),
+                       zero_grads=("none", "zeros"), attentions=("explicit", "sdpa-math", "sdpa-flash"),
+                       autocasts=("none", "bfloat16"), max_layers=2),
        optimizer=st.sampled_from(("foreach", "forloop")), micro_batch=st.integers(1, 3))
-def test_the_probe_is_the_measurement(config, optimizer, micro_batch):
+def test_the_probe_is_the_measurement(spec, optimizer, micro_batch):
     """step_phases (the probes' cheaper warm-up: one AdamW step on zero gradients, no categories) gives the phase
     figures measure() gives, to the byte."""
-    batch = config.micro_batches * micro_batch
-    assert_same_phases(step_phases(config, batch, "meta", optimizer),
-                       measure(config, batch, "meta", optimizer, count_flops=False).measured)
+    spec = spec.replace(batch_size=spec.setup.micro_batches * micro_batch, optimizer=optimizer)
+    assert_same_phases(step_phases(spec, "meta"), measure(spec, "meta", count_flops=False).measured)
 
 
 def assert_same_phases(probe: dict, measured: dict) -> None:
@@ -221,7 +222,7 @@ def assert_same_phases(probe: dict, measured: dict) -> None:
 
 @pytest.mark.slow
 def test_the_probe_on_cpu_leaves_host_scalars_out():
-    config = preset("tiny").replace(zero_grad="zeros", autocast="bfloat16", micro_batches=2)
+    spec = StepSpec(preset("tiny"), batch_size=2).replace(zero_grad="zeros", autocast="bfloat16", micro_batches=2)
     for optimizer in ("foreach", "fused"):
-        assert_same_phases(step_phases(config, 2, "cpu", optimizer),
-                           measure(config, 2, "cpu", optimizer, count_flops=False).measured)
+        spec = spec.replace(optimizer=optimizer)
+        assert_same_phases(step_phases(spec, "cpu"), measure(spec, "cpu", count_flops=False).measured)

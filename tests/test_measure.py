@@ -6,54 +6,54 @@ import torch
 from torch.distributed._tools.mem_tracker import MemTracker
 
 from analytic.figures import flatten
-from model import CATEGORIES, COMPONENTS, PHASES, ModelConfig, preset
+from model import CATEGORIES, COMPONENTS, PHASES, StepSpec, preset
 from model.step import build, make_batch, train_step
 from profiler.measuring.measure import measure
 
 
-def random_configs(count, seed=0):
+def random_specs(count, seed=0):
     rng = random.Random(seed)
-    configs = []
+    specs = []
     for _ in range(count):
         heads = rng.randint(1, 4)
-        configs.append((ModelConfig(vocab_size=rng.randint(2, 300), context_length=rng.randint(1, 24),
-                                    num_layers=rng.randint(1, 3), d_model=heads * 2 * rng.randint(1, 6),
-                                    num_heads=heads, d_ff=rng.choice([None, rng.randint(1, 50)]),
-                                    positional=rng.choice(["learned", "rope", "none"])),
-                        rng.randint(1, 3), rng.choice(["foreach", "forloop"])))
-    return configs
+        specs.append(StepSpec.of(vocab_size=rng.randint(2, 300), context_length=rng.randint(1, 24),
+                                 num_layers=rng.randint(1, 3), d_model=heads * 2 * rng.randint(1, 6),
+                                 num_heads=heads, d_ff=rng.choice([None, rng.randint(1, 50)]),
+                                 positional=rng.choice(["learned", "rope", "none"]),
+                                 batch_size=rng.randint(1, 3), optimizer=rng.choice(["foreach", "forloop"])))
+    return specs
 
 
 def byte_figures(measured):
     return {key: value for key, value in flatten(measured).items() if "flops" not in key}
 
 
-@pytest.mark.parametrize("config, batch, optimizer", [
-    pytest.param(*case, marks=pytest.mark.slow if index >= 6 else ()) for index, case in enumerate(random_configs(24))])
-def test_meta_and_cpu_give_identical_bytes(config, batch, optimizer):
-    on_meta = measure(config, batch, "meta", optimizer, count_flops=False).measured
-    on_cpu = measure(config, batch, "cpu", optimizer, count_flops=False).measured
+@pytest.mark.parametrize("spec", [
+    pytest.param(spec, marks=pytest.mark.slow if index >= 6 else ()) for index, spec in enumerate(random_specs(24))])
+def test_meta_and_cpu_give_identical_bytes(spec):
+    on_meta = measure(spec, "meta", count_flops=False).measured
+    on_cpu = measure(spec, "cpu", count_flops=False).measured
     assert byte_figures(on_meta) == byte_figures(on_cpu)
 
 
 @pytest.mark.parametrize("optimizer", ["foreach", "forloop"])
 @pytest.mark.parametrize("positional", ["learned", "rope"])
 def test_memtracker_agrees_on_the_peak(optimizer, positional):
-    config, batch = preset("tiny").replace(positional=positional), 2
-    model, adamw = build(config, "meta", optimizer)
-    tokens, targets = make_batch(config, batch, "meta")
-    train_step(model, adamw, tokens, targets)
+    spec = StepSpec(preset("tiny").replace(positional=positional), batch_size=2).replace(optimizer=optimizer)
+    model, adamw = build(spec, "meta")
+    tokens, targets = make_batch(spec.model, spec.batch_size, "meta")
+    train_step(model, adamw, tokens, targets, spec.setup)
     tracker = MemTracker()
     tracker.track_external(model, adamw, tokens, targets)
     with tracker:
-        train_step(model, adamw, tokens, targets)
+        train_step(model, adamw, tokens, targets, spec.setup)
     theirs = tracker.get_tracker_snapshot("peak")[torch.device("meta")]["Total"]
-    assert measure(config, batch, "meta", optimizer, count_flops=False).measured["peak_bytes"] == theirs
+    assert measure(spec, "meta", count_flops=False).measured["peak_bytes"] == theirs
 
 
-@pytest.mark.parametrize("config, batch, optimizer", random_configs(6, seed=1))
-def test_categories_sum_to_the_live_total(config, batch, optimizer):
-    result = measure(config, batch, "meta", optimizer, count_flops=False)
+@pytest.mark.parametrize("spec", random_specs(6, seed=1))
+def test_categories_sum_to_the_live_total(spec):
+    result = measure(spec, "meta", count_flops=False)
     measured = result.measured
     assert sum(measured["categories_at_peak"].values()) == measured["peak_bytes"]
     for step in (measured, measured["warmup"]):
@@ -67,14 +67,14 @@ def test_categories_sum_to_the_live_total(config, batch, optimizer):
     assert sum(measured["saved_activations_by_component"].values()) == measured["saved_activations_bytes"]
     assert set(measured["saved_activations_by_component"]) == set(COMPONENTS)
     per_layer = result.saved_activations_per_layer
-    assert len(per_layer) == config.num_layers
+    assert len(per_layer) == spec.model.num_layers
 
 
 def test_saved_activations_by_component_match_autograd_for_one_layer():
     """Hand count for the explicit attention path (fp32, learned positions): bytes per layer."""
     config, B = preset("tiny"), 3
     T, D, H, F = config.context_length, config.d_model, config.num_heads, config.d_ff
-    layer = measure(config, B, "meta", count_flops=False).saved_activations_per_layer["1"]
+    layer = measure(StepSpec(config, batch_size=B), "meta", count_flops=False).saved_activations_per_layer["1"]
     BTD = B * T * D * 4
     assert layer == {"norm1": 2 * BTD + B * T * 4,  # x and x·rsqrt (BTD each), rsqrt (BT)
                      "q_proj": BTD,  # the normalised input, shared by q, k and v projections: counted once
@@ -90,18 +90,18 @@ def matmul_flops(config, B):
     return 2 * B * T * (L * (4 * D * D + 2 * D * F) + D * V) + L * 4 * B * T * T * D
 
 
-@pytest.mark.parametrize("config, batch, optimizer", random_configs(4, seed=2) + [(preset("mini"), 2, "foreach")])
-def test_flop_counter_equals_matmul_formula_and_backward_is_twice_forward(config, batch, optimizer):
-    flops = measure(config, batch, "meta", optimizer).measured["flops_matmul"]
-    assert flops["forward"] == matmul_flops(config, batch)
+@pytest.mark.parametrize("spec", random_specs(4, seed=2) + [StepSpec(preset("mini"), batch_size=2)])
+def test_flop_counter_equals_matmul_formula_and_backward_is_twice_forward(spec):
+    flops = measure(spec, "meta").measured["flops_matmul"]
+    assert flops["forward"] == matmul_flops(spec.model, spec.batch_size)
     assert flops["backward"] == 2 * flops["forward"]
 
 
 def test_sdpa_flash_on_cpu_is_counted():
     """On CPU, sdpa-flash forces CPU's own flash kernel, which FlopCounterMode has no formula for (ours)."""
-    explicit = preset("tiny").replace(dtype="bfloat16")
-    sdpa = explicit.replace(attention="sdpa-flash")
-    counted = measure(sdpa, 2, "cpu").measured["flops_matmul"]
+    explicit = preset("tiny")
+    sdpa = StepSpec(explicit, batch_size=2).replace(dtype="bfloat16", attention="sdpa-flash")
+    counted = measure(sdpa, "cpu").measured["flops_matmul"]
     assert counted["forward"] == matmul_flops(explicit, 2)  # flash attention forward: 4·B·H·T²·Dh, as QKᵀ + PV
     T, D, L = explicit.context_length, explicit.d_model, explicit.num_layers
     attention_forward = L * 4 * 2 * T * T * D
@@ -111,25 +111,25 @@ def test_sdpa_flash_on_cpu_is_counted():
 @pytest.mark.parametrize("optimizer, device", [("forloop", "meta"), ("foreach", "meta"), ("fused", "cpu")])
 def test_adamw_flops_per_parameter(optimizer, device):
     """14 FLOPs per parameter under the convention, plus the step counters (+1 per tensor) where they are ops."""
-    config = preset("tiny")
-    measured = measure(config, 2, device, optimizer).measured
-    tensors = len(list(build(config, "meta")[0].parameters()))
+    spec = StepSpec(preset("tiny"), batch_size=2).replace(optimizer=optimizer)
+    measured = measure(spec, device).measured
+    tensors = len(list(build(StepSpec(spec.model), "meta")[0].parameters()))
     extra = {"forloop": tensors, "foreach": tensors, "fused": tensors}[optimizer]
     assert measured["flops"]["optimizer"] == 14 * measured["params"] + extra
 
 
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="device must be one of"):
-        measure(preset("tiny"), 1, "tpu")
+        measure(StepSpec(preset("tiny")), "tpu")
     with pytest.raises(ValueError, match="fused AdamW does not run on meta"):
-        measure(preset("tiny"), 1, "meta", "fused")
+        measure(StepSpec(preset("tiny")).replace(optimizer="fused"), "meta")
     with pytest.raises(ValueError, match="batch_size must be positive"):
-        measure(preset("tiny"), 0)
+        measure(StepSpec(preset("tiny"), batch_size=0))
 
 
 @pytest.mark.slow
 def test_gpt2_xl_on_meta_peaks_in_the_optimizer_step():
-    measured = measure(preset("gpt2-xl"), 1, "meta").measured
+    measured = measure(StepSpec(preset("gpt2-xl")), "meta").measured
     params = measured["params"]
     assert measured["peak_phase"] == "optimizer"
     at_peak = measured["categories_at_peak"]
@@ -139,9 +139,9 @@ def test_gpt2_xl_on_meta_peaks_in_the_optimizer_step():
 
 @pytest.mark.parametrize("optimizer", ["foreach", "forloop"])
 def test_counting_flops_changes_no_byte(optimizer):
-    config = preset("tiny").replace(positional="rope")
-    counted = measure(config, 2, "meta", optimizer, count_flops=True)
-    uncounted = measure(config, 2, "meta", optimizer, count_flops=False)
+    spec = StepSpec(preset("tiny").replace(positional="rope"), batch_size=2).replace(optimizer=optimizer)
+    counted = measure(spec, "meta", count_flops=True)
+    uncounted = measure(spec, "meta", count_flops=False)
     assert byte_figures(counted.measured) == byte_figures(uncounted.measured)
     assert counted.timeline == uncounted.timeline
 
@@ -149,12 +149,12 @@ def test_counting_flops_changes_no_byte(optimizer):
 @pytest.mark.parametrize("optimizer, positional", [("foreach", "learned"), ("forloop", "rope")])
 def test_flop_counter_mode_per_module_agrees_with_the_in_step_count(optimizer, positional):
     from profiler.measuring.flops import by_component, flop_counter_step, split_counts
-    config, batch = preset("tiny").replace(positional=positional), 2
-    model, adamw = build(config, "meta", optimizer)
-    tokens, targets = make_batch(config, batch, "meta")
-    train_step(model, adamw, tokens, targets)
-    per_phase = flop_counter_step(model, adamw, tokens, targets)
-    measured = measure(config, batch, "meta", optimizer)
+    spec = StepSpec(preset("tiny").replace(positional=positional), batch_size=2).replace(optimizer=optimizer)
+    model, adamw = build(spec, "meta")
+    tokens, targets = make_batch(spec.model, spec.batch_size, "meta")
+    train_step(model, adamw, tokens, targets, spec.setup)
+    per_phase = flop_counter_step(model, adamw, tokens, targets, spec.setup)
+    measured = measure(spec, "meta")
     for phase in PHASES:
         assert sum(per_phase[phase]["Global"].values()) == measured.measured["flops"][phase]
     assert split_counts(per_phase["forward"]["Global"])[0] == measured.measured["flops_matmul"]["forward"]
@@ -169,8 +169,8 @@ def test_flops_alone_equal_the_full_measurements(setup):
     """measure_flops (no memory tracking) counts exactly what measure() counts."""
     from profiler.measuring.measure import measure_flops
 
-    config = preset("mini").replace(**setup)
-    full = measure(config, 2, "meta").measured
-    alone = measure_flops(config, 2, "meta")
+    spec = StepSpec(preset("mini"), batch_size=2).replace(**setup)
+    full = measure(spec, "meta").measured
+    alone = measure_flops(spec, "meta")
     assert {key: alone[key] for key in ("params", "flops", "flops_matmul", "adamw_flops_per_param")} == \
         {key: full[key] for key in ("params", "flops", "flops_matmul", "adamw_flops_per_param")}

@@ -2,14 +2,14 @@ import pytest
 from hypothesis import given, settings
 
 from analytic.params import parameter_count, parameter_tensor_count, parameter_tensor_sizes
-from model import PRESETS
+from model import PRESETS, StepSpec
 from model.config import ARCH_POSITIONAL
 from model.step import build
-from strategies import model_configs
+from strategies import step_specs
 
 
 def measured(config):
-    model, _ = build(config, "meta")
+    model, _ = build(StepSpec(config), "meta")
     return [p.numel() for p in model.parameters()]
 
 
@@ -24,9 +24,9 @@ def test_parameter_count_is_exact_for_presets(name, positional):
 
 
 @settings(max_examples=120, deadline=None)
-@given(model_configs(archs=("reference", "gpt2", "llama")))
-def test_parameter_count_is_exact_for_random_configs(config):
-    assert parameter_count(config) == sum(measured(config))
+@given(step_specs(archs=("reference", "gpt2", "llama")))
+def test_parameter_count_is_exact_for_random_configs(spec):
+    assert parameter_count(spec.model) == sum(measured(spec.model))
 
 
 def test_gpt2_xl_parameter_count():
@@ -44,10 +44,10 @@ def test_published_parameter_counts(name, published):
 @pytest.mark.parametrize("arch", ["reference", "gpt2", "llama"])
 def test_training_step_learns_on_cpu(arch):
     from model.step import make_batch, train_step
-    config = PRESETS["tiny"].replace(arch=arch, dropout=0.0)
-    model, optimizer = build(config)
-    tokens, targets = make_batch(config, 2)
-    losses = [train_step(model, optimizer, tokens, targets).item() for _ in range(5)]
+    spec = StepSpec(PRESETS["tiny"].replace(arch=arch, dropout=0.0))
+    model, optimizer = build(spec)
+    tokens, targets = make_batch(spec.model, 2)
+    losses = [train_step(model, optimizer, tokens, targets, spec.setup).item() for _ in range(5)]
     assert losses[-1] < losses[0]
     assert all(p.grad is None for p in model.parameters())  # zero_grad(set_to_none=True)
     if arch == "gpt2":

@@ -5,6 +5,7 @@ from analytic.formula_sets import describes
 from analytic.params import parameter_count
 from analytic.published import megatron
 from model import PRESETS
+from model.spec import StepSpec
 
 
 def test_megatron_parameter_count():
@@ -18,18 +19,19 @@ def test_megatron_parameter_count():
 
 def test_megatron_memory_algebra():
     """18 bytes per parameter; 1.05·(34·s·b·h per layer + 8·s·b + s·b·h + 2·s·b·(V + h)) of activations."""
-    config = PRESETS["hf-gpt2-xl"].replace(autocast="bfloat16", attention="sdpa-flash")
+    spec = StepSpec(PRESETS["hf-gpt2-xl"]).replace(autocast="bfloat16", attention="sdpa-flash")
+    config = spec.model
     s, h, V, L = config.context_length, config.d_model, config.vocab_size, config.num_layers
-    one, two = (megatron.predict(config, b)["peak_bytes"] for b in (1, 2))
+    one, two = (megatron.predict(spec.replace(batch_size=b))["peak_bytes"] for b in (1, 2))
     assert one - (two - one) == pytest.approx(18 * megatron.parameters(config))
     assert two - one == pytest.approx(1.05 * (34 * s * h * L + 8 * s + s * h + 2 * s * (V + h)))
 
 
 def test_megatron_is_graded_on_its_setup_only():
-    gpt2 = PRESETS["hf-gpt2-xl"]
+    gpt2 = StepSpec(PRESETS["hf-gpt2-xl"])
     assert not describes(megatron, gpt2)  # fp32, explicit attention
     assert describes(megatron, gpt2.replace(autocast="bfloat16", attention="sdpa-flash", checkpointing="full"))
-    assert not describes(megatron, PRESETS["gpt2-xl"].replace(autocast="bfloat16", attention="sdpa-flash"))
+    assert not describes(megatron, StepSpec(PRESETS["gpt2-xl"]).replace(autocast="bfloat16", attention="sdpa-flash"))
 
 
 def test_setup_text_says_what_describes_reads():
@@ -42,6 +44,6 @@ def test_setup_text_says_what_describes_reads():
     assert setup_text(exact) == "every setup"
     assert setup_text(textbook).endswith(", one device") and "arch reference" in setup_text(textbook)
     assert setup_text(palm) == "checkpointing none, one device"  # every arch: the field is left out
-    config = PRESETS["gpt2-xl"]
+    config = StepSpec(PRESETS["gpt2-xl"])
     assert describes(palm, config.replace(arch="llama", positional="rope"))
     assert not describes(palm, config.replace(shard="fsdp2", world_size=2))

@@ -1,6 +1,7 @@
 """analytic.published.accelerate reproduces the figures accelerate's docs print (model_size_estimator.md)."""
 from analytic.published import accelerate
 from model.config import preset
+from model.spec import StepSpec
 
 BERT_BASE_CASED = 108_310_272  # parameters; plus two int64 buffers of 512 (position and token type ids)
 
@@ -15,9 +16,9 @@ def test_printed_bert_base_cased():
 
 
 def test_predictions_per_parameter():
-    config = preset("gpt2-xl")
+    spec = StepSpec(preset("gpt2-xl"))
     n = 1_637_176_000
-    assert accelerate.predict(config, 1) == {
+    assert accelerate.predict(spec) == {
         "peak_bytes": 16 * n, "model_states": {"parameters": 4 * n, "gradients": 4 * n, "optimizer_state": 8 * n},
         "model_states_bytes": 16 * n}
-    assert accelerate.predict(config.replace(autocast="bfloat16"), 4) == {"peak_bytes": 8 * n}
+    assert accelerate.predict(spec.replace(autocast="bfloat16", batch_size=4)) == {"peak_bytes": 8 * n}

@@ -7,6 +7,7 @@ from analytic.formula_sets import describes
 from analytic.params import parameter_count
 from analytic.published import chinchilla
 from model import PRESETS
+from model.spec import StepSpec
 
 # Table A4 | FLOP comparison: num_layers, d_model, ffw_size, num_heads, k/q size, FLOP Ratio (Ours/6ND).
 TABLE_A4 = [(10, 640, 2560, 10, 64, 1.03), (20, 1024, 4096, 16, 64, 1.10), (24, 1280, 5120, 10, 128, 1.08),
@@ -51,10 +52,11 @@ def test_chinchilla_forward_is_appendix_f():
     layer = (2 * 3 * T * D * (k * H) + 2 * T * T * (k * H) + 3 * H * T * T + 2 * T * T * (k * H)
              + 2 * T * (k * H) * D + 2 * T * (D * F + D * F))
     forward = 2 * T * V * D + L * layer + 2 * T * D * V
-    one, two = chinchilla.predict(config, 1)["flops_matmul"], chinchilla.predict(config, 2)["flops_matmul"]
+    one, two = (chinchilla.predict(StepSpec(config, batch_size=b))["flops_matmul"] for b in (1, 2))
     assert one == {"forward": forward, "backward": 2 * forward}
     assert two == {key: 2 * value for key, value in one.items()}
-    assert chinchilla.predict(config, 1)["params"] == parameter_count(config)  # "we also count embeddings matrices"
+    # "we also count embeddings matrices"
+    assert chinchilla.predict(StepSpec(config))["params"] == parameter_count(config)
 
 
 def test_chinchilla_counts_the_embedding_and_the_softmax_beyond_our_matmuls():
@@ -63,12 +65,13 @@ def test_chinchilla_counts_the_embedding_and_the_softmax_beyond_our_matmuls():
     for name in ("gpt2-small", "hf-gpt2-xl"):
         config = PRESETS[name]
         T, V, D, H, L = config.context_length, config.vocab_size, config.d_model, config.num_heads, config.num_layers
-        measured = exact.predict(config, 1)["flops_matmul"]["forward"]
-        assert chinchilla.predict(config, 1)["flops_matmul"]["forward"] - measured == 2 * T * V * D + L * 3 * H * T * T
+        measured = exact.predict(StepSpec(config))["flops_matmul"]["forward"]
+        predicted = chinchilla.predict(StepSpec(config))["flops_matmul"]["forward"]
+        assert predicted - measured == 2 * T * V * D + L * 3 * H * T * T
 
 
 def test_chinchilla_is_graded_on_its_setup_only():
-    assert describes(chinchilla, PRESETS["gpt2-small"])
-    assert describes(chinchilla, PRESETS["hf-gpt2"].replace(dtype="bfloat16", attention="sdpa-efficient"))
-    assert not describes(chinchilla, PRESETS["hf-gpt2"].replace(checkpointing="selective"))
-    assert not describes(chinchilla, PRESETS["tinyllama-1.1b"])  # SwiGLU and grouped K/V are not in it
+    assert describes(chinchilla, StepSpec(PRESETS["gpt2-small"]))
+    assert describes(chinchilla, StepSpec(PRESETS["hf-gpt2"]).replace(dtype="bfloat16", attention="sdpa-efficient"))
+    assert not describes(chinchilla, StepSpec(PRESETS["hf-gpt2"]).replace(checkpointing="selective"))
+    assert not describes(chinchilla, StepSpec(PRESETS["tinyllama-1.1b"]))  # SwiGLU and grouped K/V are not in it

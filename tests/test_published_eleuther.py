@@ -4,6 +4,7 @@ import pytest
 from analytic.published import eleuther, korthikanti
 from analytic.params import parameter_count
 from model.config import preset
+from model.spec import StepSpec
 
 
 def test_parameters_untie_the_embedding_and_count_biases():
@@ -16,14 +17,14 @@ def test_parameters_untie_the_embedding_and_count_biases():
 
 
 def test_bytes_per_parameter_and_activations():
-    config = preset("gpt2-xl").replace(autocast="bfloat16")
-    n = eleuther.parameters(config)
-    figures = eleuther.predict(config, 2)
+    spec = StepSpec(preset("gpt2-xl"), batch_size=2).replace(autocast="bfloat16")
+    n = eleuther.parameters(spec.model)
+    figures = eleuther.predict(spec)
     assert figures["model_states_bytes"] == 18 * n
-    assert eleuther.predict(config.replace(autocast="none"), 2)["model_states_bytes"] == 20 * n
+    assert eleuther.predict(spec.replace(autocast="none"))["model_states_bytes"] == 20 * n
     # without checkpointing the activations are Korthikanti's equation 1 over L layers
-    bf16 = config.replace(arch="gpt2", dtype="bfloat16", autocast="none")
-    assert figures["saved_activations_bytes"] == pytest.approx(korthikanti.predict(bf16, 2)["saved_activations_bytes"])
+    bf16 = spec.replace(arch="gpt2", dtype="bfloat16", autocast="none")
+    assert figures["saved_activations_bytes"] == pytest.approx(korthikanti.predict(bf16)["saved_activations_bytes"])
     assert figures["peak_bytes"] == figures["model_states_bytes"] + figures["saved_activations_bytes"]
 
 
@@ -34,12 +35,13 @@ def test_matmul_flops_against_the_counted_step():
     each block's last matmul (w2: 2·t·F·h per layer)."""
     from profiler.measuring.measure import measure
 
-    config = preset("tiny").replace(num_layers=3)
+    spec = StepSpec(preset("tiny").replace(num_layers=3), batch_size=2)
+    config = spec.model
     t = 2 * config.context_length
-    measured = measure(config, 2, "meta").measured["flops_matmul"]
-    assert eleuther.matmul_flops(config, 2) == {key: measured[key] for key in ("forward", "backward")}
-    full = config.replace(checkpointing="full")
-    measured = measure(full, 2, "meta").measured["flops_matmul"]
-    predicted = eleuther.matmul_flops(full, 2)
+    measured = measure(spec, "meta").measured["flops_matmul"]
+    assert eleuther.matmul_flops(spec) == {key: measured[key] for key in ("forward", "backward")}
+    full = spec.replace(checkpointing="full")
+    measured = measure(full, "meta").measured["flops_matmul"]
+    predicted = eleuther.matmul_flops(full)
     assert predicted["forward"] == measured["forward"]
     assert predicted["backward"] - measured["backward"] == 2 * t * config.d_ff * config.d_model * config.num_layers

@@ -5,6 +5,7 @@ from analytic import exact
 from analytic.formula_sets import describes
 from analytic.published import kaplan
 from model import PRESETS
+from model.spec import StepSpec
 
 
 def test_kaplan_parameter_count_of_the_largest_model():
@@ -13,7 +14,7 @@ def test_kaplan_parameter_count_of_the_largest_model():
     billion non-embedding parameters" (§3). GPT-2 XL has that shape."""
     xl = PRESETS["hf-gpt2-xl"]
     assert kaplan.non_embedding_parameters(48, 1600, 1600, 6400) == 12 * 48 * 1600 ** 2 == 1_474_560_000
-    assert kaplan.parameters(xl) == kaplan.predict(xl, 1)["params"] == 1_474_560_000
+    assert kaplan.parameters(xl) == kaplan.predict(StepSpec(xl))["params"] == 1_474_560_000
     assert round(kaplan.parameters(xl) / 1e9, 1) == 1.5
 
 
@@ -37,7 +38,7 @@ def test_kaplan_step_algebra():
     config = PRESETS["gpt2-small"]
     L, T, D = config.num_layers, config.context_length, config.d_model
     n = kaplan.parameters(config)
-    one, two = kaplan.predict(config, 1)["flops_matmul"], kaplan.predict(config, 2)["flops_matmul"]
+    one, two = (kaplan.predict(StepSpec(config, batch_size=b))["flops_matmul"] for b in (1, 2))
     assert one["forward"] == T * (2 * n + 2 * L * T * D)
     assert one["backward"] == 2 * one["forward"]
     assert two == {key: 2 * value for key, value in one.items()}
@@ -50,13 +51,13 @@ def test_kaplan_misses_the_de_embedding_and_half_the_attention():
     for name in ("gpt2-small", "hf-gpt2-xl"):
         config = PRESETS[name]
         L, T, D, V = config.num_layers, config.context_length, config.d_model, config.vocab_size
-        measured = exact.predict(config, 1)["flops_matmul"]["forward"]
+        measured = exact.predict(StepSpec(config))["flops_matmul"]["forward"]
         missing = T * kaplan.de_embed_flops_per_token(D, V) + 2 * L * T * T * D
-        assert kaplan.predict(config, 1)["flops_matmul"]["forward"] + missing == measured
+        assert kaplan.predict(StepSpec(config))["flops_matmul"]["forward"] + missing == measured
 
 
 def test_kaplan_is_graded_on_its_setup_only():
-    assert describes(kaplan, PRESETS["gpt2-small"])
-    assert describes(kaplan, PRESETS["hf-gpt2"].replace(autocast="bfloat16", attention="sdpa-flash"))
-    assert not describes(kaplan, PRESETS["gpt2-small"].replace(checkpointing="full"))
-    assert not describes(kaplan, PRESETS["llama2-7b"])  # SwiGLU's third matrix is not in N
+    assert describes(kaplan, StepSpec(PRESETS["gpt2-small"]))
+    assert describes(kaplan, StepSpec(PRESETS["hf-gpt2"]).replace(autocast="bfloat16", attention="sdpa-flash"))
+    assert not describes(kaplan, StepSpec(PRESETS["gpt2-small"]).replace(checkpointing="full"))
+    assert not describes(kaplan, StepSpec(PRESETS["llama2-7b"]))  # SwiGLU's third matrix is not in N

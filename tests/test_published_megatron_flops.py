@@ -3,6 +3,7 @@ analytic.published.megatron encodes it for a dense GPT."""
 from analytic import exact
 from analytic.published import megatron
 from model import PRESETS
+from model.spec import StepSpec
 
 
 def test_megatron_flops_attention_is_the_basic_arithmetic_with_causal_halving():
@@ -29,9 +30,9 @@ def test_megatron_flops_grouped_query_swiglu():
 
 def test_megatron_predict_flops_split_and_batch():
     """forward = total/3 (one of forward, wgrad, dgrad), backward 2·total/3; linear in the batch."""
-    config = PRESETS["hf-gpt2"].replace(autocast="bfloat16", attention="sdpa-flash")
-    one, two = megatron.predict(config, 1)["flops_matmul"], megatron.predict(config, 2)["flops_matmul"]
-    assert one["forward"] + one["backward"] == megatron.num_floating_point_operations(config, 1)
+    spec = StepSpec(PRESETS["hf-gpt2"]).replace(autocast="bfloat16", attention="sdpa-flash")
+    one, two = (megatron.predict(spec.replace(batch_size=b))["flops_matmul"] for b in (1, 2))
+    assert one["forward"] + one["backward"] == megatron.num_floating_point_operations(spec.model, 1)
     assert one["backward"] == 2 * one["forward"]
     assert two == {key: 2 * value for key, value in one.items()}
 
@@ -42,16 +43,16 @@ def test_megatron_flops_halve_our_attention_matmuls():
     for name in ("hf-gpt2", "tinyllama-1.1b"):
         config = PRESETS[name]
         s, h, L = config.context_length, config.d_model, config.num_layers
-        measured = exact.predict(config, 1)["flops_matmul"]["forward"]
-        assert megatron.predict(config, 1)["flops_matmul"]["forward"] + L * 2 * s * s * h == measured
+        measured = exact.predict(StepSpec(config))["flops_matmul"]["forward"]
+        assert megatron.predict(StepSpec(config))["flops_matmul"]["forward"] + L * 2 * s * s * h == measured
 
 
 def test_megatron_flops_only_without_recomputation():
     """The memory figures are unchanged; FLOPs come without checkpointing only (Megatron counts no recompute)."""
-    config = PRESETS["hf-gpt2-xl"].replace(autocast="bfloat16", attention="sdpa-flash")
-    plain = megatron.predict(config, 4)
+    spec = StepSpec(PRESETS["hf-gpt2-xl"], batch_size=4).replace(autocast="bfloat16", attention="sdpa-flash")
+    plain = megatron.predict(spec)
     for checkpointing in ("full", "selective"):
-        recomputed = megatron.predict(config.replace(checkpointing=checkpointing), 4)
+        recomputed = megatron.predict(spec.replace(checkpointing=checkpointing))
         assert "flops_matmul" not in recomputed
         assert recomputed == {key: value for key, value in plain.items() if key != "flops_matmul"}
-    assert plain["peak_bytes"] == 18 * plain["params"] + megatron.activation_bytes(config, 4)
+    assert plain["peak_bytes"] == 18 * plain["params"] + megatron.activation_bytes(spec.model, 4)

@@ -6,6 +6,7 @@ from analytic.formula_sets import describes
 from analytic.params import parameter_breakdown, parameter_count
 from analytic.published import palm
 from model import PRESETS
+from model.spec import StepSpec
 
 # Table 1 (layers, heads, d_model, parameters in billions) with T = 2048 (Section 5, "Sequence length") and the head
 # size Q = 256; Table 22's "TFLOPs per token (non-attn+attn)".
@@ -46,7 +47,7 @@ def test_palm_step_algebra():
     config = PRESETS["llama2-7b"]
     L, H, Qh, Tc = config.num_layers, config.num_heads, config.head_dim, config.context_length
     n = parameter_count(config)
-    one, two = palm.predict(config, 1), palm.predict(config, 2)
+    one, two = palm.predict(StepSpec(config, batch_size=1)), palm.predict(StepSpec(config, batch_size=2))
     assert one["params"] == n
     assert one["flops_matmul"] == {"forward": (2 * n + 4 * L * H * Qh * Tc) * Tc,
                                    "backward": (4 * n + 8 * L * H * Qh * Tc) * Tc}
@@ -61,12 +62,12 @@ def test_palm_against_our_matmuls():
     config = PRESETS["tinyllama-1.1b"]
     parts = parameter_breakdown(config)
     unused = parts["embedding"] + 2 * config.d_model * config.num_layers + parts["final_norm"]
-    measured = exact.predict(config, 1)["flops_matmul"]["forward"]
-    assert palm.predict(config, 1)["flops_matmul"]["forward"] - measured == 2 * config.context_length * unused
+    measured = exact.predict(StepSpec(config))["flops_matmul"]["forward"]
+    assert palm.predict(StepSpec(config))["flops_matmul"]["forward"] - measured == 2 * config.context_length * unused
 
 
 def test_palm_is_graded_on_its_setup_only():
     for name in ("gpt2-small", "hf-gpt2", "llama2-7b"):
-        assert describes(palm, PRESETS[name])
-    assert describes(palm, PRESETS["llama2-7b"].replace(dtype="bfloat16", attention="sdpa-flash"))
-    assert not describes(palm, PRESETS["llama2-7b"].replace(checkpointing="full"))  # MFU leaves out remat
+        assert describes(palm, StepSpec(PRESETS[name]))
+    assert describes(palm, StepSpec(PRESETS["llama2-7b"]).replace(dtype="bfloat16", attention="sdpa-flash"))
+    assert not describes(palm, StepSpec(PRESETS["llama2-7b"]).replace(checkpointing="full"))  # MFU leaves out remat

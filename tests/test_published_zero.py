@@ -7,6 +7,7 @@ from analytic.figures import with_model_states
 from analytic.params import parameter_count
 from analytic.published import deepspeed, zero
 from model.config import preset
+from model.spec import StepSpec
 from profiler.measuring.measure import measure
 
 GB = 10**9
@@ -30,11 +31,11 @@ def test_deepspeed_estimator_numbers():
 
 
 def test_model_states_against_the_amp_step():
-    config = preset("tiny").replace(autocast="bfloat16")
-    psi = parameter_count(config)
-    measured = with_model_states(measure(config, 2, "meta", count_flops=False).measured)  # as graded
-    assert measured["model_states_bytes"] == zero.predict(config, 2)["model_states_bytes"] == 16 * psi
+    spec = StepSpec(preset("tiny"), batch_size=2).replace(autocast="bfloat16")
+    psi = parameter_count(spec.model)
+    measured = with_model_states(measure(spec, "meta", count_flops=False).measured)  # as graded
+    assert measured["model_states_bytes"] == zero.predict(spec)["model_states_bytes"] == 16 * psi
     assert measured["model_states"] == {"parameters": 4 * psi, "gradients": 4 * psi, "optimizer_state": 8 * psi}
-    assert zero.predict(config, 2)["model_states"] == {"parameters": 2 * psi, "gradients": 2 * psi,
-                                                       "optimizer_state": 12 * psi}
-    assert deepspeed.predict(config, 2)["model_states_bytes"] == 20 * psi
+    assert zero.predict(spec)["model_states"] == {"parameters": 2 * psi, "gradients": 2 * psi,
+                                                  "optimizer_state": 12 * psi}
+    assert deepspeed.predict(spec)["model_states_bytes"] == 20 * psi

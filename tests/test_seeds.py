@@ -5,6 +5,7 @@ import pytest
 from analytic.audit import FIGURES
 from analytic.seeds import seed_000, seed_001, seed_002, seed_003, seed_004, seed_modules
 from model import PRESETS
+from model.spec import StepSpec
 from model.vocabulary import COMPONENTS
 
 XL = PRESETS["gpt2-xl"]
@@ -29,7 +30,7 @@ def test_module_records(module):
 @pytest.mark.parametrize("preset", ["tiny", "gpt2-xl"])
 def test_predict_figures_are_consistent(module, preset):
     config = PRESETS[preset]
-    one, three = module.predict(config, 1), module.predict(config, 3)
+    one, three = (module.predict(StepSpec(config, batch_size=b)) for b in (1, 3))
     assert one["peak_bytes"] == sum(one["categories_at_peak"].values())
     a, b = module.FORMULAS.memory_line(config)
     assert one["peak_bytes"] == a + b and three["peak_bytes"] == 3 * a + b
@@ -49,14 +50,14 @@ def test_seed_000_formulas():
 def test_seed_001_formulas():
     assert seed_001.params(XL) == 2 * 50257 * 1600 + 16 * 48 * 1600**2 == 2_126_902_400
     assert 4 * elements(seed_001) == 15_517_753_344  # "14.4G": GiB
-    assert seed_001.predict(XL, 1)["flops"]["optimizer"] == 16 * 2_126_902_400
+    assert seed_001.predict(StepSpec(XL))["flops"]["optimizer"] == 16 * 2_126_902_400
 
 
 def test_seed_002_formulas():
     assert seed_002.params(XL) == 1_635_537_600
     assert seed_002.FORMULAS.memory_line(XL) == (4 * 1024 * (48 * (19 * 1600 + 2 * 25 * 1024) + 1600 + 50257),
                                                  16 * 1_635_537_600)
-    assert "saved_activations_by_component" not in seed_002.predict(XL, 1)  # its 19·BTd is not itemised
+    assert "saved_activations_by_component" not in seed_002.predict(StepSpec(XL))  # its 19·BTd is not itemised
 
 
 def test_seed_003_formulas():

@@ -12,16 +12,16 @@ from analytic.params import parameter_count
 from analytic.sharding import fsdp2_model_states, padded_rows, shard_rows
 from analytic.figures import with_model_states
 from model import preset
-from model.config import ModelConfig
+from model.spec import StepSpec
 from model.vocabulary import PHASES
 from profiler.commands import options
 from profiler.errors import UsageError
 from profiler.measuring.measure import measure
 from profiler.measuring.ranks import measure_ranks
 from profiler.measuring.sharded import SHARDED_CATEGORIES, unsupported
-from tests.strategies import model_configs
+from tests.strategies import step_specs
 
-TINY = preset("tiny")
+TINY = StepSpec(preset("tiny"))
 needs_fsdp2 = pytest.mark.skipif(unsupported() is not None, reason=str(unsupported()))
 
 
@@ -45,9 +45,9 @@ def phase_figures(measured: dict) -> dict:
     TINY.replace(shard="ddp", world_size=2, autocast="bfloat16", checkpointing="selective", micro_batches=2),
 ], ids=["2-ranks-amp-selective-mb2-keep", "4-ranks-uneven-gpt2-full", "2-ranks-ddp-amp-selective-mb2"])
 def test_simulated_ranks_equal_real_gloo_ranks(config):
-    real = measure_ranks(config, batch_size=2)
-    for rank in range(config.world_size):
-        simulated = measure(config, 2, "meta", rank=rank, count_flops=False).measured
+    real = measure_ranks(config.replace(batch_size=2))
+    for rank in range(config.setup.world_size):
+        simulated = measure(config.replace(batch_size=2), "meta", rank=rank, count_flops=False).measured
         assert real[rank]["measured"]["rank"] == simulated["rank"] == rank
         assert phase_figures(simulated) == phase_figures(real[rank]["measured"]), f"rank {rank}"
         assert simulated["peak_bytes"] == real[rank]["measured"]["peak_bytes"]
@@ -64,7 +64,7 @@ def test_the_measure_command_on_cpu_starts_its_gloo_group(capsys):
     assert main(["measure", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "2", "--device", "cpu",
                  "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    simulated = measure(TINY.replace(shard="fsdp2", world_size=2), 1, "meta", count_flops=False).measured
+    simulated = measure(TINY.replace(shard="fsdp2", world_size=2), "meta", count_flops=False).measured
     assert document["device"] == "cpu" and document["measured"]["rank"] == 0
     assert phase_figures(document["measured"]) == phase_figures(simulated)
     assert document["predicted"]["exact"]["peak_bytes"] == document["measured"]["peak_bytes"]
@@ -73,13 +73,13 @@ def test_the_measure_command_on_cpu_starts_its_gloo_group(capsys):
 @pytest.mark.slow
 @needs_fsdp2
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config=model_configs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
-                            autocasts=("none", "bfloat16"), max_layers=2),
+@given(config=step_specs(archs=("reference", "gpt2", "llama"), dtypes=("float32", "bfloat16"),
+                         autocasts=("none", "bfloat16"), max_layers=2),
        world_size=st.integers(1, 9), shard=st.sampled_from(["fsdp2", "ddp"]), data=st.data())
 def test_closed_form_model_states_equal_the_simulated_rank(config, world_size, shard, data):
     config = config.replace(shard=shard, world_size=world_size)
     rank = data.draw(st.integers(0, world_size - 1))
-    measured = measure(config, 1, "meta", rank=rank, count_flops=False).measured
+    measured = measure(config, "meta", rank=rank, count_flops=False).measured
     at_step = measured["phases"]["optimizer"]["categories_at_peak"]
     assert {name: at_step[name] for name in ("parameters", "gradients", "optimizer_state")} == \
         fsdp2_model_states(config, rank)
@@ -108,11 +108,11 @@ def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context
     from analytic.exact.sharded import SHIPPED_SETUPS
     from analytic.formula_sets import exact_set
     options = {"num_heads": heads, "kv_heads": heads, **SHIPPED_SETUPS[name]}
-    config = ModelConfig(vocab_size=vocab, context_length=context, num_layers=layers, d_ff=d_ff,
-                         d_model=options["num_heads"] * 2 * head_pairs, world_size=world_size, **options)
-    step_batch = config.micro_batches * batch
-    measured = measure(config, step_batch, "meta").measured
-    predicted = exact_set().predict(config, step_batch)
+    spec = StepSpec.of(vocab_size=vocab, context_length=context, num_layers=layers, d_ff=d_ff,
+                       d_model=options["num_heads"] * 2 * head_pairs, world_size=world_size, **options)
+    spec = spec.replace(batch_size=spec.setup.micro_batches * batch)
+    measured = measure(spec, "meta").measured
+    predicted = exact_set().predict(spec)
     assert phase_figures(predicted) == phase_figures(measured)
     assert predicted.get("micro_batches") == measured.get("micro_batches")  # every micro-batch's figures
     assert (predicted["flops"], predicted["flops_matmul"]) == (measured["flops"], measured["flops_matmul"])
@@ -141,7 +141,7 @@ def test_shard_and_world_size_are_grid_axes(tmp_path):
     path = tmp_path / "ranks.toml"
     path.write_text('[base]\npreset = "tiny"\nshard = "fsdp2"\nworld_size = 4\nbatch_size = 2\n\n'
                     '[axes]\nshard = ["ddp"]\nworld_size = [2, 64]\n')
-    configs = {(point.config.shard, point.config.world_size) for point in expand(load_grid(path))}
+    configs = {(point.spec.setup.shard, point.spec.setup.world_size) for point in expand(load_grid(path))}
     assert configs == {("fsdp2", 4), ("ddp", 4), ("fsdp2", 2), ("fsdp2", 64)}
     path.write_text('[base]\npreset = "tiny"\n\n[axes]\nworld_size = [2]\n')
     with pytest.raises(GridError, match="needs a shard strategy"):
@@ -162,24 +162,24 @@ def test_zero_stage_3_total_is_right_and_its_items_are_not():
     """Every row divides over 4 ranks: ZeRO's 16Ψ/N is the measured total to the byte, but FSDP2 keeps fp32 shards
     (4Ψ/N each for parameters and gradients) and AdamW's two moments (8Ψ/N), not ZeRO's 2 + 2 + 12."""
     config = TINY.replace(shard="fsdp2", world_size=4, autocast="bfloat16")
-    measured = with_model_states(measure(config, 2, "meta", count_flops=False).measured)
-    predicted = zero.predict(config, 2)
-    psi = parameter_count(config)
+    measured = with_model_states(measure(config.replace(batch_size=2), "meta", count_flops=False).measured)
+    predicted = zero.predict(config.replace(batch_size=2))
+    psi = parameter_count(config.model)
     assert measured["model_states_bytes"] == predicted["model_states_bytes"] == 16 * psi / 4
     assert measured["model_states"] == {"parameters": psi, "gradients": psi, "optimizer_state": 2 * psi}
     assert predicted["model_states"] == {"parameters": psi / 2, "gradients": psi / 2, "optimizer_state": 3 * psi}
     # DeepSpeed's ZeRO-3 estimator adds a gathered largest layer (fp16 parameters and gradients, 4 bytes each of
     # its 256 · 64 embedding) and an fp16 copy of the parameters (2Ψ/N) to the same 16Ψ/N
-    assert deepspeed.predict(config, 2)["model_states_bytes"] == \
+    assert deepspeed.predict(config.replace(batch_size=2))["model_states_bytes"] == \
         measured["model_states_bytes"] + 4 * 256 * 64 + 2 * psi / 4
 
 
 def test_padding_shows_at_many_ranks():
     """GPT-2 XL over 1024 ranks: 50,257 vocabulary rows pad to 1024 · 50 = 51,200, 1,600-wide vectors to 1,024 · 2:
     the closed form exceeds ZeRO's 16Ψ/N, which has no padding."""
-    config = preset("gpt2-xl").replace(shard="fsdp2", world_size=1024, autocast="bfloat16")
+    config = StepSpec(preset("gpt2-xl")).replace(shard="fsdp2", world_size=1024, autocast="bfloat16")
     states = sum(fsdp2_model_states(config).values())
-    assert states > zero.predict(config, 1)["model_states_bytes"] * 1.1
+    assert states > zero.predict(config)["model_states_bytes"] * 1.1
 
 
 def test_sharded_config_errors():
@@ -191,15 +191,15 @@ def test_sharded_config_errors():
         TINY.replace(shard="ddp3")
     sharded = TINY.replace(shard="fsdp2", world_size=2)
     with pytest.raises(ValueError, match="CUDA"):
-        measure(sharded, 1, "cuda")
+        measure(sharded, "cuda")
     if unsupported() is not None:  # an older torch: one line, whatever the device
         with pytest.raises(ValueError, match="needs torch"):
-            measure(sharded, 1, "meta")
+            measure(sharded, "meta")
         return
     with pytest.raises(ValueError, match="gloo group"):
-        measure(sharded, 1, "cpu")
+        measure(sharded, "cpu")
     with pytest.raises(ValueError, match="rank must be in 0..1"):
-        measure(sharded, 1, "meta", rank=2)
+        measure(sharded, "meta", rank=2)
 
 
 def test_only_the_commands_of_a_rank_take_shard():
@@ -207,10 +207,10 @@ def test_only_the_commands_of_a_rank_take_shard():
     options.add_config_arguments(parser)
     args = parser.parse_args(["--preset", "tiny", "--shard", "fsdp2", "--world-size", "8",
                               "--no-reshard-after-forward"])
-    assert options.config_from_args(args, sharded=True) == ModelConfig(
-        **{**TINY.to_dict(), "shard": "fsdp2", "world_size": 8, "reshard_after_forward": False})
+    assert options.spec_from_args(args, sharded=True) == TINY.replace(shard="fsdp2", world_size=8,
+                                                                      reshard_after_forward=False)
     with pytest.raises(UsageError, match="taken by `measure`, `max-batch` and `predict`"):
-        options.config_from_args(args)
+        options.spec_from_args(args)
 
 
 @needs_fsdp2
@@ -223,7 +223,7 @@ def test_report_section_counts_the_ranks_a_budget_needs():
     rows = []
     for world_size in (1, 2, 4):
         config = TINY.replace(shard="fsdp2", world_size=world_size, autocast="bfloat16")
-        row = {**measure(config, 2, "meta", count_flops=False).to_dict(), "outcome": "ok"}
+        row = {**measure(config.replace(batch_size=2), "meta", count_flops=False).to_dict(), "outcome": "ok"}
         rows.append({**row, "predicted": predictions(row)})
     table = rank_table(rows)
     peaks = dict(zip(table["ranks"], table["peak"]))
@@ -250,11 +250,11 @@ def test_a_ddp_rank_holds_one_devices_model_states_at_any_world_size():
     rows = []
     for world_size in (2, 5):
         config = TINY.replace(shard="ddp", world_size=world_size, autocast="bfloat16")
-        row = {**measure(config, 2, "meta", count_flops=False).to_dict(), "outcome": "ok"}
+        row = {**measure(config.replace(batch_size=2), "meta", count_flops=False).to_dict(), "outcome": "ok"}
         rows.append({**row, "predicted": predictions(row)})
     table = rank_table(rows)
     assert table["peak"].nunique() == 1 and table["setup"].str.startswith("DDP · ").all()
-    assert list(table["model states"]) == [16 * parameter_count(TINY)] * 2
+    assert list(table["model states"]) == [16 * parameter_count(TINY.model)] * 2
     assert list(table["fsdp2 error"]) == list(table["zero error"]) == list(table["exact peak error"]) == [0.0, 0.0]
     assert table["deepspeed error"].isna().all()  # its estimators describe ZeRO-2 and ZeRO-3, not DDP
 
@@ -276,8 +276,8 @@ def test_max_batch_of_a_rank(capsys):
     assert answer["guessed_by"] == "the exact set's answer" and answer["exact_confirmed"]
     assert [probe["batch_size"] for probe in answer["probes"]] == [answer["max_batch"], answer["max_batch"] + 1]
     best = answer["max_batch"]
-    assert measure(config, best, "meta", count_flops=False).measured["peak_bytes"] <= budget
-    assert measure(config, best + 1, "meta", count_flops=False).measured["peak_bytes"] > budget
+    assert measure(config.replace(batch_size=best), "meta", count_flops=False).measured["peak_bytes"] <= budget
+    assert measure(config.replace(batch_size=best + 1), "meta", count_flops=False).measured["peak_bytes"] > budget
     assert main(["max-batch", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "4", "--optimizer", "forloop",
                  "--device", "meta", "--budget", f"{budget}B", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["guessed_by"] == "the line through the peaks at 1 and 2"

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from model.config import preset
+from model.spec import StepSpec
 from model.vocabulary import PHASES
 from profiler.experiments.simulation import simulations
 from profiler.reports.simulation import SIMULATION_FILE, against_simulation, display, read_simulations, summary
@@ -17,7 +18,7 @@ def _gpu_row(key, simulated, extra_backward=0, optimizer="foreach", baseline=64 
                       + (extra_backward if phase == "backward" else 0),
                       "reserved_peak_bytes": 2 * simulated["peak_bytes"]} for phase in PHASES}
     return {"key": key, "label": f"{key} b=2", "outcome": "ok", "device": "cuda", "optimizer": optimizer,
-            "config": preset("tiny").to_dict(), "batch_size": 2,
+            "config": StepSpec(preset("tiny")).flat(), "batch_size": 2,
             "measured": {"baseline_bytes": baseline, "peak_bytes": max(p["peak_bytes"] for p in phases.values()),
                          "phases": phases}}
 
@@ -25,7 +26,7 @@ def _gpu_row(key, simulated, extra_backward=0, optimizer="foreach", baseline=64 
 def test_points_beside_their_simulation(tmp_path):
     from profiler.experiments.simulation import simulate_on_meta
 
-    simulated = simulate_on_meta(preset("tiny"), 2, "foreach")
+    simulated = simulate_on_meta(StepSpec(preset("tiny"), batch_size=2))
     rows = [_gpu_row("same", simulated), _gpu_row("workspace", simulated, extra_backward=512 << 10),
             _gpu_row("fused", simulated, optimizer="fused"),
             {"key": "failed", "outcome": "oom", "device": "cuda"}]

@@ -5,7 +5,7 @@ import pickle
 import pytest
 from torch.cuda import _memory_viz
 
-from model import preset
+from model import StepSpec, preset
 from profiler.cli import main
 from profiler.measuring.measure import measure
 
@@ -27,15 +27,15 @@ def replay_peak(snapshot, step="measured"):
                                      {"attention": "sdpa-flash", "dtype": "bfloat16"}])
 def test_snapshot_replays_to_the_measured_peak(tmp_path, changes):
     path = tmp_path / "step.pickle"
-    config = preset("tiny").replace(**changes)
-    measured = measure(config, 2, "meta", count_flops=False, snapshot_path=path).measured
+    spec = StepSpec(preset("tiny"), batch_size=2).replace(**changes)
+    measured = measure(spec, "meta", count_flops=False, snapshot_path=path).measured
     snapshot = pickle.loads(path.read_bytes())
     peak, end = replay_peak(snapshot)
     assert peak == measured["peak_bytes"]
     assert replay_peak(snapshot, "warmup")[0] == measured["warmup"]["peak_bytes"]
     segment = snapshot["segments"][0]
     assert sum(block["size"] for block in segment["blocks"]) == segment["allocated_size"] == end
-    assert end == measured["phases"]["optimizer"]["end_bytes"] - config.bytes_per_element  # less the 0-dim loss
+    assert end == measured["phases"]["optimizer"]["end_bytes"] - spec.setup.bytes_per_element  # less the 0-dim loss
     assert "Active Memory Timeline" in _memory_viz.trace_plot(snapshot)  # torch's own reader takes it
     assert _memory_viz.trace(snapshot).count("\n") > len(snapshot["device_traces"][0]) // 2
 

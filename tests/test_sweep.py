@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from model import preset
+from model.spec import StepSpec
 from profiler.experiments.grid import GridError, expand, load_grid
 from profiler.experiments.sweep import iter_sweep, run_sweep
 from profiler.reports.results import RESULTS, read_results
@@ -25,8 +26,8 @@ TESTS = Path(__file__).parent
 def test_shipped_grids_expand_with_unique_keys_and_gpt2_xl(name):
     points = expand(load_grid(name))
     assert len({p.key for p in points}) == len(points)
-    xl = preset("gpt2-xl")
-    assert any(p.config.replace(name=xl.name) == xl and p.batch_size == 1 for p in points)
+    xl = StepSpec(preset("gpt2-xl"))
+    assert any(p.spec.replace(optimizer="foreach") == xl for p in points)
 
 
 def test_axes_vary_one_size_around_the_base(tmp_path):
@@ -34,8 +35,8 @@ def test_axes_vary_one_size_around_the_base(tmp_path):
     base = [p for p in points if len(p.axes) == 2]
     assert len(base) == 1 and set(base[0].axes) == {"batch_size", "context_length"}
     on_t = [p for p in points if "context_length" in p.axes]
-    assert sorted(p.config.context_length for p in on_t) == [16, 32]
-    assert all(p.config.d_model == 64 and p.batch_size == 2 for p in on_t)
+    assert sorted(p.spec.model.context_length for p in on_t) == [16, 32]
+    assert all(p.spec.model.d_model == 64 and p.spec.batch_size == 2 for p in on_t)
     assert len(points) == 4  # base, batch 1, T 16, and the extra forloop point (T 32 is the base)
 
 
@@ -94,12 +95,12 @@ def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path):
 
 
 def test_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
-    def flaky(config, batch_size, device, optimizer):
-        if config.context_length == 16:
+    def flaky(spec, device):
+        if spec.model.context_length == 16:
             raise RuntimeError("boom")
-        if optimizer == "forloop":
+        if spec.setup.optimizer == "forloop":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return fake_measure(config, batch_size, device, optimizer)
+        return fake_measure(spec, device)
 
     rows = run_sweep(write_grid(tmp_path), tmp_path / "out", measure_fn=flaky, progress=False)
     outcomes = sorted(row["outcome"] for row in rows)
@@ -164,7 +165,7 @@ def test_checkpointing_is_a_grid_axis(tmp_path):
     grid = load_grid(write_grid(tmp_path, TINY_GRID.replace("context_length = [16, 32]",
                                                              'checkpointing = ["full", "selective"]')))
     labels = {point.label: point for point in expand(grid)}
-    assert labels["tiny:checkpointing=full b=2"].config.checkpointing == "full"
+    assert labels["tiny:checkpointing=full b=2"].spec.setup.checkpointing == "full"
     assert "-ckpt-selective|" in labels["tiny:checkpointing=selective b=2"].key
     assert "ckpt" not in labels["tiny b=2"].key  # keys of points without checkpointing are those of earlier sweeps
     bad = write_grid(tmp_path, TINY_GRID.replace("context_length = [16, 32]", 'checkpointing = ["some"]'), "b.toml")
@@ -194,7 +195,7 @@ def test_max_batch_budget_measures_each_points_largest_batch(tmp_path):
                                                                                 "batch_size = 2\n", ""))
     rows = run_sweep(path, tmp_path / "out", progress=False)
     assert [row["max_batch"] for row in rows] == [
-        {"budget": "3MB", "budget_bytes": 3_000_000, "measured": max_batch_size(preset("tiny"), 3_000_000),
+        {"budget": "3MB", "budget_bytes": 3_000_000, "measured": max_batch_size(StepSpec(preset("tiny")), 3_000_000),
          "exact_confirmed": True}]
     bad = write_grid(tmp_path, TINY_GRID.replace('device = "meta"', 'device = "meta"\nmax_batch_budget = "lots"'),
                      "b.toml")
@@ -209,6 +210,6 @@ def test_point_keys_tell_the_archs_apart():
     from profiler.experiments.grid import point_key
     configs = [PRESETS["gpt2-xl"], PRESETS["hf-gpt2-xl"], PRESETS["hf-gpt2-xl"].replace(dropout=0.0),
                PRESETS["gpt2-xl"].replace(arch="llama", d_ff=6400, kv_heads=5)]
-    keys = [point_key(config, 1, "foreach", "meta") for config in configs]
+    keys = [point_key(StepSpec(config), "meta") for config in configs]
     assert len(set(keys)) == 4
     assert keys[0] == "V50257-T1024-L48-D1600-H25-F6400-learned-explicit-float32|b1|foreach|meta"

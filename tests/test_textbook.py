@@ -6,6 +6,7 @@ import pytest
 from analytic import textbook
 from analytic.params import parameter_count
 from model import PRESETS, ModelConfig
+from model.spec import StepSpec
 from model.vocabulary import COMPONENTS
 
 TINY = ModelConfig(vocab_size=10, context_length=4, num_layers=1, d_model=6, num_heads=2, d_ff=8)
@@ -17,14 +18,14 @@ LISTED = ("norm1", "q_proj", "k_proj", "v_proj", "scores", "softmax", "weighted_
 @pytest.mark.parametrize("batch", [1, 3, 16])
 def test_totals_are_sums_of_parts(name, batch):
     config = PRESETS[name]
-    mem = textbook.memory(config, batch)
+    mem = textbook.memory(StepSpec(config, batch_size=batch))
     assert mem.total == sum(mem.categories().values())
     assert mem.saved_activations == sum(mem.activations_by_component.values())
     assert mem.gradients == mem.parameters and mem.optimizer_state == 2 * mem.parameters
     step = textbook.flops(config, batch)
     assert step.forward == sum(step.forward_by_component.values())
     assert step.total == step.forward + step.backward + step.optimizer
-    figures = textbook.predict(config, batch)
+    figures = textbook.predict(StepSpec(config, batch_size=batch))
     assert figures["peak_bytes"] == sum(figures["categories_at_peak"].values())
     assert figures["saved_activations_bytes"] == sum(figures["saved_activations_by_component"].values())
 
@@ -41,8 +42,8 @@ def test_tiny_activations_by_hand():
     assert terms["q_proj"] == 72 and terms["w1"] == 96 and terms["scores"] == 96 and terms["cross_entropy"] == 120
     # L·(8·72 + 2·96 + 2·96) + 72 + 2·120 = 960 + 312
     assert sum(terms.values()) == 1272
-    assert textbook.memory(TINY, 3).saved_activations == 4 * 1272
-    assert textbook.memory(TINY.replace(dtype="bfloat16"), 3).saved_activations == 2 * 1272
+    assert textbook.memory(StepSpec(TINY, batch_size=3)).saved_activations == 4 * 1272
+    assert textbook.memory(StepSpec(TINY, batch_size=3).replace(dtype="bfloat16")).saved_activations == 2 * 1272
 
 
 def test_tiny_matmul_flops_by_hand():
@@ -58,7 +59,7 @@ def test_tiny_matmul_flops_by_hand():
 
 
 def test_gpt2_xl_figures():
-    a, b = textbook.memory_line(PRESETS["gpt2-xl"])
+    a, b = textbook.memory_line(StepSpec(PRESETS["gpt2-xl"]))
     assert (a, b) == (15_517_753_344, 16 * 1_637_176_000)
     figures = textbook.problem_figures()
     assert figures["max_batch_80GB"] == 3  # (80e9 - 26.19e9) / 15.52e9 = 3.47
@@ -67,7 +68,7 @@ def test_gpt2_xl_figures():
 
 
 def test_max_batch_at_the_boundary():
-    a, b = textbook.memory_line(TINY)
+    a, b = textbook.memory_line(StepSpec(TINY))
     assert textbook.solve_linear_budget(a, b, 5 * a + b) == 5
     assert textbook.solve_linear_budget(a, b, 5 * a + b - 1) == 4
     assert textbook.solve_linear_budget(a, b, a + b) == 1
@@ -78,13 +79,13 @@ def test_max_batch_at_the_boundary():
         assert textbook.solve_linear_budget(a, b, budget) == (max(fits) if fits else 0)
     with pytest.raises(ValueError):
         textbook.solve_linear_budget(0, b, 10 * b)
-    assert textbook.max_batch_size(TINY, 5 * a + b) == 5  # the formula-set entry point
+    assert textbook.max_batch_size(StepSpec(TINY), 5 * a + b) == 5  # the formula-set entry point
 
 
 def test_memory_is_linear_in_batch():
-    a, b = textbook.memory_line(PRESETS["mini"])
+    a, b = textbook.memory_line(StepSpec(PRESETS["mini"]))
     for batch in (1, 2, 7):
-        assert textbook.memory(PRESETS["mini"], batch).total == a * batch + b
+        assert textbook.memory(StepSpec(PRESETS["mini"], batch_size=batch)).total == a * batch + b
 
 
 def test_training_days():

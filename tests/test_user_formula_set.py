@@ -28,8 +28,8 @@ NAME = "sixteen_bytes"
 DESCRIPTION = "4 copies of every fp32 parameter (weights, gradients, two moments) and nothing else"
 SETUP = {"dtype": "float32", "autocast": "none"}
 
-def predict(config, batch_size, optimizer="foreach"):
-    n = parameter_count(config)
+def predict(spec):
+    n = parameter_count(spec.model)
     return {"params": n, "peak_bytes": 16 * n, "categories_at_peak": {"parameters": 4 * n, "gradients": 4 * n,
             "optimizer_state": 8 * n, "saved_activations": 0}}
 """
@@ -61,8 +61,8 @@ def test_the_right_formula_from_a_file_passes_the_gate(tmp_path, capsys):
     formula = write(tmp_path, """
         from analytic import exact
         NAME, DESCRIPTION = "mine_exact", "the exact set, from a user's file"
-        def predict(config, batch_size, optimizer="foreach"):
-            return exact.predict(config, batch_size, optimizer)
+        def predict(spec):
+            return exact.predict(spec)
         """)
     grid = write(tmp_path, GRID, "grid.toml")
     assert cli.main(["check", "--grid", str(grid), "--quiet", "--out", str(tmp_path / "o"),
@@ -71,18 +71,18 @@ def test_the_right_formula_from_a_file_passes_the_gate(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("text, problem", [
-    ("DESCRIPTION = 'x'\ndef predict(config, batch_size, optimizer='foreach'): return {}", "missing NAME"),
+    ("DESCRIPTION = 'x'\ndef predict(spec): return {}", "missing NAME"),
     ("NAME = 'a'\nDESCRIPTION = 'x'", "missing predict"),
-    ("NAME = 'exact'\nDESCRIPTION = 'x'\ndef predict(config, batch_size, optimizer='foreach'): return {}",
+    ("NAME = 'exact'\nDESCRIPTION = 'x'\ndef predict(spec): return {}",
      "already taken"),
-    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(config): return {}", "must accept (config, batch_size"),
-    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(config, batch_size, optimizer='foreach'): return {'peak': 1}",
+    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(config, batch_size): return {}", "must accept (spec"),
+    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(spec): return {'peak': 1}",
      "'peak', which is no figure"),
-    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(config, batch_size, optimizer='foreach'): "
+    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(spec): "
      "return {'peak_bytes': 'big'}", "not a number"),
     ("NAME = 'a'\nDESCRIPTION = 'x'\nSETUP = {'precision': 'fp16'}\n"
-     "def predict(config, batch_size, optimizer='foreach'): return {}", "SETUP must be"),
-    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(config, batch_size, optimizer='foreach'): return 1 / 0",
+     "def predict(spec): return {}", "SETUP must be"),
+    ("NAME = 'a'\nDESCRIPTION = 'x'\ndef predict(spec): return 1 / 0",
      "raised ZeroDivisionError"),
     ("import no_such_module", "fails to import: ModuleNotFoundError"),
 ])

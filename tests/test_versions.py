@@ -97,15 +97,16 @@ def test_a_library_call_without_programs_says_so_in_one_line(tmp_path, monkeypat
     raises one line instead of answering from another torch's programs; over a source that derives it answers."""
     from analytic import exact
     from analytic.exact import source
-    from model.config import preset
+    from model import StepSpec, preset
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     library = exact.ExactSet(source.for_torch("2.99.0"))
     with pytest.raises(exact.MissingPrograms, match="no programs for this setup on torch 2.99.0") as error:
-        library.predict(preset("tiny"), 2)
+        library.predict(StepSpec(preset("tiny"), batch_size=2))
     assert "\n" not in str(error.value) and "profiler derive" in str(error.value)
     derived = exact.ExactSet(source.for_torch("2.99.0", derive=lambda kind, key: source.shipped().found[kind][key]))
-    assert derived.predict(preset("tiny"), 2) == exact.predict(preset("tiny"), 2)
+    tiny = StepSpec(preset("tiny"), batch_size=2)
+    assert derived.predict(tiny) == exact.predict(tiny)
 
 
 def test_programs_are_derived_on_first_use_and_cached(tmp_path, monkeypatch, capsys):
@@ -157,7 +158,7 @@ def test_rope_with_head_size_two_is_outside_the_domain_before_2_11(monkeypatch):
     parameter count only, and max-batch refuses in one line."""
     from analytic import exact
     from analytic.exact import source
-    from model.config import ModelConfig
+    from model import ModelConfig, StepSpec
 
     config = ModelConfig(vocab_size=2, context_length=27, num_layers=1, d_model=14, num_heads=7, positional="rope")
     assert "head size of 2" in versions.outside_domain(config, "2.9.1+cu128")
@@ -165,6 +166,6 @@ def test_rope_with_head_size_two_is_outside_the_domain_before_2_11(monkeypatch):
     assert versions.outside_domain(config.replace(d_model=28), "2.9.1") is None  # head size 4
     assert versions.outside_domain(config.replace(positional="learned"), "2.9.1") is None
     on_2_9 = exact.ExactSet(source.for_torch("2.9.1"))
-    assert set(on_2_9.predict(config, 2)) == {"params"}
+    assert set(on_2_9.predict(StepSpec(config, batch_size=2))) == {"params"}
     with pytest.raises(ValueError, match="head size of 2"):
-        on_2_9.max_batch_size(config, 10**9)
+        on_2_9.max_batch_size(StepSpec(config), 10**9)

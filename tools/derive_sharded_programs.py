@@ -25,7 +25,7 @@ from profiler.experiments.grid import expand, load_grid
 
 def shipped_keys() -> list[ShardedClass]:
     """Every class the dist grid's points and SHIPPED_SETUPS need, in a stable order."""
-    keys = [ShardedClass.of(point.config, point.batch_size) for point in expand(load_grid("dist"))]
+    keys = [ShardedClass.of(point.spec) for point in expand(load_grid("dist"))]
     return list(dict.fromkeys(keys + shipped_setup_keys()))
 
 

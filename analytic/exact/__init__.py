@@ -33,7 +33,7 @@ from analytic.exact.sharded import evaluate_rank
 from analytic.exact.source import MissingPrograms, Programs, installed, installed_torch
 from analytic.exact.versions import outside_domain
 from analytic.sizes import sizes_from_arrays, sizes_of
-from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "exact"
 DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensors, transient temporaries, AdamW "
@@ -56,13 +56,13 @@ class ExactSet:
     def programs(self) -> Programs:
         return self._programs or installed()
 
-    def evaluate(self, config: ModelConfig, batch_size, optimizer: str = "foreach") -> dict[str, Any]:
-        """All figures as numpy values (arrays when batch_size is an array)."""
-        programs = self.programs
-        sizes = sizes_of(config, batch_size)
+    def evaluate(self, spec: StepSpec) -> dict[str, Any]:
+        """All figures as numpy values (arrays when the spec's batch_size is an array)."""
+        programs, config, optimizer = self.programs, spec.model, spec.setup.optimizer
+        sizes = sizes_of(spec)
         figures: dict[str, Any] = {"params": sizes.params}
-        if config.shard != "none":  # rank 0: its memory and FLOPs (analytic.exact.sharded)
-            figures.update(evaluate_rank(programs, config, sizes, optimizer))
+        if spec.setup.shard != "none":  # rank 0: its memory and FLOPs (analytic.exact.sharded)
+            figures.update(evaluate_rank(programs, spec, sizes))
         elif outside_domain(config, programs.torch_version) is None:
             figures.update(step_figures(programs, sizes, config.positional, optimizer))
             figures["warmup"] = step_figures(programs, sizes, config.positional, optimizer, warmup=True)
@@ -90,13 +90,14 @@ class ExactSet:
         figures.update(flop_figures(arrays))
         return figures
 
-    def predict(self, config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict[str, Any]:
-        """Figures for one configuration as plain Python numbers (analytic.figures)."""
-        return _plain(self.evaluate(config, batch_size, optimizer))
+    def predict(self, spec: StepSpec) -> dict[str, Any]:
+        """Figures for one step spec as plain Python numbers (analytic.figures)."""
+        return _plain(self.evaluate(spec))
 
-    def max_batch_size(self, config: ModelConfig, budget_bytes: int, optimizer: str = "foreach") -> int:
-        """The largest batch (of one micro-batch) whose exact peak fits budget_bytes (analytic.exact.max_batch)."""
-        return max_batch.max_batch_size(config, budget_bytes, optimizer, self.programs)
+    def max_batch_size(self, spec: StepSpec, budget_bytes: int) -> int:
+        """The largest batch (of one micro-batch) whose exact peak fits budget_bytes (analytic.exact.max_batch;
+        the spec's batch_size is not read)."""
+        return max_batch.max_batch_size(spec, budget_bytes, self.programs)
 
 
 _INSTALLED = ExactSet()

@@ -57,10 +57,10 @@ GRADIENTS_KEPT = ("the textbook adds all gradients to all activations; here they
                   "into it")
 
 
-def why_term(name: str, config) -> str:
-    """WHY_TERM[name], for the config's setup: gradients outlive a step with zero_grad 'zeros' and a micro-batch
-    with gradient accumulation."""
-    if name == "gradients" and (config.zero_grad == "zeros" or config.micro_batches > 1):
-        when = "with zero_grad 'zeros'" if config.zero_grad == "zeros" else "from micro-batch 2 on"
+def why_term(name: str, setup) -> str:
+    """WHY_TERM[name], for the setup (a model.setup.Setup): gradients outlive a step with zero_grad 'zeros' and a
+    micro-batch with gradient accumulation."""
+    if name == "gradients" and (setup.zero_grad == "zeros" or setup.micro_batches > 1):
+        when = "with zero_grad 'zeros'" if setup.zero_grad == "zeros" else "from micro-batch 2 on"
         return GRADIENTS_KEPT.format(when=when)
     return WHY_TERM[name]

@@ -31,7 +31,8 @@ from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, TAPE_CATEGORIES, c
 from analytic.sizes import DOMAINS, LSE_ROWS, SYMBOLS, LayoutClass, Sizes, head_layout, optimizer_key
 from analytic.figures import flatten, unflatten
 from analytic.params import parameter_breakdown, parameter_tensor_count
-from model.config import DTYPE_BYTES
+from model.setup import DTYPE_BYTES
+from model.spec import StepSpec
 from model.vocabulary import PHASES
 
 L, B, T, D, H, F, V, G = SIZES = sp.symbols("L B T D H F V G", positive=True, integer=True)
@@ -43,7 +44,10 @@ LAYOUTS = DOMAINS  # (B == 1, H == 1, G < H, G == 1) -> its domain
 
 
 @dataclass(frozen=True)
-class Setup:
+class FormulaKey:
+    """What a set of formulas holds for: a step spec's layout class (at a batch, or the general one) and AdamW
+    implementation (formula_key)."""
+
     positional: str = "learned"
     optimizer: str = "foreach"
     dtype: str = "float32"
@@ -88,25 +92,27 @@ class Setup:
         return {L: 1, B: 2, T: 2, D: 1, H: 2, F: 1, V: 1, G: 2}
 
 
-def setup_of(config, optimizer: str = "foreach", batch_size: int | None = None) -> Setup:
-    """The setup of a ModelConfig (and AdamW implementation); with a batch size, in that batch's layout class."""
+def formula_key(spec: StepSpec, at_batch: bool = True) -> FormulaKey:
+    """The key of a step spec: in the layout class of its batch, or (`at_batch` False) in the general one."""
+    config, setup = spec.model, spec.setup
     heads = head_layout(config.num_heads, config.kv_heads)  # without a batch, the general layout (H >= 2)
-    head_one, grouped, kv_one = heads if batch_size is not None or config.num_heads > 1 else (False, False, False)
-    batch_one = batch_size is not None and config.micro_batch_size(batch_size) == 1
-    return Setup(config.positional, optimizer, config.dtype, batch_one, head_one, grouped, kv_one,
-                 config.checkpointing, config.micro_batches, config.zero_grad, config.attention, config.autocast,
-                 config.arch, bool(config.dropout))
+    head_one, grouped, kv_one = heads if at_batch or config.num_heads > 1 else (False, False, False)
+    batch_one = at_batch and spec.micro_batch_size == 1
+    return FormulaKey(config.positional, setup.optimizer, setup.dtype, batch_one, head_one, grouped, kv_one,
+                      setup.checkpointing, setup.micro_batches, setup.zero_grad, setup.attention, setup.autocast,
+                      config.arch, bool(config.dropout))
 
 
-def size_values(config, batch_size: int, budget_bytes: int = 0) -> dict[str, int]:
-    """The values of the formulas' size symbols (and of the budget M) for a ModelConfig at a batch size (of the
-    step: B is one micro-batch's)."""
-    return {"L": config.num_layers, "B": config.micro_batch_size(batch_size), "T": config.context_length,
+def size_values(spec: StepSpec, budget_bytes: int = 0) -> dict[str, int]:
+    """The values of the formulas' size symbols (and of the budget M) for a step spec (B is the batch of one
+    micro-batch)."""
+    config = spec.model
+    return {"L": config.num_layers, "B": spec.micro_batch_size, "T": config.context_length,
             "D": config.d_model, "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size,
             "G": config.kv_heads, "M": budget_bytes}
 
 
-def symbolic_sizes(setup: Setup) -> Sizes:
+def symbolic_sizes(setup: FormulaKey) -> Sizes:
     """analytic.sizes.Sizes with sympy symbols (B, H or G as 1 in those layout classes; G = H without grouped-query
     attention)."""
     batch = sp.Integer(1) if setup.batch_one else B
@@ -223,19 +229,20 @@ def _polynomial(expression: sp.Expr) -> sp.Poly | None:
         return None
 
 
-def formulas(setup: Setup = Setup(), programs: Programs | None = None) -> dict[str, sp.Expr]:
+def formulas(setup: FormulaKey = FormulaKey(), programs: Programs | None = None) -> dict[str, sp.Expr]:
     """Every figure of the setup as a sympy expression (keys as in `measure --json`, plus fixed.* and the split of
     saved activations per layer and outside the layers), from `programs` (the installed torch's by default)."""
     return _build(setup, programs or installed())[0]
 
 
-def peak_moments(setup: Setup = Setup(), programs: Programs | None = None) -> dict[str, list[tuple[str, sp.Expr]]]:
+def peak_moments(setup: FormulaKey = FormulaKey(),
+                 programs: Programs | None = None) -> dict[str, list[tuple[str, sp.Expr]]]:
     """The moments each phase's peak (and the step's, "step") is the max of: (where in the step, bytes)."""
     return _build(setup, programs or installed())[1]
 
 
 @lru_cache(maxsize=None)
-def _build(setup: Setup, programs: Programs) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
+def _build(setup: FormulaKey, programs: Programs) -> tuple[dict[str, sp.Expr], dict[str, list[tuple[str, sp.Expr]]]]:
     sizes = symbolic_sizes(setup)
     values = symbol_values(sizes)
     derived = programs.layout_class(setup.layout_class())
@@ -359,7 +366,7 @@ def readable(expression: sp.Expr) -> str:
     return text.replace("*", "·")
 
 
-def saved_by_component(setup: Setup = Setup(), programs: Programs | None = None) -> dict[str, sp.Expr]:
+def saved_by_component(setup: FormulaKey = FormulaKey(), programs: Programs | None = None) -> dict[str, sp.Expr]:
     """Bytes each component saves for backward, as derived: per layer (×L) for the block components, once for
     the others; components that save nothing are left out."""
     values = dict(zip(SYMBOLS, symbol_values(symbolic_sizes(setup))))
@@ -368,7 +375,7 @@ def saved_by_component(setup: Setup = Setup(), programs: Programs | None = None)
             for where in ("layer", "outside") for name, names in saved[where].items()}
 
 
-def layout_setups(setup: Setup, programs: Programs | None = None) -> dict[str, Setup]:
+def layout_setups(setup: FormulaKey, programs: Programs | None = None) -> dict[str, FormulaKey]:
     """The setup in each layout class of its arch, by domain: the general one (B, H >= 2; for grouped-query
     attention B >= 2, 2 <= G < H) first."""
     layouts = [layout for layout in LAYOUTS if setup.arch == "llama" or not layout[2]]
@@ -379,7 +386,7 @@ def layout_setups(setup: Setup, programs: Programs | None = None) -> dict[str, S
     return {one.domain(programs): one for one in setups}
 
 
-def document(setup: Setup, programs: Programs | None = None) -> dict:
+def document(setup: FormulaKey, programs: Programs | None = None) -> dict:
     """`formula --json`: each figure of the general layout as a Python expression, nested as in `measure --json`,
     and the degenerate layouts' own expressions under "layouts"."""
     programs = programs or installed()

@@ -46,7 +46,7 @@ from analytic.params import parameter_tensor_shapes
 from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
 from analytic.sharding import padded_elements, padded_rows, shard_group
 from analytic.sizes import SYMBOLS, ShardedClass, Sizes, sizes_of
-from model.config import DTYPE_BYTES, ModelConfig
+from model.spec import StepSpec
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
 
 SHAPES = ("VD", "TD", "DD", "KD", "FD", "DF", "D", "F")
@@ -72,9 +72,10 @@ SHIPPED_SETUPS = {
 }
 
 
-def in_domain(config: ModelConfig, optimizer: str = "foreach") -> bool:
-    """Whether the config is a sharded step the programs describe (foreach AdamW, T >= 2)."""
-    return config.shard != "none" and optimizer == "foreach" and config.context_length >= 2
+def in_domain(spec: StepSpec) -> bool:
+    """Whether the spec is a sharded step the programs describe (foreach AdamW, T >= 2)."""
+    setup = spec.setup
+    return setup.shard != "none" and setup.optimizer == "foreach" and spec.model.context_length >= 2
 
 
 def windows_of(key: ShardedClass) -> tuple[str, ...]:
@@ -82,11 +83,12 @@ def windows_of(key: ShardedClass) -> tuple[str, ...]:
     return MICRO_BATCH_WINDOWS if key.micro_batched else WINDOWS
 
 
-def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
+def shard_symbol_values(spec: StepSpec) -> dict[str, int]:
     """Bytes of each symbol of SHARD_SYMBOLS (module docstring) for rank 0."""
-    N = shard_group(config)
-    e = DTYPE_BYTES[config.dtype]
-    gathered, reduced = (2, 4) if config.autocast != "none" else (e, e)
+    config, setup = spec.model, spec.setup
+    N = shard_group(setup)
+    e = setup.bytes_per_element
+    gathered, reduced = (2, 4) if setup.autocast != "none" else (e, e)
     V, T, D, F, K = config.vocab_size, config.context_length, config.d_model, config.d_ff, config.kv_width
     shapes = {"VD": (V, D), "TD": (T, D), "DD": (D, D), "KD": (K, D), "FD": (F, D), "DF": (D, F), "D": (D, 1),
               "F": (F, 1)}
@@ -107,9 +109,9 @@ def shard_symbol_values(config: ModelConfig) -> dict[str, int]:
     return values
 
 
-def symbol_values(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
+def symbol_values(spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
     """Every symbol of ALL_SYMBOLS in bytes, at the rank's batch (sizes)."""
-    constant = {name: value + 0 * sizes.B for name, value in shard_symbol_values(config).items()}
+    constant = {name: value + 0 * sizes.B for name, value in shard_symbol_values(spec).items()}
     return {**sizes.symbols(), **constant, "r2": sizes.B * sizes.T * 2}
 
 
@@ -126,10 +128,11 @@ def shipped_setup_keys() -> list[ShardedClass]:
     """The class keys of SHIPPED_SETUPS at a batch of 2, on one rank (FSDP2's own classes) and on several."""
     keys = []
     for options in SHIPPED_SETUPS.values():
-        config = ModelConfig(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
-                             **{"num_heads": 2, **options})
-        for world_size in (1, 4) if config.shard == "fsdp2" else (4,):
-            keys.append(ShardedClass.of(config.replace(world_size=world_size), 2 * config.micro_batches))
+        spec = StepSpec.of(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
+                           **{"num_heads": 2, **options})
+        for world_size in (1, 4) if spec.setup.shard == "fsdp2" else (4,):
+            keys.append(ShardedClass.of(spec.replace(world_size=world_size,
+                                                     batch_size=2 * spec.setup.micro_batches)))
     return keys
 
 
@@ -138,9 +141,9 @@ def window_segments(derived: dict, window: str, layers: int) -> list[tuple[str, 
     return [(derived["one"][window], False)] if layers == 1 else derived["segments"][window]
 
 
-def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, RankPhase]:
+def rank_phases(spec: StepSpec, sizes: Sizes, derived: dict) -> dict[str, RankPhase]:
     """Rank 0's windows after the start one, each run from where the previous one ended."""
-    values = symbol_values(config, sizes)
+    values, layers = symbol_values(spec, sizes), spec.model.num_layers
     symbols = np.stack([np.broadcast_to(values[name], np.shape(sizes.B)) for name in ALL_SYMBOLS])
     live = np.zeros((len(SHARDED_CATEGORIES),) + np.shape(sizes.B), dtype=np.int64)
     live[SHARDED_CATEGORIES.index("buffers")] = sizes.buffer_bytes
@@ -148,52 +151,50 @@ def rank_phases(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, R
     phases = {}
     for window in derived["one"]:  # the class's windows, in step order
         phase = RankPhase(live, symbols)
-        for program, repeated in window_segments(derived, window, config.num_layers):
-            phase.run(program, runs(repeated, config.num_layers))
+        for program, repeated in window_segments(derived, window, layers):
+            phase.run(program, runs(repeated, layers))
         live = phase.live
         if window != "start":
             phases[window] = phase
     return phases
 
 
-def moment_totals(programs: Programs, config: ModelConfig, batch_size: int,
-                  optimizer: str = "foreach") -> np.ndarray | None:
-    """Live bytes at every moment of rank 0's step at a micro-batch of `batch_size` (None outside the domain or
-    without programs): each is linear in the batch, for analytic.exact.max_batch."""
-    step_batch = config.micro_batches * batch_size
-    sizes = sizes_of(config, step_batch)
-    derived = programs.sharded_class(ShardedClass.of(config, step_batch)) if in_domain(config, optimizer) else None
+def moment_totals(programs: Programs, spec: StepSpec) -> np.ndarray | None:
+    """Live bytes at every moment of rank 0's step (None outside the domain or without programs): each is linear
+    in the batch, for analytic.exact.max_batch."""
+    sizes = sizes_of(spec)
+    derived = programs.sharded_class(ShardedClass.of(spec)) if in_domain(spec) else None
     if derived is None:
         return None
     return np.concatenate([np.concatenate(phase.moments).sum(axis=1)
-                           for phase in rank_phases(config, sizes, derived).values()])
+                           for phase in rank_phases(spec, sizes, derived).values()])
 
 
-def rank_figures(config: ModelConfig, sizes: Sizes, derived: dict) -> dict[str, Any]:
+def rank_figures(spec: StepSpec, sizes: Sizes, derived: dict) -> dict[str, Any]:
     """Peak, phase and per-phase figures of rank 0 (the keys of a measurement: peak_bytes, peak_phase,
     categories_at_peak, phases.<phase>.{peak_bytes, start_bytes, end_bytes, categories_at_peak})."""
     windows = [(name.split("_")[0], int(name[-1]) if "_" in name else None, phase.figures())
-               for name, phase in rank_phases(config, sizes, derived).items()]
-    combined = combine_windows(windows, config.micro_batches)
+               for name, phase in rank_phases(spec, sizes, derived).items()]
+    combined = combine_windows(windows, spec.setup.micro_batches)
     return {**step_peak(combined["phases"], SHARDED_CATEGORIES), **combined}
 
 
-def rank_flop_figures(config: ModelConfig, sizes: Sizes) -> dict[str, Any]:
+def rank_flop_figures(spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
     """A rank's FLOPs: one device's forward and backward at the rank's batch (gathering, casting and reducing count
     none), its AdamW step and its gradient accumulations over the elements it holds, n = Σ⌈rows/N⌉·cols (rank 0's
     shards; every parameter under DDP): 14·n + one step-counter increment per tensor."""
-    held = padded_elements(parameter_tensor_shapes(config), shard_group(config))
+    held = padded_elements(parameter_tensor_shapes(spec.model), shard_group(spec.setup))
     figures = flop_figures(sizes)
-    accumulations = config.micro_batches - 1 + int(config.zero_grad == "zeros")
+    accumulations = spec.setup.micro_batches - 1 + int(spec.setup.zero_grad == "zeros")
     flops = dict(figures["flops"], optimizer=ADAMW_FLOPS_PER_PARAM * held + sizes.tensors)
     flops["backward"] = flops["backward"] - accumulations * sizes.params + accumulations * held
     return {"flops": flops, "flops_matmul": figures["flops_matmul"],
             "adamw_flops_per_param": flops["optimizer"] / sizes.params}
 
 
-def evaluate_rank(programs: Programs, config: ModelConfig, sizes: Sizes, optimizer: str = "foreach") -> dict[str, Any]:
-    """rank_figures where the config is in the domain and its programs are at hand, else {}."""
-    if not in_domain(config, optimizer) or np.ndim(sizes.B):
+def evaluate_rank(programs: Programs, spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
+    """rank_figures where the spec is in the domain and its programs are at hand, else {}."""
+    if not in_domain(spec) or np.ndim(sizes.B):
         return {}
-    derived = programs.sharded_class(ShardedClass.of(config, int(sizes.B) * config.micro_batches))
-    return {} if derived is None else {**rank_figures(config, sizes, derived), **rank_flop_figures(config, sizes)}
+    derived = programs.sharded_class(ShardedClass.of(spec.replace(batch_size=int(sizes.B) * spec.setup.micro_batches)))
+    return {} if derived is None else {**rank_figures(spec, sizes, derived), **rank_flop_figures(spec, sizes)}

@@ -18,7 +18,7 @@ any batch: it has no batch term), any block, attention and checkpointing.
 from __future__ import annotations
 
 from analytic.params import parameter_count
-from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "accelerate"
 DESCRIPTION = ("accelerate estimate-memory, Training using Adam: 4x the fp32 model size (16 B/param), 2x under mixed "
@@ -50,10 +50,11 @@ def convert_bytes(size: float) -> str:
     return f"{round(size, 2)} PB"
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """The printed "Training using Adam" as the peak; in float32 the model states as itemised."""
+    config = spec.model
     psi = parameter_count(config)
-    mixed = config.autocast != "none"
+    mixed = spec.setup.autocast != "none"
     usage = estimate_training_usage(FLOAT32_BYTES * psi, "bfloat16" if mixed else "float32")
     figures: dict = {"peak_bytes": max(usage.values())}
     if not mixed:

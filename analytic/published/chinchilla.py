@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from analytic.params import parameter_count
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "chinchilla"
 DESCRIPTION = ("Hoffmann et al. 2022 App. F: per sequence 2TVD embeddings + L·(QKV 6TD·kH + logits 2T²·kH + "
@@ -85,9 +86,10 @@ def sequence_forward_flops(config: ModelConfig) -> int:
                          config.head_dim, config.d_ff, config.num_layers)
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """params: every parameter (the paper counts the embedding matrices); flops_matmul: B sequences of the
     published forward total, twice that backward. The optimizer plays no part."""
+    config, batch_size = spec.model, spec.batch_size
     forward = batch_size * sequence_forward_flops(config)
     return {"params": parameter_count(config),
             "flops_matmul": {"forward": forward, "backward": BACKWARD_OVER_FORWARD * forward}}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from analytic.params import parameter_count
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "deepspeed"
 DESCRIPTION = "DeepSpeed estimate_zero2_model_states_mem_needs, no offload, 1 GPU: 4Ψ + 16Ψ = 20 bytes per parameter"
@@ -47,10 +48,11 @@ def largest_layer_params(config: ModelConfig) -> int:
     return max(V * D, F * D + (F if config.arch == "gpt2" else 0), learned)
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """ZeRO-2's model states on one GPU, itemised as memory.rst reads them; under FSDP2 ZeRO-3's per rank."""
+    config = spec.model
     psi = parameter_count(config)
-    if config.shard == "fsdp2":
-        return {"model_states_bytes": zero3_gpu_bytes(psi, largest_layer_params(config), config.world_size)}
+    if spec.setup.shard == "fsdp2":
+        return {"model_states_bytes": zero3_gpu_bytes(psi, largest_layer_params(config), spec.setup.world_size)}
     return {"model_states": {category: share * psi for category, share in ZERO2_STATE_BYTES.items()},
             "model_states_bytes": zero2_gpu_bytes(psi)}

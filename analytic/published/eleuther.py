@@ -31,6 +31,7 @@ plus activations).
 from __future__ import annotations
 
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "eleuther"
 DESCRIPTION = ("EleutherAI cookbook, 1 GPU: 2 (or 4) + 4 + 12 bytes per parameter + s·b·h·L·(34 + 5as/h); "
@@ -52,12 +53,13 @@ def activation_bytes(config: ModelConfig, batch_size: int) -> float:
     return s * b * h * L * ((16 * LOW_PRECISION + 2) + (2 * LOW_PRECISION + 1) * (a * s / h))
 
 
-def matmul_flops(config: ModelConfig, batch_size: int) -> dict[str, int]:
+def matmul_flops(spec: StepSpec) -> dict[str, int]:
     """calc_params' dense total split into forward (one pass) and backward (the rest, recomputation included)."""
+    config = spec.model
     h, s, L, V = config.d_model, config.context_length, config.num_layers, config.vocab_size
-    t = batch_size * s
+    t = spec.batch_size * s
     kv = config.kv_heads / config.num_heads
-    iter_factor = 4 if config.checkpointing == "full" else 3
+    iter_factor = 4 if spec.setup.checkpointing == "full" else 3
     per_pass = (round(2 * (1 + 2 * kv) * L * t * h * h) + 2 * (2 * L * t * s * h) + 2 * L * t * h * h
                 + 16 * L * t * h * h)
     embedding = 6 * t * h * V
@@ -65,15 +67,16 @@ def matmul_flops(config: ModelConfig, batch_size: int) -> dict[str, int]:
     return {"forward": forward, "backward": iter_factor * per_pass + embedding - forward}
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
+    config, batch_size = spec.model, spec.batch_size
     n = parameters(config)
-    mixed = config.autocast != "none"
+    mixed = spec.setup.autocast != "none"
     states = {"parameters": n * (LOW_PRECISION if mixed else HIGH_PRECISION), "gradients": n * GRADIENT_BYTES,
               "optimizer_state": n * OPTIMIZER_BYTES}
     state_bytes = sum(states.values())
     figures = {"params": n, "model_states": states, "model_states_bytes": state_bytes,
-               "flops_matmul": matmul_flops(config, batch_size)}
-    if config.checkpointing == "none":
+               "flops_matmul": matmul_flops(spec)}
+    if spec.setup.checkpointing == "none":
         activations = activation_bytes(config, batch_size)
         figures.update(saved_activations_bytes=activations, peak_bytes=state_bytes + activations)
     return figures

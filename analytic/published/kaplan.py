@@ -26,6 +26,7 @@ it counts at half ours: the attention "Mask" term 2·n_layer·n_ctx·d_attn agai
 from __future__ import annotations
 
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "kaplan"
 DESCRIPTION = ("Kaplan et al. 2020 §2.1/Table 1: N = 2·d_model·n_layer·(2·d_attn + d_ff), "
@@ -66,9 +67,10 @@ def parameters(config: ModelConfig) -> int:
                                     config.d_ff)
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """params = N; flops_matmul: C_forward per token × B·T tokens forward, twice that backward. The optimizer
     plays no part."""
+    config, batch_size = spec.model, spec.batch_size
     n = parameters(config)
     tokens = batch_size * config.context_length
     forward = forward_flops_per_token(n, config.num_layers, config.context_length,

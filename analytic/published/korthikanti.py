@@ -26,7 +26,7 @@ keeps the matmuls' outputs and recomputes everything else, torch's selective act
 """
 from __future__ import annotations
 
-from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "korthikanti"
 DESCRIPTION = ("Korthikanti et al. 2022 (arXiv 2205.05198), Table 2 at t = 1: saved activations "
@@ -43,18 +43,20 @@ SELECTIVE = 34  # Table 2, "selective activation recomputation" at t = 1: what t
 FULL = 2  # Table 2, "full activation recomputation": each layer's 16-bit input
 
 
-def per_layer_bytes(config: ModelConfig, batch_size: int) -> int:
+def per_layer_bytes(spec: StepSpec) -> int:
     """Bytes one layer keeps for backward: sbh·(34 + 5as/h) with the scores kept, 34·sbh with a fused kernel,
     2·sbh with full recomputation."""
-    s, b, h, a = config.context_length, batch_size, config.d_model, config.num_heads
-    if config.checkpointing == "full":
+    config, setup = spec.model, spec.setup
+    s, b, h, a = config.context_length, spec.batch_size, config.d_model, config.num_heads
+    if setup.checkpointing == "full":
         return FULL * s * b * h
-    if config.attention != "explicit":
+    if setup.attention != "explicit":
         return SELECTIVE * s * b * h
     return NO_RECOMPUTATION * s * b * h + 5 * a * s * s * b
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """saved activations per layer and L times it; nothing else (the paper sizes activations only)."""
-    per_layer = per_layer_bytes(config, batch_size)
+    config = spec.model
+    per_layer = per_layer_bytes(spec)
     return {"saved_activations_per_layer_bytes": per_layer, "saved_activations_bytes": config.num_layers * per_layer}

@@ -39,6 +39,7 @@ every recompute option). Against FlopCounterMode it counts QKᵀ and P·V at hal
 from __future__ import annotations
 
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "megatron"
 DESCRIPTION = ("Megatron-LM theoretical memory, one GPU: 18 B/param (bf16 + fp32 grad + fp32 main + Adam), "
@@ -97,10 +98,11 @@ def num_floating_point_operations(config: ModelConfig, batch_size: int) -> int:
     return batch_size * s * (mlp + standard_self_attn_term * L + logits)
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """params and the peak (weights and optimizer + activations), itemised (STATE_BYTES; activations and their 5 %
     as saved activations and temporaries); the AdamW implementation plays no part. Without
     checkpointing also flops_matmul: num_floating_point_operations, a third forward and two thirds backward."""
+    config, batch_size = spec.model, spec.batch_size
     n = parameters(config)
     fixed = BYTES_PER_PARAMETER * n
     activations = activation_bytes(config, batch_size)
@@ -109,7 +111,7 @@ def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") ->
                "model_states": states, "model_states_bytes": fixed,
                "categories_at_peak": {**states, "saved_activations": activations / OVERHEAD,
                                       "temporaries": activations - activations / OVERHEAD}}
-    if config.checkpointing == "none":  # the FLOPs count no recomputation
+    if spec.setup.checkpointing == "none":  # the FLOPs count no recomputation
         total = num_floating_point_operations(config, batch_size)
         forward = total // FORWARD_BACKWARD_EXPANSION_FACTOR  # every term is a multiple of 3
         figures["flops_matmul"] = {"forward": forward, "backward": total - forward}

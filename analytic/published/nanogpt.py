@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from analytic.params import parameter_breakdown
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "nanogpt"
 DESCRIPTION = ("nanoGPT estimate_mfu: 6N + 12LHQT FLOPs per token (N = get_num_params(): all but the position "
@@ -57,9 +58,10 @@ def estimate_mfu(flops_token: float, T: int, fwdbwd_per_iter: int, dt: float) ->
     return flops_token * T * fwdbwd_per_iter / dt / FLOPS_PROMISED
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """params = get_num_params(); flops_matmul: flops_per_fwdbwd × B, a third forward and two thirds backward. The
     optimizer plays no part."""
+    config, batch_size = spec.model, spec.batch_size
     n = get_num_params(config)
     T = config.context_length
     total = flops_per_token(n, config.num_layers, config.num_heads, config.head_dim, T) * T * batch_size

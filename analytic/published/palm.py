@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from analytic.params import parameter_count
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "palm"
 DESCRIPTION = ("PaLM (Chowdhery et al. 2022) App. B: 6N + 12LHQT FLOPs per token (2N + 4LHQT forward), "
@@ -55,8 +56,9 @@ def forward_flops_per_token(config: ModelConfig) -> int:
     return FORWARD_FLOPS_PER_PARAMETER * parameter_count(config) + ATTENTION_FLOPS // 3 * L * H * Q * T
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """params = N (every parameter); flops_matmul: (2N + 4LHQT) per token forward and (4N + 8LHQT) backward, for
     B·T tokens. The optimizer plays no part."""
+    config, batch_size = spec.model, spec.batch_size
     forward = forward_flops_per_token(config) * batch_size * config.context_length
     return {"params": parameter_count(config), "flops_matmul": {"forward": forward, "backward": 2 * forward}}

@@ -25,6 +25,7 @@ from __future__ import annotations
 from analytic.params import parameter_count
 from analytic.sharding import shard_group
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 NAME = "zero"
 DESCRIPTION = ("ZeRO (arXiv 1910.02054): mixed-precision Adam 2Ψ + 2Ψ + 12Ψ = 16Ψ on one device; activations "
@@ -52,14 +53,15 @@ def activation_bytes(config: ModelConfig, batch_size: int) -> int:
             * BYTES_PER_VALUE)
 
 
-def predict(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+def predict(spec: StepSpec) -> dict:
     """Model states itemised (one device, or one rank of stage 3 under FSDP2) and, without recomputation, the saved
     activations (of the rank's batch)."""
+    config, batch_size = spec.model, spec.batch_size
     psi = parameter_count(config)
-    devices = shard_group(config)
+    devices = shard_group(spec.setup)
     states = {category: share * psi / devices for category, share in STATE_BYTES.items()}
     figures = {"model_states": states,
                "model_states_bytes": model_state_bytes(psi, "os+g+p" if devices > 1 else "none", devices)}
-    if config.checkpointing == "none":
+    if spec.setup.checkpointing == "none":
         figures["saved_activations_bytes"] = activation_bytes(config, batch_size)
     return figures

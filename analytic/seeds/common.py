@@ -16,6 +16,7 @@ from analytic import textbook
 from analytic.textbook import BACKWARD_FACTOR, PROBLEM, TrainingProblem
 from analytic.units import UNITS
 from model.config import ModelConfig
+from model.spec import StepSpec
 
 GB, GiB = UNITS["GB"], UNITS["GiB"]
 UNATTRIBUTED = "*"  # an activation term the answer does not tie to one component
@@ -131,8 +132,9 @@ class SeedFormulas:
         return {"forward": forward, "backward": BACKWARD_FACTOR * forward,
                 "optimizer": self.adamw_flops_per_param * self.params(config)}
 
-    def predict(self, config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> dict:
+    def predict(self, spec: StepSpec) -> dict:
         """Figures of this answer for any config; `optimizer` changes nothing (no answer models temporaries)."""
+        config, batch_size = spec.model, spec.batch_size
         s, n = self.bytes_per_element, self.params(config)
         elements = self.activation_elements(config, batch_size)
         saved = s * sum(elements.values())

@@ -10,7 +10,7 @@ from analytic import textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
-from profiler.commands.options import add_config_arguments, config_from_args
+from profiler.commands.options import add_config_arguments, spec_from_args
 from profiler.reports.tables import WIDTH, render
 
 
@@ -22,17 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "120 columns, each row's formula and reason wrapped under it)")
 
 
-def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list], list[list]]:
+def explanation_rows(spec) -> tuple[list[list], list[list]]:
     """(component rows, term rows): [name, textbook, exact, measured, why]; bytes, None where absent."""
     # imported here, not at the top, so that `--help` needs no torch
-    from analytic.exact.formula import readable, saved_by_component, setup_of
+    from analytic.exact.formula import formula_key, readable, saved_by_component
     from analytic.formula_sets import exact_set
     from profiler.measuring.measure import measure
 
-    ours = exact_set().predict(config, batch_size, optimizer)
-    theirs = textbook.predict(config, batch_size, optimizer)
-    measured = measure(config, batch_size, "meta", optimizer, count_flops=False).measured
-    derived = saved_by_component(setup_of(config, optimizer, batch_size), exact_set().programs)
+    ours = exact_set().predict(spec)
+    theirs = textbook.predict(spec)
+    measured = measure(spec, "meta", count_flops=False).measured
+    derived = saved_by_component(formula_key(spec), exact_set().programs)
     def formula(name: str) -> str:  # what the component saves, as derived
         return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS
                                                                           else "")
@@ -40,12 +40,12 @@ def explanation_rows(config, batch_size: int, optimizer: str) -> tuple[list[list
     components = [[name, theirs["saved_activations_by_component"].get(name),
                    ours.get("saved_activations_by_component", {}).get(name),
                    measured["saved_activations_by_component"][name], f"{formula(name)}; {WHY_COMPONENT[name]}"]
-                  for name in components_of(config)]
+                  for name in components_of(spec)]
     terms = [[name, theirs["categories_at_peak"].get(name), ours.get("categories_at_peak", {}).get(name),
-              measured["categories_at_peak"][name], why_term(name, config)]
+              measured["categories_at_peak"][name], why_term(name, spec.setup)]
              for name in ("parameters", "gradients", "optimizer_state", "saved_activations", "optimizer_temporaries")]
     terms.append([f"peak ({measured['peak_phase']})", theirs["peak_bytes"], ours.get("peak_bytes"),
-                  measured["peak_bytes"], why_term("peak", config)])
+                  measured["peak_bytes"], why_term("peak", spec.setup)])
     return components, terms
 
 
@@ -70,7 +70,7 @@ def terminal_table(title: str, rows: list[list]) -> list[str]:
     return lines
 
 
-def as_json(config, args, components: list[list], terms: list[list]) -> dict:
+def as_json(spec, components: list[list], terms: list[list]) -> dict:
     """The tables as one document: bytes per component and per category at the peak, under the field names of
     `measure --json` (saved_activations_by_component.<name>, categories_at_peak.<name>, peak_bytes)."""
     columns = ("textbook", "exact", "measured")
@@ -79,20 +79,20 @@ def as_json(config, args, components: list[list], terms: list[list]) -> dict:
         return {name: dict(zip(columns, values), why=why) for name, *values, why in rows}
 
     peak = terms[-1]
-    return {"config": config.to_dict(), "batch_size": args.batch_size, "optimizer": args.optimizer,
+    return {"config": spec.flat(), "batch_size": spec.batch_size, "optimizer": spec.setup.optimizer,
             "device": "meta", "saved_activations_by_component": block(components),
             "categories_at_peak": block(terms[:-1]),
             "peak_bytes": dict(zip(columns, peak[1:4]), phase=peak[0].split("(")[1].rstrip(")"), why=peak[4])}
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    components, terms = explanation_rows(config, args.batch_size, args.optimizer)
+    spec = spec_from_args(args)
+    components, terms = explanation_rows(spec)
     if args.json:
-        print(json.dumps(as_json(config, args, components, terms), indent=2))
+        print(json.dumps(as_json(spec, components, terms), indent=2))
         return 0
     table = markdown_table if args.markdown else terminal_table
-    print(f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}; measured on meta\n")
+    print(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}; measured on meta\n")
     print("\n".join(table("saved activations (all layers)", components)))
     print()
     print("\n".join(table("at the peak", terms)))

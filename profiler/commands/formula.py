@@ -9,7 +9,7 @@ import json
 import re
 
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
-from profiler.commands.options import SIZE_FIELDS, add_config_arguments, config_from_args
+from profiler.commands.options import SIZE_FIELDS, add_config_arguments, setup_from_args, spec_from_args
 from profiler.errors import UsageError
 from profiler.reports.tables import WIDTH, wrap_keeping
 
@@ -42,33 +42,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one line per formula however long (default: wrapped to 120 columns)")
 
 
-def setup_from_args(args: argparse.Namespace):
-    """(Setup, the config to evaluate at or None): a --preset or sizes fix the setup's options too."""
-    from analytic.exact.formula import Setup, setup_of
+def key_from_args(args: argparse.Namespace):
+    """(FormulaKey, the step spec to evaluate at or None): a --preset or sizes fix the setup's options too."""
+    from analytic.exact.formula import FormulaKey, formula_key
     from model.config import ARCH_POSITIONAL, DEFAULT_DROPOUT
 
-    config = None
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
-        config = config_from_args(args)
-    if config is not None:
         from analytic.exact.versions import outside_domain
         from analytic.formula_sets import exact_set
 
-        why = outside_domain(config, exact_set().programs.torch_version)
+        spec = spec_from_args(args)
+        why = outside_domain(spec.model, exact_set().programs.torch_version)
         if why is not None:
             raise UsageError(f"the derived exact model: {why}")
-    if config is not None:
-        return setup_of(config, args.optimizer), config
-    if args.attention == "sdpa-flash" and (args.dtype or "float32") == "float32" and not args.autocast:
+        return formula_key(spec, at_batch=False), spec
+    setup = setup_from_args(args)
+    if setup.attention == "sdpa-flash" and setup.dtype == "float32" and setup.autocast == "none":
         raise UsageError("attention 'sdpa-flash' runs 16-bit dtypes only: give --dtype bfloat16 or float16")
     arch = args.arch or "reference"
     dropout = DEFAULT_DROPOUT[arch] if args.dropout is None else args.dropout
-    return Setup(positional=args.positional or ARCH_POSITIONAL[arch][0], optimizer=args.optimizer,
-                 dtype=args.dtype or "float32", arch=arch, dropout=bool(dropout),
-                 grouped=args.kv_heads is not None and args.kv_heads > 1, kv_one=args.kv_heads == 1,
-                 checkpointing=args.checkpointing or "none", micro_batches=args.micro_batches or 1,
-                 zero_grad=args.zero_grad or "none", attention=args.attention or "explicit",
-                 autocast=args.autocast or "none"), None
+    return FormulaKey(positional=args.positional or ARCH_POSITIONAL[arch][0], optimizer=setup.optimizer,
+                      dtype=setup.dtype, arch=arch, dropout=bool(dropout),
+                      grouped=args.kv_heads is not None and args.kv_heads > 1, kv_one=args.kv_heads == 1,
+                      checkpointing=setup.checkpointing, micro_batches=setup.micro_batches,
+                      zero_grad=setup.zero_grad, attention=setup.attention, autocast=setup.autocast), None
 
 
 def wrapped(line: str, width: int = WIDTH) -> list[str]:
@@ -99,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from analytic.formula_sets import exact_set
 
     programs = exact_set().programs
-    setup, config = setup_from_args(args)
+    setup, spec = key_from_args(args)
     if args.json:
         print(json.dumps(formula.document(setup, programs), indent=2))
         return 0
@@ -112,26 +109,27 @@ def run(args: argparse.Namespace) -> int:
         return 0
     budget = parse_bytes(args.budget)
     values, sizes, note, own = {}, {}, "", None
-    if config is not None:  # values from the formulas of the config's own layout class
-        own = formula.setup_of(config, args.optimizer, args.batch_size).domain(programs)
-        sizes = formula.size_values(config, args.batch_size, budget)
+    if spec is not None:  # values from the formulas of the spec's own layout class
+        name, micro_batches = spec.model.name, spec.setup.micro_batches
+        own = formula.formula_key(spec).domain(programs)
+        sizes = formula.size_values(spec, budget)
         values = {key: formula.evaluate(expression, sizes) for key, expression in
                   formula.formulas(classes[own], programs).items()}
         values["max_batch"] = formula.evaluate(figures["max_batch"], sizes)  # the B >= 2 closed form
-        note = (f" Values in brackets: {config.name} at B = {sizes['B']}, from the formulas of layout {own}."
-                if config.micro_batches == 1 else f" Values in brackets: {config.name} at B = {sizes['B']} "
-                f"(batch {args.batch_size} in {config.micro_batches} micro-batches), from the formulas of layout "
+        note = (f" Values in brackets: {name} at B = {sizes['B']}, from the formulas of layout {own}."
+                if micro_batches == 1 else f" Values in brackets: {name} at B = {sizes['B']} "
+                f"(batch {spec.batch_size} in {micro_batches} micro-batches), from the formulas of layout "
                 f"{own}.")
 
     def value(key: str) -> str:
-        """The figure's value at the given config, as a bracket after its formula; '' without a config."""
+        """The figure's value at the given spec, as a bracket after its formula; '' without a spec."""
         if key not in values:
             return ""
         number, at = values[key], f"B = {sizes['B']}"
         if key == "max_batch":
             at = f"M = {args.budget}"
         shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
-        return f"   [{config.name}, {at}: {shown}]"
+        return f"   [{spec.model.name}, {at}: {shown}]"
 
     block = {"reference": "the card's block", "gpt2": "GPT-2's block" + (" with dropout" if setup.dropout else ""),
              "llama": "Llama's block"}[setup.arch]

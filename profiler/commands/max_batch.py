@@ -10,7 +10,7 @@ from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
-from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
+from profiler.commands.options import (add_config_arguments, add_formula_set_argument, spec_from_args,
                                        load_formula_sets, positive_int)
 from profiler.errors import UsageError
 from profiler.reports.tables import WIDTH, human_bytes
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from profiler.measuring.max_batch import batch_fits
     from profiler.measuring.measure import resolve_device
 
-    config = config_from_args(args, sharded=True)
+    spec = spec_from_args(args, sharded=True)
+    setup, optimizer = spec.setup, spec.setup.optimizer
     load_formula_sets(args)
     budget = parse_bytes(args.budget)
     if args.start > args.limit:
@@ -71,54 +72,54 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device != "meta" and not device.startswith("cuda"):
         raise UsageError(f"--device must be auto, meta, cuda or cuda:N, got {args.device!r}")
-    if config.shard != "none" and device != "meta":
-        raise UsageError(f"--shard {config.shard}: the largest batch of a rank is searched on meta (simulated), "
+    if setup.shard != "none" and device != "meta":
+        raise UsageError(f"--shard {setup.shard}: the largest batch of a rank is searched on meta (simulated), "
                          f"got --device {args.device}")
     if args.plot and Path(args.plot).exists():
         raise UsageError(f"--plot {args.plot} exists; the tool never overwrites a file: give a new path")
     peaks: dict[int, int] = {}
-    fits = ProbesShown(batch_fits(config, budget, device, args.optimizer, peaks), device)  # no GPU: fails here
-    predictions = max_batch_sizes(config, budget, args.optimizer)
+    fits = ProbesShown(batch_fits(spec, budget, device, peaks), device)  # no GPU: fails here
+    predictions = max_batch_sizes(spec, budget)
     probes: list[tuple[int, bool]] = []
     guess = predictions.get("exact") if args.start == 1 else None
     guessed_by = "the exact set's answer"
-    if config.shard != "none" and args.start == 1 and guess is None:  # outside the exact set's sharded domain
+    if setup.shard != "none" and args.start == 1 and guess is None:  # outside the exact set's sharded domain
         guess, guessed_by = linear_guess(fits, peaks, budget, probes), "the line through the peaks at 1 and 2"
     maximum, confirmed = confirm_max_batch(fits, guess, args.limit, probes) if guess is not None else \
         (find_max_batch(fits, args.start, args.limit, probes), False)
     fits.close()
     if args.plot:
-        write_plot(args.plot, config, args.optimizer, budget, args.budget, peaks, maximum)
+        write_plot(args.plot, spec, budget, args.budget, peaks, maximum)
     alloc_conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") if device.startswith("cuda") else None
     hint = allocator_hint(device, guess, maximum, alloc_conf)
     if args.json:
-        print(json.dumps({"config": config.to_dict(), "optimizer": args.optimizer, "device": device,
+        print(json.dumps({"config": spec.flat(), "optimizer": optimizer, "device": device,
                           "torch_version": torch.__version__, "alloc_conf": alloc_conf, "hint": hint,
                           "budget": args.budget, "budget_bytes": budget,
                           "probes": [{"batch_size": batch, "fits": fitted} for batch, fitted in probes],
-                          "max_batch": maximum, "step_batch": config.micro_batches * maximum,
+                          "max_batch": maximum, "step_batch": setup.micro_batches * maximum,
                           "at_limit": maximum == args.limit,
                           "exact_confirmed": confirmed and guessed_by == "the exact set's answer", "guess": guess,
                           "guessed_by": guessed_by, "guess_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0
-    print(f"{config.name}: {config.options_text()}, AdamW {args.optimizer}, device {device}")
+    print(f"{spec.model.name}: {spec.options_text()}, AdamW {optimizer}, device {device}")
     print(f"budget {args.budget} = {budget:,} bytes ({format_bytes(budget, 'GiB')})")
-    what = "probes (micro-batch sizes)" if config.micro_batches > 1 else "probes"
+    what = "probes (micro-batch sizes)" if setup.micro_batches > 1 else "probes"
     print(f"{what}: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}" for batch, fitted in probes))
     bound = "at least " if maximum == args.limit else ""
     how = (f"{guessed_by}, confirmed by measuring it and one more" if confirmed else
            "searched" + (f"; {guessed_by}, {guess}, was refuted by a measurement" if guess is not None else ""))
-    if config.shard != "none":
-        how += f"; per rank of {config.world_size}"
-    if config.micro_batches == 1:
+    if setup.shard != "none":
+        how += f"; per rank of {setup.world_size}"
+    if setup.micro_batches == 1:
         print(f"measured maximum batch size: {bound}{maximum} ({how})")
     else:
         print(f"measured maximum micro-batch size: {bound}{maximum} ({how}); the step's batch is "
-              f"{config.micro_batches} × {maximum} = {config.micro_batches * maximum}")
+              f"{setup.micro_batches} × {maximum} = {setup.micro_batches * maximum}")
     if hint:
         print(hint)
     if maximum == 0:
-        print(nothing_fits(config, args.budget, peaks.get(1)))
+        print(nothing_fits(setup, args.budget, peaks.get(1)))
     answered = {name: predicted for name, predicted in predictions.items() if predicted is not None}
     print("predicted by formula sets:")
     width = max(map(len, answered), default=0)
@@ -131,15 +132,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def nothing_fits(config, budget_text: str, peak_at_one: int | None) -> str:
+def nothing_fits(setup, budget_text: str, peak_at_one: int | None) -> str:
     """What to say when not even batch 1 fits: its peak where measured, and the options that shrink it which the
-    setup does not use yet."""
+    setup (a model.setup.Setup) does not use yet."""
     ways = []
-    if config.dtype == "float32" and config.autocast == "none":
+    if setup.dtype == "float32" and setup.autocast == "none":
         ways.append("--dtype bfloat16 (2 bytes per parameter, gradient and moment)")
-    if config.checkpointing != "full":
+    if setup.checkpointing != "full":
         ways.append("--checkpointing full")
-    ways.append("--shard fsdp2 --world-size N" if config.shard == "none" else "more ranks (--world-size)")
+    ways.append("--shard fsdp2 --world-size N" if setup.shard == "none" else "more ranks (--world-size)")
     peak = f" (its peak is {human_bytes(peak_at_one)})" if peak_at_one else ""
     return f"nothing fits: batch 1 does not fit in {budget_text}{peak}; try " + ", ".join(ways)
 
@@ -159,18 +160,17 @@ def allocator_hint(device: str, guess: int | None, maximum: int, alloc_conf: str
             f"docs/gpu-runs.md)")
 
 
-def write_plot(path: str, config, optimizer: str, budget: int, budget_text: str, peaks: dict[int, int],
-               maximum: int) -> None:
+def write_plot(path: str, spec, budget: int, budget_text: str, peaks: dict[int, int], maximum: int) -> None:
     """Peak against the (micro-)batch: measured probes and each describing set's line, with budget lines."""
     from analytic.units import parse_bytes as bytes_of
     from profiler.reports import plots
     from profiler.reports.report import CURVE_BUDGETS, predicted_curves
 
-    k = config.micro_batches
+    k = spec.setup.micro_batches
     largest = max(16, 2 * max([maximum, *peaks], default=1))
     steps = list(range(k, k * largest + 1, k * max(1, largest // 64)))
     curves = {name: ([batch // k for batch in batches], values)
-              for name, (batches, values) in predicted_curves(config, optimizer, steps).items()}
+              for name, (batches, values) in predicted_curves(spec, steps).items()}
     budgets = {budget_text: budget, **{text: bytes_of(text) for text in CURVE_BUDGETS if bytes_of(text) != budget}}
-    title = f"{config.name}, {config.options_text()}, AdamW {optimizer}: measured maximum {maximum}"
+    title = f"{spec.model.name}, {spec.options_text()}, AdamW {spec.setup.optimizer}: measured maximum {maximum}"
     Path(path).write_bytes(plots.batch_curve(peaks, curves, budgets, title))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
-                                       config_from_args, load_formula_sets)
+                                       load_formula_sets, spec_from_args)
 from profiler.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,15 +39,16 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reports.compare import comparison_rows, predictions, training_days_at_measured_mfu
     from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, relative_cell
 
-    config = config_from_args(args, sharded=True)
+    spec = spec_from_args(args, sharded=True)
+    sharded = spec.setup.shard != "none"
     load_formula_sets(args)
     if args.snapshot and Path(args.snapshot).exists():
         raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
-    if config.shard != "none" and args.device == "cpu":
-        result = gloo_rank_zero(config, args)
+    if sharded and args.device == "cpu":
+        result = gloo_rank_zero(spec, args)
     else:
-        result = measure(config, args.batch_size, args.device, args.optimizer, snapshot_path=args.snapshot,
-                         autocast_policy=args.autocast_policy, progress=True).to_dict()
+        result = measure(spec, args.device, snapshot_path=args.snapshot, autocast_policy=args.autocast_policy,
+                         progress=True).to_dict()
     predicted = predictions(result)
     days = training_days_at_measured_mfu(result)
     if args.json:
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = pd.DataFrame(comparison_rows(result["measured"], predicted),
                         columns=["formula_set", "term", "predicted", "measured", "relative_error"])
-    headline = HEADLINE + (SHARDED_HEADLINE if config.shard != "none" else ())
+    headline = HEADLINE + (SHARDED_HEADLINE if sharded else ())
     if not args.all_terms:
         rows = rows[rows.term.isin(headline)]
     table = rows.pivot(index="term", columns="formula_set", values=["predicted", "relative_error"])
@@ -66,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     terms = [term for term in headline if term in flat] if not args.all_terms else list(table.index)
     order = terms + [t for t in table.index if t not in terms]  # measured terms no set predicts shown too
     measured = {term: flat[term] for term in order}
-    where = f"rank {result['measured']['rank']} measured" if config.shard != "none" else "measured"
-    if config.shard != "none" and result["device"] == "cpu":
-        where += f" in a gloo group of {config.world_size} processes"
-    lines = [f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}, {where} on "
+    where = f"rank {result['measured']['rank']} measured" if sharded else "measured"
+    if sharded and result["device"] == "cpu":
+        where += f" in a gloo group of {spec.setup.world_size} processes"
+    lines = [f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}, {where} on "
              f"{result['device_name']} (torch {result['torch_version']}); peak in the "
              f"{result['measured']['peak_phase']} phase", ""]
     columns = {}  # set -> its cell per term, for the sets that predict a shown term
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def gloo_rank_zero(config, args: argparse.Namespace) -> dict:
+def gloo_rank_zero(spec, args: argparse.Namespace) -> dict:
     """A sharded step run for real on CPU: a gloo group of world_size processes on this machine, each measuring
     itself (profiler.measuring.ranks, FLOPs not counted); rank 0's measurement, the rank the simulation and the
     exact set describe by default."""
@@ -106,6 +107,6 @@ def gloo_rank_zero(config, args: argparse.Namespace) -> dict:
     if args.snapshot:
         raise UsageError("--snapshot of a sharded step is written from its simulation (--device meta), not from a "
                          "gloo group")
-    print(f"running {config.world_size} processes in a gloo group on this machine (each holds its shard for "
+    print(f"running {spec.setup.world_size} processes in a gloo group on this machine (each holds its shard for "
           f"real)...", file=sys.stderr)
-    return measure_ranks(config, args.batch_size, args.optimizer)[0]
+    return measure_ranks(spec)[0]

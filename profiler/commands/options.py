@@ -1,18 +1,17 @@
-"""Options shared by the commands: the model's size and setup, the device, positive integers. No torch import."""
+"""Options shared by the commands: the model's size and block, the training setup (model.setup.SETUP_OPTIONS),
+the device, positive integers. No torch import."""
 from __future__ import annotations
 
 import argparse
 
-from model.config import (ARCH_OPTIONS, ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
-                          POSITIONAL_OPTIONS, PRESETS, SHARD_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, preset)
-from model.vocabulary import DEVICES, OPTIMIZERS
+from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, preset
+from model.setup import SETUP_OPTIONS, Setup
+from model.spec import StepSpec
+from model.vocabulary import DEVICES
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
-SETUP_FIELDS = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS, "attention": ATTENTION_OPTIONS,
-                "dtype": tuple(DTYPE_BYTES),
-                "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS, "autocast": AUTOCAST_OPTIONS,
-                "shard": SHARD_OPTIONS}
+BLOCK_FIELDS = ("arch", "positional", "kv_heads", "dropout")  # the model's fields beside its sizes and name
 
 
 def positive_int(text: str) -> int:
@@ -37,34 +36,38 @@ def probability(text: str) -> float:
     return value
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) -> None:
-    """--preset or explicit sizes, the setup options, --batch-size (with `batch`) and --optimizer."""
+    """--preset or explicit sizes and the block, the setup's options (SETUP_OPTIONS) and --batch-size (with
+    `batch`)."""
     group = parser.add_argument_group("model size (a --preset, or sizes that override it)")
     group.add_argument("--preset", help=", ".join(PRESETS))
     for name in SIZE_FIELDS:
-        group.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
-    for name, choices in SETUP_FIELDS.items():
-        group.add_argument("--" + name.replace("_", "-"), choices=choices, dest=name)
+        group.add_argument(flag(name), type=int, dest=name)
+    group.add_argument("--arch", choices=ARCH_OPTIONS, dest="arch")
+    group.add_argument("--positional", choices=POSITIONAL_OPTIONS, dest="positional")
     group.add_argument("--kv-heads", type=positive_int, dest="kv_heads",
                        help="key/value heads, dividing --num-heads (grouped-query attention, arch llama; "
                             "default: as many as heads)")
     group.add_argument("--dropout", type=probability, dest="dropout",
                        help="probability of gpt2's dropouts (default 0.1 for arch gpt2)")
-    group.add_argument("--micro-batches", type=positive_int, dest="micro_batches",
-                       help="gradient accumulation: forward and backward on this many equal slices of the batch, "
-                            "then one AdamW step (default 1)")
-    group.add_argument("--world-size", type=positive_int, dest="world_size",
-                       help="ranks of a sharded step (--shard fsdp2 or ddp; simulated on meta at any size, the rank "
-                            "that holds the most measured)")
-    group.add_argument("--reshard-after-forward", action=argparse.BooleanOptionalAction,
-                       dest="reshard_after_forward",
-                       help="FSDP2: free each block's gathered parameters after its forward (default) or keep "
-                            "them until backward (--no-reshard-after-forward)")
+    setup = parser.add_argument_group("training setup")
+    for option in SETUP_OPTIONS:
+        if option.values is bool:
+            setup.add_argument(flag(option.name), action=argparse.BooleanOptionalAction, dest=option.name,
+                               help=option.help)
+        elif option.values is int:
+            setup.add_argument(flag(option.name), type=positive_int, dest=option.name,
+                               help=f"{option.help} (default {option.default})")
+        else:
+            setup.add_argument(flag(option.name), choices=option.choices, dest=option.name,
+                               help=f"{option.help} (default {option.default})")
     if batch:
         parser.add_argument("--batch-size", type=positive_int, default=1,
                             help="the step's batch (with --micro-batches k, k slices of batch-size / k)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="foreach",
-                        help="AdamW implementation (default foreach, as on CUDA)")
 
 
 def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") -> None:
@@ -73,21 +76,33 @@ def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") ->
                         help=help_text or "auto (default): cuda when torch sees a GPU, else meta (simulated)")
 
 
-def config_from_args(args: argparse.Namespace, sharded: bool = False) -> ModelConfig:
-    """The config the options give; `sharded`: the command handles sharded steps (others refuse --shard)."""
+def setup_options(args: argparse.Namespace) -> dict:
+    """The setup's options given on the command line (the others take Setup's defaults)."""
+    return {option.name: getattr(args, option.name) for option in SETUP_OPTIONS
+            if getattr(args, option.name, None) is not None}
+
+
+def setup_from_args(args: argparse.Namespace) -> Setup:
+    """The training setup the options give."""
+    return Setup(**setup_options(args))
+
+
+def spec_from_args(args: argparse.Namespace, sharded: bool = False) -> StepSpec:
+    """The step spec the options give (at --batch-size, 1 where the command has none); `sharded`: the command
+    handles sharded steps (others refuse --shard)."""
     sizes = {name: getattr(args, name) for name in SIZE_FIELDS if getattr(args, name, None) is not None}
-    options = {name: getattr(args, name) for name in (*SETUP_FIELDS, "micro_batches", "kv_heads", "dropout",
-                                                      "world_size", "reshard_after_forward")
-               if getattr(args, name, None) is not None}
+    block = {name: getattr(args, name) for name in BLOCK_FIELDS if getattr(args, name, None) is not None}
+    options = setup_options(args)
     if not sharded and options.get("shard", "none") != "none":
         raise UsageError(f"--shard {options['shard']} is taken by `measure`, `max-batch` and `predict`; this "
                          "command describes one device")
+    batch_size = getattr(args, "batch_size", 1)
     if args.preset:
-        return preset(args.preset).replace(**sizes, **options)
-    missing = [f"--{n.replace('_', '-')}" for n in SIZE_FIELDS[:5] if n not in sizes]
+        return StepSpec(preset(args.preset)).replace(**sizes, **block, **options, batch_size=batch_size)
+    missing = [flag(n) for n in SIZE_FIELDS[:5] if n not in sizes]
     if missing:
         raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
-    return ModelConfig(**sizes, **options)
+    return StepSpec.of(**sizes, **block, **options, batch_size=batch_size)
 
 
 def add_formula_set_argument(parser: argparse.ArgumentParser,

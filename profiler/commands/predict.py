@@ -6,8 +6,8 @@ import json
 
 from analytic.figures import flatten
 from analytic.formula_sets import predict
-from profiler.commands.options import (add_config_arguments, add_formula_set_argument, config_from_args,
-                                       load_formula_sets)
+from profiler.commands.options import (add_config_arguments, add_formula_set_argument, load_formula_sets,
+                                       spec_from_args)
 from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell
 
 
@@ -31,17 +31,17 @@ def table(flat_by_set: dict[str, dict], keys: tuple[str, ...] | None = None, wid
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args, sharded=True)
+    spec = spec_from_args(args, sharded=True)
     load_formula_sets(args)
     names = [name.strip() for name in args.sets.split(",")] if args.sets else None
-    predictions = predict(config, args.batch_size, optimizer=args.optimizer, names=names)
+    predictions = predict(spec, names=names)
+    sharded = spec.setup.shard != "none"
     if args.json:
-        print(json.dumps({"config": config.to_dict(), "batch_size": args.batch_size, "optimizer": args.optimizer,
+        print(json.dumps({"config": spec.flat(), "batch_size": spec.batch_size, "optimizer": spec.setup.optimizer,
                           "sets": predictions}, indent=2))
         return 0
-    print(f"{config.name}: {config.setup_text(args.batch_size)}, AdamW {args.optimizer}"
-          + (", rank 0" if config.shard != "none" else ""))
-    headline = HEADLINE + (SHARDED_HEADLINE if config.shard != "none" else ())
+    print(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}" + (", rank 0" if sharded else ""))
+    headline = HEADLINE + (SHARDED_HEADLINE if sharded else ())
     by_set = {name: flatten(predictions[name]) for name in sorted(predictions, key=lambda name: name != "exact")}
     print(table(by_set, None if args.all_terms else headline, None if args.wide else WIDTH))
     return 0

@@ -17,6 +17,8 @@ import torch
 from analytic.formula_sets import formula_sets, setup_alternatives, setup_text
 from analytic.textbook import PROBLEM
 from model.config import ModelConfig
+from model.setup import Setup
+from model.spec import StepSpec
 from profiler.measuring.measure import measure
 from profiler.reports.compare import comparison_rows, reconcile
 from profiler.reports.matrix import describe
@@ -74,27 +76,28 @@ WHY = {
 }
 
 
-def audited_config(module: ModuleType, base: ModelConfig = PROBLEM.config) -> ModelConfig:
-    """The problem's model on the set's declared setup: its first alternative, each field's first value."""
+def audited_spec(module: ModuleType, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach") -> StepSpec:
+    """The problem's model on the set's declared setup (at batch 1): its first alternative, each field's first
+    value."""
     setup = setup_alternatives(module)[0]
     fields = {field: value[0] if isinstance(value, tuple) else value for field, value in setup.items()}
-    return base.replace(**fields)
+    return StepSpec(base, Setup(optimizer=optimizer)).replace(**fields)
 
 
 def audit_formula_set(name: str, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach") -> dict[str, Any]:
     """Plain data (JSON-ready): the set, the audited setup, each graded term per batch, and the differences
     with their explanation, largest first (at batch 1)."""
     (module,) = formula_sets([name]).values()
-    config = audited_config(module, base)
+    spec = audited_spec(module, base, optimizer)
     batches = []
     for batch_size in BATCH_SIZES:
-        measured = measure(config, batch_size, "meta", optimizer).measured
-        predicted = module.predict(config, batch_size, optimizer=optimizer)
+        measured = measure(spec.replace(batch_size=batch_size), "meta").measured
+        predicted = module.predict(spec.replace(batch_size=batch_size))
         batches.append({"batch_size": batch_size, "terms": comparison_rows(measured, {name: predicted}),
                         "differences": [dict(item, explanation=explain(item), words=describe(item))
                                         for item in reconcile(predicted, measured)]})
     return {"formula_set": module.NAME, "description": module.DESCRIPTION, "graded_on": setup_text(module),
-            "config": config.to_dict(), "optimizer": optimizer, "device": "meta", "torch": torch.__version__,
+            "config": spec.flat(), "optimizer": spec.setup.optimizer, "device": "meta", "torch": torch.__version__,
             "batches": batches}
 
 
@@ -105,10 +108,10 @@ def explain(item: dict[str, Any]) -> str:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    config = ModelConfig(**result["config"])
+    spec = StepSpec.from_row(result)
     lines = [f"# Audit of formula set `{result['formula_set']}`", "", result["description"], "",
              f"- graded on: {result['graded_on']}",
-             f"- audited at: {config.name}, {config.setup_text(1)}; AdamW {result['optimizer']}; measured on "
+             f"- audited at: {spec.model.name}, {spec.setup_text()}; AdamW {result['optimizer']}; measured on "
              f"{result['device']} with torch {result['torch']}", ""]
     for batch in result["batches"]:
         terms = pd.DataFrame([{"term": row["term"], "predicted": format_cell(row["term"], row["predicted"]),

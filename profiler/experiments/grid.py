@@ -9,7 +9,7 @@ A grid file (profiler/experiments/grids/<name>.toml, or any path):
     max_batch_budget = "80GB"        # optional: also measure each point's largest batch in this budget
 
     [base]                           # the configuration every axis varies around
-    preset = "mini"                  # optional; any ModelConfig field overrides it
+    preset = "mini"                  # optional; any field of the model or the setup overrides it
     batch_size = 2                   # the base batch size
 
     [axes]                           # one axis varied at a time, every other size kept at the base
@@ -24,12 +24,14 @@ A grid file (profiler/experiments/grids/<name>.toml, or any path):
     arch = ["gpt2", "llama"]         # the block (reference, gpt2, llama), with that arch's own defaults
 
     [[points]]                       # explicit extra points
-    preset = "gpt2-xl"               # and/or ModelConfig fields
+    preset = "gpt2-xl"               # and/or fields of the model and the setup
     batch_sizes = [1]
     optimizers = ["foreach"]         # optional; defaults to the grid's list
 
-Every mistake (an unknown key, a bad value, a size the model rejects) raises GridError naming the file, the key
-and the problem, before anything is measured or written.
+The keys of the model are model.config.ModelConfig's fields, those of the setup (and the option axes) are
+model.setup.SETUP_OPTIONS' (the optimizer apart: `optimizers`). Every mistake (an unknown key, a bad value, a
+size the model rejects) raises GridError naming the file, the key and the problem, before anything is measured or
+written.
 """
 from __future__ import annotations
 
@@ -40,17 +42,19 @@ from pathlib import Path
 from typing import Any
 
 from analytic.units import parse_bytes
-from model.config import (ARCH_OPTIONS, ATTENTION_OPTIONS, AUTOCAST_OPTIONS, CHECKPOINTING_OPTIONS,
-                          SHARD_OPTIONS, ZERO_GRAD_OPTIONS, ModelConfig, PRESETS)
+from model.config import ARCH_OPTIONS, PRESETS
+from model.setup import SETUP_OPTIONS
+from model.spec import MODEL_FIELDS, StepSpec
 from model.vocabulary import DEVICES, OPTIMIZERS
 
 GRID_DIR = Path(__file__).parent / "grids"
-AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size", "micro_batches",
-        "world_size")
-OPTION_AXES = {"arch": ARCH_OPTIONS, "checkpointing": CHECKPOINTING_OPTIONS, "zero_grad": ZERO_GRAD_OPTIONS,
-               "attention": ATTENTION_OPTIONS, "autocast": AUTOCAST_OPTIONS,
-               "shard": SHARD_OPTIONS}  # axes whose values are names
-CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+# The setup's options but the optimizer (a grid's `optimizers`): integer ones are axes of numbers, the others
+# axes of names.
+GRID_OPTIONS = tuple(option for option in SETUP_OPTIONS if option.name != "optimizer")
+AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size",
+        *(option.name for option in GRID_OPTIONS if option.values is int))
+OPTION_AXES = {"arch": ARCH_OPTIONS, **{option.name: option.choices for option in GRID_OPTIONS if option.choices}}
+CONFIG_FIELDS = MODEL_FIELDS + tuple(option.name for option in GRID_OPTIONS)
 TOP_KEYS = ("name", "description", "device", "optimizers", "max_batch_budget", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
 POINT_KEYS = ("preset", "batch_sizes", "optimizers") + CONFIG_FIELDS
@@ -62,11 +66,10 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Point:
-    key: str                  # stable: the same configuration, batch, optimizer and device give the same key
-    config: ModelConfig
-    batch_size: int
+    key: str                  # stable: the same step spec (model, setup with its optimizer, batch) and device give
+                              # the same key
+    spec: StepSpec
     device: str
-    optimizer: str
     axes: tuple[str, ...]     # the swept axes this point lies on ("base" lies on all of them); () for extras
     label: str
 
@@ -79,10 +82,9 @@ class Grid:
     text: str                 # the file as read, copied next to the results
     device: str
     optimizers: tuple[str, ...]
-    base: ModelConfig | None
-    base_batch: int | None
+    base: StepSpec | None     # at the base batch size
     axes: dict[str, tuple[int, ...]]
-    extras: tuple[tuple[ModelConfig, tuple[int, ...], tuple[str, ...]], ...]
+    extras: tuple[tuple[StepSpec, tuple[int, ...], tuple[str, ...]], ...]
     max_batch_budget: str | None = None  # a budget with its unit ("80GB"): measure each point's max batch too
 
 
@@ -148,24 +150,26 @@ def _optimizers(path: Path, key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _config(path: Path, where: str, table: dict[str, Any]) -> ModelConfig:
-    """A ModelConfig from `preset` and/or fields; the model's own checks name the problem."""
+def _spec(path: Path, where: str, table: dict[str, Any]) -> StepSpec:
+    """A step spec (at batch 1) from `preset` and/or fields; the model's and the setup's own checks name the
+    problem."""
     fields = {k: v for k, v in table.items() if k in CONFIG_FIELDS}
     name = table.get("preset")
     try:
         if name is not None:
             if name not in PRESETS:
                 raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-            return PRESETS[name].replace(**fields)
-        return ModelConfig(**fields)
+            return StepSpec(PRESETS[name]).replace(**fields)
+        return StepSpec.of(**fields)
     except (TypeError, ValueError) as error:
         raise _fail(path, where, str(error)) from None
 
 
-def vary(base: ModelConfig, axis: str, value: int) -> ModelConfig:
-    """The base with one size changed and named after it; d_ff follows d_model unless the base fixed it."""
-    changes = {axis: value, "name": f"{base.name}:{axis}={value}"}
-    if axis == "d_model" and base.d_ff == 4 * base.d_model:
+def vary(base: StepSpec, axis: str, value: int) -> StepSpec:
+    """The base with one size or option changed and named after it; d_ff follows d_model unless the base fixed
+    it."""
+    changes = {axis: value, "name": f"{base.model.name}:{axis}={value}"}
+    if axis == "d_model" and base.model.d_ff == 4 * base.model.d_model:
         changes["d_ff"] = 4 * value
     return base.replace(**changes)
 
@@ -186,12 +190,12 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
         except ValueError as error:
             raise _fail(path, "max_batch_budget", str(error)) from None
 
-    base = base_batch = None
+    base = None
     axes: dict[str, tuple[int, ...]] = {}
     if "base" in data:
         _check_keys(path, data["base"], BASE_KEYS, "base")
-        base = _config(path, "base", data["base"])
-        base_batch = _positive_ints(path, "base.batch_size", [data["base"].get("batch_size", 1)])[0]
+        base = _spec(path, "base", data["base"]).replace(
+            batch_size=_positive_ints(path, "base.batch_size", [data["base"].get("batch_size", 1)])[0])
     if "axes" in data:
         if base is None:
             raise _fail(path, "axes", "needs a [base] table to vary around")
@@ -201,10 +205,8 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
                           else _positive_ints(path, f"axes.{axis}", values))
             for index, value in enumerate(axes[axis]):
                 try:
-                    if axis == "batch_size":
-                        base.micro_batch_size(value)
-                    else:
-                        vary(base, axis, value).micro_batch_size(base_batch)
+                    point = base.replace(batch_size=value) if axis == "batch_size" else vary(base, axis, value)
+                    point.micro_batch_size
                 except ValueError as error:
                     raise _fail(path, f"axes.{axis}[{index}] = {value}", str(error)) from None
 
@@ -215,35 +217,36 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
     for index, table in enumerate(points):
         where = f"points[{index}]"
         _check_keys(path, table, POINT_KEYS, where)
-        config = _config(path, where, table)
+        spec = _spec(path, where, table)
         batches = _positive_ints(path, f"{where}.batch_sizes", table.get("batch_sizes", [1]))
         for batch in batches:
             try:
-                config.micro_batch_size(batch)
+                spec.replace(batch_size=batch).micro_batch_size
             except ValueError as error:
                 raise _fail(path, f"{where}.batch_sizes", str(error)) from None
-        extras.append((config, batches,
+        extras.append((spec, batches,
                        _optimizers(path, f"{where}.optimizers", table.get("optimizers", list(optimizers)))))
     if base is None and not extras:
         raise _fail(path, "(top level)", "defines no points: give a [base] table or [[points]]")
     return Grid(name=data.get("name", path.stem), description=data.get("description", ""), source=path,
-                text=text, device=device, optimizers=optimizers, base=base, base_batch=base_batch, axes=axes,
+                text=text, device=device, optimizers=optimizers, base=base, axes=axes,
                 extras=tuple(extras), max_batch_budget=budget)
 
 
-def point_key(config: ModelConfig, batch_size: int, optimizer: str, device: str) -> str:
-    """Stable and readable: every size and option of the model (not its name), the batch, optimizer and device;
-    the arch first unless it is the reference block (gpt2 with its dropout, llama with its key/value heads)."""
-    c = config
+def point_key(spec: StepSpec, device: str) -> str:
+    """Stable and readable: every size and option of the model (not its name) and of the setup, the batch,
+    optimizer and device; the arch first unless it is the reference block (gpt2 with its dropout, llama with its
+    key/value heads)."""
+    c, s = spec.model, spec.setup
     arch = {"reference": "", "gpt2": f"gpt2-p{c.dropout:g}-", "llama": f"llama-G{c.kv_heads}-"}[c.arch]
-    setup = "".join(part for default, part in ((c.autocast == "none", f"-amp-{c.autocast}"),
-                                               (c.checkpointing == "none", f"-ckpt-{c.checkpointing}"),
-                                               (c.micro_batches == 1, f"-mb{c.micro_batches}"),
-                                               (c.zero_grad == "none", f"-zg-{c.zero_grad}"),
-                                               (c.shard == "none", f"-{c.shard}-N{c.world_size}"),
-                                               (c.reshard_after_forward, "-keep")) if not default)
+    setup = "".join(part for default, part in ((s.autocast == "none", f"-amp-{s.autocast}"),
+                                               (s.checkpointing == "none", f"-ckpt-{s.checkpointing}"),
+                                               (s.micro_batches == 1, f"-mb{s.micro_batches}"),
+                                               (s.zero_grad == "none", f"-zg-{s.zero_grad}"),
+                                               (s.shard == "none", f"-{s.shard}-N{s.world_size}"),
+                                               (s.reshard_after_forward, "-keep")) if not default)
     return (f"{arch}V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
-            f"-{c.positional}-{c.attention}-{c.dtype}{setup}|b{batch_size}|{optimizer}|{device}")
+            f"-{c.positional}-{s.attention}-{s.dtype}{setup}|b{spec.batch_size}|{s.optimizer}|{device}")
 
 
 def expand(grid: Grid, device: str | None = None) -> list[Point]:
@@ -254,27 +257,30 @@ def expand(grid: Grid, device: str | None = None) -> list[Point]:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     found: dict[str, Point] = {}
 
-    def add(config: ModelConfig, batch: int, optimizer: str, axes: tuple[str, ...]) -> None:
-        key = point_key(config, batch, optimizer, device)
+    def add(spec: StepSpec, axes: tuple[str, ...]) -> None:
+        key = point_key(spec, device)
         old = found.get(key)
         if old is not None:
             found[key] = dataclasses.replace(old, axes=old.axes + tuple(a for a in axes if a not in old.axes))
             return
-        label = f"{config.name} b={batch}" + ("" if optimizer == "foreach" else f" {optimizer}") + (
-            "" if config.shard == "none" else f" {config.shard}×{config.world_size}")
-        found[key] = Point(key, config, batch, device, optimizer, axes, label)
+        setup = spec.setup
+        label = f"{spec.model.name} b={spec.batch_size}" + (
+            "" if setup.optimizer == "foreach" else f" {setup.optimizer}") + (
+            "" if setup.shard == "none" else f" {setup.shard}×{setup.world_size}")
+        found[key] = Point(key, spec, device, axes, label)
 
     if grid.base is not None:
         for optimizer in grid.optimizers:
-            add(grid.base, grid.base_batch, optimizer, tuple(grid.axes))
+            base = grid.base.replace(optimizer=optimizer)
+            add(base, tuple(grid.axes))
             for axis, values in grid.axes.items():
                 for value in values:
                     if axis == "batch_size":
-                        add(grid.base, value, optimizer, (axis,))
+                        add(base.replace(batch_size=value), (axis,))
                     else:
-                        add(vary(grid.base, axis, value), grid.base_batch, optimizer, (axis,))
-    for config, batches, optimizers in grid.extras:
+                        add(vary(base, axis, value), (axis,))
+    for spec, batches, optimizers in grid.extras:
         for optimizer in optimizers:
             for batch in batches:
-                add(config, batch, optimizer, ())
+                add(spec.replace(batch_size=batch, optimizer=optimizer), ())
     return list(found.values())

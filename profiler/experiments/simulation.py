@@ -14,17 +14,17 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from model.config import ModelConfig
+from model.spec import StepSpec
 from profiler.measuring.measure import measure
 from profiler.reports.folder import claim
 from profiler.reports.simulation import SIMULATION_FILE, cuda_rows, read_simulations
 
-Simulate = Callable[[ModelConfig, int, str], dict[str, Any]]
+Simulate = Callable[[StepSpec], dict[str, Any]]
 
 
-def simulate_on_meta(config: ModelConfig, batch_size: int, optimizer: str) -> dict[str, Any]:
+def simulate_on_meta(spec: StepSpec) -> dict[str, Any]:
     """The allocator model's phase peaks of the step measured on meta (measure(...).measured["allocator"])."""
-    return measure(config, batch_size, "meta", optimizer, count_flops=False).measured["allocator"]
+    return measure(spec, "meta", count_flops=False).measured["allocator"]
 
 
 def simulations(out_dir: str | Path, rows: list[dict[str, Any]], simulate: Simulate = simulate_on_meta,
@@ -43,7 +43,7 @@ def simulations(out_dir: str | Path, rows: list[dict[str, Any]], simulate: Simul
         if row["optimizer"] == "fused":
             entry["outside"] = "fused AdamW does not run on meta"
         else:
-            entry.update(simulate(ModelConfig(**row["config"]), row["batch_size"], row["optimizer"]))
+            entry.update(simulate(StepSpec.from_row(row)))
         with path.open("a") as handle:
             handle.write(json.dumps(entry) + "\n")
         known[row["key"]] = entry

@@ -83,7 +83,7 @@ def measure_point(point: Point, measure_fn: MeasureFn, max_batch_budget: str | N
     """The row for one point: the measurement (and its max batch in max_batch_budget), or its failure (OOM or
     any exception) as the outcome."""
     try:
-        result = measure_fn(point.config, point.batch_size, device=point.device, optimizer=point.optimizer)
+        result = measure_fn(point.spec, device=point.device)
         body = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         if max_batch_budget is not None:
             body["max_batch"] = measure_max_batch(point, max_batch_budget)
@@ -93,14 +93,14 @@ def measure_point(point: Point, measure_fn: MeasureFn, max_batch_budget: str | N
     except Exception as error:  # one bad point must not end the sweep: record it and go on
         outcome, message = "error", f"{type(error).__name__}: {error}"
     _release_memory(point.device)  # outside the except block: the traceback no longer pins tensors
-    return {**_point_identity(point), "outcome": outcome, "error": message, "config": point.config.to_dict(),
-            "batch_size": point.batch_size, "device": point.device, "optimizer": point.optimizer}
+    return {**_point_identity(point), "outcome": outcome, "error": message, "config": point.spec.flat(),
+            "batch_size": point.spec.batch_size, "device": point.device, "optimizer": point.spec.setup.optimizer}
 
 
 def measure_max_batch(point: Point, budget: str) -> dict[str, Any]:
     """The largest batch (of one micro-batch) whose measured peak fits `budget` on the point's device."""
     budget_bytes = parse_bytes(budget)
-    measured, confirmed = measured_max_batch(point.config, budget_bytes, point.device, point.optimizer)
+    measured, confirmed = measured_max_batch(point.spec, budget_bytes, point.device)
     return {"budget": budget, "budget_bytes": budget_bytes, "measured": measured, "exact_confirmed": confirmed}
 
 

@@ -26,7 +26,7 @@ def probed_batches(problem: TrainingProblem, optimizer: str = "foreach") -> list
     batches = {1}
     for budget in (problem.budget_bytes, BUDGET_80GIB):
         try:
-            guess = exact_set().max_batch_size(problem.config, budget, optimizer)
+            guess = exact_set().max_batch_size(problem.spec(1, optimizer), budget)
         except ValueError:
             continue
         batches |= {guess, guess + 1} - {0}
@@ -39,8 +39,8 @@ def measured_blocks(problems: list[TrainingProblem], optimizer: str = "foreach",
     probed = [probed_batches(problem, optimizer) for problem in problems]
     calls = []
     for problem, batches in zip(problems, probed):
-        calls.append((measure_flops, (problem.config, problem.batch_size, "meta", optimizer)))
-        calls += [(step_phases, (problem.config, batch, "meta", optimizer)) for batch in batches]
+        calls.append((measure_flops, (problem.spec(problem.batch_size, optimizer), "meta")))
+        calls += [(step_phases, (problem.spec(batch, optimizer), "meta")) for batch in batches]
     results = iter(run_calls(calls, "measuring steps on meta", progress))
     blocks = []
     for problem, batches in zip(problems, probed):
@@ -54,15 +54,15 @@ def measured_block(problem: TrainingProblem, optimizer: str, counted: dict, phas
     """Measured on meta: the largest batch whose measured peak fits (measured_max_batch), FLOPs of a step at the
     run's batch. `counted`: measure_flops at the run's batch (FLOPs without tracking memory); `phases`: batch ->
     step_phases, batch 1 among them (more are measured by the search where they refute the exact answer)."""
-    config = problem.config
+    spec = problem.spec(1, optimizer)
     at_one = phases[1]
     flops = counted["flops"]
     step = model_flops(flops)
     peaks = {batch: figures["peak_bytes"] for batch, figures in phases.items()}  # shared by both budgets
     return {"device": "meta", "params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": measured_max_batch(config, problem.budget_bytes, "meta", optimizer, peaks)[0],
-            "max_batch_80GiB": measured_max_batch(config, BUDGET_80GIB, "meta", optimizer, peaks)[0],
+            "max_batch_80GB": measured_max_batch(spec, problem.budget_bytes, "meta", peaks)[0],
+            "max_batch_80GiB": measured_max_batch(spec, BUDGET_80GIB, "meta", peaks)[0],
             "adamw_flops_per_param": counted["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": days(step, problem)}
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from model.config import ModelConfig
+from model.spec import StepSpec
 from model.step import build, make_batch, train_step
 from profiler.errors import CudaUnavailableError
 from profiler.measuring.phases import combine, windows
@@ -159,25 +159,25 @@ def _cublas_workspace_bytes(device: torch.device) -> int | None:
 AfterStep = Callable[[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor, dict], None]
 
 
-def _run_measurement(config: ModelConfig, batch_size: int, device: torch.device, optimizer: str,
+def _run_measurement(spec: StepSpec, device: torch.device,
                      snapshot_path: str | os.PathLike | None, after_step: AfterStep | None) -> dict[str, Any]:
     """Build, warm up, measure; every tensor is local here, so it all dies when this returns or raises."""
     reader = AllocatorReader(device)
     reader.synchronize()
     preexisting = reader.allocated()
-    model, adamw = build(config, device, optimizer)
-    tokens, targets = make_batch(config, batch_size, device)
+    model, adamw = build(spec, device)
+    tokens, targets = make_batch(spec.model, spec.batch_size, device)
     reader.synchronize()
     model_and_batch = reader.allocated() - preexisting
 
     warmup = PhaseRecorder(reader)
-    train_step(model, adamw, tokens, targets, warmup.mark)
+    train_step(model, adamw, tokens, targets, spec.setup, warmup.mark)
 
     measured = PhaseRecorder(reader)
     if snapshot_path is not None:
         torch.cuda.memory._record_memory_history(max_entries=1_000_000, device=device)
     try:
-        train_step(model, adamw, tokens, targets, measured.mark)
+        train_step(model, adamw, tokens, targets, spec.setup, measured.mark)
     finally:
         if snapshot_path is not None:
             torch.cuda.memory._dump_snapshot(str(snapshot_path))
@@ -199,8 +199,8 @@ def _run_measurement(config: ModelConfig, batch_size: int, device: torch.device,
     return figures
 
 
-def measure_cuda_memory(config: ModelConfig, batch_size: int, device: str | torch.device = "cuda",
-                        optimizer: str = "foreach", *, snapshot_path: str | os.PathLike | None = None,
+def measure_cuda_memory(spec: StepSpec, device: str | torch.device = "cuda", *,
+                        snapshot_path: str | os.PathLike | None = None,
                         after_step: AfterStep | None = None) -> dict[str, Any]:
     """Allocator figures of a warm-up step and the measured (steady-state) step that follows it.
 
@@ -222,7 +222,7 @@ def measure_cuda_memory(config: ModelConfig, batch_size: int, device: str | torc
     device = cuda_device(device)
     release_cached_memory(device)
     try:
-        figures = _run_measurement(config, batch_size, device, optimizer, snapshot_path, after_step)
+        figures = _run_measurement(spec, device, snapshot_path, after_step)
     finally:
         release_cached_memory(device)
     figures["environment"] = environment(device)

@@ -165,8 +165,9 @@ def difference(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dic
     return result
 
 
-def flop_counter_step(model, adamw, tokens, targets) -> dict[str, dict[str, dict]]:
-    """One training step under FlopCounterMode: {phase: {module: {op: FLOPs}}}, "Global" holding every op.
+def flop_counter_step(model, adamw, tokens, targets, setup) -> dict[str, dict[str, dict]]:
+    """One training step (in `setup`, a model.setup.Setup) under FlopCounterMode: {phase: {module: {op: FLOPs}}},
+    "Global" holding every op.
 
     The per-module view of torch's own counter (forward and backward attributed by its ModuleTracker). Run it on
     a step of its own: its hooks shift when some gradients die, so it must not share a step with a memory
@@ -174,7 +175,7 @@ def flop_counter_step(model, adamw, tokens, targets) -> dict[str, dict[str, dict
     """
     counter, snapshots = flop_counter(), []
     with counter:
-        train_step(model, adamw, tokens, targets, lambda phase: snapshots.append(snapshot(counter)))
+        train_step(model, adamw, tokens, targets, setup, lambda phase: snapshots.append(snapshot(counter)))
     return {phase: difference(after, before) for phase, before, after in zip(PHASES, snapshots, snapshots[1:])}
 
 

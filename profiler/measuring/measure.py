@@ -1,13 +1,13 @@
 """Measure one training step: memory by phase and category, saved activations by component, FLOPs.
 
-`measure(config, batch_size, device)` runs the very step of model.step.train_step: a warm-up step (AdamW creates
+`measure(spec, device)` runs the very step of model.step.train_step: a warm-up step (AdamW creates
 its state lazily inside it), then the measured steady-state step. On "meta" and "cpu" memory comes from the
 storage-lifetime tracker (profiler.measuring.tracker); on "cuda" from the caching allocator's statistics
 (profiler.measuring.cuda), after which one more step counts FLOPs and timed steps give step time and MFU. FLOPs
 are counted op by op with FlopCounterMode's formulas and the extra ones of profiler.measuring.flops; forward
 FLOPs are also attributed to components.
 
-A Measurement holds what was measured, the config and the environment: never a prediction. Predictions are made
+A Measurement holds what was measured, the step spec and the environment: never a prediction. Predictions are made
 where they are compared (profiler.reports.compare).
 """
 from __future__ import annotations
@@ -23,10 +23,11 @@ import torch
 from tqdm import tqdm
 
 from analytic.figures import model_flops
-from model.config import ModelConfig
+from model.setup import Setup
+from model.spec import StepSpec
 from model.step import build, make_batch, train_step
 from model.transformer import SELECTIVE_SAVES
-from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, OPTIMIZERS, PHASES
+from model.vocabulary import CATEGORIES, COMPONENTS, DEVICES, PHASES
 from profiler.measuring import flops as flop_counting
 from profiler.measuring.allocator import simulate
 from profiler.measuring.cuda import measure_cuda_memory
@@ -42,12 +43,10 @@ TIMELINE_POINTS = 600
 @dataclass
 class Measurement:
     """One measured training step. `measured` holds the figures (analytic.figures keys); the rest says what was
-    measured, where and when."""
+    measured (the step spec), where and when."""
 
-    config: ModelConfig
-    batch_size: int
+    spec: StepSpec
     device: str
-    optimizer: str
     measured: dict[str, Any]
     device_name: str = ""
     timeline: dict[str, list] = field(default_factory=dict)
@@ -61,8 +60,9 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         return {
             "device": self.device, "device_name": self.device_name or self.device,
-            "torch_version": self.torch_version, "dtype": self.config.dtype, "optimizer": self.optimizer,
-            "date": self.date, "config": self.config.to_dict(), "batch_size": self.batch_size,
+            "torch_version": self.torch_version, "dtype": self.spec.setup.dtype,
+            "optimizer": self.spec.setup.optimizer, "date": self.date, "config": self.spec.flat(),
+            "batch_size": self.spec.batch_size,
             "measured": self.measured, "timeline": self.timeline, "flops_by_component": self.flops_by_component,
             "saved_activations_per_layer": self.saved_activations_per_layer, "environment": self.environment,
         }
@@ -75,50 +75,46 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def measure(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach",
-            count_flops: bool = True, snapshot_path: str | Path | None = None,
-            autocast_policy: str = "cuda", rank: int = 0, progress: bool = False) -> Measurement:
-    """Measure a steady-state training step of `config` at `batch_size`.
+def measure(spec: StepSpec, device: str = "meta", count_flops: bool = True,
+            snapshot_path: str | Path | None = None, autocast_policy: str = "cuda", rank: int = 0,
+            progress: bool = False) -> Measurement:
+    """Measure a steady-state training step of `spec` (its model, setup and batch).
 
     device: "meta" (simulated, no memory used), "cpu", "cuda", or "auto" (cuda when present, else meta).
-    optimizer: the AdamW implementation, one of model.vocabulary.OPTIMIZERS.
     snapshot_path: also write a memory snapshot there, for PyTorch's memory_viz: on CUDA the allocator's own
     (torch.cuda.memory._snapshot of the measured step), elsewhere the tracked events in its format
     (profiler.measuring.snapshot).
-    autocast_policy: with config.autocast, whose autocast rules meta emulates ("cuda", what CUDA runs; "cpu", to
+    autocast_policy: with the setup's autocast, whose autocast rules meta emulates ("cuda", what CUDA runs; "cpu", to
     check the emulation against real CPU autocast); CUDA and CPU run torch.autocast itself.
-    rank: with config.shard, the rank measured (simulated on meta; on cpu, the process's own rank in its gloo
+    rank: with the setup's shard, the rank measured (simulated on meta; on cpu, the process's own rank in its gloo
     group is measured and `rank` is not used).
     progress: a progress bar of the tracked steps' phases on stderr, where it is a terminal (meta and cpu).
 
-    >>> from model import preset
+    >>> from model import StepSpec, preset
     >>> from profiler import measure
-    >>> step = measure(preset("gpt2-xl"), batch_size=1, device="meta")
+    >>> step = measure(StepSpec(preset("gpt2-xl"), batch_size=1), device="meta")
     >>> step.measured["peak_phase"], step.measured["peak_bytes"] / 2**30  # doctest: +SKIP
     ('optimizer', 30.49...)
     """
     device = resolve_device(device)
-    measure_arguments_check(config, batch_size, device, optimizer)
-    if device == "cuda" and config.shard != "none":
+    measure_arguments_check(spec, device)
+    if device == "cuda" and spec.setup.shard != "none":
         raise ValueError("sharded steps are measured simulated (device meta) or in a gloo group (device cpu); "
                          "CUDA (NCCL) runs are not measured yet")
     if device == "cuda":
-        return _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path)
-    return _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path, autocast_policy,
-                            rank, progress)
+        return _measure_on_cuda(spec, count_flops, snapshot_path)
+    return _measure_tracked(spec, device, count_flops, snapshot_path, autocast_policy, rank, progress)
 
 
-def measure_arguments_check(config: ModelConfig, batch_size: int, device: str, optimizer: str) -> None:
-    """One clear ValueError for a device, optimizer or batch a measurement cannot take."""
+def measure_arguments_check(spec: StepSpec, device: str) -> None:
+    """One clear ValueError for a device or batch a measurement cannot take."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of auto, {', '.join(DEVICES)}, got {device!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if config.attention == "sdpa-efficient" and device == "cpu":
+    if spec.batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
+    if spec.setup.attention == "sdpa-efficient" and device == "cpu":
         raise ValueError("attention 'sdpa-efficient' has no CPU kernel; use device meta (simulated) or cuda")
-    if optimizer == "fused" and device == "meta":
+    if spec.setup.optimizer == "fused" and device == "meta":
         raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
 
 
@@ -129,8 +125,8 @@ class OneDevice:
     categories = CATEGORIES
     rank = 0
 
-    def __init__(self, config: ModelConfig, device: str):
-        self.config, self.tracked_device = config, device
+    def __init__(self, spec: StepSpec, device: str):
+        self.spec, self.tracked_device = spec, device
 
     def __enter__(self) -> "OneDevice":
         return self
@@ -138,8 +134,8 @@ class OneDevice:
     def __exit__(self, *exc) -> None:
         pass
 
-    def build(self, optimizer: str, tracker: StorageTracker):
-        return build(self.config, self.tracked_device, optimizer)
+    def build(self, spec: StepSpec, tracker: StorageTracker):
+        return build(spec, self.tracked_device)
 
     def learn(self, model) -> None:
         pass
@@ -148,14 +144,14 @@ class OneDevice:
         pass
 
 
-def _measure_tracked(config, batch_size, device, optimizer, count_flops, snapshot_path=None,
-                     autocast_policy="cuda", rank=0, progress=False) -> Measurement:
-    setup = ShardedRank(config, device, rank) if config.shard != "none" else OneDevice(config, device)
-    with setup:
-        result = _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
-                              autocast_policy, progress)
-    if config.shard != "none":
-        result.measured["rank"] = setup.rank
+def _measure_tracked(spec, device, count_flops, snapshot_path=None, autocast_policy="cuda", rank=0,
+                     progress=False) -> Measurement:
+    sharded = spec.setup.shard != "none"
+    where = ShardedRank(spec, device, rank) if sharded else OneDevice(spec, device)
+    with where:
+        result = _run_tracked(where, spec, device, count_flops, snapshot_path, autocast_policy, progress)
+    if sharded:
+        result.measured["rank"] = where.rank
     return result
 
 
@@ -175,21 +171,22 @@ class TracedStep:
     flop_counter: Any
 
 
-def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, count_flops: bool = False,
-               autocast_policy: str = "cuda", progress: bool = False) -> TracedStep:
-    """The two steps of a measurement on a tracked setup (OneDevice, or ShardedRank inside its context); with
-    `progress`, a bar of their phases on stderr where it is a terminal."""
-    bar = tqdm(total=2 * (2 * config.micro_batches + 2), desc=f"measuring {config.name} on {setup.tracked_device}",
+def trace_step(where, spec: StepSpec, count_flops: bool = False, autocast_policy: str = "cuda",
+               progress: bool = False) -> TracedStep:
+    """The two steps of a measurement of `spec` where it is tracked (OneDevice, or ShardedRank inside its
+    context); with `progress`, a bar of their phases on stderr where it is a terminal."""
+    setup = spec.setup
+    bar = tqdm(total=2 * (2 * setup.micro_batches + 2), desc=f"measuring {spec.model.name} on {where.tracked_device}",
                unit="phase", file=sys.stderr, disable=None if progress else True, leave=False)
-    tracker = StorageTracker(setup.tracked_device)
+    tracker = StorageTracker(where.tracked_device)
     with tracker:
-        model, adamw = setup.build(optimizer, tracker)
-        tokens, targets = make_batch(config, batch_size, setup.tracked_device, seed=setup.rank)
+        model, adamw = where.build(spec, tracker)
+        tokens, targets = make_batch(spec.model, spec.batch_size, where.tracked_device, seed=where.rank)
     roles = Roles(parameters={tracker.sid(p) for p in model.parameters()},
                   buffers={tracker.sid(b) for b in model.buffers()},
                   inputs={tracker.sid(tokens), tracker.sid(targets)})
-    recorder = SavedTensorRecorder(model, tracker, kept_ops(config))
-    ignore_host_scalars = setup.tracked_device == "cpu" and optimizer != "fused"
+    recorder = SavedTensorRecorder(model, tracker, kept_ops(setup))
+    ignore_host_scalars = where.tracked_device == "cpu" and setup.optimizer != "fused"
     flop_counter = flop_counting.OpFlops(recorder.current_component, recorder.in_block)
     marks: dict[str, list[Mark]] = {}  # step -> its marks in order
     saved = {}
@@ -210,7 +207,7 @@ def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, coun
         recorder.saved, saved_in_first = {}, {}
         tracker.on_op = on_op(recorder, flop_counter if counting else None, step_marks)
         with recorder.recording(), tracker:
-            train_step(model, adamw, tokens, targets, mark, autocast_policy)
+            train_step(model, adamw, tokens, targets, setup, mark, autocast_policy)
         tracker.on_op = None
         roles.optimizer_state.update(tracker.sid(t) for t in state_tensors(adamw) if tracker.sid(t) is not None)
         roles.saved_activations.update(recorder.saved)
@@ -219,20 +216,19 @@ def trace_step(setup, config: ModelConfig, batch_size: int, optimizer: str, coun
         start, stop = step_marks[-2].event_index, step_marks[-1].event_index
         roles.optimizer_temporaries.update(sid for sign, sid, _ in tracker.events[start:stop] if sign > 0)
         roles.parameters.update(tracker.sid(p) for p in model.parameters())  # FSDP2 pads uneven shards lazily
-        setup.learn(model)
+        where.learn(model)
     recorder.remove()
     bar.close()
     category_of = roles.categories()
-    setup.categorise(category_of)
+    where.categorise(category_of)
     return TracedStep(model, adamw, (tokens, targets), tracker, category_of, marks, saved, flop_counter)
 
 
-def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snapshot_path,
-                 autocast_policy, progress=False) -> Measurement:
-    traced = trace_step(setup, config, batch_size, optimizer, count_flops, autocast_policy, progress)
+def _run_tracked(where, spec, device, count_flops, snapshot_path, autocast_policy, progress=False) -> Measurement:
+    traced = trace_step(where, spec, count_flops, autocast_policy, progress)
     model, tracker, category_of, marks = traced.model, traced.tracker, traced.category_of, traced.marks
     saved, flop_counter = traced.saved, traced.flop_counter
-    trace = replay(tracker, category_of, setup.categories)
+    trace = replay(tracker, category_of, where.categories)
     if snapshot_path is not None:
         write_snapshot(build_snapshot(tracker, category_of, marks), snapshot_path)
     step_marks = marks["measured"]
@@ -245,8 +241,8 @@ def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snap
     first_backward = next(mark for mark in step_marks if mark.name == "backward")
     measured["saved_activations_bytes"] = trace.at(first_backward.event_index)["saved_activations"]
     measured["saved_activations_by_component"] = saved_by_component
-    measured["saved_activations_per_layer_bytes"] = per_layer_bytes(saved_per_layer, config.num_layers)
-    result = Measurement(config, batch_size, device, optimizer, measured,
+    measured["saved_activations_per_layer_bytes"] = per_layer_bytes(saved_per_layer, spec.model.num_layers)
+    result = Measurement(spec, device, measured,
                          timeline=timeline(trace, step_marks), saved_activations_per_layer=saved_per_layer)
     if count_flops:
         measured.update(flop_figures(flop_counter.by_phase, measured["params"]))
@@ -254,21 +250,22 @@ def _run_tracked(setup, config, batch_size, device, optimizer, count_flops, snap
     return result
 
 
-def step_phases(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach") -> dict:
+def step_phases(spec: StepSpec, device: str = "meta") -> dict:
     """The measured step's phase figures (peak_bytes, peak_phase, phases.<phase> peak, start and end bytes, and
     micro_batches with k > 1) and the parameter count, as measure() gives them (a test checks it on random
     setups), at about half the cost, for the largest-batch probes and the audit: on one device the warm-up step
     leaves only AdamW's state behind (warm_up_adamw makes it without a forward and backward), and no category is
     learnt. A sharded step takes measure(): FSDP2 initialises itself in its first forward."""
-    if config.shard != "none" or device == "cuda":
-        measured = measure(config, batch_size, device, optimizer, count_flops=False).measured
+    setup = spec.setup
+    if setup.shard != "none" or device == "cuda":
+        measured = measure(spec, device, count_flops=False).measured
         return {key: measured[key] for key in ("params", "peak_bytes", "peak_phase", "phases", "micro_batches")
                 if key in measured}
-    measure_arguments_check(config, batch_size, device, optimizer)
-    model, adamw = build(config, device, optimizer)
-    tokens, targets = make_batch(config, batch_size, device)
-    warm_up_adamw(model, adamw)
-    host_scalars = device == "cpu" and optimizer != "fused"  # AdamW's step counters: see the tracker's docstring
+    measure_arguments_check(spec, device)
+    model, adamw = build(spec, device)
+    tokens, targets = make_batch(spec.model, spec.batch_size, device)
+    warm_up_adamw(model, adamw, setup)
+    host_scalars = device == "cpu" and setup.optimizer != "fused"  # AdamW's step counters: see the tracker's docstring
     tracker = StorageTracker(device)
     gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
     for tensor in [*model.parameters(), *model.buffers(), tokens, targets, *gradients, *state_tensors(adamw)]:
@@ -279,7 +276,7 @@ def step_phases(config: ModelConfig, batch_size: int, device: str = "meta", opti
         tracker.ignore_host_scalars = host_scalars and name == "optimizer"
 
     with tracker:
-        train_step(model, adamw, tokens, targets, mark)
+        train_step(model, adamw, tokens, targets, setup, mark)
     figures = phase_figures(replay(tracker, {}), tracker.marks, categories=False)
     return {"params": sum(parameter.numel() for parameter in model.parameters()), **figures}
 
@@ -289,19 +286,19 @@ def state_tensors(adamw: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [value for values in adamw.state.values() for value in values.values() if isinstance(value, torch.Tensor)]
 
 
-def warm_up_adamw(model, adamw) -> None:
+def warm_up_adamw(model, adamw, setup: Setup) -> None:
     """What a warm-up step leaves behind on one device, without its forward and backward: AdamW's state, created
     by one AdamW step on zero gradients, and the gradients zeroed in place with zero_grad 'zeros' (freed with
     'none')."""
     for parameter in model.parameters():
         parameter.grad = torch.zeros_like(parameter)
     adamw.step()
-    adamw.zero_grad(set_to_none=model.config.zero_grad == "none")
+    adamw.zero_grad(set_to_none=setup.zero_grad == "none")
 
 
-def kept_ops(config: ModelConfig) -> frozenset:
-    """The ops whose outputs the config's checkpointing keeps outside autograd's saved tensors."""
-    return SELECTIVE_SAVES if config.checkpointing == "selective" else frozenset()
+def kept_ops(setup: Setup) -> frozenset:
+    """The ops whose outputs the setup's checkpointing keeps outside autograd's saved tensors."""
+    return SELECTIVE_SAVES if setup.checkpointing == "selective" else frozenset()
 
 
 def on_op(recorder: SavedTensorRecorder, counter, marks: list[Mark]):
@@ -314,22 +311,23 @@ def on_op(recorder: SavedTensorRecorder, counter, marks: list[Mark]):
     return callback
 
 
-def _measure_on_cuda(config, batch_size, optimizer, count_flops, snapshot_path=None) -> Measurement:
+def _measure_on_cuda(spec, count_flops, snapshot_path=None) -> Measurement:
     """measure_cuda_memory's figures in a Measurement; with count_flops, one more step counts FLOPs after the
     memory measurement (so counting cannot change the memory measured), then timed steps give step time and
     MFU (profiler.measuring.speed)."""
     by_component: dict[str, int] = {}
 
     def flops_and_speed(model, adamw, tokens, targets, figures) -> None:
-        by_component.update(count_step_flops(model, adamw, tokens, targets, figures))
-        compute_dtype = None if config.autocast == "none" else config.autocast  # the MFU's peak: autocast's dtype
-        figures["speed"] = time_steps(model, adamw, tokens, targets, flops_per_step=model_flops(figures["flops"]),
-                                      compute_dtype=compute_dtype)
+        by_component.update(count_step_flops(model, adamw, tokens, targets, spec.setup, figures))
+        autocast = spec.setup.autocast
+        compute_dtype = None if autocast == "none" else autocast  # the MFU's peak: autocast's dtype
+        figures["speed"] = time_steps(model, adamw, tokens, targets, spec.setup,
+                                      flops_per_step=model_flops(figures["flops"]), compute_dtype=compute_dtype)
 
-    figures = measure_cuda_memory(config, batch_size, "cuda", optimizer, snapshot_path=snapshot_path,
+    figures = measure_cuda_memory(spec, "cuda", snapshot_path=snapshot_path,
                                   after_step=flops_and_speed if count_flops else None)
     environment = figures.pop("environment")
-    return Measurement(config, batch_size, "cuda", optimizer, figures, device_name=environment["device_name"],
+    return Measurement(spec, "cuda", figures, device_name=environment["device_name"],
                        flops_by_component=by_component, environment=environment)
 
 
@@ -384,19 +382,19 @@ def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[st
     return by_component, per_layer
 
 
-def measure_flops(config: ModelConfig, batch_size: int, device: str = "meta", optimizer: str = "foreach") -> dict:
+def measure_flops(spec: StepSpec, device: str = "meta") -> dict:
     """FLOP figures alone (flops, flops_matmul, adamw_flops_per_param, params) of a steady-state step: AdamW's
     state made as a warm-up step would (warm_up_adamw), then one step counted op by op; the same figures as
     measure() gives (a test checks), without tracking memory."""
-    model, adamw = build(config, device, optimizer)
-    tokens, targets = make_batch(config, batch_size, device)
-    warm_up_adamw(model, adamw)
+    model, adamw = build(spec, device)
+    tokens, targets = make_batch(spec.model, spec.batch_size, device)
+    warm_up_adamw(model, adamw, spec.setup)
     figures: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters())}
-    count_step_flops(model, adamw, tokens, targets, figures)
+    count_step_flops(model, adamw, tokens, targets, spec.setup, figures)
     return figures
 
 
-def count_step_flops(model, adamw, tokens, targets, measured: dict) -> dict[str, int]:
+def count_step_flops(model, adamw, tokens, targets, setup: Setup, measured: dict) -> dict[str, int]:
     """One more training step with FLOPs counted op by op (for devices whose memory comes from elsewhere, such as
     CUDA): adds the FLOP figures to `measured`, returns forward FLOPs by component."""
     tracker = StorageTracker(next(model.parameters()).device.type)
@@ -404,7 +402,7 @@ def count_step_flops(model, adamw, tokens, targets, measured: dict) -> dict[str,
     counter = flop_counting.OpFlops(components.current_component, components.in_block)
     tracker.on_op = counter.count
     with tracker:
-        train_step(model, adamw, tokens, targets,
+        train_step(model, adamw, tokens, targets, setup,
                    lambda name: setattr(counter, "phase", name if name in PHASES else None))
     components.remove()
     measured.update(flop_figures(counter.by_phase, measured["params"]))

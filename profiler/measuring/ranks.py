@@ -15,27 +15,27 @@ import torch.distributed as dist
 import torch.multiprocessing as multiprocessing
 from torch.utils._python_dispatch import _disable_current_modes
 
-from model.config import ModelConfig
+from model.spec import StepSpec
 from profiler.measuring.measure import measure
 
 
-def measure_ranks(config: ModelConfig, batch_size: int, optimizer: str = "foreach") -> list[dict]:
-    """Every rank of a real FSDP2 step on CPU: `config.world_size` processes in a gloo group on this machine, each
+def measure_ranks(spec: StepSpec) -> list[dict]:
+    """Every rank of a real FSDP2 step on CPU: the setup's world_size processes in a gloo group on this machine, each
     measuring itself (profiler.measuring.measure on device cpu, FLOPs not counted); their Measurement dicts, by
     rank. For small configs: each process holds its real tensors."""
     with tempfile.TemporaryDirectory() as folder:
-        multiprocessing.spawn(_measure_rank, args=(config, batch_size, optimizer, _free_port(), folder),
-                              nprocs=config.world_size)
-        return [json.loads((Path(folder) / f"rank{rank}.json").read_text()) for rank in range(config.world_size)]
+        world_size = spec.setup.world_size
+        multiprocessing.spawn(_measure_rank, args=(spec, _free_port(), folder), nprocs=world_size)
+        return [json.loads((Path(folder) / f"rank{rank}.json").read_text()) for rank in range(world_size)]
 
 
-def _measure_rank(rank: int, config: ModelConfig, batch_size: int, optimizer: str, port: int, folder: str) -> None:
+def _measure_rank(rank: int, spec: StepSpec, port: int, folder: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=config.world_size)
+    dist.init_process_group("gloo", rank=rank, world_size=spec.setup.world_size)
     try:
         with settled_collectives():
-            result = measure(config, batch_size, "cpu", optimizer, count_flops=False)
+            result = measure(spec, "cpu", count_flops=False)
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result.to_dict()))
     finally:
         dist.destroy_process_group()

@@ -33,7 +33,8 @@ import torch
 import torch.distributed as dist
 
 from analytic.exact.versions import release
-from model.config import ModelConfig
+from model.setup import Setup
+from model.spec import StepSpec
 from model.step import build, make_optimizer
 from model.vocabulary import SHARDED_CATEGORIES
 
@@ -92,22 +93,23 @@ class ShardedRank:
     tracked_device = "cpu"
     categories = SHARDED_CATEGORIES
 
-    def __init__(self, config: ModelConfig, device: str, rank: int = 0):
-        if config.shard not in ("fsdp2", "ddp"):
-            raise ValueError(f"ShardedRank runs shard 'fsdp2' or 'ddp', got shard={config.shard!r}")
+    def __init__(self, spec: StepSpec, device: str, rank: int = 0):
+        setup = spec.setup
+        if setup.shard not in ("fsdp2", "ddp"):
+            raise ValueError(f"ShardedRank runs shard 'fsdp2' or 'ddp', got shard={setup.shard!r}")
         if device not in ("meta", "cpu"):
             raise ValueError(f"sharded steps run simulated (device meta) or in a gloo group (device cpu), got "
                              f"device {device!r}; CUDA (NCCL) runs are not measured yet")
-        if device == "cpu" and not (dist.is_initialized() and dist.get_world_size() == config.world_size):
+        if device == "cpu" and not (dist.is_initialized() and dist.get_world_size() == setup.world_size):
             raise ValueError(f"a sharded step on device cpu runs in each process of a gloo group of "
-                             f"world_size={config.world_size}, which `measure --device cpu` (and "
+                             f"world_size={setup.world_size}, which `measure --device cpu` (and "
                              f"profiler.measuring.ranks.measure_ranks) starts on this machine; use device meta to "
                              f"simulate it")
-        if not 0 <= rank < config.world_size:
-            raise ValueError(f"rank must be in 0..{config.world_size - 1}, got {rank}")
-        if (why := unsupported(simulated=device == "meta", shard=config.shard)) is not None:
+        if not 0 <= rank < setup.world_size:
+            raise ValueError(f"rank must be in 0..{setup.world_size - 1}, got {rank}")
+        if (why := unsupported(simulated=device == "meta", shard=setup.shard)) is not None:
             raise ValueError(why)
-        self.config = config
+        self.spec = spec
         self.simulated = device == "meta"
         self.rank = rank if self.simulated else dist.get_rank()
         self.roles = FsdpRoles()
@@ -119,13 +121,13 @@ class ShardedRank:
 
         try:
             if self.simulated:
-                self._stack.enter_context(fake_process_group(self.config.world_size, self.rank))
+                self._stack.enter_context(fake_process_group(self.spec.setup.world_size, self.rank))
             # before tracking: the mesh's rank table is a host tensor (on a GPU too); FSDP2's buffers go to the
             # mesh's device
-            self._mesh = init_device_mesh("cpu", (self.config.world_size,))
+            self._mesh = init_device_mesh("cpu", (self.spec.setup.world_size,))
             if self.simulated:
-                self._meta_model, _ = build(self.config, "meta")  # outside the fake mode: no data, nothing tracked
-                shard(self._meta_model, self.config, self._mesh)
+                self._meta_model, _ = build(self.spec, "meta")  # outside the fake mode: no data, nothing tracked
+                shard(self._meta_model, self.spec.setup, self._mesh)
                 # allow_non_fake_inputs: to_empty reads the meta parameters the model was built with
                 self._stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             self._stack.enter_context(watch_fsdp(self))
@@ -137,16 +139,16 @@ class ShardedRank:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def build(self, optimizer: str, tracker) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    def build(self, spec: StepSpec, tracker) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """The sharded model (built on meta and materialised as fake CPU tensors when simulated, built on CPU when
         real) and AdamW over its DTensor parameters."""
         self.tracker = tracker
         if self.simulated:
             model = self._meta_model.to_empty(device="cpu")  # the rank's shards, as fake CPU tensors
         else:
-            model, _ = build(self.config, "cpu", optimizer)
-            shard(model, self.config, self._mesh)
-        return model, make_optimizer(model, optimizer)
+            model, _ = build(spec, "cpu")
+            shard(model, spec.setup, self._mesh)
+        return model, make_optimizer(model, spec.setup.optimizer)
 
     def learn(self, model: torch.nn.Module) -> None:
         """After a step: the gathered parameters' storages (they outlive resharding: resized, not freed)."""
@@ -161,26 +163,26 @@ class ShardedRank:
         self.roles.categorise(category_of)
 
 
-def shard(model: torch.nn.Module, config: ModelConfig, mesh) -> None:
+def shard(model: torch.nn.Module, setup: Setup, mesh) -> None:
     """fully_shard on every block, then on the model (its embeddings, final norm and head), over `mesh`, as
-    torchtitan does; config.reshard_after_forward goes to the blocks, and False to the model too; with
-    config.autocast, FSDP2's MixedPrecisionPolicy (parameters cast to that dtype for compute, gradients reduced in
+    torchtitan does; setup.reshard_after_forward goes to the blocks, and False to the model too; with
+    setup.autocast, FSDP2's MixedPrecisionPolicy (parameters cast to that dtype for compute, gradients reduced in
     float32) in place of torch.autocast. Shard 'ddp': torch's replicate (FSDP2's engine over a replicate mesh:
     whole parameters, gradients all-reduced) on every block, then on the model, with the same policy."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = MixedPrecisionPolicy() if config.autocast == "none" else MixedPrecisionPolicy(
-        param_dtype=getattr(torch, config.autocast), reduce_dtype=torch.float32)
-    if config.shard == "ddp":
+    policy = MixedPrecisionPolicy() if setup.autocast == "none" else MixedPrecisionPolicy(
+        param_dtype=getattr(torch, setup.autocast), reduce_dtype=torch.float32)
+    if setup.shard == "ddp":
         from torch.distributed._composable.replicate_with_fsdp import replicate
 
         for module in [*model.blocks, model]:
             replicate(module, mesh=mesh, mp_policy=policy)
         return
     for block in model.blocks:
-        fully_shard(block, mesh=mesh, reshard_after_forward=config.reshard_after_forward, mp_policy=policy)
+        fully_shard(block, mesh=mesh, reshard_after_forward=setup.reshard_after_forward, mp_policy=policy)
     # the root: FSDP2's default (None) keeps its parameters gathered from forward to backward, which uses them first
-    fully_shard(model, mesh=mesh, reshard_after_forward=None if config.reshard_after_forward else False,
+    fully_shard(model, mesh=mesh, reshard_after_forward=None if setup.reshard_after_forward else False,
                 mp_policy=policy)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from analytic.hardware import mfu, peak_flops
+from model.setup import Setup
 from model.step import train_step
 from profiler.measuring.cuda import matmul_settings, uses_tf32
 
@@ -53,23 +54,24 @@ def _device_peak(device: torch.device, dtype: str, settings: dict[str, Any]) -> 
         return None
 
 
-def _time_one(model, adamw, tokens, targets, use_events: bool) -> float:
+def _time_one(model, adamw, tokens, targets, setup, use_events: bool) -> float:
     if use_events:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        train_step(model, adamw, tokens, targets)
+        train_step(model, adamw, tokens, targets, setup)
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
     begin = time.perf_counter()
-    train_step(model, adamw, tokens, targets)
+    train_step(model, adamw, tokens, targets, setup)
     return time.perf_counter() - begin
 
 
 def time_steps(model: torch.nn.Module, adamw: torch.optim.Optimizer, tokens: torch.Tensor,
-               targets: torch.Tensor, warmup: int = 2, repeats: int = 5, flops_per_step: int | None = None,
-               peak: int | None = None, compute_dtype: str | None = None) -> dict[str, Any]:
-    """Time `repeats` training steps after `warmup` untimed ones.
+               targets: torch.Tensor, setup: Setup, warmup: int = 2, repeats: int = 5,
+               flops_per_step: int | None = None, peak: int | None = None,
+               compute_dtype: str | None = None) -> dict[str, Any]:
+    """Time `repeats` training steps (in `setup`, a model.setup.Setup) after `warmup` untimed ones.
 
     Returns summarize_timings' keys plus "timer" ("cuda_event" or "perf_counter"), "device", "dtype",
     "warmup", "repeats" and "matmul" (allow_tf32, float32_matmul_precision, cudnn_allow_tf32). Without an explicit
@@ -83,10 +85,10 @@ def time_steps(model: torch.nn.Module, adamw: torch.optim.Optimizer, tokens: tor
     settings = matmul_settings()
     dtype = compute_dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
     for _ in range(warmup):
-        train_step(model, adamw, tokens, targets)
+        train_step(model, adamw, tokens, targets, setup)
     if use_events:
         torch.cuda.synchronize(device)
-    times = [_time_one(model, adamw, tokens, targets, use_events) for _ in range(repeats)]
+    times = [_time_one(model, adamw, tokens, targets, setup, use_events) for _ in range(repeats)]
     if peak is None:
         peak = _device_peak(device, dtype, settings)
     result = summarize_timings(times, tokens.numel(), flops_per_step, peak)

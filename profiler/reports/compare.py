@@ -10,16 +10,16 @@ from analytic.formula_sets import describes, exact_set, formula_sets, predict
 from analytic.hardware import training_days
 from analytic.textbook import PROBLEM
 from analytic.units import relative_error
-from model.config import ModelConfig
+from model.spec import StepSpec
 
 
 def predictions(measurement: dict[str, Any], names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The figures of every formula set (or of `names`) that describes the measured setup
     (analytic.formula_sets.describes), for its configuration, batch size and optimizer: a set is never graded on
     a setup it does not claim to describe."""
-    config = ModelConfig(**measurement["config"])
-    chosen = [name for name, module in formula_sets(names).items() if describes(module, config)]
-    return predict(config, measurement["batch_size"], measurement["optimizer"], chosen)
+    spec = StepSpec.from_row(measurement)
+    chosen = [name for name, module in formula_sets(names).items() if describes(module, spec)]
+    return predict(spec, chosen)
 
 
 def comparison_rows(measured: dict[str, Any], predicted: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,7 +43,8 @@ def training_days_at_measured_mfu(measurement: dict[str, Any]) -> float | None:
     speed = measurement["measured"].get("speed") or {}
     if not speed.get("mfu"):
         return None
-    flops = exact_set().predict(ModelConfig(**measurement["config"]), PROBLEM.batch_size).get("flops")
+    spec = StepSpec.from_row(measurement).replace(batch_size=PROBLEM.batch_size, optimizer="foreach")
+    flops = exact_set().predict(spec).get("flops")
     if not flops:
         return None
     return training_days(model_flops(flops), PROBLEM.steps, speed["peak_flops_per_second"], speed["mfu"])

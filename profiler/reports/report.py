@@ -20,6 +20,7 @@ from analytic.formula_sets import describes, formula_sets, max_batch_sizes, setu
 from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
 from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
+from model.spec import StepSpec
 from model.vocabulary import COMPONENTS, PHASES
 from profiler.reports import plots, render
 from profiler.reports.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
@@ -61,8 +62,8 @@ def ok_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row in rows if row.get("outcome") == "ok"]
 
 
-def row_config(row: dict[str, Any]) -> ModelConfig:
-    return ModelConfig(**row["config"])
+def row_spec(row: dict[str, Any]) -> StepSpec:
+    return StepSpec.from_row(row)
 
 
 def with_predictions(rows: list[dict[str, Any]], names: list[str] | None = None) -> list[dict[str, Any]]:
@@ -110,8 +111,9 @@ def failures(rows: list[dict[str, Any]]) -> pd.DataFrame:
                          for row in rows if row.get("outcome") != "ok"], columns=["point", "outcome", "error"])
 
 
-def same_sizes(a: ModelConfig, b: ModelConfig) -> bool:
-    return a.replace(name="") == b.replace(name="")
+def same_sizes(a: StepSpec, b: StepSpec) -> bool:
+    """The same model and setup (their names, batches and AdamW implementations aside)."""
+    return {**a.flat(), "name": ""} == {**b.flat(), "name": ""}
 
 
 def headline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -120,7 +122,7 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     rows = ok_rows(rows)
     if not rows:
         return None
-    xl = [row for row in rows if same_sizes(row_config(row), PRESETS[HEADLINE_PRESET])]
+    xl = [row for row in rows if same_sizes(row_spec(row), StepSpec(PRESETS[HEADLINE_PRESET]))]
     if xl:
         return min(xl, key=lambda row: (row["optimizer"] != "foreach", row["batch_size"]))
     return max(rows, key=lambda row: row["measured"].get("peak_bytes", 0))
@@ -145,11 +147,10 @@ def same_model(a: ModelConfig, b: ModelConfig) -> bool:
     return all(getattr(a, name) == getattr(b, name) for name in MODEL_FIELDS)
 
 
-def _measured_max_batch(rows: list[dict[str, Any]], config: ModelConfig, optimizer: str,
-                        budget_bytes: int) -> int | None:
+def _measured_max_batch(rows: list[dict[str, Any]], spec: StepSpec, budget_bytes: int) -> int | None:
     for row in ok_rows(rows):
         found = row.get("max_batch") or {}
-        if (row["optimizer"] == optimizer and same_sizes(row_config(row), config)
+        if (row["optimizer"] == spec.setup.optimizer and same_sizes(row_spec(row), spec)
                 and found.get("budget_bytes") == budget_bytes):
             return found["measured"]
     return None
@@ -160,24 +161,24 @@ def max_batch(rows: list[dict[str, Any]], budget: str = DEFAULT_BUDGET) -> pd.Da
     Llama models) and setup in the results (else the headline point's model), by every formula set that describes
     the setup, and measured where a row carries it (a sweep of a grid with max_batch_budget)."""
     budget_bytes = parse_bytes(budget)
-    models: dict[tuple[str, str, str], ModelConfig] = {}
+    models: dict[tuple[str, str, str], StepSpec] = {}
     for row in ok_rows(rows):
-        config = row_config(row)
+        spec = row_spec(row)
         for name, known in PRESETS.items():
-            if name not in SCALED_DOWN_PRESETS and same_model(config, known):
-                models.setdefault((name, config.options_text(), row["optimizer"]), config.replace(name=name))
+            if name not in SCALED_DOWN_PRESETS and same_model(spec.model, known):
+                models.setdefault((name, spec.options_text(), row["optimizer"]), spec.replace(name=name))
     top = headline(rows)
     if not models and top is not None:
-        config = row_config(top)
-        models[(config.name, config.options_text(), top["optimizer"])] = config
+        spec = row_spec(top)
+        models[(spec.model.name, spec.options_text(), top["optimizer"])] = spec
     sets = formula_sets()
     out = []
-    for (name, setup, optimizer), config in models.items():
-        predicted = max_batch_sizes(config, budget_bytes, optimizer)
+    for (name, setup, optimizer), spec in models.items():
+        predicted = max_batch_sizes(spec, budget_bytes)
         out.append({"model": name, "setup": setup, "optimizer": optimizer,
-                    **{set_name: value if describes(sets[set_name], config) else None
+                    **{set_name: value if describes(sets[set_name], spec) else None
                        for set_name, value in predicted.items()},
-                    "measured": _measured_max_batch(rows, config, optimizer, budget_bytes)})
+                    "measured": _measured_max_batch(rows, spec, budget_bytes)})
     frame = pd.DataFrame(out).dropna(axis="columns", how="all")
     return frame.astype({column: "Int64" for column in frame.columns[3:]})  # whole batches, missing as <NA>
 
@@ -282,14 +283,14 @@ def _describe(row: dict[str, Any]) -> str:
 CURVE_BUDGETS = ("80GB", "80GiB", "40GB", "24GB")
 
 
-def predicted_curves(config: ModelConfig, optimizer: str, batches: list[int]) -> dict[str, tuple[list, list]]:
+def predicted_curves(spec: StepSpec, batches: list[int]) -> dict[str, tuple[list, list]]:
     """{set: (batches, peaks)} for every formula set that describes the setup and predicts a peak; batches are the
     step's (micro_batches × the micro-batch)."""
     curves = {}
     for name, module in formula_sets().items():
-        if not describes(module, config):
+        if not describes(module, spec):
             continue
-        peaks = [module.predict(config, batch, optimizer=optimizer).get("peak_bytes") for batch in batches]
+        peaks = [module.predict(spec.replace(batch_size=batch)).get("peak_bytes") for batch in batches]
         if all(peak is not None for peak in peaks):
             curves[name] = (batches, peaks)
     return curves
@@ -298,13 +299,13 @@ def predicted_curves(config: ModelConfig, optimizer: str, batches: list[int]) ->
 def batch_curve_blocks(rows: list[dict[str, Any]], top: dict[str, Any]) -> list[render.Block]:
     """Peak against batch size for the headline model: what the sweep measured at each batch of that setup and
     what every formula set describing it predicts, with the usual budgets."""
-    config, optimizer = row_config(top), top["optimizer"]
+    spec, optimizer = row_spec(top), top["optimizer"]
     measured = {row["batch_size"]: row["measured"]["peak_bytes"] for row in ok_rows(rows)
-                if row["optimizer"] == optimizer and row_config(row) == config}
+                if row["optimizer"] == optimizer and same_sizes(row_spec(row), spec)}
     batches = list(range(1, max(16, 2 * max(measured, default=1)) + 1))
     name = _model(top["config"])
     return [render.Heading("Peak memory against batch size"),
-            render.Image("batch_curve.png", plots.batch_curve(measured, predicted_curves(config, optimizer, batches),
+            render.Image("batch_curve.png", plots.batch_curve(measured, predicted_curves(spec, batches),
                                                               {b: parse_bytes(b) for b in CURVE_BUDGETS}, name),
                          f"Peak of the step against batch size, measured (circles) and predicted by each formula "
                          f"set, with budget lines: {name}, {optimizer} AdamW")]
@@ -342,7 +343,7 @@ def formula_blocks(preset_name: str = HEADLINE_PRESET, batch_size: int = 2) -> l
     """"The formula, derived": the exact model's formula for the preset's setup beside the textbook's and each
     seed's, read back as polynomials (analytic.fit), with the coefficients each got wrong."""
     modules = {"textbook": textbook, **{module.NAME: module for module in seed_modules()}}
-    table, where = fit.comparison(modules, PRESETS[preset_name], batch_size)
+    table, where = fit.comparison(modules, StepSpec(PRESETS[preset_name], batch_size=batch_size))
     blocks: list[render.Block] = [
         render.Heading(f"The formula, derived ({preset_name}'s setup)"),
         render.Text("The exact model's formula as `python -m profiler formula` derives it from traces (float32, "

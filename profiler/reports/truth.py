@@ -20,15 +20,14 @@ def days(flops_per_step: int, problem: TrainingProblem) -> float:
 
 def exact_block(problem: TrainingProblem = PROBLEM, optimizer: str = "foreach") -> dict[str, Any]:
     """Our closed forms: the peak solved for the budget, AdamW and step FLOPs (matmul + elementwise)."""
-    config = problem.config
-    exact = exact_set()
-    at_one = exact.predict(config, 1, optimizer)
-    flops = exact.predict(config, problem.batch_size, optimizer)["flops"]
+    exact, spec = exact_set(), problem.spec(1, optimizer)
+    at_one = exact.predict(spec)
+    flops = exact.predict(problem.spec(problem.batch_size, optimizer))["flops"]
     step = model_flops(flops)
     return {"params": at_one["params"], "peak_bytes_batch_1": at_one["peak_bytes"],
             "peak_phase_batch_1": at_one["peak_phase"],
-            "max_batch_80GB": exact.max_batch_size(config, problem.budget_bytes, optimizer),
-            "max_batch_80GiB": exact.max_batch_size(config, BUDGET_80GIB, optimizer),
+            "max_batch_80GB": exact.max_batch_size(spec, problem.budget_bytes),
+            "max_batch_80GiB": exact.max_batch_size(spec, BUDGET_80GIB),
             "adamw_flops_per_param": at_one["adamw_flops_per_param"], "adamw_flops": flops["optimizer"],
             "flops_per_step": step, "training_days": days(step, problem)}
 

@@ -33,8 +33,9 @@ from analytic.exact import store
 from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.programs import EVERY_BLOCK_BUT_THE_LAST, EVERY_BLOCK_BUT_TWO, compile_program, runs, token
 from analytic.sizes import HEAD_LAYOUTS, SYMBOLS, LayoutClass, dtypes_class, optimizer_key, sizes_of
-from model.config import (ARCH_OPTIONS, ARCH_POSITIONAL, ATTENTION_OPTIONS, CHECKPOINTING_OPTIONS, DTYPE_BYTES,
-                          ModelConfig)
+from model.config import ARCH_OPTIONS, ARCH_POSITIONAL
+from model.setup import DTYPE_BYTES, OPTIONS
+from model.spec import StepSpec
 from model.step import build, make_batch, train_step
 from model.vocabulary import COMPONENTS, OPTIMIZERS
 from profiler.measuring.measure import kept_ops, on_op, state_tensors
@@ -63,8 +64,7 @@ def coincident_symbols(cls: LayoutClass) -> list[tuple[str, str]]:
     values, traced = [], size_sets(cls)
     head_dim = 24 if cls.attention in ("sdpa-flash", "sdpa-efficient") else 18
     for size_set in (*traced, dict(traced[0], **CHECK_SET, head_dim=head_dim)):
-        config, batch = traced_config(cls, 2, size_set)
-        values.append({name: int(value) for name, value in sizes_of(config, batch).symbols().items()})
+        values.append({name: int(value) for name, value in sizes_of(traced_spec(cls, 2, size_set)).symbols().items()})
     first, second, check = values
     return [(x, y) for x, y in itertools.combinations(SYMBOLS, 2)
             if first[x] == first[y] and second[x] == second[y] and check[x] != check[y]]
@@ -103,30 +103,30 @@ class Trace:
     saved: dict[tuple[str, int | None], list[frozenset[str]]]
 
 
-def traced_config(cls: LayoutClass, layers: int, size_set: dict, micro_batches: int = 1):
-    """The config of one traced size set, and its (whole) batch: micro_batches micro-batches of B each."""
+def traced_spec(cls: LayoutClass, layers: int, size_set: dict, micro_batches: int = 1) -> StepSpec:
+    """The step spec of one traced size set, its (whole) batch micro_batches micro-batches of B each."""
     heads = 1 if cls.head_one else size_set["heads"] * (2 if cls.grouped and not cls.kv_one else 1)
     kv_heads = 1 if cls.kv_one else 2 if cls.grouped else heads  # grouped: 3 and 2 query heads per key/value head
-    config = ModelConfig(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
-                         d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"], arch=cls.arch,
-                         dropout=DROPOUT if cls.dropout else 0.0, kv_heads=kv_heads,
-                         positional=cls.positional, attention=cls.attention, dtype=size_set["dtype"],
-                         checkpointing=cls.checkpointing, micro_batches=micro_batches,
-                         autocast="bfloat16" if cls.dtypes == "amp-bf16" else "none")
-    return config, micro_batches * (1 if cls.batch_one else size_set["batch"])
+    return StepSpec.of(vocab_size=size_set["V"], context_length=size_set["T"], num_layers=layers,
+                       d_model=heads * size_set["head_dim"], num_heads=heads, d_ff=size_set["F"], arch=cls.arch,
+                       dropout=DROPOUT if cls.dropout else 0.0, kv_heads=kv_heads,
+                       positional=cls.positional, attention=cls.attention, dtype=size_set["dtype"],
+                       checkpointing=cls.checkpointing, micro_batches=micro_batches,
+                       autocast="bfloat16" if cls.dtypes == "amp-bf16" else "none",
+                       batch_size=micro_batches * (1 if cls.batch_one else size_set["batch"]))
 
 
 class _Tracing:
     """A model, its AdamW and a batch built under a storage tracker; windows of events between marks."""
 
-    def __init__(self, config: ModelConfig, batch: int, optimizer: str, device: str):
-        self.config, self.batch, self.device, self.optimizer = config, batch, device, optimizer
-        self.sizes = {name: int(value) for name, value in sizes_of(config, batch).symbols().items()}
+    def __init__(self, spec: StepSpec, device: str):
+        self.spec, self.device = spec, device
+        self.sizes = {name: int(value) for name, value in sizes_of(spec).symbols().items()}
         self.tracker = StorageTracker(device)
         with self.tracker:
-            self.model, self.adamw = build(config, device, optimizer)
-            self.tokens, self.targets = make_batch(config, batch, device)
-        self.recorder = SavedTensorRecorder(self.model, self.tracker, kept_ops(config))
+            self.model, self.adamw = build(spec, device)
+            self.tokens, self.targets = make_batch(spec.model, spec.batch_size, device)
+        self.recorder = SavedTensorRecorder(self.model, self.tracker, kept_ops(spec.setup))
         self.constant = {self.tracker.sid(t) for t in [*self.model.parameters(), *self.model.buffers(),
                                                        self.tokens, self.targets]}
         self.gradients: set[int] = set()
@@ -140,7 +140,7 @@ class _Tracing:
             if name in ("forward", "optimizer") and marks and not self.saved_first:
                 self.saved_first = dict(self.recorder.saved)
             marks.append(self.tracker.mark(name))
-            self.tracker.ignore_host_scalars = (self.device == "cpu" and self.optimizer != "fused"
+            self.tracker.ignore_host_scalars = (self.device == "cpu" and self.spec.setup.optimizer != "fused"
                                                 and name == "optimizer")
             if name == "optimizer":
                 self.gradients.update(self.tracker.sid(p.grad) for p in self.model.parameters())
@@ -148,7 +148,7 @@ class _Tracing:
         self.recorder.saved = {}
         self.tracker.on_op = on_op(self.recorder, None, marks)  # as a measurement does: selective's kept outputs
         with self.recorder.recording(), self.tracker:
-            train_step(self.model, self.adamw, self.tokens, self.targets, mark)
+            train_step(self.model, self.adamw, self.tokens, self.targets, self.spec.setup, mark)
         return marks
 
     def events(self, begin, end, optimizer_window: bool) -> list[Event]:
@@ -175,8 +175,8 @@ class _Tracing:
             category, allowed = "temporaries", ACTIVATION_SYMBOLS + GRADIENT_SYMBOLS
         found = frozenset(n for n in allowed if self.sizes[n] == nbytes)
         if not found:
-            raise DerivationError(f"{self.config}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} "
-                                  f"bytes at batch {self.batch} fits no symbol of {', '.join(allowed)}")
+            raise DerivationError(f"{self.spec.model}: {'an allocation' if sign == ALLOC else 'a free'} of {nbytes} "
+                                  f"bytes at batch {self.spec.batch_size} fits no symbol of {', '.join(allowed)}")
         return Event("+" if sign == ALLOC else "-", category, found, op)
 
     def saved_by_component(self) -> dict[tuple[str, int | None], list[frozenset[str]]]:
@@ -188,13 +188,13 @@ class _Tracing:
         return by_component
 
 
-def trace_passes(config: ModelConfig, batch: int) -> Trace:
+def trace_passes(spec: StepSpec) -> Trace:
     """Forward, backward and zero_grad of a class, from one step of two micro-batches that keeps its gradients
     (zero_grad 'zeros') and a zero_grad(set_to_none=True) after it, on meta; AdamW's step is left out (its own
     traces are trace_optimizer's). Windows: forward_first and backward_fresh (micro-batch 1: no gradient yet),
     forward_later (the previous micro-batch's loss dies in it) and backward_accumulate (each weight gradient is
     added into .grad), zero_grad_zeros and zero_grad_none."""
-    tracing = _Tracing(config.replace(micro_batches=2, zero_grad="zeros"), batch, "foreach", "meta")
+    tracing = _Tracing(spec.replace(micro_batches=2, zero_grad="zeros", optimizer="foreach"), "meta")
     tracing.adamw.step = lambda *args, **kwargs: None  # forward and backward only: no AdamW state
     marks = tracing.step()
     with tracing.tracker:
@@ -208,10 +208,10 @@ def trace_passes(config: ModelConfig, batch: int) -> Trace:
     return Trace(phases, tracing.saved_by_component())
 
 
-def trace_optimizer(config: ModelConfig, batch: int, optimizer: str, device: str) -> Trace:
+def trace_optimizer(spec: StepSpec, device: str) -> Trace:
     """The AdamW step of a warm-up step (its state created inside) and of the steady step after it, each ending
     with zero_grad(set_to_none=True): windows optimizer_warmup and optimizer."""
-    tracing = _Tracing(config, batch, optimizer, device)
+    tracing = _Tracing(spec, device)
     phases = {}
     for name in ("optimizer_warmup", "optimizer"):
         marks = tracing.step()
@@ -308,7 +308,7 @@ def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tu
 
 
 def _class_traces(cls: LayoutClass) -> dict[int, list[Trace]]:
-    return {layers: [trace_passes(*traced_config(cls, layers, size_set, micro_batches=2))
+    return {layers: [trace_passes(traced_spec(cls, layers, size_set, micro_batches=2))
                      for size_set in size_sets(cls)] for layers in LAYERS}
 
 
@@ -357,7 +357,7 @@ def derive_optimizer(parameters: LayoutClass, optimizer: str, zero_grad: dict[in
     the traced optimizer window less the zero_grad(set_to_none=True) that ends it (`zero_grad`, per L, from the
     class traces)."""
     device = "cpu" if optimizer == "fused" else "meta"
-    traces = {layers: [trace_optimizer(*traced_config(parameters, layers, size_set), optimizer, device)
+    traces = {layers: [trace_optimizer(traced_spec(parameters, layers, size_set).replace(optimizer=optimizer), device)
                        for size_set in SIZE_SETS] for layers in LAYERS}
     what = f"{parameters.arch}, {parameters.positional}{', G < H' if parameters.grouped else ''}, AdamW {optimizer}"
     result = {}
@@ -387,12 +387,13 @@ def class_keys() -> list[LayoutClass]:
     for arch in ARCH_OPTIONS:
         heads = list(HEAD_LAYOUTS) if arch == "llama" else [(False, False, False), (True, False, True)]
         layouts = [(batch_one, *head) for head in heads for batch_one in (False, True)]
-        for positional, attention in itertools.product(ARCH_POSITIONAL[arch], ATTENTION_OPTIONS):
+        for positional, attention in itertools.product(ARCH_POSITIONAL[arch], OPTIONS["attention"].choices):
             dropouts = (False, True) if arch == "gpt2" and attention != "sdpa-math" else (False,)
             dtype_classes = {dtypes_class(attention, dtype, arch=arch) for dtype in DTYPE_BYTES} | {"amp-bf16"}
             for dtypes in sorted(dtype_classes):
                 keys += [LayoutClass(arch, positional, attention, dtypes, checkpointing, dropout, *layout)
-                         for checkpointing in CHECKPOINTING_OPTIONS for dropout in dropouts for layout in layouts]
+                         for checkpointing in OPTIONS["checkpointing"].choices for dropout in dropouts
+                         for layout in layouts]
     return keys
 
 

@@ -18,7 +18,8 @@ import itertools
 from analytic.exact.programs import CODE_OF
 from analytic.exact.sharded import ALL_SYMBOLS, compile_sharded, symbol_values, windows_of
 from analytic.sizes import ShardedClass, sizes_of
-from analytic.exact.derivation.derive import CHECK_SET, DerivationError, segment, size_sets, traced_config
+from model.spec import StepSpec
+from analytic.exact.derivation.derive import CHECK_SET, DerivationError, segment, size_sets, traced_spec
 from profiler.measuring.measure import trace_step
 from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
@@ -29,25 +30,24 @@ LAYERS = (1, 2, 3, 4, 5)
 CONSTANT = ("buffers", "inputs")  # closed forms of their own (analytic.sizes.Sizes), not traced
 
 
-def rank_config(key: ShardedClass, layers: int, size_set: dict, ranks: int, micro_batches: int = 2):
-    """The config and rank batch of a sharded class at one size set."""
-    config, batch = traced_config(key.layout_class, layers, size_set,
-                                  micro_batches=micro_batches if key.micro_batched else 1)
-    return config.replace(shard=key.shard, world_size=1 if key.one_rank else ranks,
-                          reshard_after_forward=key.reshard_after_forward, zero_grad=key.zero_grad), batch
+def rank_spec(key: ShardedClass, layers: int, size_set: dict, ranks: int, micro_batches: int = 2) -> StepSpec:
+    """The step spec (at the rank's batch) of a sharded class at one size set."""
+    spec = traced_spec(key.layout_class, layers, size_set, micro_batches=micro_batches if key.micro_batched else 1)
+    return spec.replace(shard=key.shard, world_size=1 if key.one_rank else ranks,
+                        reshard_after_forward=key.reshard_after_forward, zero_grad=key.zero_grad)
 
 
 def traced_windows(key: ShardedClass, layers: int, which: int, micro_batches: int = 2) -> dict[str, list]:
     """trace_windows of the class at L = layers and size set `which` (0 or 1), with `micro_batches` micro-batches
     where the class has them."""
     size_set = size_sets(key.layout_class)[which]
-    return trace_windows(*rank_config(key, layers, size_set, RANKS[which], micro_batches))
+    return trace_windows(rank_spec(key, layers, size_set, RANKS[which], micro_batches))
 
 
-def trace_windows(config, batch: int) -> dict[str, list[tuple[str, str, int]]]:
+def trace_windows(spec: StepSpec) -> dict[str, list[tuple[str, str, int]]]:
     """(sign, category code, bytes) of every storage event of each window of rank 0's measured step."""
-    with ShardedRank(config, "meta", 0) as setup:
-        traced = trace_step(setup, config, batch, "foreach")
+    with ShardedRank(spec, "meta", 0) as where:
+        traced = trace_step(where, spec)
     events, category_of = traced.tracker.events, traced.category_of
     marks = traced.marks["measured"]  # forward, backward (once per micro-batch), optimizer, end
     live: dict[int, int] = {}
@@ -56,7 +56,7 @@ def trace_windows(config, batch: int) -> dict[str, list[tuple[str, str, int]]]:
     code = lambda sid: CODE_OF[category_of.get(sid, "temporaries")]  # noqa: E731
     windows = {"start": [("+", code(sid), nbytes) for sid, nbytes in sorted(live.items())
                          if nbytes and category_of.get(sid) not in CONSTANT]}
-    micro_batched = config.micro_batches > 1
+    micro_batched = spec.setup.micro_batches > 1
     for index, (begin, end) in enumerate(zip(marks, marks[1:])):
         name = f"{begin.name}_{index // 2 + 1}" if micro_batched and begin.name != "optimizer" else begin.name
         windows[name] = [("+" if sign > 0 else "-", code(sid), nbytes)
@@ -88,8 +88,8 @@ def coincident_symbols(key: ShardedClass) -> list[tuple[str, str]]:
     check = dict(sets[0], **CHECK_SET, head_dim=24 if fused else 18)
     values = []
     for size_set, ranks in [*zip(sets, RANKS), (check, CHECK_RANKS)]:
-        config, batch = rank_config(key, 2, size_set, ranks)
-        values.append({name: int(value) for name, value in symbol_values(config, sizes_of(config, batch)).items()})
+        spec = rank_spec(key, 2, size_set, ranks)
+        values.append({name: int(value) for name, value in symbol_values(spec, sizes_of(spec)).items()})
     first, second, third = values
     return [(x, y) for x, y in itertools.combinations(ALL_SYMBOLS, 2)
             if first[x] == first[y] and second[x] == second[y] and third[x] != third[y]]
@@ -108,8 +108,8 @@ def derive_sharded_class(key: ShardedClass) -> dict:
     for layers in LAYERS:
         traced, values = [next(results), next(results)], []
         for size_set, ranks in zip(size_sets(key.layout_class), RANKS):
-            config, batch = rank_config(key, layers, size_set, ranks)
-            values.append(symbol_values(config, sizes_of(config, batch)))
+            spec = rank_spec(key, layers, size_set, ranks)
+            values.append(symbol_values(spec, sizes_of(spec)))
         for window in windows:
             programs[window][layers] = tokens(traced[0][window], traced[1][window], tuple(values),
                                               f"{what}, {window}, L = {layers}")
