@@ -1,6 +1,6 @@
 """The Transformer LM, in the spirit of nanoGPT's model.py: one block, its pieces chosen by config.arch.
 
-  reference  RMSNorm, SiLU FFN, no biases, untied LM head (the card's block)
+  reference  RMSNorm, SiLU FFN, no biases, untied LM head (the reference block)
   gpt2       LayerNorm with bias, GELU (tanh), biases on every linear layer, dropout after the embeddings, on
              the attention probabilities and after each sublayer, LM head tied to the token embedding
   llama      RMSNorm computed in float32 (Meta's reference code), SwiGLU FFN w2(silu(w1 x) · w3 x), RoPE,

@@ -8,9 +8,9 @@ from model.spec import StepSpec
 
 
 def test_parameters_untie_the_embedding_and_count_biases():
-    """Against the card's block (untied, learned positions, no biases) the cookbook counts 8·h per layer for the
+    """Against the reference block (untied, learned positions, no biases) the cookbook counts 8·h per layer for the
     norms ("ln_params"; two LayerNorms' weights and biases would be 4·h) where two RMSNorm gains are 2·h, and 2·h
-    for the final norm where the card has h: 6·h·L + h more."""
+    for the final norm where the reference block has h: 6·h·L + h more."""
     config = preset("gpt2-xl")
     h, L = config.d_model, config.num_layers
     assert eleuther.parameters(config) - parameter_count(config) == 6 * h * L + h
@@ -29,7 +29,7 @@ def test_bytes_per_parameter_and_activations():
 
 
 def test_matmul_flops_against_the_counted_step():
-    """Without recomputation the cookbook's FLOPs are FlopCounterMode's matmul FLOPs exactly (the card's block has
+    """Without recomputation the cookbook's FLOPs are FlopCounterMode's matmul FLOPs exactly (the reference block has
     its 6·h² of QKV, 2·h² projection, 16·h² FFN and 2·s·h twice per token and layer, the LM head's 2·h·V); with
     full checkpointing it recomputes one forward more than torch's non-reentrant checkpoint, which stops before
     each block's last matmul (w2: 2·t·F·h per layer)."""

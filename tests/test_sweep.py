@@ -204,8 +204,8 @@ def test_max_batch_budget_measures_each_points_largest_batch(tmp_path):
 
 
 def test_point_keys_tell_the_archs_apart():
-    """Same sizes, other block: the published GPT-2 XL, its dropout-free variant and a Llama block of the card's
-    sizes are other points than the card's GPT-2 XL (a sweep skips a key it has measured)."""
+    """Same sizes, other block: the published GPT-2 XL, its dropout-free variant and a Llama block of GPT-2 XL's
+    sizes are other points than GPT-2 XL with the reference block (a sweep skips a key it has measured)."""
     from model.config import PRESETS
     from profiler.experiments.grid import point_key
     configs = [PRESETS["gpt2-xl"], PRESETS["hf-gpt2-xl"], PRESETS["hf-gpt2-xl"].replace(dropout=0.0),

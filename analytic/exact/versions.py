@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 # The shipped programs are used only on the minor they were derived on: a test run on 2.9.1 found a setup where
-# they do not hold there (the card's block with RoPE, fp32, explicit attention: a forward peak 208 bytes apart at a
+# they do not hold there (the reference block with RoPE, fp32, explicit attention: a forward peak 208 bytes apart at a
 # small size), which earlier runs had not drawn; every other torch derives its own on first use.
 SHIPPED_MINORS = ("2.13",)
 # The tests and check pass there (on each but 2.13 with the programs derived on it).
@@ -52,7 +52,7 @@ def unverified_notice(version: str) -> str | None:
 
 
 # Changes at particular sizes, which no derivation at general sizes sees, found by the compatibility runs: before
-# torch 2.11, the card's rotary embedding with a head size of 2 makes reshape copy the rotated query and key
+# torch 2.11, the reference block's rotary embedding with a head size of 2 makes reshape copy the rotated query and key
 # (aten.clone, two B·H·T·Dh copies in forward) where 2.11 on views them.
 ROPE_HEAD_TWO_COPIES_BEFORE = "2.11"
 

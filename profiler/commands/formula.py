@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
         return f"   [{spec.model.name}, {at}: {shown}]"
 
-    block = {"reference": "the card's block", "gpt2": "GPT-2's block" + (" with dropout" if setup.dropout else ""),
+    block = {"reference": "the reference block", "gpt2": "GPT-2's block" + (" with dropout" if setup.dropout else ""),
              "llama": "Llama's block"}[setup.arch]
     lines = [f"The exact model, derived from traces of the step on torch {programs.derived_on}: {block}, "
              f"{setup.positional} positions, {setup.attention} attention, checkpointing {setup.checkpointing}, "

@@ -1,8 +1,8 @@
 """`audit --formula-set NAME`: the assumptions of any formula set that differ from what PyTorch does.
 
 The set is measured on the setup it declares (its first alternative, the first value of each field), with the
-problem's model (analytic.textbook.PROBLEM: the card's GPT-2 XL sizes, with the declared block), at batch 1 and
-2 on meta. Every term it predicts is graded, and each difference that reconcile() finds (by category at the peak,
+problem's model (analytic.textbook.PROBLEM: GPT-2 XL's sizes, with the declared block), at batch 1 and 2 on
+meta. Every term it predicts is graded, and each difference that reconcile() finds (by category at the peak,
 saved component, model state, or the total where the set does not itemise) is explained by what PyTorch does
 there (WHY), largest first.
 """

@@ -1,6 +1,6 @@
 """The seeds' questions answered by measurement on meta: the audit's "measured" blocks, with the same figure keys
-as the seeds' (analytic.audit), beside the exact ones (profiler.reports.truth), for the card's GPT-2 XL and for
-GPT-2 XL as published; and the audit a sweep saves beside its results for the report."""
+as the seeds' (analytic.audit), beside the exact ones (profiler.reports.truth), for GPT-2 XL with the reference
+block and for GPT-2 XL as published; and the audit a sweep saves beside its results for the report."""
 from __future__ import annotations
 
 import json

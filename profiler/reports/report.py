@@ -35,7 +35,7 @@ from profiler.reports.truth import audit_blocks
 HEADLINE_PRESET = "gpt2-xl"
 MODEL_FIELDS = ("arch", "vocab_size", "context_length", "num_layers", "d_model", "num_heads", "kv_heads", "d_ff",
                 "positional")
-# The models of the max-batch tables: the card's GPT-2 XL (the seeds' question) and GPT-2 XL as published.
+# The models of the max-batch tables: GPT-2 XL with the reference block (the seeds' question) and GPT-2 XL as published.
 SETUPS_PRESETS = (HEADLINE_PRESET, "hf-gpt2-xl")
 SAVED_ACTIVATION_SETS = ("textbook", "exact")
 POINT_COLUMNS = ("key", "label", "device", "optimizer", "batch_size", "arch", "vocab_size", "context_length",
@@ -188,9 +188,9 @@ SETUPS_COLUMNS = ("measured", "exact", "textbook")
 
 def setups_table(rows: list[dict[str, Any]], presets: tuple[str, ...] = SETUPS_PRESETS,
                  budget: str = DEFAULT_BUDGET) -> pd.DataFrame:
-    """The max batch table of some presets (the card's GPT-2 XL, then GPT-2 XL as published), a row per model and
-    setup: measured, exact and textbook (— where the textbook does not describe the setup). The README's "max
-    batch per setup" table is this, from reports/setups-meta."""
+    """The max batch table of some presets (GPT-2 XL with the reference block, then GPT-2 XL as published), a row per
+    model and setup: measured, exact and textbook (— where the textbook does not describe the setup). The "max batch
+    per setup" table of docs/findings.md is this, from reports/setups-meta."""
     columns = ["model", "setup", *SETUPS_COLUMNS]
     table = max_batch(rows, budget)
     if table.empty or "setup" not in table:

@@ -1,5 +1,5 @@
 """The seeds' questions answered by our exact model: the audit's "exact" blocks, with the same figure keys as the
-seeds' (analytic.audit), for the card's GPT-2 XL and, beside them, for GPT-2 XL as published
+seeds' (analytic.audit), for GPT-2 XL with the reference block and, beside them, for GPT-2 XL as published
 (hf-gpt2-xl: LayerNorm, GELU, biases, dropout 0.1, tied LM head); the measured blocks
 (profiler.experiments.truth) stand beside them where they were measured."""
 from __future__ import annotations
