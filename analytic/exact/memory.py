@@ -188,15 +188,15 @@ class Walk:
         moments, moment_layers, moment_windows   every moment's total [2, M, S], least L and window
     """
 
-    def __init__(self, windows, starts, ends, end, moments, moment_layers, moment_windows, keep):
+    def __init__(self, windows, starts, ends, end, moments, totals, moment_layers, moment_windows, keep):
         self.windows, self.end = windows, end
         self.starts, self.ends = np.stack(starts, axis=1), np.stack(ends, axis=1)
-        self.moments, self.moment_layers, self.moment_windows = moments.sum(axis=2), moment_layers, moment_windows
+        self.moments, self.moment_layers, self.moment_windows = totals, moment_layers, moment_windows
         self.candidates, self.least_layers = moments[:, keep], moment_layers[keep]
         self.late = bool(np.any(self.least_layers > 1))
         self.bounds = np.searchsorted(moment_windows[keep], np.arange(len(windows) + 1))
         # [2, K + 2W, S]: the candidates' totals, then the windows' start and end totals: one product evaluates all
-        self.figures = np.concatenate([self.candidates.sum(axis=2), self.starts, self.ends], axis=1)
+        self.figures = np.concatenate([totals[:, keep], self.starts, self.ends], axis=1)
 
 
 def least_layers(once: int, per_layer: int, times: int) -> int:
@@ -231,45 +231,50 @@ def walk_moments(windows: list, compile, start: np.ndarray) -> tuple:
             np.concatenate(where).astype(np.int64), starts, ends, live)
 
 
-def candidates(totals: np.ndarray, layers: np.ndarray, windows: np.ndarray) -> np.ndarray:
+def candidates(totals: np.ndarray, layers: np.ndarray, windows: np.ndarray, block: int = 16) -> np.ndarray:
     """[M] bools: the moments that can be the first highest of their window at some size. A moment j is left out
     where another i of its window beats it: i exists wherever j does and is at least as high at every size,
     coefficient by coefficient (every symbol is at least 1 byte on the exact model's domain, every size >= 1), and
     is earlier (the first highest wins ties) or higher in some coefficient (then higher everywhere). Beating is
-    transitive, so the kept moments are those no kept moment beats: taken in the order of their total with every
-    symbol 1 byte (a beater comes first), the first one left is kept and drops every one it beats."""
+    transitive, and in the order of the totals with every symbol 1 byte a beater comes first: so, `block` at a
+    time in that order, the moments that none of the block beats and that no earlier block's beat are kept, and
+    every one the block beats is left out."""
     keep = np.zeros(len(layers), dtype=bool)
     for window in np.unique(windows):
         index = np.flatnonzero(windows == window)
         const, per_layer, least = totals[0, index], totals[1, index], layers[index]
         used = np.any((const != 0) | (per_layer != 0), axis=0)
         const, per_layer = const[:, used], per_layer[:, used]
+        own = const + least[:, None] * per_layer  # each moment at its own least L
         remaining = np.lexsort((np.arange(len(index)), -(const + least.max() * per_layer).sum(axis=1)))
         while remaining.size:
-            top, rest = remaining[0], remaining[1:]
-            keep[index[top]] = True
-            # top − each of the rest at the rest's least L, and per layer from there
-            difference = const[top] - const[rest] + least[rest, None] * (per_layer[top] - per_layer[rest])
-            beaten = ((least[top] <= least[rest]) & np.all(difference >= 0, axis=1)
-                      & np.all(per_layer[top] >= per_layer[rest], axis=1)
-                      & ((top < rest) | np.any(difference > 0, axis=1)))
-            remaining = rest[~beaten]
+            tops = remaining[:block, None]
+            # each top − each remaining one at the latter's least L, and per layer from there
+            difference = const[tops] + least[remaining, None] * per_layer[tops] - own[remaining]
+            beats = ((least[tops] <= least[remaining]) & np.all(difference >= 0, axis=2)
+                     & np.all(per_layer[tops] >= per_layer[remaining], axis=2)
+                     & ((tops < remaining) | np.any(difference > 0, axis=2)))
+            beaten = np.any(beats, axis=0)
+            keep[index[remaining[:block][~beaten[:block]]]] = True
+            remaining = remaining[block:][~beaten[block:]]
     return keep
 
 
-def compile_walk(windows: list, compile, start: np.ndarray) -> Walk:
-    """The Walk of `windows` run from the tape `start` ([2, R, S]) with `compile` (programs.compile_program)."""
+def compile_walk(windows: list, start: np.ndarray, compile=compile_program, every_moment: bool = False) -> Walk:
+    """The Walk of `windows` run from the tape `start` ([2, R, S]) with `compile` (programs.compile_program),
+    keeping the candidates of each window's peak (every moment with every_moment=True: the same figures)."""
     moments, layers, where, starts, ends, end = walk_moments(windows, compile, start)
-    keep = candidates(moments.sum(axis=2), layers, where)
-    return Walk([(name, index) for name, index, _ in windows], starts, ends, end, moments, layers, where, keep)
+    totals = moments.sum(axis=2)
+    keep = np.ones(len(layers), dtype=bool) if every_moment else candidates(totals, layers, where)
+    return Walk([(name, index) for name, index, _ in windows], starts, ends, end, moments, totals, layers, where,
+                keep)
 
 
-@lru_cache(maxsize=512)
-def compiled_walk(programs: Programs, key: LayoutClass, adamw_key: tuple, micro_batches: int, zero_grad: str,
-                  warmup: bool) -> Walk:
-    """The Walk of one step of a layout class: the warm-up step from an empty tape, the measured step from what the
-    warm-up step leaves (optimizer state, and gradients with zero_grad 'zeros'; its temporaries, the loss, die as
-    train_step returns)."""
+def step_windows(programs: Programs, key: LayoutClass, adamw_key: tuple, micro_batches: int, zero_grad: str,
+                 warmup: bool) -> tuple[list, np.ndarray]:
+    """The windows of one step of a layout class (step_walk) and the tape it starts from: the warm-up step from an
+    empty tape, the measured step from what the warm-up step leaves (optimizer state, and gradients with zero_grad
+    'zeros'; its temporaries, the loss, die as train_step returns)."""
     derived, adamw = programs.layout_class(key), programs.adamw(adamw_key)
     start = np.zeros((2, len(TAPE_ROWS), len(SYMBOLS)), dtype=np.int64)
     if not warmup:
@@ -277,8 +282,14 @@ def compiled_walk(programs: Programs, key: LayoutClass, adamw_key: tuple, micro_
         persistent = [TAPE_ROWS.index(row) for row in PERSISTENT]
         start[:, persistent] = left[:, persistent]
     has_gradients = bool(np.any(start[:, TAPE_ROWS.index(PERSISTENT[0])]))  # zero_grad 'zeros' after a step
-    windows = step_walk(derived, adamw, micro_batches, zero_grad, warmup, has_gradients)
-    return compile_walk(windows, compile_program, start)
+    return step_walk(derived, adamw, micro_batches, zero_grad, warmup, has_gradients), start
+
+
+@lru_cache(maxsize=512)
+def compiled_walk(programs: Programs, key: LayoutClass, adamw_key: tuple, micro_batches: int, zero_grad: str,
+                  warmup: bool) -> Walk:
+    """The Walk of one step of a layout class (step_windows), compiled once."""
+    return compile_walk(*step_windows(programs, key, adamw_key, micro_batches, zero_grad, warmup))
 
 
 def _affine(coefficients: np.ndarray, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
