@@ -30,10 +30,10 @@ evaluating a step is a few integer matrix products over the symbols' values, for
 """
 from __future__ import annotations
 
-import numpy as np
-
 import math
 from functools import lru_cache
+
+import numpy as np
 
 from analytic.exact import programs
 from analytic.exact.programs import compile_program
