@@ -285,7 +285,7 @@ def step_windows(programs: Programs, key: LayoutClass, adamw_key: tuple, micro_b
     return step_walk(derived, adamw, micro_batches, zero_grad, warmup, has_gradients), start
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=128)  # a Walk holds about half a MB
 def compiled_walk(programs: Programs, key: LayoutClass, adamw_key: tuple, micro_batches: int, zero_grad: str,
                   warmup: bool) -> Walk:
     """The Walk of one step of a layout class (step_windows), compiled once."""
