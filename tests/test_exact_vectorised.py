@@ -51,9 +51,10 @@ def differences(options: dict, optimizer: str, sizes: dict[str, np.ndarray], che
 
 @pytest.mark.parametrize("options, optimizer", SETUPS)
 def test_vectorised_equals_per_config_predictions(options, optimizer):
-    """96 configs a call: over 64, the products run in float64 where exact (analytic.exact.memory._values)."""
-    sizes = random_sizes(np.random.default_rng(len(str(options))), 96, options.get("arch", "reference"))
-    assert differences(options, optimizer, sizes, range(96)) == {}
+    """160 configs a call: in the layouts with 64 or more of them, the products run in float64
+    (test_vectorised_products_in_float_where_exact)."""
+    sizes = random_sizes(np.random.default_rng(len(str(options))), 160, options.get("arch", "reference"))
+    assert differences(options, optimizer, sizes, range(160)) == {}
 
 
 @pytest.mark.slow
@@ -63,14 +64,18 @@ def test_vectorised_equals_per_config_predictions_on_thousands(options, optimize
     assert differences(options, optimizer, sizes, range(600)) == {}
 
 
-def test_vectorised_beyond_exact_floats_runs_in_integers():
-    """Sizes whose products pass 2**52 (a vocabulary of 10**12) are multiplied in int64: still exact."""
-    sizes = random_sizes(np.random.default_rng(3), 80, "reference", vocab=(10**12, 2 * 10**12))
+@pytest.mark.parametrize("vocab, product", [((2, 60_000), np.float64), ((10**12, 2 * 10**12), np.int64)])
+def test_vectorised_products_in_float_where_exact(vocab, product):
+    """Over 64 configs or more the symbols are multiplied in float64 where every partial sum stays below 2**52,
+    else (a vocabulary of 10**12) in int64: exact either way."""
+    sizes = random_sizes(np.random.default_rng(3), 80, "reference", vocab=vocab)
+    sizes.update(batch_size=2 + 0 * sizes["batch_size"], num_heads=2 + 0 * sizes["num_heads"])  # one layout
+    sizes["d_model"] = 16 * (sizes["d_model"] // 8 // sizes["num_heads"] + 1)
     arrays = sizes_from_arrays(**sizes)
     walk = memory.compiled_walk(installed(), arrays.layout_class("learned", (False,) * 4),
                                 optimizer_key("reference", "learned", False, "foreach"), 1, "none", False)
-    assert memory._values(arrays, walk.figures).dtype == np.int64
-    assert differences({}, "foreach", sizes, range(0, 80, 8)) == {}
+    assert memory._values(arrays, walk.figures, walk.candidates).dtype == product
+    assert differences({}, "foreach", sizes, range(0, 80, 4)) == {}
 
 
 @pytest.mark.parametrize("options", [dict(), dict(checkpointing="full", micro_batches=2, zero_grad="zeros"),
