@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from types import SimpleNamespace
 
 import numpy as np
@@ -151,6 +152,50 @@ class ShardedClass:
         return cls(LayoutClass(*layout_class), shard, reshard_after_forward, one_rank, micro_batched, zero_grad)
 
 
+def symbol_bytes(B, T, D, H, F, V, e, K) -> dict:
+    """Bytes of each tensor kind (the programs' alphabet).
+
+    a  = B·T·D·e   one activation of the residual width ([B,T,D], or [B,H,T,Dh] of a head view)
+    h  = a/2       half of one: RoPE's even or odd features [B,H,T,Dh/2]
+    f  = B·T·F·e   one feed-forward hidden activation
+    s  = B·H·T²·e  one attention matrix (scores, probabilities and their gradients)
+    r  = B·T·e     one per-token scalar (RMSNorm's rsqrt and its gradients)
+    n  = B·T·V·e   logits, log-probabilities and their gradients
+    t  = T·D·e     the learned position embedding's output and gradients
+    c  = e         a 0-dim tensor (the loss, cross-entropy's total weight, the backward seed)
+    a4, s4, c4 = B·T·D·4, B·H·T²·4, 4   a, s and c in fp32 whatever e (the SDPA math path computes 16-bit
+                   inputs in fp32)
+    l  = B·H·T·4   the flash kernel's fp32 logsumexp, one per query row
+    le = B·H·⌈T/32⌉·32·4   the memory-efficient kernel's, its rows padded to a multiple of 32
+    m, m4 = T², T²·4   a [T, T] bool mask and its fp32 additive form (the SDPA math path builds both each call)
+    a2, h2, f2, s2, n2, c2 = a, h, f, s, n, c in bf16 whatever e (autocast's low-precision activations; h2,
+                   B·T·D bytes, is also a bool [B, T, D] dropout mask)
+    wdd, wdf, wvd = D²·2, D·F·2, V·D·2   autocast's bf16 copies of the weights
+    gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   parameter-sized: weight gradients, AdamW
+                                                             state and temporaries
+    k  = 4         a float32 0-dim tensor whatever e (fused AdamW's step counter on the device)
+    kv, hk, kv2, hk2 = B·T·K·e, its half, and both in bf16, with K = G·D/H the key/value width (grouped-query
+                   attention's k and v before repeat_kv)
+    s1 = B·H·T²   the attention probabilities' bool dropout mask (gpt2; the [B, T, D] masks are h2's size)
+    r4 = B·T·4     a per-token scalar in fp32 whatever e (LayerNorm's mean and rstd; llama's float32 RMSNorm)
+    gKD, gF = K·D·e, F·e     k/v weights under grouped-query attention; the W1 bias (gpt2)
+    wkd, wd, wf = K·D·2, D·2, F·2   autocast's bf16 copies of those weights and of the biases
+    """
+    a = B * T * D * e
+    return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
+            "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
+            "c4": 4 + 0 * B, "m": T * T + 0 * B, "m4": T * T * 4 + 0 * B, "l": B * H * T * 4,
+            "le": B * H * ((T + LSE_ROWS - 1) // LSE_ROWS) * LSE_ROWS * 4,
+            "a2": B * T * D * 2, "h2": B * T * D, "f2": B * T * F * 2, "s2": B * H * T * T * 2,
+            "n2": B * T * V * 2, "c2": 2 + 0 * B, "wdd": D * D * 2 + 0 * B, "wdf": D * F * 2 + 0 * B,
+            "wvd": V * D * 2 + 0 * B,
+            "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e,
+            "k": STEP_COUNTER_BYTES + 0 * B, "kv": B * T * K * e, "hk": B * T * K * e // 2,
+            "kv2": B * T * K * 2, "hk2": B * T * K, "s1": B * H * T * T, "r4": B * T * 4,
+            "gKD": K * D * e + 0 * B, "gF": F * e + 0 * B, "wkd": K * D * 2 + 0 * B, "wd": D * 2 + 0 * B,
+            "wf": F * 2 + 0 * B}
+
+
 @dataclass(frozen=True)
 class Sizes:
     B: np.ndarray
@@ -176,48 +221,33 @@ class Sizes:
     dropout: bool = False  # one for all: whether gpt2's dropouts run (config.dropout > 0)
 
     def symbols(self) -> dict[str, np.ndarray]:
-        """Bytes of each tensor kind (the programs' alphabet).
+        """Bytes of each tensor kind (the programs' alphabet, symbol_bytes), worked out once per Sizes."""
+        return dict(self._symbols)
 
-        a  = B·T·D·e   one activation of the residual width ([B,T,D], or [B,H,T,Dh] of a head view)
-        h  = a/2       half of one: RoPE's even or odd features [B,H,T,Dh/2]
-        f  = B·T·F·e   one feed-forward hidden activation
-        s  = B·H·T²·e  one attention matrix (scores, probabilities and their gradients)
-        r  = B·T·e     one per-token scalar (RMSNorm's rsqrt and its gradients)
-        n  = B·T·V·e   logits, log-probabilities and their gradients
-        t  = T·D·e     the learned position embedding's output and gradients
-        c  = e         a 0-dim tensor (the loss, cross-entropy's total weight, the backward seed)
-        a4, s4, c4 = B·T·D·4, B·H·T²·4, 4   a, s and c in fp32 whatever e (the SDPA math path computes 16-bit
-                       inputs in fp32)
-        l  = B·H·T·4   the flash kernel's fp32 logsumexp, one per query row
-        le = B·H·⌈T/32⌉·32·4   the memory-efficient kernel's, its rows padded to a multiple of 32
-        m, m4 = T², T²·4   a [T, T] bool mask and its fp32 additive form (the SDPA math path builds both each call)
-        a2, h2, f2, s2, n2, c2 = a, h, f, s, n, c in bf16 whatever e (autocast's low-precision activations; h2,
-                       B·T·D bytes, is also a bool [B, T, D] dropout mask)
-        wdd, wdf, wvd = D²·2, D·F·2, V·D·2   autocast's bf16 copies of the weights
-        gDD, gDF, gVD, gD, gTD = D²·e, D·F·e, V·D·e, D·e, T·D·e   parameter-sized: weight gradients, AdamW
-                                                                 state and temporaries
-        k  = 4         a float32 0-dim tensor whatever e (fused AdamW's step counter on the device)
-        kv, hk, kv2, hk2 = B·T·K·e, its half, and both in bf16, with K = G·D/H the key/value width (grouped-query
-                       attention's k and v before repeat_kv)
-        s1 = B·H·T²   the attention probabilities' bool dropout mask (gpt2; the [B, T, D] masks are h2's size)
-        r4 = B·T·4     a per-token scalar in fp32 whatever e (LayerNorm's mean and rstd; llama's float32 RMSNorm)
-        gKD, gF = K·D·e, F·e     k/v weights under grouped-query attention; the W1 bias (gpt2)
-        wkd, wd, wf = K·D·2, D·2, F·2   autocast's bf16 copies of those weights and of the biases
-        """
-        B, T, D, H, F, V, e, K = self.B, self.T, self.D, self.H, self.F, self.V, self.e, self.K
-        a = B * T * D * e
-        return {"a": a, "h": a // 2, "f": B * T * F * e, "s": B * H * T * T * e, "r": B * T * e,
-                "n": B * T * V * e, "t": T * D * e, "c": e + 0 * B, "a4": B * T * D * 4, "s4": B * H * T * T * 4,
-                "c4": 4 + 0 * B, "m": T * T + 0 * B, "m4": T * T * 4 + 0 * B, "l": B * H * T * 4,
-                "le": B * H * ((T + LSE_ROWS - 1) // LSE_ROWS) * LSE_ROWS * 4,
-                "a2": B * T * D * 2, "h2": B * T * D, "f2": B * T * F * 2, "s2": B * H * T * T * 2,
-                "n2": B * T * V * 2, "c2": 2 + 0 * B, "wdd": D * D * 2 + 0 * B, "wdf": D * F * 2 + 0 * B,
-                "wvd": V * D * 2 + 0 * B,
-                "gDD": D * D * e, "gDF": D * F * e, "gVD": V * D * e, "gD": D * e, "gTD": T * D * e,
-                "k": STEP_COUNTER_BYTES + 0 * B, "kv": B * T * K * e, "hk": B * T * K * e // 2,
-                "kv2": B * T * K * 2, "hk2": B * T * K, "s1": B * H * T * T, "r4": B * T * 4,
-                "gKD": K * D * e + 0 * B, "gF": F * e + 0 * B, "wkd": K * D * 2 + 0 * B, "wd": D * 2 + 0 * B,
-                "wf": F * 2 + 0 * B}
+    @cached_property
+    def _symbols(self) -> dict:
+        return symbol_bytes(self.B, self.T, self.D, self.H, self.F, self.V, self.e, self.K)
+
+    def symbol_matrix(self) -> np.ndarray:
+        """[SYMBOLS, elements] int64: each symbol's bytes (in SYMBOLS order) at each element, flattened (one
+        config's in Python integers: the same numbers, without numpy's cost per operation)."""
+        return self._symbol_matrix
+
+    @cached_property
+    def _symbol_matrix(self) -> np.ndarray:
+        shape = np.shape(self.B)
+        if shape == ():
+            plain = symbol_bytes(*(int(size) for size in (self.B, self.T, self.D, self.H, self.F, self.V, self.e,
+                                                          self.K)))
+            return np.array([[plain[name]] for name in SYMBOLS], dtype=np.int64)
+        return np.stack([np.broadcast_to(self._symbols[name], shape).reshape(-1) for name in SYMBOLS])
+
+    def select(self, chosen) -> "Sizes":
+        """These sizes at the elements `chosen` (a bool mask or indices over the flattened elements), as 1-d
+        arrays."""
+        shape = np.shape(self.B)
+        return dataclasses.replace(self, **{name: np.broadcast_to(getattr(self, name), shape).reshape(-1)[chosen]
+                                            for name in ARRAY_FIELDS})
 
     @property
     def K(self):
@@ -228,6 +258,18 @@ class Sizes:
         """[4, ...] bools, the layout of each element: B == 1, H == 1, G < H (grouped-query attention) and
         G == 1 (one key/value head: H == 1, or multi-query attention)."""
         return np.stack(np.broadcast_arrays(self.B == 1, *head_layout(self.H, self.G)))
+
+    @cached_property
+    def layout_groups(self) -> list[tuple[tuple[bool, ...], np.ndarray]]:
+        """[(layout, chosen)]: each layout (Sizes.layouts) present, and its elements as a bool mask over the
+        flattened elements."""
+        layouts = self.layouts().reshape(4, -1)
+        codes = layouts[0] + 2 * layouts[1] + 4 * layouts[2] + 8 * layouts[3]
+        groups = []
+        for code in np.unique(codes):
+            chosen = codes == code
+            groups.append((tuple(bool(x) for x in layouts[:, np.argmax(chosen)]), chosen))
+        return groups
 
     def layout_class(self, positional: str, layout: tuple[bool, ...]) -> LayoutClass:
         """The layout class of these sizes in one layout (Sizes.layouts)."""
@@ -249,6 +291,9 @@ class Sizes:
     def input_bytes(self):
         """Token ids and targets of the whole batch, [micro_batches·B, T] int64 each."""
         return 2 * INT64_BYTES * self.micro_batches * self.B * self.T
+
+
+ARRAY_FIELDS = ("B", "T", "D", "H", "F", "V", "L", "e", "G", "params", "tensors", "learned", "rope")
 
 
 def sizes_from_arrays(*, vocab_size, context_length, num_layers, d_model, num_heads, d_ff, batch_size,

@@ -1,12 +1,13 @@
 """Speed of the exact model where no torch is needed, beside one measured step on meta as the baseline, all measured
 in the same run, so the figures are ratios on this machine rather than absolute claims.
 
-    python benchmarks/bench_exact.py [--preset gpt2-xl] [--batch-size 1] [--repeats 5] [--configs 10000]
+    python benchmarks/bench_exact.py [--preset gpt2-xl] [--batch-size 1] [--repeats 5] [--configs 10000 100000]
 
   case              what                                                          target (issue 28)
   measured step     profiler.measuring.measure.measure(spec, "meta")               (the baseline)
   exact, one call   analytic.exact.predict(spec), in process                       <= 1 ms a call
   exact, arrays     analytic.exact.evaluate_arrays over --configs random configs   >= 100,000 configs a second
+                    (a row for each count given)
   predict CLI       `python -m profiler predict --preset PRESET`, a fresh process  <= 0.3 s wall
 
 Prints the median of --repeats of each, how many of it fit in the time of one measured step, and the target (met
@@ -56,7 +57,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=100, help="calls of the exact model per timed repeat")
-    parser.add_argument("--configs", type=int, default=10_000, help="configs per evaluate_arrays call")
+    parser.add_argument("--configs", type=int, nargs="+", default=[10_000, 100_000],
+                        help="configs per evaluate_arrays call (a row for each)")
     args = parser.parse_args()
 
     from analytic import exact
@@ -73,27 +75,29 @@ def main() -> None:
     exact.predict(spec)
     one_call = median_of(args.repeats, lambda: [exact.predict(spec) for _ in range(args.calls)]) / args.calls
 
-    sizes = random_sizes(args.configs)
-    exact.evaluate_arrays(**{name: values[:10] for name, values in sizes.items()})
-    arrays = median_of(args.repeats, lambda: exact.evaluate_arrays(**sizes))
+    arrays = {}
+    for count in args.configs:
+        sizes = random_sizes(count)
+        exact.evaluate_arrays(**{name: values[:10] for name, values in sizes.items()})
+        arrays[count] = median_of(args.repeats, lambda: exact.evaluate_arrays(**sizes))
 
     command = [sys.executable, "-m", "profiler", "predict", "--preset", args.preset]
     run_cli = lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=REPOSITORY)  # noqa: E731
     run_cli()
     cli = median_of(args.repeats, run_cli)
 
-    rows = [("measured step", step, "s", 1.0),
-            ("exact, one call", one_call * 1e3, "ms", step / one_call),
-            ("exact, arrays", args.configs / arrays, "configs/s", step / arrays * args.configs),
-            ("predict CLI", cli, "s", step / cli)]
-    print(f"{args.preset}, batch {args.batch_size}; medians of {args.repeats}; exact arrays: {args.configs:,} configs "
-          "a call")
-    print(f"{'case':<16} {'value':>12} {'unit':<10} {'per measured step':>18} {'target':>9}  met")
-    for name, value, unit, per_step in rows:
+    rows = [("measured step", "measured step", step, "s", 1.0),
+            ("exact, one call", "exact, one call", one_call * 1e3, "ms", step / one_call),
+            *((f"exact, {count:,} configs", "exact, arrays", count / seconds, "configs/s", step / seconds * count)
+              for count, seconds in arrays.items()),
+            ("predict CLI", "predict CLI", cli, "s", step / cli)]
+    print(f"{args.preset}, batch {args.batch_size}; medians of {args.repeats}")
+    print(f"{'case':<24} {'value':>12} {'unit':<10} {'per measured step':>18} {'target':>9}  met")
+    for name, case, value, unit, per_step in rows:
         shown = f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
-        line = f"{name:<16} {shown:>12} {unit:<10} {per_step:18,.1f}"
-        if name in TARGETS:
-            target, bound = TARGETS[name]
+        line = f"{name:<24} {shown:>12} {unit:<10} {per_step:18,.1f}"
+        if case in TARGETS:
+            target, bound = TARGETS[case]
             met = value <= target if bound == "at most" else value >= target
             line += f" {target:9,g}  {'yes' if met else 'no'}"
         print(line, flush=True)

@@ -37,8 +37,9 @@ class MissingPrograms(ValueError):
     """No programs for a key on this torch: neither shipped for it, nor cached, nor derivable here."""
 
 
+@lru_cache(maxsize=None)
 def installed_torch() -> str:
-    """The installed torch's version, read from its metadata (importing torch here would slow `--help`)."""
+    """The installed torch's version, read from its metadata once (importing torch here would slow `--help`)."""
     return importlib.metadata.version("torch")
 
 
