@@ -9,7 +9,7 @@ from analytic.exact import memory
 from analytic.exact.source import installed
 from analytic.figures import flatten
 from analytic.sizes import optimizer_key, sizes_from_arrays
-from model import ModelConfig
+from model import StepSpec
 
 SETUPS = [  # (options, optimizer): the setups the vectorised path is compared on
     (dict(), "foreach"),
@@ -41,9 +41,9 @@ def differences(options: dict, optimizer: str, sizes: dict[str, np.ndarray], che
     micro_batches = options.get("micro_batches", 1)
     found = {}
     for i in checked:
-        config = ModelConfig(**{name: int(values[i]) for name, values in sizes.items() if name != "batch_size"},
-                             **options)
-        one = flatten(exact.predict(config, micro_batches * int(sizes["batch_size"][i]), optimizer))
+        spec = StepSpec.of(batch_size=micro_batches * int(sizes["batch_size"][i]), optimizer=optimizer, **options,
+                           **{name: int(values[i]) for name, values in sizes.items() if name != "batch_size"})
+        one = flatten(exact.predict(spec))
         found.update({(i, key): (values[i], one.get(key)) for key, values in vector.items()
                       if one.get(key) != values[i]})
     return found
