@@ -176,3 +176,14 @@ def test_markdown_for_terminal_splits_tables_on_their_key_columns_and_wraps_item
     # a spaced dash that would start a continuation line goes down with the word before it
     assert markdown_for_terminal("- " + "x" * 50 + " (80 - 31.70) / 2", width=57) == \
         "- " + "x" * 50 + "\n  (80 - 31.70) / 2\n"
+
+
+def test_overridden_sizes_name_what_ran(capsys):
+    """A preset whose sizes or block are overridden is named with what differs, in the text and the JSON; a value
+    equal to the preset's keeps its name."""
+    code, out, _ = run(capsys, "predict", "--preset", "gpt2-medium", "--num-layers", "12", "--arch", "gpt2")
+    assert code == 0 and out.startswith("gpt2-medium (num_layers=12, arch=gpt2): batch 1")
+    code, out, _ = run(capsys, "predict", "--preset", "gpt2-medium", "--num-layers", "12", "--json")
+    assert code == 0 and json.loads(out)["config"]["name"] == "gpt2-medium (num_layers=12)"
+    code, out, _ = run(capsys, "predict", "--preset", "gpt2-medium", "--num-layers", "24")
+    assert code == 0 and out.startswith("gpt2-medium: batch 1")

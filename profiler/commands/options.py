@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, preset
+from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, ModelConfig, preset
 from model.setup import SETUP_OPTIONS, Setup
 from model.spec import StepSpec
 from model.vocabulary import DEVICES
@@ -98,11 +98,19 @@ def spec_from_args(args: argparse.Namespace, sharded: bool = False) -> StepSpec:
                          "command describes one device")
     batch_size = getattr(args, "batch_size", 1)
     if args.preset:
-        return StepSpec(preset(args.preset)).replace(**sizes, **block, **options, batch_size=batch_size)
+        return StepSpec(overridden(preset(args.preset), {**sizes, **block})).replace(**options, batch_size=batch_size)
     missing = [flag(n) for n in SIZE_FIELDS[:5] if n not in sizes]
     if missing:
         raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
     return StepSpec.of(**sizes, **block, **options, batch_size=batch_size)
+
+
+def overridden(model: ModelConfig, changes: dict) -> ModelConfig:
+    """The preset `model` with `changes`, named for what ran: 'gpt2-medium (num_layers=12)' where a change differs
+    from the preset, its own name where none does."""
+    model, before = model.replace(**changes), model
+    differ = [f"{name}={value}" for name, value in changes.items() if getattr(before, name) != value]
+    return model.replace(name=f"{before.name} ({', '.join(differ)})") if differ else model
 
 
 def add_formula_set_argument(parser: argparse.ArgumentParser,
