@@ -88,6 +88,11 @@ def import_uncollected(module_name: str, runs_steps: bool):
         if runs_steps:
             import torch  # noqa: F401
             import torch._dynamo  # noqa: F401
+    except ImportError as error:
+        if error.name != "torch" and not (error.name or "").startswith("torch."):
+            raise
+        raise TorchUnavailableError("this command runs the training step, which needs torch, and torch cannot be "
+                                    f"imported here ({error}); install it as the README's Quickstart says") from None
     finally:
         gc.freeze()
         gc.enable()

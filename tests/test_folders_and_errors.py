@@ -131,3 +131,34 @@ def test_the_documented_entry_point():
     assert isinstance(step, Measurement) and step.device == "meta"
     assert step.measured["peak_bytes"] == max(p["peak_bytes"] for p in step.measured["phases"].values())
     assert "predicted" not in step.to_dict()  # a measurement holds what was measured, no prediction
+
+
+# torch absent: no package metadata, and `import torch` fails
+WITHOUT_TORCH = ("import importlib.metadata as metadata, sys\n"
+                 "version = metadata.version\n"
+                 "def without_torch(name):\n"
+                 "    if name == 'torch':\n"
+                 "        raise metadata.PackageNotFoundError(name)\n"
+                 "    return version(name)\n"
+                 "metadata.version = without_torch\n"
+                 "sys.modules['torch'] = None\n"
+                 "from profiler.cli import main\n")
+
+
+def test_without_torch_the_commands_that_run_no_step_work_and_the_others_say_why():
+    """predict and formula answer from the shipped programs (their figures those of the torch they were derived on);
+    --help too; measure, which runs the step, is one line and exit 2."""
+    def run(*argv):
+        code = WITHOUT_TORCH + f"sys.exit(main({list(argv)!r}))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+
+    with_torch = subprocess.run([sys.executable, "-m", "profiler", "predict", "--preset", "tiny"], capture_output=True,
+                                text=True, cwd=Path(__file__).resolve().parent.parent)
+    for argv in (["--help"], ["formula", "--preset", "tiny"]):
+        done = run(*argv)
+        assert done.returncode == 0 and done.stdout and done.stderr == "", (argv, done.stderr)
+    done = run("predict", "--preset", "tiny")
+    assert done.returncode == 0 and done.stderr == "" and done.stdout == with_torch.stdout
+    done = run("measure", "--preset", "tiny")
+    assert_one_line_error(done.returncode, done.stdout, done.stderr, "needs torch")

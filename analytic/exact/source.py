@@ -38,9 +38,13 @@ class MissingPrograms(ValueError):
 
 
 @lru_cache(maxsize=None)
-def installed_torch() -> str:
-    """The installed torch's version, read from its metadata once (importing torch here would slow `--help`)."""
-    return importlib.metadata.version("torch")
+def installed_torch() -> str | None:
+    """The installed torch's version, read from its metadata (importing torch here would slow `--help`); None where
+    torch is not installed."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 @lru_cache(maxsize=None)
@@ -105,6 +109,8 @@ def for_torch(version: str | None = None, derive: Derive | None = None, revision
     those cached for it (`revision`, where given, must be the simulation revision the cache file records:
     programs cached by other simulation code are derived again); `derive` supplies what neither holds."""
     version = version or installed_torch()
+    if version is None:  # no torch installed: the shipped programs, for the torch they were derived on
+        return Programs(shipped().derived_on, shipped().derived_on, shipped().found, derive)
     if minor(version) in SHIPPED_MINORS:
         return Programs(version, shipped().derived_on, shipped().found, derive)
     cached = {kind: store.read(cached_path(version, kind)) for kind in ("derived", "sharded")}

@@ -103,5 +103,5 @@ def deriving_programs(quiet: bool = False) -> source.Programs:
     programs hold, nothing here imports torch until a class must be derived (a sharded rank's, not shipped)."""
     torch = sys.modules.get("torch")
     version = torch.__version__ if torch is not None else source.installed_torch()
-    revision = None if minor(version) in SHIPPED_MINORS else simulation_revision()
+    revision = None if version is None or minor(version) in SHIPPED_MINORS else simulation_revision()
     return source.for_torch(version, functools.partial(derive_on_first_use, quiet=quiet), revision)
