@@ -13,6 +13,9 @@ SECONDS_PER_DAY = 86_400
 DEFAULT_BUDGET = "80GB"  # the seeds' question: the memory of an 80 GB card
 
 
+BUDGET_LIMIT = 2**62  # bytes: what the figures a budget is compared with hold exactly (analytic.limits)
+
+
 def parse_bytes(text: str) -> int:
     """'80GB' -> 80·10^9, '80GiB' -> 80·2^30, '512 MiB', '1e3'? no: a number and a unit, nothing else."""
     match = _BUDGET.match(str(text))
@@ -22,6 +25,8 @@ def parse_bytes(text: str) -> int:
     value = float(match.group(1)) * UNITS[match.group(2)]
     if value <= 0:
         raise ValueError(f"memory budget must be positive, got {text!r}")
+    if value > BUDGET_LIMIT:
+        raise ValueError(f"memory budget {text!r} is past the 2^62 bytes that 64-bit counts hold exactly")
     return int(value)
 
 

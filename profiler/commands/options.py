@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from analytic.limits import too_large
 from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, ModelConfig, preset
 from model.setup import SETUP_OPTIONS, Setup
 from model.spec import StepSpec
@@ -98,11 +99,16 @@ def spec_from_args(args: argparse.Namespace, sharded: bool = False) -> StepSpec:
                          "command describes one device")
     batch_size = getattr(args, "batch_size", 1)
     if args.preset:
-        return StepSpec(overridden(preset(args.preset), {**sizes, **block})).replace(**options, batch_size=batch_size)
-    missing = [flag(n) for n in SIZE_FIELDS[:5] if n not in sizes]
-    if missing:
-        raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
-    return StepSpec.of(**sizes, **block, **options, batch_size=batch_size)
+        spec = StepSpec(overridden(preset(args.preset), {**sizes, **block})).replace(**options, batch_size=batch_size)
+    else:
+        missing = [flag(n) for n in SIZE_FIELDS[:5] if n not in sizes]
+        if missing:
+            raise UsageError(f"give --preset or all of the sizes; missing {' '.join(missing)}")
+        spec = StepSpec.of(**sizes, **block, **options, batch_size=batch_size)
+    why = too_large(spec)
+    if why is not None:
+        raise UsageError(why)
+    return spec
 
 
 def overridden(model: ModelConfig, changes: dict) -> ModelConfig:
