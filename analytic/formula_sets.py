@@ -23,10 +23,13 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import math
 import numbers
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
@@ -97,12 +100,13 @@ def load_file(path: str | Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"user_formula_set_{len(_USER_SETS)}", resolved)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001 - the user's code: report whatever it raised, with the file
+        with contextlib.redirect_stdout(sys.stderr):  # what it prints on import never mixes into our output
+            spec.loader.exec_module(module)
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code: whatever it raised, or its exit
         raise FormulaSetError(f"formula file {path} fails to import: {type(error).__name__}: {error}") from error
     check_protocol(module, str(path))
-    _USER_SETS[resolved] = module
-    return module
+    _USER_SETS[resolved] = UserSet(module, str(path))
+    return _USER_SETS[resolved]
 
 
 def check_protocol(module: ModuleType, where: str) -> None:
@@ -129,17 +133,53 @@ def check_protocol(module: ModuleType, where: str) -> None:
             fail(f"SETUP must be a dict (or a list of dicts) of the model's and the setup's fields "
                  f"(model.spec.StepSpec), got {setup!r}")
     for batch_size in (1, 2):
+        UserSet(module, where).predict(StepSpec(preset(TRIAL_PRESET), batch_size=batch_size))
+
+
+class UserSet:
+    """A user's formula module whose answers are checked at every call, at every size: predict's figures must be
+    known figure keys with finite non-negative numbers (a phase name for a peak_phase), max_batch_size's answer a
+    non-negative integer or None. Anything else, or a raise, is one FormulaSetError naming the file, the figure and
+    the point. Every other attribute is the module's."""
+
+    def __init__(self, module: ModuleType, where: str):
+        self.module, self.where = module, where
+        if hasattr(module, "max_batch_size"):
+            self.max_batch_size = self._max_batch_size
+
+    def __getattr__(self, name: str):
+        return getattr(self.module, name)
+
+    def _fail(self, problem: str, spec) -> None:
+        raise FormulaSetError(f"formula file {self.where}: {problem} at {spec.model.name}, batch {spec.batch_size}")
+
+    def predict(self, spec) -> dict[str, Any]:
         try:
-            figures = module.predict(StepSpec(preset(TRIAL_PRESET), batch_size=batch_size))
+            figures = self.module.predict(spec)
         except Exception as error:  # noqa: BLE001 - the user's code
-            fail(f"predict({TRIAL_PRESET}, {batch_size}) raised {type(error).__name__}: {error}")
+            self._fail(f"predict raised {type(error).__name__}: {error}", spec)
         if not isinstance(figures, dict):
-            fail(f"predict must return a dict of figures, got {type(figures).__name__}")
+            self._fail(f"predict must return a dict of figures, got {type(figures).__name__}", spec)
         for key, value in flatten(figures).items():
             if not is_figure_key(key):
-                fail(f"predict returned {key!r}, which is no figure the tool measures (analytic.figures)")
-            if not key.endswith("peak_phase") and not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
-                fail(f"predict returned {key} = {value!r}, not a number")
+                self._fail(f"predict returned {key!r}, which is no figure the tool measures (analytic.figures)", spec)
+            if key.endswith("peak_phase"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                self._fail(f"predict returned {key} = {value!r}, not a number", spec)
+            if not math.isfinite(value) or value < 0:
+                self._fail(f"predict returned {key} = {value!r}, not a finite non-negative number", spec)
+        return figures
+
+    def _max_batch_size(self, spec, budget_bytes: int) -> int | None:
+        try:
+            answer = self.module.max_batch_size(spec, budget_bytes)
+        except Exception as error:  # noqa: BLE001 - the user's code
+            self._fail(f"max_batch_size raised {type(error).__name__}: {error}", spec)
+        if answer is not None and (isinstance(answer, bool) or not isinstance(answer, numbers.Integral)
+                                   or answer < 0):
+            self._fail(f"max_batch_size returned {answer!r}, not a non-negative integer or None", spec)
+        return answer
 
 
 def use_exact_programs(programs) -> None:
@@ -259,6 +299,8 @@ def max_batch_sizes(spec: StepSpec, budget_bytes: int) -> dict[str, int | None]:
             continue
         try:
             predictions[name] = max_batch_size(module, spec, budget_bytes)
+        except FormulaSetError:  # a user's set that broke the protocol here: said, never an empty cell
+            raise
         except ValueError:
             predictions[name] = None
     return predictions

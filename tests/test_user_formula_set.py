@@ -3,6 +3,7 @@ with one clear error, then graded end to end like a built-in set: a deliberately
 the terms it gets wrong, and shows in the report's leaderboard."""
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -98,3 +99,35 @@ def test_the_cli_refuses_a_bad_file_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "missing DESCRIPTION, predict" in err
     assert cli.main(["predict", "--preset", "tiny", "--formula-set", str(tmp_path / "none.py")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# Right on the trial model (mini), wrong at GPT-2 XL's size in one way each: checked at every call, not at load only.
+AT_SIZE = """
+NAME, DESCRIPTION = "at_size", "right on a small model, wrong at GPT-2 XL's"
+def predict(spec):
+    value = {value} if spec.model.num_layers == 48 else 1
+    return {{"params": 1, "peak_bytes": value}}
+"""
+
+
+@pytest.mark.parametrize("value, problem", [("'big'", "= 'big', not a number"), ("float('nan')", "nan, not a finite"),
+                                            ("float('inf')", "inf, not a finite"), ("-5", "-5, not a finite"),
+                                            ("1 // 0", "raised ZeroDivisionError")])
+def test_a_set_is_checked_at_every_call_in_one_line(tmp_path, capsys, value, problem):
+    path = write(tmp_path, AT_SIZE.format(value=value))
+    for command in (["predict"], ["max-batch", "--budget", "80GB", "--device", "meta"]):
+        assert cli.main([*command, "--preset", "gpt2-xl", "--formula-set", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and "my_formulas.py" in err and problem in err, err
+        assert "gpt2-xl, batch" in err
+
+
+def test_a_file_that_exits_or_prints_on_import(tmp_path, capsys):
+    path = write(tmp_path, "import sys\nsys.exit(0)\n")
+    assert cli.main(["predict", "--preset", "tiny", "--formula-set", str(path)]) == 2
+    assert "fails to import: SystemExit" in capsys.readouterr().err
+    printing = write(tmp_path, "print('hello')\nNAME, DESCRIPTION = 'loud', 'x'\n"
+                               "def predict(spec): return {'params': 1}\n", "loud.py")
+    assert cli.main(["predict", "--preset", "tiny", "--formula-set", str(printing), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "hello" in err and "hello" not in out and json.loads(out)["sets"]["loud"]["params"] == 1
