@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}; without a GPU, simulate the step on meta tensors: `{on_meta(argv)}`",
               file=sys.stderr)
         return 2
-    except (UsageError, ValueError, FileNotFoundError, TorchUnavailableError) as error:
+    except (UsageError, ValueError, OSError, TorchUnavailableError) as error:  # OSError: a path, a full disk
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

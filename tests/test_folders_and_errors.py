@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from profiler.cli import main
@@ -162,3 +163,23 @@ def test_without_torch_the_commands_that_run_no_step_work_and_the_others_say_why
     assert done.returncode == 0 and done.stderr == "" and done.stdout == with_torch.stdout
     done = run("measure", "--preset", "tiny")
     assert_one_line_error(done.returncode, done.stdout, done.stderr, "needs torch")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sweep", "--out", "{file}"], "--out {file} exists and is not a folder"),
+    (["max-batch", "--preset", "tiny", "--plot", "{missing}/x.png"], "--plot {missing}/x.png: the folder"),
+    (["measure", "--preset", "tiny", "--snapshot", "{missing}/x.pickle"], "--snapshot {missing}/x.pickle: the folder"),
+    (["max-batch", "--preset", "tiny", "--plot", "{file}"], "--plot {file} exists"),
+])
+def test_a_path_the_command_cannot_write_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch, argv, words):
+    """Checked before a step is measured (nothing is lost to a bad path): the option and the path in one line."""
+    from profiler.measuring import measure
+
+    file, missing = tmp_path / "a_file", tmp_path / "no_folder"
+    file.write_text("mine\n")
+    monkeypatch.setattr(measure, "measure", lambda *args, **kwargs: pytest.fail("measured before the path was checked"))
+    names = {"file": str(file), "missing": str(missing)}
+    code = main([part.format(**names) for part in argv])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, words.format(**names))
+    assert file.read_text() == "mine\n"

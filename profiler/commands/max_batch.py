@@ -11,7 +11,7 @@ from pathlib import Path
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, spec_from_args,
-                                       load_formula_sets, positive_int)
+                                       load_formula_sets, new_file, positive_int)
 from profiler.errors import UsageError
 from profiler.reports.tables import WIDTH, human_bytes
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if setup.shard != "none" and device != "meta":
         raise UsageError(f"--shard {setup.shard}: the largest batch of a rank is searched on meta (simulated), "
                          f"got --device {args.device}")
-    if args.plot and Path(args.plot).exists():
-        raise UsageError(f"--plot {args.plot} exists; the tool never overwrites a file: give a new path")
+    if args.plot:
+        new_file("--plot", args.plot)
     peaks: dict[int, int] = {}
     fits = ProbesShown(batch_fits(spec, budget, device, peaks), device)  # no GPU: fails here
     predictions = max_batch_sizes(spec, budget)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
-                                       load_formula_sets, spec_from_args)
+                                       load_formula_sets, new_file, spec_from_args)
 from profiler.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, sharded=True)
     sharded = spec.setup.shard != "none"
     load_formula_sets(args)
-    if args.snapshot and Path(args.snapshot).exists():
-        raise UsageError(f"--snapshot {args.snapshot} exists; the tool never overwrites a file: give a new path")
+    if args.snapshot:
+        new_file("--snapshot", args.snapshot)
     if sharded and args.device == "cpu":
         result = gloo_rank_zero(spec, args)
     else:

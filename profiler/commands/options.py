@@ -3,6 +3,8 @@ the device, positive integers. No torch import."""
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from analytic.limits import too_large
 from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, ModelConfig, preset
@@ -117,6 +119,20 @@ def overridden(model: ModelConfig, changes: dict) -> ModelConfig:
     model, before = model.replace(**changes), model
     differ = [f"{name}={value}" for name, value in changes.items() if getattr(before, name) != value]
     return model.replace(name=f"{before.name} ({', '.join(differ)})") if differ else model
+
+
+def new_file(option: str, path: str | os.PathLike) -> None:
+    """Refuse (UsageError, one line naming the option and the path) a file the command could not write when it is
+    done: one that exists (the tool never overwrites a file), or whose folder is missing or not writable. Checked
+    before anything runs, so that no measurement is lost to a bad path."""
+    path = Path(path)
+    folder = path.parent
+    if path.exists():
+        raise UsageError(f"{option} {path} exists; the tool never overwrites a file: give a new path")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: the folder {folder} is not writable")
 
 
 def add_formula_set_argument(parser: argparse.ArgumentParser,

@@ -112,7 +112,9 @@ def _release_memory(device: str) -> None:
 
 
 def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
-    """Refuse (UsageError) a non-empty folder that is not a sweep of this very grid on this device."""
+    """Refuse (UsageError) a file, or a non-empty folder that is not a sweep of this very grid on this device."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
     if is_empty(out_dir):
         return
     if not out_dir.is_dir():
