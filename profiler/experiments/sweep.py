@@ -113,8 +113,6 @@ def _release_memory(device: str) -> None:
 
 def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
     """Refuse (UsageError) a file, or a non-empty folder that is not a sweep of this very grid on this device."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
     if is_empty(out_dir):
         return
     if not out_dir.is_dir():
@@ -151,9 +149,20 @@ def iter_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None 
     check_folder(out_dir, grid, device)
     claim(out_dir, [GRID_COPY, META, RESULTS])
     results = out_dir / RESULTS
-    with results.open("a") as held:
+    with results.open("a") as held:  # the lock lives as long as this sweep (hold)
         hold(held, out_dir)
-        yield from _sweep_points(grid, out_dir, device, points, measure_fn, progress)
+        _drop_partial_line(results)
+        done = {row["key"] for row in read_results(out_dir) if row["outcome"] in FINAL}
+        todo = [point for point in points if point.key not in done]
+        write_start(grid, out_dir, device, len(points))
+        measure_fn = measure_fn or measure
+        bar = tqdm(todo, desc=f"sweep {grid.name} on {device}", unit="point", file=sys.stderr,
+                   disable=None if progress else True, dynamic_ncols=True)  # None: only on a terminal
+        for point in bar:
+            bar.set_postfix_str(point.label, refresh=True)
+            row = measure_point(point, measure_fn, grid.max_batch_budget)
+            append_row(results, row)
+            yield row
 
 
 def hold(results, out_dir: Path) -> None:
@@ -164,23 +173,6 @@ def hold(results, out_dir: Path) -> None:
     except BlockingIOError:
         raise UsageError(f"--out {out_dir} is being written by another sweep right now; nothing was measured: "
                          f"wait for it, or give another folder") from None
-
-
-def _sweep_points(grid: Grid, out_dir: Path, device: str, points: list[Point], measure_fn: MeasureFn | None,
-                  progress: bool) -> Iterator[dict[str, Any]]:
-    results = out_dir / RESULTS
-    _drop_partial_line(results)
-    done = {row["key"] for row in read_results(out_dir) if row["outcome"] in FINAL}
-    todo = [point for point in points if point.key not in done]
-    write_start(grid, out_dir, device, len(points))
-    measure_fn = measure_fn or measure
-    bar = tqdm(todo, desc=f"sweep {grid.name} on {device}", unit="point", file=sys.stderr,
-               disable=None if progress else True, dynamic_ncols=True)  # None: only on a terminal
-    for point in bar:
-        bar.set_postfix_str(point.label, refresh=True)
-        row = measure_point(point, measure_fn, grid.max_batch_budget)
-        append_row(results, row)
-        yield row
 
 
 def run_sweep(grid: Grid | str | Path, out_dir: str | Path, device: str | None = None,

@@ -54,4 +54,5 @@ def claim(folder: str | Path, names: list[str]) -> Path:
 
 
 def is_empty(folder: Path) -> bool:
-    return not folder.exists() or not any(folder.iterdir())
+    """Nothing there, or an empty folder (a file is not empty)."""
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
