@@ -31,6 +31,7 @@ def _torch():
 
 
 def simulation_revision() -> str:
+    """analytic.exact.derivation.revision's, imported when first needed (it imports profiler.measuring, and torch)."""
     from analytic.exact.derivation.revision import simulation_revision as revision
 
     return revision()
