@@ -7,6 +7,7 @@ import torch
 
 from model.autocast import autocast_region
 from model.config import ModelConfig
+from model.cuda_kernels import kernel_region
 from model.setup import Setup
 from model.spec import StepSpec
 from model.transformer import TransformerLM
@@ -58,6 +59,7 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
     copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds
     each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the
     gradients (setup.zero_grad 'none': set_to_none=True) or zeroes them in place ('zeros').
+    The step runs in model.cuda_kernels.kernel_region: the setup's SDPA kernel, and dropout as CUDA runs it.
     With setup.autocast, forward and loss run under torch.autocast, emulated with `autocast_policy`'s rules on
     meta (model.autocast), backward outside it.
     `mark(phase)` is called as each phase begins ("forward" and "backward" once per micro-batch, "optimizer")
@@ -67,14 +69,15 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
     """
     micro_batches = setup.micro_batches
     StepSpec(model.config, setup, len(tokens)).micro_batch_size  # a one-line error when the batch does not divide
-    for micro_tokens, micro_targets in zip(tokens.chunk(micro_batches), targets.chunk(micro_batches)):
-        mark("forward")
-        with autocast_region(setup, tokens.device, autocast_policy):
-            loss = model.loss(micro_tokens, micro_targets) / micro_batches  # as nanoGPT does, 1 included
-        mark("backward")
-        loss.backward()
-    mark("optimizer")
-    adamw.step()
-    adamw.zero_grad(set_to_none=setup.zero_grad == "none")
-    mark("end")
+    with kernel_region(setup.attention, tokens.device):
+        for micro_tokens, micro_targets in zip(tokens.chunk(micro_batches), targets.chunk(micro_batches)):
+            mark("forward")
+            with autocast_region(setup, tokens.device, autocast_policy):
+                loss = model.loss(micro_tokens, micro_targets) / micro_batches  # as nanoGPT does, 1 included
+            mark("backward")
+            loss.backward()
+        mark("optimizer")
+        adamw.step()
+        adamw.zero_grad(set_to_none=setup.zero_grad == "none")
+        mark("end")
     return loss.detach()

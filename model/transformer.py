@@ -20,8 +20,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch._subclasses.fake_tensor import FakeTensor
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from model.autocast import with_autocast_emulation
@@ -48,37 +46,11 @@ def checkpointed(mode: str):
                                            context_fn=with_autocast_emulation(contexts))
 
 
-SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_ATTENTION,
-                 "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
-
-
-def simulated(tensor) -> bool:
-    """Whether `tensor` has no data: on meta, or a fake tensor (FakeTensorMode, which sharded steps simulate in)."""
-    return tensor.device.type == "meta" or isinstance(tensor, FakeTensor)
-
-
-def attend(q, k, v, backend: str, scale: float, dropout: float = 0.0):
-    """Causal F.scaled_dot_product_attention on [B, H, T, Dh] with one backend forced (sdpa_kernel: no fallback).
-
-    On meta (and on fake tensors), F.scaled_dot_product_attention would take the math path whatever the backend, so the
-    fused CUDA kernels' own aten ops are called instead: their meta kernels return what the CUDA kernels return (an
-    output in [B, T, H, Dh] layout, an fp32 logsumexp, RNG state), and autograd records their CUDA backward nodes, so
-    what is saved for backward is what CUDA saves. (F.scaled_dot_product_attention calls the same ops with these
-    arguments once the head size needs no padding: config validation asks for a multiple of 8.)
-    """
-    if simulated(q) and backend == "sdpa-flash":
-        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, dropout, True, False, scale=scale)[0]
-    if simulated(q) and backend == "sdpa-efficient":
-        return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, dropout, True,
-                                                                      scale=scale)[0]
-    with sdpa_kernel(SDPA_BACKENDS[backend]):
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale)
-
-
-def dropout(x, p: float):
-    """CUDA's F.dropout in training, on every device: native_dropout, which keeps a bool mask for backward (on
-    meta and CPU, F.dropout would multiply by noise of x's dtype instead)."""
-    return torch.native_dropout(x, p, True)[0]
+def attend(q, k, v, scale: float, dropout: float = 0.0):
+    """Causal F.scaled_dot_product_attention on [B, H, T, Dh]: the kernel is the setup's attention option, chosen
+    where the step runs (model.cuda_kernels.kernel_region: sdpa_kernel on CUDA and CPU, the CUDA kernel's own aten op
+    on meta)."""
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale)
 
 
 def repeat_kv(x, groups: int):
@@ -120,8 +92,9 @@ def norm(config: ModelConfig, d_model: int) -> nn.Module:
 
 
 def dropout_op(config: ModelConfig) -> Op | None:
-    """A dropout of the arch (gpt2 with dropout > 0), or None."""
-    return Op(functools.partial(dropout, p=config.dropout)) if config.dropout else None
+    """A dropout of the arch (gpt2 with dropout > 0), or None: F.dropout in training, which CUDA runs as
+    native_dropout, keeping a bool mask for backward (model.cuda_kernels runs it so on every device)."""
+    return Op(lambda x: F.dropout(x, config.dropout)) if config.dropout else None  # F.dropout looked up at each call
 
 
 def rotate(x, cos, sin):
@@ -146,7 +119,7 @@ class CausalSelfAttention(nn.Module):
         self.softmax = Op(lambda scores: torch.softmax(scores, dim=-1))
         self.probs_dropout = dropout_op(config)
         self.weighted_sum = Op(lambda probs, v: probs @ v)
-        self.sdpa = Op(functools.partial(attend, backend=attention, scale=scale, dropout=config.dropout))
+        self.sdpa = Op(functools.partial(attend, scale=scale, dropout=config.dropout))
         self.out_proj = nn.Linear(d, d, bias=bias)
         self.out_dropout = dropout_op(config)
 

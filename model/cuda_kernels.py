@@ -1,0 +1,130 @@
+"""The kernels CUDA runs, where the tensors cannot choose them: dropout and F.scaled_dot_product_attention.
+
+Two calls of a model run other kernels on meta (and CPU) than on CUDA, with other tensors saved for backward:
+
+  dropout   at::dropout (aten/src/ATen/native/Dropout.cpp) runs native_dropout, which keeps a bool mask, when
+            `is_fused_kernel_acceptable`: a CUDA input, training, 0 < p < 1 and a non-empty input. Elsewhere it
+            multiplies by noise of the input's dtype and keeps that. In-place dropout takes the noise path on
+            CUDA too, and is left alone.
+  SDPA      at::scaled_dot_product_attention (aten/src/ATen/native/transformers/attention.cpp) asks
+            _fused_sdp_choice for a kernel on CUDA; on meta it always runs the math composite. The aten ops of the
+            fused kernels have meta kernels that return what the CUDA kernels return (an output, an fp32
+            logsumexp, RNG state) and autograd records their CUDA backward nodes.
+
+`CudaKernels`, active for a whole step (forward, a checkpoint's recomputation in backward, the optimizer step),
+routes F.dropout to native_dropout on every device but CUDA (where at::dropout already does), and on simulated
+tensors (meta, fake) sends F.scaled_dot_product_attention to the kernel the setup's `attention` option names:
+  sdpa-flash      aten._scaled_dot_product_flash_attention,
+  sdpa-efficient  aten._scaled_dot_product_efficient_attention, each with key/value heads passed as they come
+                  (grouped ones with enable_gqa: both CUDA kernels take them so), without an attn_mask;
+  sdpa-math       the math composite, as on CUDA (without dropout: its at::dropout would keep noise on meta);
+  explicit        a model that calls SDPA anyway gets the kernel CUDA's priority order picks without cuDNN
+                  (flash, then efficient, then math) on an sm80+ GPU.
+What cannot be simulated (a fused kernel that would pad the head size, a fused kernel given a mask, math with
+dropout)
+raises NotSimulated with the reason. `kernel_region(setup, device)` is the context a step runs in.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_ATTENTION,
+                 "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+class NotSimulated(ValueError):
+    """A call whose CUDA kernel the simulation cannot run on meta (the message says which and why)."""
+
+
+def simulated(tensor) -> bool:
+    """Whether `tensor` has no data: on meta, or a fake tensor (FakeTensorMode, which sharded steps simulate in)."""
+    return tensor.device.type == "meta" or isinstance(tensor, FakeTensor)
+
+
+class CudaKernels:
+    """CUDA's dropout everywhere, and on simulated tensors the SDPA kernel of `attention` (module docstring), for as
+    long as the context is entered: F.dropout and F.scaled_dot_product_attention are replaced in
+    torch.nn.functional by this object's methods, which models reach through that module at every call
+    (nn.Dropout, Hugging Face's attention functions, nanoGPT). A TorchFunctionMode would not do: autograd runs
+    backward, and with it a checkpoint's recomputation, without the function modes of the forward.
+    `kernels` counts the SDPA kernels run, by name."""
+
+    def __init__(self, attention: str = "explicit"):
+        self.attention = attention
+        self.kernels: Counter = Counter()
+        self._originals: dict = {}
+
+    def __enter__(self) -> "CudaKernels":
+        self._originals = {"dropout": F.dropout, "scaled_dot_product_attention": F.scaled_dot_product_attention}
+        F.dropout, F.scaled_dot_product_attention = self.dropout, self.sdpa
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, function in self._originals.items():
+            setattr(F, name, function)
+
+    def dropout(self, x, p: float = 0.5, training: bool = True, inplace: bool = False):
+        """at::dropout as CUDA runs it: native_dropout (a bool mask kept for backward) where its fused kernel
+        takes the call (training, 0 < p < 1, a non-empty input, not in place), else F.dropout itself."""
+        if training and not inplace and 0 < p < 1 and x.numel() > 0:
+            return torch.native_dropout(x, p, True)[0]
+        return self._originals["dropout"](x, p, training, inplace)
+
+    def sdpa(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+             enable_gqa=False):
+        if not simulated(query):
+            return self._originals["scaled_dot_product_attention"](query, key, value, attn_mask, dropout_p,
+                                                                   is_causal, scale=scale, enable_gqa=enable_gqa)
+        kernel = self.attention if self.attention != "explicit" else cuda_choice(query, key, value, attn_mask)
+        heads, kv_heads = query.shape[-3], key.shape[-3]
+        if kernel != "sdpa-math" and kv_heads != heads and not enable_gqa:
+            raise NotSimulated(f"{kernel} with {heads} query heads and {kv_heads} key/value heads needs "
+                               "enable_gqa=True (CUDA raises 'No available kernel')")
+        self.kernels[kernel] += 1
+        if kernel == "sdpa-math":
+            if dropout_p > 0:
+                raise NotSimulated("the math kernel with dropout_p > 0 is not simulated: its at::dropout keeps a "
+                                   "bool mask on CUDA and noise of the input's dtype on meta")
+            return self._originals["scaled_dot_product_attention"](query, key, value, attn_mask, dropout_p,
+                                                                   is_causal, scale=scale, enable_gqa=enable_gqa)
+        if query.shape[-1] % 8 or key.shape[-1] % 8 or value.shape[-1] % 8:
+            raise NotSimulated(f"{kernel} with a head size of {query.shape[-1]} (not a multiple of 8): CUDA pads "
+                               "it, which is not simulated")
+        if attn_mask is not None:
+            raise NotSimulated(f"{kernel} with an attn_mask is not simulated (flash takes none; attention.cpp "
+                               "converts and pads the efficient kernel's mask); use sdpa-math, or is_causal=True")
+        if kernel == "sdpa-flash":
+            return torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal,
+                                                                      False, scale=scale)[0]
+        return torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, None, True, dropout_p,
+                                                                      is_causal, scale=scale)[0]
+
+
+def cuda_choice(query, key, value, attn_mask) -> str:
+    """The kernel CUDA's priority order (flash, efficient, math; cuDNN left out) picks on an sm80+ GPU for a model
+    that calls SDPA: flash for 16-bit inputs without a mask and head sizes up to 256, else efficient for head
+    sizes divisible by its alignment (8 for 16-bit inputs, 4 for float32), else math."""
+    half = query.dtype in (torch.float16, torch.bfloat16)
+    sizes = {query.shape[-1], key.shape[-1], value.shape[-1]}
+    if half and attn_mask is None and len(sizes) == 1 and max(sizes) <= 256:
+        return "sdpa-flash"
+    if all(size % (8 if half else 4) == 0 for size in sizes):
+        return "sdpa-efficient"
+    return "sdpa-math"
+
+
+def kernel_region(attention: str, device: torch.device | str):
+    """The context a step runs in: on CUDA the SDPA backend `attention` names (sdpa_kernel, no fallback); elsewhere
+    that too, and CudaKernels (dropout as CUDA's; on meta and fake tensors SDPA routed to that kernel)."""
+    stack = contextlib.ExitStack()
+    if attention in SDPA_BACKENDS:
+        stack.enter_context(sdpa_kernel(SDPA_BACKENDS[attention]))
+    if torch.device(device).type != "cuda":
+        stack.enter_context(CudaKernels(attention))
+    return stack
