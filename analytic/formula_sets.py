@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from analytic.figures import flatten, is_figure_key
-from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, preset
+from model.config import ARCH_OPTIONS, BUILTIN, POSITIONAL_OPTIONS, preset
 from model.setup import OPTIONS, SETUP_OPTIONS
 from model.spec import MODEL_FIELDS, StepSpec
 
@@ -238,14 +238,25 @@ def declared(setup: dict[str, Any]) -> dict[str, tuple]:
 
 def describes(module: ModuleType, spec: StepSpec) -> bool:
     """Whether one of the set's declared SETUP alternatives matches the spec (a set without one describes
-    every setup on one device; an alternative without "shard" describes one device only)."""
-    return any(all(spec.value(field) in values for field, values in declared(setup).items())
+    every setup on one device; an alternative without "shard" describes one device only). A user's or Hugging
+    Face model (source not 'builtin') is described by an alternative whose arch allows 'reference' (the set then
+    describes "a Transformer LM of these sizes"), or its own arch (the block the user says the model has); a
+    "source" field ('builtin') restricts a set to the built-in model."""
+    def matches(field: str, values: tuple) -> bool:
+        value = spec.value(field)
+        if field == "arch" and spec.model.source != BUILTIN:
+            return value in values or "reference" in values
+        return value in values
+    return any(all(matches(field, values) for field, values in declared(setup).items())
                for setup in setup_alternatives(module))
 
 
 # Every value of each field with a list of choices: the model's arch and positional, the setup's options.
 EVERY_VALUE = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS,
                **{option.name: option.choices for option in SETUP_OPTIONS if option.choices}}
+
+
+PLAIN_WORDS = {("source", (BUILTIN,)): "the built-in model", ("optimizer_class", ("",)): "torch's AdamW"}
 
 
 def setup_text(module: ModuleType) -> str:
@@ -257,8 +268,12 @@ def setup_text(module: ModuleType) -> str:
         for field, values in declared(setup).items():
             if field in EVERY_VALUE and set(EVERY_VALUE[field]) <= set(values):
                 continue
-            parts.append("one device" if field == "shard" and values == ("none",) else
-                         f"{field} {' or '.join(map(str, values))}")
+            if field == "shard" and values == ("none",):
+                parts.append("one device")
+            elif (field, values) in PLAIN_WORDS:
+                parts.append(PLAIN_WORDS[field, values])
+            else:
+                parts.append(f"{field} {' or '.join(map(str, values))}")
         return ", ".join(parts) or "every setup"
     return "; or ".join(words(setup) for setup in setup_alternatives(module))
 

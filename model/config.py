@@ -12,6 +12,39 @@ POSITIONAL_OPTIONS = ("learned", "rope", "none")
 ARCH_POSITIONAL = {"reference": POSITIONAL_OPTIONS, "gpt2": ("learned",), "llama": ("rope",)}
 DEFAULT_DROPOUT = {"reference": 0.0, "gpt2": 0.1, "llama": 0.0}
 
+BUILTIN = "builtin"
+HF_ARCHS = {"hf:gpt2": "gpt2", "hf:llama": "llama"}
+
+
+def source_kind(source: str) -> str:
+    """'builtin', 'hf' (hf:gpt2, hf:llama, hf:PATH.json), 'file' (FILE.py:NAME) or 'module' (package.module:NAME);
+    one ValueError for anything else."""
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"model must be builtin, FILE.py:NAME, package.module:NAME or hf:gpt2|llama|PATH.json, "
+                         f"got {source!r}")
+    if source == BUILTIN:
+        return "builtin"
+    if source.startswith("hf:"):
+        if source in HF_ARCHS or source.endswith(".json"):
+            return "hf"
+        raise ValueError(f"model {source}: a Hugging Face model is hf:gpt2, hf:llama or hf:PATH/config.json")
+    where, colon, name = source.rpartition(":")
+    if not colon or not where or not name.isidentifier():
+        raise ValueError(f"model {source}: give FILE.py:NAME or package.module:NAME (NAME a callable that returns "
+                         "the model)")
+    if where.endswith(".py"):
+        return "file"
+    if all(part.isidentifier() for part in where.split(".")):
+        return "module"
+    raise ValueError(f"model {source}: {where!r} is neither a .py file nor a module name")
+
+
+def source_arch(source: str) -> str | None:
+    """The arch a Hugging Face source implies (hf:gpt2 -> 'gpt2'); None for the others (a config file's is read
+    with its sizes, model.implementations)."""
+    return HF_ARCHS.get(source)
+
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -24,6 +57,10 @@ class ModelConfig:
     archs have none). kv_heads: key/value heads, dividing num_heads (default num_heads; fewer is llama only).
     d_ff defaults to 4·d_model, for llama to Llama's 256·⌈(8/3·d_model)/256⌉ (11008 at 4096).
     positional: 'learned' (GPT-2's position embedding), 'rope' or 'none'.
+    source: the implementation (model.implementations): 'builtin' (model.transformer's block of `arch`), a user's
+    factory 'FILE.py:NAME' or 'package.module:NAME', or a Hugging Face model 'hf:gpt2', 'hf:llama',
+    'hf:PATH/config.json'. A user's model declares with `arch` which block it has (which formula sets describe
+    it), and takes dropout and kv_heads as it chooses; a Hugging Face model's arch is its model type's.
     """
 
     vocab_size: int
@@ -36,6 +73,7 @@ class ModelConfig:
     positional: str | None = None  # None: the arch's (ARCH_POSITIONAL)
     dropout: float | None = None  # None: the arch's (DEFAULT_DROPOUT)
     kv_heads: int | None = None  # None: num_heads
+    source: str = BUILTIN
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -62,11 +100,15 @@ class ModelConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
-        if self.dropout and self.arch != "gpt2":
+        source_kind(self.source)
+        if self.source.startswith("hf:") and source_arch(self.source) not in (None, self.arch):
+            raise ValueError(f"model {self.source} has arch {source_arch(self.source)!r}, got arch {self.arch!r}")
+        builtin = self.source == BUILTIN
+        if self.dropout and self.arch != "gpt2" and builtin:
             raise ValueError(f"arch {self.arch!r} has no dropout, got dropout={self.dropout}")
         if self.num_heads % self.kv_heads:
             raise ValueError(f"kv_heads={self.kv_heads} does not divide num_heads={self.num_heads}")
-        if self.kv_heads != self.num_heads and self.arch != "llama":
+        if self.kv_heads != self.num_heads and self.arch != "llama" and builtin:
             raise ValueError(f"grouped-query attention (kv_heads < num_heads) is arch 'llama' only, got "
                              f"arch {self.arch!r} with kv_heads={self.kv_heads}")
         if self.positional == "rope" and self.head_dim % 2:

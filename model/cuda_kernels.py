@@ -96,6 +96,10 @@ class CudaKernels:
         if query.shape[-1] % 8 or key.shape[-1] % 8 or value.shape[-1] % 8:
             raise NotSimulated(f"{kernel} with a head size of {query.shape[-1]} (not a multiple of 8): CUDA pads "
                                "it, which is not simulated")
+        if kernel == "sdpa-efficient" and kv_heads != heads:
+            raise NotSimulated(f"sdpa-efficient with {heads} query heads and {kv_heads} key/value heads is not "
+                               "simulated (the meta kernel's backward returns key and value gradients of the "
+                               "query's heads); use sdpa-flash, or repeat the key/value heads")
         if attn_mask is not None:
             raise NotSimulated(f"{kernel} with an attn_mask is not simulated (flash takes none; attention.cpp "
                                "converts and pads the efficient kernel's mask); use sdpa-math, or is_causal=True")

@@ -34,6 +34,9 @@ class Option:
         if self.values is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"{self.name} must be true or false, got {value!r}")
+        elif self.values is str:
+            if not isinstance(value, str):
+                raise ValueError(f"{self.name} must be a string, got {value!r}")
         elif self.values is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{self.name} must be an integer, got {value!r}")
@@ -63,6 +66,8 @@ SETUP_OPTIONS = (
            "FSDP2: free each block's gathered parameters after its forward (default) or keep them until backward "
            "(--no-reshard-after-forward)"),
     Option("optimizer", OPTIMIZERS, "foreach", "the AdamW implementation (foreach: what CUDA runs by default)"),
+    Option("optimizer_class", str, "", "FILE.py:NAME or package.module:NAME: your own torch.optim.Optimizer "
+                                       "subclass in place of torch's AdamW, built with AdamW's lr and weight decay"),
 )
 OPTIONS = {option.name: option for option in SETUP_OPTIONS}
 
@@ -90,6 +95,8 @@ class Setup:
     reshard_after_forward: FSDP2's option of that name (True frees each block's gathered parameters after its
     forward and gathers them again for backward; False keeps them until backward).
     optimizer: the AdamW implementation (model.vocabulary.OPTIMIZERS: forloop, foreach, fused).
+    optimizer_class: '' (torch.optim.AdamW as `optimizer` says), or a user's torch.optim.Optimizer subclass,
+    'FILE.py:NAME' or 'package.module:NAME' (model.implementations), built with AdamW's lr and weight decay.
     """
 
     attention: str = "explicit"
@@ -102,10 +109,16 @@ class Setup:
     world_size: int = 1
     reshard_after_forward: bool = True
     optimizer: str = "foreach"
+    optimizer_class: str = ""
 
     def __post_init__(self) -> None:
         for option in SETUP_OPTIONS:
             option.check(getattr(self, option.name))
+        if self.optimizer_class:
+            where, colon, name = self.optimizer_class.rpartition(":")
+            if not colon or not where or not name.isidentifier():
+                raise ValueError(f"optimizer_class must be FILE.py:NAME or package.module:NAME, got "
+                                 f"{self.optimizer_class!r}")
         if self.autocast != "none" and self.dtype != "float32":
             raise ValueError(f"autocast={self.autocast!r} is mixed precision over float32 parameters, "
                              f"got dtype={self.dtype!r}")

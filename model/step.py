@@ -6,7 +6,8 @@ from typing import Callable
 import torch
 
 from model.autocast import autocast_region
-from model.config import ModelConfig
+from model import implementations
+from model.config import BUILTIN, ModelConfig
 from model.cuda_kernels import kernel_region
 from model.setup import Setup
 from model.spec import StepSpec
@@ -21,21 +22,33 @@ ADAMW_FLAGS = {
 
 
 def make_optimizer(model: torch.nn.Module, optimizer: str = "foreach", lr: float = 1e-3,
-                   weight_decay: float = 0.1) -> torch.optim.AdamW:
+                   weight_decay: float = 0.1, optimizer_class: str = "") -> torch.optim.Optimizer:
     """torch.optim.AdamW over all parameters, its implementation (`optimizer`, one of OPTIMIZERS) chosen
-    explicitly, never torch's default."""
+    explicitly, never torch's default; or the user's `optimizer_class` (model.implementations) with the same lr and
+    weight decay."""
+    if optimizer_class:
+        cls = implementations.optimizer_class(optimizer_class)
+        try:
+            return cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+        except Exception as error:
+            raise ValueError(f"optimizer class {optimizer_class}: {cls.__name__}(params, lr={lr}, "
+                             f"weight_decay={weight_decay}) raised {type(error).__name__}: {error}") from None
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **ADAMW_FLAGS[optimizer])
 
 
 def build(spec: StepSpec, device: str | torch.device = "cpu",
-          seed: int = 0) -> tuple[TransformerLM, torch.optim.AdamW]:
-    """The spec's model on `device` (built there directly: no host copy of a GPT-2 XL) and its optimizer."""
+          seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The spec's model on `device` (built there directly: no host copy of a GPT-2 XL) and its optimizer: the
+    built-in TransformerLM, or the model of spec.model.source (model.implementations.UserLM)."""
     torch.manual_seed(seed)
     with torch.device(device):
-        model = TransformerLM(spec.model, spec.setup)
-    return model, make_optimizer(model, spec.setup.optimizer)
+        if spec.model.source == BUILTIN:
+            model = TransformerLM(spec.model, spec.setup)
+        else:
+            model = implementations.build_user_model(spec.model, spec.setup)
+    return model, make_optimizer(model, spec.setup.optimizer, optimizer_class=spec.setup.optimizer_class)
 
 
 def make_batch(config: ModelConfig, batch_size: int, device: str | torch.device = "cpu",

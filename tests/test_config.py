@@ -91,14 +91,14 @@ def test_setup_is_its_table_of_options():
 
 
 def test_a_spec_is_written_and_read_as_a_result_row():
-    """flat() is the "config" of a result row: the old single config's 20 fields in their order (the model's, the
-    setup's but the optimizer, the name last); from_row reads a row back, the optimizer and batch beside it."""
+    """flat() is the "config" of a result row: the model's fields, the setup's but the optimizer, the name last;
+    from_row reads a row back, the optimizer and batch beside it."""
     spec = StepSpec(preset("hf-gpt2"), batch_size=4).replace(checkpointing="full", micro_batches=2,
                                                              optimizer="forloop")
     assert list(spec.flat()) == ["vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "arch",
-                                 "positional", "dropout", "kv_heads", "attention", "dtype", "checkpointing",
+                                 "positional", "dropout", "kv_heads", "source", "attention", "dtype", "checkpointing",
                                  "micro_batches", "zero_grad", "autocast", "shard", "world_size",
-                                 "reshard_after_forward", "name"]
+                                 "reshard_after_forward", "optimizer_class", "name"]
     row = {"config": spec.flat(), "batch_size": 4, "optimizer": "forloop"}
     assert StepSpec.from_row(row) == spec and StepSpec.from_row(row).model.name == "hf-gpt2"
     assert StepSpec.from_row({"config": {"vocab_size": 8, "context_length": 4, "num_layers": 1, "d_model": 4,

@@ -34,6 +34,23 @@ def test_megatron_is_graded_on_its_setup_only():
     assert not describes(megatron, StepSpec(PRESETS["gpt2-xl"]).replace(autocast="bfloat16", attention="sdpa-flash"))
 
 
+def test_a_users_model_is_described_by_the_sets_of_any_transformer_lm_and_of_its_declared_block():
+    """Sets whose arch allows 'reference' describe "a Transformer LM of these sizes": any source; a set of one block
+    describes a user's model that declares that block; the exact set, derived from the built-in model's traces with
+    torch's AdamW, describes neither a user's model nor a user's optimizer."""
+    from analytic import exact, textbook
+    from analytic.published import nanogpt
+
+    hf_gpt2 = StepSpec(PRESETS["hf-gpt2"].replace(source="hf:gpt2"))
+    own = StepSpec(PRESETS["gpt2-small"].replace(source="examples/x.py:Model"))
+    assert describes(textbook, hf_gpt2) and not describes(textbook, StepSpec(PRESETS["hf-gpt2"]))
+    assert describes(nanogpt, hf_gpt2) and not describes(nanogpt, own)
+    assert describes(megatron, hf_gpt2.replace(autocast="bfloat16", attention="sdpa-flash", checkpointing="full"))
+    assert not describes(exact, hf_gpt2) and not describes(exact, own)
+    assert describes(exact, StepSpec(PRESETS["hf-gpt2"]))
+    assert not describes(exact, StepSpec(PRESETS["hf-gpt2"]).replace(optimizer_class="my.py:AdamW"))
+
+
 def test_setup_text_says_what_describes_reads():
     """The 'graded on' words: a field that allows every value is left out, no shard is one device, and a set that
     allows everything describes every setup."""
@@ -41,7 +58,7 @@ def test_setup_text_says_what_describes_reads():
     from analytic.formula_sets import setup_text
     from analytic.published import palm
 
-    assert setup_text(exact) == "every setup"
+    assert setup_text(exact) == "the built-in model, torch's AdamW"
     assert setup_text(textbook).endswith(", one device") and "arch reference" in setup_text(textbook)
     assert setup_text(palm) == "checkpointing none, one device"  # every arch: the field is left out
     config = StepSpec(PRESETS["gpt2-xl"])

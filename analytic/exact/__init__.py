@@ -38,7 +38,9 @@ from model.spec import StepSpec
 NAME = "exact"
 DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensors, transient temporaries, AdamW "
                "temporaries, phase order), exact on meta; one rank of FSDP2 or DDP too (its buffers included)")
-SETUP = {"shard": ("none", "fsdp2", "ddp")}  # a sharded rank's memory within analytic.exact.sharded's domain
+# A sharded rank's memory within analytic.exact.sharded's domain; the programs are derived from the built-in
+# model's traces with torch's AdamW.
+SETUP = {"shard": ("none", "fsdp2", "ddp"), "source": "builtin", "optimizer_class": ""}
 
 __all__ = ["NAME", "DESCRIPTION", "SETUP", "ExactSet", "Programs", "MissingPrograms", "predict", "max_batch_size",
            "evaluate", "evaluate_arrays", "installed_torch"]

@@ -7,14 +7,15 @@ import os
 from pathlib import Path
 
 from analytic.limits import too_large
-from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, ModelConfig, preset
+from model.config import ARCH_OPTIONS, POSITIONAL_OPTIONS, PRESETS, ModelConfig, preset, source_arch
+from model.hf import sizes_of
 from model.setup import SETUP_OPTIONS, Setup
 from model.spec import StepSpec
 from model.vocabulary import DEVICES
 from profiler.errors import UsageError
 
 SIZE_FIELDS = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
-BLOCK_FIELDS = ("arch", "positional", "kv_heads", "dropout")  # the model's fields beside its sizes and name
+BLOCK_FIELDS = ("arch", "positional", "kv_heads", "dropout", "source")  # the model's fields beside sizes and name
 
 
 def positive_int(text: str) -> int:
@@ -57,6 +58,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
                             "default: as many as heads)")
     group.add_argument("--dropout", type=probability, dest="dropout",
                        help="probability of gpt2's dropouts (default 0.1 for arch gpt2)")
+    group.add_argument("--model", dest="source", metavar="SOURCE",
+                       help="the implementation: builtin (default), your own FILE.py:NAME or package.module:NAME "
+                            "(a callable taking the sizes that returns the model), or hf:gpt2, hf:llama, "
+                            "hf:PATH/config.json (Hugging Face transformers; sizes from the file); --arch says "
+                            "which block your model has")
     setup = parser.add_argument_group("training setup")
     for option in SETUP_OPTIONS:
         if option.values is bool:
@@ -65,6 +71,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
         elif option.values is int:
             setup.add_argument(flag(option.name), type=positive_int, dest=option.name,
                                help=f"{option.help} (default {option.default})")
+        elif option.values is str:
+            setup.add_argument(flag(option.name), dest=option.name, metavar="FILE.py:NAME", help=option.help)
         else:
             setup.add_argument(flag(option.name), choices=option.choices, dest=option.name,
                                help=f"{option.help} (default {option.default})")
@@ -100,6 +108,15 @@ def spec_from_args(args: argparse.Namespace, sharded: bool = False) -> StepSpec:
         raise UsageError(f"--shard {options['shard']} is taken by `measure`, `max-batch` and `predict`; this "
                          "command describes one device")
     batch_size = getattr(args, "batch_size", 1)
+    source = block.get("source", "builtin")
+    if source.startswith("hf:") and source.endswith(".json"):
+        if args.preset:
+            raise UsageError(f"--model {source} takes its sizes from the file; give no --preset")
+        from_file = sizes_of(source)
+        sizes = {**{name: value for name, value in from_file.items() if name in SIZE_FIELDS}, **sizes}
+        block = {**{name: value for name, value in from_file.items() if name not in SIZE_FIELDS}, **block}
+    elif source_arch(source) is not None:
+        block.setdefault("arch", source_arch(source))
     if args.preset:
         spec = StepSpec(overridden(preset(args.preset), {**sizes, **block})).replace(**options, batch_size=batch_size)
     else:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from analytic.units import parse_bytes
-from model.config import ARCH_OPTIONS, PRESETS
+from model.config import ARCH_OPTIONS, BUILTIN, PRESETS
 from model.setup import SETUP_OPTIONS
 from model.spec import MODEL_FIELDS, StepSpec
 from model.vocabulary import DEVICES, OPTIMIZERS
@@ -235,7 +235,8 @@ def _parse(data: dict[str, Any], path: Path, text: str) -> Grid:
 
 def point_key(spec: StepSpec, device: str) -> str:
     """Stable and readable: every size and option of the model (not its name) and of the setup, the batch,
-    optimizer and device; the arch first unless it is the reference block (gpt2 with its dropout, llama with its
+    optimizer (the user's optimizer class where one is given) and device; the model's source first unless it is
+    the built-in model, then the arch unless it is the reference block (gpt2 with its dropout, llama with its
     key/value heads)."""
     c, s = spec.model, spec.setup
     arch = {"reference": "", "gpt2": f"gpt2-p{c.dropout:g}-", "llama": f"llama-G{c.kv_heads}-"}[c.arch]
@@ -245,8 +246,10 @@ def point_key(spec: StepSpec, device: str) -> str:
                                                (s.zero_grad == "none", f"-zg-{s.zero_grad}"),
                                                (s.shard == "none", f"-{s.shard}-N{s.world_size}"),
                                                (s.reshard_after_forward, "-keep")) if not default)
-    return (f"{arch}V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}-F{c.d_ff}"
-            f"-{c.positional}-{s.attention}-{s.dtype}{setup}|b{spec.batch_size}|{s.optimizer}|{device}")
+    source = "" if c.source == BUILTIN else f"{c.source}-"
+    return (f"{source}{arch}V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}"
+            f"-F{c.d_ff}-{c.positional}-{s.attention}-{s.dtype}{setup}|b{spec.batch_size}"
+            f"|{s.optimizer_class or s.optimizer}|{device}")
 
 
 def expand(grid: Grid, device: str | None = None) -> list[Point]:

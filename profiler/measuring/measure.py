@@ -23,6 +23,8 @@ import torch
 from tqdm import tqdm
 
 from analytic.figures import model_flops
+from model.config import BUILTIN
+from model.implementations import explained_failures
 from model.setup import Setup
 from model.spec import StepSpec
 from model.step import build, make_batch, train_step
@@ -101,9 +103,10 @@ def measure(spec: StepSpec, device: str = "meta", count_flops: bool = True,
     if device == "cuda" and spec.setup.shard != "none":
         raise ValueError("sharded steps are measured simulated (device meta) or in a gloo group (device cpu); "
                          "CUDA (NCCL) runs are not measured yet")
-    if device == "cuda":
-        return _measure_on_cuda(spec, count_flops, snapshot_path)
-    return _measure_tracked(spec, device, count_flops, snapshot_path, autocast_policy, rank, progress)
+    with explained_failures(spec.model):
+        if device == "cuda":
+            return _measure_on_cuda(spec, count_flops, snapshot_path)
+        return _measure_tracked(spec, device, count_flops, snapshot_path, autocast_policy, rank, progress)
 
 
 def measure_arguments_check(spec: StepSpec, device: str) -> None:
@@ -237,10 +240,13 @@ def _run_tracked(where, spec, device, count_flops, snapshot_path, autocast_polic
     measured["warmup"] = phase_figures(trace, marks["warmup"])
     measured["allocator"] = allocator_view(tracker.events, step_marks)
     saved = {sid: record for sid, record in saved.items() if sid not in tracker.ignored}  # host outputs
-    saved_by_component, saved_per_layer = saved_breakdown(saved, tracker.nbytes, category_of)
+    builtin = spec.model.source == BUILTIN
+    saved_by_component, saved_per_layer = saved_breakdown(saved, tracker.nbytes, category_of,
+                                                          COMPONENTS if builtin else ())
     first_backward = next(mark for mark in step_marks if mark.name == "backward")
     measured["saved_activations_bytes"] = trace.at(first_backward.event_index)["saved_activations"]
     measured["saved_activations_by_component"] = saved_by_component
+    measured["saved_activations_by_op"] = saved_by_op(saved, tracker.nbytes, category_of)
     measured["saved_activations_per_layer_bytes"] = per_layer_bytes(saved_per_layer, spec.model.num_layers)
     result = Measurement(spec, device, measured,
                          timeline=timeline(trace, step_marks), saved_activations_per_layer=saved_per_layer)
@@ -262,6 +268,12 @@ def step_phases(spec: StepSpec, device: str = "meta") -> dict:
         return {key: measured[key] for key in ("params", "peak_bytes", "peak_phase", "phases", "micro_batches")
                 if key in measured}
     measure_arguments_check(spec, device)
+    with explained_failures(spec.model):
+        return _step_phases_on_one_device(spec, device)
+
+
+def _step_phases_on_one_device(spec: StepSpec, device: str) -> dict:
+    setup = spec.setup
     model, adamw = build(spec, device)
     tokens, targets = make_batch(spec.model, spec.batch_size, device)
     warm_up_adamw(model, adamw, setup)
@@ -368,9 +380,11 @@ def per_layer_bytes(saved_per_layer: dict[str, dict[str, int]], num_layers: int)
     return total // num_layers if total % num_layers == 0 else total / num_layers
 
 
-def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """Bytes of saved activations by component, in total and per layer (a storage counts once)."""
-    by_component = dict.fromkeys(COMPONENTS, 0)
+def saved_breakdown(saved, nbytes, category_of, components=COMPONENTS) -> tuple[dict[str, int],
+                                                                              dict[str, dict[str, int]]]:
+    """Bytes of saved activations by component, in total and per layer (a storage counts once); `components`
+    listed first, at 0 where they keep nothing (the built-in model's; a user's model has its module paths)."""
+    by_component = dict.fromkeys(components, 0)
     per_layer: dict[str, dict[str, int]] = {}
     for sid, record in saved.items():
         if category_of.get(sid) != "saved_activations":
@@ -380,6 +394,15 @@ def saved_breakdown(saved, nbytes, category_of) -> tuple[dict[str, int], dict[st
             layer = per_layer.setdefault(str(record.layer), {})
             layer[record.component] = layer.get(record.component, 0) + nbytes[sid]
     return by_component, per_layer
+
+
+def saved_by_op(saved, nbytes, category_of) -> dict[str, int]:
+    """Bytes of saved activations by the op that allocated them ('aten.mm'), largest first."""
+    by_op: dict[str, int] = {}
+    for sid, record in saved.items():
+        if category_of.get(sid) == "saved_activations":
+            by_op[record.op or "(no op)"] = by_op.get(record.op or "(no op)", 0) + nbytes[sid]
+    return dict(sorted(by_op.items(), key=lambda item: -item[1]))
 
 
 def measure_flops(spec: StepSpec, device: str = "meta") -> dict:

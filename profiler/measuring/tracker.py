@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper
     is_traceable_wrapper_subclass_type
 from torch.utils._pytree import tree_flatten
 
+from model.implementations import UserLM
 from model.vocabulary import CATEGORIES, COMPONENTS
 
 ALLOC, FREE = 1, -1
@@ -53,6 +54,7 @@ class SavedTensor:
     sid: int
     component: str
     layer: int | None  # None outside the blocks
+    op: str = ""  # the op that allocated the storage ('aten.mm'), '' where it was not allocated by an op
 
 
 class StorageTracker(TorchDispatchMode):
@@ -64,6 +66,7 @@ class StorageTracker(TorchDispatchMode):
         self.events: list[tuple[int, int, int]] = []  # (ALLOC | FREE, sid, nbytes)
         self.event_ops: list[int] = []  # op index at each event
         self.ops: list = []  # every op seen, in order (OpOverloads)
+        self.op_index: dict[int, int] = {}  # sid -> index in ops of the op that allocated it
         self.on_op = None  # optional callback(func, args, kwargs, out), e.g. a FLOP counter
         self.marks: list[Mark] = []
         self.nbytes: dict[int, int] = {}
@@ -72,6 +75,7 @@ class StorageTracker(TorchDispatchMode):
         self._ids = itertools.count()
         self.ignore_host_scalars = False  # set by the caller during the optimizer phase of a CPU run
         self.ignored: set[int] = set()  # sids of host scalars left out (see module docstring)
+        self._current_op = False  # registering the outputs of the op last appended to ops
 
     # --- the dispatch mode -------------------------------------------------------------------------------
     @classmethod
@@ -89,12 +93,14 @@ class StorageTracker(TorchDispatchMode):
         self.ops.append(func)
         for index in HOST_OUTPUTS.get(func, ()):
             self.sid(out[index], host=True)
+        self._current_op = True
         if isinstance(out, torch.Tensor):
             self.sid(out)
         elif isinstance(out, (tuple, list)):
             for value in tree_flatten(out)[0]:
                 if isinstance(value, torch.Tensor):
                     self.sid(value)
+        self._current_op = False
         if self.on_op is not None:
             self.on_op(func, args, kwargs, out)
         return out
@@ -119,7 +125,14 @@ class StorageTracker(TorchDispatchMode):
             return sid
         self.events.append((ALLOC, sid, nbytes))
         self.event_ops.append(len(self.ops))
+        if self._current_op:
+            self.op_index[sid] = len(self.ops) - 1
         return sid
+
+    def op_name(self, sid: int) -> str:
+        """'aten.mm': the op that allocated storage `sid`; '' where none did (a parameter, an input)."""
+        index = self.op_index.get(sid)
+        return "" if index is None else str(self.ops[index].overloadpacket)
 
     def __enter__(self):
         self._resize = torch.UntypedStorage.resize_
@@ -160,23 +173,19 @@ class StorageTracker(TorchDispatchMode):
 class SavedTensorRecorder:
     """Which storages autograd saves for backward, and the component (module) that saved each one first.
 
-    Forward pre/post hooks on the component modules keep a stack of (component, layer); the pack hook of
-    `saved_tensors_hooks` charges each saved storage to the innermost component active when it was first saved.
+    Forward pre/post hooks on the component modules (`attributed_modules`) keep a stack of frames (component,
+    layer, in a block); the pack hook of `saved_tensors_hooks` charges each saved storage to the innermost component
+    active when it was first saved, with the op that allocated it.
     """
 
     def __init__(self, model: torch.nn.Module, tracker: StorageTracker, kept_ops: frozenset = frozenset()):
         self.tracker = tracker
         self.kept_ops = kept_ops  # ops whose outputs selective checkpointing keeps (note_op)
         self.saved: dict[int, SavedTensor] = {}
-        self._stack: list[tuple[str, int | None]] = [("other", None)]
+        self._stack: list[tuple[str, int | None, bool]] = [("other", None, False)]
         self._handles = []
-        for name, module in model.named_modules():
-            component = component_of(name)
-            if component is None:
-                continue
-            layer = layer_of(name)
-            self._handles.append(module.register_forward_pre_hook(
-                lambda *_, c=component, at=layer: self._stack.append((c, at))))
+        for module, frame in attributed_modules(model):
+            self._handles.append(module.register_forward_pre_hook(lambda *_, frame=frame: self._stack.append(frame)))
             self._handles.append(module.register_forward_hook(self._leave, always_call=True))  # also on a raise
 
     def current_component(self) -> str | None:
@@ -187,7 +196,7 @@ class SavedTensorRecorder:
 
     def in_block(self) -> bool:
         """Whether a block's body is running (in backward: being recomputed by checkpointing)."""
-        return any(component == "body" for component, _ in self._stack)
+        return any(block for _, _, block in self._stack)
 
     def note_op(self, func, out) -> None:
         """Selective checkpointing keeps the outputs of the ops its policy saves in a store of its own, which
@@ -201,8 +210,8 @@ class SavedTensorRecorder:
     def _pack(self, tensor):
         sid = self.tracker.sid(tensor)
         if sid is not None and sid not in self.saved:
-            component, layer = next(frame for frame in reversed(self._stack) if frame[0] != "body")
-            self.saved[sid] = SavedTensor(sid, component, layer)
+            component, layer, _ = next(frame for frame in reversed(self._stack) if frame[0] != "body")
+            self.saved[sid] = SavedTensor(sid, component, layer, self.tracker.op_name(sid))
         return tensor
 
     @contextmanager
@@ -213,6 +222,39 @@ class SavedTensorRecorder:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+def attributed_modules(model: torch.nn.Module):
+    """(module, frame) for every module that saved tensors and FLOPs are attributed to; a frame is (component,
+    layer, whether it runs a block's body). The built-in model: its named components (component_of, layer_of),
+    a block's `body` the frame of the block. A user's model (model.implementations.UserLM): every module of it,
+    named by its path, inside a layer (layer_list) by its path in the layer ('mlp.act'; 'block' for the layer's
+    own ops), every module of a layer running a block's body."""
+    if not isinstance(model, UserLM):
+        for name, module in model.named_modules():
+            component = component_of(name)
+            if component is not None:
+                yield module, (component, layer_of(name), component == "body")
+        return
+    layers = layer_list(model.inner, model.config.num_layers)
+    for name, module in model.inner.named_modules():
+        if not name or (layers is not None and name == layers):
+            continue
+        if layers is not None and name.startswith(layers + "."):
+            index, _, inside = name[len(layers) + 1:].partition(".")
+            yield module, (inside or "block", int(index), True)
+        else:
+            yield module, (name, None, False)
+
+
+def layer_list(model: torch.nn.Module, num_layers: int) -> str | None:
+    """The path of the model's list of layers: the first nn.ModuleList (or nn.Sequential) of num_layers children
+    ('transformer.h' in Hugging Face's GPT-2, 'model.layers' in its Llama); None where there is none."""
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)) and len(module) == num_layers \
+                and all(str(index) == child for index, (child, _) in enumerate(module.named_children())):
+            return name
+    return None
 
 
 def component_of(module_name: str) -> str | None:
