@@ -78,14 +78,14 @@ def hf_config(config, attention: str):
                     n_embd=config.d_model, n_head=config.num_heads, n_inner=config.d_ff,
                     **dict.fromkeys(GPT2_DROPOUTS, config.dropout))
         base.pop("model_type", None)
-        return transformers.GPT2Config(**base, attn_implementation=implementation, loss_type="ForCausalLM")
+        return transformers.GPT2Config(**base, attn_implementation=implementation)
     base = dict(read_config(config.source)) if config.source.endswith(".json") else {}
     base.update(vocab_size=config.vocab_size, max_position_embeddings=config.context_length,
                 num_hidden_layers=config.num_layers, hidden_size=config.d_model,
                 num_attention_heads=config.num_heads, num_key_value_heads=config.kv_heads,
                 intermediate_size=config.d_ff)
     base.pop("model_type", None)
-    return transformers.LlamaConfig(**base, attn_implementation=implementation, loss_type="ForCausalLM")
+    return transformers.LlamaConfig(**base, attn_implementation=implementation)
 
 
 def build(config, setup):
@@ -101,6 +101,7 @@ def build(config, setup):
         model = model_class(hf_config(config, setup.attention))
     finally:
         transformers.logging.set_verbosity(verbosity)
+    model.loss_type = "ForCausalLM"  # the loss GPT2LMHeadModel falls back to, named so that it says nothing
     if setup.checkpointing == "full":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
