@@ -104,6 +104,10 @@ class CudaKernels:
             raise NotSimulated(f"{kernel} with an attn_mask is not simulated (flash takes none; attention.cpp "
                                "converts and pads the efficient kernel's mask); use sdpa-math, or is_causal=True")
         if kernel == "sdpa-flash":
+            if query.dtype not in (torch.float16, torch.bfloat16) or query.shape[-1] > 256:
+                raise NotSimulated(f"sdpa-flash runs float16 and bfloat16 with head sizes up to 256, got "
+                                   f"{str(query.dtype).removeprefix('torch.')} and {query.shape[-1]} (CUDA raises "
+                                   "'No available kernel')")
             return torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal,
                                                                       False, scale=scale)[0]
         return torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, None, True, dropout_p,

@@ -23,7 +23,7 @@ class StepSpec:
 
     Holds the checks that need both the model and the setup: dropout is not simulated with sdpa-math, the fused
     attention backends need a head size divisible by 8, and flash 16-bit dtypes (or autocast) and head sizes up
-    to 256.
+    to 256 (the built-in model; a user's model meets them as it runs), a user's model runs on one device.
     """
 
     model: ModelConfig
@@ -32,6 +32,10 @@ class StepSpec:
 
     def __post_init__(self) -> None:
         model, setup = self.model, self.setup
+        if model.source != "builtin" and setup.shard != "none":
+            raise ValueError(f"shard {setup.shard} splits the built-in blocks; model {model.source} runs on one device")
+        if model.source != "builtin":
+            return  # what the user's code does with the options is run and checked as it runs (model.cuda_kernels)
         if model.dropout and setup.attention == "sdpa-math":
             raise ValueError("dropout with attention='sdpa-math' is not simulated: the math kernel's at::dropout "
                              "keeps a bool mask on CUDA and noise of the input's dtype on meta and CPU")

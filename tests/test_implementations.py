@@ -239,3 +239,64 @@ def test_a_hugging_face_config_file_gives_the_sizes(tmp_path):
     spec = spec_from_args(args)
     assert (spec.model.arch, spec.model.kv_heads, spec.model.d_ff, spec.model.context_length) == ("llama", 2, 64, 16)
     assert main(["measure", "--model", f"hf:{path}", "--json"]) in (0, None)
+
+
+def run_cli(capsys, *argv):
+    from profiler.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["formula", "--model", "hf:gpt2", "--preset", "tiny"], "derived from traces of the built-in model"),
+    (["measure", "--model", "hf:gpt2", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "2"],
+     "model hf:gpt2 runs on one device"),
+    (["measure", "--model", "hf:gpt2", "--preset", "tiny", "--attention", "sdpa-flash"],
+     "sdpa-flash runs float16 and bfloat16"),
+    (["measure", "--model", "hf:llama", "--preset", "tiny", "--kv-heads", "2", "--attention", "sdpa-efficient"],
+     "sdpa-efficient with 4 query heads and 2 key/value heads is not simulated"),
+    (["measure", "--model", "hf:bert", "--preset", "tiny"], "a Hugging Face model is hf:gpt2, hf:llama"),
+    (["audit", "--model", "hf:gpt2"], "choose what a --formula-set is audited against"),
+])
+def test_what_a_users_model_cannot_do_is_one_line(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_explain_lists_what_each_module_and_op_of_a_users_model_keeps(capsys, user_file):
+    import json
+
+    code, out, _ = run_cli(capsys, "explain", "--model", f"{user_file}:factory", "--preset", "tiny", "--json")
+    document = json.loads(out)
+    measured = measure(spec_of(f"{user_file}:factory", batch_size=1), "meta", count_flops=False).measured
+    by_op = {name: row["measured"] for name, row in document["saved_activations_by_op"].items()}
+    assert code == 0 and by_op == {name: value for name, value in measured["saved_activations_by_op"].items() if value}
+    assert document["peak_bytes"]["measured"] == measured["peak_bytes"]
+
+
+def test_audit_grades_a_users_formula_against_the_users_model(capsys, tmp_path, user_file):
+    answer = tmp_path / "answer.py"
+    answer.write_text(textwrap.dedent('''
+        NAME = "answer"
+        DESCRIPTION = "16 bytes a parameter and 34 B·T·D bytes a layer"
+
+        def predict(spec):
+            c, B = spec.model, spec.batch_size
+            params = 12 * c.num_layers * c.d_model ** 2 + 2 * c.vocab_size * c.d_model
+            saved = 34 * B * c.context_length * c.d_model * c.num_layers
+            return {"params": params, "saved_activations_bytes": saved, "peak_bytes": 16 * params + saved}
+        '''))
+    code, out, _ = run_cli(capsys, "audit", "--formula-set", str(answer), "--model", f"{user_file}:factory",
+                           "--preset", "tiny", "--json")
+    import json
+
+    result = json.loads(out)
+    assert code == 0 and result["config"]["source"] == f"{user_file}:factory"
+    spec = spec_of(f"{user_file}:factory", batch_size=1)
+    measured = measure(spec, "meta", count_flops=False).measured
+    terms = {row["term"]: row for row in result["batches"][0]["terms"]}
+    assert terms["saved_activations_bytes"]["measured"] == measured["saved_activations_bytes"]
+    saved = next(item for item in result["batches"][0]["differences"] if item["term"] == "saved_activations_bytes")
+    assert "the ops that keep the most: " + next(iter(measured["saved_activations_by_op"])) in saved["explanation"]

@@ -13,6 +13,7 @@ import json
 import pathlib
 
 from analytic.audit import audit, to_markdown
+from profiler.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formula-set", metavar="NAME|FILE.py",
                         help="audit this formula set instead of the seeds: which of its assumptions differ from "
                              "what PyTorch does, measured on meta on the setup it declares")
+    parser.add_argument("--model", dest="source", metavar="SOURCE",
+                        help="with --formula-set: audit it against this implementation (FILE.py:NAME, "
+                             "package.module:NAME, hf:gpt2, hf:llama; see `measure --help`) at the problem's sizes "
+                             "or --preset's")
+    parser.add_argument("--optimizer-class", metavar="FILE.py:NAME",
+                        help="with --formula-set: your own torch.optim.Optimizer subclass in place of AdamW")
+    parser.add_argument("--preset", help="with --formula-set: the audited sizes (default: the problem's, GPT-2 XL)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,12 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from profiler.reports.tables import markdown_for_terminal
 
     files = ["audit.md", "audit.json"]
+    if not args.formula_set and (args.source or args.optimizer_class or args.preset):
+        raise UsageError("--model, --optimizer-class and --preset choose what a --formula-set is audited against; "
+                         "the seeds are audited on the problem's GPT-2 XL")
     if args.out is not None:
         check(args.out, files)  # a bad folder fails before the measurements
     if args.formula_set:
+        from analytic.textbook import PROBLEM
+        from model.config import preset, source_arch
         from profiler.experiments import assumptions
 
-        result = assumptions.audit_formula_set(args.formula_set)
+        base = preset(args.preset) if args.preset else PROBLEM.config
+        if args.source:
+            base = base.replace(source=args.source, **({"arch": source_arch(args.source)}
+                                                       if source_arch(args.source) else {}))
+        result = assumptions.audit_formula_set(args.formula_set, base, optimizer_class=args.optimizer_class or "")
         markdown = assumptions.to_markdown(result)
     else:
         result = audit(extra_blocks=truth_blocks(with_measurement=not args.no_measure))

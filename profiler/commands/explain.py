@@ -29,9 +29,11 @@ def explanation_rows(spec) -> tuple[list[list], list[list]]:
     from analytic.formula_sets import exact_set
     from profiler.measuring.measure import measure
 
+    measured = measure(spec, "meta", count_flops=False).measured
+    if spec.model.source != "builtin":
+        return user_rows(spec, measured)
     ours = exact_set().predict(spec)
     theirs = textbook.predict(spec)
-    measured = measure(spec, "meta", count_flops=False).measured
     derived = saved_by_component(formula_key(spec), exact_set().programs)
     def formula(name: str) -> str:  # what the component saves, as derived
         return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS
@@ -46,6 +48,26 @@ def explanation_rows(spec) -> tuple[list[list], list[list]]:
              for name in ("parameters", "gradients", "optimizer_state", "saved_activations", "optimizer_temporaries")]
     terms.append([f"peak ({measured['peak_phase']})", theirs["peak_bytes"], ours.get("peak_bytes"),
                   measured["peak_bytes"], why_term("peak", spec.setup)])
+    return components, terms
+
+
+def user_rows(spec, measured: dict) -> tuple[list[list], list[list]]:
+    """The rows of a user's or Hugging Face model: what each of its modules keeps (its own module paths, which no
+    formula set names) and what each op keeps, then the terms at the peak beside the textbook's where the textbook
+    describes the model (the exact set is derived for the built-in model only)."""
+    from analytic.formula_sets import describes
+
+    theirs = textbook.predict(spec) if describes(textbook, spec) else {}
+    total = measured["saved_activations_bytes"] or 1
+    components = [[name, None, None, value, f"{kind}, {value / total:.1%} of the saved activations"]
+                  for kind, figures in (("module", measured["saved_activations_by_component"]),
+                                        ("op", measured["saved_activations_by_op"]))
+                  for name, value in sorted(figures.items(), key=lambda item: -item[1]) if value]
+    terms = [[name, theirs.get("categories_at_peak", {}).get(name), None, measured["categories_at_peak"][name],
+              why_term(name, spec.setup)]
+             for name in ("parameters", "gradients", "optimizer_state", "saved_activations", "optimizer_temporaries")]
+    terms.append([f"peak ({measured['peak_phase']})", theirs.get("peak_bytes"), None, measured["peak_bytes"],
+                  why_term("peak", spec.setup)])
     return components, terms
 
 
@@ -79,8 +101,12 @@ def as_json(spec, components: list[list], terms: list[list]) -> dict:
         return {name: dict(zip(columns, values), why=why) for name, *values, why in rows}
 
     peak = terms[-1]
+    saved = {"saved_activations_by_component": block(components)}
+    if spec.model.source != "builtin":  # its rows: modules, then ops (user_rows)
+        saved = {field: block([row for row in components if row[4].startswith(kind + ",")])
+                 for field, kind in (("saved_activations_by_component", "module"), ("saved_activations_by_op", "op"))}
     return {"config": spec.flat(), "batch_size": spec.batch_size, "optimizer": spec.setup.optimizer,
-            "device": "meta", "saved_activations_by_component": block(components),
+            "device": "meta", **saved,
             "categories_at_peak": block(terms[:-1]),
             "peak_bytes": dict(zip(columns, peak[1:4]), phase=peak[0].split("(")[1].rstrip(")"), why=peak[4])}
 
@@ -93,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     table = markdown_table if args.markdown else terminal_table
     print(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}; measured on meta\n")
-    print("\n".join(table("saved activations (all layers)", components)))
+    title = "saved activations (all layers)"
+    if spec.model.source != "builtin":
+        title = "saved by module and by op (all layers)"
+        print(textwrap.fill(f"model {spec.model.source}: what each of its modules (by path within a layer) and "
+                            "each op keeps; the exact set is derived for the built-in model only", WIDTH) + "\n")
+    print("\n".join(table(title, components)))
     print()
     print("\n".join(table("at the peak", terms)))
     return 0

@@ -47,6 +47,10 @@ def key_from_args(args: argparse.Namespace):
     from analytic.exact.formula import FormulaKey, formula_key
     from model.config import ARCH_POSITIONAL, DEFAULT_DROPOUT
 
+    if getattr(args, "source", None) not in (None, "builtin") or getattr(args, "optimizer_class", None):
+        raise UsageError("the exact formula is derived from traces of the built-in model with torch's AdamW; "
+                         "`measure` and `max-batch` take --model and --optimizer-class")
+
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         from analytic.exact.versions import outside_domain
         from analytic.formula_sets import exact_set

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from analytic.formula_sets import formula_sets, setup_alternatives, setup_text
+from analytic.formula_sets import describes, formula_sets, setup_alternatives, setup_text
 from analytic.textbook import PROBLEM
 from model.config import ModelConfig
 from model.setup import Setup
@@ -76,35 +76,51 @@ WHY = {
 }
 
 
-def audited_spec(module: ModuleType, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach") -> StepSpec:
+def audited_spec(module: ModuleType, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach",
+                 optimizer_class: str = "") -> StepSpec:
     """The problem's model on the set's declared setup (at batch 1): its first alternative, each field's first
-    value."""
+    value. A user's or Hugging Face model (base.source) keeps its own block: the set's arch is not imposed."""
     setup = setup_alternatives(module)[0]
-    fields = {field: value[0] if isinstance(value, tuple) else value for field, value in setup.items()}
-    return StepSpec(base, Setup(optimizer=optimizer)).replace(**fields)
+    fields = {field: value[0] if isinstance(value, tuple) else value for field, value in setup.items()
+              if base.source == "builtin" or field not in ("arch", "source", "optimizer_class")}
+    spec = StepSpec(base, Setup(optimizer=optimizer, optimizer_class=optimizer_class)).replace(**fields)
+    if not describes(module, spec):
+        raise ValueError(f"formula set {module.NAME} describes {setup_text(module)}: not model {base.source}"
+                         + (f" with optimizer class {optimizer_class}" if optimizer_class else ""))
+    return spec
 
 
-def audit_formula_set(name: str, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach") -> dict[str, Any]:
+def audit_formula_set(name: str, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach",
+                      optimizer_class: str = "") -> dict[str, Any]:
     """Plain data (JSON-ready): the set, the audited setup, each graded term per batch, and the differences
-    with their explanation, largest first (at batch 1)."""
+    with their explanation, largest first (at batch 1). `base` is the audited model (a user's with its source),
+    `optimizer_class` a user's optimizer."""
     (module,) = formula_sets([name]).values()
-    spec = audited_spec(module, base, optimizer)
+    spec = audited_spec(module, base, optimizer, optimizer_class)
     batches = []
     for batch_size in BATCH_SIZES:
         measured = measure(spec.replace(batch_size=batch_size), "meta").measured
         predicted = module.predict(spec.replace(batch_size=batch_size))
         batches.append({"batch_size": batch_size, "terms": comparison_rows(measured, {name: predicted}),
-                        "differences": [dict(item, explanation=explain(item), words=describe(item))
+                        "differences": [dict(item, explanation=explain(item, measured), words=describe(item))
                                         for item in reconcile(predicted, measured)]})
     return {"formula_set": module.NAME, "description": module.DESCRIPTION, "graded_on": setup_text(module),
             "config": spec.flat(), "optimizer": spec.setup.optimizer, "device": "meta", "torch": torch.__version__,
             "batches": batches}
 
 
-def explain(item: dict[str, Any]) -> str:
+def explain(item: dict[str, Any], measured: dict[str, Any] | None = None) -> str:
+    """What PyTorch does where the set differs (WHY); for the saved activations, also the ops that keep the most
+    (the measurement's saved_activations_by_op), which names what a user's implementation keeps."""
     sign = "+" if item["difference"] > 0 else "-"
     at_peak_as_state = item["term"].replace("categories_at_peak.", "model_states.")  # the same bytes, same reason
-    return WHY.get((item["term"], sign)) or WHY.get((at_peak_as_state, sign), "")
+    why = WHY.get((item["term"], sign)) or WHY.get((at_peak_as_state, sign), "")
+    by_op = (measured or {}).get("saved_activations_by_op")
+    if by_op and item["term"] in ("saved_activations_bytes", "categories_at_peak.saved_activations"):
+        largest = ", ".join(f"{op} {format_cell('saved_activations_bytes', value)}"
+                            for op, value in list(by_op.items())[:3])
+        why = f"{why}; the ops that keep the most: {largest}" if why else f"the ops that keep the most: {largest}"
+    return why
 
 
 def to_markdown(result: dict[str, Any]) -> str:
