@@ -204,3 +204,15 @@ def test_overridden_sizes_name_what_ran(capsys):
     assert code == 0 and json.loads(out)["config"]["name"] == "gpt2-medium (num_layers=12)"
     code, out, _ = run(capsys, "predict", "--preset", "gpt2-medium", "--num-layers", "24")
     assert code == 0 and out.startswith("gpt2-medium: batch 1")
+
+
+@pytest.mark.parametrize("command, instead", [
+    ("measure", ", or --device cpu or cuda"),
+    ("max-batch", ", or --device cuda (a GPU)"),  # max-batch refuses --device cpu
+    ("explain", ""),  # explain measures on meta alone
+])
+def test_fused_adamw_on_meta_suggests_only_what_the_command_accepts(capsys, command, instead):
+    code, out, err = run(capsys, command, "--preset", "tiny", "--optimizer", "fused", "--device", "meta") \
+        if command != "explain" else run(capsys, command, "--preset", "tiny", "--optimizer", "fused")
+    assert code == 2 and out == ""
+    assert err == f"error: fused AdamW does not run on meta tensors; use --optimizer foreach or forloop{instead}\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, spec_from_args,
-                                       load_formula_sets, new_file, positive_int)
+                                       load_formula_sets, new_file, positive_int, refuse_fused_on_meta)
 from profiler.errors import UsageError
 from profiler.reports.tables import human_bytes, no_answer, wrapped
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device != "meta" and not device.startswith("cuda"):
         raise UsageError(f"--device must be auto, meta, cuda or cuda:N, got {args.device!r}")
+    refuse_fused_on_meta(spec, device, "--device cuda (a GPU)")
     if setup.shard != "none" and device != "meta":
         raise UsageError(f"--shard {setup.shard}: the largest batch of a rank is searched on meta (simulated), "
                          f"got --device {args.device}")

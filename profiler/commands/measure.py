@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
-                                       load_formula_sets, new_file, spec_from_args)
+                                       load_formula_sets, new_file, refuse_fused_on_meta, spec_from_args)
 from profiler.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analytic.figures import flatten, with_model_states
-    from profiler.measuring.measure import measure
+    from profiler.measuring.measure import measure, resolve_device
     from profiler.reports.compare import comparison_rows, predictions, training_days_at_measured_mfu
     from profiler.reports.tables import (HEADLINE, SHARDED_HEADLINE, UNBOUNDED_MEANS, WIDTH, fit_width, format_cell,
                                          relative_cell, shows_unbounded, wrapped)
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, sharded=True)
     sharded = spec.setup.shard != "none"
     load_formula_sets(args)
+    refuse_fused_on_meta(spec, resolve_device(args.device), "--device cpu or cuda")
     if args.snapshot:
         new_file("--snapshot", args.snapshot)
     if sharded and args.device == "cpu":
