@@ -79,3 +79,24 @@ def test_the_snapshot_line_fits(capsys, tmp_path):
     path = tmp_path / "step.pickle"
     assert over(capsys, "measure", "--preset", "tiny", "--device", "meta", "--snapshot", str(path)) == []
     assert path.exists()
+
+
+def test_the_first_use_note_fits_and_says_the_class_in_words(capsys):
+    """The note a derivation on first use prints: a sharded rank's class in words, wrapped at 120 columns."""
+    from analytic.exact.derivation.on_demand import note
+    from analytic.sizes import ShardedClass
+    from model import StepSpec, preset
+
+    spec = StepSpec(preset("tiny").replace(arch="llama", positional="rope", dropout=0.0)).replace(
+        shard="fsdp2", world_size=8, batch_size=4, micro_batches=2, zero_grad="zeros", checkpointing="full",
+        dtype="bfloat16", attention="sdpa-math", reshard_after_forward=False)
+    what = ShardedClass.of(spec).what()
+    assert what == ("llama, rope, sdpa-math, 16-bit dtypes, checkpointing full, B >= 2, H >= 2, T >= 2, fsdp2, "
+                    "no reshard after forward, micro-batches, zero_grad zeros")
+    path = "/home/someone/.cache/adamw-profiler/derived-sharded-torch-2.13.0+cpu.json.gz"
+    text = (f"deriving the exact model's programs for one rank of {what} on torch 2.13.0+cpu (first use; cached in "
+            f"{path})")
+    note(text)
+    err = capsys.readouterr().err
+    assert all(len(line) <= WIDTH for line in err.splitlines()) and len(err.splitlines()) > 1
+    assert " ".join(line.strip() for line in err.splitlines()) == f"note: {text}"
