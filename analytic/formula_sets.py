@@ -251,6 +251,12 @@ def describes(module: ModuleType, spec: StepSpec) -> bool:
                for setup in setup_alternatives(module))
 
 
+def describing(spec: StepSpec, names: list[str] | None = None) -> list[str]:
+    """The names of the sets (all of them or `names`, in that order) that describe the spec's setup (describes):
+    the sets a command answers with for that setup; the others have no answer there."""
+    return [name for name, module in formula_sets(names).items() if describes(module, spec)]
+
+
 # Every value of each field with a list of choices: the model's arch and positional, the setup's options.
 EVERY_VALUE = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS,
                **{option.name: option.choices for option in SETUP_OPTIONS if option.choices}}

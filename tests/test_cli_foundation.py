@@ -25,7 +25,8 @@ def run(capsys, *argv):
 
 
 def test_predict_table(capsys, our_sets):
-    """The headline figures in tables of 120 columns (each starting with the figure column), every set once."""
+    """The headline figures in tables of 120 columns (each starting with the figure column), every set that
+    describes the setup once; the others (seed_004, of bf16 alone) named on the line after, as max-batch does."""
     code, out, err = run(capsys, "predict", "--preset", "gpt2-xl", "--batch-size", "4")
     assert code == 0 and err == ""
     lines = out.splitlines()
@@ -33,7 +34,8 @@ def test_predict_table(capsys, our_sets):
     headers = [line.split() for line in lines if line.startswith("figure ")]
     assert len(headers) > 1 and all(header[0] == "figure" for header in headers)
     assert [name for header in headers for name in header[1:]] == ["textbook", "seed_000", "seed_001", "seed_002",
-                                                                    "seed_003", "seed_004"]
+                                                                    "seed_003"]
+    assert lines[-1] == "  no answer (they do not describe this setup): seed_004"
     params = " ".join(line for line in lines if line.startswith("params "))
     assert "1,637,176,000" in params and "2,127,057,600" in params
     peak = next(line for line in lines if line.startswith("peak_bytes "))
@@ -56,7 +58,22 @@ def test_predict_json(capsys, our_sets):
     assert code == 0 and document["batch_size"] == 2 and document["config"]["name"] == "tiny"
     textbook = document["sets"]["textbook"]
     assert textbook["peak_bytes"] == sum(textbook["categories_at_peak"].values())
-    assert set(document["sets"]) == {"textbook", "seed_000", "seed_001", "seed_002", "seed_003", "seed_004"}
+    assert set(document["sets"]) == {"textbook", "seed_000", "seed_001", "seed_002", "seed_003"}
+    assert document["not_describing"] == ["seed_004"]
+
+
+def test_predict_leaves_out_the_sets_that_do_not_describe_the_setup(capsys):
+    """As measure and max-batch do (analytic.formula_sets.describes): an FSDP2 rank is answered by the exact set and
+    FSDP2's closed form alone, a bf16 step by the sets of bf16, in the table and in the JSON."""
+    code, out, _ = run(capsys, "predict", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "8")
+    headers = [name for line in out.splitlines() if line.startswith("figure ") for name in line.split()[1:]]
+    assert code == 0 and headers == ["exact", "fsdp2"]
+    assert "  no answer (they do not describe this setup): textbook, seed_000" in out
+    code, out, _ = run(capsys, "predict", "--preset", "tiny", "--dtype", "bfloat16", "--json")
+    document = json.loads(out)
+    assert list(document["sets"]) == ["textbook", "seed_004", "kaplan", "chinchilla", "palm", "exact"]
+    assert "seed_000" in document["not_describing"] and "fsdp2" in document["not_describing"]
+    assert not set(document["sets"]) & set(document["not_describing"])
 
 
 def test_predict_sets_and_explicit_sizes(capsys, our_sets):
@@ -187,3 +204,15 @@ def test_overridden_sizes_name_what_ran(capsys):
     assert code == 0 and json.loads(out)["config"]["name"] == "gpt2-medium (num_layers=12)"
     code, out, _ = run(capsys, "predict", "--preset", "gpt2-medium", "--num-layers", "24")
     assert code == 0 and out.startswith("gpt2-medium: batch 1")
+
+
+@pytest.mark.parametrize("command, instead", [
+    ("measure", ", or --device cpu or cuda"),
+    ("max-batch", ", or --device cuda (a GPU)"),  # max-batch refuses --device cpu
+    ("explain", ""),  # explain measures on meta alone
+])
+def test_fused_adamw_on_meta_suggests_only_what_the_command_accepts(capsys, command, instead):
+    code, out, err = run(capsys, command, "--preset", "tiny", "--optimizer", "fused", "--device", "meta") \
+        if command != "explain" else run(capsys, command, "--preset", "tiny", "--optimizer", "fused")
+    assert code == 2 and out == ""
+    assert err == f"error: fused AdamW does not run on meta tensors; use --optimizer foreach or forloop{instead}\n"

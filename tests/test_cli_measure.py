@@ -110,7 +110,11 @@ def test_measure_prints_human_units_and_no_infinite_error(capsys):
     assert main(["measure", "--preset", "tiny", "--batch-size", "2"]) == 0
     out = capsys.readouterr().out
     assert "0.00 GiB" not in out and "inf%" not in out and "MiB (" in out and "KiB (" in out
-    assert "new term" in out  # the textbook's saved activations at a peak where the measurement holds none
+    # the textbook's saved activations at a peak where the measurement holds none: ∞, explained once under the table
+    saved = next(line for line in out.splitlines() if line.startswith("categories_at_peak.saved_activations"))
+    assert "∞" in saved.split() and "new term" not in out
+    from profiler.reports.tables import UNBOUNDED_MEANS
+    assert out.count(UNBOUNDED_MEANS) == 1
     params = next(line for line in out.splitlines() if line.startswith("params"))
     assert ".0" not in params.split()[1]  # a count is an integer
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -147,19 +149,88 @@ def test_cli_meta_search(monkeypatch, capsys):
     assert "no answer (they do not describe this setup): none" in out
 
 
+def paragraph(out, start):
+    """The line of `out` that starts with `start`, with its indented continuation lines, as one line."""
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(start))
+    rest = [line.strip() for line in lines[first + 1:]]
+    follow = next((i for i, line in enumerate(lines[first + 1:]) if not line.startswith("  ")), len(rest))
+    return " ".join([lines[first], *rest[:follow]])
+
+
 def test_cli_says_what_to_try_when_nothing_fits(monkeypatch, capsys):
-    """Below batch 1's peak: 0, with that peak and the options that shrink it which the setup does not use."""
+    """Below batch 1's peak: 0, with that peak, its phase and the options that shrink it which the setup does not
+    use; batch 1 of tiny peaks in the optimizer step, where the activations are gone: no checkpointing offered."""
     from profiler.measuring.measure import measure
     from profiler.reports.tables import human_bytes
 
     spec = StepSpec(preset("tiny")).replace(checkpointing="full")
-    peak = measure(spec, "meta", count_flops=False).measured["peak_bytes"]
+    measured = measure(spec, "meta", count_flops=False).measured
+    peak = measured["peak_bytes"]
+    assert measured["peak_phase"] == "optimizer"
     assert run_cli(["--preset", "tiny", "--device", "meta", "--budget", f"{peak - 1}B", "--checkpointing", "full"],
                    monkeypatch) == 0
     out = capsys.readouterr().out
-    assert "measured maximum batch size: 0" in out and f"its peak is {human_bytes(peak)}" in out
-    line = next(line for line in out.splitlines() if line.startswith("nothing fits: batch 1"))
-    assert "--dtype bfloat16" in line and "--shard fsdp2" in line and "--checkpointing" not in line
+    assert "measured maximum batch size: 0" in out
+    line = paragraph(out, "nothing fits: batch 1")
+    assert f"(its peak is {human_bytes(peak)}, in the optimizer phase)" in line
+    assert line.endswith("try --dtype bfloat16 (2 bytes per parameter, gradient and moment), --shard fsdp2 "
+                         "--world-size N, --optimizer forloop, a smaller model")
+    assert run_cli(["--preset", "tiny", "--device", "meta", "--budget", f"{peak - 1}B"], monkeypatch) == 0
+    assert "--checkpointing" not in paragraph(capsys.readouterr().out, "nothing fits: batch 1")
+
+
+def test_nothing_fits_at_a_forward_or_backward_peak_offers_checkpointing(monkeypatch, capsys):
+    """Batch 1 of tiny at context 1024 peaks in the backward: checkpointing is what to try, not for-loop AdamW."""
+    spec = StepSpec(preset("tiny").replace(context_length=1024))
+    measured = measure(spec, "meta", count_flops=False).measured
+    assert measured["peak_phase"] == "backward"
+    assert run_cli(["--preset", "tiny", "--context-length", "1024", "--device", "meta", "--budget", "2MB"],
+                   monkeypatch) == 0
+    line = paragraph(capsys.readouterr().out, "nothing fits: batch 1")
+    assert "in the backward phase" in line
+    assert line.endswith("try --dtype bfloat16 (2 bytes per parameter, gradient and moment), --checkpointing full, "
+                         "--shard fsdp2 --world-size N")
+
+
+def test_the_limit_that_stops_the_search_is_named(monkeypatch, capsys):
+    """tiny in 80GB: the exact set's answer, 177100, lies beyond the default limit of a search (65536); on meta it
+    is measured there all the same (confirmed: it fits, one more does not); with --limit below it, the limit
+    stopped the search and the text and the JSON say so (never 'refuted': nothing measured refutes it)."""
+    spec = StepSpec(preset("tiny"))
+    assert analytic.formula_sets.exact_set().max_batch_size(spec, 80 * 10**9) == 177100
+    assert cli.main(["max-batch", "--preset", "tiny", "--device", "meta", "--budget", "80GB"]) == 0
+    out = capsys.readouterr().out
+    assert "probes: 177100 fits, 177101 does not fit" in out
+    assert "measured maximum batch size: 177100 (the exact set's answer, confirmed by measuring it and one more)" \
+        in out
+    assert cli.main(["max-batch", "--preset", "tiny", "--device", "meta", "--budget", "80GB", "--limit", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "probes: 1000 fits\n" in out and "refuted" not in out
+    assert paragraph(out, "measured maximum batch size").startswith(
+        "measured maximum batch size: at least 1000 (--limit 1000 stopped the search; the exact set's answer, "
+        "177100, lies beyond it: --limit 177101 measures it)")
+    assert cli.main(["max-batch", "--preset", "tiny", "--device", "meta", "--budget", "80GB", "--limit", "1000",
+                     "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["max_batch"], document["limit"], document["at_limit"]) == (1000, 1000, True)
+    assert (document["guess"], document["guess_confirmed"]) == (177100, False)
+
+
+def test_how_found_in_words():
+    from profiler.commands.max_batch import how_found, search_limit
+
+    exact = "the exact set's answer"
+    assert how_found(exact, 7, True, 7, 100) == f"{exact}, confirmed by measuring it and one more"
+    assert how_found(exact, 7, False, 5, 100) == f"searched; {exact}, 7, was refuted by a measurement"
+    assert how_found(exact, 7, False, 100, 100) == (f"searched; {exact}, 7, was refuted by a measurement; --limit "
+                                                    "100 stopped the search: a larger --limit searches further")
+    assert how_found(exact, 500, False, 40, 100) == f"searched; {exact}, 500, is refuted: the limit, 100, does not fit"
+    assert how_found(exact, None, False, 100, 100) == ("searched; --limit 100 stopped the search: a larger --limit "
+                                                       "searches further")
+    assert search_limit(None, "meta", 177100) == 354200 and search_limit(None, "meta", 10) == 65536
+    assert search_limit(None, "cuda", 177100) == 65536 and search_limit(1000, "meta", 177100) == 1000
+    assert search_limit(None, "meta", None) == 65536
 
 
 @pytest.mark.cuda

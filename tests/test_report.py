@@ -97,3 +97,19 @@ def test_a_committed_gpu_report_renders_unchanged_where_torch_cannot_be_imported
     assert done.returncode == 0, done.stderr
     for name in ("report.md", "results.csv"):
         assert (folder / name).read_text() == (committed / name).read_text(), name
+
+
+def test_an_unbounded_error_is_one_symbol_explained_under_its_table():
+    """Over a measured 0 a relative error has no bound: '∞' in every table (measure's signed cells and the reports'
+    unsigned ones alike), and the line that says so under each table that shows one, only there."""
+    from profiler.reports import render
+    from profiler.reports.report import with_legends
+    from profiler.reports.tables import UNBOUNDED_MEANS, percent_cell, relative_cell
+
+    assert relative_cell(float("inf")) == percent_cell(float("inf")) == "∞"
+    assert (relative_cell(0.25), percent_cell(0.25)) == ("+25.0%", "25 %")
+    shows = render.Table(pd.DataFrame({"set": ["textbook"], "error": [f"{percent_cell(1.5)} / ∞"]}))
+    plain = render.Table(pd.DataFrame({"set": ["exact"], "error": ["0 %"]}))
+    blocks = with_legends([plain, shows, render.Text("after")])
+    assert blocks[:3] == [plain, shows, render.Text(UNBOUNDED_MEANS)] and blocks[3] == render.Text("after")
+    assert len(blocks) == 4

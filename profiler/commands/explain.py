@@ -10,8 +10,8 @@ from analytic import textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
-from profiler.commands.options import add_config_arguments, spec_from_args
-from profiler.reports.tables import WIDTH, render
+from profiler.commands.options import add_config_arguments, refuse_fused_on_meta, spec_from_args
+from profiler.reports.tables import WIDTH, render, wrapped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,17 +113,18 @@ def as_json(spec, components: list[list], terms: list[list]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    refuse_fused_on_meta(spec, "meta")
     components, terms = explanation_rows(spec)
     if args.json:
         print(json.dumps(as_json(spec, components, terms), indent=2))
         return 0
     table = markdown_table if args.markdown else terminal_table
-    print(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}; measured on meta\n")
+    print(wrapped(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}; measured on meta") + "\n")
     title = "saved activations (all layers)"
     if spec.model.source != "builtin":
         title = "saved by module and by op (all layers)"
-        print(textwrap.fill(f"model {spec.model.source}: what each of its modules (by path within a layer) and "
-                            "each op keeps; the exact set is derived for the built-in model only", WIDTH) + "\n")
+        print(wrapped(f"model {spec.model.source}: what each of its modules (by path within a layer) and each op "
+                      "keeps; the exact set is derived for the built-in model only") + "\n")
     print("\n".join(table(title, components)))
     print()
     print("\n".join(table("at the peak", terms)))

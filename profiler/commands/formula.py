@@ -82,6 +82,13 @@ def wrapped(line: str, width: int = WIDTH) -> list[str]:
     return wrap_keeping(line, width, " " * indent, r"\[[^\]]*\]|<- .*$", break_long_words=False)
 
 
+def bracket_name(name: str, longest: int = 30) -> str:
+    """The model's name in a value's brackets: whole where it has at most `longest` characters, else its preset's
+    name and '(…)' for the sizes it overrides (the line above the figures names them all), so that a bracket, kept
+    on one line, fits 120 columns after its formula."""
+    return name if len(name) <= longest else f"{name.split(' (')[0]} (…)"
+
+
 def moment_lines(moments: list, sizes: dict) -> list[str]:
     """One numbered line per moment; with sizes, the highest there is marked."""
     from analytic.exact import formula
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         if key == "max_batch":
             at = f"M = {args.budget}"
         shown = format_bytes(number, "GiB", 3) if "bytes" in key else f"{number:,}"
-        return f"   [{spec.model.name}, {at}: {shown}]"
+        return f"   [{bracket_name(spec.model.name)}, {at}: {shown}]"
 
     block = {"reference": "the reference block", "gpt2": "GPT-2's block" + (" with dropout" if setup.dropout else ""),
              "llama": "Llama's block"}[setup.arch]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
-                                       load_formula_sets, new_file, spec_from_args)
+                                       load_formula_sets, new_file, refuse_fused_on_meta, spec_from_args)
 from profiler.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,13 +35,15 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analytic.figures import flatten, with_model_states
-    from profiler.measuring.measure import measure
+    from profiler.measuring.measure import measure, resolve_device
     from profiler.reports.compare import comparison_rows, predictions, training_days_at_measured_mfu
-    from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, relative_cell
+    from profiler.reports.tables import (HEADLINE, SHARDED_HEADLINE, UNBOUNDED_MEANS, WIDTH, fit_width, format_cell,
+                                         relative_cell, shows_unbounded, wrapped)
 
     spec = spec_from_args(args, sharded=True)
     sharded = spec.setup.shard != "none"
     load_formula_sets(args)
+    refuse_fused_on_meta(spec, resolve_device(args.device), "--device cpu or cuda")
     if args.snapshot:
         new_file("--snapshot", args.snapshot)
     if sharded and args.device == "cpu":
@@ -70,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     where = f"rank {result['measured']['rank']} measured" if sharded else "measured"
     if sharded and result["device"] == "cpu":
         where += f" in a gloo group of {spec.setup.world_size} processes"
-    lines = [f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}, {where} on "
-             f"{result['device_name']} (torch {result['torch_version']}); peak in the "
-             f"{result['measured']['peak_phase']} phase", ""]
+    lines = [wrapped(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}, {where} on "
+                     f"{result['device_name']} (torch {result['torch_version']}); peak in the "
+                     f"{result['measured']['peak_phase']} phase"), ""]
     columns = {}  # set -> its cell per term, for the sets that predict a shown term
     for name in sorted(predicted, key=lambda name: name != "exact"):  # exact first, the others as registered
         column = []
@@ -86,14 +88,16 @@ def run(args: argparse.Namespace) -> int:
             columns[name] = column
     fixed = [["term", *order], ["measured", *(format_cell(term, measured[term]) for term in order)]]
     lines.append(fit_width(fixed, columns, None if args.wide else WIDTH))
+    if shows_unbounded(cell for column in columns.values() for cell in column):
+        lines.append(wrapped(UNBOUNDED_MEANS))
     if days is not None:
         speed = result["measured"]["speed"]
         lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "
                      f"takes {days:,.1f} days at this MFU")
     if args.snapshot:
-        lines.append(f"\nmemory snapshot: {args.snapshot} (python -m torch.cuda._memory_viz trace_plot "
-                     f"{args.snapshot} -o {Path(args.snapshot).with_suffix('.html')}, or drop it on "
-                     "https://pytorch.org/memory_viz)")
+        lines.append("\n" + wrapped(f"memory snapshot: {args.snapshot} (python -m torch.cuda._memory_viz trace_plot "
+                                    f"{args.snapshot} -o {Path(args.snapshot).with_suffix('.html')}, or drop it on "
+                                    "https://pytorch.org/memory_viz)"))
     print("\n".join(lines))
     return 0
 

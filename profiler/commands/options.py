@@ -81,6 +81,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, batch: bool = True) ->
                             help="the step's batch (with --micro-batches k, k slices of batch-size / k)")
 
 
+def refuse_fused_on_meta(spec: StepSpec, device: str, elsewhere: str = "") -> None:
+    """A UsageError where fused AdamW would run on meta, which has no kernel for it: what to use instead, the
+    --optimizer choices and `elsewhere`, the devices that run it which the command accepts ('' for none)."""
+    if spec.setup.optimizer == "fused" and device == "meta":
+        raise UsageError("fused AdamW does not run on meta tensors; use --optimizer foreach or forloop"
+                         + (f", or {elsewhere}" if elsewhere else ""))
+
+
 def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "") -> None:
     """--device auto (the default: cuda when torch sees a GPU, else meta), meta, cpu or cuda."""
     parser.add_argument("--device", choices=("auto",) + DEVICES, default="auto",

@@ -5,10 +5,10 @@ import argparse
 import json
 
 from analytic.figures import flatten
-from analytic.formula_sets import predict
+from analytic.formula_sets import describing, formula_sets, predict
 from profiler.commands.options import (add_config_arguments, add_formula_set_argument, load_formula_sets,
                                        spec_from_args)
-from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell
+from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, no_answer, wrapped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,14 +34,19 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, sharded=True)
     load_formula_sets(args)
     names = [name.strip() for name in args.sets.split(",")] if args.sets else None
-    predictions = predict(spec, names=names)
+    answering = describing(spec, names)
+    silent = [name for name in formula_sets(names) if name not in answering]
+    predictions = predict(spec, names=answering)
     sharded = spec.setup.shard != "none"
     if args.json:
         print(json.dumps({"config": spec.flat(), "batch_size": spec.batch_size, "optimizer": spec.setup.optimizer,
-                          "sets": predictions}, indent=2))
+                          "sets": predictions, "not_describing": silent}, indent=2))
         return 0
-    print(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}" + (", rank 0" if sharded else ""))
+    print(wrapped(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}"
+                  + (", rank 0" if sharded else "")))
     headline = HEADLINE + (SHARDED_HEADLINE if sharded else ())
     by_set = {name: flatten(predictions[name]) for name in sorted(predictions, key=lambda name: name != "exact")}
     print(table(by_set, None if args.all_terms else headline, None if args.wide else WIDTH))
+    if silent:
+        print(no_answer(silent))
     return 0

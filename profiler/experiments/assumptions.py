@@ -23,7 +23,7 @@ from profiler.measuring.measure import measure
 from profiler.reports.compare import comparison_rows, reconcile
 from profiler.reports.matrix import describe
 from profiler.reports.render import markdown_table
-from profiler.reports.tables import format_cell, relative_cell
+from profiler.reports.tables import UNBOUNDED_MEANS, format_cell, relative_cell, shows_unbounded
 
 BATCH_SIZES = (1, 2)
 # What PyTorch does where a set differs, by term and by whether the set counts more (+) or less (-).
@@ -135,6 +135,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                                "error": relative_cell(row["relative_error"])} for row in batch["terms"]],
                              columns=["term", "predicted", "measured", "error"])
         lines += [f"## Batch {batch['batch_size']}", "", markdown_table(terms)]
+        if shows_unbounded(terms["error"]):
+            lines += ["", UNBOUNDED_MEANS]
         lines += ["", "Where it differs from what PyTorch does, largest first:", ""]
         lines += [f"- {item['words']}" + (f": {item['explanation']}" if item["explanation"] else "")
                   for item in batch["differences"]] or ["- nowhere: every term it predicts is measured exactly"]

@@ -51,13 +51,14 @@ def fits_on_cuda(spec: StepSpec, budget_bytes: int, device="cuda") -> bool:
     return not out_of_memory
 
 
-def batch_fits(spec: StepSpec, budget_bytes: int, device: str = "meta",
-               peaks: dict[int, int] | None = None) -> Callable[[int], bool]:
+def batch_fits(spec: StepSpec, budget_bytes: int, device: str = "meta", peaks: dict[int, int] | None = None,
+               phases: dict[int, str] | None = None) -> Callable[[int], bool]:
     """fits(batch) for find_max_batch, the batch of one micro-batch (the step's batch is the setup's
     micro_batches times it; the spec's batch_size is not read). On "meta" (or "cpu"): the measured step's peak is
     within the budget. On "cuda" or "cuda:N": a real warm-up and measured step run under the emulated budget
     (fits_on_cuda). `peaks`, if given, gets the measured
-    peak of each batch tried on meta or CPU, and a batch already in it is not measured again."""
+    peak of each batch tried on meta or CPU, and a batch already in it is not measured again; `phases`, if given,
+    the phase of each peak measured here (forward, backward or optimizer)."""
     if device.startswith("cuda"):
         cuda = cuda_device(device)  # fails here, before any search, where there is no GPU
         return lambda batch_size: fits_on_cuda(spec.replace(batch_size=spec.setup.micro_batches * batch_size),
@@ -68,7 +69,10 @@ def batch_fits(spec: StepSpec, budget_bytes: int, device: str = "meta",
     def fits(batch_size: int) -> bool:
         if batch_size not in known:
             step = spec.replace(batch_size=spec.setup.micro_batches * batch_size)
-            known[batch_size] = step_phases(step, device)["peak_bytes"]
+            figures = step_phases(step, device)
+            known[batch_size] = figures["peak_bytes"]
+            if phases is not None:
+                phases[batch_size] = figures["peak_phase"]
         return known[batch_size] <= budget_bytes
 
     return fits

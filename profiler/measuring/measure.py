@@ -118,7 +118,7 @@ def measure_arguments_check(spec: StepSpec, device: str) -> None:
     if spec.setup.attention == "sdpa-efficient" and device == "cpu":
         raise ValueError("attention 'sdpa-efficient' has no CPU kernel; use device meta (simulated) or cuda")
     if spec.setup.optimizer == "fused" and device == "meta":
-        raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop, or device cpu/cuda")
+        raise ValueError("fused AdamW does not run on meta tensors; use foreach or forloop")
 
 
 class OneDevice:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from analytic.figures import common_keys, flatten, model_flops, with_model_states
-from analytic.formula_sets import describes, exact_set, formula_sets, predict
+from analytic.formula_sets import describing, exact_set, predict
 from analytic.hardware import training_days
 from analytic.textbook import PROBLEM
 from analytic.units import relative_error
@@ -18,8 +18,7 @@ def predictions(measurement: dict[str, Any], names: list[str] | None = None) -> 
     (analytic.formula_sets.describes), for its configuration, batch size and optimizer: a set is never graded on
     a setup it does not claim to describe."""
     spec = StepSpec.from_row(measurement)
-    chosen = [name for name, module in formula_sets(names).items() if describes(module, spec)]
-    return predict(spec, chosen)
+    return predict(spec, describing(spec, names))
 
 
 def comparison_rows(measured: dict[str, Any], predicted: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from profiler.reports import plots, render
 from profiler.reports.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
 from profiler.reports.compare import comparison_rows, predictions
 from profiler.reports.folder import check, claim
-from profiler.reports.tables import percent_cell, relative_cell
+from profiler.reports.tables import UNBOUNDED_MEANS, percent_cell, relative_cell, shows_unbounded
 from profiler.reports.results import AUDIT_FILE, META, read_results
 from profiler.reports.sharded import sharded_blocks
 from profiler.reports.simulation import simulation_blocks
@@ -450,7 +450,17 @@ def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.Da
             peaks[column] = peaks[column].map(percent_cell)
         peaks["measured peak"] = peaks["measured peak"].map(_bytes)
         blocks += [render.Heading("Peak by point (relative error of each set)"), render.Table(peaks)]
-    return blocks
+    return with_legends(blocks)
+
+
+def with_legends(blocks: list[render.Block]) -> list[render.Block]:
+    """The blocks with UNBOUNDED_MEANS under each table that shows an unbounded relative error."""
+    legended: list[render.Block] = []
+    for block in blocks:
+        legended.append(block)
+        if isinstance(block, render.Table) and shows_unbounded(block.frame.to_numpy().ravel()):
+            legended.append(render.Text(UNBOUNDED_MEANS))
+    return legended
 
 
 def write_report(out_dir: str | Path, budget: str = DEFAULT_BUDGET) -> list[Path]:

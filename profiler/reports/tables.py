@@ -43,20 +43,43 @@ def human_bytes(value: float) -> str:
     return f"{int(value):,} B"
 
 
+def wrapped(text: str, width: int = WIDTH, indent: str = "  ") -> str:
+    """A line of prose within `width` columns, its continuation lines indented by `indent`; words are never split
+    (an option's dashes stay with it; a word longer than the width, a long path, overflows whole)."""
+    return "\n".join(textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=False,
+                                   break_on_hyphens=False))
+
+
+def no_answer(names: list[str]) -> str:
+    """The line under a command's answers naming the formula sets left out (analytic.formula_sets.describing)."""
+    return wrapped("  no answer (they do not describe this setup): " + ", ".join(names), indent="    ")
+
+
+# The cell of a relative error over a measured 0, and the line that explains it under a table that shows one.
+UNBOUNDED = "∞"
+UNBOUNDED_MEANS = f"{UNBOUNDED}: the step measured 0 of a figure the set predicts (its relative error has no bound)"
+
+
 def relative_cell(error: float) -> str:
-    """A relative error as a signed percentage; a figure the measurement does not have (measured 0) says so."""
+    """A relative error as a signed percentage; over a measured 0, UNBOUNDED."""
     if error in (float("inf"), float("-inf")):
-        return "new term"
+        return UNBOUNDED
     return f"{error:+.1%}"
 
 
 def percent_cell(value) -> str:
-    """An unsigned error in a report's table: '3.14 %', '—' where there is none, '∞' over a measured 0."""
+    """An unsigned error in a report's table: '3.14 %', '—' where there is none, UNBOUNDED over a measured 0."""
     if value is None or value != value:
         return "—"
     if value in (float("inf"), float("-inf")):
-        return "∞"
+        return UNBOUNDED
     return f"{value * 100:.3g} %"
+
+
+def shows_unbounded(cells) -> bool:
+    """Whether any of the cells (strings, or anything str() reads) shows UNBOUNDED, so that UNBOUNDED_MEANS goes
+    under its table."""
+    return any(UNBOUNDED in str(cell) for cell in cells)
 
 
 def render(rows: list[list[str]]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import textwrap
 
 from analytic.exact import source, store
 from analytic.exact.versions import SHIPPED_MINORS, cached_path, minor
@@ -28,6 +29,12 @@ def _torch():
         raise TorchUnavailableError(f"the exact model needs programs that are not shipped for this torch, and "
                                     f"deriving them needs torch: {error}") from None
     return torch
+
+
+def note(text: str) -> None:
+    """One note on stderr, wrapped at 120 columns (continuation lines indented; a path is never split)."""
+    print(textwrap.fill(f"note: {text}", 120, subsequent_indent="  ", break_long_words=False,
+                        break_on_hyphens=False), file=sys.stderr)
 
 
 def simulation_revision() -> str:
@@ -67,8 +74,8 @@ def derive_on_first_use(kind: str, key, quiet: bool = False) -> dict | None:
     path = cached_path(torch.__version__)
     what = key.what() if kind == "classes" else f"AdamW {key[3]} on {key[0]}, {key[1]}"
     if not quiet:
-        print(f"note: deriving the exact model's programs for {what} on torch {torch.__version__} (first use; "
-              f"cached in {path})", file=sys.stderr)
+        note(f"deriving the exact model's programs for {what} on torch {torch.__version__} (first use; cached in "
+             f"{path})")
     fresh = derive([key], optimizers=[]) if kind == "classes" else derive([], optimizers=[key])
     found = cached(torch.__version__, "derived")
     found[kind][store.key_name(key)] = fresh[kind][key]
@@ -88,12 +95,12 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     name = store.key_name(key)
     if name not in found["classes"]:
         if not quiet:
-            print(f"note: deriving the exact model's programs for one rank of {key.what()} on torch "
-                  f"{torch.__version__} (first use; cached in {path})", file=sys.stderr)
+            note(f"deriving the exact model's programs for one rank of {key.what()} on torch {torch.__version__} "
+                 f"(first use; cached in {path})")
         try:
             found["classes"][name] = derive_sharded_class(key)
         except DerivationError as error:
-            print(f"note: the exact set predicts no rank of this class: {error}", file=sys.stderr)
+            note(f"the exact set predicts no rank of this class: {error}")
             return None
         store.write(path, found)
     return found["classes"][name]
