@@ -300,3 +300,36 @@ def test_audit_grades_a_users_formula_against_the_users_model(capsys, tmp_path, 
     assert terms["saved_activations_bytes"]["measured"] == measured["saved_activations_bytes"]
     saved = next(item for item in result["batches"][0]["differences"] if item["term"] == "saved_activations_bytes")
     assert "the ops that keep the most: " + next(iter(measured["saved_activations_by_op"])) in saved["explanation"]
+
+
+def test_a_grid_names_a_users_model_with_model(tmp_path, user_file):
+    from profiler.experiments.grid import expand, load_grid
+
+    path = tmp_path / "users.toml"
+    path.write_text(f'[[points]]\npreset = "tiny"\nmodel = "hf:gpt2"\nbatch_sizes = [1]\n'
+                    f'[[points]]\npreset = "tiny"\nmodel = "{user_file}:factory"\n'
+                    f'optimizer_class = "{user_file}:SignSGD"\nbatch_sizes = [1]\n'
+                    f'[[points]]\npreset = "tiny"\nbatch_sizes = [1]\n')
+    points = expand(load_grid(path))
+    assert [point.spec.model.source for point in points] == ["hf:gpt2", f"{user_file}:factory", "builtin"]
+    assert points[0].spec.model.arch == "gpt2" and points[0].label == "tiny (hf:gpt2) b=1"
+    assert points[1].key.startswith(f"{user_file}:factory-") and points[1].key.endswith(f"|{user_file}:SignSGD|meta")
+    assert len({point.key for point in points}) == 3
+    path.write_text('[[points]]\npreset = "tiny"\nsource = "hf:gpt2"\n')
+    with pytest.raises(ValueError, match="source"):
+        load_grid(path)
+
+
+@pytest.mark.slow
+def test_a_sweep_measures_a_users_model_as_measure_does(tmp_path, user_file):
+    import json
+
+    from profiler.cli import main
+
+    path = tmp_path / "users.toml"
+    path.write_text(f'[[points]]\npreset = "tiny"\nmodel = "{user_file}:factory"\nbatch_sizes = [2]\n')
+    assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "out")]) in (0, None)
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    spec = StepSpec.from_row(row)
+    assert spec.model.source == f"{user_file}:factory"
+    assert row["measured"]["peak_bytes"] == measure(spec, "meta", count_flops=False).measured["peak_bytes"]

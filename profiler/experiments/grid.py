@@ -23,6 +23,10 @@ A grid file (profiler/experiments/grids/<name>.toml, or any path):
     world_size = [8, 64]             # ranks, around a sharded base
     arch = ["gpt2", "llama"]         # the block (reference, gpt2, llama), with that arch's own defaults
 
+    [[points]]                       # a user's implementation: `model` as --model takes it (FILE.py:NAME, a path
+    preset = "hf-gpt2"               # from the current folder; package.module:NAME; hf:gpt2, hf:llama), and
+    model = "hf:gpt2"                # optimizer_class = "FILE.py:NAME" for a user's optimizer
+
     [[points]]                       # explicit extra points
     preset = "gpt2-xl"               # and/or fields of the model and the setup
     batch_sizes = [1]
@@ -42,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from analytic.units import parse_bytes
-from model.config import ARCH_OPTIONS, BUILTIN, PRESETS
+from model.config import ARCH_OPTIONS, BUILTIN, PRESETS, source_arch
 from model.setup import SETUP_OPTIONS
 from model.spec import MODEL_FIELDS, StepSpec
 from model.vocabulary import DEVICES, OPTIMIZERS
@@ -54,7 +58,9 @@ GRID_OPTIONS = tuple(option for option in SETUP_OPTIONS if option.name != "optim
 AXES = ("batch_size", "context_length", "d_model", "num_layers", "num_heads", "vocab_size",
         *(option.name for option in GRID_OPTIONS if option.values is int))
 OPTION_AXES = {"arch": ARCH_OPTIONS, **{option.name: option.choices for option in GRID_OPTIONS if option.choices}}
-CONFIG_FIELDS = MODEL_FIELDS + tuple(option.name for option in GRID_OPTIONS)
+# A grid names the model's source `model`, as the CLI's --model does.
+CONFIG_FIELDS = tuple("model" if name == "source" else name for name in MODEL_FIELDS) + tuple(
+    option.name for option in GRID_OPTIONS)
 TOP_KEYS = ("name", "description", "device", "optimizers", "max_batch_budget", "base", "axes", "points")
 BASE_KEYS = ("preset", "batch_size") + CONFIG_FIELDS
 POINT_KEYS = ("preset", "batch_sizes", "optimizers") + CONFIG_FIELDS
@@ -153,8 +159,12 @@ def _optimizers(path: Path, key: str, value: Any) -> tuple[str, ...]:
 def _spec(path: Path, where: str, table: dict[str, Any]) -> StepSpec:
     """A step spec (at batch 1) from `preset` and/or fields; the model's and the setup's own checks name the
     problem."""
-    fields = {k: v for k, v in table.items() if k in CONFIG_FIELDS}
+    fields = {"source" if k == "model" else k: v for k, v in table.items() if k in CONFIG_FIELDS}
+    if "source" in fields and source_arch(fields["source"]) is not None:
+        fields.setdefault("arch", source_arch(fields["source"]))
     name = table.get("preset")
+    if fields.get("source", BUILTIN) != BUILTIN:  # named for the implementation, as it runs beside others
+        fields.setdefault("name", f"{name or 'custom'} ({fields['source']})")
     try:
         if name is not None:
             if name not in PRESETS:
