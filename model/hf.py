@@ -8,6 +8,7 @@ model.cuda_kernels). Full checkpointing is the model's gradient_checkpointing_en
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,26 @@ def build(config, setup):
     if setup.checkpointing == "full":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+@contextlib.contextmanager
+def device_answers():
+    """transformers' Python-bool checks of tensor data, answered on meta as a real device answers them for the
+    step's batch: masking_utils.find_packed_sequence_indices asks whether the position ids pack several sequences
+    into a row, which meta tensors cannot say; the step's rows are one sequence each (positions 0..T-1), so the
+    answer is None (no packing), as on CUDA. Real tensors are asked as they are."""
+    from transformers import masking_utils
+
+    original = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if original is None:
+        yield
+        return
+
+    def answered(position_ids):
+        return None if position_ids.device.type == "meta" else original(position_ids)
+
+    masking_utils.find_packed_sequence_indices = answered
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = original

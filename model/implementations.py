@@ -95,7 +95,11 @@ class UserLM(nn.Module):
         self.inner, self.config, self.hf = inner, config, hf
 
     def forward(self, tokens):  # [B, T] int64 -> logits [B, T, V]
-        logits = self.inner(input_ids=tokens).logits if self.hf else self.inner(tokens)
+        if self.hf:
+            with hf.device_answers():
+                logits = self.inner(input_ids=tokens).logits
+        else:
+            logits = self.inner(tokens)
         expected = (*tokens.shape, self.config.vocab_size)
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -105,7 +109,8 @@ class UserLM(nn.Module):
 
     def loss(self, tokens, targets):  # a 0-dim tensor
         if self.hf:  # the loss as Hugging Face computes it from labels (ForCausalLMLoss)
-            return self.inner(input_ids=tokens, labels=targets).loss
+            with hf.device_answers():
+                return self.inner(input_ids=tokens, labels=targets).loss
         logits = self(tokens)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 

@@ -333,3 +333,26 @@ def test_a_sweep_measures_a_users_model_as_measure_does(tmp_path, user_file):
     spec = StepSpec.from_row(row)
     assert spec.model.source == f"{user_file}:factory"
     assert row["measured"]["peak_bytes"] == measure(spec, "meta", count_flops=False).measured["peak_bytes"]
+
+
+def test_transformers_data_checks_are_answered_as_a_device_answers_them():
+    """find_packed_sequence_indices asks a tensor for a Python bool, which meta cannot answer; the step's rows are
+    one sequence each, so the answer is None, as on a real device."""
+    from transformers import masking_utils
+
+    from model.hf import device_answers
+
+    positions = torch.arange(8)[None].expand(2, 8)
+    with pytest.raises(RuntimeError, match="meta"):
+        masking_utils.find_packed_sequence_indices(positions.to("meta"))
+    with device_answers():
+        assert masking_utils.find_packed_sequence_indices(positions.to("meta")) is None
+        assert masking_utils.find_packed_sequence_indices(positions) is None  # real tensors: asked as they are
+
+
+def test_hugging_face_checkpointing_on_meta_equals_cpu():
+    spec = spec_of("hf:gpt2", arch="gpt2", checkpointing="full")
+    on_meta = measure(spec, "meta", count_flops=False).measured
+    assert byte_figures(on_meta) == byte_figures(measure(spec, "cpu", count_flops=False).measured)
+    plain = measure(spec.replace(checkpointing="none"), "meta", count_flops=False).measured
+    assert on_meta["saved_activations_bytes"] < plain["saved_activations_bytes"]
