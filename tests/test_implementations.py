@@ -356,3 +356,19 @@ def test_hugging_face_checkpointing_on_meta_equals_cpu():
     assert byte_figures(on_meta) == byte_figures(measure(spec, "cpu", count_flops=False).measured)
     plain = measure(spec.replace(checkpointing="none"), "meta", count_flops=False).measured
     assert on_meta["saved_activations_bytes"] < plain["saved_activations_bytes"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dropout, expected", [("0", 4), ("0.1", 2)])
+def test_hugging_face_gpt2_xl_fits_what_its_own_code_needs(capsys, dropout, expected):
+    """GPT-2 XL as published, in Hugging Face's code (gelu_new, eager attention), fp32, in 80 GB: 4 sequences
+    without dropout, 2 with GPT-2's 0.1 (the built-in gpt2 block fits 5 and 3), each answer measured and the next
+    batch measured not to fit."""
+    import json
+
+    code, out, _ = run_cli(capsys, "max-batch", "--model", "hf:gpt2", "--preset", "hf-gpt2-xl", "--budget", "80GB",
+                           "--dropout", dropout, "--json")
+    document = json.loads(out)
+    probes = {probe["batch_size"]: probe["fits"] for probe in document["probes"]}
+    assert code == 0 and document["max_batch"] == expected
+    assert probes[expected] and not probes[expected + 1]
