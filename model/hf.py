@@ -103,8 +103,15 @@ def build(config, setup):
     finally:
         transformers.logging.set_verbosity(verbosity)
     model.loss_type = "ForCausalLM"  # the loss GPT2LMHeadModel falls back to, named so that it says nothing
-    if setup.checkpointing == "full":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False  # a training step: no key/value cache
+    if setup.checkpointing == "full":  # recomputation re-enters the autocast emulation where one is active
+        from model.autocast import with_autocast_emulation
+
+        kwargs = {"use_reentrant": False, "context_fn": with_autocast_emulation()}
+        if hasattr(model, "activation_checkpointing_enable"):  # its name from transformers 5.x on
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return model
 
 

@@ -372,3 +372,12 @@ def test_hugging_face_gpt2_xl_fits_what_its_own_code_needs(capsys, dropout, expe
     probes = {probe["batch_size"]: probe["fits"] for probe in document["probes"]}
     assert code == 0 and document["max_batch"] == expected
     assert probes[expected] and not probes[expected + 1]
+
+
+@pytest.mark.parametrize("source, arch", [("hf:gpt2", "gpt2"), ("hf:llama", "llama")])
+def test_hugging_face_autocast_and_checkpointing_emulated_on_meta_equal_cpu(source, arch):
+    """The autocast emulation with CPU's rules on meta, through Hugging Face's code and its checkpointing's
+    recomputation, equals real CPU autocast byte for byte."""
+    spec = spec_of(source, arch=arch, checkpointing="full", autocast="bfloat16")
+    on_meta = measure(spec, "meta", count_flops=False, autocast_policy="cpu").measured
+    assert byte_figures(on_meta) == byte_figures(measure(spec, "cpu", count_flops=False).measured)
