@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     files = ["audit.md", "audit.json"]
     if args.out is not None:
-        check(args.out, files)  # a bad folder fails before the measurements
+        check(args.out, files, "--out")  # a bad folder fails before the measurements
     if args.formula_set:
         from profiler.experiments import assumptions
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         markdown = to_markdown(result)
     document = json.dumps(result, indent=2, default=float)
     if args.out is not None:
-        out = claim(args.out, files)
+        out = claim(args.out, files, "--out")
         (out / "audit.md").write_text(markdown)
         (out / "audit.json").write_text(document + "\n")
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -91,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "
                      f"takes {days:,.1f} days at this MFU")
     if args.snapshot:
+        html = shlex.quote(str(Path(args.snapshot).with_suffix(".html")))
         lines.append(f"\nmemory snapshot: {args.snapshot} (python -m torch.cuda._memory_viz trace_plot "
-                     f"{args.snapshot} -o {Path(args.snapshot).with_suffix('.html')}, or drop it on "
-                     "https://pytorch.org/memory_viz)")
+                     f"{shlex.quote(args.snapshot)} -o {html}, or drop it on https://pytorch.org/memory_viz)")
     print("\n".join(lines))
     return 0
 

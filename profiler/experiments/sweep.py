@@ -40,7 +40,7 @@ from profiler.errors import UsageError
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
 from profiler.experiments.grid import Grid, Point, expand, load_grid
-from profiler.reports.folder import claim, is_empty
+from profiler.reports.folder import check_writable, claim, is_empty
 from profiler.reports.results import META, RESULTS, read_results
 
 GRID_COPY = "grid.toml"
@@ -112,8 +112,10 @@ def _release_memory(device: str) -> None:
 
 
 def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
-    """Refuse (UsageError) a file, or a non-empty folder that is not a sweep of this very grid on this device."""
+    """Refuse (UsageError) a file, a folder it cannot create or write into, or a non-empty folder that is not a sweep
+    of this very grid on this device."""
     if is_empty(out_dir):
+        check_writable(out_dir, "--out")
         return
     if not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
@@ -126,6 +128,7 @@ def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
         raise UsageError(f"--out {out_dir} holds a sweep of grid {meta.get('grid')} on {meta.get('device')}, not "
                          f"of grid {grid.name} as {grid.source} reads now on {device}; nothing was written: give "
                          f"another folder")
+    check_writable(out_dir, "--out")
 
 
 def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:
