@@ -10,8 +10,8 @@ from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
-from profiler.commands.options import (add_config_arguments, add_formula_set_argument, spec_from_args,
-                                       load_formula_sets, new_file, positive_int)
+from profiler.commands.options import (add_allow_long_argument, add_config_arguments, add_formula_set_argument,
+                                       check_work, load_formula_sets, new_file, positive_int, spec_from_args)
 from profiler.errors import UsageError
 from profiler.reports.tables import WIDTH, human_bytes
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "formula set that describes the setup, with this budget and 80GB, 80GiB, 40GB, 24GB; "
                              "in the format the name ends with (.png, .jpg, .svg, .pdf, .webp)")
     add_formula_set_argument(parser)
+    add_allow_long_argument(parser)
 
 
 class ProbesShown:
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         new_file("--plot", args.plot)
         plot_format(args.plot)
+    check_work(spec, device, args.allow_long, "each probe")
     peaks: dict[int, int] = {}
     fits = ProbesShown(batch_fits(spec, budget, device, peaks), device)  # no GPU: fails here
     predictions = max_batch_sizes(spec, budget)

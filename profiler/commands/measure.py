@@ -8,8 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
-                                       load_formula_sets, new_file, spec_from_args)
+from profiler.commands.options import (add_allow_long_argument, add_config_arguments, add_device_argument,
+                                       add_formula_set_argument, check_work, load_formula_sets, new_file,
+                                       spec_from_args)
 from profiler.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the step's memory snapshot for PyTorch's memory_viz (python -m "
                              "torch.cuda._memory_viz trace_plot FILE.pickle -o FILE.html): on cuda the "
                              "allocator's own, on meta and cpu the tracked allocations in its format")
+    add_allow_long_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analytic.figures import flatten, with_model_states
-    from profiler.measuring.measure import measure
+    from profiler.measuring.measure import measure, resolve_device
     from profiler.reports.compare import comparison_rows, predictions, training_days_at_measured_mfu
     from profiler.reports.tables import HEADLINE, SHARDED_HEADLINE, WIDTH, fit_width, format_cell, relative_cell
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     load_formula_sets(args)
     if args.snapshot:
         new_file("--snapshot", args.snapshot)
+    check_work(spec, resolve_device(args.device), args.allow_long)
     if sharded and args.device == "cpu":
         result = gloo_rank_zero(spec, args)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from analytic.limits import too_large
@@ -150,3 +151,37 @@ def load_formula_sets(args: argparse.Namespace) -> list[str] | None:
     from analytic.formula_sets import formula_sets  # numpy: not needed to build the parser
 
     return list(formula_sets(args.formula_sets))
+
+
+def add_allow_long_argument(parser: argparse.ArgumentParser) -> None:
+    from profiler.measuring.workload import LIMIT_SECONDS, duration
+
+    parser.add_argument("--allow-long", action="store_true",
+                        help=f"run a step estimated to take longer than {duration(LIMIT_SECONDS)} to measure "
+                             "(refused otherwise: predict answers at once)")
+
+
+def check_work(spec: StepSpec, device: str, allow_long: bool, what: str = "this step", notice: bool = True) -> None:
+    """Refuse (UsageError, one line with the estimate) a step whose measurement on `device` is estimated past
+    workload.LIMIT_SECONDS, unless `allow_long`; with `notice`, say on stderr what a long one will take before it
+    runs (profiler.measuring.workload). Nothing runs here."""
+    from profiler.measuring.workload import LIMIT_SECONDS, PROGRESS_SECONDS, duration, step_work
+
+    work = step_work(spec, device)
+    if work is None or work.seconds <= PROGRESS_SECONDS:
+        return
+    if work.seconds > LIMIT_SECONDS and not allow_long:
+        raise UsageError(f"{what} takes ~{duration(work.seconds)} on {device} ({work.parts()}), past the "
+                         f"{LIMIT_SECONDS // 60}-minute limit: use predict or --allow-long")
+    if notice:
+        print(f"{what} takes ~{duration(work.seconds)} on {device} ({work.parts()})...",
+              file=sys.stderr)
+
+
+def check_points(grid, device: str, allow_long: bool) -> None:
+    """check_work on every point of a sweep of `grid` (a profiler.experiments.grid.Grid) on `device`, before any is
+    measured: a point past the limit refuses the whole sweep, naming it."""
+    from profiler.experiments.grid import expand
+
+    for point in expand(grid, device):
+        check_work(point.spec, point.device, allow_long, f"point {point.label}", notice=False)
