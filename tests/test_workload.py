@@ -114,3 +114,17 @@ def test_no_point_of_a_shipped_grid_is_refused(name):
 def test_the_limit_is_ten_minutes_at_the_calibrated_rates():
     assert workload.LIMIT_SECONDS == 600 and workload.duration(workload.LIMIT_SECONDS) == "10 minutes"
     assert [workload.duration(s) for s in (40, 150, 5900, 2 * 86400)] == ["40 s", "2 minutes", "1.6 hours", "2.0 days"]
+
+
+def test_audit_of_a_set_declaring_a_setup_that_cannot_finish_is_refused(tmp_path, capsys, monkeypatch):
+    import analytic.formula_sets as registry
+    from profiler.experiments import assumptions
+
+    monkeypatch.setattr(registry, "_USER_SETS", {})  # the user's file stays out of other tests
+    monkeypatch.setattr(assumptions, "measure", lambda *args, **kwargs: pytest.fail("measured"))
+    mine = tmp_path / "huge.py"
+    mine.write_text("NAME = 'huge'\nDESCRIPTION = 'a rank of ten million'\n"
+                    "SETUP = {'shard': 'fsdp2', 'world_size': 10**7}\n"
+                    "def predict(spec):\n    return {'peak_bytes': 1}\n")
+    code, out, err = run(capsys, "audit", "--formula-set", mine)
+    assert_one_line_error(code, out, err, "each of its steps takes ~15.1 hours on meta (7,760,000,000 FSDP2 chunks)")

@@ -13,6 +13,7 @@ import json
 import pathlib
 
 from analytic.audit import audit, to_markdown
+from profiler.commands.options import add_allow_long_argument, check_work
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formula-set", metavar="NAME|FILE.py",
                         help="audit this formula set instead of the seeds: which of its assumptions differ from "
                              "what PyTorch does, measured on meta on the setup it declares")
+    add_allow_long_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check(args.out, files, "--out")  # a bad folder fails before the measurements
     if args.formula_set:
+        from analytic.formula_sets import formula_sets
         from profiler.experiments import assumptions
 
+        (module,) = formula_sets([args.formula_set]).values()  # a bad set fails here, before the measurements
+        check_work(assumptions.audited_spec(module), "meta", args.allow_long, "each of its steps")
         result = assumptions.audit_formula_set(args.formula_set)
         markdown = assumptions.to_markdown(result)
     else:
