@@ -11,7 +11,7 @@ again in backward), else 1; a sharded rank (fsdp2, ddp) traces SHARDED times as 
 all-gathers' and reduce-scatters' copies). Calibration, counted with the tracker on tiny at L = 1 and 33 (torch
 2.13, batch 4), ops per layer and step: reference 214·k + 42 (k = 1 and 4), gpt2 273, llama with RoPE 325, bf16
 autocast 282, full checkpointing 351 and selective 352 (309 per micro-batch: 1.45×), forloop AdamW 320 (106 for
-the optimizer), FSDP2 at 8 ranks 884, DDP 850 (3.4×); outside the blocks 37 + 66·k per step. OPS_PER_LAYER = 250
+the optimizer), FSDP2 at 8 ranks 884, DDP 850 (3.3×); outside the blocks 37 + 66·k per step. OPS_PER_LAYER = 250
 stands for every block (214 to 283 per micro-batch): the estimate is within about 20 % of the count
 (tests/test_workload.py: gpt2-xl 28,540 for 24,782 counted, llama2-7b 19,100 for 21,030).
 
@@ -41,7 +41,7 @@ RECOMPUTE = 1.45  # activation checkpointing: the block's forward again in backw
 OPTIMIZER_OPS_PER_LAYER = {"foreach": 45, "forloop": 110, "fused": 45}  # fused: as foreach (not on meta)
 OPS_PER_STEP = 40  # embeddings, final norm, loss, zero_grad, outside the blocks
 OPS_PER_MICRO_BATCH = 70
-SHARDED = 3.4
+SHARDED = 3.3
 CHUNKS_PER_TENSOR = 2  # FSDP2 splits each parameter tensor into world_size chunks twice
 OP_SECONDS = 100e-6
 SHARD_SECONDS = 7e-6
