@@ -116,3 +116,20 @@ def test_plot_is_written_in_the_format_its_name_says(tmp_path, capsys, name, mag
     assert main(["max-batch", "--preset", "tiny", "--budget", "20MB", "--plot", str(path)]) == 0
     capsys.readouterr()
     assert path.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("argv", [["audit", "--out", "{tmp}/new/{long}/audit"], ["sweep", "--out", "{tmp}/{long}"],
+                                  ["measure", "--preset", "tiny", "--snapshot", "{tmp}/{long}.pickle"],
+                                  ["max-batch", "--preset", "tiny", "--plot", "{tmp}/{long}.png"]])
+def test_a_path_the_file_system_refuses_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch,
+                                                                          nothing_measured, argv):
+    """What permissions cannot tell (a name longer than the file system takes) is found by making the folders and
+    a file there and removing them at once: nothing is left."""
+    from profiler.measuring import max_batch, measure
+
+    monkeypatch.setattr(measure, "measure", lambda *args, **kwargs: pytest.fail("measured"))
+    monkeypatch.setattr(max_batch, "batch_fits", lambda *args, **kwargs: pytest.fail("measured"))
+    argv = [part.format(tmp=tmp_path, long="a" * 300) for part in argv]
+    code, stdout, err = run(capsys, *argv)
+    assert_one_line_error(code, stdout, err, f"{argv[-1]} cannot be written: File name too long")
+    assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,7 @@ def explanation_rows(spec) -> tuple[list[list], list[list]]:
 
     ours = exact_set().predict(spec)
     theirs = textbook.predict(spec)
-    measured = measure(spec, "meta", count_flops=False).measured
+    measured = measure(spec, "meta", count_flops=False, progress=True).measured
     derived = saved_by_component(formula_key(spec), exact_set().programs)
     def formula(name: str) -> str:  # what the component saves, as derived
         return (readable(derived[name]) if name in derived else "0") + (" per layer" if name in LAYER_COMPONENTS

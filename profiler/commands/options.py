@@ -124,16 +124,23 @@ def overridden(model: ModelConfig, changes: dict) -> ModelConfig:
 
 def new_file(option: str, path: str | os.PathLike) -> None:
     """Refuse (UsageError, one line naming the option and the path) a file the command could not write when it is
-    done: one that exists (the tool never overwrites a file), or whose folder is missing or not writable. Checked
-    before anything runs, so that no measurement is lost to a bad path."""
+    done: one that exists (the tool never overwrites a file), whose folder is missing or not writable, or that
+    cannot be created (made and removed at once). Checked before anything runs, so that no measurement is lost to
+    a bad path."""
     path = Path(path)
     folder = path.parent
-    if path.exists():
-        raise UsageError(f"{option} {path} exists; the tool never overwrites a file: give a new path")
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+    try:
+        if path.exists():
+            raise UsageError(f"{option} {path} exists; the tool never overwrites a file: give a new path")
+        if not folder.is_dir():
+            raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+        with open(path, "xb"):  # what os.access cannot tell: a name too long, a file system that refuses
+            pass
+        path.unlink()
+    except OSError as error:
+        raise UsageError(f"{option} {path} cannot be written: {error.strerror or error}") from None
 
 
 def add_formula_set_argument(parser: argparse.ArgumentParser,

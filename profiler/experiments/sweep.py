@@ -114,11 +114,9 @@ def _release_memory(device: str) -> None:
 def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
     """Refuse (UsageError) a file, a folder it cannot create or write into, or a non-empty folder that is not a sweep
     of this very grid on this device."""
+    check_writable(out_dir, "--out")
     if is_empty(out_dir):
-        check_writable(out_dir, "--out")
         return
-    if not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
     meta_path, grid_copy = out_dir / META, out_dir / GRID_COPY
     if not meta_path.exists() or not grid_copy.exists():
         raise UsageError(f"--out {out_dir} is not empty and holds no sweep; nothing was written: give a new or "
@@ -128,7 +126,6 @@ def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
         raise UsageError(f"--out {out_dir} holds a sweep of grid {meta.get('grid')} on {meta.get('device')}, not "
                          f"of grid {grid.name} as {grid.source} reads now on {device}; nothing was written: give "
                          f"another folder")
-    check_writable(out_dir, "--out")
 
 
 def write_start(grid: Grid, out_dir: Path, device: str, total: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from profiler.errors import UsageError
@@ -48,17 +49,39 @@ def named(folder: Path, option: str) -> str:
 
 def check_writable(folder: str | Path, option: str = "") -> None:
     """Raise UsageError (naming the folder, after the `option` that gave it) if the tool could not create `folder`
-    or write into it: the nearest folder on its path that exists must be a folder this process may write into
-    (os.access: a read-only mount, or permissions, unless the process runs as root). Writes nothing."""
+    or write into it: a file is no folder; the nearest folder on its path that exists must be a folder this
+    process may write into (os.access: a read-only mount, or permissions, unless the process runs as root); and
+    making the missing folders and a file in it must work (probe: a name too long, a file system that refuses).
+    Leaves nothing behind."""
     folder = Path(folder)
-    existing = folder
-    while not existing.exists() and existing != existing.parent:  # where mkdir(parents=True) would start
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{named(folder, option)}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "the folder" if existing == folder else f"the folder {existing}"
-        raise UsageError(f"{named(folder, option)}: {where} is not writable; nothing was written")
+    try:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:  # where mkdir(parents=True) would start
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UsageError(f"{named(folder, option)} exists and is not a folder" if existing == folder else
+                             f"{named(folder, option)}: {existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            where = "the folder" if existing == folder else f"the folder {existing}"
+            raise UsageError(f"{named(folder, option)}: {where} is not writable; nothing was written")
+        probe(folder, existing)
+    except OSError as error:
+        raise UsageError(f"{named(folder, option)} cannot be written: {error.strerror or error}") from None
+
+
+def probe(folder: Path, existing: Path) -> None:
+    """Make the folders from `existing` down to `folder` and an unnamed file in it, then remove them all."""
+    missing = [folder, *folder.parents][:len(folder.parts) - len(existing.parts)]
+    made = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            made.append(path)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    finally:
+        for path in reversed(made):
+            path.rmdir()
 
 
 def check(folder: str | Path, names: list[str], option: str = "") -> set[str]:
@@ -66,8 +89,6 @@ def check(folder: str | Path, names: list[str], option: str = "") -> set[str]:
     manifest included), if `folder` is a file, or if it cannot be written (check_writable); else return what the
     tool has written there. Writes nothing."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{named(folder, option)} exists and is not a folder")
     check_writable(folder, option)
     if (folder / MANIFEST).exists() and not ours(folder / MANIFEST):
         raise UsageError(f"{named(folder, option)} holds {MANIFEST}, which this tool did not write; nothing was "
