@@ -13,6 +13,7 @@ import json
 import pathlib
 
 from analytic.audit import audit, to_markdown
+from profiler.commands.options import add_allow_long_argument, check_work
 from profiler.errors import UsageError
 
 
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer-class", metavar="FILE.py:NAME",
                         help="with --formula-set: your own torch.optim.Optimizer subclass in place of AdamW")
     parser.add_argument("--preset", help="with --formula-set: the audited sizes (default: the problem's, GPT-2 XL)")
+    add_allow_long_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--model, --optimizer-class and --preset choose what a --formula-set is audited against; "
                          "the seeds are audited on the problem's GPT-2 XL")
     if args.out is not None:
-        check(args.out, files)  # a bad folder fails before the measurements
+        check(args.out, files, "--out")  # a bad folder fails before the measurements
     if args.formula_set:
+        from analytic.formula_sets import formula_sets
         from analytic.textbook import PROBLEM
         from model.config import preset, source_arch
         from profiler.experiments import assumptions
@@ -58,14 +61,18 @@ def run(args: argparse.Namespace) -> int:
         if args.source:
             base = base.replace(source=args.source, **({"arch": source_arch(args.source)}
                                                        if source_arch(args.source) else {}))
-        result = assumptions.audit_formula_set(args.formula_set, base, optimizer_class=args.optimizer_class or "")
+        optimizer_class = args.optimizer_class or ""
+        (module,) = formula_sets([args.formula_set]).values()  # a bad set fails here, before the measurements
+        check_work(assumptions.audited_spec(module, base, optimizer_class=optimizer_class), "meta", args.allow_long,
+                   "each of its steps")
+        result = assumptions.audit_formula_set(args.formula_set, base, optimizer_class=optimizer_class)
         markdown = assumptions.to_markdown(result)
     else:
         result = audit(extra_blocks=truth_blocks(with_measurement=not args.no_measure))
         markdown = to_markdown(result)
     document = json.dumps(result, indent=2, default=float)
     if args.out is not None:
-        out = claim(args.out, files)
+        out = claim(args.out, files, "--out")
         (out / "audit.md").write_text(markdown)
         (out / "audit.json").write_text(document + "\n")
     if args.json:

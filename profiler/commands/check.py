@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from analytic.formula_sets import formula_sets, is_path
+from profiler.commands.options import add_allow_long_argument, check_points
 from profiler.errors import UsageError
 from profiler.reports.tables import WIDTH, fit_width, format_cell
 
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (ok, formula_set, tolerance, grid, points, misses); same exit "
                              "code")
+    add_allow_long_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"formula set {args.formula_set!r} does not exist; known: {', '.join(formula_sets())}")
     name = next(iter(formula_sets([args.formula_set])))  # a file is loaded (and checked) before measuring
     grid = load_grid(args.grid)
+    check_points(grid, "meta", args.allow_long)
     with tempfile.TemporaryDirectory(prefix="profiler-check-") as scratch:
         out = args.out or Path(scratch)
         run_sweep(grid, out, "meta", progress=not args.quiet)

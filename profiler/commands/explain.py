@@ -10,7 +10,8 @@ from analytic import textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import format_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
-from profiler.commands.options import add_config_arguments, refuse_fused_on_meta, spec_from_args
+from profiler.commands.options import (add_allow_long_argument, add_config_arguments, check_work,
+                                       refuse_fused_on_meta, spec_from_args)
 from profiler.reports.tables import WIDTH, render, wrapped
 
 
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", action="store_true",
                         help="Markdown tables, the derived formula and the reason in a column (default: a table of "
                              "120 columns, each row's formula and reason wrapped under it)")
+    add_allow_long_argument(parser)
 
 
 def explanation_rows(spec) -> tuple[list[list], list[list]]:
@@ -29,7 +31,7 @@ def explanation_rows(spec) -> tuple[list[list], list[list]]:
     from analytic.formula_sets import exact_set
     from profiler.measuring.measure import measure
 
-    measured = measure(spec, "meta", count_flops=False).measured
+    measured = measure(spec, "meta", count_flops=False, progress=True).measured
     if spec.model.source != "builtin":
         return user_rows(spec, measured)
     ours = exact_set().predict(spec)
@@ -114,6 +116,7 @@ def as_json(spec, components: list[list], terms: list[list]) -> dict:
 def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     refuse_fused_on_meta(spec, "meta")
+    check_work(spec, "meta", args.allow_long)
     components, terms = explanation_rows(spec)
     if args.json:
         print(json.dumps(as_json(spec, components, terms), indent=2))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from analytic.formula_sets import max_batch_sizes
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
-from profiler.commands.options import (add_config_arguments, add_formula_set_argument, spec_from_args,
-                                       load_formula_sets, new_file, positive_int, refuse_fused_on_meta)
+from profiler.commands.options import (add_allow_long_argument, add_config_arguments, add_formula_set_argument,
+                                       check_work, load_formula_sets, new_file, positive_int, refuse_fused_on_meta,
+                                       spec_from_args)
 from profiler.errors import UsageError
 from profiler.reports.tables import human_bytes, no_answer, wrapped
 from profiler.measuring.search import DEFAULT_LIMIT, confirm_max_batch, find_max_batch, linear_guess
@@ -32,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the text")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw peak memory against batch size: the measured probes (meta) and every "
-                             "formula set that describes the setup, with this budget and 80GB, 80GiB, 40GB, 24GB")
+                             "formula set that describes the setup, with this budget and 80GB, 80GiB, 40GB, 24GB; "
+                             "in the format the name ends with (.png, .jpg, .svg, .pdf, .webp)")
     add_formula_set_argument(parser)
+    add_allow_long_argument(parser)
 
 
 class ProbesShown:
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
                          f"got --device {args.device}")
     if args.plot:
         new_file("--plot", args.plot)
+        plot_format(args.plot)
+    check_work(spec, device, args.allow_long, "each probe")
     peaks: dict[int, int] = {}
     phases: dict[int, str] = {}
     fits = ProbesShown(batch_fits(spec, budget, device, peaks, phases), device)  # no GPU: fails here
@@ -199,8 +204,20 @@ def allocator_hint(device: str, guess: int | None, maximum: int, alloc_conf: str
             f"docs/gpu-runs.md)")
 
 
+def plot_format(path: str) -> str:
+    """The image format --plot's name ends with (plots.IMAGE_FORMATS); UsageError for another."""
+    from profiler.reports import plots
+
+    image_format = plots.image_format(path)
+    if image_format is None:
+        endings = ", ".join(f".{name}" for name in plots.IMAGE_FORMATS)
+        raise UsageError(f"--plot {path}: give a name ending in {endings} (the format it is written in)")
+    return image_format
+
+
 def write_plot(path: str, spec, budget: int, budget_text: str, peaks: dict[int, int], maximum: int) -> None:
-    """Peak against the (micro-)batch: measured probes and each describing set's line, with budget lines."""
+    """Peak against the (micro-)batch, in the format the path's suffix names: measured probes and each describing
+    set's line, with budget lines."""
     from analytic.units import parse_bytes as bytes_of
     from profiler.reports import plots
     from profiler.reports.report import CURVE_BUDGETS, predicted_curves
@@ -212,4 +229,4 @@ def write_plot(path: str, spec, budget: int, budget_text: str, peaks: dict[int, 
               for name, (batches, values) in predicted_curves(spec, steps).items()}
     budgets = {budget_text: budget, **{text: bytes_of(text) for text in CURVE_BUDGETS if bytes_of(text) != budget}}
     title = f"{spec.model.name}, {spec.options_text()}, AdamW {spec.setup.optimizer}: measured maximum {maximum}"
-    Path(path).write_bytes(plots.batch_curve(peaks, curves, budgets, title))
+    Path(path).write_bytes(plots.batch_curve(peaks, curves, budgets, title, plot_format(path)))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
-from profiler.commands.options import (add_config_arguments, add_device_argument, add_formula_set_argument,
-                                       load_formula_sets, new_file, refuse_fused_on_meta, spec_from_args)
+from profiler.commands.options import (add_allow_long_argument, add_config_arguments, add_device_argument,
+                                       add_formula_set_argument, check_work, load_formula_sets, new_file,
+                                       refuse_fused_on_meta, spec_from_args)
 from profiler.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the step's memory snapshot for PyTorch's memory_viz (python -m "
                              "torch.cuda._memory_viz trace_plot FILE.pickle -o FILE.html): on cuda the "
                              "allocator's own, on meta and cpu the tracked allocations in its format")
+    add_allow_long_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_fused_on_meta(spec, resolve_device(args.device), "--device cpu or cuda")
     if args.snapshot:
         new_file("--snapshot", args.snapshot)
+    check_work(spec, resolve_device(args.device), args.allow_long)
     if sharded and args.device == "cpu":
         result = gloo_rank_zero(spec, args)
     else:
@@ -95,9 +99,12 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"\nstep {speed['step_seconds'] * 1e3:.1f} ms, MFU {speed['mfu']:.1%}: the problem's run "
                      f"takes {days:,.1f} days at this MFU")
     if args.snapshot:
-        lines.append("\n" + wrapped(f"memory snapshot: {args.snapshot} (python -m torch.cuda._memory_viz trace_plot "
-                                    f"{args.snapshot} -o {Path(args.snapshot).with_suffix('.html')}, or drop it on "
-                                    "https://pytorch.org/memory_viz)"))
+        html = shlex.quote(str(Path(args.snapshot).with_suffix(".html")))
+        lines.append("\n" + wrapped(f"memory snapshot: {args.snapshot}; drop it on https://pytorch.org/memory_viz, or "
+                                    "draw it with:"))
+        command = f"  python -m torch.cuda._memory_viz trace_plot {shlex.quote(args.snapshot)}"
+        lines.append(f"{command} -o {html}" if len(command) + len(html) + 4 <= WIDTH
+                     else f"{command} \\\n    -o {html}")  # a shell line continued, as one pastes it
     print("\n".join(lines))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from analytic.limits import too_large
@@ -148,16 +149,23 @@ def overridden(model: ModelConfig, changes: dict) -> ModelConfig:
 
 def new_file(option: str, path: str | os.PathLike) -> None:
     """Refuse (UsageError, one line naming the option and the path) a file the command could not write when it is
-    done: one that exists (the tool never overwrites a file), or whose folder is missing or not writable. Checked
-    before anything runs, so that no measurement is lost to a bad path."""
+    done: one that exists (the tool never overwrites a file), whose folder is missing or not writable, or that
+    cannot be created (made and removed at once). Checked before anything runs, so that no measurement is lost to
+    a bad path."""
     path = Path(path)
     folder = path.parent
-    if path.exists():
-        raise UsageError(f"{option} {path} exists; the tool never overwrites a file: give a new path")
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+    try:
+        if path.exists():
+            raise UsageError(f"{option} {path} exists; the tool never overwrites a file: give a new path")
+        if not folder.is_dir():
+            raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"{option} {path}: the folder {folder} is not writable")
+        with open(path, "xb"):  # what os.access cannot tell: a name too long, a file system that refuses
+            pass
+        path.unlink()
+    except OSError as error:
+        raise UsageError(f"{option} {path} cannot be written: {error.strerror or error}") from None
 
 
 def add_formula_set_argument(parser: argparse.ArgumentParser,
@@ -175,3 +183,37 @@ def load_formula_sets(args: argparse.Namespace) -> list[str] | None:
     from analytic.formula_sets import formula_sets  # numpy: not needed to build the parser
 
     return list(formula_sets(args.formula_sets))
+
+
+def add_allow_long_argument(parser: argparse.ArgumentParser) -> None:
+    from profiler.measuring.workload import LIMIT_SECONDS, duration
+
+    parser.add_argument("--allow-long", action="store_true",
+                        help=f"run a step estimated to take longer than {duration(LIMIT_SECONDS)} to measure "
+                             "(refused otherwise: predict answers at once)")
+
+
+def check_work(spec: StepSpec, device: str, allow_long: bool, what: str = "this step", notice: bool = True) -> None:
+    """Refuse (UsageError, one line with the estimate) a step whose measurement on `device` is estimated past
+    workload.LIMIT_SECONDS, unless `allow_long`; with `notice`, say on stderr what a long one will take before it
+    runs (profiler.measuring.workload). Nothing runs here."""
+    from profiler.measuring.workload import LIMIT_SECONDS, PROGRESS_SECONDS, duration, step_work
+
+    work = step_work(spec, device)
+    if work is None or work.seconds <= PROGRESS_SECONDS:
+        return
+    if work.seconds > LIMIT_SECONDS and not allow_long:
+        raise UsageError(f"{what} takes ~{duration(work.seconds)} on {device} ({work.parts()}), past the "
+                         f"{LIMIT_SECONDS // 60}-minute limit: use predict or --allow-long")
+    if notice:
+        print(f"{what} takes ~{duration(work.seconds)} on {device} ({work.parts()})...",
+              file=sys.stderr)
+
+
+def check_points(grid, device: str, allow_long: bool) -> None:
+    """check_work on every point of a sweep of `grid` (a profiler.experiments.grid.Grid) on `device`, before any is
+    measured: a point past the limit refuses the whole sweep, naming it."""
+    from profiler.experiments.grid import expand
+
+    for point in expand(grid, device):
+        check_work(point.spec, point.device, allow_long, f"point {point.label}", notice=False)

@@ -6,7 +6,8 @@ import datetime
 import sys
 from pathlib import Path
 
-from profiler.commands.options import add_device_argument, add_formula_set_argument, load_formula_sets
+from profiler.commands.options import (add_allow_long_argument, add_device_argument, add_formula_set_argument,
+                                       check_points, load_formula_sets)
 from profiler.errors import CudaUnavailableError
 from profiler.experiments.grid import load_grid
 
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_formula_set_argument(parser, "also grade this formula set in the report: a built-in name or your own .py "
                                      "file (repeatable; give it again to `profiler report`)")
+    add_allow_long_argument(parser)
 
 
 def resolve(grid_name: str | None, device: str, has_cuda: bool) -> tuple[str, str]:
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     grid = load_grid(grid_name)  # a bad grid fails here, before any folder exists
     out = args.out or default_out(grid.name, device)
     check_folder(out, grid, device)  # a folder it must not use fails here, before anything is written
+    check_points(grid, device, args.allow_long)
     print(out)
     sys.stdout.flush()
     rows = run_sweep(grid, out, device, progress=not args.quiet)

@@ -40,7 +40,7 @@ from profiler.errors import UsageError
 from profiler.measuring.max_batch import measured_max_batch
 from profiler.measuring.measure import measure
 from profiler.experiments.grid import Grid, Point, expand, load_grid
-from profiler.reports.folder import claim, is_empty
+from profiler.reports.folder import check_writable, claim, is_empty
 from profiler.reports.results import META, RESULTS, read_results
 
 GRID_COPY = "grid.toml"
@@ -112,11 +112,11 @@ def _release_memory(device: str) -> None:
 
 
 def check_folder(out_dir: Path, grid: Grid, device: str) -> None:
-    """Refuse (UsageError) a file, or a non-empty folder that is not a sweep of this very grid on this device."""
+    """Refuse (UsageError) a file, a folder it cannot create or write into, or a non-empty folder that is not a sweep
+    of this very grid on this device."""
+    check_writable(out_dir, "--out")
     if is_empty(out_dir):
         return
-    if not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
     meta_path, grid_copy = out_dir / META, out_dir / GRID_COPY
     if not meta_path.exists() or not grid_copy.exists():
         raise UsageError(f"--out {out_dir} is not empty and holds no sweep; nothing was written: give a new or "

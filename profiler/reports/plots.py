@@ -1,7 +1,9 @@
-"""The report's figures (matplotlib, Agg): each function takes tables or figures and returns PNG bytes."""
+"""The report's figures (matplotlib, Agg): each function takes tables or figures and returns PNG bytes
+(batch_curve, which `max-batch --plot` writes, any of IMAGE_FORMATS)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -18,11 +20,18 @@ from model.vocabulary import CATEGORIES, COMPONENTS, PHASES  # noqa: E402
 GIB = UNITS["GiB"]
 DPI = 110
 MARKERS = "osD^vPX*"  # overlapping sets stay distinguishable
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "svg", "pdf", "webp")  # matplotlib writes them (jpg and webp with Pillow)
 
 
-def _png(figure: plt.Figure) -> bytes:
+def image_format(path: str | Path) -> str | None:
+    """The format a file name's suffix names ("x.JPG": "jpg"), None where it names none of IMAGE_FORMATS."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in IMAGE_FORMATS else None
+
+
+def _image(figure: plt.Figure, image_format: str = "png") -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    figure.savefig(buffer, format=image_format, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
 
@@ -53,7 +62,7 @@ def peak_scatter(table: pd.DataFrame) -> bytes:
            title="Peak memory of one training step: predicted vs measured")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
-    return _png(figure)
+    return _image(figure)
 
 
 def error_by_axis(table: pd.DataFrame, axes: list[str]) -> bytes:
@@ -82,7 +91,7 @@ def error_by_axis(table: pd.DataFrame, axes: list[str]) -> bytes:
     figure.legend(handles, labels, loc="upper center", ncol=min(len(labels), 8) or 1,
                   bbox_to_anchor=(0.5, 1.0 + 0.04 / rows), fontsize=9)
     figure.tight_layout()
-    return _png(figure)
+    return _image(figure)
 
 
 def memory_timeline(timeline: dict[str, list], title: str) -> bytes:
@@ -105,7 +114,7 @@ def memory_timeline(timeline: dict[str, list], title: str) -> bytes:
     panels.flat[0].set_ylabel("live memory (GiB)")
     panels.flat[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
     figure.suptitle(title, y=1.0)
-    return _png(figure)
+    return _image(figure)
 
 
 def flops_by_component(flops: dict[str, int], title: str) -> bytes:
@@ -120,7 +129,7 @@ def flops_by_component(flops: dict[str, int], title: str) -> bytes:
     if values:
         ax.set_xlim(min(values) / 2, max(values) * 2)
     ax.grid(True, axis="x", which="both", alpha=0.3)
-    return _png(figure)
+    return _image(figure)
 
 
 def categories_at_peak(columns: dict[str, dict[str, int]], title: str) -> bytes:
@@ -138,13 +147,13 @@ def categories_at_peak(columns: dict[str, dict[str, int]], title: str) -> bytes:
     ax.set(xlabel="GiB at the peak", title=title)
     ax.legend(fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
-    return _png(figure)
+    return _image(figure)
 
 
 def batch_curve(measured: dict[int, int], predicted: dict[str, tuple[list[int], list[int]]],
-                budgets: dict[str, int], title: str) -> bytes:
+                budgets: dict[str, int], title: str, image_format: str = "png") -> bytes:
     """Peak bytes against batch size: the measured points, one line per formula set, one dashed line per
-    budget ("what fits my GPU": where a line crosses a budget is that set's answer)."""
+    budget ("what fits my GPU": where a line crosses a budget is that set's answer); in `image_format`."""
     figure, ax = plt.subplots(figsize=(8, 5.5))
     colours = _colours(list(predicted))
     for index, (name, (batches, peaks)) in enumerate(predicted.items()):
@@ -160,7 +169,7 @@ def batch_curve(measured: dict[int, int], predicted: dict[str, tuple[list[int], 
     ax.set(xlabel="batch size", ylabel="peak of the step (GiB)", title=title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    return _png(figure)
+    return _image(figure, image_format)
 
 
 def error_matrix(peak: pd.DataFrame) -> bytes:
@@ -180,7 +189,7 @@ def error_matrix(peak: pd.DataFrame) -> bytes:
     ax.set_title("Median |error| of the peak (%), by setup and formula set")
     bar = figure.colorbar(image, ax=ax, fraction=0.03)
     _percent(bar.ax.yaxis)
-    return _png(figure)
+    return _image(figure)
 
 
 def rank_peak(curves: dict[str, dict[int, int]], budgets: dict[str, int]) -> bytes:
@@ -200,4 +209,4 @@ def rank_peak(curves: dict[str, dict[int, int]], budgets: dict[str, int]) -> byt
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
     figure.tight_layout()
-    return _png(figure)
+    return _image(figure)
