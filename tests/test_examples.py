@@ -86,3 +86,28 @@ def test_nanogpt_ties_its_head_and_keeps_dropout_masks_as_bytes():
     layer = result.saved_activations_per_layer["0"]
     B, T = spec.batch_size, c.context_length
     assert layer["mlp.dropout"] == layer["attn.resid_dropout"] == B * T * c.d_model  # a bool mask
+
+
+def test_the_implementations_table_sets_each_beside_ours_and_grades_the_sets_that_describe_it():
+    from profiler.reports.implementations import displayed, implementations_table
+
+    def row(source="builtin", optimizer_class="", peak=100, max_batch=3, predicted=None, dtype="float32"):
+        spec = StepSpec(ModelConfig(vocab_size=64, context_length=8, num_layers=1, d_model=16, num_heads=2,
+                                    arch="llama", source=source, name="small"), batch_size=1)
+        spec = spec.replace(optimizer_class=optimizer_class, dtype=dtype)
+        return {"outcome": "ok", "config": spec.flat(), "batch_size": 1, "optimizer": "foreach",
+                "measured": {"peak_bytes": peak, "params": 10, "saved_activations_bytes": peak // 2},
+                "max_batch": {"measured": max_batch}, "predicted": predicted or {}}
+
+    rows = [row(predicted={"exact": {"peak_bytes": 100}}), row("hf:llama", peak=150),
+            row(FROM_SCRATCH, OWN_ADAMW, peak=120, predicted={"textbook": {"peak_bytes": 90}}),
+            row("hf:llama", peak=50, dtype="bfloat16"),
+            {"outcome": "error", "error": "boom"}]
+    table = implementations_table(rows)
+    assert list(table["implementation"]) == ["ours (llama block)", "Hugging Face LlamaForCausalLM",
+                                             f"{FROM_SCRATCH} + its AdamW", "Hugging Face LlamaForCausalLM"]
+    assert list(table["peak vs ours"].fillna(-1)) == [0.0, 0.5, 0.2, -1]  # no built-in point in bf16
+    assert list(table["exact"].fillna(-1)) == [0.0, -1, -1, -1] and table["textbook"][2] == -0.25
+    shown = displayed(table)
+    assert list(shown["peak vs ours"]) == ["+0.00%", "+50.00%", "+20.00%", "—"]
+    assert list(shown["textbook"]) == ["—", "—", "-25.0%", "—"]
