@@ -19,14 +19,15 @@ from analytic.exact.formula import readable
 from analytic.formula_sets import describes, formula_sets, max_batch_sizes, setup_text
 from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
-from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
+from model.config import BUILTIN, SCALED_DOWN_PRESETS, ModelConfig, PRESETS
 from model.spec import StepSpec
 from model.vocabulary import COMPONENTS, PHASES
 from profiler.reports import plots, render
 from profiler.reports.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
 from profiler.reports.compare import comparison_rows, predictions
 from profiler.reports.folder import check, claim
-from profiler.reports.implementations import displayed, has_implementations, implementations_table
+from profiler.reports.implementations import (displayed, has_implementations, implementation as implementation_name,
+                                              implementations_table)
 from profiler.reports.tables import percent_cell, relative_cell
 from profiler.reports.results import AUDIT_FILE, META, read_results
 from profiler.reports.sharded import sharded_blocks
@@ -274,8 +275,11 @@ def _leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model(config: dict[str, Any]) -> str:
-    return (f"{config['name']} (V={config['vocab_size']}, T={config['context_length']}, L={config['num_layers']}, "
-            f"D={config['d_model']}, H={config['num_heads']})")
+    """'gpt2-xl (V=50257, T=1024, L=48, D=1600, H=25)', with the implementation where it is not the built-in
+    model."""
+    implementation = "" if config.get("source", BUILTIN) == BUILTIN else f" as {implementation_name(config)}"
+    return (f"{config['name']}{implementation} (V={config['vocab_size']}, T={config['context_length']}, "
+            f"L={config['num_layers']}, D={config['d_model']}, H={config['num_heads']})")
 
 
 def _describe(row: dict[str, Any]) -> str:
