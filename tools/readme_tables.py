@@ -8,6 +8,8 @@ docs/findings.md's "GPT-2 XL in 80 GB: max batch per setup" comes from reports/s
 today's formulas. docs/gpu-runs.md's table comes from reports/h200-session/max-batch.jsonl, the JSON that `profiler
 max-batch --device cuda --json` printed on the GPU (tools/gpu_session.sh), one line per setup and allocator setting.
 docs/sharded.md's table of one rank comes from reports/dist-meta (profiler.reports.sharded.rank_table).
+docs/implementations.md's table comes from reports/implementations-meta (profiler.reports.implementations), a
+sweep of examples/implementations.toml, with every formula set graded by today's formulas.
 """
 import argparse
 import re
@@ -23,6 +25,9 @@ GPU_FILE = ROOT / "reports" / "h200-session" / "max-batch.jsonl"
 GPU_START, GPU_END = "<!-- gpu-max-batch:start (tools/readme_tables.py) -->", "<!-- gpu-max-batch:end -->"
 DIST_FOLDER = ROOT / "reports" / "dist-meta"
 DIST_START, DIST_END = "<!-- dist-table:start (tools/readme_tables.py) -->", "<!-- dist-table:end -->"
+IMPLEMENTATIONS_FOLDER = ROOT / "reports" / "implementations-meta"
+IMPLEMENTATIONS_START = "<!-- implementations-table:start (tools/readme_tables.py) -->"
+IMPLEMENTATIONS_END = "<!-- implementations-table:end -->"
 
 
 def setups_block() -> str:
@@ -85,9 +90,24 @@ def dist_block() -> str | None:
             f"([report](../reports/dist-meta/report.md)).\n{DIST_END}")
 
 
+def implementations_block() -> str:
+    """Each model as each implementation writes it, measured on meta, every formula set that describes it graded
+    on its peak (profiler.reports.implementations)."""
+    from profiler.reports.implementations import displayed, implementations_table
+    from profiler.reports.render import markdown_table
+    from profiler.reports.report import load, with_predictions
+
+    meta, rows = load(IMPLEMENTATIONS_FOLDER)
+    table = displayed(implementations_table(with_predictions(rows)))
+    return (f"{IMPLEMENTATIONS_START}\n{markdown_table(table)}\n\nMeasured on {meta['device']} with torch "
+            f"{meta['torch_version']} on {meta['date'][:10]} "
+            f"([report](../reports/implementations-meta/report.md)).\n{IMPLEMENTATIONS_END}")
+
+
 # the page each generated table lives in, and its markers
 TABLES = {"findings.md": [(START, END, setups_block)], "gpu-runs.md": [(GPU_START, GPU_END, gpu_block)],
-          "sharded.md": [(DIST_START, DIST_END, dist_block)]}
+          "sharded.md": [(DIST_START, DIST_END, dist_block)],
+          "implementations.md": [(IMPLEMENTATIONS_START, IMPLEMENTATIONS_END, implementations_block)]}
 
 
 def rewritten(page: str, text: str) -> str:

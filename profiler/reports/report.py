@@ -19,13 +19,15 @@ from analytic.exact.formula import readable
 from analytic.formula_sets import describes, formula_sets, max_batch_sizes, setup_text
 from analytic.seeds import seed_modules
 from analytic.units import DEFAULT_BUDGET, UNITS, format_bytes, parse_bytes
-from model.config import SCALED_DOWN_PRESETS, ModelConfig, PRESETS
+from model.config import BUILTIN, SCALED_DOWN_PRESETS, ModelConfig, PRESETS
 from model.spec import StepSpec
 from model.vocabulary import COMPONENTS, PHASES
 from profiler.reports import plots, render
 from profiler.reports.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
 from profiler.reports.compare import comparison_rows, predictions
 from profiler.reports.folder import check, claim
+from profiler.reports.implementations import (displayed, has_implementations, implementation as implementation_name,
+                                              implementations_table)
 from profiler.reports.tables import UNBOUNDED_MEANS, percent_cell, relative_cell, shows_unbounded
 from profiler.reports.results import AUDIT_FILE, META, read_results
 from profiler.reports.sharded import sharded_blocks
@@ -33,8 +35,8 @@ from profiler.reports.simulation import simulation_blocks
 from profiler.reports.truth import audit_blocks
 
 HEADLINE_PRESET = "gpt2-xl"
-MODEL_FIELDS = ("arch", "vocab_size", "context_length", "num_layers", "d_model", "num_heads", "kv_heads", "d_ff",
-                "positional")
+MODEL_FIELDS = ("source", "arch", "vocab_size", "context_length", "num_layers", "d_model", "num_heads", "kv_heads",
+                "d_ff", "positional")
 # The models of the max-batch tables: GPT-2 XL with the reference block (the seeds' question) and GPT-2 XL as published.
 SETUPS_PRESETS = (HEADLINE_PRESET, "hf-gpt2-xl")
 SAVED_ACTIVATION_SETS = ("textbook", "exact")
@@ -143,7 +145,8 @@ def saved_activations(row: dict[str, Any]) -> pd.DataFrame:
 
 
 def same_model(a: ModelConfig, b: ModelConfig) -> bool:
-    """The same sizes and positions, whatever the training setup."""
+    """The same implementation (the built-in model is the presets'), sizes and positions, whatever the training
+    setup."""
     return all(getattr(a, name) == getattr(b, name) for name in MODEL_FIELDS)
 
 
@@ -227,7 +230,7 @@ def header(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str]:
             "device": values(lambda row: row.get("device_name")) or meta.get("device", "?"),
             "torch": values(lambda row: row.get("torch_version")) or meta.get("torch_version", "?"),
             "dtype": values(lambda row: row["config"]["dtype"]) or "?",
-            "optimizers": values(lambda row: f"{row['optimizer']} AdamW"),
+            "optimizers": values(lambda row: row["config"].get("optimizer_class") or f"{row['optimizer']} AdamW"),
             "settings": settings or "—",
             "date": meta.get("date") or values(lambda row: row.get("date")),
             "points": f"{len(done)} measured, {len(rows) - len(done)} failed"}
@@ -272,8 +275,11 @@ def _leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model(config: dict[str, Any]) -> str:
-    return (f"{config['name']} (V={config['vocab_size']}, T={config['context_length']}, L={config['num_layers']}, "
-            f"D={config['d_model']}, H={config['num_heads']})")
+    """'gpt2-xl (V=50257, T=1024, L=48, D=1600, H=25)', with the implementation where it is not the built-in
+    model."""
+    implementation = "" if config.get("source", BUILTIN) == BUILTIN else f" as {implementation_name(config)}"
+    return (f"{config['name']}{implementation} (V={config['vocab_size']}, T={config['context_length']}, "
+            f"L={config['num_layers']}, D={config['d_model']}, H={config['num_heads']})")
 
 
 def _describe(row: dict[str, Any]) -> str:
@@ -398,9 +404,25 @@ def matrix_blocks(rows: list[dict[str, Any]], table: pd.DataFrame) -> list[rende
     return blocks
 
 
+def implementation_blocks(rows: list[dict[str, Any]]) -> list[render.Block]:
+    """Each model as the implementations in the sweep write it (profiler.reports.implementations)."""
+    budgets = sorted({row["max_batch"]["budget"] for row in ok_rows(rows) if row.get("max_batch")})
+    budget = " or ".join(budgets) or "the grid's budget (none: not measured)"
+    return [render.Heading("Implementations"),
+            render.Text("Each point measured as its implementation runs it: `ours` is the built-in block of the "
+                        "arch, `Hugging Face` transformers' model built from a config (random weights), a path the "
+                        "user's model (and optimizer) loaded from that file. `peak vs ours`: the peak's difference "
+                        "from the built-in block's at the same step; `max batch`: the largest batch whose measured "
+                        f"peak fits {budget}; then each formula set that describes the point: the relative error "
+                        "of its peak (— where it does not describe it). Bytes in GB (10⁹)."),
+            render.Table(displayed(implementations_table(rows)))]
+
+
 def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.DataFrame,
                   budget: str = DEFAULT_BUDGET, out_dir: Path | None = None) -> list[render.Block]:
     blocks: list[render.Block] = [render.Facts(header(meta, rows))]
+    if has_implementations(rows):
+        blocks += implementation_blocks(rows)
     board = leaderboard(table)
     blocks += [render.Heading("Leaderboard of formula sets"),
                render.Text("Each cell: median / worst of |predicted − measured| / measured over the points "
