@@ -129,6 +129,11 @@ class Setup:
             raise ValueError("reshard_after_forward=False is an FSDP2 option: give shard='fsdp2'")
 
     @property
+    def optimizer_text(self) -> str:
+        """'AdamW foreach', or the user's optimizer class ('optimizer my.py:AdamW')."""
+        return f"optimizer {self.optimizer_class}" if self.optimizer_class else f"AdamW {self.optimizer}"
+
+    @property
     def bytes_per_element(self) -> int:
         return DTYPE_BYTES[self.dtype]
 

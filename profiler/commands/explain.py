@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(as_json(spec, components, terms), indent=2))
         return 0
     table = markdown_table if args.markdown else terminal_table
-    print(wrapped(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}; measured on meta") + "\n")
+    print(wrapped(f"{spec.model.name}: {spec.setup_text()}, {spec.setup.optimizer_text}; measured on meta") + "\n")
     title = "saved activations (all layers)"
     if spec.model.source != "builtin":
         title = "saved by module and by op (all layers)"

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                           "exact_confirmed": confirmed and guessed_by == "the exact set's answer", "guess": guess,
                           "guessed_by": guessed_by, "guess_confirmed": confirmed, "predicted": predictions}, indent=2))
         return 0
-    print(wrapped(f"{spec.model.name}: {spec.options_text()}, AdamW {optimizer}, device {device}"))
+    print(wrapped(f"{spec.model.name}: {spec.options_text()}, {spec.setup.optimizer_text}, device {device}"))
     print(f"budget {args.budget} = {budget:,} bytes ({format_bytes(budget, 'GiB')})")
     what = "probes (micro-batch sizes)" if setup.micro_batches > 1 else "probes"
     print(wrapped(f"{what}: " + ", ".join(f"{batch} {'fits' if fitted else 'does not fit'}"
@@ -228,5 +228,5 @@ def write_plot(path: str, spec, budget: int, budget_text: str, peaks: dict[int, 
     curves = {name: ([batch // k for batch in batches], values)
               for name, (batches, values) in predicted_curves(spec, steps).items()}
     budgets = {budget_text: budget, **{text: bytes_of(text) for text in CURVE_BUDGETS if bytes_of(text) != budget}}
-    title = f"{spec.model.name}, {spec.options_text()}, AdamW {spec.setup.optimizer}: measured maximum {maximum}"
+    title = f"{spec.model.name}, {spec.options_text()}, {spec.setup.optimizer_text}: measured maximum {maximum}"
     Path(path).write_bytes(plots.batch_curve(peaks, curves, budgets, title, plot_format(path)))

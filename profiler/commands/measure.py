@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     where = f"rank {result['measured']['rank']} measured" if sharded else "measured"
     if sharded and result["device"] == "cpu":
         where += f" in a gloo group of {spec.setup.world_size} processes"
-    lines = [wrapped(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}, {where} on "
+    lines = [wrapped(f"{spec.model.name}: {spec.setup_text()}, {spec.setup.optimizer_text}, {where} on "
                      f"{result['device_name']} (torch {result['torch_version']}); peak in the "
                      f"{result['measured']['peak_phase']} phase"), ""]
     columns = {}  # set -> its cell per term, for the sets that predict a shown term

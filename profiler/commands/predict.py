@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"config": spec.flat(), "batch_size": spec.batch_size, "optimizer": spec.setup.optimizer,
                           "sets": predictions, "not_describing": silent}, indent=2))
         return 0
-    print(wrapped(f"{spec.model.name}: {spec.setup_text()}, AdamW {spec.setup.optimizer}"
+    print(wrapped(f"{spec.model.name}: {spec.setup_text()}, {spec.setup.optimizer_text}"
                   + (", rank 0" if sharded else "")))
     headline = HEADLINE + (SHARDED_HEADLINE if sharded else ())
     by_set = {name: flatten(predictions[name]) for name in sorted(predictions, key=lambda name: name != "exact")}

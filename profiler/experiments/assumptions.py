@@ -127,7 +127,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     spec = StepSpec.from_row(result)
     lines = [f"# Audit of formula set `{result['formula_set']}`", "", result["description"], "",
              f"- graded on: {result['graded_on']}",
-             f"- audited at: {spec.model.name}, {spec.setup_text()}; AdamW {result['optimizer']}; measured on "
+             f"- audited at: {spec.model.name}, {spec.setup_text()}; {spec.setup.optimizer_text}; measured on "
              f"{result['device']} with torch {result['torch']}", ""]
     for batch in result["batches"]:
         terms = pd.DataFrame([{"term": row["term"], "predicted": format_cell(row["term"], row["predicted"]),
