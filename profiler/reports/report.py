@@ -408,14 +408,19 @@ def implementation_blocks(rows: list[dict[str, Any]]) -> list[render.Block]:
     """Each model as the implementations in the sweep write it (profiler.reports.implementations)."""
     budgets = sorted({row["max_batch"]["budget"] for row in ok_rows(rows) if row.get("max_batch")})
     budget = " or ".join(budgets) or "the grid's budget (none: not measured)"
+    shown = displayed(implementations_table(rows))  # two tables, so that each fits a page: figures, then the sets
+    figures = list(shown.columns[:list(shown.columns).index("max batch") + 1])
+    sets = [column for column in shown.columns if column not in figures]
     return [render.Heading("Implementations"),
             render.Text("Each point measured as its implementation runs it: `ours` is the built-in block of the "
                         "arch, `Hugging Face` transformers' model built from a config (random weights), a path the "
                         "user's model (and optimizer) loaded from that file. `peak vs ours`: the peak's difference "
                         "from the built-in block's at the same step; `max batch`: the largest batch whose measured "
-                        f"peak fits {budget}; then each formula set that describes the point: the relative error "
-                        "of its peak (— where it does not describe it). Bytes in GB (10⁹)."),
-            render.Table(displayed(implementations_table(rows)))]
+                        f"peak fits {budget}. Bytes in GB (10⁹)."),
+            render.Table(shown[figures]),
+            render.Text("Each formula set that describes a point: the relative error of its peak there (— where it "
+                        "does not describe it)."),
+            render.Table(shown[["model", "implementation", "setup", *sets]])]
 
 
 def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.DataFrame,
