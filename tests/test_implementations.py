@@ -360,3 +360,11 @@ def test_hugging_face_autocast_and_checkpointing_emulated_on_meta_equal_cpu(sour
     spec = spec_of(source, arch=arch, checkpointing="full", autocast="bfloat16")
     on_meta = measure(spec, "meta", count_flops=False, autocast_policy="cpu").measured
     assert byte_figures(on_meta) == byte_figures(measure(spec, "cpu", count_flops=False).measured)
+
+
+@pytest.mark.parametrize("source, changes", [("builtin", {}), ("hf:gpt2", {"arch": "gpt2"})])
+def test_flops_by_op_add_up_to_each_phase(source, changes):
+    measured = measure(spec_of(source, **changes), "meta").measured
+    for phase in ("forward", "backward", "optimizer"):
+        assert sum(measured["flops_by_op"][phase].values()) == measured["flops"][phase]
+    assert next(iter(measured["flops_by_op"]["forward"])) in ("aten.addmm", "aten.mm", "aten.bmm")

@@ -434,13 +434,16 @@ def count_step_flops(model, adamw, tokens, targets, setup: Setup, measured: dict
 
 def flop_figures(by_phase: dict[str, dict], params: int) -> dict[str, Any]:
     """FLOPs per phase ({phase: {op: FLOPs}}): all of them, and the matmul part (what FlopCounterMode counts);
-    "recompute" is the part of backward that checkpointing spends running blocks' forward again."""
+    "recompute" is the part of backward that checkpointing spends running blocks' forward again; flops_by_op, each
+    phase's FLOPs by op ('aten.mm'), largest first."""
     flops, matmul = {}, {}
     for phase in PHASES + ("recompute",):
         matmul[phase], elementwise = flop_counting.split_counts(by_phase.get(phase, {}))
         flops[phase] = matmul[phase] + elementwise
+    by_op = {phase: dict(sorted(((str(op), count) for op, count in by_phase.get(phase, {}).items() if count),
+                                key=lambda item: -item[1])) for phase in PHASES}
     return {"flops": flops, "flops_matmul": {"forward": matmul["forward"], "backward": matmul["backward"]},
-            "adamw_flops_per_param": flops["optimizer"] / params}
+            "adamw_flops_per_param": flops["optimizer"] / params, "flops_by_op": by_op}
 
 
 def timeline(trace: Replay, marks: list[Mark]) -> dict[str, list]:
