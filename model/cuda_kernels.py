@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from model.autocast import active_emulation
+
 SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_ATTENTION,
                  "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
 
@@ -81,6 +83,11 @@ class CudaKernels:
         if not simulated(query):
             return self._originals["scaled_dot_product_attention"](query, key, value, attn_mask, dropout_p,
                                                                    is_causal, scale=scale, enable_gqa=enable_gqa)
+        emulation = active_emulation()
+        if emulation is not None and emulation.rules.get("scaled_dot_product_attention") == "lower":
+            # what autocast does to F.scaled_dot_product_attention before any kernel is chosen (the lower list)
+            (query, key, value, attn_mask), _ = emulation._cast_all((query, key, value, attn_mask), {},
+                                                                    emulation.dtype)
         kernel = self.attention if self.attention != "explicit" else cuda_choice(query, key, value, attn_mask)
         heads, kv_heads = query.shape[-3], key.shape[-3]
         if kernel != "sdpa-math" and kv_heads != heads and not enable_gqa:

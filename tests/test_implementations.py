@@ -255,7 +255,10 @@ def test_explain_lists_what_each_module_and_op_of_a_users_model_keeps(capsys, us
     assert document["peak_bytes"]["measured"] == measured["peak_bytes"]
 
 
-def test_audit_grades_a_users_formula_against_the_users_model(capsys, tmp_path, user_file):
+def test_audit_grades_a_users_formula_against_the_users_model(capsys, tmp_path, user_file, monkeypatch):
+    from analytic import formula_sets as registry
+
+    monkeypatch.setattr(registry, "_USER_SETS", {})  # the user's file stays out of other tests
     answer = tmp_path / "answer.py"
     answer.write_text(textwrap.dedent('''
         NAME = "answer"
