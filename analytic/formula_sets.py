@@ -95,6 +95,8 @@ def load_file(path: str | Path) -> ModuleType:
     resolved = Path(path).expanduser().resolve()
     if resolved in _USER_SETS:
         return _USER_SETS[resolved]
+    if resolved.is_dir():
+        raise FormulaSetError(f"formula file {path} is a folder: give a .py file")
     if not resolved.is_file():
         raise FormulaSetError(f"formula file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"user_formula_set_{len(_USER_SETS)}", resolved)

@@ -39,6 +39,8 @@ MIX = [
     ("check", "--tolerance", "-0.1"),
     ("check", "--grid", "/no/such/grid.toml"),
     ("sweep", "--grid", "no-such-grid"),
+    ("sweep", "--grid", "/"),
+    ("measure", "--preset", "tiny", "--formula-set", "/"),
     ("report", "/no/such/folder"),
     ("audit", "--formula-set", "no_such_set"),
     ("audit", "--preset", "tiny"),
@@ -53,3 +55,4 @@ def test_a_bad_input_is_one_line_and_exit_2(capsys, argv):
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err, captured.err
     assert len(captured.err.rstrip("\n")) <= 400  # a line, not a dump
+    assert "Errno" not in captured.err  # said in the tool's words

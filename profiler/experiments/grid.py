@@ -106,6 +106,8 @@ def grid_path(name_or_path: str | Path) -> Path:
             raise GridError(f"unknown grid {text!r}; shipped grids: {known} (or give a path to a .toml file)")
     if not path.exists():
         raise GridError(f"grid file {path} does not exist")
+    if path.is_dir():
+        raise GridError(f"grid {path} is a folder: give a .toml file")
     return path
 
 
