@@ -2,13 +2,12 @@
 import random
 
 import pytest
-import torch
-from torch.distributed._tools.mem_tracker import MemTracker
 
 from analytic.figures import flatten
 from model import CATEGORIES, COMPONENTS, PHASES, StepSpec, preset
 from model.step import build, make_batch, train_step
 from profiler.measuring.measure import measure
+from tests.memtracker import memtracker_peak
 
 
 def random_specs(count, seed=0):
@@ -40,15 +39,7 @@ def test_meta_and_cpu_give_identical_bytes(spec):
 @pytest.mark.parametrize("positional", ["learned", "rope"])
 def test_memtracker_agrees_on_the_peak(optimizer, positional):
     spec = StepSpec(preset("tiny").replace(positional=positional), batch_size=2).replace(optimizer=optimizer)
-    model, adamw = build(spec, "meta")
-    tokens, targets = make_batch(spec.model, spec.batch_size, "meta")
-    train_step(model, adamw, tokens, targets, spec.setup)
-    tracker = MemTracker()
-    tracker.track_external(model, adamw, tokens, targets)
-    with tracker:
-        train_step(model, adamw, tokens, targets, spec.setup)
-    theirs = tracker.get_tracker_snapshot("peak")[torch.device("meta")]["Total"]
-    assert measure(spec, "meta", count_flops=False).measured["peak_bytes"] == theirs
+    assert measure(spec, "meta", count_flops=False).measured["peak_bytes"] == memtracker_peak(spec)
 
 
 @pytest.mark.parametrize("spec", random_specs(6, seed=1))
