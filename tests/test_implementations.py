@@ -302,16 +302,12 @@ def test_a_grid_names_a_users_model_with_model(tmp_path, user_file):
         load_grid(path)
 
 
-@pytest.mark.slow
 def test_a_sweep_measures_a_users_model_as_measure_does(tmp_path, user_file):
-    import json
-
-    from profiler.cli import main
+    from profiler.experiments.sweep import run_sweep
 
     path = tmp_path / "users.toml"
     path.write_text(f'[[points]]\npreset = "tiny"\nmodel = "{user_file}:factory"\nbatch_sizes = [2]\n')
-    assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "out")]) in (0, None)
-    (row,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    (row,) = run_sweep(path, tmp_path / "out", progress=False)
     spec = StepSpec.from_row(row)
     assert spec.model.source == f"{user_file}:factory"
     assert row["measured"]["peak_bytes"] == measure(spec, "meta", count_flops=False).measured["peak_bytes"]
