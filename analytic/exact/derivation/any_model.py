@@ -1,0 +1,239 @@
+"""The exact model of any model's step, derived from traces of its code: derive_model(spec) and verify().
+
+The step of `spec` (a user's model, FILE.py:NAME, or a Hugging Face one, hf:gpt2) is traced on meta as measure()
+traces it (profiler.measuring.measure.trace_step: a warm-up step, then the measured one) at three unrelated size
+sets (SIZE_SETS: primes, an even head size) and L = 1, 2 and 3 layers. Every storage's bytes must be an integer
+count times one monomial of the sizes (analytic.exact.monomials) at all three sets; the count includes the element
+size (one dtype per derivation). Each window's events (allocations and frees, by category as measure() categorises
+them) become a program of tokens `+A:4*B*T*H*Dh`, split into segments run once, L times or L − 1 times
+(derive.segment); the parameters, buffers and inputs live when the warm-up step starts are the constant part,
+once + L·per layer (a storage the model's construction leaves behind is part of it, in its own category). The
+result is a document of analytic.exact.model_programs.
+
+The domain is the traced one: B >= 2, H >= 2, T >= 2, and as many key/value heads as heads (grouped-query attention
+is not derived here). Where the step does not fit the form (a byte count no monomial fits at all three sets, an
+event sequence that changes with a size, segments that do not reproduce L = 1, 2, 3), DerivationError says which
+op, in which module, at which sizes. verify() compares the derived model with measure() at random held-out sizes.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from analytic.exact import monomials
+from analytic.exact.derivation.derive import DerivationError, segment
+from analytic.exact.derivation.revision import simulation_revision
+from analytic.exact.model_programs import CONSTANT, MEASURED, WARMUP, ModelPrograms
+from analytic.exact.programs import parse_term, term_token
+from model.spec import StepSpec
+from model.vocabulary import PHASES
+from profiler.measuring.measure import OneDevice, measure, trace_step
+from profiler.measuring.tracker import ALLOC
+
+LAYERS = (1, 2, 3)
+# Three unrelated size sets: primes, and head sizes 8 times a prime (a model may call SDPA whatever the attention
+# option, and its fused kernels pad other head sizes, which is not simulated; RoPE rotates halves).
+SIZE_SETS = ({"B": 3, "T": 7, "H": 5, "Dh": 8 * 11, "F": 13, "V": 17},
+             {"B": 5, "T": 11, "H": 3, "Dh": 8 * 7, "F": 19, "V": 23},
+             {"B": 7, "T": 13, "H": 11, "Dh": 8 * 5, "F": 29, "V": 37})
+DOMAIN = "B >= 2, H >= 2, T >= 2, kv heads = heads"
+
+
+@dataclass
+class Event:
+    sign: str
+    category: str
+    nbytes: int
+    op: str
+    module: str
+
+
+class _Traced(OneDevice):
+    """One device, and the module each op of the forward runs in (forward hooks on every module)."""
+
+    def build(self, spec: StepSpec, tracker):
+        model, adamw = super().build(spec, tracker)
+        self.tracker, self.stack, self.changes = tracker, [], [(0, "")]
+        for path, module in model.named_modules():
+            module.register_forward_pre_hook(lambda _m, _a, path=path: self._enter(path))
+            module.register_forward_hook(lambda _m, _a, _o: self._leave())
+        return model, adamw
+
+    def _enter(self, path: str) -> None:
+        self.stack.append(path.removeprefix("inner.") or "(the model)")
+        self.changes.append((len(self.tracker.ops), self.stack[-1]))
+
+    def _leave(self) -> None:
+        self.stack.pop()
+        self.changes.append((len(self.tracker.ops), self.stack[-1] if self.stack else ""))
+
+    def module_at(self, op_index: int) -> str:
+        found = ""
+        for index, path in self.changes:
+            if index > op_index:
+                break
+            found = path
+        return found
+
+
+def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
+    return spec.replace(num_layers=layers, batch_size=sizes["B"], context_length=sizes["T"], num_heads=sizes["H"],
+                        kv_heads=sizes["H"], d_model=sizes["H"] * sizes["Dh"], d_ff=sizes["F"], vocab_size=sizes["V"],
+                        micro_batches=1)
+
+
+def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event]]:
+    """({window: events}, the constant storages) of one traced step."""
+    where = _Traced(spec, "meta")
+    traced = trace_step(where, spec)
+    tracker, category_of = traced.tracker, traced.category_of
+    marks = traced.marks[WARMUP] + traced.marks[MEASURED]
+
+    def event(index: int) -> Event:
+        sign, sid, nbytes = tracker.events[index]
+        at = tracker.event_ops[index]
+        op = str(tracker.ops[at - 1].overloadpacket) if at else ""
+        return Event("+" if sign == ALLOC else "-", category_of.get(sid, "temporaries"), nbytes, op,
+                     where.module_at(at - 1))
+
+    live: dict[int, int] = {}
+    for sign, sid, nbytes in tracker.events[:marks[0].event_index]:
+        if sign == ALLOC:
+            live[sid] = nbytes
+        else:
+            live.pop(sid, None)
+    constant = [Event("+", category_of.get(sid, "temporaries"), nbytes, "", "") for sid, nbytes in sorted(live.items())
+                if nbytes]
+    names = [f"{step}.{mark.name}" for step in (WARMUP, MEASURED) for mark in traced.marks[step]]
+    windows = {}
+    for number, (begin, end) in enumerate(zip(marks, marks[1:])):
+        name = "between" if names[number].endswith(".end") else names[number]
+        windows[name] = [event(index) for index in range(begin.event_index, end.event_index)
+                         if tracker.events[index][2]]
+    return windows, constant
+
+
+def _what(spec: StepSpec, sizes: dict, layers: int) -> str:
+    return (f"{spec.model.source} at B={sizes['B']}, T={sizes['T']}, H={sizes['H']}, head size {sizes['Dh']}, "
+            f"F={sizes['F']}, V={sizes['V']}, L={layers}")
+
+
+def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int, window: str) -> list[str]:
+    """Tokens of one window traced at every size set: each event the count × monomial that fits all sets."""
+    first = events[0]
+    for other, sizes in zip(events[1:], sets[1:]):
+        for index, (one, two) in enumerate(zip(first, other)):
+            if (one.sign, one.category, one.op) != (two.sign, two.category, two.op):
+                raise DerivationError(
+                    f"{window}: the op sequence changes with the sizes: event {index + 1} is {one.op} "
+                    f"({one.category}) in {one.module or 'backward'} at {_what(spec, sets[0], layers)} and "
+                    f"{two.op} ({two.category}) in {two.module or 'backward'} at {_what(spec, sizes, layers)}")
+        if len(first) != len(other):
+            raise DerivationError(f"{window}: {len(first)} events at {_what(spec, sets[0], layers)}, {len(other)} at "
+                                  f"{_what(spec, sizes, layers)}")
+    tokens = []
+    for index, group in enumerate(zip(*events)):
+        common = set.intersection(*(set(monomials.fits(e.nbytes, sizes)) for e, sizes in zip(group, sets)))
+        if not common:
+            one = group[0]
+            raise DerivationError(
+                f"{window}: {'an allocation' if one.sign == '+' else 'a free'} by {one.op or 'the step'} in "
+                f"{one.module or 'backward'} ({one.category}) of {[e.nbytes for e in group]} bytes at the three size "
+                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in B, T, H, Dh, F, V "
+                f"({_what(spec, sets[0], layers)})")
+        symbol, count = min(common, key=lambda term: (sum(monomials.powers(term[0])), term[0]))
+        tokens.append(term_token(group[0].sign, group[0].category, count, symbol))
+    return tokens
+
+
+def derive_model(spec: StepSpec) -> dict:
+    """The document (analytic.exact.model_programs) of the step of `spec` (its model source, setup and dtype; its
+    sizes are not used)."""
+    if spec.setup.micro_batches != 1 or spec.setup.zero_grad != "none":
+        raise DerivationError("the exact model of a model's own code is derived for one micro-batch and zero_grad "
+                              "'none' (the defaults)")
+    if spec.model.kv_heads != spec.model.num_heads:
+        raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as heads")
+    started = time.perf_counter()
+    sets = list(SIZE_SETS)
+    traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
+    windows = list(traces[1][0][0])
+    segments = []
+    for window in windows:
+        programs = {}
+        for layers in LAYERS:
+            events = [windows_of[window] for windows_of, _ in traces[layers]]
+            for event in events[0]:
+                if event.category in CONSTANT:
+                    raise DerivationError(f"{window}: {event.op} in {event.module or 'backward'} "
+                                          f"{'allocates' if event.sign == '+' else 'frees'} {event.category} during "
+                                          f"the step")
+            programs[layers] = fit(events, sets, spec, layers, window)
+        step, _, phase = window.partition(".")
+        segments.append([phase or "between", step if phase else "between", segment(programs, window)])
+    constant = {}
+    for category in sorted({event.category for _, constant_of in traces[1] for event in constant_of}):
+        counts = {}
+        for layers in LAYERS:
+            stored = [[e for e in constant_of if e.category == category] for _, constant_of in traces[layers]]
+            counts[layers] = Counter()
+            for token in fit(stored, sets, spec, layers, f"the {category}"):
+                _, _, count, symbol = parse_term(token)
+                counts[layers][symbol] += count
+        per_layer = {s: counts[2].get(s, 0) - counts[1].get(s, 0) for s in set(counts[1]) | set(counts[2])}
+        once = {s: counts[1].get(s, 0) - per_layer.get(s, 0) for s in set(counts[1]) | set(per_layer)}
+        three = {s: once.get(s, 0) + 3 * per_layer.get(s, 0) for s in set(once) | set(per_layer)}
+        if {s: c for s, c in three.items() if c} != {s: c for s, c in counts[3].items() if c}:
+            raise DerivationError(f"the {category}' bytes are not once + L × per layer at L = 1, 2, 3")
+        constant[category] = [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
+    symbols = sorted({parse_term(term)[3] for _, _, segs in segments for program, _ in segs for term in program.split()}
+                     | {s for once, per_layer in constant.values() for s in (*once, *per_layer)},
+                     key=lambda s: (sum(monomials.powers(s)), s))
+    return {"source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
+            "dtype": spec.setup.dtype, "torch_version": torch.__version__,
+            "simulation_revision": simulation_revision(), "domain": DOMAIN, "symbols": symbols,
+            "constant": constant, "windows": segments, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def held_out_sizes(count: int, seed: int = 0) -> list[dict]:
+    """`count` random sizes in the domain, none of them a traced set: B 2..9, T 2..24, H 2..6, a head size 8..48 (a
+    multiple of 8, as traced), F 2..64, V 2..97, L 1..5."""
+    rng = random.Random(seed)
+    return [{"B": rng.randint(2, 9), "T": rng.randint(2, 24), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
+             "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)} for _ in range(count)]
+
+
+def compare(programs: ModelPrograms, spec: StepSpec, sizes: dict) -> list[str]:
+    """Where the derived model differs from measure() on meta at `sizes` (each phase's peak, the categories at the
+    step's peak, the step's peak and phase, saved activations): [] where it equals it."""
+    measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=False).measured
+    predicted = programs.figures(sizes)
+    wrong = []
+    for key in ("peak_bytes", "peak_phase", "saved_activations_bytes"):
+        if measured[key] != predicted[key].item():
+            wrong.append(f"{key}: measured {measured[key]}, derived {predicted[key].item()}")
+    for phase in PHASES:
+        for key in ("peak_bytes", "start_bytes", "end_bytes"):
+            got, want = predicted["phases"][phase][key].item(), measured["phases"][phase][key]
+            if got != want:
+                wrong.append(f"{phase} {key}: measured {want}, derived {got}")
+    for name, value in measured["categories_at_peak"].items():
+        derived = predicted["categories_at_peak"][name].item()
+        if derived != value:
+            wrong.append(f"{name} at the peak: measured {value}, derived {derived}")
+    return [f"{_what(spec, sizes, sizes['L'])}: {text}" for text in wrong]
+
+
+def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dict:
+    """The derived model against measure() at `count` random held-out sizes (held_out_sizes): {"sizes": [...],
+    "differences": [...]}, recorded in the document as "verified"."""
+    programs = ModelPrograms(document)
+    chosen = held_out_sizes(count, seed)
+    differences = [text for sizes in chosen for text in compare(programs, spec, sizes)]
+    document["verified"] = {"sizes": chosen, "differences": differences}
+    return document["verified"]
+

@@ -1,0 +1,179 @@
+"""The exact model of any model's step (a user's code, a Hugging Face model): programs over an alphabet of
+monomials, derived from traces (analytic.exact.derivation.any_model), evaluated and written as formulas here.
+
+A document (plain data, JSON):
+    symbols    the monomials the programs name (analytic.exact.monomials: `B*T*H*Dh`, `B*H*T^2`, `1`)
+    constant   {category: [once, per layer]}: what is live as the warm-up step starts (parameters, buffers, inputs, and
+               any storage the model's construction left behind), each {monomial: count}
+    windows    [[phase, step, segments]] in step order: the warm-up step's forward, backward and optimizer, what
+               happens between the two steps ("between"), and the measured step's; segments as in
+               analytic.exact.derivation.derive (program, runs once / L times / L − 1 times), their tokens
+               `+A:4*B*T*H*Dh` (analytic.exact.programs)
+    domain     where the programs hold (B >= 2, H >= 2, T >= 2, the key/value heads as traced)
+    verified   the held-out sizes the numeric model was compared with a measurement at, and the result
+Its figures are measure()'s: each phase's peak, start and end bytes and categories at the peak of the measured step
+(and of the warm-up step under "warmup"), the step's peak, and the saved activations at the end of forward; they
+are computed by analytic.exact.memory's walk over the programs, with the monomials' values for the symbols' and the
+constant part from `constant`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, partial
+
+import numpy as np
+import sympy as sp
+
+from analytic.exact import monomials
+from analytic.exact.memory import compile_walk, step_peak, walk_windows
+from analytic.exact.programs import TAPE_CATEGORIES, compile_program, runs
+from analytic.figures import combine_windows
+from model.vocabulary import CATEGORIES
+
+CONSTANT = ("parameters", "buffers", "inputs")
+MEASURED, WARMUP = "measured", "warmup"
+SAVED = TAPE_CATEGORIES.index("saved_activations")
+
+
+@dataclass(frozen=True)
+class MonomialSizes:
+    """What analytic.exact.memory.walk_windows reads of a Sizes, for monomial programs: B (its shape), L, the
+    symbols' values, and the constant part's bytes."""
+
+    B: np.ndarray
+    L: np.ndarray
+    values: np.ndarray  # [symbols, elements]
+    parameter_bytes: np.ndarray
+    buffer_bytes: np.ndarray
+    input_bytes: np.ndarray
+
+    def symbol_matrix(self) -> np.ndarray:
+        return self.values
+
+
+class ModelPrograms:
+    """A derived document (module docstring), evaluated at sizes ({B, T, H, Dh, F, V, L}: numbers or arrays)."""
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.symbols = tuple(document["symbols"])
+
+    def compile(self, program: str):
+        return compile_program(program, TAPE_CATEGORIES, self.symbols)
+
+    @cached_property
+    def walk(self):
+        windows = [(phase, None, [(program, repeated) for program, repeated in segments])
+                   for phase, _, segments in self.document["windows"]]
+        start = np.zeros((2, len(TAPE_CATEGORIES), len(self.symbols)), dtype=np.int64)
+        for row, category in enumerate(TAPE_CATEGORIES):  # what construction leaves on the tape
+            start[:, row] = self.constant_coefficients(category)
+        return compile_walk(windows, start, partial(compile_program, categories=TAPE_CATEGORIES,
+                                                    symbols=self.symbols))
+
+    def _vector(self, terms: dict) -> np.ndarray:
+        vector = np.zeros(len(self.symbols), dtype=np.int64)
+        for symbol, count in terms.items():
+            vector[self.symbols.index(symbol)] += count
+        return vector
+
+    def constant_coefficients(self, category: str) -> np.ndarray:
+        """[2, symbols]: (once, per layer) counts of a constant category."""
+        once, per_layer = self.document["constant"].get(category, ({}, {}))
+        return np.stack([self._vector(once), self._vector(per_layer)])
+
+    def sizes(self, sizes: dict) -> MonomialSizes:
+        arrays = np.broadcast_arrays(*(np.asarray(sizes[name], dtype=np.int64)
+                                       for name in (*monomials.VARIABLES, "L")))
+        shape = arrays[0].shape
+        at = dict(zip((*monomials.VARIABLES, "L"), arrays))
+        values = monomials.matrix(self.symbols, at)
+        layers = at["L"].reshape(-1)
+        constant = [self._affine(self.constant_coefficients(name), values, layers).reshape(shape) for name in CONSTANT]
+        return MonomialSizes(at["B"], at["L"], values, *constant)
+
+    @staticmethod
+    def _affine(coefficients: np.ndarray, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        """(once + L·per layer) · values: [2, S] over [S, N] -> [N]."""
+        const, per_layer = coefficients @ values
+        return const + per_layer * layers
+
+    def figures(self, sizes: dict) -> dict:
+        """measure()'s figures at `sizes`: peak_bytes, peak_phase, phases, categories_at_peak, warmup (its phases),
+        saved_activations_bytes; numpy arrays of the sizes' shape."""
+        at = self.sizes(sizes)
+        windows = walk_windows(self.walk, at)
+        steps = [step for _, step, _ in self.document["windows"]]
+        measured = combine_windows([w for w, step in zip(windows, steps) if step == MEASURED])
+        warmup = combine_windows([w for w, step in zip(windows, steps) if step == WARMUP])
+        result = {**step_peak(measured["phases"], CATEGORIES), **measured,
+                  "warmup": {**step_peak(warmup["phases"], CATEGORIES), **warmup}}
+        saved = self.saved_coefficients()
+        result["saved_activations_bytes"] = self._affine(saved, at.values, at.L.reshape(-1)).reshape(np.shape(at.B))
+        return result
+
+    def saved_coefficients(self) -> np.ndarray:
+        """[2, symbols]: (once, per layer) the bytes autograd keeps at the end of the measured step's forward (the
+        tape's saved activations as its backward starts)."""
+        live = self.constant_coefficients("saved_activations")
+        for phase, step, segments in self.document["windows"]:
+            if (phase, step) == ("backward", MEASURED):
+                return live
+            for program, repeated in segments:
+                net = self.compile(program)[1][SAVED]
+                once = runs(repeated, 0)
+                live = live + np.stack([once * net, (runs(repeated, 1) - once) * net])
+        raise ValueError("the programs have no measured backward")
+
+    # --- formulas -----------------------------------------------------------------------------------------------
+    @cached_property
+    def symbol_expressions(self) -> list:
+        """Each monomial as an expression in the formula's sizes (Dh = D/H)."""
+        from analytic.exact.formula import B, D, F, H, T, V
+
+        variables = {"B": B, "T": T, "H": H, "Dh": D / H, "F": F, "V": V}
+        return [sp.Mul(*(variables[name] ** power for name, power in zip(monomials.VARIABLES,
+                                                                          monomials.powers(symbol))))
+                for symbol in self.symbols]
+
+    def expression(self, coefficients: np.ndarray) -> sp.Expr:
+        """(once + L·per layer) · symbols as an expression: [2, symbols] coefficients."""
+        from analytic.exact.formula import L
+
+        return sp.expand(sp.Add(*(int(c) * (L if row else 1) * value for row in (0, 1)
+                                  for c, value in zip(coefficients[row], self.symbol_expressions) if c)))
+
+    def formulas(self) -> dict[str, sp.Expr]:
+        """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each
+        phase's peak of the measured step and the step's peak (a max of the moments that can hold it: those the
+        numeric model keeps, analytic.exact.memory.candidates)."""
+        walk = self.walk
+        constant = {f"fixed.{name}_bytes": self.expression(self.constant_coefficients(name)) for name in CONSTANT}
+        base = sp.Add(*constant.values())
+        saved = self.saved_coefficients()
+        result = {**constant, "saved_activations_per_layer_bytes": self.expression(saved * [[0], [1]]),
+                  "saved_activations_outside_layers_bytes": self.expression(saved * [[1], [0]]),
+                  "saved_activations_bytes": self.expression(saved)}
+        steps = [step for _, step, _ in self.document["windows"]]
+        every: list = []
+        for phase in ("forward", "backward", "optimizer"):
+            moments = []
+            for number, ((name, _), step) in enumerate(zip(walk.windows, steps)):
+                if name == phase and step == MEASURED:
+                    block = walk.candidates[:, walk.bounds[number]:walk.bounds[number + 1]].sum(axis=2)
+                    moments += [sp.expand(base + self.expression(block[:, k])) for k in range(block.shape[1])]
+            moments = list(dict.fromkeys(moments))
+            every += moments
+            result[f"phases.{phase}.peak_bytes"] = _max(moments)
+        result["peak_bytes"] = _max(list(dict.fromkeys(every)))
+        return result
+
+    @property
+    def late(self) -> bool:
+        """Whether some moment exists from L = 2 on only (a segment run L − 1 times): the formulas then hold for
+        L >= 2 (the numeric model for every L)."""
+        return self.walk.late
+
+
+def _max(moments: list) -> sp.Expr:
+    return moments[0] if len(moments) == 1 else sp.Max(*moments, evaluate=False)

@@ -1,0 +1,88 @@
+"""The alphabet of a model derived from traces of any code: monomials in the sizes, named by their own text.
+
+A monomial is a product of the independent traced sizes VARIABLES: B batch, T context length, H heads, Dh head size
+(d_model D = H·Dh), F d_ff, V vocabulary, each to a power; its name is the product written out in that order,
+`B*T*H*Dh`, `B*H*T^2`, `1` for the empty product. An allocation of a derived program is an integer count times one
+monomial (analytic.exact.programs' token `+A:4*B*T*H*Dh`: the element size is part of the count, one dtype per
+derivation). fits() lists every (monomial, count) a byte count is at one size set; the derivation keeps those that
+hold at every traced set of unrelated sizes (primes), so that a coincidence of sizes cannot name a tensor wrongly.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from functools import lru_cache
+
+import numpy as np
+
+VARIABLES = ("B", "T", "H", "Dh", "F", "V")
+DEGREE = 4  # the highest total degree a monomial of the alphabet has (B·H·T²: an attention matrix)
+_FACTOR = re.compile(r"^(B|T|H|Dh|F|V)(?:\^(\d+))?$")
+
+
+def name(powers: tuple[int, ...]) -> str:
+    """`B*H*T^2` of the powers of VARIABLES (1 for none)."""
+    factors = [variable + (f"^{power}" if power > 1 else "") for variable, power in zip(VARIABLES, powers) if power]
+    return "*".join(factors) or "1"
+
+
+@lru_cache(maxsize=None)
+def powers(monomial: str) -> tuple[int, ...]:
+    """The powers of VARIABLES in a monomial's name (name's inverse)."""
+    found = dict.fromkeys(VARIABLES, 0)
+    if monomial != "1":
+        for factor in monomial.split("*"):
+            variable, power = _FACTOR.match(factor).groups()
+            found[variable] += int(power or 1)
+    return tuple(found[variable] for variable in VARIABLES)
+
+
+@lru_cache(maxsize=None)
+def alphabet(degree: int = DEGREE) -> tuple[str, ...]:
+    """Every monomial of total degree up to `degree`, lowest degree first."""
+    found = []
+    for total in range(degree + 1):
+        for combination in itertools.combinations_with_replacement(range(len(VARIABLES)), total):
+            found.append(name(tuple(combination.count(i) for i in range(len(VARIABLES)))))
+    return tuple(found)
+
+
+def value(monomial: str, sizes: dict):
+    """The monomial at `sizes` ({variable: number or numpy array}, VARIABLES' names)."""
+    result = 1
+    for variable, power in zip(VARIABLES, powers(monomial)):
+        if power:
+            result = result * sizes[variable] ** power
+    return result
+
+
+def fits(nbytes: int, sizes: dict, degree: int = DEGREE) -> frozenset[tuple[str, int]]:
+    """Every (monomial, count) with count · monomial = nbytes at `sizes` (integer sizes), count a positive
+    integer."""
+    return _fits(nbytes, tuple(sizes[variable] for variable in VARIABLES), degree)
+
+
+@lru_cache(maxsize=65536)
+def _fits(nbytes: int, values: tuple[int, ...], degree: int) -> frozenset[tuple[str, int]]:
+    sizes = dict(zip(VARIABLES, values))
+    found = set()
+    for monomial in alphabet(degree):
+        size = value(monomial, sizes)
+        if size <= nbytes and nbytes % size == 0:
+            found.add((monomial, nbytes // size))
+    return frozenset(found)
+
+
+def matrix(symbols: tuple[str, ...], sizes: dict) -> np.ndarray:
+    """[symbols, elements] int64: each monomial's value at each element of `sizes` (arrays that broadcast
+    together), flattened."""
+    arrays = np.broadcast_arrays(*(np.asarray(sizes[variable], dtype=np.int64) for variable in VARIABLES))
+    at = dict(zip(VARIABLES, (array.reshape(-1) for array in arrays)))
+    return np.stack([np.broadcast_to(np.asarray(value(symbol, at), dtype=np.int64), arrays[0].reshape(-1).shape)
+                     for symbol in symbols]) if symbols else np.zeros((0, arrays[0].size), dtype=np.int64)
+
+
+def sizes_of_config(config) -> dict[str, int]:
+    """The VARIABLES of a model config (model.config.ModelConfig) at batch 1 (B set by the caller)."""
+    return {"B": 1, "T": config.context_length, "H": config.num_heads, "Dh": config.d_model // config.num_heads,
+            "F": config.d_ff, "V": config.vocab_size}
