@@ -73,6 +73,33 @@ def _fits(nbytes: int, values: tuple[int, ...], degree: int) -> frozenset[tuple[
     return frozenset(found)
 
 
+def sums(nbytes: tuple[int, ...], sets: list[dict], degree: int = DEGREE - 1) -> list[tuple[str, int]]:
+    """The first pair of (monomial, count) whose sum is nbytes[i] at sets[i] for every set, both counts positive
+    (lowest degrees first; monomials up to `degree`); [] where none is: B·(T + 1), a padded mask, is 8·B·T + 8·B
+    bytes."""
+    return list(_sums(tuple(nbytes), tuple(tuple(sizes[v] for v in VARIABLES) for sizes in sets), degree))
+
+
+@lru_cache(maxsize=4096)
+def _sums(nbytes: tuple[int, ...], sets: tuple[tuple[int, ...], ...], degree: int) -> tuple[tuple[str, int], ...]:
+    at = [dict(zip(VARIABLES, values)) for values in sets]
+    candidates = alphabet(degree)
+    table = {m: [value(m, sizes) for sizes in at] for m in candidates}
+    for i, first in enumerate(candidates):
+        for second in candidates[i + 1:]:
+            (a1, a2), (b1, b2) = table[first][:2], table[second][:2]
+            determinant = a1 * b2 - a2 * b1
+            if determinant == 0:
+                continue
+            x, rest_x = divmod(nbytes[0] * b2 - nbytes[1] * b1, determinant)
+            y, rest_y = divmod(a1 * nbytes[1] - a2 * nbytes[0], determinant)
+            if rest_x or rest_y or x <= 0 or y <= 0:
+                continue
+            if all(x * table[first][k] + y * table[second][k] == nbytes[k] for k in range(len(at))):
+                return ((first, x), (second, y))
+    return ()
+
+
 def matrix(symbols: tuple[str, ...], sizes: dict) -> np.ndarray:
     """[symbols, elements] int64: each monomial's value at each element of `sizes` (arrays that broadcast
     together), flattened."""

@@ -136,17 +136,20 @@ def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int
             raise DerivationError(f"{window}: {len(first)} events at {_what(spec, sets[0], layers)}, {len(other)} at "
                                   f"{_what(spec, sizes, layers)}")
     tokens = []
-    for index, group in enumerate(zip(*events)):
+    for group in zip(*events):
         common = set.intersection(*(set(monomials.fits(e.nbytes, sizes)) for e, sizes in zip(group, sets)))
-        if not common:
+        # else a sum of two monomials (a padded mask, B·(T + 1)): one token each; the moment after the first is
+        # lower than the one after the second, so neither a peak nor the categories at it change
+        terms = [min(common, key=lambda term: (sum(monomials.powers(term[0])), term[0]))] if common else \
+            monomials.sums([e.nbytes for e in group], sets)
+        if not terms:
             one = group[0]
             raise DerivationError(
                 f"{window}: {'an allocation' if one.sign == '+' else 'a free'} by {one.op or 'the step'} in "
                 f"{one.module or 'backward'} ({one.category}) of {[e.nbytes for e in group]} bytes at the three size "
-                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in B, T, H, Dh, F, V "
-                f"({_what(spec, sets[0], layers)})")
-        symbol, count = min(common, key=lambda term: (sum(monomials.powers(term[0])), term[0]))
-        tokens.append(term_token(group[0].sign, group[0].category, count, symbol))
+                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in B, T, H, Dh, F, V, nor a sum of "
+                f"two ({_what(spec, sets[0], layers)})")
+        tokens += [term_token(group[0].sign, group[0].category, count, symbol) for symbol, count in terms]
     return tokens
 
 
