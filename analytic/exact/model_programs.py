@@ -33,6 +33,9 @@ from model.vocabulary import CATEGORIES
 CONSTANT = ("parameters", "buffers", "inputs")
 MEASURED, WARMUP = "measured", "warmup"
 SAVED = TAPE_CATEGORIES.index("saved_activations")
+# The derivation's own variables: L and analytic.exact.monomials.VARIABLES, and their least values in the domain
+INTERNAL = sp.symbols("L B T H Dh F V", positive=True, integer=True)
+LOWER_BOUNDS = {"L": 1, "B": 2, "T": 2, "H": 2, "Dh": 8, "F": 1, "V": 1}
 
 
 @dataclass(frozen=True)
@@ -126,46 +129,46 @@ class ModelPrograms:
         raise ValueError("the programs have no measured backward")
 
     # --- formulas -----------------------------------------------------------------------------------------------
-    @cached_property
-    def symbol_expressions(self) -> list:
-        """Each monomial as an expression in the formula's sizes (Dh = D/H)."""
-        from analytic.exact.formula import B, D, F, H, T, V
+    def polynomial(self, coefficients: np.ndarray) -> sp.Expr:
+        """(once + L·per layer) · symbols as a polynomial in L and VARIABLES (INTERNAL): [2, symbols] coefficients."""
+        layers, *variables = INTERNAL
+        return sp.expand(sp.Add(*(int(c) * (layers if row else 1) * sp.Mul(*(v ** k for v, k in zip(
+            variables, monomials.powers(symbol)))) for row in (0, 1) for c, symbol in zip(coefficients[row],
+                                                                                       self.symbols) if c)))
 
-        variables = {"B": B, "T": T, "H": H, "Dh": D / H, "F": F, "V": V}
-        return [sp.Mul(*(variables[name] ** power for name, power in zip(monomials.VARIABLES,
-                                                                          monomials.powers(symbol))))
-                for symbol in self.symbols]
+    def expression(self, polynomial: sp.Expr) -> sp.Expr:
+        """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V (Dh = D/H)."""
+        from analytic.exact.formula import B, D, F, H, L, T, V
 
-    def expression(self, coefficients: np.ndarray) -> sp.Expr:
-        """(once + L·per layer) · symbols as an expression: [2, symbols] coefficients."""
-        from analytic.exact.formula import L
-
-        return sp.expand(sp.Add(*(int(c) * (L if row else 1) * value for row in (0, 1)
-                                  for c, value in zip(coefficients[row], self.symbol_expressions) if c)))
+        return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V))), simultaneous=True))
 
     def formulas(self) -> dict[str, sp.Expr]:
         """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each
-        phase's peak of the measured step and the step's peak (a max of the moments that can hold it: those the
-        numeric model keeps, analytic.exact.memory.candidates)."""
+        phase's peak of the measured step and the step's peak, a max of the moments that can hold it: those the
+        numeric model keeps (analytic.exact.memory.candidates), less those another one is at least as high as
+        everywhere in the domain (prune)."""
         walk = self.walk
-        constant = {f"fixed.{name}_bytes": self.expression(self.constant_coefficients(name)) for name in CONSTANT}
+        constant = {name: self.polynomial(self.constant_coefficients(name)) for name in CONSTANT}
         base = sp.Add(*constant.values())
         saved = self.saved_coefficients()
-        result = {**constant, "saved_activations_per_layer_bytes": self.expression(saved * [[0], [1]]),
-                  "saved_activations_outside_layers_bytes": self.expression(saved * [[1], [0]]),
-                  "saved_activations_bytes": self.expression(saved)}
+        result = {f"fixed.{name}_bytes": self.expression(value) for name, value in constant.items()}
+        result.update({"saved_activations_per_layer_bytes": self.expression(self.polynomial(saved * [[0], [1]])),
+                       "saved_activations_outside_layers_bytes": self.expression(self.polynomial(saved * [[1], [0]])),
+                       "saved_activations_bytes": self.expression(self.polynomial(saved))})
         steps = [step for _, step, _ in self.document["windows"]]
         every: list = []
         for phase in ("forward", "backward", "optimizer"):
             moments = []
             for number, ((name, _), step) in enumerate(zip(walk.windows, steps)):
                 if name == phase and step == MEASURED:
-                    block = walk.candidates[:, walk.bounds[number]:walk.bounds[number + 1]].sum(axis=2)
-                    moments += [sp.expand(base + self.expression(block[:, k])) for k in range(block.shape[1])]
-            moments = list(dict.fromkeys(moments))
+                    begin, end = walk.bounds[number], walk.bounds[number + 1]
+                    block = walk.candidates[:, begin:end].sum(axis=2)
+                    moments += [(sp.expand(base + self.polynomial(block[:, k])), int(walk.least_layers[begin + k]))
+                                for k in range(block.shape[1])]
+            moments = prune(moments)
             every += moments
-            result[f"phases.{phase}.peak_bytes"] = _max(moments)
-        result["peak_bytes"] = _max(list(dict.fromkeys(every)))
+            result[f"phases.{phase}.peak_bytes"] = _max([self.expression(moment) for moment, _ in moments])
+        result["peak_bytes"] = _max([self.expression(moment) for moment, _ in prune(every)])
         return result
 
     @property
@@ -175,5 +178,51 @@ class ModelPrograms:
         return self.walk.late
 
 
+def prune(moments: list[tuple[sp.Expr, int]]) -> list[tuple[sp.Expr, int]]:
+    """The (polynomial, least L) moments that no other is at least as high as everywhere in the domain (each size
+    at least its LOWER_BOUNDS, L at least the later of the two moments' least L): coefficient by coefficient of the
+    difference once every size is shifted to its bound (B = 2 + B′, ...); the first of equal ones is kept."""
+    unique = list(dict.fromkeys(moments))
+    shifted: dict[tuple[int, int], dict] = {}
+
+    def coefficients(k: int, layers: int) -> dict:
+        if (k, layers) not in shifted:
+            bounds = dict(LOWER_BOUNDS, L=layers)
+            shift = {v: v + bounds[str(v)] for v in INTERNAL}
+            shifted[k, layers] = sp.Poly(sp.expand(unique[k][0].subs(shift, simultaneous=True)), *INTERNAL).as_dict()
+        return shifted[k, layers]
+
+    def at_least(i: int, j: int) -> bool:
+        """Moment i is at least moment j wherever j exists."""
+        if unique[i][1] > unique[j][1]:
+            return False
+        first, second = coefficients(i, unique[j][1]), coefficients(j, unique[j][1])
+        return all(first.get(m, 0) - second.get(m, 0) >= 0 for m in set(first) | set(second))
+
+    return [unique[j] for j in range(len(unique))
+            if not any(i != j and at_least(i, j) and (not at_least(j, i) or i < j) for i in range(len(unique)))]
+
+
 def _max(moments: list) -> sp.Expr:
     return moments[0] if len(moments) == 1 else sp.Max(*moments, evaluate=False)
+
+
+def formula_document(document: dict) -> dict:
+    """`formula --model X --json`: each figure as a Python expression in L, B, T, D, H, F, V (+ - * // ** and max()),
+    nested as in `measure --json`, with what the programs were derived from and where they were verified."""
+    from analytic.exact.formula import python_expression
+    from analytic.figures import unflatten
+
+    programs = ModelPrograms(document)
+    verified = document.get("verified", {})
+    return {"model": document["source"], "optimizer": document["optimizer"], "dtype": document["dtype"],
+            "derived_on_torch": document["torch_version"], "domain": domain(document),
+            "verified": {"held_out_sizes": verified.get("sizes", []), "differences": verified.get("differences", [])},
+            "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
+                        "F": "d_ff", "V": "vocabulary"},
+            **unflatten({key: python_expression(value) for key, value in programs.formulas().items()})}
+
+
+def domain(document: dict) -> str:
+    """Where the formulas hold: the traced domain, and L >= 2 where a moment exists from L = 2 on only."""
+    return document["domain"] + (", L >= 2" if ModelPrograms(document).late else "")

@@ -10,10 +10,11 @@ them) become a program of tokens `+A:4*B*T*H*Dh`, split into segments run once, 
 once + L·per layer (a storage the model's construction leaves behind is part of it, in its own category). The
 result is a document of analytic.exact.model_programs.
 
-The domain is the traced one: B >= 2, H >= 2, T >= 2, and as many key/value heads as heads (grouped-query attention
-is not derived here). Where the step does not fit the form (a byte count no monomial fits at all three sets, an
-event sequence that changes with a size, segments that do not reproduce L = 1, 2, 3), DerivationError says which
-op, in which module, at which sizes. verify() compares the derived model with measure() at random held-out sizes.
+The domain is the traced one: B >= 2, H >= 2, T >= 2, head sizes that are multiples of 8, and as many key/value
+heads as heads (grouped-query attention is not derived here). Where the step does not fit the form (a byte count
+that no monomial, nor a sum of two, fits at all three sets; an event sequence that changes with a size; segments
+that do not reproduce L = 1, 2, 3), DerivationError says which op, in which module, at which sizes. verify()
+compares the derived model and its formulas with measure() at random held-out sizes.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ LAYERS = (1, 2, 3)
 SIZE_SETS = ({"B": 3, "T": 7, "H": 5, "Dh": 8 * 11, "F": 13, "V": 17},
              {"B": 5, "T": 11, "H": 3, "Dh": 8 * 7, "F": 19, "V": 23},
              {"B": 7, "T": 13, "H": 11, "Dh": 8 * 5, "F": 29, "V": 37})
-DOMAIN = "B >= 2, H >= 2, T >= 2, kv heads = heads"
+DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8, kv heads = heads"
 
 
 @dataclass
@@ -210,10 +211,9 @@ def held_out_sizes(count: int, seed: int = 0) -> list[dict]:
              "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)} for _ in range(count)]
 
 
-def compare(programs: ModelPrograms, spec: StepSpec, sizes: dict) -> list[str]:
-    """Where the derived model differs from measure() on meta at `sizes` (each phase's peak, the categories at the
-    step's peak, the step's peak and phase, saved activations): [] where it equals it."""
-    measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=False).measured
+def compare(programs: ModelPrograms, measured: dict, sizes: dict) -> list[str]:
+    """Where the derived model differs from `measured` (measure() on meta at `sizes`: each phase's peak, start and
+    end, the categories at the step's peak, the step's peak and phase, saved activations): [] where it equals it."""
     predicted = programs.figures(sizes)
     wrong = []
     for key in ("peak_bytes", "peak_phase", "saved_activations_bytes"):
@@ -228,15 +228,34 @@ def compare(programs: ModelPrograms, spec: StepSpec, sizes: dict) -> list[str]:
         derived = predicted["categories_at_peak"][name].item()
         if derived != value:
             wrong.append(f"{name} at the peak: measured {value}, derived {derived}")
-    return [f"{_what(spec, sizes, sizes['L'])}: {text}" for text in wrong]
+    return [f"at {sizes}: {text}" for text in wrong]
 
 
 def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dict:
-    """The derived model against measure() at `count` random held-out sizes (held_out_sizes): {"sizes": [...],
-    "differences": [...]}, recorded in the document as "verified"."""
+    """The derived model against measure() at `count` random held-out sizes (held_out_sizes): the numeric model's
+    figures (compare), and the formulas' (ModelPrograms.formulas: each phase's peak, the step's, saved activations)
+    where the sizes are in their domain (L >= 2 where a moment exists from L = 2 on only). {"sizes": [...],
+    "formulas_at": how many sizes the formulas were checked at, "differences": [...]}, recorded in the document as
+    "verified"."""
+    from analytic.exact.formula import evaluate
+
     programs = ModelPrograms(document)
     chosen = held_out_sizes(count, seed)
-    differences = [text for sizes in chosen for text in compare(programs, spec, sizes)]
-    document["verified"] = {"sizes": chosen, "differences": differences}
+    differences, formulas_at = [], 0
+    expressions = programs.formulas()
+    for sizes in chosen:
+        measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=False).measured
+        differences += compare(programs, measured, sizes)
+        if programs.late and sizes["L"] < 2:
+            continue
+        formulas_at += 1
+        values = {"L": sizes["L"], "B": sizes["B"], "T": sizes["T"], "D": sizes["H"] * sizes["Dh"], "H": sizes["H"],
+                  "F": sizes["F"], "V": sizes["V"]}
+        for key in ("peak_bytes", "saved_activations_bytes", *(f"phases.{phase}.peak_bytes" for phase in PHASES)):
+            want = measured[key] if "." not in key else measured["phases"][key.split(".")[1]]["peak_bytes"]
+            got = evaluate(expressions[key], values)
+            if got != want:
+                differences.append(f"{_what(spec, sizes, sizes['L'])}: the formula of {key} gives {got}, measured "
+                                   f"{want}")
+    document["verified"] = {"sizes": chosen, "formulas_at": formulas_at, "differences": differences}
     return document["verified"]
-
