@@ -34,8 +34,8 @@ CONSTANT = ("parameters", "buffers", "inputs")
 MEASURED, WARMUP = "measured", "warmup"
 SAVED = TAPE_CATEGORIES.index("saved_activations")
 # The derivation's own variables: L and analytic.exact.monomials.VARIABLES, and their least values in the domain
-INTERNAL = sp.symbols("L B T H Dh F V", positive=True, integer=True)
-LOWER_BOUNDS = {"L": 1, "B": 2, "T": 2, "H": 2, "Dh": 8, "F": 1, "V": 1}
+INTERNAL = sp.symbols("L B T H Dh F V T32", positive=True, integer=True)
+LOWER_BOUNDS = {"L": 1, "B": 2, "T": 2, "H": 2, "Dh": 8, "F": 1, "V": 1, "T32": 32}
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,10 @@ class ModelPrograms:
         return np.stack([self._vector(once), self._vector(per_layer)])
 
     def sizes(self, sizes: dict) -> MonomialSizes:
-        arrays = np.broadcast_arrays(*(np.asarray(sizes[name], dtype=np.int64)
-                                       for name in (*monomials.VARIABLES, "L")))
+        names = (*monomials.VARIABLES, "L")
+        arrays = np.broadcast_arrays(*(np.asarray(monomials.padded(sizes)[name], dtype=np.int64) for name in names))
         shape = arrays[0].shape
-        at = dict(zip((*monomials.VARIABLES, "L"), arrays))
+        at = dict(zip(names, arrays))
         values = monomials.matrix(self.symbols, at)
         layers = at["L"].reshape(-1)
         constant = [self._affine(self.constant_coefficients(name), values, layers).reshape(shape) for name in CONSTANT]
@@ -137,10 +137,12 @@ class ModelPrograms:
                                                                                        self.symbols) if c)))
 
     def expression(self, polynomial: sp.Expr) -> sp.Expr:
-        """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V (Dh = D/H)."""
+        """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V (Dh = D/H,
+        T32 = 32·⌈T/32⌉)."""
         from analytic.exact.formula import B, D, F, H, L, T, V
 
-        return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V))), simultaneous=True))
+        padded = monomials.LSE_ROWS * sp.ceiling(T / monomials.LSE_ROWS)
+        return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V, padded))), simultaneous=True))
 
     def formulas(self) -> dict[str, sp.Expr]:
         """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each

@@ -1,8 +1,9 @@
 """The alphabet of a model derived from traces of any code: monomials in the sizes, named by their own text.
 
-A monomial is a product of the independent traced sizes VARIABLES: B batch, T context length, H heads, Dh head size
-(d_model D = H·Dh), F d_ff, V vocabulary, each to a power; its name is the product written out in that order,
-`B*T*H*Dh`, `B*H*T^2`, `1` for the empty product. An allocation of a derived program is an integer count times one
+A monomial is a product of VARIABLES, the traced sizes B batch, T context length, H heads, Dh head size (d_model
+D = H·Dh), F d_ff, V vocabulary, and T32 = ⌈T/32⌉·32 (the rows the memory-efficient SDPA kernel pads its logsumexp
+to), each to a power; its name is the product written out in that order, `B*T*H*Dh`, `B*H*T^2`, `1` for the empty
+product. An allocation of a derived program is an integer count times one
 monomial (analytic.exact.programs' token `+A:4*B*T*H*Dh`: the element size is part of the count, one dtype per
 derivation). fits() lists every (monomial, count) a byte count is at one size set; the derivation keeps those that
 hold at every traced set of unrelated sizes (primes), so that a coincidence of sizes cannot name a tensor wrongly.
@@ -15,9 +16,10 @@ from functools import lru_cache
 
 import numpy as np
 
-VARIABLES = ("B", "T", "H", "Dh", "F", "V")
+VARIABLES = ("B", "T", "H", "Dh", "F", "V", "T32")
+LSE_ROWS = 32
 DEGREE = 4  # the highest total degree a monomial of the alphabet has (B·H·T²: an attention matrix)
-_FACTOR = re.compile(r"^(B|T|H|Dh|F|V)(?:\^(\d+))?$")
+_FACTOR = re.compile(r"^(B|T32|T|H|Dh|F|V)(?:\^(\d+))?$")
 
 
 def name(powers: tuple[int, ...]) -> str:
@@ -47,8 +49,15 @@ def alphabet(degree: int = DEGREE) -> tuple[str, ...]:
     return tuple(found)
 
 
+def padded(sizes: dict) -> dict:
+    """`sizes` ({B, T, H, Dh, F, V}: numbers or numpy arrays) with T32 = ⌈T/32⌉·32."""
+    return {**sizes, "T32": -(-sizes["T"] // LSE_ROWS) * LSE_ROWS}
+
+
 def value(monomial: str, sizes: dict):
-    """The monomial at `sizes` ({variable: number or numpy array}, VARIABLES' names)."""
+    """The monomial at `sizes` ({variable: number or numpy array}, VARIABLES' names; T32 worked out where it is
+    not given)."""
+    sizes = sizes if "T32" in sizes else padded(sizes)
     result = 1
     for variable, power in zip(VARIABLES, powers(monomial)):
         if power:
@@ -59,6 +68,7 @@ def value(monomial: str, sizes: dict):
 def fits(nbytes: int, sizes: dict, degree: int = DEGREE) -> frozenset[tuple[str, int]]:
     """Every (monomial, count) with count · monomial = nbytes at `sizes` (integer sizes), count a positive
     integer."""
+    sizes = padded(sizes)
     return _fits(nbytes, tuple(sizes[variable] for variable in VARIABLES), degree)
 
 
@@ -77,7 +87,7 @@ def sums(nbytes: tuple[int, ...], sets: list[dict], degree: int = DEGREE - 1) ->
     """The first pair of (monomial, count) whose sum is nbytes[i] at sets[i] for every set, both counts positive
     (lowest degrees first; monomials up to `degree`); [] where none is: B·(T + 1), a padded mask, is 8·B·T + 8·B
     bytes."""
-    return list(_sums(tuple(nbytes), tuple(tuple(sizes[v] for v in VARIABLES) for sizes in sets), degree))
+    return list(_sums(tuple(nbytes), tuple(tuple(padded(sizes)[v] for v in VARIABLES) for sizes in sets), degree))
 
 
 @lru_cache(maxsize=4096)
@@ -103,6 +113,7 @@ def _sums(nbytes: tuple[int, ...], sets: tuple[tuple[int, ...], ...], degree: in
 def matrix(symbols: tuple[str, ...], sizes: dict) -> np.ndarray:
     """[symbols, elements] int64: each monomial's value at each element of `sizes` (arrays that broadcast
     together), flattened."""
+    sizes = padded(sizes)
     arrays = np.broadcast_arrays(*(np.asarray(sizes[variable], dtype=np.int64) for variable in VARIABLES))
     at = dict(zip(VARIABLES, (array.reshape(-1) for array in arrays)))
     return np.stack([np.broadcast_to(np.asarray(value(symbol, at), dtype=np.int64), arrays[0].reshape(-1).shape)

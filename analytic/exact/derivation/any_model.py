@@ -37,10 +37,11 @@ from profiler.measuring.tracker import ALLOC
 
 LAYERS = (1, 2, 3)
 # Three unrelated size sets: primes, and head sizes 8 times a prime (a model may call SDPA whatever the attention
-# option, and its fused kernels pad other head sizes, which is not simulated; RoPE rotates halves).
+# option, and its fused kernels pad other head sizes, which is not simulated; RoPE rotates halves); T on both sides
+# of 32, so that T32 = ⌈T/32⌉·32 (the efficient kernel's logsumexp rows) is told from 32 and from T.
 SIZE_SETS = ({"B": 3, "T": 7, "H": 5, "Dh": 8 * 11, "F": 13, "V": 17},
-             {"B": 5, "T": 11, "H": 3, "Dh": 8 * 7, "F": 19, "V": 23},
-             {"B": 7, "T": 13, "H": 11, "Dh": 8 * 5, "F": 29, "V": 37})
+             {"B": 5, "T": 37, "H": 3, "Dh": 8 * 7, "F": 19, "V": 23},
+             {"B": 7, "T": 71, "H": 11, "Dh": 8 * 5, "F": 29, "V": 41})
 DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8, kv heads = heads"
 
 
@@ -65,7 +66,7 @@ class _Traced(OneDevice):
         return model, adamw
 
     def _enter(self, path: str) -> None:
-        self.stack.append(path.removeprefix("inner.") or "(the model)")
+        self.stack.append(path.removeprefix("inner.") if path.startswith("inner.") else "(the model)")
         self.changes.append((len(self.tracker.ops), self.stack[-1]))
 
     def _leave(self) -> None:
@@ -127,12 +128,13 @@ def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int
     """Tokens of one window traced at every size set: each event the count × monomial that fits all sets."""
     first = events[0]
     for other, sizes in zip(events[1:], sets[1:]):
-        for index, (one, two) in enumerate(zip(first, other)):
-            if (one.sign, one.category, one.op) != (two.sign, two.category, two.op):
-                raise DerivationError(
-                    f"{window}: the op sequence changes with the sizes: event {index + 1} is {one.op} "
-                    f"({one.category}) in {one.module or 'backward'} at {_what(spec, sets[0], layers)} and "
-                    f"{two.op} ({two.category}) in {two.module or 'backward'} at {_what(spec, sizes, layers)}")
+        for fields in (("sign", "op"), ("sign", "op", "category")):  # the ops first, then what each keeps
+            for index, (one, two) in enumerate(zip(first, other)):
+                if [getattr(one, name) for name in fields] != [getattr(two, name) for name in fields]:
+                    raise DerivationError(
+                        f"{window}: the op sequence changes with the sizes: event {index + 1} is {one.op} "
+                        f"({one.category}) in {one.module or 'backward'} at {_what(spec, sets[0], layers)} and "
+                        f"{two.op} ({two.category}) in {two.module or 'backward'} at {_what(spec, sizes, layers)}")
         if len(first) != len(other):
             raise DerivationError(f"{window}: {len(first)} events at {_what(spec, sets[0], layers)}, {len(other)} at "
                                   f"{_what(spec, sizes, layers)}")
@@ -148,20 +150,26 @@ def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int
             raise DerivationError(
                 f"{window}: {'an allocation' if one.sign == '+' else 'a free'} by {one.op or 'the step'} in "
                 f"{one.module or 'backward'} ({one.category}) of {[e.nbytes for e in group]} bytes at the three size "
-                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in B, T, H, Dh, F, V, nor a sum of "
-                f"two ({_what(spec, sets[0], layers)})")
+                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in {', '.join(monomials.VARIABLES)}, "
+                f"nor a sum of two ({_what(spec, sets[0], layers)})")
         tokens += [term_token(group[0].sign, group[0].category, count, symbol) for symbol, count in terms]
     return tokens
 
 
-def derive_model(spec: StepSpec) -> dict:
-    """The document (analytic.exact.model_programs) of the step of `spec` (its model source, setup and dtype; its
-    sizes are not used)."""
+def derivable(spec: StepSpec) -> None:
+    """DerivationError where the setup is one the derivation does not cover (micro-batches, zero_grad 'zeros',
+    grouped-query attention)."""
     if spec.setup.micro_batches != 1 or spec.setup.zero_grad != "none":
         raise DerivationError("the exact model of a model's own code is derived for one micro-batch and zero_grad "
                               "'none' (the defaults)")
     if spec.model.kv_heads != spec.model.num_heads:
         raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as heads")
+
+
+def derive_model(spec: StepSpec) -> dict:
+    """The document (analytic.exact.model_programs) of the step of `spec` (its model source, setup and dtype; its
+    sizes are not used)."""
+    derivable(spec)
     started = time.perf_counter()
     sets = list(SIZE_SETS)
     traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
@@ -204,10 +212,10 @@ def derive_model(spec: StepSpec) -> dict:
 
 
 def held_out_sizes(count: int, seed: int = 0) -> list[dict]:
-    """`count` random sizes in the domain, none of them a traced set: B 2..9, T 2..24, H 2..6, a head size 8..48 (a
+    """`count` random sizes in the domain, none of them a traced set: B 2..9, T 2..100, H 2..6, a head size 8..48 (a
     multiple of 8, as traced), F 2..64, V 2..97, L 1..5."""
     rng = random.Random(seed)
-    return [{"B": rng.randint(2, 9), "T": rng.randint(2, 24), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
+    return [{"B": rng.randint(2, 9), "T": rng.randint(2, 100), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
              "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)} for _ in range(count)]
 
 

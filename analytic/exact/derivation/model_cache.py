@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from analytic.exact import store
-from analytic.exact.derivation.any_model import derive_model, verify
+from analytic.exact.derivation.any_model import derivable, derive_model, verify
 from analytic.exact.derivation.on_demand import note
 from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.versions import cache_dir
@@ -67,6 +67,7 @@ def derived_model(spec: StepSpec, quiet: bool = False) -> dict:
     found = store.read(path)
     if found is not None:
         return found
+    derivable(spec)
     if not quiet:
         note(f"deriving the exact model of {spec.model.source} from traces on torch {torch.__version__} (first "
              f"use; cached in {path})")
