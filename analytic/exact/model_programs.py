@@ -10,6 +10,8 @@ A document (plain data, JSON):
                analytic.exact.derivation.derive (program, runs once / L times / L − 1 times), their tokens
                `+A:4*B*T*H*Dh` (analytic.exact.programs)
     domain     where the programs hold (B >= 2, H >= 2, T >= 2, the key/value heads as traced)
+    saved_by_op  {op: [once, per layer]}: what autograd keeps as the measured backward starts, by the op that
+               allocated each storage ('aten.mul'), {monomial: count} each
     verified   the held-out sizes the numeric model was compared with a measurement at, and the result
 Its figures are measure()'s: each phase's peak, start and end bytes and categories at the peak of the measured step
 (and of the warm-up step under "warmup"), the step's peak, and the saved activations at the end of forward; they
@@ -173,6 +175,15 @@ class ModelPrograms:
         result["peak_bytes"] = _max([self.expression(moment) for moment, _ in prune(every)])
         return result
 
+    def saved_by_op(self) -> dict[str, tuple[sp.Expr, sp.Expr]]:
+        """{op: (bytes it keeps outside the layers, bytes it keeps per layer)} as expressions in L, B, T, D, H, F,
+        V (the per-layer one without the factor L)."""
+        found = {}
+        for op, (once, per_layer) in self.document["saved_by_op"].items():
+            found[op] = tuple(self.expression(self.polynomial(np.stack([self._vector(terms), 0 * self._vector({})])))
+                              for terms in (once, per_layer))
+        return found
+
     @property
     def late(self) -> bool:
         """Whether some moment exists from L = 2 on only (a segment run L − 1 times): the formulas then hold for
@@ -228,3 +239,25 @@ def formula_document(document: dict) -> dict:
 def domain(document: dict) -> str:
     """Where the formulas hold: the traced domain, and L >= 2 where a moment exists from L = 2 on only."""
     return document["domain"] + (", L >= 2" if ModelPrograms(document).late else "")
+
+
+def difference(first: ModelPrograms, second: ModelPrograms) -> dict:
+    """What `first` keeps beyond `second` (negative: less), as expressions: parameters, and saved activations per
+    layer and outside the layers, in all and by op (the ops where they differ, largest first at unit sizes)."""
+    from analytic.exact.formula import L as layers
+
+    mine, theirs = first.formulas(), second.formulas()
+    result = {"parameters": sp.expand(mine["fixed.parameters_bytes"] - theirs["fixed.parameters_bytes"])}
+    ops_mine, ops_theirs = first.saved_by_op(), second.saved_by_op()
+    zero = (sp.Integer(0), sp.Integer(0))
+    for where, side, key in (("per_layer", 1, "saved_activations_per_layer_bytes"),
+                             ("outside_layers", 0, "saved_activations_outside_layers_bytes")):
+        total = sp.expand(mine[key] - theirs[key])
+        if side:
+            total = sp.expand(total / layers)
+        by_op = {op: sp.expand(ops_mine.get(op, zero)[side] - ops_theirs.get(op, zero)[side])
+                 for op in sorted(set(ops_mine) | set(ops_theirs))}
+        by_op = {op: value for op, value in by_op.items() if value != 0}
+        at_one = {op: abs(value.subs({symbol: 2 for symbol in value.free_symbols})) for op, value in by_op.items()}
+        result[where] = {"total": total, "by_op": dict(sorted(by_op.items(), key=lambda item: -at_one[item[0]]))}
+    return result

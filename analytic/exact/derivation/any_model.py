@@ -88,8 +88,9 @@ def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
                         micro_batches=1)
 
 
-def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event]]:
-    """({window: events}, the constant storages) of one traced step."""
+def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event], list[Event]]:
+    """({window: events}, the constant storages, the storages saved for backward as the measured step's backward
+    starts, each with the op that allocated it) of one traced step."""
     where = _Traced(spec, "meta")
     traced = trace_step(where, spec)
     tracker, category_of = traced.tracker, traced.category_of
@@ -110,13 +111,21 @@ def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event]]:
             live.pop(sid, None)
     constant = [Event("+", category_of.get(sid, "temporaries"), nbytes, "", "") for sid, nbytes in sorted(live.items())
                 if nbytes]
+    backward = next(mark for mark in traced.marks[MEASURED] if mark.name == "backward").event_index
+    for sign, sid, nbytes in tracker.events[marks[0].event_index:backward]:
+        if sign == ALLOC:
+            live[sid] = nbytes
+        else:
+            live.pop(sid, None)
+    saved = [Event("+", "saved_activations", nbytes, tracker.op_name(sid), "") for sid, nbytes in sorted(live.items())
+             if nbytes and category_of.get(sid) == "saved_activations"]
     names = [f"{step}.{mark.name}" for step in (WARMUP, MEASURED) for mark in traced.marks[step]]
     windows = {}
     for number, (begin, end) in enumerate(zip(marks, marks[1:])):
         name = "between" if names[number].endswith(".end") else names[number]
         windows[name] = [event(index) for index in range(begin.event_index, end.event_index)
                          if tracker.events[index][2]]
-    return windows, constant
+    return windows, constant, saved
 
 
 def _what(spec: StepSpec, sizes: dict, layers: int) -> str:
@@ -178,7 +187,7 @@ def derive_model(spec: StepSpec) -> dict:
     for window in windows:
         programs = {}
         for layers in LAYERS:
-            events = [windows_of[window] for windows_of, _ in traces[layers]]
+            events = [windows_of[window] for windows_of, _, _ in traces[layers]]
             for event in events[0]:
                 if event.category in CONSTANT:
                     raise DerivationError(f"{window}: {event.op} in {event.module or 'backward'} "
@@ -187,28 +196,41 @@ def derive_model(spec: StepSpec) -> dict:
             programs[layers] = fit(events, sets, spec, layers, window)
         step, _, phase = window.partition(".")
         segments.append([phase or "between", step if phase else "between", segment(programs, window)])
-    constant = {}
-    for category in sorted({event.category for _, constant_of in traces[1] for event in constant_of}):
-        counts = {}
-        for layers in LAYERS:
-            stored = [[e for e in constant_of if e.category == category] for _, constant_of in traces[layers]]
-            counts[layers] = Counter()
-            for token in fit(stored, sets, spec, layers, f"the {category}"):
-                _, _, count, symbol = parse_term(token)
-                counts[layers][symbol] += count
-        per_layer = {s: counts[2].get(s, 0) - counts[1].get(s, 0) for s in set(counts[1]) | set(counts[2])}
-        once = {s: counts[1].get(s, 0) - per_layer.get(s, 0) for s in set(counts[1]) | set(per_layer)}
-        three = {s: once.get(s, 0) + 3 * per_layer.get(s, 0) for s in set(once) | set(per_layer)}
-        if {s: c for s, c in three.items() if c} != {s: c for s, c in counts[3].items() if c}:
-            raise DerivationError(f"the {category}' bytes are not once + L × per layer at L = 1, 2, 3")
-        constant[category] = [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
+    constant = {category: per_layer_fit([[[e for e in storages if e.category == category]
+                                          for _, storages, _ in traces[layers]] for layers in LAYERS],
+                                        sets, spec, f"the {category}")
+                for category in sorted({event.category for _, storages, _ in traces[1] for event in storages})}
+    saved_by_op = {op: per_layer_fit([[[e for e in saved if e.op == op] for _, _, saved in traces[layers]]
+                                      for layers in LAYERS], sets, spec, f"saved by {op}")
+                   for op in sorted({event.op for _, _, saved in traces[LAYERS[-1]] for event in saved})}
     symbols = sorted({parse_term(term)[3] for _, _, segs in segments for program, _ in segs for term in program.split()}
-                     | {s for once, per_layer in constant.values() for s in (*once, *per_layer)},
+                     | {s for once, per_layer in constant.values() for s in (*once, *per_layer)}
+                     | {s for once, per_layer in saved_by_op.values() for s in (*once, *per_layer)},
                      key=lambda s: (sum(monomials.powers(s)), s))
     return {"source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
             "dtype": spec.setup.dtype, "torch_version": torch.__version__,
             "simulation_revision": simulation_revision(), "domain": DOMAIN, "symbols": symbols,
-            "constant": constant, "windows": segments, "seconds": round(time.perf_counter() - started, 2)}
+            "constant": constant, "windows": segments, "saved_by_op": saved_by_op,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def per_layer_fit(storages: list[list[list[Event]]], sets: list[dict], spec: StepSpec, what: str) -> list[dict]:
+    """[once, per layer] ({monomial: count} each) of storages traced at L = 1, 2, 3 (`storages`, in LAYERS order:
+    each a list per size set): their bytes summed by monomial must be once + L × per layer at every L."""
+    counts = {}
+    for layers, stored in zip(LAYERS, storages):
+        counts[layers] = Counter()
+        for token in fit(stored, sets, spec, layers, what) if stored[0] else ():
+            _, _, count, symbol = parse_term(token)
+            counts[layers][symbol] += count
+    per_layer = {s: counts[2][s] - counts[1][s] for s in set(counts[1]) | set(counts[2])}
+    once = {s: counts[1][s] - per_layer.get(s, 0) for s in set(counts[1]) | set(per_layer)}
+    for layers in LAYERS:
+        if any(once.get(s, 0) + layers * per_layer.get(s, 0) != counts[layers][s]
+               for s in set(once) | set(counts[layers])):
+            raise DerivationError(f"{what}: the bytes are not once + L × per layer at L = "
+                                  f"{', '.join(map(str, LAYERS))}")
+    return [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
 
 
 def held_out_sizes(count: int, seed: int = 0) -> list[dict]:
