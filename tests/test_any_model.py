@@ -181,3 +181,51 @@ def test_formula_of_code_that_fits_no_monomial_is_refused_in_one_line(capsys, mo
     assert main(["formula", "--model", f"{models_file}:Shifted", "--preset", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: no exact formula of") and "measures it" in err[-1]
+
+
+def against(capsys, monkeypatch, tmp_path, *argv) -> dict:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["explain", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def names_of(config, batch: int) -> dict:
+    return {"L": config.num_layers, "B": batch, "T": config.context_length, "D": config.d_model,
+            "H": config.num_heads, "F": config.d_ff, "V": config.vocab_size}
+
+
+@pytest.mark.slow
+def test_against_gives_the_difference_of_the_measured_saved_activations(capsys, monkeypatch, tmp_path):
+    """nanoGPT-style code against our gpt2 block: the derived per-layer and outside differences, evaluated, are the
+    difference of what is measured; each largest batch is the highest the numeric model fits in the budget."""
+    document = against(capsys, monkeypatch, tmp_path, "--model", "examples/nanogpt.py:build", "--against", "builtin",
+                       "--preset", "tiny", "--arch", "gpt2", "--dropout", "0", "--budget", "20MB")
+    spec = StepSpec.of(source="examples/nanogpt.py:build", arch="gpt2", dropout=0.0, **{
+        name: document["config"][name] for name in ("vocab_size", "context_length", "num_layers", "d_model",
+                                                    "num_heads", "d_ff")}).replace(batch_size=2)
+    mine, ours = (measure(one, "meta", count_flops=False).measured for one in (spec, spec.replace(source="builtin")))
+    names = names_of(spec.model, 2)
+    text = document["difference"]
+    per_layer, outside = (eval(text[where]["total"], {}, names)  # noqa: S307
+                          for where in ("per_layer", "outside_layers"))
+    assert spec.model.num_layers * per_layer + outside == \
+        mine["saved_activations_bytes"] - ours["saved_activations_bytes"]
+    assert document["model"]["peak_bytes"] == mine["peak_bytes"] and document["against"]["peak_bytes"] == \
+        ours["peak_bytes"]
+    for role, measured in (("model", mine), ("against", ours)):
+        batch = document[role]["max_batch"]
+        assert measure(spec.replace(batch_size=batch, source=document[role]["source"]), "meta",
+                       count_flops=False).measured["peak_bytes"] <= 20 * 10 ** 6
+        assert measure(spec.replace(batch_size=batch + 1, source=document[role]["source"]), "meta",
+                       count_flops=False).measured["peak_bytes"] > 20 * 10 ** 6
+
+
+@pytest.mark.slow
+def test_hf_gpt2_against_our_block_is_gelu_new(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("transformers")
+    document = against(capsys, monkeypatch, tmp_path, "--model", "hf:gpt2", "--against", "builtin", "--preset",
+                       "tiny", "--dropout", "0")
+    assert document["difference"]["per_layer"] == {
+        "total": "12*B*F*T", "by_op": {"aten.mul": "8*B*F*T", "aten.add": "4*B*F*T", "aten.gelu": "-4*B*F*T",
+                                       "aten.tanh": "4*B*F*T"}}
+    assert document["difference"]["parameters"] == "0"
