@@ -156,7 +156,8 @@ class ModelPrograms:
         base = sp.Add(*constant.values())
         saved = self.saved_coefficients()
         result = {f"fixed.{name}_bytes": self.expression(value) for name, value in constant.items()}
-        result.update({"saved_activations_per_layer_bytes": self.expression(self.polynomial(saved * [[0], [1]])),
+        one_layer = np.stack([saved[1], 0 * saved[1]])  # what one layer keeps, without the factor L
+        result.update({"saved_activations_per_layer_bytes": self.expression(self.polynomial(one_layer)),
                        "saved_activations_outside_layers_bytes": self.expression(self.polynomial(saved * [[1], [0]])),
                        "saved_activations_bytes": self.expression(self.polynomial(saved))})
         steps = [step for _, step, _ in self.document["windows"]]

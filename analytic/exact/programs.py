@@ -4,7 +4,9 @@ A program is a sequence of tokens `<sign><code>:<symbol>`: `+` allocates, `-` fr
 (analytic.sizes for one device, analytic.exact.sharded for a rank's own) in the category of `code` (CODES): `+t:a`
 a temporary, `+A:a` a tensor autograd saves for backward, `+G:gDD` a weight gradient, `+t:gDD` a weight gradient
 about to be added into .grad, `+O:gDD` an AdamW temporary, `+S:gDD` AdamW state; a rank adds its shards and
-buffers (`+UP:gDD` a gathered weight, `-AG:agb` a block's all-gather buffer freed). They are derived from traces
+buffers (`+UP:gDD` a gathered weight, `-AG:agb` a block's all-gather buffer freed). A symbol may carry an integer
+count: `+A:4*B*T*H*Dh` is 4 times the bytes of the monomial `B*T*H*Dh` (the alphabet of a model derived from traces
+of any code, analytic.exact.monomials, whose element size is part of the count). They are derived from traces
 of the real step (analytic.exact.derivation, shipped as analytic/exact/derived.json.gz); tests/test_exact.py
 checks the model against the storage tracker, byte for byte, on random configs. This module compiles a program
 into coefficient matrices.
