@@ -231,3 +231,22 @@ def test_hf_gpt2_against_our_block_is_gelu_new(capsys, monkeypatch, tmp_path):
         "total": "12*B*F*T", "by_op": {"aten.mul": "8*B*F*T", "aten.add": "4*B*F*T", "aten.gelu": "-4*B*F*T",
                                        "aten.tanh": "4*B*F*T"}}
     assert document["difference"]["parameters"] == "0"
+
+
+def test_our_block_through_the_new_path_equals_the_shipped_programs():
+    """The built-in reference block derived as any model's code: its figures equal the shipped programs' at random
+    sizes of the new path's domain (B, H >= 2, head sizes a multiple of 8), far beyond the traced sizes."""
+    from analytic.formula_sets import exact_set
+
+    spec = spec_of(source="builtin")
+    programs = ModelPrograms(derive_model(spec))
+    rng = np.random.default_rng(31)
+    for _ in range(20):
+        H, Dh, T, L, F, V, B = (int(rng.integers(low, high)) for low, high in (
+            (2, 7), (1, 9), (2, 300), (1, 13), (2, 500), (2, 3000), (2, 17)))
+        sizes = {"B": B, "T": T, "H": H, "Dh": 8 * Dh, "F": F, "V": V, "L": L}
+        shipped = exact_set().predict(traced_spec(spec, L, sizes))
+        derived = programs.figures(sizes)
+        assert derived["peak_bytes"] == shipped["peak_bytes"], sizes
+        for phase in ("forward", "backward", "optimizer"):
+            assert derived["phases"][phase]["peak_bytes"] == shipped["phases"][phase]["peak_bytes"], (sizes, phase)
