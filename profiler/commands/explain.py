@@ -150,7 +150,8 @@ MAX_BATCH_SEARCHED = 1 << 16
 
 def against_document(spec, against: str, budget: int) -> dict:
     """The difference of spec's model against `against` (module docstring) as data: expressions as Python text,
-    the figures at spec's sizes (B at least 2, the derived models' domain)."""
+    the figures at spec's sizes (B at least 2, the derived models' domain), the largest batch in `budget` from the
+    derived model, or measured where it is below 2 (1, or 0 where one sequence does not fit)."""
     import numpy as np
 
     from analytic.exact.derivation.derive import DerivationError
@@ -179,8 +180,13 @@ def against_document(spec, against: str, budget: int) -> dict:
         peak = int(model.figures(sizes)["peak_bytes"])
         peaks = model.figures(dict(sizes, B=batches))["peak_bytes"]
         fits = batches[peaks <= budget]
-        figures[role] = {"source": specs[role].model.source, "peak_bytes": peak,
-                         "max_batch": int(fits.max()) if fits.size else None}
+        if fits.size:
+            largest = int(fits.max())
+        else:  # B = 1 is outside the derived domain: measured
+            from profiler.measuring.measure import step_phases
+
+            largest = int(step_phases(specs[role].replace(batch_size=1))["peak_bytes"] <= budget)
+        figures[role] = {"source": specs[role].model.source, "peak_bytes": peak, "max_batch": largest}
     found = difference(programs["model"], programs["against"])
     text = {"parameters": python_expression(found["parameters"])}
     for where in ("per_layer", "outside_layers"):
@@ -220,6 +226,6 @@ def run_against(args: argparse.Namespace, spec) -> int:
     for role in ("model", "against"):
         one = document[role]
         lines.append(f"    {one['source']}: peak {format_bytes(one['peak_bytes'], 'GiB', 3)}, largest batch in "
-                     f"{args.budget}: {one['max_batch'] if one['max_batch'] is not None else 'none'}")
+                     f"{args.budget}: {one['max_batch'] or 'none'}")
     print("\n".join(lines))
     return 0
