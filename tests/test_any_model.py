@@ -22,11 +22,13 @@ from profiler.measuring.measure import measure
 FROM_SCRATCH = dict(source="examples/from_scratch.py:build", arch="llama",
                     optimizer_class="examples/from_scratch.py:AdamW")
 SOURCES = {"nanogpt": dict(source="examples/nanogpt.py:build"), "from_scratch": FROM_SCRATCH,
-           "hf_gpt2": dict(source="hf:gpt2", arch="gpt2"), "hf_llama": dict(source="hf:llama", arch="llama")}
+           "hf_gpt2": dict(source="hf:gpt2", arch="gpt2"), "hf_llama": dict(source="hf:llama", arch="llama"),
+           "hf_llama_grouped": dict(source="hf:llama", arch="llama", num_heads=4, kv_heads=2)}
 
 
 def spec_of(**fields) -> StepSpec:
-    return StepSpec.of(vocab_size=50, context_length=8, num_layers=2, d_model=16, num_heads=2, d_ff=32, **fields)
+    return StepSpec.of(**{"vocab_size": 50, "context_length": 8, "num_layers": 2, "d_model": 16, "num_heads": 2,
+                          "d_ff": 32, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,8 @@ def test_monomials_fit_byte_counts_at_prime_sizes():
 
 @pytest.mark.parametrize("name", ["nanogpt", "from_scratch",
                                   pytest.param("hf_gpt2", marks=pytest.mark.slow),
-                                  pytest.param("hf_llama", marks=pytest.mark.slow)])
+                                  pytest.param("hf_llama", marks=pytest.mark.slow),
+                                  pytest.param("hf_llama_grouped", marks=pytest.mark.slow)])
 def test_derived_model_equals_measurement_at_held_out_sizes(derived, name):
     spec, document = derived(name)
     verified = verify(document, spec, count=3, seed=7)
@@ -233,18 +236,22 @@ def test_hf_gpt2_against_our_block_is_gelu_new(capsys, monkeypatch, tmp_path):
     assert document["difference"]["parameters"] == "0"
 
 
-def test_our_block_through_the_new_path_equals_the_shipped_programs():
-    """The built-in reference block derived as any model's code: its figures equal the shipped programs' at random
-    sizes of the new path's domain (B, H >= 2, head sizes a multiple of 8), far beyond the traced sizes."""
+@pytest.mark.parametrize("fields", [{}, {"arch": "llama", "num_heads": 4, "kv_heads": 2}], ids=["reference", "gqa"])
+def test_our_block_through_the_new_path_equals_the_shipped_programs(fields):
+    """The built-in reference block, and llama's with grouped-query attention, derived as any model's code: its
+    figures equal the shipped programs' at random sizes of the new path's domain (B, H >= 2, head sizes a multiple
+    of 8; 2 <= G < H), far beyond the traced sizes."""
     from analytic.formula_sets import exact_set
 
-    spec = spec_of(source="builtin")
+    spec = spec_of(source="builtin", **fields)
     programs = ModelPrograms(derive_model(spec))
     rng = np.random.default_rng(31)
     for _ in range(20):
         H, Dh, T, L, F, V, B = (int(rng.integers(low, high)) for low, high in (
             (2, 7), (1, 9), (2, 300), (1, 13), (2, 500), (2, 3000), (2, 17)))
         sizes = {"B": B, "T": T, "H": H, "Dh": 8 * Dh, "F": F, "V": V, "L": L}
+        if "kv_heads" in fields:
+            sizes.update(G=H, H=H * int(rng.integers(2, 4)))
         shipped = exact_set().predict(traced_spec(spec, L, sizes))
         derived = programs.figures(sizes)
         assert derived["peak_bytes"] == shipped["peak_bytes"], sizes

@@ -36,8 +36,8 @@ CONSTANT = ("parameters", "buffers", "inputs")
 MEASURED, WARMUP = "measured", "warmup"
 SAVED = TAPE_CATEGORIES.index("saved_activations")
 # The derivation's own variables: L and analytic.exact.monomials.VARIABLES, and their least values in the domain
-INTERNAL = sp.symbols("L B T H Dh F V T32", positive=True, integer=True)
-LOWER_BOUNDS = {"L": 1, "B": 2, "T": 2, "H": 2, "Dh": 8, "F": 1, "V": 1, "T32": 32}
+INTERNAL = sp.symbols("L B T H Dh F V T32 G", positive=True, integer=True)
+LOWER_BOUNDS = {"L": 1, "B": 2, "T": 2, "H": 2, "Dh": 8, "F": 1, "V": 1, "T32": 32, "G": 2}
 
 
 @dataclass(frozen=True)
@@ -139,12 +139,13 @@ class ModelPrograms:
                                                                                        self.symbols) if c)))
 
     def expression(self, polynomial: sp.Expr) -> sp.Expr:
-        """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V (Dh = D/H,
+        """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V and G (Dh = D/H,
         T32 = 32·⌈T/32⌉)."""
-        from analytic.exact.formula import B, D, F, H, L, T, V
+        from analytic.exact.formula import B, D, F, G, H, L, T, V
 
         padded = monomials.LSE_ROWS * sp.ceiling(T / monomials.LSE_ROWS)
-        return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V, padded))), simultaneous=True))
+        return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V, padded, G))),
+                                         simultaneous=True))
 
     def formulas(self) -> dict[str, sp.Expr]:
         """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each
@@ -233,7 +234,7 @@ def formula_document(document: dict) -> dict:
             "derived_on_torch": document["torch_version"], "domain": domain(document),
             "verified": {"held_out_sizes": verified.get("sizes", []), "differences": verified.get("differences", [])},
             "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
-                        "F": "d_ff", "V": "vocabulary"},
+                        "F": "d_ff", "V": "vocabulary", "G": "key/value heads"},
             **unflatten({key: python_expression(value) for key, value in programs.formulas().items()})}
 
 

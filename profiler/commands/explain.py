@@ -173,7 +173,7 @@ def against_document(spec, against: str, budget: int) -> dict:
     config = spec.model
     sizes = {"B": max(2, spec.batch_size), "T": config.context_length, "H": config.num_heads,
              "Dh": config.d_model // config.num_heads, "F": config.d_ff, "V": config.vocab_size,
-             "L": config.num_layers}
+             "L": config.num_layers, "G": config.kv_heads}
     batches = np.arange(2, MAX_BATCH_SEARCHED)
     figures = {}
     for role, model in programs.items():

@@ -2,7 +2,8 @@
 
 The step of `spec` (a user's model, FILE.py:NAME, or a Hugging Face one, hf:gpt2) is traced on meta as measure()
 traces it (profiler.measuring.measure.trace_step: a warm-up step, then the measured one) at three unrelated size
-sets (SIZE_SETS: primes, an even head size) and L = 1, 2 and 3 layers. Every storage's bytes must be an integer
+sets (SIZE_SETS: primes, head sizes 8 times a prime; GROUPED_SETS with G key/value heads for grouped-query attention)
+and L = 1, 2 and 3 layers. Every storage's bytes must be an integer
 count times one monomial of the sizes (analytic.exact.monomials) at all three sets; the count includes the element
 size (one dtype per derivation). Each window's events (allocations and frees, by category as measure() categorises
 them) become a program of tokens `+A:4*B*T*H*Dh`, split into segments run once, L times or L − 1 times
@@ -42,7 +43,12 @@ LAYERS = (1, 2, 3)
 SIZE_SETS = ({"B": 3, "T": 7, "H": 5, "Dh": 8 * 11, "F": 13, "V": 17},
              {"B": 5, "T": 37, "H": 3, "Dh": 8 * 7, "F": 19, "V": 23},
              {"B": 7, "T": 71, "H": 11, "Dh": 8 * 5, "F": 29, "V": 41})
-DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8, kv heads = heads"
+# Grouped-query attention: G key/value heads, H = r·G query heads with r = 5, 7, 2 (a monomial in G is told from
+# one in H)
+GROUPED_SETS = tuple(dict(sizes, H=heads, G=kv_heads)
+                     for sizes, heads, kv_heads in zip(SIZE_SETS, (15, 14, 22), (3, 2, 11)))
+DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8"
+KV_DOMAIN = {False: "kv heads = heads", True: "2 <= G < H key/value heads"}
 
 
 @dataclass
@@ -84,8 +90,8 @@ class _Traced(OneDevice):
 
 def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
     return spec.replace(num_layers=layers, batch_size=sizes["B"], context_length=sizes["T"], num_heads=sizes["H"],
-                        kv_heads=sizes["H"], d_model=sizes["H"] * sizes["Dh"], d_ff=sizes["F"], vocab_size=sizes["V"],
-                        micro_batches=1)
+                        kv_heads=sizes.get("G", sizes["H"]), d_model=sizes["H"] * sizes["Dh"], d_ff=sizes["F"],
+                        vocab_size=sizes["V"], micro_batches=1)
 
 
 def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event], list[Event]]:
@@ -147,13 +153,14 @@ def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int
         if len(first) != len(other):
             raise DerivationError(f"{window}: {len(first)} events at {_what(spec, sets[0], layers)}, {len(other)} at "
                                   f"{_what(spec, sizes, layers)}")
-    tokens = []
+    tokens, grouped = [], "G" in sets[0]
     for group in zip(*events):
-        common = set.intersection(*(set(monomials.fits(e.nbytes, sizes)) for e, sizes in zip(group, sets)))
+        common = set.intersection(*(set(monomials.fits(e.nbytes, sizes, grouped=grouped))
+                                    for e, sizes in zip(group, sets)))
         # else a sum of two monomials (a padded mask, B·(T + 1)): one token each; the moment after the first is
         # lower than the one after the second, so neither a peak nor the categories at it change
         terms = [min(common, key=lambda term: (sum(monomials.powers(term[0])), term[0]))] if common else \
-            monomials.sums([e.nbytes for e in group], sets)
+            monomials.sums([e.nbytes for e in group], sets, grouped=grouped)
         if not terms:
             one = group[0]
             raise DerivationError(
@@ -167,12 +174,13 @@ def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int
 
 def derivable(spec: StepSpec) -> None:
     """DerivationError where the setup is one the derivation does not cover (micro-batches, zero_grad 'zeros',
-    grouped-query attention)."""
+    multi-query attention)."""
     if spec.setup.micro_batches != 1 or spec.setup.zero_grad != "none":
         raise DerivationError("the exact model of a model's own code is derived for one micro-batch and zero_grad "
                               "'none' (the defaults)")
-    if spec.model.kv_heads != spec.model.num_heads:
-        raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as heads")
+    if spec.model.kv_heads == 1 < spec.model.num_heads:
+        raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as "
+                              "heads, or 2 or more grouped ones (not multi-query attention)")
 
 
 def derive_model(spec: StepSpec) -> dict:
@@ -180,7 +188,8 @@ def derive_model(spec: StepSpec) -> dict:
     sizes are not used)."""
     derivable(spec)
     started = time.perf_counter()
-    sets = list(SIZE_SETS)
+    grouped = grouped_of(spec)
+    sets = list(GROUPED_SETS if grouped else SIZE_SETS)
     traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
     windows = list(traces[1][0][0])
     segments = []
@@ -209,9 +218,9 @@ def derive_model(spec: StepSpec) -> dict:
                      key=lambda s: (sum(monomials.powers(s)), s))
     return {"source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
             "dtype": spec.setup.dtype, "torch_version": torch.__version__,
-            "simulation_revision": simulation_revision(), "domain": DOMAIN, "symbols": symbols,
-            "constant": constant, "windows": segments, "saved_by_op": saved_by_op,
-            "seconds": round(time.perf_counter() - started, 2)}
+            "simulation_revision": simulation_revision(), "domain": f"{DOMAIN}, {KV_DOMAIN[grouped]}",
+            "grouped": grouped, "symbols": symbols, "constant": constant, "windows": segments,
+            "saved_by_op": saved_by_op, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def per_layer_fit(storages: list[list[list[Event]]], sets: list[dict], spec: StepSpec, what: str) -> list[dict]:
@@ -233,12 +242,25 @@ def per_layer_fit(storages: list[list[list[Event]]], sets: list[dict], spec: Ste
     return [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
 
 
-def held_out_sizes(count: int, seed: int = 0) -> list[dict]:
+def grouped_of(spec: StepSpec) -> bool:
+    """Whether the spec has grouped-query attention (2 <= G < H)."""
+    return 1 < spec.model.kv_heads < spec.model.num_heads
+
+
+def held_out_sizes(count: int, seed: int = 0, grouped: bool = False) -> list[dict]:
     """`count` random sizes in the domain, none of them a traced set: B 2..9, T 2..100, H 2..6, a head size 8..48 (a
-    multiple of 8, as traced), F 2..64, V 2..97, L 1..5."""
+    multiple of 8, as traced), F 2..64, V 2..97, L 1..5; with `grouped`, G 2..3 key/value heads and H 2 or 3 times
+    G."""
     rng = random.Random(seed)
-    return [{"B": rng.randint(2, 9), "T": rng.randint(2, 100), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
-             "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)} for _ in range(count)]
+    chosen = []
+    for _ in range(count):
+        sizes = {"B": rng.randint(2, 9), "T": rng.randint(2, 100), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
+                 "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)}
+        if grouped:
+            sizes["G"] = rng.randint(2, 3)
+            sizes["H"] = sizes["G"] * rng.randint(2, 3)
+        chosen.append(sizes)
+    return chosen
 
 
 def compare(programs: ModelPrograms, measured: dict, sizes: dict) -> list[str]:
@@ -270,7 +292,7 @@ def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dic
     from analytic.exact.formula import evaluate
 
     programs = ModelPrograms(document)
-    chosen = held_out_sizes(count, seed)
+    chosen = held_out_sizes(count, seed, document.get("grouped", False))
     differences, formulas_at = [], 0
     expressions = programs.formulas()
     for sizes in chosen:
@@ -280,6 +302,7 @@ def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dic
             continue
         formulas_at += 1
         values = {"L": sizes["L"], "B": sizes["B"], "T": sizes["T"], "D": sizes["H"] * sizes["Dh"], "H": sizes["H"],
+                  "G": sizes.get("G", sizes["H"]),
                   "F": sizes["F"], "V": sizes["V"]}
         for key in ("peak_bytes", "saved_activations_bytes", *(f"phases.{phase}.peak_bytes" for phase in PHASES)):
             want = measured[key] if "." not in key else measured["phases"][key.split(".")[1]]["peak_bytes"]

@@ -5,8 +5,9 @@ exact.store's format) where a document for the same code is there, else derives 
 says so), verifies it against measure() at held-out sizes and caches it. The same code: a SHA-256 over the model's
 source file (the file of FILE.py:NAME, the module of package.module:NAME, transformers' version and the config
 file for hf:), the optimizer class's file, the spec's options (dtype, attention, dropout, checkpointing, autocast,
-optimizer, arch, positional), the torch version, the simulation revision (analytic.exact.derivation.revision) and
-the code that evaluates and verifies the programs (analytic/exact's modules: the document records its verification).
+optimizer, arch, positional; grouped-query attention or not), the torch version, the simulation revision (analytic.
+exact.derivation.revision) and the code that evaluates and verifies the programs (analytic/exact's modules: the
+document records its verification).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 
 import analytic.exact as exact
 from analytic.exact import store
-from analytic.exact.derivation.any_model import derivable, derive_model, verify
+from analytic.exact.derivation.any_model import derivable, derive_model, grouped_of, verify
 from analytic.exact.derivation.on_demand import note
 from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.versions import cache_dir
@@ -54,7 +55,8 @@ def code_hash(spec: StepSpec) -> str:
             digest.update(path.read_bytes() if path.is_file() else b"")
     if source_kind(spec.model.source) == "hf":
         digest.update(importlib.metadata.version("transformers").encode())
-    digest.update(json.dumps({name: spec.value(name) for name in OPTIONS}, sort_keys=True).encode())
+    digest.update(json.dumps({**{name: spec.value(name) for name in OPTIONS}, "grouped": grouped_of(spec)},
+                             sort_keys=True).encode())
     digest.update(f"{torch.__version__} {simulation_revision()}".encode())
     for path in sorted(Path(exact.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
