@@ -63,7 +63,7 @@ def test_monomials_fit_byte_counts_at_prime_sizes():
     assert not set.intersection(*(set(monomials.fits(n, s)) for n, s in zip(padded, SIZE_SETS)))
     assert sorted(monomials.sums(padded, list(SIZE_SETS))) == [("B", 8), ("B*T", 8)]
     assert monomials.value("B*H*T^2", {"B": 2, "H": 3, "T": 5}) == 150
-    assert monomials.powers("Dh^2*F") == (0, 0, 0, 2, 1, 0, 0) and monomials.value("B*H*T32", {"B": 2, "H": 3,
+    assert monomials.powers("Dh^2*F") == (0, 0, 0, 2, 1, 0, 0, 0) and monomials.value("B*H*T32", {"B": 2, "H": 3,
                                                                                                   "T": 33}) == 384
 
 

@@ -246,8 +246,6 @@ def domain(document: dict) -> str:
 def difference(first: ModelPrograms, second: ModelPrograms) -> dict:
     """What `first` keeps beyond `second` (negative: less), as expressions: parameters, and saved activations per
     layer and outside the layers, in all and by op (the ops where they differ, largest first at unit sizes)."""
-    from analytic.exact.formula import L as layers
-
     mine, theirs = first.formulas(), second.formulas()
     result = {"parameters": sp.expand(mine["fixed.parameters_bytes"] - theirs["fixed.parameters_bytes"])}
     ops_mine, ops_theirs = first.saved_by_op(), second.saved_by_op()
@@ -255,8 +253,6 @@ def difference(first: ModelPrograms, second: ModelPrograms) -> dict:
     for where, side, key in (("per_layer", 1, "saved_activations_per_layer_bytes"),
                              ("outside_layers", 0, "saved_activations_outside_layers_bytes")):
         total = sp.expand(mine[key] - theirs[key])
-        if side:
-            total = sp.expand(total / layers)
         by_op = {op: sp.expand(ops_mine.get(op, zero)[side] - ops_theirs.get(op, zero)[side])
                  for op in sorted(set(ops_mine) | set(ops_theirs))}
         by_op = {op: value for op, value in by_op.items() if value != 0}
