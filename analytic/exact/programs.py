@@ -4,7 +4,9 @@ A program is a sequence of tokens `<sign><code>:<symbol>`: `+` allocates, `-` fr
 (analytic.sizes for one device, analytic.exact.sharded for a rank's own) in the category of `code` (CODES): `+t:a`
 a temporary, `+A:a` a tensor autograd saves for backward, `+G:gDD` a weight gradient, `+t:gDD` a weight gradient
 about to be added into .grad, `+O:gDD` an AdamW temporary, `+S:gDD` AdamW state; a rank adds its shards and
-buffers (`+UP:gDD` a gathered weight, `-AG:agb` a block's all-gather buffer freed). They are derived from traces
+buffers (`+UP:gDD` a gathered weight, `-AG:agb` a block's all-gather buffer freed). A symbol may carry an integer
+count: `+A:4*B*T*H*Dh` is 4 times the bytes of the monomial `B*T*H*Dh` (the alphabet of a model derived from traces
+of any code, analytic.exact.monomials, whose element size is part of the count). They are derived from traces
 of the real step (analytic.exact.derivation, shipped as analytic/exact/derived.json.gz); tests/test_exact.py
 checks the model against the storage tracker, byte for byte, on random configs. This module compiles a program
 into coefficient matrices.
@@ -47,7 +49,7 @@ CODES = {"A": "saved_activations", "G": "gradients", "t": "temporaries", "O": "o
 CODE_OF = {name: code for code, name in CODES.items()}
 TAPE_CATEGORIES = ("saved_activations", "gradients", "temporaries", "optimizer_temporaries", "optimizer_state")
 
-_TOKEN = re.compile(r"([+-])([A-Za-z]+):(\w+)$")
+_TOKEN = re.compile(r"([+-])([A-Za-z]+):(?:(\d+)\*)?([\w*^]+)$")
 
 
 def token(sign: str, category: str, symbol: str) -> str:
@@ -57,8 +59,21 @@ def token(sign: str, category: str, symbol: str) -> str:
 
 def parse_token(text: str) -> tuple[str, str, str]:
     """(sign, category, symbol) of a token: ("+", "saved_activations", "a") of `+A:a`."""
-    sign, code, symbol = _TOKEN.match(text).groups()
-    return sign, CODES[code], symbol
+    sign, category, _, symbol = parse_term(text)
+    return sign, category, symbol
+
+
+def parse_term(text: str) -> tuple[str, str, int, str]:
+    """(sign, category, count, symbol) of a token whose symbol may carry an integer count: `+A:4*B*T*H*Dh` is 4
+    times the bytes of the symbol `B*T*H*Dh` (a monomial of analytic.exact.monomials, the alphabet of a model
+    derived from traces of any code); a token without a count, `+A:a`, counts once."""
+    sign, code, count, symbol = _TOKEN.match(text).groups()
+    return sign, CODES[code], int(count or 1), symbol
+
+
+def term_token(sign: str, category: str, count: int, symbol: str) -> str:
+    """The token of `count` times `symbol`'s bytes: `+A:4*B*T*H*Dh`, or `+A:a` for a count of 1."""
+    return f"{sign}{CODE_OF[category]}:{'' if count == 1 else f'{count}*'}{symbol}"
 
 
 # How a one-device allocation reads where a moment is named (the formula's text, the report's "where"): the symbol
@@ -108,8 +123,8 @@ def compile_program(program: str, categories: tuple[str, ...] = TAPE_CATEGORIES,
     live = np.zeros((len(categories), len(symbols)), dtype=np.int64)
     moments = []
     for text in program.split():
-        sign, category, symbol = parse_token(text)
-        live[categories.index(category), symbols.index(symbol)] += 1 if sign == "+" else -1
+        sign, category, count, symbol = parse_term(text)
+        live[categories.index(category), symbols.index(symbol)] += count if sign == "+" else -count
         if sign == "+":
             moments.append(live.copy())
     return np.array(moments, dtype=np.int64).reshape(-1, len(categories), len(symbols)), live

@@ -1,5 +1,8 @@
 """`explain`: for each component and memory term, the textbook's bytes, ours, the measured bytes (on meta), and
-one line on why they differ."""
+one line on why they differ. With --against SOURCE: the difference between two implementations (--model and
+SOURCE, `builtin` for our block) as formulas, from the exact models derived from traces of each
+(analytic.exact.derivation.any_model): parameters, saved activations per layer and outside the layers, by op,
+and each one's peak and largest batch in a budget."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +11,11 @@ import textwrap
 
 from analytic import textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
-from analytic.units import format_bytes
+from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
 from model.vocabulary import LAYER_COMPONENTS, components_of
 from profiler.commands.options import (add_allow_long_argument, add_config_arguments, check_work,
                                        refuse_fused_on_meta, spec_from_args)
+from profiler.errors import UsageError
 from profiler.reports.tables import WIDTH, render, wrapped
 
 
@@ -21,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", action="store_true",
                         help="Markdown tables, the derived formula and the reason in a column (default: a table of "
                              "120 columns, each row's formula and reason wrapped under it)")
+    parser.add_argument("--against", metavar="SOURCE",
+                        help="another implementation (FILE.py:NAME, hf:gpt2, builtin for our block): what --model "
+                             "keeps beyond it, as formulas derived from traces of both")
+    parser.add_argument("--budget", default=DEFAULT_BUDGET,
+                        help=f"with --against, the budget of the largest batch (default {DEFAULT_BUDGET})")
     add_allow_long_argument(parser)
 
 
@@ -115,6 +124,8 @@ def as_json(spec, components: list[list], terms: list[list]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    if args.against:
+        return run_against(args, spec)
     refuse_fused_on_meta(spec, "meta")
     check_work(spec, "meta", args.allow_long)
     components, terms = explanation_rows(spec)
@@ -131,4 +142,90 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(table(title, components)))
     print()
     print("\n".join(table("at the peak", terms)))
+    return 0
+
+
+MAX_BATCH_SEARCHED = 1 << 16
+
+
+def against_document(spec, against: str, budget: int) -> dict:
+    """The difference of spec's model against `against` (module docstring) as data: expressions as Python text,
+    the figures at spec's sizes (B at least 2, the derived models' domain), the largest batch in `budget` from the
+    derived model, or measured where it is below 2 (1, or 0 where one sequence does not fit)."""
+    import numpy as np
+
+    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.model_cache import derived_model
+    from analytic.exact.formula import python_expression
+    from analytic.exact.model_programs import ModelPrograms, difference
+
+    specs = {"model": spec, "against": spec.replace(source=against)}
+    programs = {}
+    for role, one in specs.items():
+        try:
+            document = derived_model(one)
+        except DerivationError as error:
+            raise UsageError(f"no exact formula of {one.model.source}: {error}") from None
+        if document["verified"]["differences"]:
+            raise UsageError(f"the formula derived from {one.model.source} is not exact at held-out sizes "
+                             f"({document['verified']['differences'][0]})")
+        programs[role] = ModelPrograms(document)
+    config = spec.model
+    sizes = {"B": max(2, spec.batch_size), "T": config.context_length, "H": config.num_heads,
+             "Dh": config.d_model // config.num_heads, "F": config.d_ff, "V": config.vocab_size,
+             "L": config.num_layers, "G": config.kv_heads}
+    batches = np.arange(2, MAX_BATCH_SEARCHED)
+    figures = {}
+    for role, model in programs.items():
+        peak = int(model.figures(sizes)["peak_bytes"])
+        peaks = model.figures(dict(sizes, B=batches))["peak_bytes"]
+        fits = batches[peaks <= budget]
+        if fits.size:
+            largest = int(fits.max())
+        else:  # B = 1 is outside the derived domain: measured
+            from profiler.measuring.measure import step_phases
+
+            largest = int(step_phases(specs[role].replace(batch_size=1))["peak_bytes"] <= budget)
+        figures[role] = {"source": specs[role].model.source, "peak_bytes": peak, "max_batch": largest}
+    found = difference(programs["model"], programs["against"])
+    text = {"parameters": python_expression(found["parameters"])}
+    for where in ("per_layer", "outside_layers"):
+        text[where] = {"total": python_expression(found[where]["total"]),
+                       "by_op": {op: python_expression(value) for op, value in found[where]["by_op"].items()}}
+    return {"config": spec.flat(), "batch_size": sizes["B"], "budget_bytes": budget, **figures,
+            "difference": text, "held_out_sizes": {role: len(model.document["verified"]["sizes"])
+                                                   for role, model in programs.items()}}
+
+
+def run_against(args: argparse.Namespace, spec) -> int:
+    from analytic.exact.formula import readable
+    import sympy as sp
+
+    budget = parse_bytes(args.budget)
+    document = against_document(spec, args.against, budget)
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    mine, theirs = document["model"], document["against"]
+
+    def shown(text: str) -> str:
+        return readable(sp.sympify(text, locals={name: sp.Symbol(name, positive=True, integer=True)
+                                                 for name in "LBTDHFV"}))
+
+    lines = [wrapped(f"{mine['source']} against {theirs['source']}: {spec.model.name}, {spec.setup_text()}; "
+                     f"both derived from traces of their code, each exact at {document['held_out_sizes']['model']} "
+                     f"held-out sizes. What {mine['source']} keeps beyond {theirs['source']} (negative: less), "
+                     "in bytes:"), "",
+             f"parameters: {shown(document['difference']['parameters'])}"]
+    for where, title in (("per_layer", "saved activations per layer"),
+                         ("outside_layers", "saved activations outside the layers")):
+        block = document["difference"][where]
+        lines.append(f"{title}: {shown(block['total'])}")
+        lines += [f"    {op}: {shown(value)}" for op, value in block["by_op"].items()]
+    lines += ["", f"at B = {document['batch_size']}:"]
+    for role in ("model", "against"):
+        one = document[role]
+        lines.append(f"    {one['source']}: peak {format_bytes(one['peak_bytes'], 'GiB', 3)}, largest batch in "
+                     f"{args.budget}: {one['max_batch'] or 'none'}")
+    print("\n".join(lines))
     return 0

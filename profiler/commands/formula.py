@@ -47,10 +47,6 @@ def key_from_args(args: argparse.Namespace):
     from analytic.exact.formula import FormulaKey, formula_key
     from model.config import ARCH_POSITIONAL, DEFAULT_DROPOUT
 
-    if getattr(args, "source", None) not in (None, "builtin") or getattr(args, "optimizer_class", None):
-        raise UsageError("the exact formula is derived from traces of the built-in model with torch's AdamW; "
-                         "`measure` and `max-batch` take --model and --optimizer-class")
-
     if args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS):
         from analytic.exact.versions import outside_domain
         from analytic.formula_sets import exact_set
@@ -106,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from analytic.exact import formula
     from analytic.formula_sets import exact_set
 
+    if own_code(args):
+        return run_model(args)
     programs = exact_set().programs
     setup, spec = key_from_args(args)
     if args.json:
@@ -169,5 +167,63 @@ def run(args: argparse.Namespace) -> int:
     for domain in list(classes)[1:]:
         lines += ["", f"Layout {domain}: peak of the step = max of"]
         lines += moment_lines(formula.peak_moments(classes[domain], programs)["step"], sizes if own == domain else {})
+    print("\n".join(lines if args.wide else [part for line in lines for part in wrapped(line)]))
+    return 0
+
+
+def own_code(args: argparse.Namespace) -> bool:
+    """Whether the formula is of a model's or an optimizer's own code (--model, --optimizer-class): derived from
+    traces of it (analytic.exact.derivation.any_model) rather than the built-in model's programs."""
+    return getattr(args, "source", None) not in (None, "builtin") or bool(getattr(args, "optimizer_class", None))
+
+
+PLACEHOLDER_SIZES = {"vocab_size": 50, "context_length": 8, "num_layers": 2, "d_model": 16, "num_heads": 2,
+                     "d_ff": 32}  # a spec for the options only: the derivation traces sizes of its own
+
+
+def run_model(args: argparse.Namespace) -> int:
+    """`formula --model X`: the formulas derived from traces of X, verified at held-out sizes, printed only where
+    they were exact there."""
+    from analytic.exact import formula
+    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.model_cache import derived_model
+    from analytic.exact.model_programs import ModelPrograms, domain, formula_document
+
+    given = args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS)
+    placeholder = argparse.Namespace(**{**vars(args), **({} if given else PLACEHOLDER_SIZES)})
+    spec = spec_from_args(placeholder)
+    try:
+        document = derived_model(spec)
+    except DerivationError as error:
+        raise UsageError(f"no exact formula of {spec.model.source}: {error}; `measure --model` measures it") from None
+    verified = document["verified"]
+    if verified["differences"]:
+        raise UsageError(f"the formula derived from {spec.model.source} is not exact at held-out sizes "
+                         f"({verified['differences'][0]}), so it is not shown; `measure --model` measures it")
+    if args.json:
+        print(json.dumps(formula_document(document), indent=2))
+        return 0
+    figures = ModelPrograms(document).formulas()
+    sizes = dict(formula.size_values(spec), B=max(2, spec.micro_batch_size)) if given else {}  # the domain's B
+    held_out = "; ".join(", ".join(f"{k}={v}" for k, v in at.items()) for at in verified["sizes"])
+    lines = [f"The exact model of {spec.model.source}, derived from traces of its step on torch "
+             f"{document['torch_version']}: {document['dtype']}, {document['optimizer']}. Exact at "
+             f"{len(verified['sizes'])} held-out sizes (every phase's peak, start and end, the categories at the "
+             f"step's peak, saved activations), the formulas below at {verified['formulas_at']} of them: {held_out} "
+             f"(Dh the head size).",
+             f"Domain: {domain(document)}.",
+             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; bytes per element "
+             "as numbers." + (f" Values in brackets: {spec.model.name} at B = {sizes['B']}." if given else ""), ""]
+    labels = {key: LABELS.get(key, key) for key in figures if not key.endswith("peak_bytes")}
+    width = max(map(len, labels.values()))
+
+    def value(key: str) -> str:
+        return f"   [{format_bytes(formula.evaluate(figures[key], sizes), 'GiB', 3)}]" if given else ""
+
+    lines += [f"{label:<{width}} = {formula.readable(figures[key])}{value(key)}" for key, label in labels.items()]
+    for phase in ("forward", "backward", "optimizer", "step"):
+        key = "peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"
+        title = "peak of the step" if phase == "step" else f"{phase} peak"
+        lines += ["", f"{title} = {formula.readable(figures[key])}{value(key)}"]
     print("\n".join(lines if args.wide else [part for line in lines for part in wrapped(line)]))
     return 0

@@ -1,0 +1,314 @@
+"""The exact model of any model's step, derived from traces of its code: derive_model(spec) and verify().
+
+The step of `spec` (a user's model, FILE.py:NAME, or a Hugging Face one, hf:gpt2) is traced on meta as measure()
+traces it (profiler.measuring.measure.trace_step: a warm-up step, then the measured one) at three unrelated size
+sets (SIZE_SETS: primes, head sizes 8 times a prime; GROUPED_SETS with G key/value heads for grouped-query attention)
+and L = 1, 2 and 3 layers. Every storage's bytes must be an integer
+count times one monomial of the sizes (analytic.exact.monomials) at all three sets; the count includes the element
+size (one dtype per derivation). Each window's events (allocations and frees, by category as measure() categorises
+them) become a program of tokens `+A:4*B*T*H*Dh`, split into segments run once, L times or L − 1 times
+(derive.segment); the parameters, buffers and inputs live when the warm-up step starts are the constant part,
+once + L·per layer (a storage the model's construction leaves behind is part of it, in its own category). The
+result is a document of analytic.exact.model_programs.
+
+The domain is the traced one: B >= 2, H >= 2, T >= 2, head sizes that are multiples of 8, and as many key/value
+heads as heads (grouped-query attention is not derived here). Where the step does not fit the form (a byte count
+that no monomial, nor a sum of two, fits at all three sets; an event sequence that changes with a size; segments
+that do not reproduce L = 1, 2, 3), DerivationError says which op, in which module, at which sizes. verify()
+compares the derived model and its formulas with measure() at random held-out sizes.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from analytic.exact import monomials
+from analytic.exact.derivation.derive import DerivationError, segment
+from analytic.exact.derivation.revision import simulation_revision
+from analytic.exact.model_programs import CONSTANT, MEASURED, WARMUP, ModelPrograms
+from analytic.exact.programs import parse_term, term_token
+from model.spec import StepSpec
+from model.vocabulary import PHASES
+from profiler.measuring.measure import OneDevice, measure, trace_step
+from profiler.measuring.tracker import ALLOC
+
+LAYERS = (1, 2, 3)
+# Three unrelated size sets: primes, and head sizes 8 times a prime (a model may call SDPA whatever the attention
+# option, and its fused kernels pad other head sizes, which is not simulated; RoPE rotates halves); T on both sides
+# of 32, so that T32 = ⌈T/32⌉·32 (the efficient kernel's logsumexp rows) is told from 32 and from T.
+SIZE_SETS = ({"B": 3, "T": 7, "H": 5, "Dh": 8 * 11, "F": 13, "V": 17},
+             {"B": 5, "T": 37, "H": 3, "Dh": 8 * 7, "F": 19, "V": 23},
+             {"B": 7, "T": 71, "H": 11, "Dh": 8 * 5, "F": 29, "V": 41})
+# Grouped-query attention: G key/value heads, H = r·G query heads with r = 5, 7, 2 (a monomial in G is told from
+# one in H)
+GROUPED_SETS = tuple(dict(sizes, H=heads, G=kv_heads)
+                     for sizes, heads, kv_heads in zip(SIZE_SETS, (15, 14, 22), (3, 2, 11)))
+DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8"
+KV_DOMAIN = {False: "kv heads = heads", True: "2 <= G < H key/value heads"}
+
+
+@dataclass
+class Event:
+    sign: str
+    category: str
+    nbytes: int
+    op: str
+    module: str
+
+
+class _Traced(OneDevice):
+    """One device, and the module each op of the forward runs in (forward hooks on every module)."""
+
+    def build(self, spec: StepSpec, tracker):
+        model, adamw = super().build(spec, tracker)
+        self.tracker, self.stack, self.changes = tracker, [], [(0, "")]
+        for path, module in model.named_modules():
+            module.register_forward_pre_hook(lambda _m, _a, path=path: self._enter(path))
+            module.register_forward_hook(lambda _m, _a, _o: self._leave())
+        return model, adamw
+
+    def _enter(self, path: str) -> None:
+        self.stack.append(path.removeprefix("inner.") if path.startswith("inner.") else "(the model)")
+        self.changes.append((len(self.tracker.ops), self.stack[-1]))
+
+    def _leave(self) -> None:
+        self.stack.pop()
+        self.changes.append((len(self.tracker.ops), self.stack[-1] if self.stack else ""))
+
+    def module_at(self, op_index: int) -> str:
+        found = ""
+        for index, path in self.changes:
+            if index > op_index:
+                break
+            found = path
+        return found
+
+
+def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
+    return spec.replace(num_layers=layers, batch_size=sizes["B"], context_length=sizes["T"], num_heads=sizes["H"],
+                        kv_heads=sizes.get("G", sizes["H"]), d_model=sizes["H"] * sizes["Dh"], d_ff=sizes["F"],
+                        vocab_size=sizes["V"], micro_batches=1)
+
+
+def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event], list[Event]]:
+    """({window: events}, the constant storages, the storages saved for backward as the measured step's backward
+    starts, each with the op that allocated it) of one traced step."""
+    where = _Traced(spec, "meta")
+    traced = trace_step(where, spec)
+    tracker, category_of = traced.tracker, traced.category_of
+    marks = traced.marks[WARMUP] + traced.marks[MEASURED]
+
+    def event(index: int) -> Event:
+        sign, sid, nbytes = tracker.events[index]
+        at = tracker.event_ops[index]
+        op = str(tracker.ops[at - 1].overloadpacket) if at else ""
+        return Event("+" if sign == ALLOC else "-", category_of.get(sid, "temporaries"), nbytes, op,
+                     where.module_at(at - 1))
+
+    live: dict[int, int] = {}
+    for sign, sid, nbytes in tracker.events[:marks[0].event_index]:
+        if sign == ALLOC:
+            live[sid] = nbytes
+        else:
+            live.pop(sid, None)
+    constant = [Event("+", category_of.get(sid, "temporaries"), nbytes, "", "") for sid, nbytes in sorted(live.items())
+                if nbytes]
+    backward = next(mark for mark in traced.marks[MEASURED] if mark.name == "backward").event_index
+    for sign, sid, nbytes in tracker.events[marks[0].event_index:backward]:
+        if sign == ALLOC:
+            live[sid] = nbytes
+        else:
+            live.pop(sid, None)
+    saved = [Event("+", "saved_activations", nbytes, tracker.op_name(sid), "") for sid, nbytes in sorted(live.items())
+             if nbytes and category_of.get(sid) == "saved_activations"]
+    names = [f"{step}.{mark.name}" for step in (WARMUP, MEASURED) for mark in traced.marks[step]]
+    windows = {}
+    for number, (begin, end) in enumerate(zip(marks, marks[1:])):
+        name = "between" if names[number].endswith(".end") else names[number]
+        windows[name] = [event(index) for index in range(begin.event_index, end.event_index)
+                         if tracker.events[index][2]]
+    return windows, constant, saved
+
+
+def _what(spec: StepSpec, sizes: dict, layers: int) -> str:
+    return (f"{spec.model.source} at B={sizes['B']}, T={sizes['T']}, H={sizes['H']}, head size {sizes['Dh']}, "
+            f"F={sizes['F']}, V={sizes['V']}, L={layers}")
+
+
+def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int, window: str) -> list[str]:
+    """Tokens of one window traced at every size set: each event the count × monomial that fits all sets."""
+    first = events[0]
+    for other, sizes in zip(events[1:], sets[1:]):
+        for fields in (("sign", "op"), ("sign", "op", "category")):  # the ops first, then what each keeps
+            for index, (one, two) in enumerate(zip(first, other)):
+                if [getattr(one, name) for name in fields] != [getattr(two, name) for name in fields]:
+                    raise DerivationError(
+                        f"{window}: the op sequence changes with the sizes: event {index + 1} is {one.op} "
+                        f"({one.category}) in {one.module or 'backward'} at {_what(spec, sets[0], layers)} and "
+                        f"{two.op} ({two.category}) in {two.module or 'backward'} at {_what(spec, sizes, layers)}")
+        if len(first) != len(other):
+            raise DerivationError(f"{window}: {len(first)} events at {_what(spec, sets[0], layers)}, {len(other)} at "
+                                  f"{_what(spec, sizes, layers)}")
+    tokens, grouped = [], "G" in sets[0]
+    for group in zip(*events):
+        common = set.intersection(*(set(monomials.fits(e.nbytes, sizes, grouped=grouped))
+                                    for e, sizes in zip(group, sets)))
+        # else a sum of two monomials (a padded mask, B·(T + 1)): one token each; the moment after the first is
+        # lower than the one after the second, so neither a peak nor the categories at it change
+        terms = [min(common, key=lambda term: (sum(monomials.powers(term[0])), term[0]))] if common else \
+            monomials.sums([e.nbytes for e in group], sets, grouped=grouped)
+        if not terms:
+            one = group[0]
+            raise DerivationError(
+                f"{window}: {'an allocation' if one.sign == '+' else 'a free'} by {one.op or 'the step'} in "
+                f"{one.module or 'backward'} ({one.category}) of {[e.nbytes for e in group]} bytes at the three size "
+                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in {', '.join(monomials.VARIABLES)}, "
+                f"nor a sum of two ({_what(spec, sets[0], layers)})")
+        tokens += [term_token(group[0].sign, group[0].category, count, symbol) for symbol, count in terms]
+    return tokens
+
+
+def derivable(spec: StepSpec) -> None:
+    """DerivationError where the setup is one the derivation does not cover (micro-batches, zero_grad 'zeros',
+    multi-query attention)."""
+    if spec.setup.micro_batches != 1 or spec.setup.zero_grad != "none":
+        raise DerivationError("the exact model of a model's own code is derived for one micro-batch and zero_grad "
+                              "'none' (the defaults)")
+    if spec.model.kv_heads == 1 < spec.model.num_heads:
+        raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as "
+                              "heads, or 2 or more grouped ones (not multi-query attention)")
+
+
+def derive_model(spec: StepSpec) -> dict:
+    """The document (analytic.exact.model_programs) of the step of `spec` (its model source, setup and dtype; its
+    sizes are not used)."""
+    derivable(spec)
+    started = time.perf_counter()
+    grouped = grouped_of(spec)
+    sets = list(GROUPED_SETS if grouped else SIZE_SETS)
+    traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
+    windows = list(traces[1][0][0])
+    segments = []
+    for window in windows:
+        programs = {}
+        for layers in LAYERS:
+            events = [windows_of[window] for windows_of, _, _ in traces[layers]]
+            for event in events[0]:
+                if event.category in CONSTANT:
+                    raise DerivationError(f"{window}: {event.op} in {event.module or 'backward'} "
+                                          f"{'allocates' if event.sign == '+' else 'frees'} {event.category} during "
+                                          f"the step")
+            programs[layers] = fit(events, sets, spec, layers, window)
+        step, _, phase = window.partition(".")
+        segments.append([phase or "between", step if phase else "between", segment(programs, window)])
+    constant = {category: per_layer_fit([[[e for e in storages if e.category == category]
+                                          for _, storages, _ in traces[layers]] for layers in LAYERS],
+                                        sets, spec, f"the {category}")
+                for category in sorted({event.category for _, storages, _ in traces[1] for event in storages})}
+    saved_by_op = {op: per_layer_fit([[[e for e in saved if e.op == op] for _, _, saved in traces[layers]]
+                                      for layers in LAYERS], sets, spec, f"saved by {op}")
+                   for op in sorted({event.op for _, _, saved in traces[LAYERS[-1]] for event in saved})}
+    symbols = sorted({parse_term(term)[3] for _, _, segs in segments for program, _ in segs for term in program.split()}
+                     | {s for once, per_layer in constant.values() for s in (*once, *per_layer)}
+                     | {s for once, per_layer in saved_by_op.values() for s in (*once, *per_layer)},
+                     key=lambda s: (sum(monomials.powers(s)), s))
+    return {"source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
+            "dtype": spec.setup.dtype, "torch_version": torch.__version__,
+            "simulation_revision": simulation_revision(), "domain": f"{DOMAIN}, {KV_DOMAIN[grouped]}",
+            "grouped": grouped, "symbols": symbols, "constant": constant, "windows": segments,
+            "saved_by_op": saved_by_op, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def per_layer_fit(storages: list[list[list[Event]]], sets: list[dict], spec: StepSpec, what: str) -> list[dict]:
+    """[once, per layer] ({monomial: count} each) of storages traced at L = 1, 2, 3 (`storages`, in LAYERS order:
+    each a list per size set): their bytes summed by monomial must be once + L × per layer at every L."""
+    counts = {}
+    for layers, stored in zip(LAYERS, storages):
+        counts[layers] = Counter()
+        for token in fit(stored, sets, spec, layers, what) if stored[0] else ():
+            _, _, count, symbol = parse_term(token)
+            counts[layers][symbol] += count
+    per_layer = {s: counts[2][s] - counts[1][s] for s in set(counts[1]) | set(counts[2])}
+    once = {s: counts[1][s] - per_layer.get(s, 0) for s in set(counts[1]) | set(per_layer)}
+    for layers in LAYERS:
+        if any(once.get(s, 0) + layers * per_layer.get(s, 0) != counts[layers][s]
+               for s in set(once) | set(counts[layers])):
+            raise DerivationError(f"{what}: the bytes are not once + L × per layer at L = "
+                                  f"{', '.join(map(str, LAYERS))}")
+    return [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
+
+
+def grouped_of(spec: StepSpec) -> bool:
+    """Whether the spec has grouped-query attention (2 <= G < H)."""
+    return 1 < spec.model.kv_heads < spec.model.num_heads
+
+
+def held_out_sizes(count: int, seed: int = 0, grouped: bool = False) -> list[dict]:
+    """`count` random sizes in the domain, none of them a traced set: B 2..9, T 2..100, H 2..6, a head size 8..48 (a
+    multiple of 8, as traced), F 2..64, V 2..97, L 1..5; with `grouped`, G 2..3 key/value heads and H 2 or 3 times
+    G."""
+    rng = random.Random(seed)
+    chosen = []
+    for _ in range(count):
+        sizes = {"B": rng.randint(2, 9), "T": rng.randint(2, 100), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
+                 "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)}
+        if grouped:
+            sizes["G"] = rng.randint(2, 3)
+            sizes["H"] = sizes["G"] * rng.randint(2, 3)
+        chosen.append(sizes)
+    return chosen
+
+
+def compare(programs: ModelPrograms, measured: dict, sizes: dict) -> list[str]:
+    """Where the derived model differs from `measured` (measure() on meta at `sizes`: each phase's peak, start and
+    end, the categories at the step's peak, the step's peak and phase, saved activations): [] where it equals it."""
+    predicted = programs.figures(sizes)
+    wrong = []
+    for key in ("peak_bytes", "peak_phase", "saved_activations_bytes"):
+        if measured[key] != predicted[key].item():
+            wrong.append(f"{key}: measured {measured[key]}, derived {predicted[key].item()}")
+    for phase in PHASES:
+        for key in ("peak_bytes", "start_bytes", "end_bytes"):
+            got, want = predicted["phases"][phase][key].item(), measured["phases"][phase][key]
+            if got != want:
+                wrong.append(f"{phase} {key}: measured {want}, derived {got}")
+    for name, value in measured["categories_at_peak"].items():
+        derived = predicted["categories_at_peak"][name].item()
+        if derived != value:
+            wrong.append(f"{name} at the peak: measured {value}, derived {derived}")
+    return [f"at {sizes}: {text}" for text in wrong]
+
+
+def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dict:
+    """The derived model against measure() at `count` random held-out sizes (held_out_sizes): the numeric model's
+    figures (compare), and the formulas' (ModelPrograms.formulas: each phase's peak, the step's, saved activations)
+    where the sizes are in their domain (L >= 2 where a moment exists from L = 2 on only). {"sizes": [...],
+    "formulas_at": how many sizes the formulas were checked at, "differences": [...]}, recorded in the document as
+    "verified"."""
+    from analytic.exact.formula import evaluate
+
+    programs = ModelPrograms(document)
+    chosen = held_out_sizes(count, seed, document.get("grouped", False))
+    differences, formulas_at = [], 0
+    expressions = programs.formulas()
+    for sizes in chosen:
+        measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=False).measured
+        differences += compare(programs, measured, sizes)
+        if programs.late and sizes["L"] < 2:
+            continue
+        formulas_at += 1
+        values = {"L": sizes["L"], "B": sizes["B"], "T": sizes["T"], "D": sizes["H"] * sizes["Dh"], "H": sizes["H"],
+                  "G": sizes.get("G", sizes["H"]),
+                  "F": sizes["F"], "V": sizes["V"]}
+        for key in ("peak_bytes", "saved_activations_bytes", *(f"phases.{phase}.peak_bytes" for phase in PHASES)):
+            want = measured[key] if "." not in key else measured["phases"][key.split(".")[1]]["peak_bytes"]
+            got = evaluate(expressions[key], values)
+            if got != want:
+                differences.append(f"{_what(spec, sizes, sizes['L'])}: the formula of {key} gives {got}, measured "
+                                   f"{want}")
+    document["verified"] = {"sizes": chosen, "formulas_at": formulas_at, "differences": differences}
+    return document["verified"]

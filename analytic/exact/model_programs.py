@@ -1,0 +1,261 @@
+"""The exact model of any model's step (a user's code, a Hugging Face model): programs over an alphabet of
+monomials, derived from traces (analytic.exact.derivation.any_model), evaluated and written as formulas here.
+
+A document (plain data, JSON):
+    symbols    the monomials the programs name (analytic.exact.monomials: `B*T*H*Dh`, `B*H*T^2`, `1`)
+    constant   {category: [once, per layer]}: what is live as the warm-up step starts (parameters, buffers, inputs, and
+               any storage the model's construction left behind), each {monomial: count}
+    windows    [[phase, step, segments]] in step order: the warm-up step's forward, backward and optimizer, what
+               happens between the two steps ("between"), and the measured step's; segments as in
+               analytic.exact.derivation.derive (program, runs once / L times / L − 1 times), their tokens
+               `+A:4*B*T*H*Dh` (analytic.exact.programs)
+    domain     where the programs hold (B >= 2, H >= 2, T >= 2, the key/value heads as traced)
+    saved_by_op  {op: [once, per layer]}: what autograd keeps as the measured backward starts, by the op that
+               allocated each storage ('aten.mul'), {monomial: count} each
+    verified   the held-out sizes the numeric model was compared with a measurement at, and the result
+Its figures are measure()'s: each phase's peak, start and end bytes and categories at the peak of the measured step
+(and of the warm-up step under "warmup"), the step's peak, and the saved activations at the end of forward; they
+are computed by analytic.exact.memory's walk over the programs, with the monomials' values for the symbols' and the
+constant part from `constant`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, partial
+
+import numpy as np
+import sympy as sp
+
+from analytic.exact import monomials
+from analytic.exact.memory import compile_walk, step_peak, walk_windows
+from analytic.exact.programs import TAPE_CATEGORIES, compile_program, runs
+from analytic.figures import combine_windows
+from model.vocabulary import CATEGORIES
+
+CONSTANT = ("parameters", "buffers", "inputs")
+MEASURED, WARMUP = "measured", "warmup"
+SAVED = TAPE_CATEGORIES.index("saved_activations")
+# The derivation's own variables: L and analytic.exact.monomials.VARIABLES, and their least values in the domain
+INTERNAL = sp.symbols("L B T H Dh F V T32 G", positive=True, integer=True)
+LOWER_BOUNDS = {"L": 1, "B": 2, "T": 2, "H": 2, "Dh": 8, "F": 1, "V": 1, "T32": 32, "G": 2}
+
+
+@dataclass(frozen=True)
+class MonomialSizes:
+    """What analytic.exact.memory.walk_windows reads of a Sizes, for monomial programs: B (its shape), L, the
+    symbols' values, and the constant part's bytes."""
+
+    B: np.ndarray
+    L: np.ndarray
+    values: np.ndarray  # [symbols, elements]
+    parameter_bytes: np.ndarray
+    buffer_bytes: np.ndarray
+    input_bytes: np.ndarray
+
+    def symbol_matrix(self) -> np.ndarray:
+        return self.values
+
+
+class ModelPrograms:
+    """A derived document (module docstring), evaluated at sizes ({B, T, H, Dh, F, V, L}: numbers or arrays)."""
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.symbols = tuple(document["symbols"])
+
+    def compile(self, program: str):
+        return compile_program(program, TAPE_CATEGORIES, self.symbols)
+
+    @cached_property
+    def walk(self):
+        windows = [(phase, None, [(program, repeated) for program, repeated in segments])
+                   for phase, _, segments in self.document["windows"]]
+        start = np.zeros((2, len(TAPE_CATEGORIES), len(self.symbols)), dtype=np.int64)
+        for row, category in enumerate(TAPE_CATEGORIES):  # what construction leaves on the tape
+            start[:, row] = self.constant_coefficients(category)
+        return compile_walk(windows, start, partial(compile_program, categories=TAPE_CATEGORIES,
+                                                    symbols=self.symbols))
+
+    def _vector(self, terms: dict) -> np.ndarray:
+        vector = np.zeros(len(self.symbols), dtype=np.int64)
+        for symbol, count in terms.items():
+            vector[self.symbols.index(symbol)] += count
+        return vector
+
+    def constant_coefficients(self, category: str) -> np.ndarray:
+        """[2, symbols]: (once, per layer) counts of a constant category."""
+        once, per_layer = self.document["constant"].get(category, ({}, {}))
+        return np.stack([self._vector(once), self._vector(per_layer)])
+
+    def sizes(self, sizes: dict) -> MonomialSizes:
+        names = (*monomials.VARIABLES, "L")
+        arrays = np.broadcast_arrays(*(np.asarray(monomials.padded(sizes)[name], dtype=np.int64) for name in names))
+        shape = arrays[0].shape
+        at = dict(zip(names, arrays))
+        values = monomials.matrix(self.symbols, at)
+        layers = at["L"].reshape(-1)
+        constant = [self._affine(self.constant_coefficients(name), values, layers).reshape(shape) for name in CONSTANT]
+        return MonomialSizes(at["B"], at["L"], values, *constant)
+
+    @staticmethod
+    def _affine(coefficients: np.ndarray, values: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        """(once + L·per layer) · values: [2, S] over [S, N] -> [N]."""
+        const, per_layer = coefficients @ values
+        return const + per_layer * layers
+
+    def figures(self, sizes: dict) -> dict:
+        """measure()'s figures at `sizes`: peak_bytes, peak_phase, phases, categories_at_peak, warmup (its phases),
+        saved_activations_bytes; numpy arrays of the sizes' shape."""
+        at = self.sizes(sizes)
+        windows = walk_windows(self.walk, at)
+        steps = [step for _, step, _ in self.document["windows"]]
+        measured = combine_windows([w for w, step in zip(windows, steps) if step == MEASURED])
+        warmup = combine_windows([w for w, step in zip(windows, steps) if step == WARMUP])
+        result = {**step_peak(measured["phases"], CATEGORIES), **measured,
+                  "warmup": {**step_peak(warmup["phases"], CATEGORIES), **warmup}}
+        saved = self.saved_coefficients()
+        result["saved_activations_bytes"] = self._affine(saved, at.values, at.L.reshape(-1)).reshape(np.shape(at.B))
+        return result
+
+    def saved_coefficients(self) -> np.ndarray:
+        """[2, symbols]: (once, per layer) the bytes autograd keeps at the end of the measured step's forward (the
+        tape's saved activations as its backward starts)."""
+        live = self.constant_coefficients("saved_activations")
+        for phase, step, segments in self.document["windows"]:
+            if (phase, step) == ("backward", MEASURED):
+                return live
+            for program, repeated in segments:
+                net = self.compile(program)[1][SAVED]
+                once = runs(repeated, 0)
+                live = live + np.stack([once * net, (runs(repeated, 1) - once) * net])
+        raise ValueError("the programs have no measured backward")
+
+    # --- formulas -----------------------------------------------------------------------------------------------
+    def polynomial(self, coefficients: np.ndarray) -> sp.Expr:
+        """(once + L·per layer) · symbols as a polynomial in L and VARIABLES (INTERNAL): [2, symbols] coefficients."""
+        layers, *variables = INTERNAL
+        return sp.expand(sp.Add(*(int(c) * (layers if row else 1) * sp.Mul(*(v ** k for v, k in zip(
+            variables, monomials.powers(symbol)))) for row in (0, 1) for c, symbol in zip(coefficients[row],
+                                                                                       self.symbols) if c)))
+
+    def expression(self, polynomial: sp.Expr) -> sp.Expr:
+        """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V and G (Dh = D/H,
+        T32 = 32·⌈T/32⌉)."""
+        from analytic.exact.formula import B, D, F, G, H, L, T, V
+
+        padded = monomials.LSE_ROWS * sp.ceiling(T / monomials.LSE_ROWS)
+        return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V, padded, G))),
+                                         simultaneous=True))
+
+    def formulas(self) -> dict[str, sp.Expr]:
+        """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each
+        phase's peak of the measured step and the step's peak, a max of the moments that can hold it: those the
+        numeric model keeps (analytic.exact.memory.candidates), less those another one is at least as high as
+        everywhere in the domain (prune)."""
+        walk = self.walk
+        constant = {name: self.polynomial(self.constant_coefficients(name)) for name in CONSTANT}
+        base = sp.Add(*constant.values())
+        saved = self.saved_coefficients()
+        result = {f"fixed.{name}_bytes": self.expression(value) for name, value in constant.items()}
+        one_layer = np.stack([saved[1], 0 * saved[1]])  # what one layer keeps, without the factor L
+        result.update({"saved_activations_per_layer_bytes": self.expression(self.polynomial(one_layer)),
+                       "saved_activations_outside_layers_bytes": self.expression(self.polynomial(saved * [[1], [0]])),
+                       "saved_activations_bytes": self.expression(self.polynomial(saved))})
+        steps = [step for _, step, _ in self.document["windows"]]
+        every: list = []
+        for phase in ("forward", "backward", "optimizer"):
+            moments = []
+            for number, ((name, _), step) in enumerate(zip(walk.windows, steps)):
+                if name == phase and step == MEASURED:
+                    begin, end = walk.bounds[number], walk.bounds[number + 1]
+                    block = walk.candidates[:, begin:end].sum(axis=2)
+                    moments += [(sp.expand(base + self.polynomial(block[:, k])), int(walk.least_layers[begin + k]))
+                                for k in range(block.shape[1])]
+            moments = prune(moments)
+            every += moments
+            result[f"phases.{phase}.peak_bytes"] = _max([self.expression(moment) for moment, _ in moments])
+        result["peak_bytes"] = _max([self.expression(moment) for moment, _ in prune(every)])
+        return result
+
+    def saved_by_op(self) -> dict[str, tuple[sp.Expr, sp.Expr]]:
+        """{op: (bytes it keeps outside the layers, bytes it keeps per layer)} as expressions in L, B, T, D, H, F,
+        V (the per-layer one without the factor L)."""
+        found = {}
+        for op, (once, per_layer) in self.document["saved_by_op"].items():
+            found[op] = tuple(self.expression(self.polynomial(np.stack([self._vector(terms), 0 * self._vector({})])))
+                              for terms in (once, per_layer))
+        return found
+
+    @property
+    def late(self) -> bool:
+        """Whether some moment exists from L = 2 on only (a segment run L − 1 times): the formulas then hold for
+        L >= 2 (the numeric model for every L)."""
+        return self.walk.late
+
+
+def prune(moments: list[tuple[sp.Expr, int]]) -> list[tuple[sp.Expr, int]]:
+    """The (polynomial, least L) moments that no other is at least as high as everywhere in the domain (each size
+    at least its LOWER_BOUNDS, L at least the later of the two moments' least L): coefficient by coefficient of the
+    difference once every size is shifted to its bound (B = 2 + B′, ...); the first of equal ones is kept."""
+    unique = list(dict.fromkeys(moments))
+    shifted: dict[tuple[int, int], dict] = {}
+
+    def coefficients(k: int, layers: int) -> dict:
+        if (k, layers) not in shifted:
+            bounds = dict(LOWER_BOUNDS, L=layers)
+            shift = {v: v + bounds[str(v)] for v in INTERNAL}
+            shifted[k, layers] = sp.Poly(sp.expand(unique[k][0].subs(shift, simultaneous=True)), *INTERNAL).as_dict()
+        return shifted[k, layers]
+
+    def at_least(i: int, j: int) -> bool:
+        """Moment i is at least moment j wherever j exists."""
+        if unique[i][1] > unique[j][1]:
+            return False
+        first, second = coefficients(i, unique[j][1]), coefficients(j, unique[j][1])
+        return all(first.get(m, 0) - second.get(m, 0) >= 0 for m in set(first) | set(second))
+
+    return [unique[j] for j in range(len(unique))
+            if not any(i != j and at_least(i, j) and (not at_least(j, i) or i < j) for i in range(len(unique)))]
+
+
+def _max(moments: list) -> sp.Expr:
+    return moments[0] if len(moments) == 1 else sp.Max(*moments, evaluate=False)
+
+
+def formula_document(document: dict) -> dict:
+    """`formula --model X --json`: each figure as a Python expression in L, B, T, D, H, F, V (+ - * // ** and max()),
+    nested as in `measure --json`, with what the programs were derived from and where they were verified."""
+    from analytic.exact.formula import python_expression
+    from analytic.figures import unflatten
+
+    programs = ModelPrograms(document)
+    verified = document.get("verified", {})
+    return {"model": document["source"], "optimizer": document["optimizer"], "dtype": document["dtype"],
+            "derived_on_torch": document["torch_version"], "domain": domain(document),
+            "verified": {"held_out_sizes": verified.get("sizes", []), "differences": verified.get("differences", [])},
+            "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
+                        "F": "d_ff", "V": "vocabulary", "G": "key/value heads"},
+            **unflatten({key: python_expression(value) for key, value in programs.formulas().items()})}
+
+
+def domain(document: dict) -> str:
+    """Where the formulas hold: the traced domain, and L >= 2 where a moment exists from L = 2 on only."""
+    return document["domain"] + (", L >= 2" if ModelPrograms(document).late else "")
+
+
+def difference(first: ModelPrograms, second: ModelPrograms) -> dict:
+    """What `first` keeps beyond `second` (negative: less), as expressions: parameters, and saved activations per
+    layer and outside the layers, in all and by op (the ops where they differ, largest first at unit sizes)."""
+    mine, theirs = first.formulas(), second.formulas()
+    result = {"parameters": sp.expand(mine["fixed.parameters_bytes"] - theirs["fixed.parameters_bytes"])}
+    ops_mine, ops_theirs = first.saved_by_op(), second.saved_by_op()
+    zero = (sp.Integer(0), sp.Integer(0))
+    for where, side, key in (("per_layer", 1, "saved_activations_per_layer_bytes"),
+                             ("outside_layers", 0, "saved_activations_outside_layers_bytes")):
+        total = sp.expand(mine[key] - theirs[key])
+        by_op = {op: sp.expand(ops_mine.get(op, zero)[side] - ops_theirs.get(op, zero)[side])
+                 for op in sorted(set(ops_mine) | set(ops_theirs))}
+        by_op = {op: value for op, value in by_op.items() if value != 0}
+        at_one = {op: abs(value.subs({symbol: 2 for symbol in value.free_symbols})) for op, value in by_op.items()}
+        result[where] = {"total": total, "by_op": dict(sorted(by_op.items(), key=lambda item: -at_one[item[0]]))}
+    return result
