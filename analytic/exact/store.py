@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +78,17 @@ def read(path: Path) -> dict[str, Any] | None:
 
 
 def write(path: Path, document: dict[str, Any]) -> None:
+    """Write whole or not at all: into a temporary file beside it, renamed over the path (atomic on one file
+    system), so that a reader never sees half a document and a run that dies leaves none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(dumps(document))
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(dumps(document))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def key_name(key) -> str:
