@@ -1,0 +1,67 @@
+"""The exact set answers for a user's model from the exact model derived from traces of its code (analytic.exact.
+ExactSet's models): measure, predict and max-batch; B = 1 is its own layout class, derived at B = 1."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analytic.exact.model_programs import outside_domain
+from analytic.figures import flatten
+from model import StepSpec
+from profiler.cli import main
+
+NANOGPT = ["--model", "examples/nanogpt.py:build", "--preset", "tiny", "--arch", "gpt2"]
+
+
+def run_json(capsys, monkeypatch, tmp_path, *argv) -> tuple[dict, str]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_measure_of_a_users_model_has_the_exact_column_equal_to_the_measurement(capsys, monkeypatch, tmp_path,
+                                                                                 batch):
+    document, _ = run_json(capsys, monkeypatch, tmp_path, "measure", *NANOGPT, "--batch-size", str(batch))
+    measured, exact = flatten(document["measured"]), flatten(document["predicted"]["exact"])
+    assert {"peak_bytes", "phases.optimizer.peak_bytes", "saved_activations_bytes", "params",
+            "categories_at_peak.gradients"} <= set(exact)
+    assert {key: exact[key] for key in exact if key in measured} == {key: measured[key] for key in exact
+                                                                     if key in measured}
+
+
+def test_outside_the_derived_domain_the_exact_set_says_why_in_one_line_and_the_others_answer(capsys, monkeypatch,
+                                                                                              tmp_path):
+    document, err = run_json(capsys, monkeypatch, tmp_path, "predict", *NANOGPT, "--num-heads", "1")
+    assert document["sets"]["exact"] == {}
+    assert document["sets"]["textbook"]["peak_bytes"] > 0
+    assert err.splitlines() == ["note: the exact set has no answer for examples/nanogpt.py:build: one head (H >= 2 "
+                                "is derived)"]
+
+
+def test_the_domain_of_a_derived_model():
+    spec = StepSpec.of(vocab_size=50, context_length=8, num_layers=2, d_model=16, num_heads=2, d_ff=32,
+                       source="examples/nanogpt.py:build")
+    assert outside_domain(spec) is None
+    assert outside_domain(spec.replace(batch_size=1)) is None  # B = 1: its own layout class
+    assert outside_domain(spec.replace(d_model=20)) == "a head size d_model/heads of 10 (a multiple of 8 is derived)"
+    assert outside_domain(spec.replace(context_length=1)) == "a context length of 1 (T >= 2 is derived)"
+
+
+@pytest.mark.parametrize("budget, answer", [("3MB", 4), ("2371300B", 1)])  # 1: from the layout class B = 1
+def test_max_batch_of_a_users_model_starts_from_the_exact_sets_answer(capsys, monkeypatch, tmp_path, budget, answer):
+    document, _ = run_json(capsys, monkeypatch, tmp_path, "max-batch", *NANOGPT, "--budget", budget)
+    assert (document["guess"], document["predicted"]["exact"], document["max_batch"]) == (answer, answer, answer)
+    assert document["guessed_by"] == "the exact set's answer" and document["exact_confirmed"] is True
+    assert document["probes"] == [{"batch_size": answer, "fits": True}, {"batch_size": answer + 1, "fits": False}]
+
+
+@pytest.mark.slow
+def test_max_batch_of_hf_gpt2_xl_in_80gb_is_the_exact_sets_2_confirmed(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("transformers")
+    document, _ = run_json(capsys, monkeypatch, tmp_path, "max-batch", "--model", "hf:gpt2", "--preset",
+                           "hf-gpt2-xl", "--budget", "80GB")
+    assert (document["guess"], document["max_batch"], document["exact_confirmed"]) == (2, 2, True)
+    assert document["probes"] == [{"batch_size": 2, "fits": True}, {"batch_size": 3, "fits": False}]
