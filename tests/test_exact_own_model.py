@@ -1,12 +1,12 @@
 """The exact set answers for a user's model from the exact model derived from traces of its code (analytic.exact.
-ExactSet's models): measure, predict and max-batch; B = 1 is its own layout class, derived at B = 1."""
+ExactSet's models): measure, predict and max-batch; B = 1 and H = 1 are their own layout classes, derived there."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from analytic.exact.model_programs import outside_domain
+from analytic.exact.model_programs import layout_ones, outside_domain
 from analytic.figures import flatten
 from model import StepSpec
 from profiler.cli import main
@@ -21,10 +21,11 @@ def run_json(capsys, monkeypatch, tmp_path, *argv) -> tuple[dict, str]:
     return json.loads(captured.out), captured.err
 
 
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch, heads", [(1, 4), (3, 4), (3, 1), (1, 1)])  # B = 1, H = 1: their own layout classes
 def test_measure_of_a_users_model_has_the_exact_column_equal_to_the_measurement(capsys, monkeypatch, tmp_path,
-                                                                                 batch):
-    document, _ = run_json(capsys, monkeypatch, tmp_path, "measure", *NANOGPT, "--batch-size", str(batch))
+                                                                                 batch, heads):
+    document, _ = run_json(capsys, monkeypatch, tmp_path, "measure", *NANOGPT, "--batch-size", str(batch),
+                           "--num-heads", str(heads))
     measured, exact = flatten(document["measured"]), flatten(document["predicted"]["exact"])
     assert {"peak_bytes", "phases.optimizer.peak_bytes", "saved_activations_bytes", "params",
             "categories_at_peak.gradients"} <= set(exact)
@@ -34,18 +35,22 @@ def test_measure_of_a_users_model_has_the_exact_column_equal_to_the_measurement(
 
 def test_outside_the_derived_domain_the_exact_set_says_why_in_one_line_and_the_others_answer(capsys, monkeypatch,
                                                                                               tmp_path):
-    document, err = run_json(capsys, monkeypatch, tmp_path, "predict", *NANOGPT, "--num-heads", "1")
+    document, err = run_json(capsys, monkeypatch, tmp_path, "predict", *NANOGPT, "--d-model", "60")
     assert document["sets"]["exact"] == {}
     assert document["sets"]["textbook"]["peak_bytes"] > 0
-    assert err.splitlines() == ["note: the exact set has no answer for examples/nanogpt.py:build: one head (H >= 2 "
-                                "is derived)"]
+    assert " ".join(line.strip() for line in err.splitlines()) == (  # one note, wrapped at 120 columns
+        "note: the exact set has no answer for examples/nanogpt.py:build: a head size d_model/heads of 15 (a multiple "
+        "of 8 is derived)")
 
 
 def test_the_domain_of_a_derived_model():
     spec = StepSpec.of(vocab_size=50, context_length=8, num_layers=2, d_model=16, num_heads=2, d_ff=32,
-                       source="examples/nanogpt.py:build")
+                       batch_size=4, source="examples/nanogpt.py:build")
     assert outside_domain(spec) is None
-    assert outside_domain(spec.replace(batch_size=1)) is None  # B = 1: its own layout class
+    assert outside_domain(spec.replace(batch_size=1, num_heads=1)) is None  # B = 1, H = 1: their own classes
+    assert layout_ones(spec) == () and layout_ones(spec.replace(batch_size=1, num_heads=1)) == ("B", "H")
+    multi_query = spec.replace(d_model=32, num_heads=4, kv_heads=1)
+    assert outside_domain(multi_query) == "1 key/value head of 4 (G = H or 2 <= G < H is derived)"
     assert outside_domain(spec.replace(d_model=20)) == "a head size d_model/heads of 10 (a multiple of 8 is derived)"
     assert outside_domain(spec.replace(context_length=1)) == "a context length of 1 (T >= 2 is derived)"
 
