@@ -70,3 +70,30 @@ def test_max_batch_of_hf_gpt2_xl_in_80gb_is_the_exact_sets_2_confirmed(capsys, m
                            "hf-gpt2-xl", "--budget", "80GB")
     assert (document["guess"], document["max_batch"], document["exact_confirmed"]) == (2, 2, True)
     assert document["probes"] == [{"batch_size": 2, "fits": True}, {"batch_size": 3, "fits": False}]
+
+
+ANSWER = '''
+NAME = "answer"
+DESCRIPTION = "16 bytes a parameter and 34 B·T·D bytes a layer"
+
+def predict(spec):
+    c, B = spec.model, spec.batch_size
+    params = 12 * c.num_layers * c.d_model ** 2 + 2 * c.vocab_size * c.d_model
+    saved = 34 * B * c.context_length * c.d_model * c.num_layers
+    return {"params": params, "saved_activations_bytes": saved, "peak_bytes": 16 * params + saved}
+'''
+
+
+def test_audit_of_a_users_formula_stands_it_beside_the_derived_one(capsys, monkeypatch, tmp_path):
+    from analytic import formula_sets as registry
+
+    monkeypatch.setattr(registry, "_USER_SETS", {})  # the user's file stays out of other tests
+    answer = tmp_path / "answer.py"
+    answer.write_text(ANSWER)
+    result, _ = run_json(capsys, monkeypatch, tmp_path, "audit", "--formula-set", str(answer), *NANOGPT[:4])
+    terms = result["formula"]["terms"]
+    (derived, _), (theirs, differences) = [(row["formula"], row["differences"]) for row in terms["params"]]
+    assert derived == "12·L·D² + 13·D·L + D·T + D·V + 2·D"  # tied embeddings: D·V once; biases, learned positions
+    assert differences == [["D·V", "2", "1"], ["D·T", "0", "1"], ["D·L", "0", "13"], ["D", "0", "2"]]
+    saved = dict((m, (a, b)) for m, a, b in terms["saved_activations_bytes"][1]["differences"])
+    assert saved["B·D·L·T"] == ("34", "64") and saved["B·T·V"] == ("0", "4")
