@@ -97,3 +97,29 @@ def test_audit_of_a_users_formula_stands_it_beside_the_derived_one(capsys, monke
     assert differences == [["D·V", "2", "1"], ["D·T", "0", "1"], ["D·L", "0", "13"], ["D", "0", "2"]]
     saved = dict((m, (a, b)) for m, a, b in terms["saved_activations_bytes"][1]["differences"])
     assert saved["B·D·L·T"] == ("34", "64") and saved["B·T·V"] == ("0", "4")
+
+
+def test_the_implementations_report_gives_each_models_derived_per_layer_formula_and_its_difference(monkeypatch,
+                                                                                                    tmp_path):
+    from analytic import formula_sets as registry
+    from analytic.exact.derivation.model_cache import verified_model
+    from analytic.exact.derivation.on_demand import deriving_programs
+    from analytic.exact.formula import evaluate, size_values
+    from profiler.measuring.measure import measure
+    from profiler.reports.implementations import derived_per_layer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(registry, "_EXACT", {})
+    registry.use_exact_programs(deriving_programs(quiet=True), models=verified_model)
+    ours = StepSpec.of(vocab_size=50, context_length=40, num_layers=2, d_model=32, num_heads=2, d_ff=48, arch="gpt2",
+                       batch_size=3)
+    theirs = ours.replace(source="examples/nanogpt.py:build")
+    rows = [{"outcome": "ok", "config": spec.flat(), "batch_size": 3, "optimizer": "foreach"}
+            for spec in (ours, theirs)]
+    (record,) = derived_per_layer(rows)
+    assert record["implementation"] == "examples/nanogpt.py:build"
+    per_layer = {spec: measure(spec, "meta", count_flops=False).measured["saved_activations_per_layer_bytes"]
+                 for spec in (ours, theirs)}
+    sizes = size_values(theirs)
+    assert evaluate(record["per_layer"], sizes) == per_layer[theirs]
+    assert evaluate(record["vs_ours"], sizes) == per_layer[theirs] - per_layer[ours]
