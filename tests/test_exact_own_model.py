@@ -123,3 +123,17 @@ def test_the_implementations_report_gives_each_models_derived_per_layer_formula_
     sizes = size_values(theirs)
     assert evaluate(record["per_layer"], sizes) == per_layer[theirs]
     assert evaluate(record["vs_ours"], sizes) == per_layer[theirs] - per_layer[ours]
+
+
+def test_multi_query_attention_is_refused_even_where_its_options_are_cached(monkeypatch, tmp_path):
+    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.model_cache import cached_path, derived_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    spec = StepSpec.of(vocab_size=50, context_length=8, num_layers=2, d_model=32, num_heads=4, d_ff=32, arch="gpt2",
+                       source="examples/nanogpt.py:build")
+    multi_query = spec.replace(kv_heads=1)
+    assert cached_path(multi_query) == cached_path(spec)  # the same options: the same cache file
+    derived_model(spec, quiet=True)
+    with pytest.raises(DerivationError, match="not multi-query attention"):
+        derived_model(multi_query, quiet=True)

@@ -70,11 +70,11 @@ def cached_path(spec: StepSpec, ones: tuple[str, ...] = ()) -> Path:
 def derived_model(spec: StepSpec, quiet: bool = False, ones: tuple[str, ...] = ()) -> dict:
     """The verified document of the step of `spec` (with `ones`, of its layout class where those sizes, "B", "H",
     are 1): cached, or derived, verified at HELD_OUT sizes and cached."""
+    derivable(spec)  # before the cache: a setup outside it (multi-query attention) shares its options' hash
     path = cached_path(spec, ones)
     found = store.read(path)
     if found is not None:
         return found
-    derivable(spec)
     if not quiet:
         note(f"deriving the exact model of {spec.model.source} from traces on torch {torch.__version__} (first "
              f"use; cached in {path})")
