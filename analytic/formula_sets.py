@@ -184,13 +184,14 @@ class UserSet:
         return answer
 
 
-def use_exact_programs(programs) -> None:
-    """From now on in this process, the exact set is analytic.exact.ExactSet(programs) (an analytic.exact.source.
-    Programs): the CLI hands it programs that derive what the installed torch lacks on first use
-    (analytic.exact.derivation.on_demand.deriving_programs)."""
+def use_exact_programs(programs, models=None) -> None:
+    """From now on in this process, the exact set is analytic.exact.ExactSet(programs, models) (an analytic.exact.
+    source.Programs, and a user's model's derived document, or None): the CLI hands it programs that derive what
+    the installed torch lacks on first use (analytic.exact.derivation.on_demand.deriving_programs), and models
+    derived on first use (analytic.exact.derivation.model_cache.verified_model)."""
     from analytic import exact
 
-    _EXACT["exact"] = exact.ExactSet(programs)
+    _EXACT["exact"] = exact.ExactSet(programs, models)
 
 
 def exact_set():
@@ -243,7 +244,12 @@ def describes(module: ModuleType, spec: StepSpec) -> bool:
     every setup on one device; an alternative without "shard" describes one device only). A user's or Hugging
     Face model (source not 'builtin') is described by an alternative whose arch allows 'reference' (the set then
     describes "a Transformer LM of these sizes"), or its own arch (the block the user says the model has); a
-    "source" field ('builtin') restricts a set to the built-in model."""
+    "source" field ('builtin') restricts a set to the built-in model. A set whose DERIVES_OWN_CODE is true (the
+    exact set with a user's models' derivations, analytic.exact.ExactSet) describes a user's own code on one device
+    whatever its SETUP (it answers where the derivation holds)."""
+    if getattr(module, "DERIVES_OWN_CODE", False) and (spec.model.source != BUILTIN or spec.setup.optimizer_class):
+        return spec.setup.shard == "none"
+
     def matches(field: str, values: tuple) -> bool:
         value = spec.value(field)
         if field == "arch" and spec.model.source != BUILTIN:

@@ -101,11 +101,19 @@ def import_uncollected(module_name: str, runs_steps: bool):
 
 def _derive_on_first_use_here() -> None:
     """The exact set runs the installed torch's programs and derives what they lack as it is needed (each
-    derivation says so in one line; `check` says which programs it ran): the registry gets those programs."""
+    derivation says so in one line; `check` says which programs it ran): the registry gets those programs, and a
+    user's model's exact model, derived on first use (analytic.exact.derivation.model_cache.verified_model)."""
     from analytic.exact.derivation.on_demand import deriving_programs
     from analytic.formula_sets import use_exact_programs
 
-    use_exact_programs(deriving_programs())
+    use_exact_programs(deriving_programs(), models=verified_model_here)
+
+
+def verified_model_here(spec):
+    """analytic.exact.derivation.model_cache.verified_model, imported (with torch) when a user's model needs it."""
+    from analytic.exact.derivation.model_cache import verified_model
+
+    return verified_model(spec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,16 +19,24 @@ head size of 2 (analytic.exact.versions.outside_domain). Outside it (T = 1, wher
 path) it predicts the parameter count only. One rank of a sharded step (FSDP2, DDP): its memory by phase and
 category, FSDP2's buffers included, from derived programs, and its FLOPs (analytic.exact.sharded: foreach AdamW;
 rank 0).
+
+A user's model (a source other than the built-in one, or an optimizer class of one's own): ExactSet(programs,
+models) answers from the exact model derived from traces of its code (analytic.exact.model_programs), where
+`models(spec)` hands it a verified document: where the spec is in the derivation's domain (B = 1 its own layout
+class) and the derivation is exact at held-out sizes (analytic.exact.derivation.model_cache.verified_model:
+derived on first use, it imports torch); else None, one line on stderr says why, and the set has no figures.
+Without `models`, a user's model is not described (SETUP).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from analytic.exact import max_batch
 from analytic.exact.flops import flop_figures
 from analytic.exact.memory import saved_activations_by_component, saved_activations_per_layer, step_figures
+from analytic.exact.model_programs import ModelPrograms, own_code, own_max_batch_size, program_sizes
 from analytic.exact.sharded import evaluate_rank
 from analytic.exact.source import MissingPrograms, Programs, installed, installed_torch
 from analytic.exact.versions import outside_domain
@@ -51,8 +59,19 @@ class ExactSet:
 
     NAME, DESCRIPTION, SETUP = NAME, DESCRIPTION, SETUP
 
-    def __init__(self, programs: Programs | None = None):
+    def __init__(self, programs: Programs | None = None, models: Callable[[StepSpec], dict | None] | None = None):
         self._programs = programs
+        self.models = models  # a user's model's verified document, or None (module docstring)
+
+    @property
+    def DERIVES_OWN_CODE(self) -> bool:  # noqa: N802 (a formula set's protocol attribute, analytic.formula_sets)
+        """Whether the set answers for a user's model on one device (analytic.formula_sets.describes)."""
+        return self.models is not None
+
+    def model_programs(self, spec: StepSpec) -> ModelPrograms | None:
+        """The derived exact model of the spec's own code, or None where there is none (models said why)."""
+        document = self.models(spec) if self.models is not None else None
+        return None if document is None else ModelPrograms(document)
 
     @property
     def programs(self) -> Programs:
@@ -60,6 +79,9 @@ class ExactSet:
 
     def evaluate(self, spec: StepSpec) -> dict[str, Any]:
         """All figures as numpy values (arrays when the spec's batch_size is an array)."""
+        if own_code(spec):
+            derived = self.model_programs(spec)
+            return {} if derived is None else derived.step_figures(program_sizes(spec))
         programs, config, optimizer = self.programs, spec.model, spec.setup.optimizer
         sizes = sizes_of(spec)
         figures: dict[str, Any] = {"params": sizes.params}
@@ -98,7 +120,20 @@ class ExactSet:
 
     def max_batch_size(self, spec: StepSpec, budget_bytes: int) -> int:
         """The largest batch (of one micro-batch) whose exact peak fits budget_bytes (analytic.exact.max_batch;
-        the spec's batch_size is not read)."""
+        the spec's batch_size is not read); a user's model's from its derived exact model of B >= 2, and of B = 1
+        where not even 2 fits (ValueError where there is none)."""
+        if own_code(spec):
+            answer = None
+            derived = self.model_programs(spec.replace(batch_size=2 * spec.setup.micro_batches))
+            if derived is not None:
+                answer = own_max_batch_size(derived, spec, budget_bytes)
+            if answer is None:  # B = 1, its own layout class
+                one = spec.replace(batch_size=spec.setup.micro_batches)
+                derived = self.model_programs(one)
+                if derived is None:
+                    raise ValueError(f"no exact model of {spec.model.source}")
+                answer = int(int(derived.figures(program_sizes(one))["peak_bytes"]) <= budget_bytes)
+            return answer
         return max_batch.max_batch_size(spec, budget_bytes, self.programs)
 
 

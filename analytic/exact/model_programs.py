@@ -30,6 +30,9 @@ from analytic.exact import monomials
 from analytic.exact.memory import compile_walk, step_peak, walk_windows
 from analytic.exact.programs import TAPE_CATEGORIES, compile_program, runs
 from analytic.figures import combine_windows
+from model.config import BUILTIN
+from model.setup import DTYPE_BYTES
+from model.spec import StepSpec
 from model.vocabulary import CATEGORIES
 
 CONSTANT = ("parameters", "buffers", "inputs")
@@ -186,6 +189,13 @@ class ModelPrograms:
                               for terms in (once, per_layer))
         return found
 
+    def step_figures(self, sizes: dict) -> dict:
+        """The exact set's figures of the step at `sizes` (figures, without the warm-up's step peak), and params:
+        the parameters' bytes over the element size of the step's dtype."""
+        found = self.figures(sizes)
+        at = self.sizes(sizes)
+        return {"params": at.parameter_bytes // DTYPE_BYTES[self.document["dtype"]], **found}
+
     @property
     def late(self) -> bool:
         """Whether some moment exists from L = 2 on only (a segment run L − 1 times): the formulas then hold for
@@ -259,3 +269,60 @@ def difference(first: ModelPrograms, second: ModelPrograms) -> dict:
         at_one = {op: abs(value.subs({symbol: 2 for symbol in value.free_symbols})) for op, value in by_op.items()}
         result[where] = {"total": total, "by_op": dict(sorted(by_op.items(), key=lambda item: -at_one[item[0]]))}
     return result
+
+
+def own_code(spec: StepSpec) -> bool:
+    """Whether the spec's step runs a model's or an optimizer's own code (a source other than the built-in model,
+    or an optimizer class): its exact model is derived from traces of that code, not the built-in programs."""
+    return spec.model.source != BUILTIN or bool(spec.setup.optimizer_class)
+
+
+def program_sizes(spec: StepSpec) -> dict:
+    """The derivation's sizes (B, T, H, Dh, F, V, L, G) of a step spec (B the batch of one micro-batch)."""
+    config = spec.model
+    return {"B": spec.micro_batch_size, "T": config.context_length, "H": config.num_heads,
+            "Dh": config.d_model // config.num_heads, "F": config.d_ff, "V": config.vocab_size,
+            "L": config.num_layers, "G": config.kv_heads}
+
+
+def outside_domain(spec: StepSpec) -> str | None:
+    """Why the spec's sizes are outside the domain of a model's derived programs (analytic.exact.derivation.
+    any_model.DOMAIN, and B = 1 and H = 1 as their own layout classes, layout_ones: G = H key/value heads, or
+    2 <= G < H), or None."""
+    sizes = program_sizes(spec)
+    if sizes["T"] < 2:
+        return "a context length of 1 (T >= 2 is derived)"
+    if spec.model.d_model % sizes["H"] or sizes["Dh"] % 8:
+        return f"a head size d_model/heads of {spec.model.d_model / sizes['H']:g} (a multiple of 8 is derived)"
+    if sizes["G"] < 2 <= sizes["H"]:  # multi-query attention
+        return f"{sizes['G']} key/value head of {sizes['H']} (G = H or 2 <= G < H is derived)"
+    return None
+
+
+def layout_ones(spec: StepSpec) -> tuple[str, ...]:
+    """The sizes that are 1 at the spec, "B" (a batch of one micro-batch) and "H" (one head): its layout class,
+    whose programs are traced with those sizes at 1 (analytic.exact.derivation.any_model.derive_model)."""
+    sizes = program_sizes(spec)
+    return tuple(name for name in ("B", "H") if sizes[name] == 1)
+
+
+def own_max_batch_size(programs: ModelPrograms, spec: StepSpec, budget_bytes: int) -> int | None:
+    """The largest batch B >= 2 whose step's peak (the numeric model of B >= 2, `programs`: increasing in B) fits
+    `budget_bytes`: doubled from 2 until it does not fit, then bisected; None where not even B = 2 fits (B = 1 is
+    another layout class). The spec's batch_size is not read."""
+    sizes = program_sizes(spec)
+
+    def fits(batch: int) -> bool:
+        return int(programs.figures({**sizes, "B": batch})["peak_bytes"]) <= budget_bytes
+
+    if not fits(2):
+        return None
+    low, high = 2, 4
+    while fits(high):
+        low, high = high, 2 * high
+        if high > 2**62:
+            return low
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from analytic.exact.model_programs import own_code
 from analytic.formula_sets import describes, formula_sets, setup_alternatives, setup_text
 from analytic.textbook import PROBLEM
 from model.config import ModelConfig
@@ -104,9 +105,55 @@ def audit_formula_set(name: str, base: ModelConfig = PROBLEM.config, optimizer: 
         batches.append({"batch_size": batch_size, "terms": comparison_rows(measured, {name: predicted}),
                         "differences": [dict(item, explanation=explain(item, measured), words=describe(item))
                                         for item in reconcile(predicted, measured)]})
-    return {"formula_set": module.NAME, "description": module.DESCRIPTION, "graded_on": setup_text(module),
-            "config": spec.flat(), "optimizer": spec.setup.optimizer, "device": "meta", "torch": torch.__version__,
-            "batches": batches}
+    result = {"formula_set": module.NAME, "description": module.DESCRIPTION, "graded_on": setup_text(module),
+              "config": spec.flat(), "optimizer": spec.setup.optimizer, "device": "meta", "torch": torch.__version__,
+              "batches": batches}
+    if own_code(spec):
+        result["formula"] = derived_beside(module, spec)
+    return result
+
+
+def derived_beside(module: ModuleType, spec: StepSpec) -> dict[str, Any]:
+    """The exact model derived from the spec's own code (analytic.exact.derivation.model_cache.verified_model, at
+    B >= 2 and H >= 2) beside the set's figures read back as polynomials (analytic.fit), coefficient by
+    coefficient: {"where": the derived peak's moment at the spec, "terms": {term: [{"formula_set", "formula"
+    (None: not a polynomial in L, B, T, D, H, V), "differences": [[monomial, theirs, derived]]}]}}, or {"missing":
+    why} where there is no verified derivation."""
+    from analytic import fit
+    from analytic.exact.derivation.model_cache import verified_model
+    from analytic.exact.formula import readable
+    from analytic.exact.model_programs import ModelPrograms
+
+    general = spec.replace(batch_size=max(2, spec.batch_size), num_heads=max(2, spec.model.num_heads))
+    document = verified_model(general)
+    if document is None:
+        return {"missing": f"no verified exact model of {spec.model.source} (the note above says why)"}
+    programs = ModelPrograms(document)
+    table, where = fit.comparison({module.NAME: module}, general, fit.model_formulas(programs, general), base=spec)
+    return {"where": where, "terms": {key: [{"formula_set": name, "formula": None if expression is None else
+                                             readable(expression),
+                                             "differences": [[readable(m), str(a), str(b)] for m, a, b in found or ()]}
+                                            for name, expression, found in rows] for key, rows in table.items()}}
+
+
+def formula_lines(formula: dict[str, Any], name: str) -> list[str]:
+    """The audit's "The formula, derived" section (derived_beside) as markdown lines."""
+    lines = ["## The formula, derived", ""]
+    if "missing" in formula:
+        return lines + [formula["missing"], ""]
+    lines += [f"The exact model derived from traces of the model's code (`python -m profiler formula --model`; "
+              f"B ≥ 2, H ≥ 2, d_ff written as F = 4·D) beside `{name}`'s figures read back as polynomials (fitted "
+              f"from its predictions at random small sizes and checked at others, `analytic/fit.py`). The derived "
+              f"peak is a max of moments; the row shows the one that holds the audited model's peak: "
+              f"{formula['where']}. Each difference reads: monomial: theirs → derived.", ""]
+    for term, rows in formula["terms"].items():
+        shown = pd.DataFrame([{"formula set": row["formula_set"],
+                               "formula": "not a polynomial in L, B, T, D, H, V" if row["formula"] is None
+                               else f"`{row['formula']}`",
+                               "coefficients that differ": "—" if not row["differences"] else "; ".join(
+                                   f"{m}: {a} → {b}" for m, a, b in row["differences"])} for row in rows])
+        lines += [f"### {term}", "", markdown_table(shown), ""]
+    return lines
 
 
 def explain(item: dict[str, Any], measured: dict[str, Any] | None = None) -> str:
@@ -141,4 +188,6 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines += [f"- {item['words']}" + (f": {item['explanation']}" if item["explanation"] else "")
                   for item in batch["differences"]] or ["- nowhere: every term it predicts is measured exactly"]
         lines.append("")
+    if "formula" in result:
+        lines += formula_lines(result["formula"], result["formula_set"])
     return "\n".join(lines)

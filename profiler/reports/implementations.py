@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import sympy as sp
 
 from analytic.units import format_bytes, relative_error
 from model.config import BUILTIN
@@ -70,6 +71,57 @@ def implementations_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 record[set_name] = relative_error(figures["peak_bytes"], peak)
         records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+PER_LAYER = "saved_activations_per_layer_bytes"
+
+
+def formula_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """derived_per_layer's records as a table: implementation, setup, saved activations per layer, vs ours (— where
+    the sweep has no built-in point at the same step)."""
+    from analytic.exact.formula import readable
+
+    return pd.DataFrame([{"implementation": record["implementation"], "setup": record["setup"],
+                          "saved activations per layer": readable(record["per_layer"]),
+                          "vs ours": "—" if record["vs_ours"] is None else readable(record["vs_ours"])}
+                         for record in derived_per_layer(rows)])
+
+
+def derived_per_layer(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per implementation and setup of a user's or Hugging Face model in the sweep: its saved activations
+    per layer as the exact set derives them from its code ("per_layer": B >= 2, H >= 2; analytic.exact.ExactSet.
+    model_programs, where the registry's exact set derives a model's code: the CLI's) and the difference from the
+    built-in block's at the same step ("vs_ours", analytic.exact.formula; None where the sweep has no such point),
+    sympy expressions in B, T, D, H, F, V; none where none is derived."""
+    from analytic.exact.formula import formula_key, formulas
+    from analytic.exact.model_programs import own_code
+    from analytic.formula_sets import exact_set
+    from model.spec import StepSpec
+
+    exact = exact_set()
+    if not hasattr(exact, "model_programs"):
+        return []
+    rows = [row for row in rows if row.get("outcome") == "ok"]
+    ours = {same_step(row): StepSpec.from_row(row) for row in rows
+            if row["config"].get("source", BUILTIN) == BUILTIN and not row["config"].get("optimizer_class")}
+    records, seen = [], set()
+    for row in rows:
+        spec = StepSpec.from_row(row)
+        key = (implementation(row["config"]), setup(row["config"]))
+        if not own_code(spec) or key in seen:
+            continue
+        seen.add(key)
+        general = spec.replace(batch_size=2, micro_batches=1)
+        derived = exact.model_programs(general)
+        if derived is None:
+            continue
+        mine = derived.formulas()[PER_LAYER]
+        builtin = ours.get(same_step(row))
+        theirs = None if builtin is None else formulas(formula_key(builtin, at_batch=False),
+                                                       exact.programs)[PER_LAYER]
+        records.append({"implementation": key[0], "setup": key[1], "per_layer": mine,
+                        "vs_ours": None if theirs is None else sp.expand(mine - theirs)})
+    return records
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:

@@ -26,8 +26,8 @@ from profiler.reports import plots, render
 from profiler.reports.matrix import TERM_GROUPS, matrix, matrix_view, reconciliation, setup_label
 from profiler.reports.compare import comparison_rows, predictions
 from profiler.reports.folder import check, claim
-from profiler.reports.implementations import (displayed, has_implementations, implementation as implementation_name,
-                                              implementations_table)
+from profiler.reports.implementations import (displayed, formula_table, has_implementations,
+                                              implementation as implementation_name, implementations_table)
 from profiler.reports.tables import UNBOUNDED_MEANS, percent_cell, relative_cell, shows_unbounded
 from profiler.reports.results import AUDIT_FILE, META, read_results
 from profiler.reports.sharded import sharded_blocks
@@ -420,7 +420,21 @@ def implementation_blocks(rows: list[dict[str, Any]]) -> list[render.Block]:
             render.Table(shown[figures]),
             render.Text("Each formula set that describes a point: the relative error of its peak there (— where it "
                         "does not describe it)."),
-            render.Table(shown[["model", "implementation", "setup", *sets]])]
+            render.Table(shown[["model", "implementation", "setup", *sets]]),
+            *formula_blocks_of(rows)]
+
+
+def formula_blocks_of(rows: list[dict[str, Any]]) -> list[render.Block]:
+    """Each user's or Hugging Face implementation's saved activations per layer as derived from its code, and the
+    difference from our block's (profiler.reports.implementations.formula_table); none where none is derived."""
+    table = formula_table(rows)
+    if table.empty:
+        return []
+    return [render.Text("Saved activations per layer as the exact set derives them from each implementation's code "
+                        "(`python -m profiler formula --model`; B ≥ 2, H ≥ 2, bytes), and what it keeps beyond "
+                        "the built-in block of the same step (`vs ours`; `explain --model X --against builtin` "
+                        "names the ops). L layers, B batch, T context, D d_model, H heads, F d_ff, V vocabulary."),
+            render.Table(table)]
 
 
 def report_blocks(meta: dict[str, Any], rows: list[dict[str, Any]], table: pd.DataFrame,

@@ -51,6 +51,12 @@ DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8"
 KV_DOMAIN = {False: "kv heads = heads", True: "2 <= G < H key/value heads"}
 
 
+def domain_of(ones: tuple[str, ...] = ()) -> str:
+    """DOMAIN, with B = 1 and H = 1 where `ones` names them (their own layout classes)."""
+    return DOMAIN.replace("B >= 2", "B = 1" if "B" in ones else "B >= 2").replace(
+        "H >= 2", "H = 1" if "H" in ones else "H >= 2")
+
+
 @dataclass
 class Event:
     sign: str
@@ -183,13 +189,14 @@ def derivable(spec: StepSpec) -> None:
                               "heads, or 2 or more grouped ones (not multi-query attention)")
 
 
-def derive_model(spec: StepSpec) -> dict:
+def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
     """The document (analytic.exact.model_programs) of the step of `spec` (its model source, setup and dtype; its
-    sizes are not used)."""
+    sizes are not used); with `ones` ("B", "H" or both), of the layout class where those sizes are 1 (traced there:
+    a monomial's B is then 1, and the fit names the one without it)."""
     derivable(spec)
     started = time.perf_counter()
     grouped = grouped_of(spec)
-    sets = list(GROUPED_SETS if grouped else SIZE_SETS)
+    sets = [dict(sizes, **dict.fromkeys(ones, 1)) for sizes in (GROUPED_SETS if grouped else SIZE_SETS)]
     traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
     windows = list(traces[1][0][0])
     segments = []
@@ -218,8 +225,9 @@ def derive_model(spec: StepSpec) -> dict:
                      key=lambda s: (sum(monomials.powers(s)), s))
     return {"source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
             "dtype": spec.setup.dtype, "torch_version": torch.__version__,
-            "simulation_revision": simulation_revision(), "domain": f"{DOMAIN}, {KV_DOMAIN[grouped]}",
-            "grouped": grouped, "symbols": symbols, "constant": constant, "windows": segments,
+            "simulation_revision": simulation_revision(),
+            "domain": f"{domain_of(ones)}, {KV_DOMAIN[grouped]}", "grouped": grouped, "ones": list(ones),
+            "symbols": symbols, "constant": constant, "windows": segments,
             "saved_by_op": saved_by_op, "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -247,15 +255,16 @@ def grouped_of(spec: StepSpec) -> bool:
     return 1 < spec.model.kv_heads < spec.model.num_heads
 
 
-def held_out_sizes(count: int, seed: int = 0, grouped: bool = False) -> list[dict]:
+def held_out_sizes(count: int, seed: int = 0, grouped: bool = False, ones: tuple[str, ...] = ()) -> list[dict]:
     """`count` random sizes in the domain, none of them a traced set: B 2..9, T 2..100, H 2..6, a head size 8..48 (a
     multiple of 8, as traced), F 2..64, V 2..97, L 1..5; with `grouped`, G 2..3 key/value heads and H 2 or 3 times
-    G."""
+    G; the sizes `ones` names 1."""
     rng = random.Random(seed)
     chosen = []
     for _ in range(count):
         sizes = {"B": rng.randint(2, 9), "T": rng.randint(2, 100), "H": rng.randint(2, 6), "Dh": 8 * rng.randint(1, 6),
                  "F": rng.randint(2, 64), "V": rng.randint(2, 97), "L": rng.randint(1, 5)}
+        sizes.update(dict.fromkeys(ones, 1))
         if grouped:
             sizes["G"] = rng.randint(2, 3)
             sizes["H"] = sizes["G"] * rng.randint(2, 3)
@@ -292,7 +301,7 @@ def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dic
     from analytic.exact.formula import evaluate
 
     programs = ModelPrograms(document)
-    chosen = held_out_sizes(count, seed, document.get("grouped", False))
+    chosen = held_out_sizes(count, seed, document.get("grouped", False), tuple(document.get("ones", ())))
     differences, formulas_at = [], 0
     expressions = programs.formulas()
     for sizes in chosen:

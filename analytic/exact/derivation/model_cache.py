@@ -45,7 +45,7 @@ def source_files(reference: str) -> list[Path]:
     return [Path(found.origin)] if found is not None and found.origin else []
 
 
-def code_hash(spec: StepSpec) -> str:
+def code_hash(spec: StepSpec, ones: tuple[str, ...] = ()) -> str:
     """16 hex digits of the SHA-256 over what the derived programs depend on (module docstring)."""
     digest = hashlib.sha256()
     references = [spec.model.source] + ([spec.setup.optimizer_class] if spec.setup.optimizer_class else [])
@@ -55,29 +55,64 @@ def code_hash(spec: StepSpec) -> str:
             digest.update(path.read_bytes() if path.is_file() else b"")
     if source_kind(spec.model.source) == "hf":
         digest.update(importlib.metadata.version("transformers").encode())
-    digest.update(json.dumps({**{name: spec.value(name) for name in OPTIONS}, "grouped": grouped_of(spec)},
-                             sort_keys=True).encode())
+    digest.update(json.dumps({**{name: spec.value(name) for name in OPTIONS}, "grouped": grouped_of(spec),
+                              **({"ones": list(ones)} if ones else {})}, sort_keys=True).encode())
     digest.update(f"{torch.__version__} {simulation_revision()}".encode())
     for path in sorted(Path(exact.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def cached_path(spec: StepSpec) -> Path:
-    return cache_dir() / "models" / f"{code_hash(spec)}.json.gz"
+def cached_path(spec: StepSpec, ones: tuple[str, ...] = ()) -> Path:
+    return cache_dir() / "models" / f"{code_hash(spec, ones)}.json.gz"
 
 
-def derived_model(spec: StepSpec, quiet: bool = False) -> dict:
-    """The verified document of the step of `spec`: cached, or derived, verified at HELD_OUT sizes and cached."""
-    path = cached_path(spec)
+def derived_model(spec: StepSpec, quiet: bool = False, ones: tuple[str, ...] = ()) -> dict:
+    """The verified document of the step of `spec` (with `ones`, of its layout class where those sizes, "B", "H",
+    are 1): cached, or derived, verified at HELD_OUT sizes and cached."""
+    derivable(spec)  # before the cache: a setup outside it (multi-query attention) shares its options' hash
+    path = cached_path(spec, ones)
     found = store.read(path)
     if found is not None:
         return found
-    derivable(spec)
     if not quiet:
         note(f"deriving the exact model of {spec.model.source} from traces on torch {torch.__version__} (first "
              f"use; cached in {path})")
-    document = derive_model(spec)
+    document = derive_model(spec, ones)
     verify(document, spec, HELD_OUT)
     store.write(path, document)
     return document
+
+
+_SAID: set[str] = set()
+
+
+def _once(text: str) -> None:
+    """One note on stderr, said once per process."""
+    if text not in _SAID:
+        _SAID.add(text)
+        note(text)
+
+
+def verified_model(spec: StepSpec) -> dict | None:
+    """The exact set's document of the spec's own code (analytic.exact.ExactSet's `models`): derived_model's where
+    the spec is in the domain (analytic.exact.model_programs.outside_domain; a batch of 1 and one head are their own
+    layout classes, layout_ones), the derivation holds and it is exact
+    at the held-out sizes; else None, and one line on stderr (once) says why: the exact set then has no answer."""
+    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.model_programs import layout_ones, outside_domain
+
+    where = f"the exact set has no answer for {spec.model.source}"
+    why = outside_domain(spec)
+    if why is None:
+        try:
+            document = derived_model(spec, ones=layout_ones(spec))
+        except DerivationError as error:
+            why = str(error)
+        else:
+            differences = document["verified"]["differences"]
+            if not differences:
+                return document
+            why = f"its derived model is not exact at held-out sizes ({differences[0]})"
+    _once(f"{where}: {why}")
+    return None
