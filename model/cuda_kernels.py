@@ -21,13 +21,11 @@ tensors (meta, fake) sends F.scaled_dot_product_attention to the kernel the setu
   explicit        a model that calls SDPA anyway gets the kernel CUDA's priority order picks without cuDNN
                   (flash, then efficient, then math) on an sm80+ GPU.
 What cannot be simulated (a fused kernel that would pad the head size, a fused kernel given a mask, math with
-dropout)
-raises NotSimulated with the reason. `kernel_region(setup, device)` is the context a step runs in.
+dropout) raises NotSimulated with the reason. `kernel_region(attention, device)` is the context a step runs in.
 """
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -54,12 +52,10 @@ class CudaKernels:
     long as the context is entered: F.dropout and F.scaled_dot_product_attention are replaced in
     torch.nn.functional by this object's methods, which models reach through that module at every call
     (nn.Dropout, Hugging Face's attention functions, nanoGPT). A TorchFunctionMode would not do: autograd runs
-    backward, and with it a checkpoint's recomputation, without the function modes of the forward.
-    `kernels` counts the SDPA kernels run, by name."""
+    backward, and with it a checkpoint's recomputation, without the function modes of the forward."""
 
     def __init__(self, attention: str = "explicit"):
         self.attention = attention
-        self.kernels: Counter = Counter()
         self._originals: dict = {}
 
     def __enter__(self) -> "CudaKernels":
@@ -93,7 +89,6 @@ class CudaKernels:
         if kernel != "sdpa-math" and kv_heads != heads and not enable_gqa:
             raise NotSimulated(f"{kernel} with {heads} query heads and {kv_heads} key/value heads needs "
                                "enable_gqa=True (CUDA raises 'No available kernel')")
-        self.kernels[kernel] += 1
         if kernel == "sdpa-math":
             if dropout_p > 0:
                 raise NotSimulated("the math kernel with dropout_p > 0 is not simulated: its at::dropout keeps a "

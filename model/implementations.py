@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import hf
-from model.config import ModelConfig, source_kind
+from model.config import BUILTIN, ModelConfig, source_kind
 from model.setup import Setup
 
 SIZES = ("vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff")
@@ -88,7 +88,7 @@ def factory_arguments(factory: Callable, config: ModelConfig, reference: str) ->
 
 class UserLM(nn.Module):
     """A user's or Hugging Face model with the built-in model's interface. `inner` is the user's module; module
-    paths are read from it (profiler.measuring.attribution)."""
+    paths are read from it (profiler.measuring.tracker.attributed_modules)."""
 
     def __init__(self, inner: nn.Module, config: ModelConfig, hf: bool = False):
         super().__init__()
@@ -158,7 +158,7 @@ def explained_failures(config: ModelConfig):
     model's code it came from, with --device cpu at a small size suggested. ValueErrors (the tool's own one-line
     errors) and running out of GPU memory (max-batch probes count on it) pass unchanged; the built-in model is
     left alone."""
-    if config.source == "builtin":
+    if config.source == BUILTIN:
         yield
         return
     try:

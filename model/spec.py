@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.config import ModelConfig
+from model.config import BUILTIN, ModelConfig
 from model.setup import OPTIONS, Setup
 
 MODEL_FIELDS = tuple(model_field.name for model_field in dataclasses.fields(ModelConfig))
@@ -32,9 +32,9 @@ class StepSpec:
 
     def __post_init__(self) -> None:
         model, setup = self.model, self.setup
-        if model.source != "builtin" and setup.shard != "none":
+        if model.source != BUILTIN and setup.shard != "none":
             raise ValueError(f"shard {setup.shard} splits the built-in blocks; model {model.source} runs on one device")
-        if model.source != "builtin":
+        if model.source != BUILTIN:
             return  # what the user's code does with the options is run and checked as it runs (model.cuda_kernels)
         if model.dropout and setup.attention == "sdpa-math":
             raise ValueError("dropout with attention='sdpa-math' is not simulated: the math kernel's at::dropout "

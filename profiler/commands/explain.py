@@ -12,6 +12,7 @@ import textwrap
 from analytic import textbook
 from analytic.exact.explain import WHY_COMPONENT, why_term
 from analytic.units import DEFAULT_BUDGET, format_bytes, parse_bytes
+from model.config import BUILTIN
 from model.vocabulary import LAYER_COMPONENTS, components_of
 from profiler.commands.options import (add_allow_long_argument, add_config_arguments, check_work,
                                        refuse_fused_on_meta, spec_from_args)
@@ -41,7 +42,7 @@ def explanation_rows(spec) -> tuple[list[list], list[list]]:
     from profiler.measuring.measure import measure
 
     measured = measure(spec, "meta", count_flops=False, progress=True).measured
-    if spec.model.source != "builtin":
+    if spec.model.source != BUILTIN:
         return user_rows(spec, measured)
     ours = exact_set().predict(spec)
     theirs = textbook.predict(spec)
@@ -113,7 +114,7 @@ def as_json(spec, components: list[list], terms: list[list]) -> dict:
 
     peak = terms[-1]
     saved = {"saved_activations_by_component": block(components)}
-    if spec.model.source != "builtin":  # its rows: modules, then ops (user_rows)
+    if spec.model.source != BUILTIN:  # its rows: modules, then ops (user_rows)
         saved = {field: block([row for row in components if row[4].startswith(kind + ",")])
                  for field, kind in (("saved_activations_by_component", "module"), ("saved_activations_by_op", "op"))}
     return {"config": spec.flat(), "batch_size": spec.batch_size, "optimizer": spec.setup.optimizer,
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table if args.markdown else terminal_table
     print(wrapped(f"{spec.model.name}: {spec.setup_text()}, {spec.setup.optimizer_text}; measured on meta") + "\n")
     title = "saved activations (all layers)"
-    if spec.model.source != "builtin":
+    if spec.model.source != BUILTIN:
         title = "saved by module and by op (all layers)"
         print(wrapped(f"model {spec.model.source}: what each of its modules (by path within a layer) and each op "
                       "keeps; the exact set is derived for the built-in model only") + "\n")

@@ -17,7 +17,7 @@ import torch
 from analytic.exact.model_programs import own_code
 from analytic.formula_sets import describes, formula_sets, setup_alternatives, setup_text
 from analytic.textbook import PROBLEM
-from model.config import ModelConfig
+from model.config import BUILTIN, ModelConfig
 from model.setup import Setup
 from model.spec import StepSpec
 from profiler.measuring.measure import measure
@@ -83,7 +83,7 @@ def audited_spec(module: ModuleType, base: ModelConfig = PROBLEM.config, optimiz
     value. A user's or Hugging Face model (base.source) keeps its own block: the set's arch is not imposed."""
     setup = setup_alternatives(module)[0]
     fields = {field: value[0] if isinstance(value, tuple) else value for field, value in setup.items()
-              if base.source == "builtin" or field not in ("arch", "source", "optimizer_class")}
+              if base.source == BUILTIN or field not in ("arch", "source", "optimizer_class")}
     spec = StepSpec(base, Setup(optimizer=optimizer, optimizer_class=optimizer_class)).replace(**fields)
     if not describes(module, spec):
         raise ValueError(f"formula set {module.NAME} describes {setup_text(module)}: not model {base.source}"
