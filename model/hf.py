@@ -73,20 +73,13 @@ def hf_config(config, attention: str):
     """The transformers config object of a ModelConfig (model.config) with source hf:*."""
     transformers = transformers_module()
     implementation = "eager" if attention == "explicit" else "sdpa"
-    if config.arch == "gpt2":
-        base = dict(read_config(config.source)) if config.source.endswith(".json") else {}
-        base.update(vocab_size=config.vocab_size, n_positions=config.context_length, n_layer=config.num_layers,
-                    n_embd=config.d_model, n_head=config.num_heads, n_inner=config.d_ff,
-                    **dict.fromkeys(GPT2_DROPOUTS, config.dropout))
-        base.pop("model_type", None)
-        return transformers.GPT2Config(**base, attn_implementation=implementation)
-    base = dict(read_config(config.source)) if config.source.endswith(".json") else {}
-    base.update(vocab_size=config.vocab_size, max_position_embeddings=config.context_length,
-                num_hidden_layers=config.num_layers, hidden_size=config.d_model,
-                num_attention_heads=config.num_heads, num_key_value_heads=config.kv_heads,
-                intermediate_size=config.d_ff)
+    base = dict(read_config(config.source)) if config.source.endswith(".json") else {}  # a config file's others
     base.pop("model_type", None)
-    return transformers.LlamaConfig(**base, attn_implementation=implementation)
+    sizes = {key: getattr(config, field) for field, key in KEYS[config.arch].items()}  # the config's own names
+    if config.arch == "gpt2":
+        return transformers.GPT2Config(**{**base, **sizes, **dict.fromkeys(GPT2_DROPOUTS, config.dropout)},
+                                       attn_implementation=implementation)
+    return transformers.LlamaConfig(**{**base, **sizes}, attn_implementation=implementation)
 
 
 def build(config, setup):
