@@ -19,6 +19,7 @@ compares the derived model and its formulas with measure() at random held-out si
 """
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from collections import Counter
@@ -86,12 +87,9 @@ class _Traced(OneDevice):
         self.changes.append((len(self.tracker.ops), self.stack[-1] if self.stack else ""))
 
     def module_at(self, op_index: int) -> str:
-        found = ""
-        for index, path in self.changes:
-            if index > op_index:
-                break
-            found = path
-        return found
+        """The module running when op `op_index` ran: the last change at or before it (changes are in op order)."""
+        at = bisect.bisect_right(self.changes, op_index, key=lambda change: change[0])
+        return self.changes[at - 1][1] if at else ""
 
 
 def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
