@@ -169,8 +169,23 @@ def test_formula_command_prints_verified_formulas_from_its_cache(capsys, monkeyp
                        count_flops=False).measured
     names = {"L": 3, "B": 4, "T": config.context_length, "D": config.d_model, "H": config.num_heads,
              "F": config.d_ff, "V": config.vocab_size}
-    assert eval(document["peak_bytes"], {"__builtins__": {}, "max": max}, names) == measured["peak_bytes"]  # noqa: S307
+    assert python_value(document["peak_bytes"], names) == measured["peak_bytes"]
     assert list((tmp_path / "adamw-profiler" / "models").glob("*.json.gz"))
+    # the degenerate layouts, each derived and verified on its own: B = 1 and H = 1 measured at untraced sizes
+    layouts = {domain.split(", T")[0]: figures for domain, figures in document["layouts"].items()}
+    assert set(layouts) == {"B = 1, H >= 2", "B >= 2, H = 1", "B = 1, H = 1"}
+    for key, batch, heads in (("B = 1, H >= 2", 1, 2), ("B >= 2, H = 1", 3, 1), ("B = 1, H = 1", 1, 1)):
+        spec = spec_of(source="examples/nanogpt.py:build").replace(num_layers=3, batch_size=batch, num_heads=heads,
+                                                                   d_model=8 * heads * 3, context_length=11)
+        at = dict(names, B=batch, H=heads, D=spec.model.d_model, T=11)
+        assert python_value(layouts[key]["peak_bytes"], at) == \
+            measure(spec, "meta", count_flops=False).measured["peak_bytes"], key
+    # the largest batch solved from the formula: its step fits the budget, one more does not (measured)
+    budget = measured["peak_bytes"] * 5 // 2
+    answer = python_value(document["max_batch"], dict(names, M=budget))
+    assert answer >= 2 and [measure(spec_of(source="examples/nanogpt.py:build").replace(num_layers=3, batch_size=b),
+                                    "meta", count_flops=False).measured["peak_bytes"] <= budget
+                            for b in (answer, answer + 1)] == [True, False]
 
     def no_derivation(spec):
         raise AssertionError("derived again")
@@ -179,6 +194,11 @@ def test_formula_command_prints_verified_formulas_from_its_cache(capsys, monkeyp
     assert main(["formula", "--model", "examples/nanogpt.py:build", "--preset", "gpt2-small"]) == 0
     out = capsys.readouterr().out
     assert "Exact at 3 held-out sizes" in out and "forward peak = " in out
+
+
+def python_value(expression: str, names: dict) -> int:
+    """A `formula --json` expression's value (Python with max() only)."""
+    return eval(expression, {"__builtins__": {}, "max": max}, names)  # noqa: S307
 
 
 def test_formula_of_code_that_fits_no_monomial_is_refused_in_one_line(capsys, monkeypatch, tmp_path, models_file):

@@ -285,7 +285,7 @@ def _build(setup: FormulaKey, programs: Programs) -> tuple[dict[str, sp.Expr], d
     step_expressions = [moments.expression(v) for v, _ in step]
     result["peak_bytes"] = _max(step_expressions)
     if not setup.batch_one:
-        result["max_batch"] = _max_batch(step_expressions)
+        result["max_batch"] = max_batch_formula(step_expressions)
     flops = flatten(flop_figures(sizes))
     result.update({key: sp.expand(sp.sympify(flops[key])) for key in FLOP_KEYS})
     candidates = {name: [(where, moments.expression(v)) for v, where in found]
@@ -297,7 +297,7 @@ def _max(moments: list) -> sp.Expr:
     return moments[0] if len(moments) == 1 else sp.Max(*moments, evaluate=False)
 
 
-def _max_batch(moments: list) -> sp.Expr:
+def max_batch_formula(moments: list) -> sp.Expr:
     """min_k ⌊(M − α_k)/β_k⌋ over the moments that grow with B, as −max(−⌊…⌋, …) (max is the one function)."""
     bounds = []
     for moment in moments:

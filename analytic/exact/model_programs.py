@@ -20,6 +20,7 @@ constant part from `constant`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property, partial
 
@@ -33,7 +34,7 @@ from analytic.figures import combine_windows
 from model.config import BUILTIN
 from model.setup import DTYPE_BYTES
 from model.spec import StepSpec
-from model.vocabulary import CATEGORIES
+from model.vocabulary import CATEGORIES, PHASES
 
 CONSTANT = ("parameters", "buffers", "inputs")
 MEASURED, WARMUP = "measured", "warmup"
@@ -143,42 +144,55 @@ class ModelPrograms:
 
     def expression(self, polynomial: sp.Expr) -> sp.Expr:
         """A polynomial in INTERNAL as an expression in the formula's sizes L, B, T, D, H, F, V and G (Dh = D/H,
-        T32 = 32·⌈T/32⌉)."""
+        T32 = 32·⌈T/32⌉), with B and H 1 in the layout class where they are (the document's "ones")."""
         from analytic.exact.formula import B, D, F, G, H, L, T, V
 
         padded = monomials.LSE_ROWS * sp.ceiling(T / monomials.LSE_ROWS)
+        ones = {symbol: 1 for symbol in (B, H) if str(symbol) in self.document.get("ones", ())}
         return sp.expand(polynomial.subs(dict(zip(INTERNAL, (L, B, T, H, D / H, F, V, padded, G))),
-                                         simultaneous=True))
+                                         simultaneous=True).subs(ones))
 
     def formulas(self) -> dict[str, sp.Expr]:
         """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each
-        phase's peak of the measured step and the step's peak, a max of the moments that can hold it: those the
-        numeric model keeps (analytic.exact.memory.candidates), less those another one is at least as high as
-        everywhere in the domain (prune)."""
-        walk = self.walk
+        phase's peak of the measured step and the step's peak, a max of its moments (peak_moments), and where B
+        >= 2 and every moment is linear in B the largest batch in a budget of M bytes, min over the step's moments (α + β·B each) of ⌊(M − α)/β⌋
+        (analytic.exact.formula.max_batch_formula)."""
         constant = {name: self.polynomial(self.constant_coefficients(name)) for name in CONSTANT}
-        base = sp.Add(*constant.values())
         saved = self.saved_coefficients()
         result = {f"fixed.{name}_bytes": self.expression(value) for name, value in constant.items()}
         one_layer = np.stack([saved[1], 0 * saved[1]])  # what one layer keeps, without the factor L
         result.update({"saved_activations_per_layer_bytes": self.expression(self.polynomial(one_layer)),
                        "saved_activations_outside_layers_bytes": self.expression(self.polynomial(saved * [[1], [0]])),
                        "saved_activations_bytes": self.expression(self.polynomial(saved))})
-        steps = [step for _, step, _ in self.document["windows"]]
-        every: list = []
-        for phase in ("forward", "backward", "optimizer"):
-            moments = []
-            for number, ((name, _), step) in enumerate(zip(walk.windows, steps)):
-                if name == phase and step == MEASURED:
-                    begin, end = walk.bounds[number], walk.bounds[number + 1]
-                    block = walk.candidates[:, begin:end].sum(axis=2)
-                    moments += [(sp.expand(base + self.polynomial(block[:, k])), int(walk.least_layers[begin + k]))
-                                for k in range(block.shape[1])]
-            moments = prune(moments)
-            every += moments
-            result[f"phases.{phase}.peak_bytes"] = _max([self.expression(moment) for moment, _ in moments])
-        result["peak_bytes"] = _max([self.expression(moment) for moment, _ in prune(every)])
+        peaks = self.peak_moments()
+        for phase, moments in peaks.items():
+            result["peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"] = _max([e for _, e in moments])
+        from analytic.exact.formula import B, max_batch_formula
+
+        if "B" not in self.document.get("ones", ()) and all(sp.diff(e, B, 2) == 0 for _, e in peaks["step"]):
+            result["max_batch"] = max_batch_formula([e for _, e in peaks["step"]])  # (B = 1 is a class of its own: none to solve)
         return result
+
+    def peak_moments(self) -> dict[str, list[tuple[str, sp.Expr]]]:
+        """{phase: the moments its peak in the measured step is the max of} for forward, backward, optimizer and
+        the step ("step"), each (its phase, an expression in L, B, T, D, H, F, V): the moments the numeric model keeps
+        (analytic.exact.memory.candidates), less those another one is at least as high as everywhere in the
+        domain (prune), in step order."""
+        walk, base = self.walk, sum(self.constant_coefficients(name) for name in CONSTANT)
+        steps = [step for _, step, _ in self.document["windows"]]
+        vectors, least, phases = [], [], []
+        for number, ((name, _), step) in enumerate(zip(walk.windows, steps)):
+            if step == MEASURED and name in PHASES:
+                begin, end = walk.bounds[number], walk.bounds[number + 1]
+                block = walk.candidates[:, begin:end].sum(axis=2)  # [2, moments, symbols]
+                vectors += [base + block[:, k] for k in range(block.shape[1])]
+                least += [int(layers) for layers in walk.least_layers[begin:end]]
+                phases += [name] * block.shape[1]
+        kept = {phase: prune(vectors, least, self.symbols, [k for k, name in enumerate(phases) if name == phase])
+                for phase in PHASES}
+        kept["step"] = prune(vectors, least, self.symbols, sorted(k for found in kept.values() for k in found))
+        return {phase: [(phases[k], self.expression(self.polynomial(vectors[k]))) for k in found]
+                for phase, found in kept.items()}
 
     def saved_by_op(self) -> dict[str, tuple[sp.Expr, sp.Expr]]:
         """{op: (bytes it keeps outside the layers, bytes it keeps per layer)} as expressions in L, B, T, D, H, F,
@@ -203,38 +217,57 @@ class ModelPrograms:
         return self.walk.late
 
 
-def prune(moments: list[tuple[sp.Expr, int]]) -> list[tuple[sp.Expr, int]]:
-    """The (polynomial, least L) moments that no other is at least as high as everywhere in the domain (each size
-    at least its LOWER_BOUNDS, L at least the later of the two moments' least L): coefficient by coefficient of the
-    difference once every size is shifted to its bound (B = 2 + B′, ...); the first of equal ones is kept."""
-    unique = list(dict.fromkeys(moments))
-    shifted: dict[tuple[int, int], dict] = {}
+def prune(vectors: list[np.ndarray], least: list[int], symbols: tuple[str, ...], among: list[int]) -> list[int]:
+    """The moments of `among` (indices into `vectors`, each [2, symbols]: once + L·per layer, existing from L =
+    least[k] on) that no other of them is at least as high as everywhere in the domain, in order; the first of
+    equal ones is kept.
 
-    def coefficients(k: int, layers: int) -> dict:
-        if (k, layers) not in shifted:
-            bounds = dict(LOWER_BOUNDS, L=layers)
-            shift = {v: v + bounds[str(v)] for v in INTERNAL}
-            shifted[k, layers] = sp.Poly(sp.expand(unique[k][0].subs(shift, simultaneous=True)), *INTERNAL).as_dict()
-        return shifted[k, layers]
-
-    def at_least(i: int, j: int) -> bool:
-        """Moment i is at least moment j wherever j exists."""
-        if unique[i][1] > unique[j][1]:
-            return False
-        first, second = coefficients(i, unique[j][1]), coefficients(j, unique[j][1])
-        return all(first.get(m, 0) - second.get(m, 0) >= 0 for m in set(first) | set(second))
-
+    Moment i is at least moment j where j exists if least[i] <= least[j] and every coefficient of their difference
+    is >= 0 once each size is shifted to its lower bound (LOWER_BOUNDS, L to least[j]: B = 2 + B′, ...): a
+    polynomial with non-negative coefficients in non-negative variables is non-negative. The shift of
+    L^l·∏ v^k is ∏ Σ_j C(k, j)·b^(k−j)·v^j (the binomial theorem), so the comparison is integer arithmetic."""
+    first: dict = {}
+    for k in among:
+        first.setdefault((vectors[k].tobytes(), least[k]), k)
+    unique = list(first.values())
+    if len(unique) < 2:
+        return unique
+    names = [monomials.powers(symbol) for symbol in symbols]
+    basis = [(row, *powers) for row in (0, 1) for powers in names]  # (power of L, powers of VARIABLES)
+    stacked = np.array([vectors[k].reshape(-1) for k in unique], dtype=np.int64)
+    layers = np.array([least[k] for k in unique])
+    at_least = np.zeros((len(unique), len(unique)), dtype=bool)  # [i, j]: i is at least j wherever j exists
+    for bound in sorted(set(layers)):
+        bounds = (bound, *(LOWER_BOUNDS[str(v)] for v in INTERNAL[1:]))
+        terms = [_shifted(powers, bounds) for powers in basis]
+        columns = sorted({exponent for found in terms for exponent in found})
+        table = np.array([[found.get(exponent, 0) for exponent in columns] for found in terms], dtype=np.int64)
+        values = stacked @ table
+        later = layers == bound
+        difference = values[:, None, :] - values[None, later, :]
+        at_least[:, later] = np.all(difference >= 0, axis=2) & (layers[:, None] <= bound)
     return [unique[j] for j in range(len(unique))
-            if not any(i != j and at_least(i, j) and (not at_least(j, i) or i < j) for i in range(len(unique)))]
+            if not any(i != j and at_least[i, j] and (not at_least[j, i] or i < j) for i in range(len(unique)))]
+
+
+def _shifted(powers: tuple[int, ...], bounds: tuple[int, ...]) -> dict[tuple[int, ...], int]:
+    """{exponents: coefficient} of ∏ (v + b)^k over the powers k and bounds b."""
+    terms = {(): 1}
+    for power, bound in zip(powers, bounds):
+        terms = {exponents + (j,): count * math.comb(power, j) * bound ** (power - j)
+                 for exponents, count in terms.items() for j in range(power + 1)}
+    return terms
 
 
 def _max(moments: list) -> sp.Expr:
     return moments[0] if len(moments) == 1 else sp.Max(*moments, evaluate=False)
 
 
-def formula_document(document: dict) -> dict:
-    """`formula --model X --json`: each figure as a Python expression in L, B, T, D, H, F, V (+ - * // ** and max()),
-    nested as in `measure --json`, with what the programs were derived from and where they were verified."""
+def formula_document(document: dict, layouts: tuple[dict, ...] = ()) -> dict:
+    """`formula --model X --json`: each figure as a Python expression in L, B, T, D, H, F, V and the budget M (+ - *
+    // ** and max()), nested as in `measure --json`, with what the programs were derived from and where they were
+    verified; the documents of the degenerate layout classes (B = 1, H = 1), `layouts`, under "layouts" by domain
+    (their peaks and saved activations), as the built-in model's formula document has them."""
     from analytic.exact.formula import python_expression
     from analytic.figures import unflatten
 
@@ -244,8 +277,13 @@ def formula_document(document: dict) -> dict:
             "derived_on_torch": document["torch_version"], "domain": domain(document),
             "verified": {"held_out_sizes": verified.get("sizes", []), "differences": verified.get("differences", [])},
             "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
-                        "F": "d_ff", "V": "vocabulary", "G": "key/value heads"},
-            **unflatten({key: python_expression(value) for key, value in programs.formulas().items()})}
+                        "F": "d_ff", "V": "vocabulary", "G": "key/value heads",
+                        "M": "memory budget in bytes (max_batch)"},
+            **unflatten({key: python_expression(value) for key, value in programs.formulas().items()}),
+            "layouts": {domain(layout): unflatten({key: python_expression(value)
+                                                   for key, value in ModelPrograms(layout).formulas().items()
+                                                   if "peak_bytes" in key or key.startswith("saved_activations")})
+                        for layout in layouts}}
 
 
 def domain(document: dict) -> str:

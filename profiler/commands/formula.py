@@ -181,49 +181,86 @@ PLACEHOLDER_SIZES = {"vocab_size": 50, "context_length": 8, "num_layers": 2, "d_
                      "d_ff": 32}  # a spec for the options only: the derivation traces sizes of its own
 
 
+LAYOUT_ONES = (("B",), ("H",), ("B", "H"))  # the degenerate layout classes a model's own formula is derived for
+
+
 def run_model(args: argparse.Namespace) -> int:
     """`formula --model X`: the formulas derived from traces of X, verified at held-out sizes, printed only where
-    they were exact there."""
+    they were exact there: the general layout class (B, H >= 2), then B = 1, H = 1 and both, each derived and
+    verified on its own (a layout that does not derive or verify is named, not shown)."""
     from analytic.exact import formula
     from analytic.exact.derivation.derive import DerivationError
     from analytic.exact.derivation.model_cache import derived_model
-    from analytic.exact.model_programs import ModelPrograms, domain, formula_document
+    from analytic.exact.model_programs import ModelPrograms, domain, formula_document, layout_ones, program_sizes
 
     given = args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS)
     placeholder = argparse.Namespace(**{**vars(args), **({} if given else PLACEHOLDER_SIZES)})
     spec = spec_from_args(placeholder)
-    try:
-        document = derived_model(spec)
-    except DerivationError as error:
-        raise UsageError(f"no exact formula of {spec.model.source}: {error}; `measure --model` measures it") from None
-    verified = document["verified"]
-    if verified["differences"]:
-        raise UsageError(f"the formula derived from {spec.model.source} is not exact at held-out sizes "
-                         f"({verified['differences'][0]}), so it is not shown; `measure --model` measures it")
+    documents, missing = {}, []
+    for ones in ((), *LAYOUT_ONES):
+        try:
+            document = derived_model(spec, ones=ones)
+        except DerivationError as error:
+            if not ones:
+                raise UsageError(f"no exact formula of {spec.model.source}: {error}; `measure --model` measures "
+                                 f"it") from None
+            missing.append(f"{' and '.join(f'{name} = 1' for name in ones)} ({error})")
+            continue
+        differences = document["verified"]["differences"]
+        if differences and not ones:
+            raise UsageError(f"the formula derived from {spec.model.source} is not exact at held-out sizes "
+                             f"({differences[0]}), so it is not shown; `measure --model` measures it")
+        if differences:
+            missing.append(f"{' and '.join(f'{name} = 1' for name in ones)} (not exact at held-out sizes: "
+                           f"{differences[0]})")
+            continue
+        documents[ones] = document
+    general = documents.pop(())
     if args.json:
-        print(json.dumps(formula_document(document), indent=2))
+        print(json.dumps(formula_document(general, tuple(documents.values())), indent=2))
         return 0
-    figures = ModelPrograms(document).formulas()
-    sizes = dict(formula.size_values(spec), B=max(2, spec.micro_batch_size)) if given else {}  # the domain's B
+    figures = ModelPrograms(general).formulas()
+    own = layout_ones(spec) if given else ()
+    budget = parse_bytes(args.budget)
+    sizes = dict(program_sizes(spec), D=spec.model.d_model, M=budget) if given else {}
+    at_own = {} if not given else figures if not own else ModelPrograms(documents[own]).formulas() \
+        if own in documents else {}
+    verified = general["verified"]
     held_out = "; ".join(", ".join(f"{k}={v}" for k, v in at.items()) for at in verified["sizes"])
     lines = [f"The exact model of {spec.model.source}, derived from traces of its step on torch "
-             f"{document['torch_version']}: {document['dtype']}, {document['optimizer']}. Exact at "
+             f"{general['torch_version']}: {general['dtype']}, {general['optimizer']}. Exact at "
              f"{len(verified['sizes'])} held-out sizes (every phase's peak, start and end, the categories at the "
              f"step's peak, saved activations), the formulas below at {verified['formulas_at']} of them: {held_out} "
              f"(Dh the head size).",
-             f"Domain: {domain(document)}.",
-             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; bytes per element "
-             "as numbers." + (f" Values in brackets: {spec.model.name} at B = {sizes['B']}." if given else ""), ""]
-    labels = {key: LABELS.get(key, key) for key in figures if not key.endswith("peak_bytes")}
+             f"Layout {domain(general)} (the degenerate layouts follow at the end).",
+             "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; M a budget in bytes; "
+             "bytes per element as numbers."
+             + (f" Values in brackets: {spec.model.name} at B = {sizes['B']}, from the formulas of its layout"
+                f"{' (B, H >= 2)' if not own else ', ' + ' and '.join(f'{name} = 1' for name in own)}." if at_own
+                else ""), ""]
+    labels = {key: LABELS.get(key, key) for key in figures if not key.endswith("peak_bytes") and key != "max_batch"}
     width = max(map(len, labels.values()))
 
     def value(key: str) -> str:
-        return f"   [{format_bytes(formula.evaluate(figures[key], sizes), 'GiB', 3)}]" if given else ""
+        if key not in at_own:
+            return ""
+        number = formula.evaluate(at_own[key], sizes)
+        return f"   [{format_bytes(number, 'GiB', 3) if 'bytes' in key else f'{number:,}'}]"
 
     lines += [f"{label:<{width}} = {formula.readable(figures[key])}{value(key)}" for key, label in labels.items()]
+    moments = ModelPrograms(general).peak_moments()
     for phase in ("forward", "backward", "optimizer", "step"):
         key = "peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"
         title = "peak of the step" if phase == "step" else f"{phase} peak"
-        lines += ["", f"{title} = {formula.readable(figures[key])}{value(key)}"]
+        lines += ["", f"{title} = max of {len(moments[phase])} moment(s):{value(key)}"]
+        lines += moment_lines(moments[phase], sizes if not own else {})
+    if "max_batch" in figures:
+        lines += ["", f"max batch = min over the step's moments above (α + β·B each) of ⌊(M − α) / β⌋ (valid where "
+                      f"it is 2 or more):{value('max_batch')}", f"  {formula.readable(figures['max_batch'])}"]
+    for ones, document in documents.items():
+        step = ModelPrograms(document).peak_moments()["step"]
+        lines += ["", f"Layout {domain(document)}: peak of the step = max of"]
+        lines += moment_lines(step, sizes if own == ones else {})
+    lines += [f"Layout {text}: no formula." for text in missing]
     print("\n".join(lines if args.wide else [part for line in lines for part in wrapped(line)]))
     return 0

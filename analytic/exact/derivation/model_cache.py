@@ -76,8 +76,9 @@ def derived_model(spec: StepSpec, quiet: bool = False, ones: tuple[str, ...] = (
     if found is not None:
         return found
     if not quiet:
-        note(f"deriving the exact model of {spec.model.source} from traces on torch {torch.__version__} (first "
-             f"use; cached in {path})")
+        layout = f" in its layout {' and '.join(f'{name} = 1' for name in ones)}" if ones else ""
+        note(f"deriving the exact model of {spec.model.source}{layout} from traces on torch {torch.__version__} "
+             f"(first use; cached in {path})")
     document = derive_model(spec, ones)
     verify(document, spec, HELD_OUT)
     store.write(path, document)
