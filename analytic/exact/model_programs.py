@@ -155,8 +155,8 @@ class ModelPrograms:
     def formulas(self) -> dict[str, sp.Expr]:
         """Every figure as an expression in L, B, T, D, H, F, V: the constant part, the saved activations, each
         phase's peak of the measured step and the step's peak, a max of its moments (peak_moments), and where B
-        >= 2 and every moment is linear in B the largest batch in a budget of M bytes, min over the step's moments (α + β·B each) of ⌊(M − α)/β⌋
-        (analytic.exact.formula.max_batch_formula)."""
+        >= 2 and every moment is linear in B the largest batch in a budget of M bytes, min over the step's moments
+        (α + β·B each) of ⌊(M − α)/β⌋ (analytic.exact.formula.max_batch_formula)."""
         constant = {name: self.polynomial(self.constant_coefficients(name)) for name in CONSTANT}
         saved = self.saved_coefficients()
         result = {f"fixed.{name}_bytes": self.expression(value) for name, value in constant.items()}
@@ -170,7 +170,7 @@ class ModelPrograms:
         from analytic.exact.formula import B, max_batch_formula
 
         if "B" not in self.document.get("ones", ()) and all(sp.diff(e, B, 2) == 0 for _, e in peaks["step"]):
-            result["max_batch"] = max_batch_formula([e for _, e in peaks["step"]])  # (B = 1 is a class of its own: none to solve)
+            result["max_batch"] = max_batch_formula([e for _, e in peaks["step"]])  # (none where B = 1: its class)
         return result
 
     def peak_moments(self) -> dict[str, list[tuple[str, sp.Expr]]]:
