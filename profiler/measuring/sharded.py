@@ -113,6 +113,7 @@ class ShardedRank:
         self.spec = spec
         self.simulated = device == "meta"
         self.rank = rank if self.simulated else dist.get_rank()
+        self.data_rank = self.rank // setup.tensor_parallel  # its batch: the t ranks of a "tp" group share one
         self.roles = FsdpRoles()
         self._stack = ExitStack()
 
