@@ -59,7 +59,8 @@ def whole_parameters(config: StepSpec) -> int:
 def test_a_rank_holds_its_tensor_parallel_shard_sharded_over_dp(arch, tensor_parallel, world_size):
     """Every size of tiny divides t · dp here: a rank's parameters are the split ones over t and the whole ones,
     all over dp = world_size / t (FSDP2 on "dp"), its AdamW state twice that; the step's gradients as many."""
-    config = TINY.replace(arch=arch, dropout=0.0, num_heads=8, shard="fsdp2", world_size=world_size, tensor_parallel=tensor_parallel, batch_size=2)
+    config = TINY.replace(arch=arch, dropout=0.0, num_heads=8, shard="fsdp2", world_size=world_size,
+                          tensor_parallel=tensor_parallel, batch_size=2)
     whole = whole_parameters(config)
     split = parameter_count(config.model) - whole
     measured = measure(config, "meta", count_flops=False).measured
