@@ -1,5 +1,5 @@
-"""One rank of FSDP2 data parallelism, measured by the storage tracker: simulated on one CPU at any world size, or
-for real in each process of a gloo group.
+"""One rank of FSDP2 data parallelism (with tensor parallelism on a 2-D mesh where the setup asks for it), measured by
+the storage tracker: simulated on one CPU at any world size, or for real in each process of a gloo group.
 
 Simulation (device "meta"): torch's fake process group (backend "fake" with FakeStore; its collectives return at
 once and move nothing) makes this process rank `rank` of `world_size`, and FakeTensorMode over CPU tensors makes
@@ -7,12 +7,14 @@ every tensor metadata only. The model is built on meta, sharded with fully_shard
 torchtitan does), then materialised as fake CPU tensors with `to_empty`: FSDP2 refuses meta parameters in training
 and puts its gathered parameters and communication buffers on its mesh's device (CPU here). Everything FSDP2 does
 (its all-gathers, reduce-scatters, padding, resharding, prefetching, the sharded AdamW step on DTensors) runs as in
-a real job; only the data is missing.
+a real job; only the data is missing. With tensor parallelism (setup.tensor_parallel t > 1) the mesh is 2-D ("dp",
+"tp"; device_meshes), the blocks are split on "tp" first (model.tensor_parallel, torchtitan's plan) and fully_shard
+runs on "dp"; DTensor's collectives (torch.distributed._functional_collectives) run on the fake group as FSDP2's do.
 
 Real runs (device "cpu" inside an initialised gloo process group, e.g. under torchrun, or
 profiler.measuring.ranks): the same model built on CPU, sharded the same way, trained on real tensors; each rank
 measures itself with the same tracker, so the simulation can be checked against it byte for byte
-(tests/test_sharded.py launches 2 and 4 processes).
+(tests/test_sharded.py launches 2 and 4 processes, tests/test_tensor_parallel.py 2 and 4 on 1 x 2 and 2 x 2 meshes).
 
 Memory of a rank: its local tensors' storages (the tracker follows DTensor ops down to their local ops) and the
 storages FSDP2 frees and re-allocates by resizing (its gathered parameters), through the tracker's resize hook.
@@ -88,8 +90,9 @@ def unsupported(simulated: bool = True, shard: str = "fsdp2") -> str | None:
 
 
 class ShardedRank:
-    """One rank of an FSDP2 step for profiler.measuring.measure: its process group, its model and what its
-    storages are. Use as a context manager around the whole measurement (the fake mode must outlive the step)."""
+    """One rank of an FSDP2 step (or DDP, or FSDP2 with tensor parallelism) for profiler.measuring.measure: its
+    process group, its meshes, its model and what its storages are; data_rank, the batch it trains on (the t ranks
+    of a "tp" group share one, seeded by the group's "dp" index). Use as a context manager around the whole measurement (the fake mode must outlive the step)."""
 
     tracked_device = "cpu"
     categories = SHARDED_CATEGORIES
