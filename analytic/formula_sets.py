@@ -241,7 +241,8 @@ UNNAMED = {"shard": "none", "tensor_parallel": 1, "sequence_parallel": False}
 def declared(setup: dict[str, Any]) -> dict[str, tuple]:
     """One SETUP alternative as describes() reads it: each field's allowed values as a tuple, UNNAMED's value for
     a field it does not name ("shard" 'none': one device; tensor_parallel 1 and sequence_parallel False)."""
-    return {field: value if isinstance(value, tuple) else (value,) for field, value in {**UNNAMED, **setup}.items()}
+    named = {**setup, **{field: value for field, value in UNNAMED.items() if field not in setup}}
+    return {field: value if isinstance(value, tuple) else (value,) for field, value in named.items()}
 
 
 def describes(module: ModuleType, spec: StepSpec) -> bool:

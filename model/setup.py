@@ -100,10 +100,11 @@ class Setup:
     reshard_after_forward: FSDP2's option of that name (True frees each block's gathered parameters after its
     forward and gathers them again for backward; False keeps them until backward).
     tensor_parallel: t, the ranks each block is split over by tensor parallelism (shard 'fsdp2' only, as torchtitan
-    composes them; it refuses DDP on a 2-D mesh): the world_size ranks form a 2-D mesh ("dp", "tp") of world_size / t by t, the blocks are split
-    on "tp" (column-wise q, k, v, w1, w3 and row-wise out_proj, w2; the vocabulary split in the embedding and the
-    LM head, the loss computed on the split logits) and fully_shard runs on "dp" (model.tensor_parallel);
-    at world_size = t too, over a one-rank "dp" (where torchtitan would leave FSDP2 out).
+    composes them; it refuses DDP on a 2-D mesh): the world_size ranks form a 2-D mesh ("dp", "tp") of
+    world_size / t by t, the blocks are split on "tp" (column-wise q, k, v, w1, w3 and row-wise out_proj, w2; the
+    vocabulary split in the embedding and the LM head, the loss computed on the split logits) and fully_shard runs
+    on "dp" (model.tensor_parallel); at world_size = t too, over a one-rank "dp" (where torchtitan would leave FSDP2
+    out).
     sequence_parallel: with t > 1, the norms, dropouts and residual stream between the blocks' split layers are
     split on the sequence too (torchtitan's SequenceParallel; Korthikanti et al.'s sequence parallelism).
     optimizer: the AdamW implementation (model.vocabulary.OPTIMIZERS: forloop, foreach, fused).

@@ -92,7 +92,8 @@ def unsupported(simulated: bool = True, shard: str = "fsdp2") -> str | None:
 class ShardedRank:
     """One rank of an FSDP2 step (or DDP, or FSDP2 with tensor parallelism) for profiler.measuring.measure: its
     process group, its meshes, its model and what its storages are; data_rank, the batch it trains on (the t ranks
-    of a "tp" group share one, seeded by the group's "dp" index). Use as a context manager around the whole measurement (the fake mode must outlive the step)."""
+    of a "tp" group share one, seeded by the group's "dp" index). Use as a context manager around the whole
+    measurement (the fake mode must outlive the step)."""
 
     tracked_device = "cpu"
     categories = SHARDED_CATEGORIES
