@@ -22,9 +22,10 @@ class StepSpec:
     setup.micro_batches micro-batches; a numpy array of batch sizes where the exact model evaluates many).
 
     Holds the checks that need both the model and the setup: tensor_parallel divides the heads, the key/value heads
-    and d_ff (and, with sequence_parallel, the context length), dropout is not simulated with sdpa-math, the fused
-    attention backends need a head size divisible by 8, and flash 16-bit dtypes (or autocast) and head sizes up
-    to 256 (the built-in model; a user's model meets them as it runs), a user's model runs on one device.
+    and d_ff (and, with sequence_parallel, the context length) and leaves every rank rows of the embeddings, dropout
+    is not simulated with sdpa-math, the fused attention backends need a head size divisible by 8, and flash 16-bit
+    dtypes (or autocast) and head sizes up to 256 (the built-in model; a user's model meets them as it runs), a
+    user's model runs on one device.
     """
 
     model: ModelConfig
@@ -45,6 +46,12 @@ class StepSpec:
             if size % t:
                 raise ValueError(f"tensor_parallel={t} does not divide {name}={size}"
                                  + (" (sequence parallelism splits the sequence)" if name == "context_length" else ""))
+        rows = {"vocab_size": model.vocab_size, **({"context_length": model.context_length}
+                                                   if model.positional == "learned" else {})}
+        for name, size in rows.items():
+            if size < t:
+                raise ValueError(f"tensor_parallel={t} leaves ranks without rows of the embedding of {name}={size}: "
+                                 f"FSDP2's reduce-scatter (torch._chunk_cat) refuses an empty shard")
         if model.dropout and setup.attention == "sdpa-math":
             raise ValueError("dropout with attention='sdpa-math' is not simulated: the math kernel's at::dropout "
                              "keeps a bool mask on CUDA and noise of the input's dtype on meta and CPU")

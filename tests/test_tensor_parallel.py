@@ -4,9 +4,11 @@ several mesh shapes, to the byte; clear errors."""
 import argparse
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from analytic.formula_sets import describing
 from analytic.params import parameter_count
+from analytic.sharding import fsdp2_model_states
 from model import preset
 from model.spec import StepSpec
 from profiler.cli import main
@@ -73,6 +75,32 @@ def test_a_rank_holds_its_tensor_parallel_shard_sharded_over_dp(arch, tensor_par
 
 
 @needs_fsdp2
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=st.sampled_from(["reference", "gpt2", "llama"]), t=st.integers(2, 4), dp=st.integers(1, 5),
+       heads_per_rank=st.integers(1, 2), head_size=st.integers(1, 3), ffn_per_rank=st.integers(1, 9),
+       vocab=st.integers(4, 90), positions_per_rank=st.integers(1, 6), layers=st.integers(1, 2),
+       sequence_parallel=st.booleans(), autocast=st.sampled_from(["none", "bfloat16"]), data=st.data())
+def test_closed_form_model_states_equal_the_simulated_rank(arch, t, dp, heads_per_rank, head_size, ffn_per_rank,
+                                                          vocab, positions_per_rank, layers, sequence_parallel,
+                                                          autocast, data):
+    """analytic.sharding's closed form at tensor parallelism against the simulated rank, at random sizes (the
+    vocabulary and, without sequence parallelism, the positions uneven over t and dp), mesh shapes and ranks."""
+    heads = t * heads_per_rank
+    context = t * positions_per_rank if sequence_parallel else data.draw(st.integers(t, 20))
+    config = StepSpec.of(vocab_size=max(vocab, t), context_length=context, num_layers=layers,
+                         d_model=heads * 2 * head_size, num_heads=heads, d_ff=t * ffn_per_rank, arch=arch,
+                         dropout=0.0, positional="rope" if arch == "llama" else "learned", shard="fsdp2",
+                         world_size=t * dp, tensor_parallel=t, sequence_parallel=sequence_parallel,
+                         autocast=autocast, batch_size=2)
+    rank = data.draw(st.integers(0, t * dp - 1))
+    at_step = measure(config, "meta", rank=rank, count_flops=False).measured["phases"]["optimizer"][
+        "categories_at_peak"]
+    assert {name: at_step[name] for name in ("parameters", "gradients", "optimizer_state")} == \
+        fsdp2_model_states(config, rank)
+
+
+@needs_fsdp2
 @pytest.mark.parametrize("tensor_parallel", [2, 4])
 def test_what_tensor_and_sequence_parallelism_split_of_the_saved_activations(tensor_parallel):
     """Against one rank of FSDP2 without tensor parallelism, saved activations per component, to the byte: the
@@ -129,6 +157,8 @@ BAD = [
     (("--shard", "fsdp2", "--world-size", "2", "--tensor-parallel", "2", "--model", "hf:gpt2"),
      "runs on one device"),
     (("--tensor-parallel", "0"), "must be a positive integer"),
+    (("--shard", "fsdp2", "--world-size", "4", "--tensor-parallel", "4", "--arch", "gpt2", "--context-length", "2"),
+     "leaves ranks without rows of the embedding of context_length=2"),
 ]
 
 
