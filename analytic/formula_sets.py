@@ -19,7 +19,8 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
                                  "sdpa-math")}), a list of such dicts where it describes alternatives (pure bf16
                                  or bf16 autocast); a set is graded only on points of its setup (describes()).
                                  None or absent: every setup on one device. A sharded setup (shard 'fsdp2', 'ddp')
-                                 only where an alternative names its shard.
+                                 only where an alternative names its shard, and tensor parallelism (t > 1, with
+                                 or without sequence parallelism) only where it names tensor_parallel.
 """
 from __future__ import annotations
 
@@ -232,11 +233,16 @@ def setup_alternatives(module: ModuleType) -> list[dict[str, Any]]:
     return list(setup) if isinstance(setup, (list, tuple)) else [setup]
 
 
+# What an alternative that does not name a field describes, where that is not every value: one device, and no
+# tensor parallelism.
+UNNAMED = {"shard": "none", "tensor_parallel": 1, "sequence_parallel": False}
+
+
 def declared(setup: dict[str, Any]) -> dict[str, tuple]:
-    """One SETUP alternative as describes() reads it: each field's allowed values as a tuple, "shard" ("none",
-    one device) where the alternative names none."""
-    return {field: value if isinstance(value, tuple) else (value,)
-            for field, value in {**setup, "shard": setup.get("shard", "none")}.items()}
+    """One SETUP alternative as describes() reads it: each field's allowed values as a tuple, UNNAMED's value for
+    a field it does not name ("shard" 'none': one device; tensor_parallel 1 and sequence_parallel False)."""
+    named = {**setup, **{field: value for field, value in UNNAMED.items() if field not in setup}}
+    return {field: value if isinstance(value, tuple) else (value,) for field, value in named.items()}
 
 
 def describes(module: ModuleType, spec: StepSpec) -> bool:
@@ -284,6 +290,8 @@ def setup_text(module: ModuleType) -> str:
                 continue
             if field == "shard" and values == ("none",):
                 parts.append("one device")
+            elif field in UNNAMED and field != "shard" and values == (UNNAMED[field],):
+                continue  # no tensor parallelism: what every set but one that names it describes
             elif (field, values) in PLAIN_WORDS:
                 parts.append(PLAIN_WORDS[field, values])
             else:

@@ -36,23 +36,41 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(parameter_breakdown(config).values())
 
 
-def parameter_tensor_shapes(config: ModelConfig) -> list[tuple[int, int]]:
+def shard_rows(rows: int, parts: int, index: int) -> int:
+    """The rows part `index` of `parts` holds of a tensor of `rows` rows: torch.chunk's chunk of ⌈rows/parts⌉, the
+    last parts fewer, or none (empty past the last one), as FSDP2 and DTensor's Shard placements cut a tensor."""
+    chunk = -(-rows // parts)
+    return min(chunk, max(0, rows - index * chunk))
+
+
+def parameter_tensor_shapes(config: ModelConfig, tensor_parallel: int = 1, tp_rank: int = 0) -> list[tuple[int, int]]:
     """(rows, columns) of each parameter tensor in model.parameters() order, a vector as (n, 1): per block norm1,
     W_Q, W_K, W_V, W_O, norm2, W1, [W3], W2, each weight followed by its bias where the arch has biases (gpt2); a
     linear layer's weight is [out, in] (W_K and W_V [K, D], W1 [F, D], W2 [D, F]); the embeddings and the LM head
-    [V, D], [T, D]. Rows are what FSDP2 shards (dim 0)."""
+    [V, D], [T, D]. Rows are what FSDP2 shards (dim 0).
+
+    With tensor parallelism (model.tensor_parallel, torchtitan's plan), the part "tp" rank `tp_rank` of
+    `tensor_parallel` holds (shard_rows): the rows of the column-wise layers' weights and biases (W_Q, W_K, W_V, W1,
+    W3), of the embeddings and the LM head; the columns of the row-wise layers' weights (W_O, W2); the norms and the
+    row-wise layers' biases whole."""
     V, T, L, D, F = (config.vocab_size, config.context_length, config.num_layers, config.d_model, config.d_ff)
     K = config.kv_width
     gpt2 = config.arch == "gpt2"
 
-    def layer(out: int, into: int) -> list[tuple[int, int]]:
-        return [(out, into), (out, 1)] if gpt2 else [(out, into)]
+    def part(n: int) -> int:
+        return shard_rows(n, tensor_parallel, tp_rank)
 
-    norm = layer(D, 1)[:1] + ([(D, 1)] if gpt2 else [])  # a gain, and gpt2's bias
-    ffn = layer(F, D) + ([(F, D)] if config.arch == "llama" else []) + layer(D, F)
-    block = norm + layer(D, D) + layer(K, D) * 2 + layer(D, D) + norm + ffn
-    shapes = [(V, D)] + ([(T, D)] if config.positional == "learned" else [])
-    return shapes + block * L + norm + ([] if gpt2 else [(V, D)])
+    def column_wise(out: int, into: int) -> list[tuple[int, int]]:
+        return [(part(out), into), (part(out), 1)] if gpt2 else [(part(out), into)]
+
+    def row_wise(out: int, into: int) -> list[tuple[int, int]]:
+        return [(out, part(into)), (out, 1)] if gpt2 else [(out, part(into))]
+
+    norm = [(D, 1)] * (2 if gpt2 else 1)  # a gain, and gpt2's bias
+    ffn = column_wise(F, D) + ([(part(F), D)] if config.arch == "llama" else []) + row_wise(D, F)
+    block = norm + column_wise(D, D) + column_wise(K, D) * 2 + row_wise(D, D) + norm + ffn
+    shapes = [(part(V), D)] + ([(part(T), D)] if config.positional == "learned" else [])
+    return shapes + block * L + norm + ([] if gpt2 else [(part(V), D)])
 
 
 def parameter_tensor_sizes(config: ModelConfig) -> list[int]:

@@ -19,12 +19,17 @@ divisible by N, the three are 1/N of one device's: b·Ψ/N + b·Ψ/N + 2b·Ψ/N,
 figure of ZeRO stage 3 (analytic.published.zero) with its 16-bit weights and gradients counted at 4 bytes and its
 K = 12 at 8 (FSDP2 keeps no separate fp32 master copy: the shards are the master weights).
 
+With tensor parallelism t (model.tensor_parallel) rank r = i·t + j first holds its "tp" part j of each tensor
+(analytic.params.parameter_tensor_shapes: torch.chunk's rows of the column-wise layers, the embeddings and the LM
+head, columns of the row-wise layers, the norms whole), then FSDP2 shards that part over the N = world_size / t
+ranks of "dp" as above, rank r being the i-th: the same sums over the parts' (rows, cols).
+
 Shard 'ddp' (torch's replicate on FSDP2's engine) shards over a group of one: every rank holds one device's model
 states, b·Ψ + b·Ψ + 2b·Ψ (N = 1 above, whatever the world size), ZeRO's baseline data parallelism.
 """
 from __future__ import annotations
 
-from analytic.params import parameter_tensor_shapes
+from analytic.params import parameter_tensor_shapes, shard_rows
 from model.setup import Setup
 from model.spec import StepSpec
 
@@ -40,15 +45,10 @@ def padded_rows(rows: int, world_size: int) -> int:
     return -(-rows // world_size)
 
 
-def shard_rows(rows: int, world_size: int, rank: int) -> int:
-    """The rows rank `rank` holds of a tensor of `rows` rows: torch.chunk's chunk, empty past the last one."""
-    chunk = padded_rows(rows, world_size)
-    return min(chunk, max(0, rows - rank * chunk))
-
-
 def shard_group(setup: Setup) -> int:
-    """N, the ranks each parameter is sharded over: world_size under FSDP2, 1 under DDP and on one device."""
-    return setup.world_size if setup.shard == "fsdp2" else 1
+    """N, the ranks each parameter is sharded over: world_size under FSDP2 (world_size / t, the "dp" dimension,
+    with tensor parallelism), 1 under DDP and on one device."""
+    return setup.world_size // setup.tensor_parallel if setup.shard == "fsdp2" else 1
 
 
 def padded_elements(shapes: list[tuple[int, int]], world_size: int) -> int:
@@ -58,15 +58,17 @@ def padded_elements(shapes: list[tuple[int, int]], world_size: int) -> int:
 
 def fsdp2_model_states(spec: StepSpec, rank: int = 0) -> dict[str, int]:
     """Bytes of one rank's parameter shards, gradient shards and AdamW state (see the module docstring) over
-    the setup's world_size ranks (one device's, unpadded, without sharding and under DDP)."""
+    the setup's world_size ranks (one device's, unpadded, without sharding and under DDP). With tensor parallelism
+    t, rank r = i·t + j holds the shards of its "tp" part j (analytic.params.parameter_tensor_shapes) over the
+    N = world_size / t ranks of "dp", as the i-th of them (the same sums over those shapes)."""
     setup = spec.setup
     if not 0 <= rank < setup.world_size:
         raise ValueError(f"rank must be in 0..{setup.world_size - 1}, got {rank}")
-    N, b = shard_group(setup), setup.bytes_per_element
-    rank = rank if N > 1 else 0
-    shapes = parameter_tensor_shapes(spec.model)
+    N, b, t = shard_group(setup), setup.bytes_per_element, setup.tensor_parallel
+    dp_rank, tp_rank = divmod(rank, t) if N > 1 or t > 1 else (0, 0)
+    shapes = parameter_tensor_shapes(spec.model, t, tp_rank)
     padded = padded_elements(shapes, N)
-    local = sum(shard_rows(rows, N, rank) * columns for rows, columns in shapes)
+    local = sum(shard_rows(rows, N, dp_rank) * columns for rows, columns in shapes)
     return {"parameters": b * padded, "gradients": b * padded, "optimizer_state": 2 * b * local}
 
 

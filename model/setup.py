@@ -65,6 +65,11 @@ SETUP_OPTIONS = (
     Option("reshard_after_forward", bool, True,
            "FSDP2: free each block's gathered parameters after its forward (default) or keep them until backward "
            "(--no-reshard-after-forward)"),
+    Option("tensor_parallel", int, 1, "tensor parallelism: the built-in blocks split over t ranks of each "
+                                      "data-parallel group, torchtitan's plan (--shard fsdp2; --world-size a "
+                                      "multiple of t)"),
+    Option("sequence_parallel", bool, False, "with --tensor-parallel t > 1: norms, dropouts and residuals sharded "
+                                             "on the sequence (Korthikanti et al.; torchtitan's plan)"),
     Option("optimizer", OPTIMIZERS, "foreach", "the AdamW implementation (foreach: what CUDA runs by default)"),
     Option("optimizer_class", str, "", "FILE.py:NAME or package.module:NAME: your own torch.optim.Optimizer "
                                        "subclass in place of torch's AdamW, built with AdamW's lr and weight decay"),
@@ -94,6 +99,14 @@ class Setup:
     block by block in backward; not DistributedDataParallel's bucketed C++ reducer);
     reshard_after_forward: FSDP2's option of that name (True frees each block's gathered parameters after its
     forward and gathers them again for backward; False keeps them until backward).
+    tensor_parallel: t, the ranks each block is split over by tensor parallelism (shard 'fsdp2' only, as torchtitan
+    composes them; it refuses DDP on a 2-D mesh): the world_size ranks form a 2-D mesh ("dp", "tp") of
+    world_size / t by t, the blocks are split on "tp" (column-wise q, k, v, w1, w3 and row-wise out_proj, w2; the
+    vocabulary split in the embedding and the LM head, the loss computed on the split logits) and fully_shard runs
+    on "dp" (model.tensor_parallel); at world_size = t too, over a one-rank "dp" (where torchtitan would leave FSDP2
+    out).
+    sequence_parallel: with t > 1, the norms, dropouts and residual stream between the blocks' split layers are
+    split on the sequence too (torchtitan's SequenceParallel; Korthikanti et al.'s sequence parallelism).
     optimizer: the AdamW implementation (model.vocabulary.OPTIMIZERS: forloop, foreach, fused).
     optimizer_class: '' (torch.optim.AdamW as `optimizer` says), or a user's torch.optim.Optimizer subclass,
     'FILE.py:NAME' or 'package.module:NAME' (model.implementations), built with AdamW's lr and weight decay.
@@ -108,6 +121,8 @@ class Setup:
     shard: str = "none"
     world_size: int = 1
     reshard_after_forward: bool = True
+    tensor_parallel: int = 1
+    sequence_parallel: bool = False
     optimizer: str = "foreach"
     optimizer_class: str = ""
 
@@ -127,6 +142,14 @@ class Setup:
                              f"shard='none'")
         if not self.reshard_after_forward and self.shard != "fsdp2":
             raise ValueError("reshard_after_forward=False is an FSDP2 option: give shard='fsdp2'")
+        if self.tensor_parallel > 1 and self.shard != "fsdp2":
+            raise ValueError(f"tensor_parallel={self.tensor_parallel} runs on FSDP2's 2-D mesh: give shard='fsdp2', "
+                             f"got shard={self.shard!r}")
+        if self.world_size % self.tensor_parallel:
+            raise ValueError(f"world_size={self.world_size} is not a multiple of tensor_parallel="
+                             f"{self.tensor_parallel}")
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            raise ValueError("sequence_parallel splits what tensor parallelism replicates: give tensor_parallel > 1")
 
     @property
     def optimizer_text(self) -> str:

@@ -21,9 +21,11 @@ class StepSpec:
     """One training step: `model` trained with `setup` on batches of `batch_size` sequences (the step's batch, of
     setup.micro_batches micro-batches; a numpy array of batch sizes where the exact model evaluates many).
 
-    Holds the checks that need both the model and the setup: dropout is not simulated with sdpa-math, the fused
-    attention backends need a head size divisible by 8, and flash 16-bit dtypes (or autocast) and head sizes up
-    to 256 (the built-in model; a user's model meets them as it runs), a user's model runs on one device.
+    Holds the checks that need both the model and the setup: tensor_parallel divides the heads, the key/value heads
+    and d_ff (and, with sequence_parallel, the context length) and leaves every rank rows of the embeddings, dropout
+    is not simulated with sdpa-math, the fused attention backends need a head size divisible by 8, and flash 16-bit
+    dtypes (or autocast) and head sizes up to 256 (the built-in model; a user's model meets them as it runs), a
+    user's model runs on one device.
     """
 
     model: ModelConfig
@@ -36,6 +38,20 @@ class StepSpec:
             raise ValueError(f"shard {setup.shard} splits the built-in blocks; model {model.source} runs on one device")
         if model.source != BUILTIN:
             return  # what the user's code does with the options is run and checked as it runs (model.cuda_kernels)
+        t = setup.tensor_parallel
+        split = {"num_heads": model.num_heads, "kv_heads": model.kv_heads, "d_ff": model.d_ff}
+        if setup.sequence_parallel:
+            split["context_length"] = model.context_length
+        for name, size in split.items():
+            if size % t:
+                raise ValueError(f"tensor_parallel={t} does not divide {name}={size}"
+                                 + (" (sequence parallelism splits the sequence)" if name == "context_length" else ""))
+        rows = {"vocab_size": model.vocab_size, **({"context_length": model.context_length}
+                                                   if model.positional == "learned" else {})}
+        for name, size in rows.items():
+            if size < t:
+                raise ValueError(f"tensor_parallel={t} leaves ranks without rows of the embedding of {name}={size}: "
+                                 f"FSDP2's reduce-scatter (torch._chunk_cat) refuses an empty shard")
         if model.dropout and setup.attention == "sdpa-math":
             raise ValueError("dropout with attention='sdpa-math' is not simulated: the math kernel's at::dropout "
                              "keeps a bool mask on CUDA and noise of the input's dtype on meta and CPU")
@@ -115,4 +131,7 @@ class StepSpec:
         if setup.shard != "none":
             options.append(f"{setup.shard} on {setup.world_size} ranks"
                            + ("" if setup.reshard_after_forward else " without resharding after forward"))
+        if setup.tensor_parallel > 1:
+            options.append(f"tensor parallel {setup.tensor_parallel}"
+                           + (" with sequence parallelism" if setup.sequence_parallel else ""))
         return ", ".join([setup.dtype, *options])

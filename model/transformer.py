@@ -106,8 +106,8 @@ def rotate(x, cos, sin):
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, attention: str):
         super().__init__()
-        d, self.num_heads, self.attention = config.d_model, config.num_heads, attention
-        self.kv_heads, bias, kv = config.kv_heads, config.arch == "gpt2", config.kv_width
+        d, self.head_dim, self.attention = config.d_model, config.head_dim, attention
+        bias, kv = config.arch == "gpt2", config.kv_width
         self.q_proj = nn.Linear(d, d, bias=bias)
         self.k_proj = nn.Linear(d, kv, bias=bias)
         self.v_proj = nn.Linear(d, kv, bias=bias)
@@ -124,10 +124,11 @@ class CausalSelfAttention(nn.Module):
         self.out_dropout = dropout_op(config)
 
     def forward(self, x, future, cos=None, sin=None):  # x [B, T, D]; future [T, T] bool, True above the diagonal
-        B, T, D = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, -1).transpose(1, 2)  # [B, H, T, Dh]
-        k = self.k_proj(x).view(B, T, self.kv_heads, -1).transpose(1, 2)  # [B, G, T, Dh]
-        v = self.v_proj(x).view(B, T, self.kv_heads, -1).transpose(1, 2)
+        # heads counted from the projections' width: H and G, or H/t and G/t of them split by tensor parallelism
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # [B, H, T, Dh]
+        k = self.k_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # [B, G, T, Dh]
+        v = self.v_proj(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         if self.rope is not None:
             q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
         if self.repeat_kv is not None:
@@ -139,7 +140,7 @@ class CausalSelfAttention(nn.Module):
             if self.probs_dropout is not None:
                 probs = self.probs_dropout(probs)
             y = self.weighted_sum(probs, v)  # [B, H, T, Dh]
-        y = self.out_proj(y.transpose(1, 2).contiguous().view(B, T, D))
+        y = self.out_proj(y.transpose(1, 2).contiguous().view(B, T, -1))  # [B, T, H·Dh]
         return y if self.out_dropout is None else self.out_dropout(y)
 
 

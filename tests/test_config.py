@@ -98,7 +98,8 @@ def test_a_spec_is_written_and_read_as_a_result_row():
     assert list(spec.flat()) == ["vocab_size", "context_length", "num_layers", "d_model", "num_heads", "d_ff", "arch",
                                  "positional", "dropout", "kv_heads", "source", "attention", "dtype", "checkpointing",
                                  "micro_batches", "zero_grad", "autocast", "shard", "world_size",
-                                 "reshard_after_forward", "optimizer_class", "name"]
+                                 "reshard_after_forward", "tensor_parallel", "sequence_parallel", "optimizer_class",
+                                 "name"]
     row = {"config": spec.flat(), "batch_size": 4, "optimizer": "forloop"}
     assert StepSpec.from_row(row) == spec and StepSpec.from_row(row).model.name == "hf-gpt2"
     assert StepSpec.from_row({"config": {"vocab_size": 8, "context_length": 4, "num_layers": 1, "d_model": 4,
@@ -129,4 +130,4 @@ def test_the_cli_and_the_grid_read_the_table_of_options():
                                                                   checkpointing="full"), 4)
     named = {option.name: option.choices for option in SETUP_OPTIONS if option.choices and option.name != "optimizer"}
     assert OPTION_AXES == {"arch": ("reference", "gpt2", "llama"), **named}
-    assert AXES[-2:] == ("micro_batches", "world_size")
+    assert AXES[-3:] == ("micro_batches", "world_size", "tensor_parallel")

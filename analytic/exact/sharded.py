@@ -73,9 +73,10 @@ SHIPPED_SETUPS = {
 
 
 def in_domain(spec: StepSpec) -> bool:
-    """Whether the spec is a sharded step the programs describe (foreach AdamW, T >= 2)."""
+    """Whether the spec is a sharded step the programs describe (foreach AdamW, T >= 2, no tensor parallelism)."""
     setup = spec.setup
-    return setup.shard != "none" and setup.optimizer == "foreach" and spec.model.context_length >= 2
+    return (setup.shard != "none" and setup.optimizer == "foreach" and spec.model.context_length >= 2
+            and setup.tensor_parallel == 1)
 
 
 def windows_of(key: ShardedClass) -> tuple[str, ...]:

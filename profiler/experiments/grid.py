@@ -21,6 +21,8 @@ A grid file (profiler/experiments/grids/<name>.toml, or any path):
     micro_batches = [2]              # gradient accumulation (each must divide the base batch size)
     shard = ["fsdp2", "ddp"]         # data parallelism over the base's world_size ranks (none, fsdp2, ddp)
     world_size = [8, 64]             # ranks, around a sharded base
+    tensor_parallel = [2, 8]         # tensor parallelism over t of them, around an FSDP2 base (sequence_parallel:
+                                     # [true] splits the sequence too)
     arch = ["gpt2", "llama"]         # the block (reference, gpt2, llama), with that arch's own defaults
 
     [[points]]                       # a user's implementation: `model` as --model takes it (FILE.py:NAME, a path
@@ -257,7 +259,9 @@ def point_key(spec: StepSpec, device: str) -> str:
                                                (s.micro_batches == 1, f"-mb{s.micro_batches}"),
                                                (s.zero_grad == "none", f"-zg-{s.zero_grad}"),
                                                (s.shard == "none", f"-{s.shard}-N{s.world_size}"),
-                                               (s.reshard_after_forward, "-keep")) if not default)
+                                               (s.reshard_after_forward, "-keep"),
+                                               (s.tensor_parallel == 1, f"-tp{s.tensor_parallel}"),
+                                               (not s.sequence_parallel, "-sp")) if not default)
     source = "" if c.source == BUILTIN else f"{c.source}-"
     return (f"{source}{arch}V{c.vocab_size}-T{c.context_length}-L{c.num_layers}-D{c.d_model}-H{c.num_heads}"
             f"-F{c.d_ff}-{c.positional}-{s.attention}-{s.dtype}{setup}|b{spec.batch_size}"
@@ -281,7 +285,9 @@ def expand(grid: Grid, device: str | None = None) -> list[Point]:
         setup = spec.setup
         label = f"{spec.model.name} b={spec.batch_size}" + (
             "" if setup.optimizer == "foreach" else f" {setup.optimizer}") + (
-            "" if setup.shard == "none" else f" {setup.shard}×{setup.world_size}")
+            "" if setup.shard == "none" else f" {setup.shard}×{setup.world_size}") + (
+            "" if setup.tensor_parallel == 1 else f" tp{setup.tensor_parallel}") + (
+            " sp" if setup.sequence_parallel else "")
         found[key] = Point(key, spec, device, axes, label)
 
     if grid.base is not None:

@@ -126,7 +126,7 @@ class OneDevice:
     of a sharded step (same methods)."""
 
     categories = CATEGORIES
-    rank = 0
+    rank = data_rank = 0
 
     def __init__(self, spec: StepSpec, device: str):
         self.spec, self.tracked_device = spec, device
@@ -184,7 +184,7 @@ def trace_step(where, spec: StepSpec, count_flops: bool = False, autocast_policy
     tracker = StorageTracker(where.tracked_device)
     with tracker:
         model, adamw = where.build(spec, tracker)
-        tokens, targets = make_batch(spec.model, spec.batch_size, where.tracked_device, seed=where.rank)
+        tokens, targets = make_batch(spec.model, spec.batch_size, where.tracked_device, seed=where.data_rank)
     roles = Roles(parameters={tracker.sid(p) for p in model.parameters()},
                   buffers={tracker.sid(b) for b in model.buffers()},
                   inputs={tracker.sid(tokens), tracker.sid(targets)})

@@ -13,10 +13,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as multiprocessing
-from torch.utils._python_dispatch import _disable_current_modes
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes, is_traceable_wrapper_subclass_type
+from torch.utils._pytree import tree_flatten
 
 from model.spec import StepSpec
 from profiler.measuring.measure import measure
+from profiler.measuring.tracker import WAIT_TENSOR
 
 
 def measure_ranks(spec: StepSpec) -> list[dict]:
@@ -59,7 +61,8 @@ def settled_collectives(timeout: float = 10.0):
     sees when NCCL frees its stashed tensors on wait. What gloo allocates for itself while it enqueues a
     collective (its reduce-scatter copies the input) is left out of the tracking: NCCL and the fake group
     allocate nothing there. The all-reduce of shard 'ddp' (torch.distributed.all_reduce, called by FSDP2's
-    foreach_reduce) is settled the same way.
+    foreach_reduce) is settled the same way, and so are the functional collectives of tensor parallelism
+    (SettledFunctionalCollectives).
     """
 
     from torch.distributed.fsdp._fully_shard import _fsdp_collectives as collectives
@@ -95,8 +98,41 @@ def settled_collectives(timeout: float = 10.0):
         kind.__call__ = settled(kind)
     dist.all_reduce = settled_all_reduce
     try:
-        yield
+        with SettledFunctionalCollectives(timeout):
+            yield
     finally:
         for kind, original in originals.items():
             kind.__call__ = original
         dist.all_reduce = all_reduce
+
+
+class SettledFunctionalCollectives(TorchDispatchMode):
+    """The functional collectives (torch.ops._c10d_functional: DTensor's redistributions under tensor parallelism,
+    loss parallel's all-reduces), each waited for at once and held until gloo has let go of its tensors (see
+    settled_collectives): its inputs back to the references they had before it, its outputs to the caller's one.
+    Beneath the storage tracker (entered before it), so the tracker sees each collective's output as it is
+    returned."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.timeout = timeout
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if any(is_traceable_wrapper_subclass_type(kind) for kind in types):
+            return NotImplemented  # a DTensor's op: its local ops come back here
+        kwargs = kwargs or {}
+        if func.namespace != "_c10d_functional" or func is WAIT_TENSOR:
+            return func(*args, **kwargs)
+        inputs = [value for value in tree_flatten((args, kwargs))[0] if isinstance(value, torch.Tensor)]
+        held = [(tensor, tensor._use_count()) for tensor in inputs]
+        out = func(*args, **kwargs)
+        for tensor in (value for value in tree_flatten(out)[0] if isinstance(value, torch.Tensor)):
+            WAIT_TENSOR(tensor)
+            if not any(tensor is value for value in inputs):
+                held.append((tensor, 1))
+        deadline = time.monotonic() + self.timeout
+        while any(tensor._use_count() > count for tensor, count in held):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gloo kept the tensors of a {func} for over {self.timeout} s")
+            time.sleep(0)
+        return out

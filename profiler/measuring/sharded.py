@@ -1,5 +1,5 @@
-"""One rank of FSDP2 data parallelism, measured by the storage tracker: simulated on one CPU at any world size, or
-for real in each process of a gloo group.
+"""One rank of FSDP2 data parallelism (with tensor parallelism on a 2-D mesh where the setup asks for it), measured by
+the storage tracker: simulated on one CPU at any world size, or for real in each process of a gloo group.
 
 Simulation (device "meta"): torch's fake process group (backend "fake" with FakeStore; its collectives return at
 once and move nothing) makes this process rank `rank` of `world_size`, and FakeTensorMode over CPU tensors makes
@@ -7,12 +7,14 @@ every tensor metadata only. The model is built on meta, sharded with fully_shard
 torchtitan does), then materialised as fake CPU tensors with `to_empty`: FSDP2 refuses meta parameters in training
 and puts its gathered parameters and communication buffers on its mesh's device (CPU here). Everything FSDP2 does
 (its all-gathers, reduce-scatters, padding, resharding, prefetching, the sharded AdamW step on DTensors) runs as in
-a real job; only the data is missing.
+a real job; only the data is missing. With tensor parallelism (setup.tensor_parallel t > 1) the mesh is 2-D ("dp",
+"tp"; device_meshes), the blocks are split on "tp" first (model.tensor_parallel, torchtitan's plan) and fully_shard
+runs on "dp"; DTensor's collectives (torch.distributed._functional_collectives) run on the fake group as FSDP2's do.
 
 Real runs (device "cpu" inside an initialised gloo process group, e.g. under torchrun, or
 profiler.measuring.ranks): the same model built on CPU, sharded the same way, trained on real tensors; each rank
 measures itself with the same tracker, so the simulation can be checked against it byte for byte
-(tests/test_sharded.py launches 2 and 4 processes).
+(tests/test_sharded.py launches 2 and 4 processes, tests/test_tensor_parallel.py 2 and 4 on 1 x 2 and 2 x 2 meshes).
 
 Memory of a rank: its local tensors' storages (the tracker follows DTensor ops down to their local ops) and the
 storages FSDP2 frees and re-allocates by resizing (its gathered parameters), through the tracker's resize hook.
@@ -36,6 +38,7 @@ from analytic.exact.versions import release
 from model.setup import Setup
 from model.spec import StepSpec
 from model.step import build, make_optimizer
+from model.tensor_parallel import parallelize
 from model.vocabulary import SHARDED_CATEGORIES
 
 MINIMUM_SIMULATED = "2.12"  # see unsupported()
@@ -87,8 +90,10 @@ def unsupported(simulated: bool = True, shard: str = "fsdp2") -> str | None:
 
 
 class ShardedRank:
-    """One rank of an FSDP2 step for profiler.measuring.measure: its process group, its model and what its
-    storages are. Use as a context manager around the whole measurement (the fake mode must outlive the step)."""
+    """One rank of an FSDP2 step (or DDP, or FSDP2 with tensor parallelism) for profiler.measuring.measure: its
+    process group, its meshes, its model and what its storages are; data_rank, the batch it trains on (the t ranks
+    of a "tp" group share one, seeded by the group's "dp" index). Use as a context manager around the whole
+    measurement (the fake mode must outlive the step)."""
 
     tracked_device = "cpu"
     categories = SHARDED_CATEGORIES
@@ -112,25 +117,28 @@ class ShardedRank:
         self.spec = spec
         self.simulated = device == "meta"
         self.rank = rank if self.simulated else dist.get_rank()
+        self.data_rank = self.rank // setup.tensor_parallel  # its batch: the t ranks of a "tp" group share one
         self.roles = FsdpRoles()
         self._stack = ExitStack()
 
     def __enter__(self) -> "ShardedRank":
         from torch._subclasses.fake_tensor import FakeTensorMode
-        from torch.distributed.device_mesh import init_device_mesh
 
         try:
             if self.simulated:
                 self._stack.enter_context(fake_process_group(self.spec.setup.world_size, self.rank))
             # before tracking: the mesh's rank table is a host tensor (on a GPU too); FSDP2's buffers go to the
             # mesh's device
-            self._mesh = init_device_mesh("cpu", (self.spec.setup.world_size,))
+            self._meshes = device_meshes(self.spec.setup)
+            self._rank_tables = [mesh.mesh for mesh in self._meshes if mesh is not None]
             if self.simulated:
                 self._meta_model, _ = build(self.spec, "meta")  # outside the fake mode: no data, nothing tracked
-                shard(self._meta_model, self.spec.setup, self._mesh)
+                shard(self._meta_model, self.spec.setup, *self._meshes)
                 # allow_non_fake_inputs: to_empty reads the meta parameters the model was built with
                 self._stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             self._stack.enter_context(watch_fsdp(self))
+            if self.spec.setup.tensor_parallel > 1:
+                self._stack.enter_context(unseen_sharding_propagation(self))
         except BaseException:
             self._stack.close()  # the fake process group goes with it
             raise
@@ -143,11 +151,13 @@ class ShardedRank:
         """The sharded model (built on meta and materialised as fake CPU tensors when simulated, built on CPU when
         real) and AdamW over its DTensor parameters."""
         self.tracker = tracker
+        for table in self._rank_tables:  # FSDP2 reads them as it shards DTensors: host memory, never counted
+            tracker.sid(table, host=True)
         if self.simulated:
             model = self._meta_model.to_empty(device="cpu")  # the rank's shards, as fake CPU tensors
         else:
             model, _ = build(spec, "cpu")
-            shard(model, spec.setup, self._mesh)
+            shard(model, spec.setup, *self._meshes)
         return model, make_optimizer(model, spec.setup.optimizer)
 
     def learn(self, model: torch.nn.Module) -> None:
@@ -163,14 +173,32 @@ class ShardedRank:
         self.roles.categorise(category_of)
 
 
-def shard(model: torch.nn.Module, setup: Setup, mesh) -> None:
-    """fully_shard on every block, then on the model (its embeddings, final norm and head), over `mesh`, as
-    torchtitan does; setup.reshard_after_forward goes to the blocks, and False to the model too; with
+def device_meshes(setup: Setup) -> tuple:
+    """The ranks' DeviceMeshes on CPU, (data-parallel mesh, tensor-parallel mesh or None): the world_size ranks
+    1-D, or with tensor parallelism t > 1 a 2-D mesh ("dp", "tp") of world_size / t by t and its two dimensions,
+    rank r at (r // t, r % t): a "tp" group holds t consecutive ranks, as torchtitan's meshes do. Made before
+    anything is tracked: a mesh's rank table is a host tensor, and a dimension's mesh is made when first asked for."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    t = setup.tensor_parallel
+    if t == 1:
+        return init_device_mesh("cpu", (setup.world_size,)), None
+    mesh = init_device_mesh("cpu", (setup.world_size // t, t), mesh_dim_names=("dp", "tp"))
+    return mesh["dp"], mesh["tp"]
+
+
+def shard(model: torch.nn.Module, setup: Setup, mesh, tp_mesh=None) -> None:
+    """With tensor parallelism, first torchtitan's tensor-parallel plan over `tp_mesh` (the "tp" dimension,
+    model.tensor_parallel.parallelize); then fully_shard on every block, then on the model (its embeddings, final
+    norm and head), over `mesh` (the "dp" dimension with tensor parallelism), as torchtitan does;
+    setup.reshard_after_forward goes to the blocks, and False to the model too; with
     setup.autocast, FSDP2's MixedPrecisionPolicy (parameters cast to that dtype for compute, gradients reduced in
     float32) in place of torch.autocast. Shard 'ddp': torch's replicate (FSDP2's engine over a replicate mesh:
     whole parameters, gradients all-reduced) on every block, then on the model, with the same policy."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    if tp_mesh is not None:
+        parallelize(model, setup, tp_mesh)
     policy = MixedPrecisionPolicy() if setup.autocast == "none" else MixedPrecisionPolicy(
         param_dtype=getattr(torch, setup.autocast), reduce_dtype=torch.float32)
     if setup.shard == "ddp":
@@ -188,7 +216,13 @@ def shard(model: torch.nn.Module, setup: Setup, mesh) -> None:
 
 @contextmanager
 def fake_process_group(world_size: int, rank: int):
-    """torch's fake process group as the default group: this process is `rank` of `world_size`."""
+    """torch's fake process group as the default group: this process is `rank` of `world_size`.
+
+    DTensor's sharding propagation caches (the C++ fast path's and the Python one) keep the output specs of the ops
+    they have seen, keyed by device meshes compared without their process groups: a later group's mesh of the same
+    shape would get back a spec whose mesh names the groups of a destroyed one (tensor parallelism then fails on an
+    unknown group name). They are cleared as each simulated group ends."""
+    from torch.distributed.tensor.debug import _clear_sharding_prop_cache
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     if dist.is_initialized():
@@ -198,6 +232,7 @@ def fake_process_group(world_size: int, rank: int):
         yield
     finally:
         dist.destroy_process_group()
+        _clear_sharding_prop_cache()
 
 
 @contextmanager
@@ -238,3 +273,30 @@ def watch_fsdp(run: ShardedRank):
             else:
                 delattr(owner, name)  # the mixin's method shows through again
 
+
+
+@contextmanager
+def unseen_sharding_propagation(run: ShardedRank):
+    """DTensor's sharding propagation untracked (StorageTracker.unseen): to learn an op's output shape it runs the
+    op on fake tensors of the global shape (ShardingPropagator._propagate_tensor_meta_non_cached; loss parallel's
+    handlers call it on every step), allocating nothing real. Its results are cached where no fake mode is active,
+    so a real rank runs it once and a simulated one (inside FakeTensorMode) every time: left untracked, neither
+    counts it. Entered with tensor parallelism only: at t = 1 the ops it runs are the warm-up step's (AdamW's
+    first step on FSDP2's DTensors), alike in real and simulated ranks, and those figures are kept as they were
+    (the warm-up step's optimizer phase counts them; the measured step has none)."""
+    from torch.distributed.tensor._sharding_prop import ShardingPropagator
+
+    original = ShardingPropagator._propagate_tensor_meta_non_cached
+
+    def propagate(self, *args, **kwargs):
+        tracker = getattr(run, "tracker", None)
+        if tracker is None:
+            return original(self, *args, **kwargs)
+        with tracker.unseen():
+            return original(self, *args, **kwargs)
+
+    ShardingPropagator._propagate_tensor_meta_non_cached = propagate
+    try:
+        yield
+    finally:
+        ShardingPropagator._propagate_tensor_meta_non_cached = original

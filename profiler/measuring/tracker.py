@@ -41,6 +41,12 @@ aten = torch.ops.aten
 HOST_OUTPUTS = {aten._scaled_dot_product_flash_attention.default: (6, 7),
                 aten._scaled_dot_product_efficient_attention.default: (2, 3)}
 
+# torch's Meta kernel of the functional collectives' wait (torch/distributed/_functional_collectives.py,
+# _wait_tensor_meta) returns empty_like(input), a new storage, where the CPU and CUDA kernels
+# (c10d's Functional.cpp) wait for the collective and return the input itself: the tracker returns the input, so a
+# simulated DTensor collective (tensor parallelism) allocates what a real one does.
+WAIT_TENSOR = torch.ops._c10d_functional.wait_tensor.default
+
 
 @dataclass
 class Mark:
@@ -76,6 +82,7 @@ class StorageTracker(TorchDispatchMode):
         self.ignore_host_scalars = False  # set by the caller during the optimizer phase of a CPU run
         self.ignored: set[int] = set()  # sids of host scalars left out (see module docstring)
         self._current_op = False  # registering the outputs of the op last appended to ops
+        self._unseen = False  # inside unseen(): ops pass untracked
 
     # --- the dispatch mode -------------------------------------------------------------------------------
     @classmethod
@@ -89,7 +96,11 @@ class StorageTracker(TorchDispatchMode):
         if any(is_traceable_wrapper_subclass_type(kind) for kind in types):
             return NotImplemented  # a DTensor's op: its own dispatch runs the local ops, which come back here
         kwargs = kwargs or {}
+        if self._unseen:
+            return func(*args, **kwargs)
         out = func(*args, **kwargs)
+        if func is WAIT_TENSOR:
+            out = args[0]  # what the real kernel returns; the Meta kernel's empty_like is dropped unseen
         self.ops.append(func)
         for index in HOST_OUTPUTS.get(func, ()):
             self.sid(out[index], host=True)
@@ -128,6 +139,16 @@ class StorageTracker(TorchDispatchMode):
         if self._current_op:
             self.op_index[sid] = len(self.ops) - 1
         return sid
+
+    @contextmanager
+    def unseen(self):
+        """Ops inside run untracked, their storages never seen: work that is no part of the step (DTensor's
+        sharding propagation running an op on fake tensors of the global shape to learn its output's shape)."""
+        self._unseen = True
+        try:
+            yield
+        finally:
+            self._unseen = False
 
     def op_name(self, sid: int) -> str:
         """'aten.mm': the op that allocated storage `sid`; '' where none did (a parameter, an input)."""

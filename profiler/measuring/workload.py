@@ -11,8 +11,9 @@ again in backward), else 1; a sharded rank (fsdp2, ddp) traces SHARDED times as 
 all-gathers' and reduce-scatters' copies). Calibration, counted with the tracker on tiny at L = 1 and 33 (torch
 2.13, batch 4), ops per layer and step: reference 214·k + 42 (k = 1 and 4), gpt2 273, llama with RoPE 325, bf16
 autocast 282, full checkpointing 351 and selective 352 (309 per micro-batch: 1.45×), forloop AdamW 320 (106 for
-the optimizer), FSDP2 at 8 ranks 884, DDP 850 (3.3×); outside the blocks 37 + 66·k per step. OPS_PER_LAYER = 250
-stands for every block (214 to 283 per micro-batch): the estimate is within about 20 % of the count
+the optimizer), FSDP2 at 8 ranks 884, DDP 850 (3.3×), FSDP2 with tensor parallelism t = 2 over them 874 and 906
+with sequence parallelism (the same SHARDED); outside the blocks 37 + 66·k per step. OPS_PER_LAYER = 250 stands for
+every block (214 to 283 per micro-batch): the estimate is within about 20 % of the count
 (tests/test_workload.py: gpt2-xl 28,540 for 24,782 counted, llama2-7b 19,100 for 21,030).
 
 FSDP2 also cuts every parameter tensor into world_size chunks (torch's _chunk_with_empty, twice per tensor: linear

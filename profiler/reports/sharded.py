@@ -26,7 +26,9 @@ def sharded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _setup(config: dict[str, Any]) -> str:
     keep = "" if config.get("reshard_after_forward", True) else " · no reshard after forward"
-    return f"{config['shard'].upper()} · {setup_label(config)}{keep}"
+    t = config.get("tensor_parallel", 1)
+    tensor = "" if t == 1 else f" · TP {t}" + (" with SP" if config.get("sequence_parallel") else "")
+    return f"{config['shard'].upper()} · {setup_label(config)}{keep}{tensor}"
 
 
 def rank_table(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -1,0 +1,185 @@
+"""Tensor and sequence parallelism on FSDP2's 2-D mesh ("dp", "tp"), torchtitan's plan (model.tensor_parallel): one
+rank simulated on the fake process group against real gloo ranks, byte for byte; what a rank holds and saves at
+several mesh shapes, to the byte; clear errors."""
+import argparse
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from analytic.formula_sets import describing
+from analytic.params import parameter_count
+from analytic.sharding import fsdp2_model_states
+from model import preset
+from model.spec import StepSpec
+from profiler.cli import main
+from profiler.commands import options
+from profiler.measuring.measure import measure
+from profiler.measuring.ranks import measure_ranks
+from profiler.measuring.sharded import SHARDED_CATEGORIES, unsupported
+from tests.test_sharded import phase_figures
+
+TINY = StepSpec(preset("tiny"))  # V 256, T 32, L 2, D 64, H 4, F 256: every size divides 2, 4 and 8
+needs_fsdp2 = pytest.mark.skipif(unsupported() is not None, reason=str(unsupported()))
+
+
+@needs_fsdp2
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [
+    # tensor parallelism alone: dp = 1
+    TINY.replace(shard="fsdp2", world_size=2, tensor_parallel=2),
+    # 2 x 2 with sequence parallelism: GPT-2's block (biases, LayerNorm, learned positions split on the sequence, the
+    # LM head tied to the embedding), 250 vocabulary rows over 2 "tp" ranks and their halves over 2 "dp" ranks
+    TINY.replace(shard="fsdp2", world_size=4, tensor_parallel=2, sequence_parallel=True, arch="gpt2", dropout=0.0,
+                 vocab_size=250, context_length=30),
+    # 2 x 2: llama with RoPE and grouped-query attention (2 key/value heads, one per "tp" rank), FSDP2's mixed
+    # precision, selective checkpointing, two micro-batches
+    TINY.replace(shard="fsdp2", world_size=4, tensor_parallel=2, arch="llama", positional="rope", kv_heads=2,
+                 autocast="bfloat16", checkpointing="selective", micro_batches=2),
+], ids=["tp2-dp1", "2x2-gpt2-sp-uneven", "2x2-llama-gqa-amp-selective-mb2"])
+def test_simulated_ranks_equal_real_gloo_ranks(config):
+    real = measure_ranks(config.replace(batch_size=2))
+    for rank in range(config.setup.world_size):
+        simulated = measure(config.replace(batch_size=2), "meta", rank=rank, count_flops=False).measured
+        assert real[rank]["measured"]["rank"] == simulated["rank"] == rank
+        assert phase_figures(simulated) == phase_figures(real[rank]["measured"]), f"rank {rank}"
+        assert simulated["peak_bytes"] == real[rank]["measured"]["peak_bytes"]
+        assert simulated["saved_activations_by_component"] == real[rank]["measured"]["saved_activations_by_component"]
+    assert set(simulated["categories_at_peak"]) == set(SHARDED_CATEGORIES)
+
+
+def whole_parameters(config: StepSpec) -> int:
+    """The parameters tensor parallelism leaves whole on every "tp" rank: the norms, and GPT-2's biases of the
+    row-wise layers (out_proj, w2); the rest is split t ways."""
+    model = config.model
+    norms = (2 * model.num_layers + 1) * model.d_model * (2 if model.arch == "gpt2" else 1)
+    return norms + (2 * model.num_layers * model.d_model if model.arch == "gpt2" else 0)
+
+
+@needs_fsdp2
+@pytest.mark.parametrize("arch", ["reference", "gpt2", "llama"])
+@pytest.mark.parametrize("tensor_parallel, world_size", [(2, 2), (2, 4), (4, 8), (8, 8)])
+def test_a_rank_holds_its_tensor_parallel_shard_sharded_over_dp(arch, tensor_parallel, world_size):
+    """Every size of tiny divides t · dp here: a rank's parameters are the split ones over t and the whole ones,
+    all over dp = world_size / t (FSDP2 on "dp"), its AdamW state twice that; the step's gradients as many."""
+    config = TINY.replace(arch=arch, dropout=0.0, num_heads=8, shard="fsdp2", world_size=world_size,
+                          tensor_parallel=tensor_parallel, batch_size=2)
+    whole = whole_parameters(config)
+    split = parameter_count(config.model) - whole
+    measured = measure(config, "meta", count_flops=False).measured
+    at_step = measured["phases"]["optimizer"]["categories_at_peak"]
+    dp = world_size // tensor_parallel
+    rank_parameters = 4 * (split // tensor_parallel + whole) // dp
+    assert (at_step["parameters"], at_step["gradients"], at_step["optimizer_state"]) == \
+        (rank_parameters, rank_parameters, 2 * rank_parameters)
+    assert measured["params"] == parameter_count(config.model)  # DTensors count their global elements
+
+
+@needs_fsdp2
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=st.sampled_from(["reference", "gpt2", "llama"]), t=st.integers(2, 4), dp=st.integers(1, 5),
+       heads_per_rank=st.integers(1, 2), head_size=st.integers(1, 3), ffn_per_rank=st.integers(1, 9),
+       vocab=st.integers(4, 90), positions_per_rank=st.integers(1, 6), layers=st.integers(1, 2),
+       sequence_parallel=st.booleans(), autocast=st.sampled_from(["none", "bfloat16"]), data=st.data())
+def test_closed_form_model_states_equal_the_simulated_rank(arch, t, dp, heads_per_rank, head_size, ffn_per_rank,
+                                                          vocab, positions_per_rank, layers, sequence_parallel,
+                                                          autocast, data):
+    """analytic.sharding's closed form at tensor parallelism against the simulated rank, at random sizes (the
+    vocabulary and, without sequence parallelism, the positions uneven over t and dp), mesh shapes and ranks."""
+    heads = t * heads_per_rank
+    context = t * positions_per_rank if sequence_parallel else data.draw(st.integers(t, 20))
+    config = StepSpec.of(vocab_size=max(vocab, t), context_length=context, num_layers=layers,
+                         d_model=heads * 2 * head_size, num_heads=heads, d_ff=t * ffn_per_rank, arch=arch,
+                         dropout=0.0, positional="rope" if arch == "llama" else "learned", shard="fsdp2",
+                         world_size=t * dp, tensor_parallel=t, sequence_parallel=sequence_parallel,
+                         autocast=autocast, batch_size=2)
+    rank = data.draw(st.integers(0, t * dp - 1))
+    at_step = measure(config, "meta", rank=rank, count_flops=False).measured["phases"]["optimizer"][
+        "categories_at_peak"]
+    assert {name: at_step[name] for name in ("parameters", "gradients", "optimizer_state")} == \
+        fsdp2_model_states(config, rank)
+
+
+@needs_fsdp2
+@pytest.mark.parametrize("tensor_parallel", [2, 4])
+def test_what_tensor_and_sequence_parallelism_split_of_the_saved_activations(tensor_parallel):
+    """Against one rank of FSDP2 without tensor parallelism, saved activations per component, to the byte: the
+    attention core, out_proj's and w2's inputs, the FFN's hidden activations and the loss's log-softmax are split t
+    ways (the heads, d_ff and the vocabulary are); the norms keep whole inputs, and split them t ways with sequence
+    parallelism (on the sequence); q_proj's and w1's inputs, all-gathered from the sequence-split stream with
+    sequence parallelism, stay whole either way (torch saves the gathered input; Megatron-LM gathers it again in
+    backward)."""
+    base = TINY.replace(shard="fsdp2", world_size=tensor_parallel, batch_size=2)
+    t = tensor_parallel
+
+    def saved(**changes):
+        return measure(base.replace(**changes), "meta", count_flops=False).measured["saved_activations_by_component"]
+
+    one, tp, sp = saved(), saved(tensor_parallel=t), saved(tensor_parallel=t, sequence_parallel=True)
+    for component in ("scores", "softmax", "weighted_sum", "out_proj", "silu", "w2"):
+        assert tp[component] == sp[component] == one[component] // t, component
+    assert tp["cross_entropy"] == sp["cross_entropy"] == (one["cross_entropy"] - 4) // t + 4  # its fp32 loss
+    for component in ("norm1", "norm2", "final_norm"):
+        assert tp[component] == one[component] and sp[component] == one[component] // t, component
+    for component in ("q_proj", "w1", "lm_head"):
+        assert tp[component] == sp[component] == one[component], component
+
+
+def test_no_formula_set_describes_tensor_parallelism_yet():
+    """The sets describe no tensor parallelism unless they name it (analytic.formula_sets.UNNAMED); FSDP2 at t = 1
+    keeps its sets."""
+    sharded = TINY.replace(shard="fsdp2", world_size=4)
+    assert {"exact", "fsdp2"} <= set(describing(sharded))
+    assert describing(sharded.replace(tensor_parallel=2)) == []
+    assert describing(sharded.replace(tensor_parallel=2, sequence_parallel=True)) == []
+
+
+def test_the_options_reach_the_command_line():
+    parser = argparse.ArgumentParser()
+    options.add_config_arguments(parser)
+    args = parser.parse_args(["--preset", "tiny", "--shard", "fsdp2", "--world-size", "8", "--tensor-parallel", "4",
+                              "--sequence-parallel"])
+    assert options.spec_from_args(args, sharded=True) == TINY.replace(shard="fsdp2", world_size=8,
+                                                                      tensor_parallel=4, sequence_parallel=True)
+
+
+BAD = [
+    (("--tensor-parallel", "2"), "give shard='fsdp2', got shard='none'"),
+    (("--shard", "ddp", "--world-size", "2", "--tensor-parallel", "2"), "give shard='fsdp2', got shard='ddp'"),
+    (("--shard", "fsdp2", "--world-size", "6", "--tensor-parallel", "4"), "world_size=6 is not a multiple"),
+    (("--shard", "fsdp2", "--world-size", "2", "--sequence-parallel"), "give tensor_parallel > 1"),
+    (("--shard", "fsdp2", "--world-size", "8", "--tensor-parallel", "8"), "does not divide num_heads=4"),
+    (("--shard", "fsdp2", "--world-size", "4", "--tensor-parallel", "4", "--arch", "llama", "--kv-heads", "2"),
+     "does not divide kv_heads=2"),
+    (("--shard", "fsdp2", "--world-size", "4", "--tensor-parallel", "4", "--d-ff", "250"), "does not divide d_ff=250"),
+    (("--shard", "fsdp2", "--world-size", "4", "--tensor-parallel", "4", "--sequence-parallel", "--context-length",
+      "30"), "does not divide context_length=30"),
+    (("--shard", "fsdp2", "--world-size", "2", "--tensor-parallel", "2", "--model", "hf:gpt2"),
+     "runs on one device"),
+    (("--tensor-parallel", "0"), "must be a positive integer"),
+    (("--shard", "fsdp2", "--world-size", "4", "--tensor-parallel", "4", "--arch", "gpt2", "--context-length", "2"),
+     "leaves ranks without rows of the embedding of context_length=2"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(argv) for argv, _ in BAD])
+def test_bad_tensor_parallel_input_is_one_line_and_exit_2(capsys, argv, message):
+    assert main(["measure", "--preset", "tiny", "--device", "meta", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and message in captured.err, \
+        captured.err
+
+
+def test_tensor_parallelism_is_a_grid_axis(tmp_path):
+    """A grid varies t and sequence parallelism around an FSDP2 base, each point its own key and label."""
+    from profiler.experiments.grid import expand, load_grid
+
+    path = tmp_path / "tp.toml"
+    path.write_text('[base]\npreset = "tiny"\nshard = "fsdp2"\nworld_size = 8\nbatch_size = 2\n\n'
+                    '[axes]\ntensor_parallel = [2, 4]\n\n[[points]]\npreset = "tiny"\nshard = "fsdp2"\n'
+                    'world_size = 8\ntensor_parallel = 4\nsequence_parallel = true\nbatch_sizes = [2]\n')
+    points = expand(load_grid(path))
+    assert [(p.spec.setup.tensor_parallel, p.spec.setup.sequence_parallel) for p in points] == \
+        [(1, False), (2, False), (4, False), (4, True)]
+    assert [p.label.split(" b=2 ")[1] for p in points] == ["fsdp2×8", "fsdp2×8 tp2", "fsdp2×8 tp4", "fsdp2×8 tp4 sp"]
+    assert len({p.key for p in points}) == 4
