@@ -20,7 +20,8 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
                                  or bf16 autocast); a set is graded only on points of its setup (describes()).
                                  None or absent: every setup on one device. A sharded setup (shard 'fsdp2', 'ddp')
                                  only where an alternative names its shard, and tensor parallelism (t > 1, with
-                                 or without sequence parallelism) only where it names tensor_parallel.
+                                 or without sequence parallelism) only where it names tensor_parallel; ANY
+                                 ("any") as a field's value describes every value of it (tensor_parallel "any").
 """
 from __future__ import annotations
 
@@ -236,6 +237,7 @@ def setup_alternatives(module: ModuleType) -> list[dict[str, Any]]:
 # What an alternative that does not name a field describes, where that is not every value: one device, and no
 # tensor parallelism.
 UNNAMED = {"shard": "none", "tensor_parallel": 1, "sequence_parallel": False}
+ANY = "any"  # a field's declared value that describes every value of it (an int field's, where no tuple lists all)
 
 
 def declared(setup: dict[str, Any]) -> dict[str, tuple]:
@@ -260,7 +262,7 @@ def describes(module: ModuleType, spec: StepSpec) -> bool:
         value = spec.value(field)
         if field == "arch" and spec.model.source != BUILTIN:
             return value in values or "reference" in values
-        return value in values
+        return value in values or ANY in values
     return any(all(matches(field, values) for field, values in declared(setup).items())
                for setup in setup_alternatives(module))
 
@@ -287,6 +289,9 @@ def setup_text(module: ModuleType) -> str:
         parts = []
         for field, values in declared(setup).items():
             if field in EVERY_VALUE and set(EVERY_VALUE[field]) <= set(values):
+                continue
+            if values == (ANY,):
+                parts.append(f"any {field.replace('_', ' ')}")
                 continue
             if field == "shard" and values == ("none",):
                 parts.append("one device")

@@ -27,11 +27,34 @@ def test_megatron_memory_algebra():
     assert two - one == pytest.approx(1.05 * (34 * s * h * L + 8 * s + s * h + 2 * s * (V + h)))
 
 
+@pytest.mark.parametrize("t", [2, 4])
+def test_megatron_memory_algebra_at_t(t):
+    """One GPU of t: 18 bytes per parameter over t; 1.05·(s·b·h·(10 + 24/t) per layer + 8·s·b + s·b·h + 2·s·b·(V/t
+    + h)) without sequence parallelism, (s·b·h·(18 + 4·F/h) per layer + 8·s·b + s·b·h + 4·s·b·h·(1 + V/h))/t
+    with it and selective recomputation (a fused kernel); with full recomputation the path without it."""
+    spec = StepSpec(PRESETS["hf-gpt2-xl"]).replace(autocast="bfloat16", attention="sdpa-flash", shard="fsdp2",
+                                                   world_size=t, tensor_parallel=t, num_heads=32, d_model=2048)
+    config = spec.model
+    s, h, V, L, F = config.context_length, config.d_model, config.vocab_size, config.num_layers, config.d_ff
+    for sequence_parallel, checkpointing, per_batch in (
+            (False, "none", 1.05 * ((10 + 24 / t) * s * h * L + 8 * s + s * h + 2 * s * (V / t + h))),
+            (True, "none", ((18 + 4 * F / h) * s * h * L + 8 * s + s * h + 4 * s * h * (1 + V / h)) / t),
+            (True, "full", 1.05 * ((10 + 24 / t) * s * h * L + 8 * s + s * h + 2 * s * (V / t + h)))):
+        at = spec.replace(sequence_parallel=sequence_parallel, checkpointing=checkpointing)
+        one, two = (megatron.predict(at.replace(batch_size=b))["peak_bytes"] for b in (1, 2))
+        assert one - (two - one) == pytest.approx(18 * megatron.parameters(config) / t)
+        assert two - one == pytest.approx(per_batch)
+
+
 def test_megatron_is_graded_on_its_setup_only():
     gpt2 = StepSpec(PRESETS["hf-gpt2-xl"])
     assert not describes(megatron, gpt2)  # fp32, explicit attention
     assert describes(megatron, gpt2.replace(autocast="bfloat16", attention="sdpa-flash", checkpointing="full"))
     assert not describes(megatron, StepSpec(PRESETS["gpt2-xl"]).replace(autocast="bfloat16", attention="sdpa-flash"))
+    amp = gpt2.replace(autocast="bfloat16", attention="sdpa-flash", shard="fsdp2", num_heads=32, d_model=2048)
+    assert describes(megatron, amp.replace(world_size=4, tensor_parallel=4, sequence_parallel=True))
+    assert not describes(megatron, amp.replace(world_size=8, tensor_parallel=4))  # two data-parallel ranks
+    assert not describes(megatron, amp.replace(world_size=8))
 
 
 def test_a_users_model_is_described_by_the_sets_of_any_transformer_lm_and_of_its_declared_block():

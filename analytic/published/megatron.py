@@ -1,24 +1,27 @@
-"""Megatron-LM's theoretical memory usage, single GPU (tensor, pipeline and data parallel size 1, no distributed
-optimizer, no sequence parallelism), as `--log-theoretical-memory` prints it.
+"""Megatron-LM's theoretical memory usage, one GPU of a tensor-parallel group of t (pipeline and data parallel
+size 1, no distributed optimizer), with and without sequence parallelism, as `--log-theoretical-memory` prints it.
 
 Source: NVIDIA/Megatron-LM, megatron/training/theoretical_memory_usage.py (read at commit 00caa53a),
-compute_weight_and_optimizer_memory and compute_activation_memory_without_sp, the path report_theoretical_memory
-takes whenever sequence parallelism with selective recomputation is off (always on one GPU):
+compute_weight_and_optimizer_memory, and the two activation paths report_theoretical_memory chooses between:
+compute_activation_memory where sequence parallelism and selective recomputation are both on, else
+compute_activation_memory_without_sp:
 
     parameters per layer  = 2·h·(ffn·g + n) + 2·h²·(1 + G/H)      g = 3/2 with SwiGLU else 1, n = 2 for LayerNorm
                                                                   (weight and bias) else 1; no linear biases
     parameters            = L·(per layer) + n·h + h·V·(2 if untied else 1)    (no position embedding)
-    weights and optimizer = 18 bytes per parameter                (bf16 weight 2, fp32 gradient 4, fp32 main
-                                                                  weight 4, Adam 8)
-    activations per layer = s·b·h·(10 + 24/tp) = 34·s·b·h at tp = 1   (Korthikanti et al. 2022, Table 2, without
-                                                                  the 5·a·s²·b of the attention scores)
-    activations           = 1.05·(L·34·s·b·h + 8·s·b + s·b·h + 2·(s·b·V + s·b·h))   input ids, embedding
-                                                                  dropout mask, logits and final-norm output in
-                                                                  2 bytes, 5 % "for optimizer and miscellaneous
-                                                                  temporaries"
+    weights and optimizer = 18 bytes per parameter, the parameters  (bf16 weight 2, fp32 gradient 4, fp32 main
+                            divided by t ("most loaded model shard")  weight 4, Adam 8)
+    activations without SP = 1.05·(L·s·b·h·(10 + 24/t) + 8·s·b + s·b·h + 2·(s·b·V/t + s·b·h))
+                                                                  (Korthikanti et al. 2022, Table 2, without the
+                                                                  5·a·s²·b of the attention scores; input ids,
+                                                                  embedding dropout mask, logits and final-norm
+                                                                  output in 2 bytes, 5 % "for optimizer and
+                                                                  miscellaneous temporaries")
+    activations with SP   = (L·s·b·h·(18 + 4·ffn/h) + 8·s·b + s·b·h + 4·s·b·h·(1 + V/h)) / t
     peak                  = weights and optimizer + activations
-(s = T, b = B, h = D, ffn = F, V = vocabulary, L layers, H heads, G key/value heads.) The file prints no example
-to reproduce; its parameter count gives Llama 2 7B's published 6,738,415,616 (tests/test_published.py).
+(s = T, b = B, h = D, ffn = F, V = vocabulary, L layers, H heads, G key/value heads.) At t = 1 without sequence
+parallelism the per-layer count is 34·s·b·h. The file prints no example to reproduce; its parameter count gives
+Llama 2 7B's published 6,738,415,616 (tests/test_published.py).
 
 FLOPs: megatron/training/training.py num_floating_point_operations(args, batch_size) (read at the same commit
 00caa53a; the newest snapshot read, d98e8a64, splits the core-attention term out to scale with sum(L_i²) for packed
@@ -38,19 +41,25 @@ every recompute option). Against FlopCounterMode it counts QKᵀ and P·V at hal
 """
 from __future__ import annotations
 
+from analytic.formula_sets import ANY
 from model.config import ModelConfig
 from model.spec import StepSpec
 
 NAME = "megatron"
-DESCRIPTION = ("Megatron-LM theoretical memory, one GPU: 18 B/param (bf16 + fp32 grad + fp32 main + Adam), "
-               "1.05·(34sbh·L + 8sb + sbh + 2sbV + 2sbh); FLOPs 3·2·bs·(L·(h·(q+2k) + q·s + q·h + 2|3·h·ffn) + hV)")
+DESCRIPTION = ("Megatron-LM theoretical memory, one GPU of t: 18 B/param / t (bf16 + fp32 grad + fp32 main + "
+               "Adam), 1.05·(sbh(10 + 24/t)·L + 8sb + sbh + 2sbV/t + 2sbh), (sbh(18 + 4F/h)·L + ...)/t with SP; "
+               "FLOPs 3·2·bs·(L·(h·(q+2k) + q·s + q·h + 2|3·h·ffn) + hV)")
 # What it claims: Megatron's GPT (LayerNorm, GELU, dropout, tied embeddings) in bf16 mixed precision with fp32 main
 # weights and gradients (our closest: autocast over fp32 parameters), attention that keeps no s² scores (flash; the
 # 34·s·b·h leaves them out), any recomputation (the without-SP path ignores recompute_granularity), one batch.
+# Tensor parallelism: one rank of our FSDP2 2-D mesh with one data-parallel rank (world_size = t: FSDP2 over one
+# rank shards nothing), sequence parallel or not; the SP path where our setup matches Megatron's selective
+# recomputation (the fused kernels recompute the attention core; not with full checkpointing).
 SETUP = {"arch": "gpt2", "autocast": "bfloat16", "attention": ("sdpa-flash", "sdpa-efficient"),
-         "checkpointing": ("none", "full", "selective"), "micro_batches": 1}
+         "checkpointing": ("none", "full", "selective"), "micro_batches": 1, "shard": ("none", "fsdp2"),
+         "tensor_parallel": ANY, "sequence_parallel": (False, True)}
 BYTES_PER_PARAMETER = 18  # num_bytes_per_parameter without the distributed optimizer
-ACTIVATION_PER_LAYER = 34  # s·b·h·(10 + 24 / tensor_model_parallel_size) at tp = 1
+WHOLE, SPLIT = 10, 24  # s·b·h·(10 + 24 / tensor_model_parallel_size) per layer without sequence parallelism
 OVERHEAD = 1.05  # overhead_factor
 # The 18 bytes itemised as the newest snapshot's num_bytes_per_parameter comments them (d98e8a64: "bf16 model params,
 # fp32 main gradients, fp32 main params, and fp32 Adam states"), the fp32 main params counted with the optimizer
@@ -69,10 +78,25 @@ def parameters(config: ModelConfig) -> int:
     return int(L * per_layer + norm * h + (2 if untied else 1) * h * V)
 
 
-def activation_bytes(config: ModelConfig, batch_size: int) -> float:
-    """compute_activation_memory_without_sp at tp = pp = 1."""
-    s, b, h, V, L = config.context_length, batch_size, config.d_model, config.vocab_size, config.num_layers
-    total = ACTIVATION_PER_LAYER * s * b * h * L + 8 * s * b + s * b * h + (s * b * V + s * b * h) * 2
+def within(spec: StepSpec) -> bool:
+    """One data-parallel rank: Megatron's 18 bytes per parameter are replicated over data parallelism, which our
+    FSDP2 shards."""
+    return spec.setup.world_size == spec.setup.tensor_parallel
+
+
+def sequence_parallel_path(spec: StepSpec) -> bool:
+    """report_theoretical_memory's choice: compute_activation_memory where sequence parallelism and selective
+    recomputation are on (our fused kernels without full checkpointing)."""
+    return spec.setup.sequence_parallel and spec.setup.checkpointing != "full"
+
+
+def activation_bytes(config: ModelConfig, batch_size: int, t: int = 1, sequence_parallel: bool = False) -> float:
+    """compute_activation_memory (sequence_parallel) or compute_activation_memory_without_sp at tp = t, pp = 1."""
+    s, b, h, V, L, F = (config.context_length, batch_size, config.d_model, config.vocab_size, config.num_layers,
+                        config.d_ff)
+    if sequence_parallel:
+        return (s * b * h * (18 + 4 * F / h) * L + 8 * s * b + s * b * h + s * b * h * 4 * (1 + V / h)) / t
+    total = s * b * h * (WHOLE + SPLIT / t) * L + 8 * s * b + s * b * h + (s * b * V / t + s * b * h) * 2
     return OVERHEAD * total
 
 
@@ -99,19 +123,21 @@ def num_floating_point_operations(config: ModelConfig, batch_size: int) -> int:
 
 
 def predict(spec: StepSpec) -> dict:
-    """params and the peak (weights and optimizer + activations), itemised (STATE_BYTES; activations and their 5 %
-    as saved activations and temporaries); the AdamW implementation plays no part. Without
-    checkpointing also flops_matmul: num_floating_point_operations, a third forward and two thirds backward."""
-    config, batch_size = spec.model, spec.batch_size
+    """params and the peak (weights and optimizer of the rank's 1/t of the parameters + activations), itemised
+    (STATE_BYTES; activations as saved activations, and temporaries where the 5 % overhead applies); the AdamW
+    implementation plays no part. Without checkpointing and tensor parallelism also flops_matmul:
+    num_floating_point_operations, a third forward and two thirds backward."""
+    config, batch_size, t = spec.model, spec.batch_size, spec.setup.tensor_parallel
     n = parameters(config)
-    fixed = BYTES_PER_PARAMETER * n
-    activations = activation_bytes(config, batch_size)
-    states = {category: share * n for category, share in STATE_BYTES.items()}
+    fixed = BYTES_PER_PARAMETER * n / t
+    sequence = sequence_parallel_path(spec)
+    activations = activation_bytes(config, batch_size, t, sequence)
+    saved = activations if sequence else activations / OVERHEAD
+    states = {category: share * n / t for category, share in STATE_BYTES.items()}
     figures = {"params": n, "peak_bytes": fixed + activations, "fixed_memory_bytes": fixed,
                "model_states": states, "model_states_bytes": fixed,
-               "categories_at_peak": {**states, "saved_activations": activations / OVERHEAD,
-                                      "temporaries": activations - activations / OVERHEAD}}
-    if spec.setup.checkpointing == "none":  # the FLOPs count no recomputation
+               "categories_at_peak": {**states, "saved_activations": saved, "temporaries": activations - saved}}
+    if spec.setup.checkpointing == "none" and t == 1:  # the FLOPs count no recomputation, of the whole model
         total = num_floating_point_operations(config, batch_size)
         forward = total // FORWARD_BACKWARD_EXPANSION_FACTOR  # every term is a multiple of 3
         figures["flops_matmul"] = {"forward": forward, "backward": total - forward}
