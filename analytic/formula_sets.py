@@ -8,7 +8,8 @@ A formula set is a module with
                                  spec.setup.optimizer included) and the batch (spec.batch_size)
 and optionally max_batch_size(spec, budget_bytes) -> int (the spec's batch_size not read); without one,
 max_batch_size() below solves the set's own peak, which is then linear in B, from its predictions at B = 1 and
-B = 2; and
+B = 2; within(spec) -> bool, a condition on the setup that SETUP's fields cannot state (Megatron's: one
+data-parallel rank, world_size = tensor_parallel), describes() then requiring both; and
 A user's own set is a .py file with the same attributes (the FormulaSet protocol), named by its path wherever a
 set's name is accepted (`--formula-set my_formulas.py`): load_file() imports it and checks it, with one clear
 error (FormulaSetError) for what is missing or malformed; once loaded it is graded beside the built-in sets.
@@ -264,7 +265,7 @@ def describes(module: ModuleType, spec: StepSpec) -> bool:
             return value in values or "reference" in values
         return value in values or ANY in values
     return any(all(matches(field, values) for field, values in declared(setup).items())
-               for setup in setup_alternatives(module))
+               for setup in setup_alternatives(module)) and getattr(module, "within", lambda _: True)(spec)
 
 
 def describing(spec: StepSpec, names: list[str] | None = None) -> list[str]:
