@@ -48,10 +48,11 @@ class StepSpec:
                                  + (" (sequence parallelism splits the sequence)" if name == "context_length" else ""))
         rows = {"vocab_size": model.vocab_size, **({"context_length": model.context_length}
                                                    if model.positional == "learned" else {})}
-        for name, size in rows.items():
-            if size < t:
-                raise ValueError(f"tensor_parallel={t} leaves ranks without rows of the embedding of {name}={size}: "
-                                 f"FSDP2's reduce-scatter (torch._chunk_cat) refuses an empty shard")
+        for name, size in rows.items():  # split as torch.chunk splits: ⌈size/t⌉ rows a rank, the last ones fewer
+            if -(-size // t) * (t - 1) >= size:
+                raise ValueError(f"tensor_parallel={t} leaves a rank without rows of the embedding of {name}={size} "
+                                 f"(split in chunks of ⌈{size}/{t}⌉ = {-(-size // t)}): FSDP2's reduce-scatter "
+                                 f"(torch._chunk_cat) refuses an empty shard")
         if model.dropout and setup.attention == "sdpa-math":
             raise ValueError("dropout with attention='sdpa-math' is not simulated: the math kernel's at::dropout "
                              "keeps a bool mask on CUDA and noise of the input's dtype on meta and CPU")

@@ -137,8 +137,7 @@ class ShardedRank:
                 # allow_non_fake_inputs: to_empty reads the meta parameters the model was built with
                 self._stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             self._stack.enter_context(watch_fsdp(self))
-            if self.spec.setup.tensor_parallel > 1:
-                self._stack.enter_context(unseen_sharding_propagation(self))
+            self._stack.enter_context(unseen_sharding_propagation(self))
         except BaseException:
             self._stack.close()  # the fake process group goes with it
             raise
@@ -281,9 +280,8 @@ def unseen_sharding_propagation(run: ShardedRank):
     op on fake tensors of the global shape (ShardingPropagator._propagate_tensor_meta_non_cached; loss parallel's
     handlers call it on every step), allocating nothing real. Its results are cached where no fake mode is active,
     so a real rank runs it once and a simulated one (inside FakeTensorMode) every time: left untracked, neither
-    counts it. Entered with tensor parallelism only: at t = 1 the ops it runs are the warm-up step's (AdamW's
-    first step on FSDP2's DTensors), alike in real and simulated ranks, and those figures are kept as they were
-    (the warm-up step's optimizer phase counts them; the measured step has none)."""
+    counts it (at t = 1 too, where it runs in the warm-up step's AdamW, the first step on FSDP2's DTensors: fake
+    tensors, which a GPU's allocator never sees)."""
     from torch.distributed.tensor._sharding_prop import ShardingPropagator
 
     original = ShardingPropagator._propagate_tensor_meta_non_cached
