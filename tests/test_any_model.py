@@ -11,7 +11,7 @@ import pytest
 
 from analytic.exact import monomials
 from analytic.exact.derivation.any_model import SIZE_SETS, derive_model, traced_spec, verify
-from analytic.exact.derivation.derive import DerivationError
+from analytic.exact.derivation.fit import DerivationError
 from analytic.exact.formula import evaluate
 from analytic.exact.model_programs import ModelPrograms
 from analytic.exact.programs import compile_program, parse_term, term_token

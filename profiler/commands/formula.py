@@ -185,7 +185,7 @@ def run_model(args: argparse.Namespace) -> int:
     """`formula --model X`: the formulas derived from traces of X, verified at held-out sizes, printed only where
     they were exact there."""
     from analytic.exact import formula
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.derivation.model_cache import derived_model
     from analytic.exact.model_programs import ModelPrograms, domain, formula_document
 

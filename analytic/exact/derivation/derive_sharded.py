@@ -8,7 +8,7 @@ classes): every storage's bytes must name the same symbol of analytic.exact.shar
 in that order), and no two symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start
 (what is live as the measured step begins, in allocation order, besides buffers and inputs), forward and backward
 (of micro-batches 1 and 2 where there are micro-batches), optimizer (zero_grad included). L = 1 keeps its own
-programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (derive.segment), which must
+programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (fit.segment), which must
 reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from analytic.exact.programs import CODE_OF
 from analytic.exact.sharded import ALL_SYMBOLS, compile_sharded, symbol_values, windows_of
 from analytic.sizes import ShardedClass, sizes_of
 from model.spec import StepSpec
-from analytic.exact.derivation.derive import CHECK_SET, DerivationError, segment, size_sets, traced_spec
+from analytic.exact.derivation.derive import CHECK_SET, size_sets, traced_spec
+from analytic.exact.derivation.fit import DerivationError, segment
 from profiler.measuring.measure import trace_step
 from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank

@@ -99,7 +99,7 @@ def verified_model(spec: StepSpec) -> dict | None:
     the spec is in the domain (analytic.exact.model_programs.outside_domain; a batch of 1 and one head are their own
     layout classes, layout_ones), the derivation holds and it is exact
     at the held-out sizes; else None, and one line on stderr (once) says why: the exact set then has no answer."""
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.model_programs import layout_ones, outside_domain
 
     where = f"the exact set has no answer for {spec.model.source}"
