@@ -77,6 +77,21 @@ def test_derived_model_equals_measurement_at_held_out_sizes(derived, name):
     assert verified["differences"] == [] and verified["formulas_at"] >= 1
 
 
+def test_zero_grad_zeros_is_derived_and_equals_measurement_at_held_out_sizes(derived):
+    """With zero_grad 'zeros' the gradients outlive the warm-up step (zeroed in place, not freed): the measured
+    step starts with them, and its backward adds into them."""
+    none_spec, none_document = derived("nanogpt")
+    spec = none_spec.replace(zero_grad="zeros")
+    document = derive_model(spec)
+    verified = verify(document, spec, count=3, seed=7)
+    assert verified["differences"] == [] and verified["formulas_at"] >= 1
+    sizes = {"B": 3, "T": 9, "H": 3, "Dh": 16, "F": 40, "V": 61, "L": 2}
+    zeros, none = (ModelPrograms(d).figures(sizes)["phases"]["forward"]["start_bytes"].item()
+                   for d in (document, none_document))
+    parameters = measure(traced_spec(spec, 2, sizes), "meta", count_flops=False).measured["params"] * 4
+    assert zeros - none == parameters  # a float32 gradient of every parameter
+
+
 def test_derived_formula_at_gpt2_small_equals_measurement(derived):
     """Far from the traced sizes: GPT-2 small's, B = 2, nanoGPT-style code."""
     spec, document = derived("nanogpt")

@@ -15,7 +15,7 @@ in the measured step, by the op that allocated it. The result is a document of a
 
 The domain is the traced one: B >= 2, H >= 2, T >= 2, head sizes that are multiples of 8, and as many key/value
 heads as heads or 2 <= G < H grouped ones (B = 1 and H = 1 are layout classes of their own, traced there: `ones`);
-one micro-batch and zero_grad 'none'. Where the step does not fit the form (a byte count that no monomial, nor a sum
+one micro-batch, with either zero_grad. Where the step does not fit the form (a byte count that no monomial, nor a sum
 of two, fits at all three sets; an event sequence that changes with a size; segments that do not reproduce L = 1,
 2, 3), DerivationError says which op, in which module, at which sizes. verify() compares the derived model and its
 formulas with measure() at random held-out sizes.
@@ -72,11 +72,10 @@ def _fit(groups: list[list[Event]], sets: list[dict], spec: StepSpec, layers: in
 
 
 def derivable(spec: StepSpec) -> None:
-    """DerivationError where the setup is one the derivation does not cover (micro-batches, zero_grad 'zeros',
-    multi-query attention)."""
-    if spec.setup.micro_batches != 1 or spec.setup.zero_grad != "none":
-        raise DerivationError("the exact model of a model's own code is derived for one micro-batch and zero_grad "
-                              "'none' (the defaults)")
+    """DerivationError where the setup is one the derivation does not cover (micro-batches, multi-query
+    attention)."""
+    if spec.setup.micro_batches != 1:
+        raise DerivationError("the exact model of a model's own code is derived for one micro-batch (the default)")
     if spec.model.kv_heads == 1 < spec.model.num_heads:
         raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as "
                               "heads, or 2 or more grouped ones (not multi-query attention)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -118,10 +119,18 @@ class Traced:
     specs: dict[int, list[StepSpec]]
     traces: dict[int, list[Trace]]
 
+    @cached_property
+    def symbols(self) -> dict[int, list[dict[str, int]]]:
+        return {layers: [symbols(spec) for spec in specs] for layers, specs in self.specs.items()}
+
+    def fit(self, layers: int, groups: list[list[Event]], what: str) -> list[str]:
+        """The tokens of events traced at L = layers, one list per size set: each event the symbol its bytes are
+        at both size sets (ALPHABET)."""
+        return fit(groups, self.symbols[layers], ALPHABET, what, [describe(spec) for spec in self.specs[layers]])
+
     def programs(self, window: str, what: str) -> dict[int, list[str]]:
-        """{L: the window's tokens}: each event the symbol its bytes are at both size sets (ALPHABET)."""
-        return {layers: fit([trace.windows[window] for trace in traces], [symbols(spec) for spec in self.specs[layers]],
-                            ALPHABET, f"{what}, {window}", [describe(spec) for spec in self.specs[layers]])
+        """{L: the tokens of a traced window}."""
+        return {layers: self.fit(layers, [trace.windows[window] for trace in traces], what)
                 for layers, traces in self.traces.items()}
 
 
@@ -144,7 +153,7 @@ def derive_class(cls: LayoutClass, traced: Traced | None = None) -> dict:
     if coincident:
         raise DerivationError(f"{what}: the size sets make symbols coincide: {coincident}")
     traced = traced or class_traces(cls)
-    programs = {name: traced.programs(window, what) for name, window in CLASS_WINDOWS.items()}
+    programs = {name: traced.programs(window, f"{what}, {name}") for name, window in CLASS_WINDOWS.items()}
     result: dict = {"domain": cls.domain}
     for name in CLASS_WINDOWS:
         result[name] = segment(programs[name], f"{what}, {name}")
@@ -154,10 +163,9 @@ def derive_class(cls: LayoutClass, traced: Traced | None = None) -> dict:
     first, second = traced.traces[2]
     components: dict[str, dict[str, str]] = {"layer": {}, "outside": {}}
     for (component, layer), saved in sorted(by_saver(first.saved).items(), key=lambda item: str(item[0])):
-        tokens = fit([[Event("+", "saved_activations", s.nbytes) for s in storages]
-                      for storages in (saved, by_saver(second.saved).get((component, layer), []))],
-                     [symbols(spec) for spec in traced.specs[2]], ALPHABET, f"{what}, saved by {component}",
-                     [describe(spec) for spec in traced.specs[2]])
+        tokens = traced.fit(2, [[Event("+", "saved_activations", s.nbytes) for s in storages]
+                                for storages in (saved, by_saver(second.saved).get((component, layer), []))],
+                            f"{what}, saved by {component}")
         names = " ".join(text.split(":")[1] for text in tokens)  # the symbols, one per saved storage
         where = "outside" if layer is None else "layer"
         if layer in (None, 0):
@@ -189,7 +197,7 @@ def derive_optimizer(parameters: LayoutClass, optimizer: str, zero_grad: dict[in
     what = f"{parameters.arch}, {parameters.positional}{', G < H' if parameters.grouped else ''}, AdamW {optimizer}"
     result = {}
     for step, window in OPTIMIZER_WINDOWS.items():
-        programs = traced.programs(window, what)
+        programs = traced.programs(window, f"{what}, {window}")
         for layers, tokens in programs.items():
             tail = zero_grad[layers]
             if tokens[len(tokens) - len(tail):] != tail:
@@ -237,7 +245,7 @@ def derive(keys: Iterable[LayoutClass] | None = None, optimizers=True) -> dict:
     for parameters in parameter_layouts():
         mine = [key for key in wanted or () if key[:3] == (parameters.arch, parameters.positional, parameters.grouped)]
         if mine:
-            zero_grad = class_traces(parameters).programs(ZERO_GRAD_NONE, parameters.what())
+            zero_grad = class_traces(parameters).programs(ZERO_GRAD_NONE, f"{parameters.what()}, zero_grad_none")
             for key in mine:
                 adamw[key] = derive_optimizer(parameters, key[3], zero_grad)
     return {"classes": classes, "optimizers": adamw}

@@ -5,9 +5,9 @@ exact.store's format) where a document for the same code is there, else derives 
 says so), verifies it against measure() at held-out sizes and caches it. The same code: a SHA-256 over the model's
 source file (the file of FILE.py:NAME, the module of package.module:NAME, transformers' version and the config
 file for hf:), the optimizer class's file, the spec's options (dtype, attention, dropout, checkpointing, autocast,
-optimizer, arch, positional; grouped-query attention or not), the torch version, the simulation revision (analytic.
-exact.derivation.revision) and the code that evaluates and verifies the programs (analytic/exact's modules: the
-document records its verification).
+optimizer, arch, positional, zero_grad; grouped-query attention or not), the torch version, the simulation
+revision (analytic.exact.derivation.revision) and the code that evaluates and verifies the programs
+(analytic/exact's modules: the document records its verification).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from model.spec import StepSpec
 
 HELD_OUT = 3  # held-out sizes a derivation is verified at
 OPTIONS = ("dtype", "attention", "dropout", "checkpointing", "autocast", "optimizer", "optimizer_class", "arch",
-           "positional")
+           "positional", "zero_grad")
 
 
 def source_files(reference: str) -> list[Path]:

@@ -43,7 +43,7 @@ def class_differences(key: tuple) -> list[dict[str, Any]]:
     traced = class_traces(cls)
     rows = []
     for window, traced_window in CLASS_WINDOWS.items():
-        here = traced.programs(traced_window, cls.what())[LAYERS]
+        here = traced.programs(traced_window, f"{cls.what()}, {window}")[LAYERS]
         ops = [event.op for event in traced.traces[LAYERS][0].windows[traced_window]]
         before = expanded(shipped().layout_class(key)[window], LAYERS)
         matcher = difflib.SequenceMatcher(a=before, b=here, autojunk=False)
