@@ -5,7 +5,8 @@ A class (analytic.sizes.ShardedClass: one device's layout class, the shard strat
 resharding, one rank or several, micro-batches or not, zero_grad) is traced at L = 1 to 5 layers and at two
 unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's one-rank
 classes): every storage's bytes must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first
-in that order), and no two symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start
+in that order: analytic.exact.derivation.fit with a SymbolAlphabet), and no two symbols may agree at both sets but
+not at a third (CHECK_SET, 11 ranks). Windows: start
 (what is live as the measured step begins, in allocation order, besides buffers and inputs), forward and backward
 (of micro-batches 1 and 2 where there are micro-batches), optimizer (zero_grad included). L = 1 keeps its own
 programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (fit.segment), which must

@@ -3,9 +3,11 @@
 The step is traced as measure() traces it (profiler.measuring.measure.trace_step: the model, AdamW and a batch built
 under the storage tracker, then train_step), each storage in the category measure() gives it (the tracker's Roles:
 parameters, buffers, inputs, optimizer state, gradients, saved for backward, allocated by the optimizer phase,
-else a temporary, in that order of precedence). Every allocation and free of a window between two phase marks is an
-Event: its sign, category, bytes, the op that allocated the storage or ran last before it was freed ('aten.mm'), and
-the module running that op ('(the model)' outside its submodules, '' in backward). Windows are named
+else a temporary, in that order of precedence): one category per storage, its allocation's and its free's, in
+whichever window each falls, so that a program's live bytes by category are measure()'s. Every allocation and free
+of a window between two phase marks is an Event: its sign, category, bytes, the op that allocated the storage or ran
+last before it was freed ('aten.mm'), and the module running that op ('(the model)' outside its submodules, '' in
+backward). Windows are named
 `<step>.<phase>`, the phase numbered by micro-batch where there are several (`warmup.forward_2`); `between` is the
 window from one step's end to the next step's start. Options name the windows a derivation needs:
 
