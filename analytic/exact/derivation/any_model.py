@@ -107,9 +107,8 @@ def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
                                           for traced in traces[layers]] for layers in LAYERS],
                                         sets, spec, f"the {category}")
                 for category in sorted({event.category for traced in traces[1] for event in traced.constant})}
-    saved_by_op = {op: per_layer_fit([[[Event("+", "saved_activations", s.nbytes, s.op) for s in traced.saved
-                                        if s.op == op] for traced in traces[layers]] for layers in LAYERS],
-                                     sets, spec, f"saved by {op}")
+    saved_by_op = {op: per_layer_fit([[[s for s in traced.saved if s.op == op] for traced in traces[layers]]
+                                      for layers in LAYERS], sets, spec, f"saved by {op}")
                    for op in sorted({s.op for traced in traces[LAYERS[-1]] for s in traced.saved})}
     symbols = sorted({parse_term(term)[3] for _, _, segs in segments for program, _ in segs for term in program.split()}
                      | {s for once, per_layer in constant.values() for s in (*once, *per_layer)}

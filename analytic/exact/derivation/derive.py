@@ -163,8 +163,7 @@ def derive_class(cls: LayoutClass, traced: Traced | None = None) -> dict:
     first, second = traced.traces[2]
     components: dict[str, dict[str, str]] = {"layer": {}, "outside": {}}
     for (component, layer), saved in sorted(by_saver(first.saved).items(), key=lambda item: str(item[0])):
-        tokens = traced.fit(2, [[Event("+", "saved_activations", s.nbytes) for s in storages]
-                                for storages in (saved, by_saver(second.saved).get((component, layer), []))],
+        tokens = traced.fit(2, [saved, by_saver(second.saved).get((component, layer), [])],
                             f"{what}, saved by {component}")
         names = " ".join(text.split(":")[1] for text in tokens)  # the symbols, one per saved storage
         where = "outside" if layer is None else "layer"

@@ -44,14 +44,12 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Saved:
-    """A storage saved for backward: its bytes, the op that allocated it, and the component and layer (None
-    outside the layers) that saved it."""
+class Saved(Event):
+    """The allocation of a storage saved for backward, with the component and layer (None outside the layers) that
+    saved it."""
 
-    nbytes: int
-    op: str
-    component: str
-    layer: int | None
+    component: str = ""
+    layer: int | None = None
 
 
 @dataclass
@@ -145,7 +143,9 @@ def trace(spec: StepSpec, device: str = "meta", steps: tuple[str, ...] = STEPS, 
             live.pop(sid, None)
     constant = [Event("+", category_of.get(sid, "temporaries"), nbytes) for sid, nbytes in sorted(live.items())
                 if nbytes]
-    saved = [Saved(tracker.nbytes[sid], record.op, record.component, record.layer)
+    saved = [Saved("+", "saved_activations", tracker.nbytes[sid], record.op,
+                   where.module_at(tracker.op_index[sid]) if sid in tracker.op_index else "", record.component,
+                   record.layer)
              for sid, record in traced.saved.items()
              if sid not in tracker.ignored and category_of.get(sid) == "saved_activations" and tracker.nbytes[sid]]
     return Trace(windows, constant, saved)
