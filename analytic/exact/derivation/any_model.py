@@ -66,7 +66,8 @@ def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
 
 
 def _fit(groups: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int, what: str) -> list[str]:
-    """fit() with the monomials of the spec's attention (in G too with grouped-query attention)."""
+    """fit() to count × monomial (in G too where the sets have grouped key/value heads), each set described as
+    the spec at L = layers."""
     return fit(groups, sets, MonomialAlphabet("G" in sets[0]), what,
                [describe(traced_spec(spec, layers, sizes)) for sizes in sets])
 
