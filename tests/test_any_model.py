@@ -11,7 +11,7 @@ import pytest
 
 from analytic.exact import monomials
 from analytic.exact.derivation.any_model import SIZE_SETS, derive_model, traced_spec, verify
-from analytic.exact.derivation.derive import DerivationError
+from analytic.exact.derivation.fit import DerivationError
 from analytic.exact.formula import evaluate
 from analytic.exact.model_programs import ModelPrograms
 from analytic.exact.programs import compile_program, parse_term, term_token
@@ -75,6 +75,21 @@ def test_derived_model_equals_measurement_at_held_out_sizes(derived, name):
     spec, document = derived(name)
     verified = verify(document, spec, count=3, seed=7)
     assert verified["differences"] == [] and verified["formulas_at"] >= 1
+
+
+def test_zero_grad_zeros_is_derived_and_equals_measurement_at_held_out_sizes(derived):
+    """With zero_grad 'zeros' the gradients outlive the warm-up step (zeroed in place, not freed): the measured
+    step starts with them, and its backward adds into them."""
+    none_spec, none_document = derived("nanogpt")
+    spec = none_spec.replace(zero_grad="zeros")
+    document = derive_model(spec)
+    verified = verify(document, spec, count=3, seed=7)
+    assert verified["differences"] == [] and verified["formulas_at"] >= 1
+    sizes = {"B": 3, "T": 9, "H": 3, "Dh": 16, "F": 40, "V": 61, "L": 2}
+    zeros, none = (ModelPrograms(d).figures(sizes)["phases"]["forward"]["start_bytes"].item()
+                   for d in (document, none_document))
+    parameters = measure(traced_spec(spec, 2, sizes), "meta", count_flops=False).measured["params"] * 4
+    assert zeros - none == parameters  # a float32 gradient of every parameter
 
 
 def test_derived_formula_at_gpt2_small_equals_measurement(derived):

@@ -126,7 +126,7 @@ def test_the_implementations_report_gives_each_models_derived_per_layer_formula_
 
 
 def test_multi_query_attention_is_refused_even_where_its_options_are_cached(monkeypatch, tmp_path):
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.derivation.model_cache import cached_path, derived_model
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

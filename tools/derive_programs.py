@@ -1,5 +1,7 @@
 """Regenerates analytic/exact/derived.json.gz, the exact model's allocation programs, from traces of the step on meta
-(analytic/exact/derivation/derive.py), every layout class and AdamW implementation (about 6 minutes on 2 cores):
+(analytic/exact/derivation/derive.py: the derivation of any model's code, analytic.exact.derivation.trace and .fit,
+with the named symbols of analytic.sizes), every layout class and AdamW implementation (about 11 minutes of one
+core):
 
     python tools/derive_programs.py            # writes the file
     python tools/derive_programs.py --check    # exit 1 if the committed file differs from a fresh derivation

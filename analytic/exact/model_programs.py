@@ -7,11 +7,11 @@ A document (plain data, JSON):
                any storage the model's construction left behind), each {monomial: count}
     windows    [[phase, step, segments]] in step order: the warm-up step's forward, backward and optimizer, what
                happens between the two steps ("between"), and the measured step's; segments as in
-               analytic.exact.derivation.derive (program, runs once / L times / L − 1 times), their tokens
+               analytic.exact.derivation.fit.segment (program, runs once / L times / L − 1 times), their tokens
                `+A:4*B*T*H*Dh` (analytic.exact.programs)
     domain     where the programs hold (B >= 2, H >= 2, T >= 2, the key/value heads as traced)
-    saved_by_op  {op: [once, per layer]}: what autograd keeps as the measured backward starts, by the op that
-               allocated each storage ('aten.mul'), {monomial: count} each
+    saved_by_op  {op: [once, per layer]}: what autograd saved in the measured step (as measure()'s
+               saved_activations_by_op), by the op that allocated each storage ('aten.mul'), {monomial: count} each
     verified   the held-out sizes the numeric model was compared with a measurement at, and the result
 Its figures are measure()'s: each phase's peak, start and end bytes and categories at the peak of the measured step
 (and of the warm-up step under "warmup"), the step's peak, and the saved activations at the end of forward; they

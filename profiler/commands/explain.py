@@ -155,7 +155,7 @@ def against_document(spec, against: str, budget: int) -> dict:
     derived model, or measured where it is below 2 (1, or 0 where one sequence does not fit)."""
     import numpy as np
 
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.derivation.model_cache import derived_model
     from analytic.exact.formula import python_expression
     from analytic.exact.model_programs import ModelPrograms, difference

@@ -189,7 +189,7 @@ def run_model(args: argparse.Namespace) -> int:
     they were exact there: the general layout class (B, H >= 2), then B = 1, H = 1 and both, each derived and
     verified on its own (a layout that does not derive or verify is named, not shown)."""
     from analytic.exact import formula
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.derivation.model_cache import derived_model
     from analytic.exact.model_programs import ModelPrograms, domain, formula_document, layout_ones, program_sizes
 

@@ -175,12 +175,14 @@ class TracedStep:
 
 
 def trace_step(where, spec: StepSpec, count_flops: bool = False, autocast_policy: str = "cuda",
-               progress: bool = False) -> TracedStep:
+               progress: bool = False, steps: tuple[str, ...] = ("warmup", "measured")) -> TracedStep:
     """The two steps of a measurement of `spec` where it is tracked (OneDevice, or ShardedRank inside its
-    context); with `progress`, a bar of their phases on stderr where it is a terminal."""
+    context), or as many as `steps` names (the exact model's derivation traces one where it needs the first only);
+    with `progress`, a bar of their phases on stderr where it is a terminal."""
     setup = spec.setup
-    bar = tqdm(total=2 * (2 * setup.micro_batches + 2), desc=f"measuring {spec.model.name} on {where.tracked_device}",
-               unit="phase", file=sys.stderr, disable=None if progress else True, leave=False)
+    bar = tqdm(total=len(steps) * (2 * setup.micro_batches + 2), unit="phase",
+               desc=f"measuring {spec.model.name} on {where.tracked_device}", file=sys.stderr,
+               disable=None if progress else True, leave=False)
     tracker = StorageTracker(where.tracked_device)
     with tracker:
         model, adamw = where.build(spec, tracker)
@@ -193,7 +195,7 @@ def trace_step(where, spec: StepSpec, count_flops: bool = False, autocast_policy
     flop_counter = flop_counting.OpFlops(recorder.current_component, recorder.in_block)
     marks: dict[str, list[Mark]] = {}  # step -> its marks in order
     saved = {}
-    for step in ("warmup", "measured"):
+    for step in steps:
         counting = count_flops and step == "measured"
         step_marks = marks[step] = []
 

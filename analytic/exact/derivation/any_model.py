@@ -1,41 +1,42 @@
 """The exact model of any model's step, derived from traces of its code: derive_model(spec) and verify().
 
-The step of `spec` (a user's model, FILE.py:NAME, or a Hugging Face one, hf:gpt2) is traced on meta as measure()
-traces it (profiler.measuring.measure.trace_step: a warm-up step, then the measured one) at three unrelated size
-sets (SIZE_SETS: primes, head sizes 8 times a prime; GROUPED_SETS with G key/value heads for grouped-query attention)
-and L = 1, 2 and 3 layers. Every storage's bytes must be an integer
-count times one monomial of the sizes (analytic.exact.monomials) at all three sets; the count includes the element
-size (one dtype per derivation). Each window's events (allocations and frees, by category as measure() categorises
-them) become a program of tokens `+A:4*B*T*H*Dh`, split into segments run once, L times or L − 1 times
-(derive.segment); the parameters, buffers and inputs live when the warm-up step starts are the constant part,
-once + L·per layer (a storage the model's construction leaves behind is part of it, in its own category). The
-result is a document of analytic.exact.model_programs.
+The derivation of the shipped programs (analytic.exact.derivation.derive) with an alphabet and windows of its own:
+the step of `spec` (a user's model, FILE.py:NAME, or a Hugging Face one, hf:gpt2) is traced on meta as measure()
+traces it (analytic.exact.derivation.trace: a warm-up step, then the measured one; every window of both, and what
+happens between them) at three unrelated size sets (SIZE_SETS: primes, head sizes 8 times a prime; GROUPED_SETS
+with G key/value heads for grouped-query attention) and L = 1, 2 and 3 layers. Each window's events (allocations
+and frees, by category as measure() categorises them) are fitted (analytic.exact.derivation.fit) to a
+MonomialAlphabet: every storage's bytes must be an integer count times one monomial of the sizes
+(analytic.exact.monomials), or a sum of two, at all three sets; the count includes the element size (one dtype per
+derivation). The tokens `+A:4*B*T*H*Dh` are split into segments run once, L times or L − 1 times (fit.segment);
+the parameters, buffers and inputs live when the warm-up step starts are the constant part, once + L·per layer (a
+storage the model's construction leaves behind is part of it, in its own category), and so is what autograd saved
+in the measured step, by the op that allocated it. The result is a document of analytic.exact.model_programs.
 
 The domain is the traced one: B >= 2, H >= 2, T >= 2, head sizes that are multiples of 8, and as many key/value
-heads as heads (grouped-query attention is not derived here). Where the step does not fit the form (a byte count
-that no monomial, nor a sum of two, fits at all three sets; an event sequence that changes with a size; segments
-that do not reproduce L = 1, 2, 3), DerivationError says which op, in which module, at which sizes. verify()
-compares the derived model and its formulas with measure() at random held-out sizes.
+heads as heads or 2 <= G < H grouped ones (B = 1 and H = 1 are layout classes of their own, traced there: `ones`);
+one micro-batch, with either zero_grad. Where the step does not fit the form (a byte count that no monomial, nor a sum
+of two, fits at all three sets; an event sequence that changes with a size; segments that do not reproduce L = 1,
+2, 3), DerivationError says which op, in which module, at which sizes. verify() compares the derived model and its
+formulas with measure() at random held-out sizes.
 """
 from __future__ import annotations
 
-import bisect
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import torch
 
 from analytic.exact import monomials
-from analytic.exact.derivation.derive import DerivationError, segment
+from analytic.exact.derivation.fit import DerivationError, MonomialAlphabet, fit, segment
 from analytic.exact.derivation.revision import simulation_revision
-from analytic.exact.model_programs import CONSTANT, MEASURED, WARMUP, ModelPrograms
-from analytic.exact.programs import parse_term, term_token
+from analytic.exact.derivation.trace import Event, describe, trace
+from analytic.exact.model_programs import CONSTANT, ModelPrograms
+from analytic.exact.programs import parse_term
 from model.spec import StepSpec
 from model.vocabulary import PHASES
-from profiler.measuring.measure import OneDevice, measure, trace_step
-from profiler.measuring.tracker import ALLOC
+from profiler.measuring.measure import measure
 
 LAYERS = (1, 2, 3)
 # Three unrelated size sets: primes, and head sizes 8 times a prime (a model may call SDPA whatever the attention
@@ -58,130 +59,24 @@ def domain_of(ones: tuple[str, ...] = ()) -> str:
         "H >= 2", "H = 1" if "H" in ones else "H >= 2")
 
 
-@dataclass
-class Event:
-    sign: str
-    category: str
-    nbytes: int
-    op: str
-    module: str
-
-
-class _Traced(OneDevice):
-    """One device, and the module each op of the forward runs in (forward hooks on every module)."""
-
-    def build(self, spec: StepSpec, tracker):
-        model, adamw = super().build(spec, tracker)
-        self.tracker, self.stack, self.changes = tracker, [], [(0, "")]
-        for path, module in model.named_modules():
-            module.register_forward_pre_hook(lambda _m, _a, path=path: self._enter(path))
-            module.register_forward_hook(lambda _m, _a, _o: self._leave())
-        return model, adamw
-
-    def _enter(self, path: str) -> None:
-        self.stack.append(path.removeprefix("inner.") if path.startswith("inner.") else "(the model)")
-        self.changes.append((len(self.tracker.ops), self.stack[-1]))
-
-    def _leave(self) -> None:
-        self.stack.pop()
-        self.changes.append((len(self.tracker.ops), self.stack[-1] if self.stack else ""))
-
-    def module_at(self, op_index: int) -> str:
-        """The module running when op `op_index` ran: the last change at or before it (changes are in op order)."""
-        at = bisect.bisect_right(self.changes, op_index, key=lambda change: change[0])
-        return self.changes[at - 1][1] if at else ""
-
-
 def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
     return spec.replace(num_layers=layers, batch_size=sizes["B"], context_length=sizes["T"], num_heads=sizes["H"],
                         kv_heads=sizes.get("G", sizes["H"]), d_model=sizes["H"] * sizes["Dh"], d_ff=sizes["F"],
                         vocab_size=sizes["V"], micro_batches=1)
 
 
-def trace(spec: StepSpec) -> tuple[dict[str, list[Event]], list[Event], list[Event]]:
-    """({window: events}, the constant storages, the storages saved for backward as the measured step's backward
-    starts, each with the op that allocated it) of one traced step."""
-    where = _Traced(spec, "meta")
-    traced = trace_step(where, spec)
-    tracker, category_of = traced.tracker, traced.category_of
-    marks = traced.marks[WARMUP] + traced.marks[MEASURED]
-
-    def event(index: int) -> Event:
-        sign, sid, nbytes = tracker.events[index]
-        at = tracker.event_ops[index]
-        op = str(tracker.ops[at - 1].overloadpacket) if at else ""
-        return Event("+" if sign == ALLOC else "-", category_of.get(sid, "temporaries"), nbytes, op,
-                     where.module_at(at - 1))
-
-    live: dict[int, int] = {}
-    for sign, sid, nbytes in tracker.events[:marks[0].event_index]:
-        if sign == ALLOC:
-            live[sid] = nbytes
-        else:
-            live.pop(sid, None)
-    constant = [Event("+", category_of.get(sid, "temporaries"), nbytes, "", "") for sid, nbytes in sorted(live.items())
-                if nbytes]
-    backward = next(mark for mark in traced.marks[MEASURED] if mark.name == "backward").event_index
-    for sign, sid, nbytes in tracker.events[marks[0].event_index:backward]:
-        if sign == ALLOC:
-            live[sid] = nbytes
-        else:
-            live.pop(sid, None)
-    saved = [Event("+", "saved_activations", nbytes, tracker.op_name(sid), "") for sid, nbytes in sorted(live.items())
-             if nbytes and category_of.get(sid) == "saved_activations"]
-    names = [f"{step}.{mark.name}" for step in (WARMUP, MEASURED) for mark in traced.marks[step]]
-    windows = {}
-    for number, (begin, end) in enumerate(zip(marks, marks[1:])):
-        name = "between" if names[number].endswith(".end") else names[number]
-        windows[name] = [event(index) for index in range(begin.event_index, end.event_index)
-                         if tracker.events[index][2]]
-    return windows, constant, saved
-
-
-def _what(spec: StepSpec, sizes: dict, layers: int) -> str:
-    return (f"{spec.model.source} at B={sizes['B']}, T={sizes['T']}, H={sizes['H']}, head size {sizes['Dh']}, "
-            f"F={sizes['F']}, V={sizes['V']}, L={layers}")
-
-
-def fit(events: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int, window: str) -> list[str]:
-    """Tokens of one window traced at every size set: each event the count × monomial that fits all sets."""
-    first = events[0]
-    for other, sizes in zip(events[1:], sets[1:]):
-        for fields in (("sign", "op"), ("sign", "op", "category")):  # the ops first, then what each keeps
-            for index, (one, two) in enumerate(zip(first, other)):
-                if [getattr(one, name) for name in fields] != [getattr(two, name) for name in fields]:
-                    raise DerivationError(
-                        f"{window}: the op sequence changes with the sizes: event {index + 1} is {one.op} "
-                        f"({one.category}) in {one.module or 'backward'} at {_what(spec, sets[0], layers)} and "
-                        f"{two.op} ({two.category}) in {two.module or 'backward'} at {_what(spec, sizes, layers)}")
-        if len(first) != len(other):
-            raise DerivationError(f"{window}: {len(first)} events at {_what(spec, sets[0], layers)}, {len(other)} at "
-                                  f"{_what(spec, sizes, layers)}")
-    tokens, grouped = [], "G" in sets[0]
-    for group in zip(*events):
-        common = set.intersection(*(set(monomials.fits(e.nbytes, sizes, grouped=grouped))
-                                    for e, sizes in zip(group, sets)))
-        # else a sum of two monomials (a padded mask, B·(T + 1)): one token each; the moment after the first is
-        # lower than the one after the second, so neither a peak nor the categories at it change
-        terms = [min(common, key=lambda term: (sum(monomials.powers(term[0])), term[0]))] if common else \
-            monomials.sums([e.nbytes for e in group], sets, grouped=grouped)
-        if not terms:
-            one = group[0]
-            raise DerivationError(
-                f"{window}: {'an allocation' if one.sign == '+' else 'a free'} by {one.op or 'the step'} in "
-                f"{one.module or 'backward'} ({one.category}) of {[e.nbytes for e in group]} bytes at the three size "
-                f"sets fits no count × monomial of degree <= {monomials.DEGREE} in {', '.join(monomials.VARIABLES)}, "
-                f"nor a sum of two ({_what(spec, sets[0], layers)})")
-        tokens += [term_token(group[0].sign, group[0].category, count, symbol) for symbol, count in terms]
-    return tokens
+def _fit(groups: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int, what: str) -> list[str]:
+    """fit() to count × monomial (in G too where the sets have grouped key/value heads), each set described as
+    the spec at L = layers."""
+    return fit(groups, sets, MonomialAlphabet("G" in sets[0]), what,
+               [describe(traced_spec(spec, layers, sizes)) for sizes in sets])
 
 
 def derivable(spec: StepSpec) -> None:
-    """DerivationError where the setup is one the derivation does not cover (micro-batches, zero_grad 'zeros',
-    multi-query attention)."""
-    if spec.setup.micro_batches != 1 or spec.setup.zero_grad != "none":
-        raise DerivationError("the exact model of a model's own code is derived for one micro-batch and zero_grad "
-                              "'none' (the defaults)")
+    """DerivationError where the setup is one the derivation does not cover (micro-batches, multi-query
+    attention)."""
+    if spec.setup.micro_batches != 1:
+        raise DerivationError("the exact model of a model's own code is derived for one micro-batch (the default)")
     if spec.model.kv_heads == 1 < spec.model.num_heads:
         raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as "
                               "heads, or 2 or more grouped ones (not multi-query attention)")
@@ -196,27 +91,26 @@ def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
     grouped = grouped_of(spec)
     sets = [dict(sizes, **dict.fromkeys(ones, 1)) for sizes in (GROUPED_SETS if grouped else SIZE_SETS)]
     traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
-    windows = list(traces[1][0][0])
     segments = []
-    for window in windows:
+    for window in traces[1][0].windows:
         programs = {}
         for layers in LAYERS:
-            events = [windows_of[window] for windows_of, _, _ in traces[layers]]
+            events = [traced.windows[window] for traced in traces[layers]]
             for event in events[0]:
                 if event.category in CONSTANT:
                     raise DerivationError(f"{window}: {event.op} in {event.module or 'backward'} "
                                           f"{'allocates' if event.sign == '+' else 'frees'} {event.category} during "
                                           f"the step")
-            programs[layers] = fit(events, sets, spec, layers, window)
+            programs[layers] = _fit(events, sets, spec, layers, window)
         step, _, phase = window.partition(".")
         segments.append([phase or "between", step if phase else "between", segment(programs, window)])
-    constant = {category: per_layer_fit([[[e for e in storages if e.category == category]
-                                          for _, storages, _ in traces[layers]] for layers in LAYERS],
+    constant = {category: per_layer_fit([[[e for e in traced.constant if e.category == category]
+                                          for traced in traces[layers]] for layers in LAYERS],
                                         sets, spec, f"the {category}")
-                for category in sorted({event.category for _, storages, _ in traces[1] for event in storages})}
-    saved_by_op = {op: per_layer_fit([[[e for e in saved if e.op == op] for _, _, saved in traces[layers]]
+                for category in sorted({event.category for traced in traces[1] for event in traced.constant})}
+    saved_by_op = {op: per_layer_fit([[[s for s in traced.saved if s.op == op] for traced in traces[layers]]
                                       for layers in LAYERS], sets, spec, f"saved by {op}")
-                   for op in sorted({event.op for _, _, saved in traces[LAYERS[-1]] for event in saved})}
+                   for op in sorted({s.op for traced in traces[LAYERS[-1]] for s in traced.saved})}
     symbols = sorted({parse_term(term)[3] for _, _, segs in segments for program, _ in segs for term in program.split()}
                      | {s for once, per_layer in constant.values() for s in (*once, *per_layer)}
                      | {s for once, per_layer in saved_by_op.values() for s in (*once, *per_layer)},
@@ -235,7 +129,7 @@ def per_layer_fit(storages: list[list[list[Event]]], sets: list[dict], spec: Ste
     counts = {}
     for layers, stored in zip(LAYERS, storages):
         counts[layers] = Counter()
-        for token in fit(stored, sets, spec, layers, what) if stored[0] else ():
+        for token in _fit(stored, sets, spec, layers, what) if stored[0] else ():
             _, _, count, symbol = parse_term(token)
             counts[layers][symbol] += count
     per_layer = {s: counts[2][s] - counts[1][s] for s in set(counts[1]) | set(counts[2])}
@@ -315,7 +209,7 @@ def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dic
             want = measured[key] if "." not in key else measured["phases"][key.split(".")[1]]["peak_bytes"]
             got = evaluate(expressions[key], values)
             if got != want:
-                differences.append(f"{_what(spec, sizes, sizes['L'])}: the formula of {key} gives {got}, measured "
-                                   f"{want}")
+                differences.append(f"{describe(traced_spec(spec, sizes['L'], sizes))}: the formula of {key} gives "
+                                   f"{got}, measured {want}")
     document["verified"] = {"sizes": chosen, "formulas_at": formulas_at, "differences": differences}
     return document["verified"]

@@ -5,21 +5,23 @@ A class (analytic.sizes.ShardedClass: one device's layout class, the shard strat
 resharding, one rank or several, micro-batches or not, zero_grad) is traced at L = 1 to 5 layers and at two
 unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's one-rank
 classes): every storage's bytes must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first
-in that order), and no two symbols may agree at both sets but not at a third (CHECK_SET, 11 ranks). Windows: start
+in that order: analytic.exact.derivation.fit with a SymbolAlphabet), and no two symbols may agree at both sets but
+not at a third (CHECK_SET, 11 ranks). Windows: start
 (what is live as the measured step begins, in allocation order, besides buffers and inputs), forward and backward
 (of micro-batches 1 and 2 where there are micro-batches), optimizer (zero_grad included). L = 1 keeps its own
-programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (derive.segment), which must
+programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (fit.segment), which must
 reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
 """
 from __future__ import annotations
 
 import itertools
 
-from analytic.exact.programs import CODE_OF
 from analytic.exact.sharded import ALL_SYMBOLS, compile_sharded, symbol_values, windows_of
 from analytic.sizes import ShardedClass, sizes_of
 from model.spec import StepSpec
-from analytic.exact.derivation.derive import CHECK_SET, DerivationError, segment, size_sets, traced_spec
+from analytic.exact.derivation.derive import CHECK_SET, size_sets, traced_spec
+from analytic.exact.derivation.fit import DerivationError, SymbolAlphabet, fit, segment
+from analytic.exact.derivation.trace import Event
 from profiler.measuring.measure import trace_step
 from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
@@ -28,6 +30,7 @@ RANKS = (3, 7)  # world sizes of the two traced size sets (no two symbols coinci
 CHECK_RANKS = 11
 LAYERS = (1, 2, 3, 4, 5)
 CONSTANT = ("buffers", "inputs")  # closed forms of their own (analytic.sizes.Sizes), not traced
+ALPHABET = SymbolAlphabet(ALL_SYMBOLS)  # any category any symbol, the first in that order
 
 
 def rank_spec(key: ShardedClass, layers: int, size_set: dict, ranks: int, micro_batches: int = 2) -> StepSpec:
@@ -44,8 +47,8 @@ def traced_windows(key: ShardedClass, layers: int, which: int, micro_batches: in
     return trace_windows(rank_spec(key, layers, size_set, RANKS[which], micro_batches))
 
 
-def trace_windows(spec: StepSpec) -> dict[str, list[tuple[str, str, int]]]:
-    """(sign, category code, bytes) of every storage event of each window of rank 0's measured step."""
+def trace_windows(spec: StepSpec) -> dict[str, list[Event]]:
+    """Every storage event of each window of rank 0's measured step (and the storages live as it starts)."""
     with ShardedRank(spec, "meta", 0) as where:
         traced = trace_step(where, spec)
     events, category_of = traced.tracker.events, traced.category_of
@@ -53,32 +56,21 @@ def trace_windows(spec: StepSpec) -> dict[str, list[tuple[str, str, int]]]:
     live: dict[int, int] = {}
     for sign, sid, nbytes in events[:marks[0].event_index]:
         live[sid] = live.get(sid, 0) + sign * nbytes
-    code = lambda sid: CODE_OF[category_of.get(sid, "temporaries")]  # noqa: E731
-    windows = {"start": [("+", code(sid), nbytes) for sid, nbytes in sorted(live.items())
-                         if nbytes and category_of.get(sid) not in CONSTANT]}
+    category = lambda sid: category_of.get(sid, "temporaries")  # noqa: E731
+    windows = {"start": [Event("+", category(sid), nbytes) for sid, nbytes in sorted(live.items())
+                         if nbytes and category(sid) not in CONSTANT]}
     micro_batched = spec.setup.micro_batches > 1
     for index, (begin, end) in enumerate(zip(marks, marks[1:])):
         name = f"{begin.name}_{index // 2 + 1}" if micro_batched and begin.name != "optimizer" else begin.name
-        windows[name] = [("+" if sign > 0 else "-", code(sid), nbytes)
+        windows[name] = [Event("+" if sign > 0 else "-", category(sid), nbytes)
                          for sign, sid, nbytes in events[begin.event_index:end.event_index] if nbytes]
     return windows
 
 
-def _names(values: dict, nbytes: int) -> list[str]:
-    return [name for name in ALL_SYMBOLS if int(values[name]) == nbytes]
-
-
-def tokens(first: list, second: list, values: tuple[dict, dict], what: str) -> list[str]:
-    """One token per event: the first symbol both size sets' bytes name."""
-    if [event[:2] for event in first] != [event[:2] for event in second]:
-        raise DerivationError(f"{what}: the two size sets give different event sequences")
-    out = []
-    for (sign, code, one), (_, _, two) in zip(first, second):
-        common = [name for name in _names(values[0], one) if name in _names(values[1], two)]
-        if not common:
-            raise DerivationError(f"{what}: {one} and {two} bytes of category {code} name no common symbol")
-        out.append(f"{sign}{code}:{common[0]}")
-    return out
+def tokens(first: list[Event], second: list[Event], values: tuple[dict, dict], what: str) -> list[str]:
+    """One token per event: the first symbol of ALL_SYMBOLS both size sets' bytes name."""
+    return fit([first, second], [{name: int(value[name]) for name in ALL_SYMBOLS} for value in values],
+               ALPHABET, what, ["size set 1", "size set 2"])
 
 
 def coincident_symbols(key: ShardedClass) -> list[tuple[str, str]]:

@@ -5,9 +5,9 @@ exact.store's format) where a document for the same code is there, else derives 
 says so), verifies it against measure() at held-out sizes and caches it. The same code: a SHA-256 over the model's
 source file (the file of FILE.py:NAME, the module of package.module:NAME, transformers' version and the config
 file for hf:), the optimizer class's file, the spec's options (dtype, attention, dropout, checkpointing, autocast,
-optimizer, arch, positional; grouped-query attention or not), the torch version, the simulation revision (analytic.
-exact.derivation.revision) and the code that evaluates and verifies the programs (analytic/exact's modules: the
-document records its verification).
+optimizer, arch, positional, zero_grad; grouped-query attention or not), the torch version, the simulation
+revision (analytic.exact.derivation.revision) and the code that evaluates and verifies the programs
+(analytic/exact's modules: the document records its verification).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from model.spec import StepSpec
 
 HELD_OUT = 3  # held-out sizes a derivation is verified at
 OPTIONS = ("dtype", "attention", "dropout", "checkpointing", "autocast", "optimizer", "optimizer_class", "arch",
-           "positional")
+           "positional", "zero_grad")
 
 
 def source_files(reference: str) -> list[Path]:
@@ -100,7 +100,7 @@ def verified_model(spec: StepSpec) -> dict | None:
     the spec is in the domain (analytic.exact.model_programs.outside_domain; a batch of 1 and one head are their own
     layout classes, layout_ones), the derivation holds and it is exact
     at the held-out sizes; else None, and one line on stderr (once) says why: the exact set then has no answer."""
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.model_programs import layout_ones, outside_domain
 
     where = f"the exact set has no answer for {spec.model.source}"

@@ -87,7 +87,7 @@ def derive_sharded_on_first_use(key: tuple, quiet: bool = False) -> dict | None:
     """The programs of one sharded class: from this torch's cache, or derived (analytic.exact.derivation.
     derive_sharded, seconds) and cached."""
     torch = _torch()
-    from analytic.exact.derivation.derive import DerivationError
+    from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.derivation.derive_sharded import derive_sharded_class
 
     path = cached_path(torch.__version__, "sharded")

@@ -13,7 +13,7 @@ from typing import Any
 
 from analytic.exact import source
 from analytic.exact.programs import runs
-from analytic.exact.derivation.derive import CLASS_WINDOWS, _agree, _class_traces
+from analytic.exact.derivation.derive import CLASS_WINDOWS, class_traces
 
 LAYERS = 1  # the depth the tokens are compared at: every segment runs there, L − 1 ones excepted
 
@@ -40,12 +40,11 @@ def class_differences(key: tuple) -> list[dict[str, Any]]:
     programs do not share, at one layer, with the ops that made them here (for tokens only the shipped programs
     have, the op here where they would stand)."""
     cls = key
-    traces = _class_traces(cls)
-    first, second = traces[LAYERS]
+    traced = class_traces(cls)
     rows = []
-    for window in CLASS_WINDOWS:
-        here = _agree(first.phases[window], second.phases[window], f"{cls.what()}, {window}")
-        ops = [event.op for event in first.phases[window]]
+    for window, traced_window in CLASS_WINDOWS.items():
+        here = traced.programs(traced_window, f"{cls.what()}, {window}")[LAYERS]
+        ops = [event.op for event in traced.traces[LAYERS][0].windows[traced_window]]
         before = expanded(shipped().layout_class(key)[window], LAYERS)
         matcher = difflib.SequenceMatcher(a=before, b=here, autojunk=False)
         for kind, i1, i2, j1, j2 in matcher.get_opcodes():
