@@ -149,6 +149,8 @@ def test_committed_programs_match_a_fresh_derivation():
     keys = [key for key in class_keys() if key.checkpointing == "none" and not any(key.layout)
             and key.positional == ARCH_POSITIONAL[key.arch][0] and key.dtypes in ("any", "fp32", "16-bit")
             and (key.attention == "explicit" or key.arch == "reference")]
+    keys += [key for key in class_keys() if (key.arch, key.attention, key.dtypes, key.checkpointing) ==  # autocast's
+             ("llama", "sdpa-efficient", "amp-bf16", "full") and not any(key.layout)]  # SDPA under checkpointing
     optimizers = [key for key in shipped().found["optimizers"]
                   if key[:2] == ("reference", "learned") or key[3] == "foreach"]
     fresh = derive(keys, optimizers)

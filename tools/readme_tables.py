@@ -7,7 +7,8 @@ docs/findings.md's "GPT-2 XL in 80 GB: max batch per setup" comes from reports/s
 (profiler.reports.report.setups_table): measured on meta, with the exact and textbook sets' answers recomputed by
 today's formulas. docs/gpu-runs.md's table comes from reports/h200-session/max-batch.jsonl, the JSON that `profiler
 max-batch --device cuda --json` printed on the GPU (tools/gpu_session.sh), one line per setup and allocator setting.
-docs/sharded.md's table of one rank comes from reports/dist-meta (profiler.reports.sharded.rank_table).
+docs/sharded.md's tables of one rank come from reports/dist-meta (profiler.reports.sharded.rank_table, and
+tensor_parallel_table for its tensor-parallel points).
 docs/implementations.md's table comes from reports/implementations-meta (profiler.reports.implementations), a
 sweep of examples/implementations.toml, with every formula set graded by today's formulas.
 """
@@ -25,6 +26,7 @@ GPU_FILE = ROOT / "reports" / "h200-session" / "max-batch.jsonl"
 GPU_START, GPU_END = "<!-- gpu-max-batch:start (tools/readme_tables.py) -->", "<!-- gpu-max-batch:end -->"
 DIST_FOLDER = ROOT / "reports" / "dist-meta"
 DIST_START, DIST_END = "<!-- dist-table:start (tools/readme_tables.py) -->", "<!-- dist-table:end -->"
+TP_START, TP_END = "<!-- tp-table:start (tools/readme_tables.py) -->", "<!-- tp-table:end -->"
 IMPLEMENTATIONS_FOLDER = ROOT / "reports" / "implementations-meta"
 IMPLEMENTATIONS_START = "<!-- implementations-table:start (tools/readme_tables.py) -->"
 IMPLEMENTATIONS_END = "<!-- implementations-table:end -->"
@@ -84,10 +86,28 @@ def dist_block() -> str | None:
 
     use_exact_programs(deriving_programs(quiet=True))
     meta, rows = load(DIST_FOLDER)
-    table = displayed(rank_table(with_predictions(rows))).drop(columns=["model", "rank"])
-    return (f"{DIST_START}\n{markdown_table(table)}\n\nGPT-2 XL (the reference block), rank 0, simulated on "
-            f"{meta['device']} with torch {meta['torch_version']} on {meta['date'][:10]} "
-            f"([report](../reports/dist-meta/report.md)).\n{DIST_END}")
+    data_parallel = [row for row in rows if row["config"].get("tensor_parallel", 1) == 1]  # t > 1: the tp table
+    table = displayed(rank_table(with_predictions(data_parallel))).drop(columns=["rank"])
+    return (f"{DIST_START}\n{markdown_table(table)}\n\nRank 0, simulated on {meta['device']} with torch "
+            f"{meta['torch_version']} on {meta['date'][:10]} ([report](../reports/dist-meta/report.md)).\n{DIST_END}")
+
+
+def tensor_parallel_block() -> str | None:
+    """The tensor-parallel points of reports/dist-meta with their t = 1 baselines (profiler.reports.sharded.
+    tensor_parallel_table), Korthikanti et al. and Megatron-LM graded by today's formulas; None where a rank cannot
+    be simulated (dist_block)."""
+    from profiler.measuring.sharded import unsupported
+
+    if unsupported() is not None:
+        return None
+    from profiler.reports.render import markdown_table
+    from profiler.reports.report import load, with_predictions
+    from profiler.reports.sharded import displayed_tensor_parallel, tensor_parallel_table
+
+    meta, rows = load(DIST_FOLDER)
+    table = displayed_tensor_parallel(tensor_parallel_table(with_predictions(rows)))
+    return (f"{TP_START}\n{markdown_table(table)}\n\nRank 0, simulated on {meta['device']} with torch "
+            f"{meta['torch_version']} on {meta['date'][:10]} ([report](../reports/dist-meta/report.md)).\n{TP_END}")
 
 
 def implementations_block() -> str:
@@ -106,7 +126,7 @@ def implementations_block() -> str:
 
 # the page each generated table lives in, and its markers
 TABLES = {"findings.md": [(START, END, setups_block)], "gpu-runs.md": [(GPU_START, GPU_END, gpu_block)],
-          "sharded.md": [(DIST_START, DIST_END, dist_block)],
+          "sharded.md": [(DIST_START, DIST_END, dist_block), (TP_START, TP_END, tensor_parallel_block)],
           "implementations.md": [(IMPLEMENTATIONS_START, IMPLEMENTATIONS_END, implementations_block)]}
 
 

@@ -82,6 +82,47 @@ def ranks_needed(table: pd.DataFrame, budget_bytes: int) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+TP_GRADED = {"korthikanti": "saved_activations_per_layer_bytes", "megatron": "peak_bytes"}  # set: the figure graded
+
+
+def tensor_parallel_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per FSDP2 point of a model, setup, world size and batch that the sweep measured with tensor
+    parallelism (t = 1 included, as the baseline): t, sequence parallelism, the rank's peak, its saved activations
+    (per layer and in all, at the end of forward), its model states, and the error of each set of TP_GRADED on its
+    figure where the set describes the point (Korthikanti et al.'s per-layer activations, Megatron-LM's peak)."""
+    def group(config: dict[str, Any]) -> tuple:
+        return (config["name"], setup_label(config), config["world_size"])
+
+    ok = [row for row in sharded_rows(rows) if row["config"]["shard"] == "fsdp2"]
+    parallel = {(group(row["config"]), row["batch_size"]) for row in ok if row["config"].get("tensor_parallel", 1) > 1}
+    records = []
+    for row in ok:
+        config, measured = row["config"], with_model_states(row["measured"])
+        if (group(config), row["batch_size"]) not in parallel:
+            continue
+        record = {"model": config["name"], "setup": setup_label(config), "ranks": config["world_size"],
+                  "batch per rank": row["batch_size"], "t": config.get("tensor_parallel", 1),
+                  "sequence parallel": "yes" if config.get("sequence_parallel") else "no",
+                  "peak": measured["peak_bytes"],
+                  "saved activations per layer": measured["saved_activations_per_layer_bytes"],
+                  "saved activations": measured["saved_activations_bytes"],
+                  "model states": measured["model_states_bytes"]}
+        for name, key in TP_GRADED.items():
+            record[f"{name} error"] = _error(row.get("predicted", {}).get(name, {}).get(key), measured[key])
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def displayed_tensor_parallel(table: pd.DataFrame) -> pd.DataFrame:
+    """tensor_parallel_table with bytes in human units and signed errors."""
+    shown = table.copy()
+    for column in ("peak", "saved activations per layer", "saved activations", "model states"):
+        shown[column] = shown[column].map(human_bytes)
+    for name in TP_GRADED:
+        shown[f"{name} error"] = shown[f"{name} error"].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
+    return shown
+
+
 def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block]:
     """The report's section on sharded points; nothing when the sweep has none."""
     table = rank_table(rows)
@@ -109,4 +150,23 @@ def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block
                         "one block do not."),
             render.Table(ranks_needed(table, budget_bytes)),
             render.Image("rank_peak.png", plots.rank_peak(curves, {budget: budget_bytes}),
-                         "Peak of one rank against the world size, with the budget line")]
+                         "Peak of one rank against the world size, with the budget line"),
+            *tensor_parallel_blocks(rows)]
+
+
+def tensor_parallel_blocks(rows: list[dict[str, Any]]) -> list[render.Block]:
+    """The report's section on tensor-parallel points; nothing when the sweep has none."""
+    table = tensor_parallel_table(rows)
+    if table.empty:
+        return []
+    return [render.Heading("Tensor parallelism: one rank of FSDP2's 2-D mesh", level=3),
+            render.Text("Each model, setup and world size measured at t = 1 and with its blocks split over t ranks "
+                        "(torchtitan's plan, fully_shard on the data-parallel dimension), with and without sequence "
+                        "parallelism: the rank's peak, its saved activations at the end of forward (per layer and in "
+                        "all) and its model states; Korthikanti et al.'s Table 2 graded on the saved activations per "
+                        "layer and Megatron-LM's theoretical memory on the peak, where they describe the point "
+                        "(Korthikanti: GPT-2's block with dropout in bf16; Megatron: amp-bf16 with a fused kernel, "
+                        "one data-parallel rank). With sequence parallelism torch saves the all-gathered inputs of "
+                        "the attention's and the MLP's first linears whole, where Megatron-LM keeps them split and "
+                        "gathers them again in backward: 4·s·b·h·(1 − 1/t) bytes a layer more than Table 2 counts."),
+            render.Table(displayed_tensor_parallel(table))]
