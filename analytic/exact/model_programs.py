@@ -12,7 +12,12 @@ A document (plain data, JSON):
     domain     where the programs hold (B >= 2, H >= 2, T >= 2, the key/value heads as traced)
     saved_by_op  {op: [once, per layer]}: what autograd saved in the measured step (as measure()'s
                saved_activations_by_op), by the op that allocated each storage ('aten.mul'), {monomial: count} each
-    verified   the held-out sizes the numeric model was compared with a measurement at, and the result
+    flops      {phase: [once, per layer]}: the measured step's FLOPs in forward, backward, optimizer and recompute
+               (as measure() counts them), {monomial: count} each, a count an int or 'p/q'
+               (analytic.exact.derivation.flop_fit); flops_matmul the same for the matmul FLOPs of forward and
+               backward; flops_error instead of both where the FLOPs did not fit that form
+    verified   the held-out sizes the numeric model was compared with a measurement at, and the result (the FLOP
+               formulas' too: at how many sizes, flops_at, and flop_differences)
 Its figures are measure()'s: each phase's peak, start and end bytes and categories at the peak of the measured step
 (and of the warm-up step under "warmup"), the step's peak, and the saved activations at the end of forward; they
 are computed by analytic.exact.memory's walk over the programs, with the monomials' values for the symbols' and the
@@ -173,6 +178,21 @@ class ModelPrograms:
             result["max_batch"] = max_batch_formula([e for _, e in peaks["step"]])  # (none where B = 1: its class)
         return result
 
+    def flop_formulas(self) -> dict[str, sp.Expr]:
+        """The measured step's FLOPs as expressions in L, B, T, D, H, F, V: flops.<phase> for forward, backward,
+        optimizer and recompute, flops_matmul.<phase> for forward and backward, each once + L × per layer (the
+        document's "flops" and "flops_matmul"); {} where the document has none."""
+        layers, *variables = INTERNAL
+
+        def monomial(symbol: str) -> sp.Expr:
+            return sp.Mul(*(v ** k for v, k in zip(variables, monomials.powers(symbol))))
+
+        return {f"{field}.{phase}": self.expression(sp.Add(
+                    *(sp.Rational(count) * monomial(symbol) for symbol, count in once.items()),
+                    *(sp.Rational(count) * layers * monomial(symbol) for symbol, count in per_layer.items())))
+                for field in ("flops", "flops_matmul")
+                for phase, (once, per_layer) in self.document.get(field, {}).items()}
+
     def peak_moments(self) -> dict[str, list[tuple[str, sp.Expr]]]:
         """{phase: the moments its peak in the measured step is the max of} for forward, backward, optimizer and
         the step ("step"), each (its phase, an expression in L, B, T, D, H, F, V): the moments the numeric model keeps
@@ -275,15 +295,32 @@ def formula_document(document: dict, layouts: tuple[dict, ...] = ()) -> dict:
     verified = document.get("verified", {})
     return {"model": document["source"], "optimizer": document["optimizer"], "dtype": document["dtype"],
             "derived_on_torch": document["torch_version"], "domain": domain(document),
-            "verified": {"held_out_sizes": verified.get("sizes", []), "differences": verified.get("differences", [])},
+            "verified": {"held_out_sizes": verified.get("sizes", []), "differences": verified.get("differences", []),
+                         "flops_at": verified.get("flops_at", 0),
+                         "flop_differences": verified.get("flop_differences", [])},
             "symbols": {"L": "layers", "B": "batch size", "T": "context length", "D": "d_model", "H": "heads",
                         "F": "d_ff", "V": "vocabulary", "G": "key/value heads",
                         "M": "memory budget in bytes (max_batch)"},
             **unflatten({key: python_expression(value) for key, value in programs.formulas().items()}),
+            **(unflatten({key: python_expression(value) for key, value in programs.flop_formulas().items()})
+               if unverified_flops(document) is None else {"flops_not_shown": unverified_flops(document)}),
             "layouts": {domain(layout): unflatten({key: python_expression(value)
                                                    for key, value in ModelPrograms(layout).formulas().items()
                                                    if "peak_bytes" in key or key.startswith("saved_activations")})
                         for layout in layouts}}
+
+
+def unverified_flops(document: dict) -> str | None:
+    """Why the document's FLOP formulas are not shown (they did not fit the form, were not compared with a
+    measurement, or differ from one at a held-out size), or None: they were exact at every held-out size."""
+    verified = document.get("verified", {})
+    if "flops" not in document:
+        return document.get("flops_error", "not derived")
+    if not verified.get("flops_at"):
+        return "not verified at held-out sizes"
+    if verified.get("flop_differences"):
+        return f"not exact at held-out sizes ({verified['flop_differences'][0]})"
+    return None
 
 
 def domain(document: dict) -> str:

@@ -118,8 +118,9 @@ def flop_counter() -> FlopCounterMode:
 class OpFlops:
     """Counts FLOPs op by op with FlopCounterMode's formulas (torch's registry and custom_mapping above), as the
     StorageTracker's on_op callback: per phase, and in forward per component (`component()` names the innermost
-    component module running); in backward, what checkpointing recomputes also under "recompute". No module
-    hooks of its own, so counting leaves the step's memory exactly as it is."""
+    component module running); in backward, what checkpointing recomputes also under "recompute"; `calls`, every
+    counted call in order, (phase, op's overload packet, FLOPs) once per phase it counts in. No module hooks of its
+    own, so counting leaves the step's memory exactly as it is."""
 
     def __init__(self, component=lambda: None, recomputing=lambda: False):
         self.formulas = {**flop_registry, **{op: f for op, f in custom_mapping().items()
@@ -129,6 +130,7 @@ class OpFlops:
         self.phase = None
         self.by_phase: dict[str, dict] = {}
         self.forward_by_component: dict[str, int] = {}
+        self.calls: list[tuple[str, object, int]] = []
 
     def count(self, func, args, kwargs, out) -> None:
         formula = self.formulas.get(func.overloadpacket)
@@ -139,6 +141,7 @@ class OpFlops:
         for phase in phases:  # recomputation is backward work, also counted on its own
             ops = self.by_phase.setdefault(phase, {})
             ops[func.overloadpacket] = ops.get(func.overloadpacket, 0) + flops
+            self.calls.append((phase, func.overloadpacket, flops))
         component = self.component() if self.phase == "forward" else None
         if component is not None:
             self.forward_by_component[component] = self.forward_by_component.get(component, 0) + flops

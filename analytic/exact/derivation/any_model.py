@@ -11,7 +11,8 @@ MonomialAlphabet: every storage's bytes must be an integer count times one monom
 derivation). The tokens `+A:4*B*T*H*Dh` are split into segments run once, L times or L − 1 times (fit.segment);
 the parameters, buffers and inputs live when the warm-up step starts are the constant part, once + L·per layer (a
 storage the model's construction leaves behind is part of it, in its own category), and so is what autograd saved
-in the measured step, by the op that allocated it. The result is a document of analytic.exact.model_programs.
+in the measured step, by the op that allocated it. The FLOPs the same traces count in the measured step are fitted
+too (analytic.exact.derivation.flop_fit). The result is a document of analytic.exact.model_programs.
 
 The domain is the traced one: B >= 2, H >= 2, T >= 2, head sizes that are multiples of 8, and as many key/value
 heads as heads or 2 <= G < H grouped ones (B = 1 and H = 1 are layout classes of their own, traced there: `ones`);
@@ -29,7 +30,8 @@ from collections import Counter
 import torch
 
 from analytic.exact import monomials
-from analytic.exact.derivation.fit import DerivationError, MonomialAlphabet, fit, segment
+from analytic.exact.derivation.flop_fit import flop_document
+from analytic.exact.derivation.fit import DerivationError, MonomialAlphabet, fit, once_per_layer, segment
 from analytic.exact.derivation.revision import simulation_revision
 from analytic.exact.derivation.trace import Event, describe, trace
 from analytic.exact.model_programs import CONSTANT, ModelPrograms
@@ -90,7 +92,8 @@ def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
     started = time.perf_counter()
     grouped = grouped_of(spec)
     sets = [dict(sizes, **dict.fromkeys(ones, 1)) for sizes in (GROUPED_SETS if grouped else SIZE_SETS)]
-    traces = {layers: [trace(traced_spec(spec, layers, sizes)) for sizes in sets] for layers in LAYERS}
+    traces = {layers: [trace(traced_spec(spec, layers, sizes), count_flops=True) for sizes in sets]
+              for layers in LAYERS}
     segments = []
     for window in traces[1][0].windows:
         programs = {}
@@ -115,7 +118,16 @@ def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
                      | {s for once, per_layer in constant.values() for s in (*once, *per_layer)}
                      | {s for once, per_layer in saved_by_op.values() for s in (*once, *per_layer)},
                      key=lambda s: (sum(monomials.powers(s)), s))
-    return {"source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
+    try:
+        flops = flop_document({layers: [traced.flops for traced in traces[layers]] for layers in LAYERS}, sets,
+                              grouped, {layers: [describe(traced_spec(spec, layers, sizes)) for sizes in sets]
+                                        for layers in LAYERS},
+                              {layers: [sum(e.nbytes for e in traced.constant if e.category == "parameters")
+                                        for traced in traces[layers]] for layers in LAYERS},
+                              constant.get("parameters", [{}, {}]))
+    except DerivationError as error:
+        flops = {"flops_error": str(error)}
+    return {**flops, "source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
             "dtype": spec.setup.dtype, "torch_version": torch.__version__,
             "simulation_revision": simulation_revision(),
             "domain": f"{domain_of(ones)}, {KV_DOMAIN[grouped]}", "grouped": grouped, "ones": list(ones),
@@ -132,14 +144,7 @@ def per_layer_fit(storages: list[list[list[Event]]], sets: list[dict], spec: Ste
         for token in _fit(stored, sets, spec, layers, what) if stored[0] else ():
             _, _, count, symbol = parse_term(token)
             counts[layers][symbol] += count
-    per_layer = {s: counts[2][s] - counts[1][s] for s in set(counts[1]) | set(counts[2])}
-    once = {s: counts[1][s] - per_layer.get(s, 0) for s in set(counts[1]) | set(per_layer)}
-    for layers in LAYERS:
-        if any(once.get(s, 0) + layers * per_layer.get(s, 0) != counts[layers][s]
-               for s in set(once) | set(counts[layers])):
-            raise DerivationError(f"{what}: the bytes are not once + L × per layer at L = "
-                                  f"{', '.join(map(str, LAYERS))}")
-    return [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
+    return once_per_layer(counts, f"{what}: the bytes")
 
 
 def grouped_of(spec: StepSpec) -> bool:
@@ -187,29 +192,37 @@ def compare(programs: ModelPrograms, measured: dict, sizes: dict) -> list[str]:
 def verify(document: dict, spec: StepSpec, count: int = 3, seed: int = 0) -> dict:
     """The derived model against measure() at `count` random held-out sizes (held_out_sizes): the numeric model's
     figures (compare), and the formulas' (ModelPrograms.formulas: each phase's peak, the step's, saved activations)
-    where the sizes are in their domain (L >= 2 where a moment exists from L = 2 on only). {"sizes": [...],
-    "formulas_at": how many sizes the formulas were checked at, "differences": [...]}, recorded in the document as
-    "verified"."""
+    where the sizes are in their domain (L >= 2 where a moment exists from L = 2 on only), and the FLOP formulas
+    (ModelPrograms.flop_formulas, every L) against measure()'s FLOPs. {"sizes": [...], "formulas_at": how many
+    sizes the formulas were checked at, "differences": [...], "flops_at": how many sizes the FLOP formulas were
+    checked at, "flop_differences": [...]}, recorded in the document as "verified"."""
     from analytic.exact.formula import evaluate
 
     programs = ModelPrograms(document)
     chosen = held_out_sizes(count, seed, document.get("grouped", False), tuple(document.get("ones", ())))
-    differences, formulas_at = [], 0
-    expressions = programs.formulas()
+    differences, formulas_at, flop_differences = [], 0, []
+    expressions, flop_expressions = programs.formulas(), programs.flop_formulas()
     for sizes in chosen:
-        measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=False).measured
+        measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=bool(flop_expressions)).measured
         differences += compare(programs, measured, sizes)
-        if programs.late and sizes["L"] < 2:
-            continue
-        formulas_at += 1
         values = {"L": sizes["L"], "B": sizes["B"], "T": sizes["T"], "D": sizes["H"] * sizes["Dh"], "H": sizes["H"],
                   "G": sizes.get("G", sizes["H"]),
                   "F": sizes["F"], "V": sizes["V"]}
+        for key, expression in flop_expressions.items():
+            field, phase = key.split(".")
+            got, want = evaluate(expression, values), measured[field][phase]
+            if got != want:
+                flop_differences.append(f"{describe(traced_spec(spec, sizes['L'], sizes))}: the formula of {key} "
+                                        f"gives {got}, measured {want}")
+        if programs.late and sizes["L"] < 2:
+            continue
+        formulas_at += 1
         for key in ("peak_bytes", "saved_activations_bytes", *(f"phases.{phase}.peak_bytes" for phase in PHASES)):
             want = measured[key] if "." not in key else measured["phases"][key.split(".")[1]]["peak_bytes"]
             got = evaluate(expressions[key], values)
             if got != want:
                 differences.append(f"{describe(traced_spec(spec, sizes['L'], sizes))}: the formula of {key} gives "
                                    f"{got}, measured {want}")
-    document["verified"] = {"sizes": chosen, "formulas_at": formulas_at, "differences": differences}
+    document["verified"] = {"sizes": chosen, "formulas_at": formulas_at, "differences": differences,
+                            "flops_at": len(chosen) if flop_expressions else 0, "flop_differences": flop_differences}
     return document["verified"]

@@ -103,6 +103,18 @@ def fit(groups: list[list[Event]], sets: list[dict], alphabet, what: str, at: li
     return tokens
 
 
+def once_per_layer(counts: dict[int, dict[str, int]], what: str) -> list[dict[str, int]]:
+    """[once, per layer] ({monomial: count} each) of {L: {monomial: count}} at L = 1, 2 and any more: per layer =
+    counts[2] − counts[1], once = counts[1] − per layer, and once + L × per layer must be counts[L] at every L
+    given (`what` names the figure where it is not)."""
+    per_layer = {s: counts[2].get(s, 0) - counts[1].get(s, 0) for s in set(counts[1]) | set(counts[2])}
+    once = {s: counts[1].get(s, 0) - per_layer.get(s, 0) for s in set(counts[1]) | set(per_layer)}
+    for layers, counted in counts.items():
+        if any(once.get(s, 0) + layers * per_layer.get(s, 0) != counted.get(s, 0) for s in set(once) | set(counted)):
+            raise DerivationError(f"{what} are not once + L × per layer at L = {', '.join(map(str, counts))}")
+    return [{s: c for s, c in once.items() if c}, {s: c for s, c in per_layer.items() if c}]
+
+
 def segment(programs: dict[int, list[str]], what: str, base: int = 1) -> list[tuple[str, bool | str]]:
     """[(program, repeated)] with programs[L] == the segments joined, each run once (False), L times (True), L − 1
     times ("L-1") or, from base 2, L − 2 times ("L-2"), for every L >= base.

@@ -18,15 +18,18 @@ window from one step's end to the next step's start. Options name the windows a 
 A Trace also holds the constant storages (live as the first step starts: parameters, buffers, inputs and whatever
 the model's construction left behind, each an Event in its category) and the storages autograd saved for backward
 in micro-batch 1 of the last step (recomputation included), with the component and layer that saved each
-(profiler.measuring.tracker.SavedTensorRecorder), as measure() counts them.
+(profiler.measuring.tracker.SavedTensorRecorder), as measure() counts them; with `count_flops`, every op call of
+the measured step that counts FLOPs (profiler.measuring.flops.OpFlops: its phase, forward, backward, optimizer or
+recompute, as measure() counts it; the op; its FLOPs; whether they are matmul FLOPs), in order.
 """
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analytic.exact.model_programs import MEASURED, WARMUP
 from model.spec import StepSpec
+from profiler.measuring.flops import MATMUL_OPS
 from profiler.measuring.measure import OneDevice, trace_step
 from profiler.measuring.tracker import ALLOC
 
@@ -52,11 +55,20 @@ class Saved(Event):
     layer: int | None = None
 
 
+@dataclass(frozen=True)
+class FlopCall:
+    phase: str
+    op: str
+    flops: int
+    matmul: bool
+
+
 @dataclass
 class Trace:
     windows: dict[str, list[Event]]
     constant: list[Event]
     saved: list[Saved]
+    flops: list[FlopCall] = field(default_factory=list)
 
 
 class _Traced(OneDevice):
@@ -112,10 +124,11 @@ def window_names(steps: dict[str, list[str]]) -> list[str]:
 
 
 def trace(spec: StepSpec, device: str = "meta", steps: tuple[str, ...] = STEPS, stub_optimizer: bool = False,
-          set_to_none: bool = False) -> Trace:
-    """The windows, constant storages and saved storages of `spec`'s step traced on `device` (module docstring)."""
+          set_to_none: bool = False, count_flops: bool = False) -> Trace:
+    """The windows, constant storages and saved storages of `spec`'s step traced on `device`, and with
+    `count_flops` its FLOP-counting calls (module docstring)."""
     where = _Traced(spec, device, stub_optimizer)
-    traced = trace_step(where, spec, steps=steps)
+    traced = trace_step(where, spec, count_flops=count_flops, steps=steps)
     tracker, category_of = traced.tracker, traced.category_of
     marks = [mark for step in steps for mark in traced.marks[step]]
     names = window_names({step: [mark.name for mark in traced.marks[step]] for step in steps})
@@ -148,4 +161,5 @@ def trace(spec: StepSpec, device: str = "meta", steps: tuple[str, ...] = STEPS, 
                    record.layer)
              for sid, record in traced.saved.items()
              if sid not in tracker.ignored and category_of.get(sid) == "saved_activations" and tracker.nbytes[sid]]
-    return Trace(windows, constant, saved)
+    flops = [FlopCall(phase, str(op), count, op in MATMUL_OPS) for phase, op, count in traced.flop_counter.calls]
+    return Trace(windows, constant, saved, flops)
