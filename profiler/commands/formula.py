@@ -30,6 +30,8 @@ LABELS = {
     "flops_matmul.forward": "matmul FLOPs, forward",
 }
 
+FLOP_LABELS = {"flops_matmul.backward": "matmul FLOPs, backward"}  # the FLOP keys a model's own formula adds
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
@@ -191,7 +193,8 @@ def run_model(args: argparse.Namespace) -> int:
     from analytic.exact import formula
     from analytic.exact.derivation.fit import DerivationError
     from analytic.exact.derivation.model_cache import derived_model
-    from analytic.exact.model_programs import ModelPrograms, domain, formula_document, layout_ones, program_sizes
+    from analytic.exact.model_programs import (ModelPrograms, domain, formula_document, layout_ones, program_sizes,
+                                               unverified_flops)
 
     given = args.preset or any(getattr(args, name) is not None for name in SIZE_FIELDS)
     placeholder = argparse.Namespace(**{**vars(args), **({} if given else PLACEHOLDER_SIZES)})
@@ -225,13 +228,15 @@ def run_model(args: argparse.Namespace) -> int:
     sizes = dict(program_sizes(spec), D=spec.model.d_model, M=budget) if given else {}
     at_own = {} if not given else figures if not own else ModelPrograms(documents[own]).formulas() \
         if own in documents else {}
-    verified = general["verified"]
+    verified, why_not = general["verified"], unverified_flops(general)
     held_out = "; ".join(", ".join(f"{k}={v}" for k, v in at.items()) for at in verified["sizes"])
     lines = [f"The exact model of {spec.model.source}, derived from traces of its step on torch "
              f"{general['torch_version']}: {general['dtype']}, {general['optimizer']}. Exact at "
              f"{len(verified['sizes'])} held-out sizes (every phase's peak, start and end, the categories at the "
              f"step's peak, saved activations), the formulas below at {verified['formulas_at']} of them: {held_out} "
-             f"(Dh the head size).",
+             f"(Dh the head size). "
+             + (f"FLOPs as measure() counts them, exact at {verified['flops_at']} of them." if why_not is None
+                else f"No FLOP formula: {why_not}."),
              f"Layout {domain(general)} (the degenerate layouts follow at the end).",
              "L layers, B batch size, T context length, D d_model, H heads, F d_ff, V vocabulary; M a budget in bytes; "
              "bytes per element as numbers."
@@ -239,6 +244,11 @@ def run_model(args: argparse.Namespace) -> int:
                 f"{' (B, H >= 2)' if not own else ', ' + ' and '.join(f'{name} = 1' for name in own)}." if at_own
                 else ""), ""]
     labels = {key: LABELS.get(key, key) for key in figures if not key.endswith("peak_bytes") and key != "max_batch"}
+    flops = ModelPrograms(general).flop_formulas() if why_not is None else {}
+    if flops and at_own is figures:
+        at_own = {**figures, **flops}
+    figures = {**figures, **flops}
+    labels.update({key: LABELS.get(key, FLOP_LABELS.get(key, key)) for key in flops})
     width = max(map(len, labels.values()))
 
     def value(key: str) -> str:
