@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from analytic.exact import monomials
-from analytic.exact.derivation.any_model import SIZE_SETS, derive_model, traced_spec, verify
+from analytic.exact.derivation.any_model import SIZE_SETS, derive_model, held_out_sizes, traced_spec, verify
 from analytic.exact.derivation.fit import DerivationError
 from analytic.exact.formula import evaluate
-from analytic.exact.model_programs import ModelPrograms
+from analytic.exact.model_programs import ModelPrograms, formula_document
 from analytic.exact.programs import compile_program, parse_term, term_token
 from model import StepSpec
 from profiler.cli import main
@@ -77,6 +77,34 @@ def test_derived_model_equals_measurement_at_held_out_sizes(derived, name):
     assert verified["differences"] == [] and verified["formulas_at"] >= 1
 
 
+@pytest.mark.parametrize("name", ["nanogpt", "from_scratch", pytest.param("hf_gpt2", marks=pytest.mark.slow)])
+def test_derived_flops_equal_measurement_at_held_out_sizes(derived, name):
+    """Each phase's FLOPs and matmul FLOPs, as the formulas give them, are measure()'s at sizes never traced."""
+    spec, document = derived(name)
+    formulas = ModelPrograms(document).flop_formulas()
+    assert set(formulas) == {"flops.forward", "flops.backward", "flops.optimizer", "flops.recompute",
+                             "flops_matmul.forward", "flops_matmul.backward"}
+    for sizes in held_out_sizes(3, seed=11):
+        measured = measure(traced_spec(spec, sizes["L"], sizes), "meta", count_flops=True).measured
+        values = {"L": sizes["L"], "B": sizes["B"], "T": sizes["T"], "D": sizes["H"] * sizes["Dh"], "H": sizes["H"],
+                  "F": sizes["F"], "V": sizes["V"]}
+        derived_flops = {key: evaluate(expression, values) for key, expression in formulas.items()}
+        assert derived_flops == {f"{field}.{phase}": count for field in ("flops", "flops_matmul")
+                                 for phase, count in measured[field].items()}, sizes
+        assert derived_flops["flops.forward"] > derived_flops["flops_matmul.forward"] > 0
+
+
+def test_flop_formulas_not_exact_at_held_out_sizes_are_not_shown(derived):
+    _, document = derived("nanogpt")
+    wrong = {**document, "verified": {**document.get("verified", {}), "flops_at": 3,
+                                      "flop_differences": ["the formula of flops.forward gives 1, measured 2"]}}
+    shown = formula_document(wrong)
+    assert "flops" not in shown and "flops_matmul" not in shown and "peak_bytes" in shown
+    assert shown["flops_not_shown"] == "not exact at held-out sizes (the formula of flops.forward gives 1, measured 2)"
+    unverified = formula_document({**document, "verified": {"sizes": [], "differences": []}})
+    assert "flops" not in unverified and unverified["flops_not_shown"] == "not verified at held-out sizes"
+
+
 def test_zero_grad_zeros_is_derived_and_equals_measurement_at_held_out_sizes(derived):
     """With zero_grad 'zeros' the gradients outlive the warm-up step (zeroed in place, not freed): the measured
     step starts with them, and its backward adds into them."""
@@ -96,7 +124,7 @@ def test_derived_formula_at_gpt2_small_equals_measurement(derived):
     """Far from the traced sizes: GPT-2 small's, B = 2, nanoGPT-style code."""
     spec, document = derived("nanogpt")
     sizes = {"B": 2, "T": 1024, "H": 12, "Dh": 64, "F": 3072, "V": 50257, "L": 12}
-    measured = measure(traced_spec(spec, 12, sizes), "meta", count_flops=False).measured
+    measured = measure(traced_spec(spec, 12, sizes), "meta", count_flops=True).measured
     programs = ModelPrograms(document)
     figures = programs.figures(sizes)
     assert figures["peak_bytes"].item() == measured["peak_bytes"]
@@ -105,6 +133,11 @@ def test_derived_formula_at_gpt2_small_equals_measurement(derived):
     values = {"L": 12, "B": 2, "T": 1024, "D": 768, "H": 12, "F": 3072, "V": 50257}
     for phase in ("forward", "backward", "optimizer"):
         assert evaluate(formulas[f"phases.{phase}.peak_bytes"], values) == measured["phases"][phase]["peak_bytes"]
+    flops = programs.flop_formulas()
+    for phase in ("forward", "backward", "optimizer", "recompute"):
+        assert evaluate(flops[f"flops.{phase}"], values) == measured["flops"][phase]
+    for phase in ("forward", "backward"):
+        assert evaluate(flops[f"flops_matmul.{phase}"], values) == measured["flops_matmul"][phase]
     assert evaluate(formulas["saved_activations_bytes"], values) == measured["saved_activations_bytes"] == \
         12 * evaluate(formulas["saved_activations_per_layer_bytes"], values) + evaluate(
             formulas["saved_activations_outside_layers_bytes"], values)
@@ -181,10 +214,16 @@ def test_formula_command_prints_verified_formulas_from_its_cache(capsys, monkeyp
     assert document["verified"]["differences"] == [] and len(document["verified"]["held_out_sizes"]) == 3
     config = spec_of(source="examples/nanogpt.py:build").replace(num_layers=3, batch_size=4).model
     measured = measure(spec_of(source="examples/nanogpt.py:build").replace(num_layers=3, batch_size=4), "meta",
-                       count_flops=False).measured
+                       count_flops=True).measured
     names = {"L": 3, "B": 4, "T": config.context_length, "D": config.d_model, "H": config.num_heads,
              "F": config.d_ff, "V": config.vocab_size}
     assert python_value(document["peak_bytes"], names) == measured["peak_bytes"]
+    # the FLOPs, as the built-in model's formula document has them, verified at the held-out sizes
+    assert document["verified"]["flops_at"] == 3 and document["verified"]["flop_differences"] == []
+    assert {field: {phase: python_value(value, names) for phase, value in document[field].items()}
+            for field in ("flops", "flops_matmul")} == {field: measured[field] for field in ("flops", "flops_matmul")}
+    assert set(document["flops"]) == {"forward", "backward", "optimizer", "recompute"}
+    assert set(document["flops_matmul"]) == {"forward", "backward"}
     assert list((tmp_path / "adamw-profiler" / "models").glob("*.json.gz"))
     # the degenerate layouts, each derived and verified on its own: B = 1 and H = 1 measured at untraced sizes
     layouts = {domain.split(", T")[0]: figures for domain, figures in document["layouts"].items()}
