@@ -49,8 +49,9 @@ def test_the_domain_of_a_derived_model():
     assert outside_domain(spec) is None
     assert outside_domain(spec.replace(batch_size=1, num_heads=1)) is None  # B = 1, H = 1: their own classes
     assert layout_ones(spec) == () and layout_ones(spec.replace(batch_size=1, num_heads=1)) == ("B", "H")
-    multi_query = spec.replace(d_model=32, num_heads=4, kv_heads=1)
-    assert outside_domain(multi_query) == "1 key/value head of 4 (G = H or 2 <= G < H is derived)"
+    multi_query = spec.replace(d_model=32, num_heads=4, kv_heads=1)  # one key/value head: its own class too
+    assert outside_domain(multi_query) is None and layout_ones(multi_query) == ("G",)
+    assert layout_ones(multi_query.replace(batch_size=1)) == ("B", "G")
     assert outside_domain(spec.replace(d_model=20)) == "a head size d_model/heads of 10 (a multiple of 8 is derived)"
     assert outside_domain(spec.replace(context_length=1)) == "a context length of 1 (T >= 2 is derived)"
 
@@ -125,15 +126,24 @@ def test_the_implementations_report_gives_each_models_derived_per_layer_formula_
     assert evaluate(record["vs_ours"], sizes) == per_layer[theirs] - per_layer[ours]
 
 
-def test_multi_query_attention_is_refused_even_where_its_options_are_cached(monkeypatch, tmp_path):
-    from analytic.exact.derivation.fit import DerivationError
-    from analytic.exact.derivation.model_cache import cached_path, derived_model
+def test_multi_query_attention_is_a_layout_class_of_its_own(capsys, monkeypatch, tmp_path):
+    """Hugging Face's Llama with one key/value head of four: derived in its own class (its k and v are a head wide),
+    cached apart from the same options' other layouts, verified at held-out sizes, and the exact set's answer at an
+    untraced size equals the measurement."""
+    pytest.importorskip("transformers")
+    from analytic.exact import store
+    from analytic.exact.derivation.model_cache import cached_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    spec = StepSpec.of(vocab_size=50, context_length=8, num_layers=2, d_model=32, num_heads=4, d_ff=32, arch="gpt2",
-                       source="examples/nanogpt.py:build")
+    spec = StepSpec.of(vocab_size=50, context_length=8, num_layers=2, d_model=32, num_heads=4, d_ff=32, arch="llama",
+                       source="hf:llama")
     multi_query = spec.replace(kv_heads=1)
-    assert cached_path(multi_query) == cached_path(spec)  # the same options: the same cache file
-    derived_model(spec, quiet=True)
-    with pytest.raises(DerivationError, match="not multi-query attention"):
-        derived_model(multi_query, quiet=True)
+    assert cached_path(multi_query, ("G",)) != cached_path(spec)
+    document, _ = run_json(capsys, monkeypatch, tmp_path, "measure", "--model", "hf:llama", "--arch", "llama",
+                           "--vocab-size", "61", "--context-length", "13", "--num-layers", "3", "--d-model", "48",
+                           "--num-heads", "6", "--kv-heads", "1", "--d-ff", "40", "--batch-size", "3")
+    measured, exact = flatten(document["measured"]), flatten(document["predicted"]["exact"])
+    assert "peak_bytes" in exact and {key: exact[key] for key in exact if key in measured} == \
+        {key: measured[key] for key in exact if key in measured}
+    found = store.read(next((tmp_path / "adamw-profiler" / "models").glob("*.json.gz")))
+    assert found["ones"] == ["G"] and "multi-query" in found["domain"] and found["verified"]["differences"] == []

@@ -229,8 +229,6 @@ def run_cli(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["formula", "--model", "hf:llama", "--preset", "tiny", "--kv-heads", "1"],
-     "or 2 or more grouped ones (not multi-query attention)"),
     (["measure", "--model", "hf:gpt2", "--preset", "tiny", "--shard", "fsdp2", "--world-size", "2"],
      "model hf:gpt2 runs on one device"),
     (["measure", "--model", "hf:gpt2", "--preset", "tiny", "--attention", "sdpa-flash"],

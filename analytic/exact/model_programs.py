@@ -362,23 +362,29 @@ def program_sizes(spec: StepSpec) -> dict:
 
 def outside_domain(spec: StepSpec) -> str | None:
     """Why the spec's sizes are outside the domain of a model's derived programs (analytic.exact.derivation.
-    any_model.DOMAIN, and B = 1 and H = 1 as their own layout classes, layout_ones: G = H key/value heads, or
-    2 <= G < H), or None."""
+    any_model.DOMAIN; B = 1, H = 1 and multi-query attention are layout classes of their own, layout_ones), or
+    None."""
     sizes = program_sizes(spec)
     if sizes["T"] < 2:
         return "a context length of 1 (T >= 2 is derived)"
     if spec.model.d_model % sizes["H"] or sizes["Dh"] % 8:
         return f"a head size d_model/heads of {spec.model.d_model / sizes['H']:g} (a multiple of 8 is derived)"
-    if sizes["G"] < 2 <= sizes["H"]:  # multi-query attention
-        return f"{sizes['G']} key/value head of {sizes['H']} (G = H or 2 <= G < H is derived)"
     return None
 
 
 def layout_ones(spec: StepSpec) -> tuple[str, ...]:
     """The sizes that are 1 at the spec, "B" (a batch of one micro-batch) and "H" (one head): its layout class,
-    whose programs are traced with those sizes at 1 (analytic.exact.derivation.any_model.derive_model)."""
+    whose programs are traced with those sizes at 1 (analytic.exact.derivation.any_model.derive_model), and "G"
+    for multi-query attention (one key/value head of H >= 2; layout_of)."""
     sizes = program_sizes(spec)
-    return tuple(name for name in ("B", "H") if sizes[name] == 1)
+    return layout_of(spec, tuple(name for name in ("B", "H") if sizes[name] == 1))
+
+
+def layout_of(spec: StepSpec, ones: tuple[str, ...]) -> tuple[str, ...]:
+    """`ones`, with "G" where the spec has multi-query attention and H is not 1: one key/value head is a layout
+    class of its own (its key and value widths are a head's, Dh, where other layouts' are G·Dh)."""
+    multi_query = spec.model.kv_heads == 1 < spec.model.num_heads and "H" not in ones
+    return (*ones, "G") if multi_query and "G" not in ones else ones
 
 
 def own_max_batch_size(programs: ModelPrograms, spec: StepSpec, budget_bytes: int) -> int | None:

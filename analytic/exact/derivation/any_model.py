@@ -53,6 +53,7 @@ GROUPED_SETS = tuple(dict(sizes, H=heads, G=kv_heads)
                      for sizes, heads, kv_heads in zip(SIZE_SETS, (15, 14, 22), (3, 2, 11)))
 DOMAIN = "B >= 2, H >= 2, T >= 2, a head size D/H that is a multiple of 8"
 KV_DOMAIN = {False: "kv heads = heads", True: "2 <= G < H key/value heads"}
+MULTI_QUERY_DOMAIN = "one key/value head (G = 1, multi-query)"
 
 
 def domain_of(ones: tuple[str, ...] = ()) -> str:
@@ -70,25 +71,25 @@ def traced_spec(spec: StepSpec, layers: int, sizes: dict) -> StepSpec:
 def _fit(groups: list[list[Event]], sets: list[dict], spec: StepSpec, layers: int, what: str) -> list[str]:
     """fit() to count × monomial (in G too where the sets have grouped key/value heads), each set described as
     the spec at L = layers."""
-    return fit(groups, sets, MonomialAlphabet("G" in sets[0]), what,
+    return fit(groups, sets, MonomialAlphabet(sets[0].get("G", 1) > 1), what,
                [describe(traced_spec(spec, layers, sizes)) for sizes in sets])
 
 
-def derivable(spec: StepSpec) -> None:
-    """DerivationError where the setup is one the derivation does not cover (micro-batches, multi-query
-    attention)."""
+def derivable(spec: StepSpec, ones: tuple[str, ...] = ()) -> None:
+    """DerivationError where the setup is one the derivation does not cover (micro-batches), or where multi-query
+    attention is asked for outside its own layout class (`ones` naming G)."""
     if spec.setup.micro_batches != 1:
         raise DerivationError("the exact model of a model's own code is derived for one micro-batch (the default)")
-    if spec.model.kv_heads == 1 < spec.model.num_heads:
-        raise DerivationError("the exact model of a model's own code is derived with as many key/value heads as "
-                              "heads, or 2 or more grouped ones (not multi-query attention)")
+    if spec.model.kv_heads == 1 < spec.model.num_heads and "H" not in ones and "G" not in ones:
+        raise DerivationError("multi-query attention (one key/value head) is a layout class of its own: derive it "
+                              "with G among the sizes that are 1 (analytic.exact.model_programs.layout_of)")
 
 
 def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
     """The document (analytic.exact.model_programs) of the step of `spec` (its model source, setup and dtype; its
-    sizes are not used); with `ones` ("B", "H" or both), of the layout class where those sizes are 1 (traced there:
-    a monomial's B is then 1, and the fit names the one without it)."""
-    derivable(spec)
+    sizes are not used); with `ones` ("B", "H", "G" or several), of the layout class where those sizes are 1 (traced
+    there: a monomial's B is then 1, and the fit names the one without it; G = 1 is multi-query attention)."""
+    derivable(spec, ones)
     started = time.perf_counter()
     grouped = grouped_of(spec)
     sets = [dict(sizes, **dict.fromkeys(ones, 1)) for sizes in (GROUPED_SETS if grouped else SIZE_SETS)]
@@ -130,7 +131,8 @@ def derive_model(spec: StepSpec, ones: tuple[str, ...] = ()) -> dict:
     return {**flops, "source": spec.model.source, "optimizer": spec.setup.optimizer_class or spec.setup.optimizer,
             "dtype": spec.setup.dtype, "torch_version": torch.__version__,
             "simulation_revision": simulation_revision(),
-            "domain": f"{domain_of(ones)}, {KV_DOMAIN[grouped]}", "grouped": grouped, "ones": list(ones),
+            "domain": f"{domain_of(ones)}, {MULTI_QUERY_DOMAIN if 'G' in ones else KV_DOMAIN[grouped]}",
+            "grouped": grouped, "ones": list(ones),
             "symbols": symbols, "constant": constant, "windows": segments,
             "saved_by_op": saved_by_op, "seconds": round(time.perf_counter() - started, 2)}
 

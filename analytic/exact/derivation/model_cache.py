@@ -70,7 +70,10 @@ def cached_path(spec: StepSpec, ones: tuple[str, ...] = ()) -> Path:
 def derived_model(spec: StepSpec, quiet: bool = False, ones: tuple[str, ...] = ()) -> dict:
     """The verified document of the step of `spec` (with `ones`, of its layout class where those sizes, "B", "H",
     are 1): cached, or derived, verified at HELD_OUT sizes and cached."""
-    derivable(spec)  # before the cache: a setup outside it (multi-query attention) shares its options' hash
+    from analytic.exact.model_programs import layout_of
+
+    ones = layout_of(spec, ones)  # multi-query attention: its own layout class, and its own hash
+    derivable(spec, ones)  # before the cache: a setup outside it (micro-batches) shares its options' hash
     path = cached_path(spec, ones)
     found = store.read(path)
     if found is not None:
