@@ -43,7 +43,18 @@ def phase_figures(measured: dict) -> dict:
                  checkpointing="full"),
     # DDP as FSDP2's engine runs it: whole parameters, gradients all-reduced block by block
     TINY.replace(shard="ddp", world_size=2, autocast="bfloat16", checkpointing="selective", micro_batches=2),
-], ids=["2-ranks-amp-selective-mb2-keep", "4-ranks-uneven-gpt2-full", "2-ranks-ddp-amp-selective-mb2"])
+    # tensor parallelism alone (model.tensor_parallel): dp = 1
+    TINY.replace(shard="fsdp2", world_size=2, tensor_parallel=2),
+    # 2 x 2 with sequence parallelism: GPT-2's block (biases, LayerNorm, learned positions split on the sequence, the
+    # LM head tied to the embedding), 250 vocabulary rows over 2 "tp" ranks and their halves over 2 "dp" ranks
+    TINY.replace(shard="fsdp2", world_size=4, tensor_parallel=2, sequence_parallel=True, arch="gpt2", dropout=0.0,
+                 vocab_size=250, context_length=30),
+    # 2 x 2: llama with RoPE and grouped-query attention (2 key/value heads, one per "tp" rank), FSDP2's mixed
+    # precision, selective checkpointing, two micro-batches
+    TINY.replace(shard="fsdp2", world_size=4, tensor_parallel=2, arch="llama", positional="rope", kv_heads=2,
+                 autocast="bfloat16", checkpointing="selective", micro_batches=2),
+], ids=["2-ranks-amp-selective-mb2-keep", "4-ranks-uneven-gpt2-full", "2-ranks-ddp-amp-selective-mb2",
+       "tp2-dp1", "2x2-gpt2-sp-uneven", "2x2-llama-gqa-amp-selective-mb2"])
 def test_simulated_ranks_equal_real_gloo_ranks(config):
     real = measure_ranks(config.replace(batch_size=2))
     for rank in range(config.setup.world_size):
@@ -51,6 +62,7 @@ def test_simulated_ranks_equal_real_gloo_ranks(config):
         assert real[rank]["measured"]["rank"] == simulated["rank"] == rank
         assert phase_figures(simulated) == phase_figures(real[rank]["measured"]), f"rank {rank}"
         assert simulated["peak_bytes"] == real[rank]["measured"]["peak_bytes"]
+        assert simulated["saved_activations_by_component"] == real[rank]["measured"]["saved_activations_by_component"]
     assert set(simulated["categories_at_peak"]) == set(SHARDED_CATEGORIES)
 
 

@@ -1,6 +1,7 @@
-"""Tensor and sequence parallelism on FSDP2's 2-D mesh ("dp", "tp"), torchtitan's plan (model.tensor_parallel): one
-rank simulated on the fake process group against real gloo ranks, byte for byte; what a rank holds and saves at
-several mesh shapes, to the byte; clear errors."""
+"""Tensor and sequence parallelism on FSDP2's 2-D mesh ("dp", "tp"), torchtitan's plan (model.tensor_parallel): what
+a rank holds and saves at several mesh shapes, to the byte; clear errors. One rank simulated on the fake process
+group against real gloo ranks, byte for byte: tests/test_sharded.py (its gloo configs include 1 x 2 and 2 x 2
+meshes)."""
 import argparse
 
 import pytest
@@ -14,37 +15,10 @@ from model.spec import StepSpec
 from profiler.cli import main
 from profiler.commands import options
 from profiler.measuring.measure import measure
-from profiler.measuring.ranks import measure_ranks
-from profiler.measuring.sharded import SHARDED_CATEGORIES, unsupported
-from tests.test_sharded import phase_figures
+from profiler.measuring.sharded import unsupported
 
 TINY = StepSpec(preset("tiny"))  # V 256, T 32, L 2, D 64, H 4, F 256: every size divides 2, 4 and 8
 needs_fsdp2 = pytest.mark.skipif(unsupported() is not None, reason=str(unsupported()))
-
-
-@needs_fsdp2
-@pytest.mark.slow
-@pytest.mark.parametrize("config", [
-    # tensor parallelism alone: dp = 1
-    TINY.replace(shard="fsdp2", world_size=2, tensor_parallel=2),
-    # 2 x 2 with sequence parallelism: GPT-2's block (biases, LayerNorm, learned positions split on the sequence, the
-    # LM head tied to the embedding), 250 vocabulary rows over 2 "tp" ranks and their halves over 2 "dp" ranks
-    TINY.replace(shard="fsdp2", world_size=4, tensor_parallel=2, sequence_parallel=True, arch="gpt2", dropout=0.0,
-                 vocab_size=250, context_length=30),
-    # 2 x 2: llama with RoPE and grouped-query attention (2 key/value heads, one per "tp" rank), FSDP2's mixed
-    # precision, selective checkpointing, two micro-batches
-    TINY.replace(shard="fsdp2", world_size=4, tensor_parallel=2, arch="llama", positional="rope", kv_heads=2,
-                 autocast="bfloat16", checkpointing="selective", micro_batches=2),
-], ids=["tp2-dp1", "2x2-gpt2-sp-uneven", "2x2-llama-gqa-amp-selective-mb2"])
-def test_simulated_ranks_equal_real_gloo_ranks(config):
-    real = measure_ranks(config.replace(batch_size=2))
-    for rank in range(config.setup.world_size):
-        simulated = measure(config.replace(batch_size=2), "meta", rank=rank, count_flops=False).measured
-        assert real[rank]["measured"]["rank"] == simulated["rank"] == rank
-        assert phase_figures(simulated) == phase_figures(real[rank]["measured"]), f"rank {rank}"
-        assert simulated["peak_bytes"] == real[rank]["measured"]["peak_bytes"]
-        assert simulated["saved_activations_by_component"] == real[rank]["measured"]["saved_activations_by_component"]
-    assert set(simulated["categories_at_peak"]) == set(SHARDED_CATEGORIES)
 
 
 def whole_parameters(config: StepSpec) -> int:
