@@ -73,6 +73,7 @@ def test_max_batch_of_hf_gpt2_xl_in_80gb_is_the_exact_sets_2_confirmed(capsys, m
     assert document["probes"] == [{"batch_size": 2, "fits": True}, {"batch_size": 3, "fits": False}]
 
 
+# A user's formula set, the text of its file (tests/test_implementations.py audits it too)
 ANSWER = '''
 NAME = "answer"
 DESCRIPTION = "16 bytes a parameter and 34 B·T·D bytes a layer"

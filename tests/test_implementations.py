@@ -9,6 +9,7 @@ import torch
 from model import StepSpec, preset
 from profiler import measure
 from tests.memtracker import HOST_BYTES_PER_LAYER, byte_figures, memtracker_peak
+from tests.test_exact_own_model import ANSWER
 
 MODEL = '''
 import torch
@@ -259,16 +260,7 @@ def test_audit_grades_a_users_formula_against_the_users_model(capsys, tmp_path, 
 
     monkeypatch.setattr(registry, "_USER_SETS", {})  # the user's file stays out of other tests
     answer = tmp_path / "answer.py"
-    answer.write_text(textwrap.dedent('''
-        NAME = "answer"
-        DESCRIPTION = "16 bytes a parameter and 34 B·T·D bytes a layer"
-
-        def predict(spec):
-            c, B = spec.model, spec.batch_size
-            params = 12 * c.num_layers * c.d_model ** 2 + 2 * c.vocab_size * c.d_model
-            saved = 34 * B * c.context_length * c.d_model * c.num_layers
-            return {"params": params, "saved_activations_bytes": saved, "peak_bytes": 16 * params + saved}
-        '''))
+    answer.write_text(ANSWER)
     code, out, _ = run_cli(capsys, "audit", "--formula-set", str(answer), "--model", f"{user_file}:factory",
                            "--preset", "tiny", "--json")
     import json
