@@ -169,7 +169,7 @@ class ModelPrograms:
         result.update({"saved_activations_per_layer_bytes": self.expression(self.polynomial(one_layer)),
                        "saved_activations_outside_layers_bytes": self.expression(self.polynomial(saved * [[1], [0]])),
                        "saved_activations_bytes": self.expression(self.polynomial(saved))})
-        peaks = self.peak_moments()
+        peaks = self.peak_moments
         for phase, moments in peaks.items():
             result["peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"] = _max([e for _, e in moments])
         from analytic.exact.formula import B, max_batch_formula
@@ -193,6 +193,7 @@ class ModelPrograms:
                 for field in ("flops", "flops_matmul")
                 for phase, (once, per_layer) in self.document.get(field, {}).items()}
 
+    @cached_property
     def peak_moments(self) -> dict[str, list[tuple[str, sp.Expr]]]:
         """{phase: the moments its peak in the measured step is the max of} for forward, backward, optimizer and
         the step ("step"), each (its phase, an expression in L, B, T, D, H, F, V): the moments the numeric model keeps

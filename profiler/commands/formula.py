@@ -222,13 +222,18 @@ def run_model(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(formula_document(general, tuple(documents.values())), indent=2))
         return 0
-    figures = ModelPrograms(general).formulas()
+    programs = ModelPrograms(general)
+    layouts = {ones: ModelPrograms(document) for ones, document in documents.items()}
+    why_not = unverified_flops(general)
+    figures = {**programs.formulas(), **(programs.flop_formulas() if why_not is None else {})}
     own = layout_ones(spec) if given else ()
     budget = parse_bytes(args.budget)
     sizes = dict(program_sizes(spec), D=spec.model.d_model, M=budget) if given else {}
-    at_own = {} if not given else figures if not own else ModelPrograms(documents[own]).formulas() \
-        if own in documents else {}
-    verified, why_not = general["verified"], unverified_flops(general)
+    if not given or own not in {(), *layouts}:  # no sizes, or the own layout not derived or not exact
+        at_own = {}
+    else:
+        at_own = figures if own == () else layouts[own].formulas()
+    verified = general["verified"]
     held_out = "; ".join(", ".join(f"{k}={v}" for k, v in at.items()) for at in verified["sizes"])
     lines = [f"The exact model of {spec.model.source}, derived from traces of its step on torch "
              f"{general['torch_version']}: {general['dtype']}, {general['optimizer']}. Exact at "
@@ -243,12 +248,8 @@ def run_model(args: argparse.Namespace) -> int:
              + (f" Values in brackets: {spec.model.name} at B = {sizes['B']}, from the formulas of its layout"
                 f"{' (B, H >= 2)' if not own else ', ' + ' and '.join(f'{name} = 1' for name in own)}." if at_own
                 else ""), ""]
-    labels = {key: LABELS.get(key, key) for key in figures if not key.endswith("peak_bytes") and key != "max_batch"}
-    flops = ModelPrograms(general).flop_formulas() if why_not is None else {}
-    if flops and at_own is figures:
-        at_own = {**figures, **flops}
-    figures = {**figures, **flops}
-    labels.update({key: LABELS.get(key, FLOP_LABELS.get(key, key)) for key in flops})
+    labels = {key: LABELS.get(key, FLOP_LABELS.get(key, key)) for key in figures
+              if not key.endswith("peak_bytes") and key != "max_batch"}
     width = max(map(len, labels.values()))
 
     def value(key: str) -> str:
@@ -258,7 +259,7 @@ def run_model(args: argparse.Namespace) -> int:
         return f"   [{format_bytes(number, 'GiB', 3) if 'bytes' in key else f'{number:,}'}]"
 
     lines += [f"{label:<{width}} = {formula.readable(figures[key])}{value(key)}" for key, label in labels.items()]
-    moments = ModelPrograms(general).peak_moments()
+    moments = programs.peak_moments
     for phase in ("forward", "backward", "optimizer", "step"):
         key = "peak_bytes" if phase == "step" else f"phases.{phase}.peak_bytes"
         title = "peak of the step" if phase == "step" else f"{phase} peak"
@@ -267,10 +268,9 @@ def run_model(args: argparse.Namespace) -> int:
     if "max_batch" in figures:
         lines += ["", f"max batch = min over the step's moments above (α + β·B each) of ⌊(M − α) / β⌋ (valid where "
                       f"it is 2 or more):{value('max_batch')}", f"  {formula.readable(figures['max_batch'])}"]
-    for ones, document in documents.items():
-        step = ModelPrograms(document).peak_moments()["step"]
-        lines += ["", f"Layout {domain(document)}: peak of the step = max of"]
-        lines += moment_lines(step, sizes if own == ones else {})
+    for ones, layout in layouts.items():
+        lines += ["", f"Layout {domain(layout.document)}: peak of the step = max of"]
+        lines += moment_lines(layout.peak_moments["step"], sizes if own == ones else {})
     lines += [f"Layout {text}: no formula." for text in missing]
     print("\n".join(lines if args.wide else [part for line in lines for part in wrapped(line)]))
     return 0
