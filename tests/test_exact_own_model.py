@@ -8,6 +8,7 @@ import pytest
 
 from analytic.exact.model_programs import layout_ones, outside_domain
 from analytic.figures import flatten
+from analytic.units import format_bytes
 from model import StepSpec
 from profiler.cli import main
 
@@ -140,11 +141,14 @@ def test_multi_query_attention_is_a_layout_class_of_its_own(capsys, monkeypatch,
                        source="hf:llama")
     multi_query = spec.replace(kv_heads=1)
     assert cached_path(multi_query, ("G",)) != cached_path(spec)
-    document, _ = run_json(capsys, monkeypatch, tmp_path, "measure", "--model", "hf:llama", "--arch", "llama",
-                           "--vocab-size", "61", "--context-length", "13", "--num-layers", "3", "--d-model", "48",
-                           "--num-heads", "6", "--kv-heads", "1", "--d-ff", "40", "--batch-size", "3")
+    sizes = ["--model", "hf:llama", "--arch", "llama", "--vocab-size", "61", "--context-length", "13", "--num-layers",
+             "3", "--d-model", "48", "--num-heads", "6", "--kv-heads", "1", "--d-ff", "40", "--batch-size", "3"]
+    document, _ = run_json(capsys, monkeypatch, tmp_path, "measure", *sizes)
     measured, exact = flatten(document["measured"]), flatten(document["predicted"]["exact"])
     assert "peak_bytes" in exact and {key: exact[key] for key in exact if key in measured} == \
         {key: measured[key] for key in exact if key in measured}
     found = store.read(next((tmp_path / "adamw-profiler" / "models").glob("*.json.gz")))
     assert found["ones"] == ["G"] and "multi-query" in found["domain"] and found["verified"]["differences"] == []
+    assert main(["formula", *sizes, "--wide"]) == 0  # its formula, with the spec's values from its own layout
+    peak = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("peak of the step"))
+    assert peak.endswith(f"[{format_bytes(document['measured']['peak_bytes'], 'GiB', 3)}]")

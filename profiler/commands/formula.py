@@ -226,7 +226,8 @@ def run_model(args: argparse.Namespace) -> int:
     layouts = {ones: ModelPrograms(document) for ones, document in documents.items()}
     why_not = unverified_flops(general)
     figures = {**programs.formulas(), **(programs.flop_formulas() if why_not is None else {})}
-    own = layout_ones(spec) if given else ()
+    # the spec's own layout, by the sizes that are 1 at it (multi-query attention's G is part of every layout here)
+    own = tuple(name for name in layout_ones(spec) if name != "G") if given else ()
     budget = parse_bytes(args.budget)
     sizes = dict(program_sizes(spec), D=spec.model.d_model, M=budget) if given else {}
     if not given or own not in {(), *layouts}:  # no sizes, or the own layout not derived or not exact
