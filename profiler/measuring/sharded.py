@@ -14,7 +14,7 @@ runs on "dp"; DTensor's collectives (torch.distributed._functional_collectives) 
 Real runs (device "cpu" inside an initialised gloo process group, e.g. under torchrun, or
 profiler.measuring.ranks): the same model built on CPU, sharded the same way, trained on real tensors; each rank
 measures itself with the same tracker, so the simulation can be checked against it byte for byte
-(tests/test_sharded.py launches 2 and 4 processes, tests/test_tensor_parallel.py 2 and 4 on 1 x 2 and 2 x 2 meshes).
+(tests/test_sharded.py launches 2 and 4 processes, on 1-D meshes and on 1 x 2 and 2 x 2 ones).
 
 Memory of a rank: its local tensors' storages (the tracker follows DTensor ops down to their local ops) and the
 storages FSDP2 frees and re-allocates by resizing (its gathered parameters), through the tracker's resize hook.
@@ -271,7 +271,6 @@ def watch_fsdp(run: ShardedRank):
                 setattr(owner, name, foreach_reduce)
             else:
                 delattr(owner, name)  # the mixin's method shows through again
-
 
 
 @contextmanager

@@ -144,11 +144,11 @@ class StorageTracker(TorchDispatchMode):
     def unseen(self):
         """Ops inside run untracked, their storages never seen: work that is no part of the step (DTensor's
         sharding propagation running an op on fake tensors of the global shape to learn its output's shape)."""
-        self._unseen = True
+        previous, self._unseen = self._unseen, True
         try:
             yield
         finally:
-            self._unseen = False
+            self._unseen = previous
 
     def op_name(self, sid: int) -> str:
         """'aten.mm': the op that allocated storage `sid`; '' where none did (a parameter, an input)."""
