@@ -112,8 +112,12 @@ class LayoutClass:
 @dataclass(frozen=True)
 class ShardedClass:
     """The class of one rank of a sharded step: one device's layout class at the batch of one micro-batch, the
-    shard strategy, FSDP2's resharding, whether FSDP2 runs on one rank (where it copies instead of gathering: other
-    programs), whether there are micro-batches, and the zero_grad option; named by name() as LayoutClass is."""
+    shard strategy, FSDP2's resharding, whether FSDP2 shards over one rank (world_size = t: it copies instead of
+    gathering, other programs), whether there are micro-batches, the zero_grad option, and whether there is
+    tensor parallelism (t > 1, any t: the programs' symbols take t) and sequence parallelism; named by name() as
+    LayoutClass is. With tensor parallelism the layout's heads are a rank's (H/t == 1, G/t == 1), and the dtypes
+    class is fp32 or 16-bit where one device's holds for any dtype (loss parallelism computes the log-softmax of
+    16-bit logits in fp32)."""
 
     layout_class: LayoutClass
     shard: str
@@ -121,10 +125,12 @@ class ShardedClass:
     one_rank: bool
     micro_batched: bool
     zero_grad: str
+    tensor_parallel: bool = False  # t > 1
+    sequence_parallel: bool = False
 
     def fields(self) -> list:
         return [*self.layout_class.fields(), self.shard, self.reshard_after_forward, self.one_rank,
-                self.micro_batched, self.zero_grad]
+                self.micro_batched, self.zero_grad, self.tensor_parallel, self.sequence_parallel]
 
     def name(self) -> str:
         return json.dumps(self.fields())
@@ -133,23 +139,28 @@ class ShardedClass:
     def of(cls, spec: StepSpec) -> "ShardedClass":
         """The class of a sharded spec's rank (at the spec's step batch)."""
         config, setup = spec.model, spec.setup
-        micro_batch = spec.batch_size // setup.micro_batches
-        layout = (micro_batch == 1, *(bool(x) for x in head_layout(config.num_heads, config.kv_heads)))
-        return cls(LayoutClass.of(config.arch, config.positional, setup.attention, setup.dtype, setup.autocast,
-                                  setup.checkpointing, config.dropout > 0, layout),
-                   setup.shard, setup.reshard_after_forward, setup.shard == "fsdp2" and setup.world_size == 1,
-                   setup.micro_batches > 1, setup.zero_grad)
+        micro_batch, t = spec.batch_size // setup.micro_batches, setup.tensor_parallel
+        heads = head_layout(config.num_heads // t, config.kv_heads // t)
+        layout = (micro_batch == 1, *(bool(x) for x in heads))
+        layout_class = LayoutClass.of(config.arch, config.positional, setup.attention, setup.dtype, setup.autocast,
+                                      setup.checkpointing, config.dropout > 0, layout)
+        if t > 1 and layout_class.dtypes == "any":
+            layout_class = dataclasses.replace(layout_class, dtypes="fp32" if setup.dtype == "float32" else "16-bit")
+        one_rank = setup.shard == "fsdp2" and setup.world_size == t
+        return cls(layout_class, setup.shard, setup.reshard_after_forward, one_rank, setup.micro_batches > 1,
+                   setup.zero_grad, t > 1, setup.sequence_parallel)
 
     def what(self) -> str:
         return (f"{self.layout_class.what()}, {self.shard}"
                 f"{'' if self.reshard_after_forward else ', no reshard after forward'}"
                 f"{', one rank' if self.one_rank else ''}{', micro-batches' if self.micro_batched else ''}, "
-                f"zero_grad {self.zero_grad}")
+                f"zero_grad {self.zero_grad}{', tensor parallel' if self.tensor_parallel else ''}"
+                f"{', sequence parallel' if self.sequence_parallel else ''}")
 
     @classmethod
     def parse(cls, name: str) -> "ShardedClass":
-        *layout_class, shard, reshard_after_forward, one_rank, micro_batched, zero_grad = json.loads(name)
-        return cls(LayoutClass(*layout_class), shard, reshard_after_forward, one_rank, micro_batched, zero_grad)
+        *layout_class, shard, reshard_after_forward, one_rank, micro_batched, zero_grad, tp, sp = json.loads(name)
+        return cls(LayoutClass(*layout_class), shard, reshard_after_forward, one_rank, micro_batched, zero_grad, tp, sp)
 
 
 def symbol_bytes(B, T, D, H, F, V, e, K) -> dict:

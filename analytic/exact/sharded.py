@@ -45,14 +45,23 @@ from analytic.figures import combine_windows
 from analytic.params import parameter_tensor_shapes
 from analytic.exact.flops import ADAMW_FLOPS_PER_PARAM, flop_figures
 from analytic.sharding import padded_elements, padded_rows, shard_group
-from analytic.sizes import SYMBOLS, ShardedClass, Sizes, sizes_of
+from analytic.sizes import SYMBOLS, ShardedClass, Sizes, sizes_of, symbol_bytes
 from model.spec import StepSpec
 from model.vocabulary import PHASES, SHARDED_CATEGORIES
 
 SHAPES = ("VD", "TD", "DD", "KD", "FD", "DF", "D", "F")
+TP_SHAPES = ("RD", "cD")  # the row-wise D×D weight and a column-wise bias: DD's and D's at t = 1
 SHARD_SYMBOLS = tuple(f"{prefix}{shape}" for prefix in "pquv" for shape in SHAPES) + (
     "agb", "agr", "aib", "air", "rsb", "rsr", "shb", "shr", "rt", "rt2", "r2")
-ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS  # the order in which a size's first matching name is chosen
+# One device's symbols of tensors tensor parallelism splits on the heads, the hidden features or the vocabulary
+# ("x" before the name) and sequence parallelism on the sequence ("y"); tokens' int64 ids and bool masks.
+SPLIT = ("a", "h", "f", "s", "n", "a4", "s4", "l", "le", "a2", "h2", "f2", "s2", "n2", "kv", "hk", "kv2", "hk2", "s1")
+SEQUENCE_SPLIT = ("a", "h", "r", "a4", "r4", "a2", "h2", "t")
+TP_SYMBOLS = (tuple(f"{prefix}{shape}" for prefix in "pquv" for shape in TP_SHAPES)
+              + tuple(f"l{shape}" for shape in SHAPES + TP_SHAPES)
+              + tuple(f"x{name}" for name in SPLIT) + tuple(f"y{name}" for name in SEQUENCE_SPLIT)
+              + ("xn4", "yr2", "t2", "yt2", "it", "bt", "yit", "ybt", "ip", "bp", "c8"))
+ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS + TP_SYMBOLS  # the order in which a size's first matching name is chosen
 # The windows of a class: what is live as the step begins, then its phases; with micro-batches, forward and
 # backward of micro-batch 1 and of micro-batch 2, which every later one repeats (derive_sharded checks it).
 WINDOWS = ("start",) + PHASES
@@ -73,10 +82,9 @@ SHIPPED_SETUPS = {
 
 
 def in_domain(spec: StepSpec) -> bool:
-    """Whether the spec is a sharded step the programs describe (foreach AdamW, T >= 2, no tensor parallelism)."""
+    """Whether the spec is a sharded step the programs describe (foreach AdamW, T >= 2)."""
     setup = spec.setup
-    return (setup.shard != "none" and setup.optimizer == "foreach" and spec.model.context_length >= 2
-            and setup.tensor_parallel == 1)
+    return setup.shard != "none" and setup.optimizer == "foreach" and spec.model.context_length >= 2
 
 
 def windows_of(key: ShardedClass) -> tuple[str, ...]:
@@ -85,24 +93,25 @@ def windows_of(key: ShardedClass) -> tuple[str, ...]:
 
 
 def shard_symbol_values(spec: StepSpec) -> dict[str, int]:
-    """Bytes of each symbol of SHARD_SYMBOLS (module docstring) for rank 0."""
+    """Bytes of each symbol of SHARD_SYMBOLS and of the shapes of TP_SHAPES (module docstring) for rank 0."""
     config, setup = spec.model, spec.setup
-    N = shard_group(setup)
+    N, t = shard_group(setup), setup.tensor_parallel
     e = setup.bytes_per_element
     gathered, reduced = (2, 4) if setup.autocast != "none" else (e, e)
     V, T, D, F, K = config.vocab_size, config.context_length, config.d_model, config.d_ff, config.kv_width
-    shapes = {"VD": (V, D), "TD": (T, D), "DD": (D, D), "KD": (K, D), "FD": (F, D), "DF": (D, F), "D": (D, 1),
-              "F": (F, 1)}
+    part = partial(padded_rows, world_size=t)  # rank 0's part of what tensor parallelism splits: ⌈n/t⌉
+    shapes = {"VD": (part(V), D), "TD": (part(T), D), "DD": (part(D), D), "KD": (part(K), D), "FD": (part(F), D),
+              "DF": (D, part(F)), "D": (D, 1), "F": (part(F), 1), "RD": (D, part(D)), "cD": (part(D), 1)}
     values = {}
     for name, (rows, cols) in shapes.items():
         padded = padded_rows(rows, N) * cols
         values.update({f"p{name}": padded * e, f"q{name}": padded * 2, f"u{name}": N * padded * gathered,
-                       f"v{name}": rows * cols * 2})
-    one, two = (parameter_tensor_shapes(config.replace(num_layers=n)) for n in (1, 2))
+                       f"v{name}": rows * cols * 2, f"l{name}": rows * cols * e})
+    one, two = (parameter_tensor_shapes(config.replace(num_layers=n), t) for n in (1, 2))
     first = 1 + (config.positional == "learned")  # the embeddings come before the blocks
     block = one[first:first + len(two) - len(one)]
     in_block = padded_elements(block, N)
-    rest = padded_elements(parameter_tensor_shapes(config), N) - config.num_layers * in_block
+    rest = padded_elements(parameter_tensor_shapes(config, t), N) - config.num_layers * in_block
     table = T * (D // config.num_heads // 2)
     values.update(agb=N * in_block * gathered, agr=N * rest * gathered, aib=in_block * gathered,
                   air=rest * gathered, rsb=N * in_block * reduced,
@@ -110,10 +119,31 @@ def shard_symbol_values(spec: StepSpec) -> dict[str, int]:
     return values
 
 
+def split_symbol_values(spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
+    """Bytes of the activation symbols of TP_SYMBOLS at the rank's batch: one device's symbols (analytic.sizes.
+    symbol_bytes) at a rank's widths D/t, H/t, F/t, K/t and ⌈V/t⌉ ("x"), at its part of the sequence T/s ("y": s = t
+    with sequence parallelism, else 1), the split logits in fp32 whatever e (xn4 = B·T·⌈V/t⌉·4: loss parallelism's
+    log-softmax of 16-bit logits), the position embedding's output in bf16 whatever e (t2 = T·D·2, yt2 its part
+    of the sequence; autocast's), int64 ids and bool masks of the tokens (it = 8·B·T, bt = B·T, whole and
+    sequence-split: yit, ybt) and of the positions (ip = 8·T, bp = T) (a split embedding's lookup), and an int64
+    0-dim tensor, c8 = 8. At t = 1 the "x" and "y" symbols equal their one-device ones (which, coming first in
+    ALL_SYMBOLS, name such a tensor)."""
+    setup, (B, T, D, H, F, V, e, K) = spec.setup, (sizes.B, sizes.T, sizes.D, sizes.H, sizes.F, sizes.V, sizes.e,
+                                                    sizes.K)
+    t = setup.tensor_parallel
+    s = t if setup.sequence_parallel else 1
+    split = symbol_bytes(B, T, D // t, H // t, F // t, -(-V // t), e, K // t)
+    sequence = symbol_bytes(B, T // s, D, H, F, V, e, K)
+    return {**{f"x{name}": split[name] for name in SPLIT}, **{f"y{name}": sequence[name] for name in SEQUENCE_SPLIT},
+            "xn4": B * T * -(-V // t) * 4, "yr2": B * (T // s) * 2, "t2": T * D * 2, "yt2": (T // s) * D * 2,
+            "it": B * T * 8, "bt": B * T, "yit": B * (T // s) * 8, "ybt": B * (T // s),
+            "ip": 8 * T + 0 * B, "bp": T + 0 * B, "c8": 8 + 0 * B}
+
+
 def symbol_values(spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
     """Every symbol of ALL_SYMBOLS in bytes, at the rank's batch (sizes)."""
     constant = {name: value + 0 * sizes.B for name, value in shard_symbol_values(spec).items()}
-    return {**sizes.symbols(), **constant, "r2": sizes.B * sizes.T * 2}
+    return {**sizes.symbols(), **constant, "r2": sizes.B * sizes.T * 2, **split_symbol_values(spec, sizes)}
 
 
 compile_sharded = partial(compile_program, categories=SHARDED_CATEGORIES, symbols=ALL_SYMBOLS)
@@ -183,14 +213,33 @@ def rank_figures(spec: StepSpec, sizes: Sizes, derived: dict) -> dict[str, Any]:
 def rank_flop_figures(spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
     """A rank's FLOPs: one device's forward and backward at the rank's batch (gathering, casting and reducing count
     none), its AdamW step and its gradient accumulations over the elements it holds, n = Σ⌈rows/N⌉·cols (rank 0's
-    shards; every parameter under DDP): 14·n + one step-counter increment per tensor."""
-    held = padded_elements(parameter_tensor_shapes(spec.model), shard_group(spec.setup))
+    shards; every parameter under DDP): 14·n + one step-counter increment per tensor.
+
+    With tensor parallelism t > 1, the matmul FLOPs and the AdamW step's alone (n over the rank's part of each
+    tensor): every matmul of a block has one split dimension (q, k, v, W1 and W3 their output features, out_proj
+    and W2 their input features, the attention its heads), so it runs 1/t of one device's FLOPs, and the LM head
+    runs ⌈V/t⌉ of the V logits: with h = 2·B·T·D·V and h_t = 2·B·T·D·⌈V/t⌉ per micro-batch (k of them), which
+    forward counts once and backward twice (both operands' gradients),
+        forward  = (forward₁ − k·h)/t + k·h_t        backward = (backward₁ − 2k·h)/t + 2k·h_t
+    of one device's matmul FLOPs forward₁ and backward₁ (recomputation included). The elementwise FLOPs of a
+    split step (loss parallelism's, the split embeddings' masks, the norms on whole or split activations) are not
+    in closed form: forward, backward and recompute are left out."""
+    setup = spec.setup
+    t = setup.tensor_parallel
+    held = padded_elements(parameter_tensor_shapes(spec.model, t), shard_group(setup))
     figures = flop_figures(sizes)
-    accumulations = spec.setup.micro_batches - 1 + int(spec.setup.zero_grad == "zeros")
-    flops = dict(figures["flops"], optimizer=ADAMW_FLOPS_PER_PARAM * held + sizes.tensors)
+    optimizer = ADAMW_FLOPS_PER_PARAM * held + sizes.tensors
+    adamw = {"adamw_flops_per_param": optimizer / sizes.params}
+    if t > 1:
+        k, head = setup.micro_batches, 2 * sizes.B * sizes.T * sizes.D
+        one_device = figures["flops_matmul"]
+        matmul = {phase: (one_device[phase] - times * k * head * sizes.V) // t + times * k * head * -(-sizes.V // t)
+                  for phase, times in (("forward", 1), ("backward", 2))}
+        return {"flops": {"optimizer": optimizer}, "flops_matmul": matmul, **adamw}
+    accumulations = setup.micro_batches - 1 + int(setup.zero_grad == "zeros")
+    flops = dict(figures["flops"], optimizer=optimizer)
     flops["backward"] = flops["backward"] - accumulations * sizes.params + accumulations * held
-    return {"flops": flops, "flops_matmul": figures["flops_matmul"],
-            "adamw_flops_per_param": flops["optimizer"] / sizes.params}
+    return {"flops": flops, "flops_matmul": figures["flops_matmul"], **adamw}
 
 
 def evaluate_rank(programs: Programs, spec: StepSpec, sizes: Sizes) -> dict[str, Any]:

@@ -26,25 +26,38 @@ from profiler.measuring.measure import trace_step
 from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
 
-RANKS = (3, 7)  # world sizes of the two traced size sets (no two symbols coincide at both in any class)
-CHECK_RANKS = 11
+# The meshes ("dp" ranks, "tp" ranks) of the two traced size sets, without and with tensor parallelism (no two
+# symbols coincide at both in any class), and of the check set
+MESHES = {False: ((3, 1), (7, 1)), True: ((2, 3), (6, 4))}
+# The check sets: meshes and sizes of analytic.exact.derivation.derive.CHECK_SET changed, where a shard's padded
+# rows would otherwise be one whatever the sizes
+CHECKS = (((11, 5), {}), ((2, 3), {}), ((3, 2), {"T": 29}), ((4, 4), {"T": 97, "V": 301}), ((13, 2), {"V": 7, "T": 5}))
 LAYERS = (1, 2, 3, 4, 5)
 CONSTANT = ("buffers", "inputs")  # closed forms of their own (analytic.sizes.Sizes), not traced
 ALPHABET = SymbolAlphabet(ALL_SYMBOLS)  # any category any symbol, the first in that order
 
 
-def rank_spec(key: ShardedClass, layers: int, size_set: dict, ranks: int, micro_batches: int = 2) -> StepSpec:
-    """The step spec (at the rank's batch) of a sharded class at one size set."""
+def rank_spec(key: ShardedClass, layers: int, size_set: dict, mesh: tuple[int, int],
+              micro_batches: int = 2) -> StepSpec:
+    """The step spec (at the rank's batch) of a sharded class at one size set on a mesh of (ranks, t) (t: tensor
+    parallelism, where the class has it; the size set's heads, key/value heads, d_ff and, with sequence
+    parallelism, context length are then a rank's, t times as many in the model)."""
     spec = traced_spec(key.layout_class, layers, size_set, micro_batches=micro_batches if key.micro_batched else 1)
-    return spec.replace(shard=key.shard, world_size=1 if key.one_rank else ranks,
-                        reshard_after_forward=key.reshard_after_forward, zero_grad=key.zero_grad)
+    ranks, t = mesh[0], mesh[1] if key.tensor_parallel else 1
+    config = spec.model
+    spec = spec.replace(num_heads=t * config.num_heads, kv_heads=t * config.kv_heads, d_model=t * config.d_model,
+                        d_ff=t * config.d_ff,
+                        context_length=config.context_length * (t if key.sequence_parallel else 1))
+    return spec.replace(shard=key.shard, world_size=t * (1 if key.one_rank else ranks), tensor_parallel=t,
+                        sequence_parallel=key.sequence_parallel, reshard_after_forward=key.reshard_after_forward,
+                        zero_grad=key.zero_grad)
 
 
 def traced_windows(key: ShardedClass, layers: int, which: int, micro_batches: int = 2) -> dict[str, list]:
     """trace_windows of the class at L = layers and size set `which` (0 or 1), with `micro_batches` micro-batches
     where the class has them."""
     size_set = size_sets(key.layout_class)[which]
-    return trace_windows(rank_spec(key, layers, size_set, RANKS[which], micro_batches))
+    return trace_windows(rank_spec(key, layers, size_set, MESHES[key.tensor_parallel][which], micro_batches))
 
 
 def trace_windows(spec: StepSpec) -> dict[str, list[Event]]:
@@ -74,17 +87,18 @@ def tokens(first: list[Event], second: list[Event], values: tuple[dict, dict], w
 
 
 def coincident_symbols(key: ShardedClass) -> list[tuple[str, str]]:
-    """Symbol pairs equal at both traced size sets but not at the check set."""
+    """Symbol pairs equal at both traced size sets but not at one of the check sets (CHECKS)."""
     sets = size_sets(key.layout_class)
     fused = key.layout_class.attention in ("sdpa-flash", "sdpa-efficient")
-    check = dict(sets[0], **CHECK_SET, head_dim=24 if fused else 18)
+    checks = [(dict(sets[0], **{**CHECK_SET, "head_dim": 24 if fused else 18, **sizes}), mesh)
+              for mesh, sizes in CHECKS]
     values = []
-    for size_set, ranks in [*zip(sets, RANKS), (check, CHECK_RANKS)]:
-        spec = rank_spec(key, 2, size_set, ranks)
+    for size_set, mesh in [*zip(sets, MESHES[key.tensor_parallel]), *checks]:
+        spec = rank_spec(key, 2, size_set, mesh)
         values.append({name: int(value) for name, value in symbol_values(spec, sizes_of(spec)).items()})
-    first, second, third = values
+    first, second, *others = values
     return [(x, y) for x, y in itertools.combinations(ALL_SYMBOLS, 2)
-            if first[x] == first[y] and second[x] == second[y] and third[x] != third[y]]
+            if first[x] == first[y] and second[x] == second[y] and any(other[x] != other[y] for other in others)]
 
 
 def derive_sharded_class(key: ShardedClass) -> dict:
@@ -99,8 +113,8 @@ def derive_sharded_class(key: ShardedClass) -> dict:
     results = iter(run_calls(calls, "tracing small ranks", progress=False))
     for layers in LAYERS:
         traced, values = [next(results), next(results)], []
-        for size_set, ranks in zip(size_sets(key.layout_class), RANKS):
-            spec = rank_spec(key, layers, size_set, ranks)
+        for size_set, mesh in zip(size_sets(key.layout_class), MESHES[key.tensor_parallel]):
+            spec = rank_spec(key, layers, size_set, mesh)
             values.append(symbol_values(spec, sizes_of(spec)))
         for window in windows:
             programs[window][layers] = tokens(traced[0][window], traced[1][window], tuple(values),
