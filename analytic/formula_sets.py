@@ -22,7 +22,8 @@ error (FormulaSetError) for what is missing or malformed; once loaded it is grad
                                  None or absent: every setup on one device. A sharded setup (shard 'fsdp2', 'ddp')
                                  only where an alternative names its shard, and tensor parallelism (t > 1, with
                                  or without sequence parallelism) only where it names tensor_parallel; ANY
-                                 ("any") as a field's value describes every value of it (tensor_parallel "any").
+                                 (model.setup's "any") as a field's value describes every value of it
+                                 (tensor_parallel "any").
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from analytic.figures import flatten, is_figure_key
 from model.config import ARCH_OPTIONS, BUILTIN, POSITIONAL_OPTIONS, preset
-from model.setup import OPTIONS, SETUP_OPTIONS
+from model.setup import ANY, OPTIONS, SETUP_OPTIONS
 from model.spec import MODEL_FIELDS, StepSpec
 
 FORMULA_SET_MODULES = [
@@ -238,7 +239,6 @@ def setup_alternatives(module: ModuleType) -> list[dict[str, Any]]:
 # What an alternative that does not name a field describes, where that is not every value: one device, and no
 # tensor parallelism.
 UNNAMED = {"shard": "none", "tensor_parallel": 1, "sequence_parallel": False}
-ANY = "any"  # a field's declared value that describes every value of it (an int field's, where no tuple lists all)
 
 
 def declared(setup: dict[str, Any]) -> dict[str, tuple]:
@@ -274,9 +274,11 @@ def describing(spec: StepSpec, names: list[str] | None = None) -> list[str]:
     return [name for name, module in formula_sets(names).items() if describes(module, spec)]
 
 
-# Every value of each field with a list of choices: the model's arch and positional, the setup's options.
+# Every value of each field with a list of choices: the model's arch and positional, the setup's options (a bool
+# option's two).
 EVERY_VALUE = {"arch": ARCH_OPTIONS, "positional": POSITIONAL_OPTIONS,
-               **{option.name: option.choices for option in SETUP_OPTIONS if option.choices}}
+               **{option.name: option.choices for option in SETUP_OPTIONS if option.choices},
+               **{option.name: (False, True) for option in SETUP_OPTIONS if option.values is bool}}
 
 
 PLAIN_WORDS = {("source", (BUILTIN,)): "the built-in model", ("optimizer_class", ("",)): "torch's AdamW"}

@@ -30,14 +30,14 @@ states, b·Ψ + b·Ψ + 2b·Ψ (N = 1 above, whatever the world size), ZeRO's ba
 from __future__ import annotations
 
 from analytic.params import parameter_tensor_shapes, shard_rows
-from model.setup import Setup
+from model.setup import ANY, Setup
 from model.spec import StepSpec
 
 NAME = "fsdp2"
 DESCRIPTION = ("FSDP2's model states per rank in closed form: padded parameter and gradient shards "
                "b·Σ⌈rows/N⌉·cols each, AdamW state 2b·Σ rows_r·cols (rank 0, the rank that holds the most); "
-               "under DDP (replicate) one device's")
-SETUP = {"shard": ("fsdp2", "ddp")}
+               "under DDP (replicate) one device's; with tensor parallelism t, of a rank's part of each tensor")
+SETUP = {"shard": ("fsdp2", "ddp"), "tensor_parallel": ANY, "sequence_parallel": (False, True)}
 
 
 def padded_rows(rows: int, world_size: int) -> int:

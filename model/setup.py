@@ -75,6 +75,9 @@ SETUP_OPTIONS = (
                                        "subclass in place of torch's AdamW, built with AdamW's lr and weight decay"),
 )
 OPTIONS = {option.name: option for option in SETUP_OPTIONS}
+# A value that stands for every value of a field, where a formula set declares the setups it describes
+# (analytic.formula_sets: an int field's, such as tensor_parallel, where no tuple lists them all)
+ANY = "any"
 
 
 @dataclass(frozen=True)

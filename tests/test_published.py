@@ -75,13 +75,14 @@ def test_a_users_model_is_described_by_the_sets_of_any_transformer_lm_and_of_its
 
 
 def test_setup_text_says_what_describes_reads():
-    """The 'graded on' words: a field that allows every value is left out, no shard is one device, and a set that
-    allows everything describes every setup."""
+    """The 'graded on' words: a field that allows each of its choices is left out (the exact set's every shard and
+    both sequence_parallel values), tensor_parallel ANY is said (a set that does not name it describes t = 1 only),
+    no shard is one device, and a set that allows everything describes every setup."""
     from analytic import exact, textbook
     from analytic.formula_sets import setup_text
     from analytic.published import palm
 
-    assert setup_text(exact) == "the built-in model, torch's AdamW"
+    assert setup_text(exact) == "the built-in model, torch's AdamW, any tensor parallel"
     assert setup_text(textbook).endswith(", one device") and "arch reference" in setup_text(textbook)
     assert setup_text(palm) == "checkpointing none, one device"  # every arch: the field is left out
     config = StepSpec(PRESETS["gpt2-xl"])

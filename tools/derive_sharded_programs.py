@@ -24,9 +24,8 @@ from profiler.experiments.grid import expand, load_grid
 
 
 def shipped_keys() -> list[ShardedClass]:
-    """Every class the dist grid's points and SHIPPED_SETUPS need, in a stable order (not its tensor-parallel
-    points: the exact rank is t = 1 only, analytic.exact.sharded.in_domain)."""
-    keys = [ShardedClass.of(point.spec) for point in expand(load_grid("dist")) if point.spec.setup.tensor_parallel == 1]
+    """Every class the dist grid's points and SHIPPED_SETUPS need, in a stable order."""
+    keys = [ShardedClass.of(point.spec) for point in expand(load_grid("dist"))]
     return list(dict.fromkeys(keys + shipped_setup_keys()))
 
 

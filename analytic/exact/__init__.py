@@ -41,14 +41,17 @@ from analytic.exact.sharded import evaluate_rank
 from analytic.exact.source import MissingPrograms, Programs, installed, installed_torch
 from analytic.exact.versions import outside_domain
 from analytic.sizes import sizes_from_arrays, sizes_of
+from model.setup import ANY
 from model.spec import StepSpec
 
 NAME = "exact"
 DESCRIPTION = ("ours: every allocation of the real step (autograd's saved tensors, transient temporaries, AdamW "
-               "temporaries, phase order), exact on meta; one rank of FSDP2 or DDP too (its buffers included)")
-# A sharded rank's memory within analytic.exact.sharded's domain; the programs are derived from the built-in
-# model's traces with torch's AdamW.
-SETUP = {"shard": ("none", "fsdp2", "ddp"), "source": "builtin", "optimizer_class": ""}
+               "temporaries, phase order), exact on meta; one rank of FSDP2 or DDP too (its buffers included), "
+               "with tensor and sequence parallelism")
+# A sharded rank's memory within analytic.exact.sharded's domain, at any tensor parallelism; the programs are
+# derived from the built-in model's traces with torch's AdamW.
+SETUP = {"shard": ("none", "fsdp2", "ddp"), "source": "builtin", "optimizer_class": "", "tensor_parallel": ANY,
+         "sequence_parallel": (False, True)}
 
 __all__ = ["NAME", "DESCRIPTION", "SETUP", "ExactSet", "Programs", "MissingPrograms", "predict", "max_batch_size",
            "evaluate", "evaluate_arrays", "installed_torch"]

@@ -26,10 +26,19 @@ LM head):
     rt, rt2 = T·(D/H/2)·e, T·(D/H/2)·2   a RoPE table as each block receives it, and cast to bf16 (the policy casts
                                          a block's floating-point inputs)
     r2 = B·T·2                  a per-token scalar in bf16 (the policy's bf16 forward runs the norms in bf16)
+With tensor parallelism t (model.tensor_parallel; N = world_size/t, the "dp" ranks) the shapes above are rank 0's
+part of each tensor, ⌈rows/t⌉ of the column-wise layers' (VD, TD, DD, KD, FD, F: the embeddings, the LM head, q, k,
+v, W1, W3 and their biases) and ⌈cols/t⌉ of the row-wise ones' (DF: W2; RD: out_proj, D × ⌈D/t⌉), D whole (the
+norms, the row-wise biases), cD = ⌈D/t⌉ × 1 (a column-wise bias); l{k} = rows·cols·e such a part whole (the
+gradient the split layer computes before FSDP2 reduces it); and the activations are one device's symbols at a
+rank's widths ("x": D/t, H/t, F/t, K/t, ⌈V/t⌉) or its part of the sequence ("y": T/t with sequence parallelism),
+with a few of a split step's own (split_symbol_values). At t = 1 each of these equals a symbol above, which names
+the tensor: the programs of t = 1 are those of one class, those of t > 1 another, for every t > 1.
 Each window (start: what is live as the step begins besides buffers and inputs; forward; backward; optimizer,
 zero_grad included) is one program at L = 1 and, from L = 2 on, segments run once, L, L − 1 or L − 2 times.
-Domain: AdamW foreach, every layout class of one device, micro-batches (micro-batch 2's windows stand for every
-later one) and either zero_grad option. FLOPs: rank_flop_figures.
+Domain: AdamW foreach, every layout class of one device (of a rank's heads H/t and G/t with tensor parallelism),
+micro-batches (micro-batch 2's windows stand for every later one), either zero_grad option, tensor parallelism
+with and without sequence parallelism. FLOPs: rank_flop_figures.
 """
 from __future__ import annotations
 
@@ -67,7 +76,8 @@ ALL_SYMBOLS = SYMBOLS + SHARD_SYMBOLS + TP_SYMBOLS  # the order in which a size'
 WINDOWS = ("start",) + PHASES
 MICRO_BATCH_WINDOWS = ("start", "forward_1", "backward_1", "forward_2", "backward_2", "optimizer")
 
-# Setups the tests grade (tests/test_sharded.py), shipped at a batch of 2 on one and on several ranks.
+# Setups the tests grade (tests/test_sharded.py), shipped at a batch of 2 on one and on several ranks ("dp" ranks
+# with tensor parallelism).
 SHIPPED_SETUPS = {
     "fsdp2-fp32": dict(shard="fsdp2"),
     "fsdp2-amp": dict(shard="fsdp2", autocast="bfloat16"),
@@ -78,6 +88,13 @@ SHIPPED_SETUPS = {
                                         checkpointing="selective", num_heads=4, kv_heads=2),
     "fsdp2-amp-mb-zeros": dict(shard="fsdp2", autocast="bfloat16", micro_batches=2, zero_grad="zeros"),
     "ddp-gpt2-mb": dict(shard="ddp", arch="gpt2", dropout=0.0, micro_batches=2),
+    "tp-fp32": dict(shard="fsdp2", tensor_parallel=2),
+    "tp-sp-amp": dict(shard="fsdp2", tensor_parallel=2, sequence_parallel=True, autocast="bfloat16"),
+    "tp-sp-llama-gqa-amp-selective": dict(shard="fsdp2", tensor_parallel=2, sequence_parallel=True, arch="llama",
+                                          positional="rope", autocast="bfloat16", checkpointing="selective",
+                                          num_heads=8, kv_heads=4),
+    "tp-gpt2-mb-full": dict(shard="fsdp2", tensor_parallel=2, arch="gpt2", dropout=0.0, micro_batches=2,
+                            checkpointing="full"),
 }
 
 
@@ -156,12 +173,15 @@ class RankPhase(Phase):
 
 
 def shipped_setup_keys() -> list[ShardedClass]:
-    """The class keys of SHIPPED_SETUPS at a batch of 2, on one rank (FSDP2's own classes) and on several."""
+    """The class keys of SHIPPED_SETUPS at a batch of 2 (two heads a rank unless a setup says), with FSDP2 over one
+    rank and over several (each FSDP2 setup's own classes; t ranks and 2t with tensor parallelism t), DDP over 4."""
     keys = []
     for options in SHIPPED_SETUPS.values():
-        spec = StepSpec.of(vocab_size=16, context_length=4, num_layers=1, d_model=8 * options.get("num_heads", 2),
-                           **{"num_heads": 2, **options})
-        for world_size in (1, 4) if spec.setup.shard == "fsdp2" else (4,):
+        t = options.get("tensor_parallel", 1)
+        heads = options.get("num_heads", 2 * t)
+        spec = StepSpec.of(vocab_size=16, context_length=4, num_layers=1, d_model=8 * heads, world_size=t,
+                           **{**options, "num_heads": heads})
+        for world_size in (t, 2 * t) if spec.setup.shard == "fsdp2" else (4,):
             keys.append(ShardedClass.of(spec.replace(world_size=world_size,
                                                      batch_size=2 * spec.setup.micro_batches)))
     return keys

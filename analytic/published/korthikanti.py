@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from analytic.formula_sets import ANY
+from model.setup import ANY
 from model.spec import StepSpec
 
 NAME = "korthikanti"

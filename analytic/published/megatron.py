@@ -41,7 +41,7 @@ every recompute option). Against FlopCounterMode it counts QKᵀ and P·V at hal
 """
 from __future__ import annotations
 
-from analytic.formula_sets import ANY
+from model.setup import ANY
 from model.config import ModelConfig
 from model.spec import StepSpec
 

@@ -18,7 +18,7 @@ from analytic.exact.model_programs import own_code
 from analytic.formula_sets import describes, formula_sets, setup_alternatives, setup_text
 from analytic.textbook import PROBLEM
 from model.config import BUILTIN, ModelConfig
-from model.setup import Setup
+from model.setup import ANY, Setup
 from model.spec import StepSpec
 from profiler.measuring.measure import measure
 from profiler.reports.compare import comparison_rows, reconcile
@@ -80,10 +80,11 @@ WHY = {
 def audited_spec(module: ModuleType, base: ModelConfig = PROBLEM.config, optimizer: str = "foreach",
                  optimizer_class: str = "") -> StepSpec:
     """The problem's model on the set's declared setup (at batch 1): its first alternative, each field's first
-    value. A user's or Hugging Face model (base.source) keeps its own block: the set's arch is not imposed."""
+    value (the default of a field declared ANY, every value). A user's or Hugging Face model (base.source) keeps its
+    own block: the set's arch is not imposed."""
     setup = setup_alternatives(module)[0]
     fields = {field: value[0] if isinstance(value, tuple) else value for field, value in setup.items()
-              if base.source == BUILTIN or field not in ("arch", "source", "optimizer_class")}
+              if (base.source == BUILTIN or field not in ("arch", "source", "optimizer_class")) and value != ANY}
     spec = StepSpec(base, Setup(optimizer=optimizer, optimizer_class=optimizer_class)).replace(**fields)
     if not describes(module, spec):
         raise ValueError(f"formula set {module.NAME} describes {setup_text(module)}: not model {base.source}"

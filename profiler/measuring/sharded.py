@@ -28,6 +28,7 @@ and "gradients" hold the rank's shards (padded to the same size on every rank), 
 """
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -220,17 +221,21 @@ def fake_process_group(world_size: int, rank: int):
     DTensor's sharding propagation caches (the C++ fast path's and the Python one) keep the output specs of the ops
     they have seen, keyed by device meshes compared without their process groups: a later group's mesh of the same
     shape would get back a spec whose mesh names the groups of a destroyed one (tensor parallelism then fails on an
-    unknown group name). They are cleared as each simulated group ends."""
+    unknown group name). They are cleared as each simulated group ends. init_process_group wraps sys.excepthook to
+    prefix "[rank0]: " to every line of an uncaught error, and destroy_process_group does not unwrap it: it is put
+    back, or a process that simulates many ranks would print that prefix once per group it made."""
     from torch.distributed.tensor.debug import _clear_sharding_prop_cache
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     if dist.is_initialized():
         raise RuntimeError("a process group is already initialised; a simulated sharded step makes its own")
+    excepthook = sys.excepthook
     dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=world_size)
     try:
         yield
     finally:
         dist.destroy_process_group()
+        sys.excepthook = excepthook
         _clear_sharding_prop_cache()
 
 

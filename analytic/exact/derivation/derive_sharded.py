@@ -2,15 +2,17 @@
 rank 0 (profiler.measuring.sharded), as analytic.exact.derivation.derive does for one device.
 
 A class (analytic.sizes.ShardedClass: one device's layout class, the shard strategy, FSDP2's
-resharding, one rank or several, micro-batches or not, zero_grad) is traced at L = 1 to 5 layers and at two
-unrelated size sets, each with its own world size (3 and 7 ranks, so that shards pad; 1 for FSDP2's one-rank
-classes): every storage's bytes must name the same symbol of analytic.exact.sharded.ALL_SYMBOLS at both (the first
-in that order: analytic.exact.derivation.fit with a SymbolAlphabet), and no two symbols may agree at both sets but
-not at a third (CHECK_SET, 11 ranks). Windows: start
-(what is live as the measured step begins, in allocation order, besides buffers and inputs), forward and backward
-(of micro-batches 1 and 2 where there are micro-batches), optimizer (zero_grad included). L = 1 keeps its own
-programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times (fit.segment), which must
-reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
+resharding, one rank or several, micro-batches or not, zero_grad, tensor and sequence parallelism) is traced at
+L = 1 to 5 layers and at two unrelated size sets, each on its own mesh (MESHES: 3 and 7 ranks, so that shards pad,
+1 for FSDP2's one-rank classes; with tensor parallelism 2 × 3 and 6 × 4 ("dp" × "tp"), the size set's heads, d_ff
+and, with sequence parallelism, context length a rank's): every storage's bytes must name the same symbol of
+analytic.exact.sharded.ALL_SYMBOLS at both (the first in that order: analytic.exact.derivation.fit with a
+SymbolAlphabet), and no two symbols may agree at both sets but not at one of the check sets (CHECKS: CHECK_SET on
+five meshes, some with more positions or vocabulary, so that no padded shard is one row at all of them).
+Windows: start (what is live as the measured step begins, in allocation order, besides buffers and inputs),
+forward and backward (of micro-batches 1 and 2 where there are micro-batches), optimizer (zero_grad included).
+L = 1 keeps its own programs; L = 2, 3, 4 are split into segments run once, L, L − 1 or L − 2 times
+(fit.segment), which must reproduce L = 5. The ten traces run in parallel (profiler.measuring.parallel).
 """
 from __future__ import annotations
 
