@@ -115,6 +115,35 @@ def test_exact_equals_the_simulated_tensor_parallel_rank(name, t, dp, heads_per_
     assert (predicted["peak_bytes"], predicted["peak_phase"]) == (measured["peak_bytes"], measured["peak_phase"])
 
 
+def test_no_two_symbols_coincide_at_the_traced_meshes_in_any_tensor_parallel_class():
+    """Every tensor-parallel class (arch, attention, dtypes, a rank's head layout, B = 1 or not, one "dp" rank or
+    several, with and without sequence parallelism): no two symbols agree at both traced size sets (2 x 3 and 6 x 4
+    meshes) but not at a check set, which would let a derivation name a tensor by the wrong symbol."""
+    import itertools
+
+    from analytic.exact.derivation.derive_sharded import coincident_symbols
+    from analytic.sizes import ShardedClass
+
+    heads = {"general": (2, 2), "one head": (1, 1), "grouped": (4, 2), "multi-query": (2, 1)}
+    keys = set()
+    for (arch, positional), attention, dtypes, layout, batch, ranks, sequence in itertools.product(
+            [("reference", "learned"), ("gpt2", "learned"), ("llama", "rope")], ["explicit", "sdpa-efficient",
+                                                                                  "sdpa-flash"],
+            [("float32", "none"), ("float32", "bfloat16"), ("bfloat16", "none")], heads, (1, 2), (2, 4),
+            (False, True)):
+        if (layout in ("grouped", "multi-query") and arch != "llama") or (attention, dtypes[0]) == ("sdpa-flash",
+                                                                                                      "float32"):
+            continue
+        per_rank, kv_per_rank = heads[layout]
+        spec = StepSpec.of(vocab_size=16, context_length=4, num_layers=1, d_model=16 * per_rank, d_ff=8,
+                           num_heads=2 * per_rank, kv_heads=2 * kv_per_rank, arch=arch, positional=positional,
+                           attention=attention, dtype=dtypes[0], autocast=dtypes[1], batch_size=batch,
+                           shard="fsdp2", world_size=ranks, tensor_parallel=2, sequence_parallel=sequence)
+        keys.add(ShardedClass.of(spec))
+    assert len(keys) == 448
+    assert {key.what(): coincident_symbols(key) for key in keys if coincident_symbols(key)} == {}
+
+
 @needs_fsdp2
 def test_rank_0_holds_the_most():
     """Every rank of a 2 x 3 mesh simulated: with 250 vocabulary rows and 30 positions split unevenly over t = 3

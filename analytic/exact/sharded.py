@@ -27,13 +27,14 @@ LM head):
                                          a block's floating-point inputs)
     r2 = B·T·2                  a per-token scalar in bf16 (the policy's bf16 forward runs the norms in bf16)
 With tensor parallelism t (model.tensor_parallel; N = world_size/t, the "dp" ranks) the shapes above are rank 0's
-part of each tensor, ⌈rows/t⌉ of the column-wise layers' (VD, TD, DD, KD, FD, F: the embeddings, the LM head, q, k,
-v, W1, W3 and their biases) and ⌈cols/t⌉ of the row-wise ones' (DF: W2; RD: out_proj, D × ⌈D/t⌉), D whole (the
-norms, the row-wise biases), cD = ⌈D/t⌉ × 1 (a column-wise bias); l{k} = rows·cols·e such a part whole (the
-gradient the split layer computes before FSDP2 reduces it); and the activations are one device's symbols at a
-rank's widths ("x": D/t, H/t, F/t, K/t, ⌈V/t⌉) or its part of the sequence ("y": T/t with sequence parallelism),
-with a few of a split step's own (split_symbol_values). At t = 1 each of these equals a symbol above, which names
-the tensor: the programs of t = 1 are those of one class, those of t > 1 another, for every t > 1.
+part of each tensor: ⌈rows/t⌉ rows of what is split on its rows (VD, TD: the embeddings' and the LM head's
+vocabulary or positions; DD, KD, FD, F: the column-wise q, k, v, W1, W3 and W1's bias), ⌈cols/t⌉ columns of the
+row-wise layers (DF: W2; RD: out_proj, D × ⌈D/t⌉), D whole (the norms, the row-wise layers' biases), cD = ⌈D/t⌉ × 1
+(q's, k's and v's biases); l{k} = rows·cols·e such a part whole (the gradient a split layer computes before FSDP2
+reduces it). The activations are one device's symbols at a rank's widths ("x": D/t, H/t, F/t, K/t, ⌈V/t⌉) or on
+its part of the sequence ("y": T/t with sequence parallelism), with a few of a split step's own
+(split_symbol_values). At t = 1 each of these equals a symbol above (which, coming first, names the tensor), so a
+class without tensor parallelism keeps its programs; a class with it holds for every t > 1.
 Each window (start: what is live as the step begins besides buffers and inputs; forward; backward; optimizer,
 zero_grad included) is one program at L = 1 and, from L = 2 on, segments run once, L, L − 1 or L − 2 times.
 Domain: AdamW foreach, every layout class of one device (of a rank's heads H/t and G/t with tensor parallelism),
