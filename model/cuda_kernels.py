@@ -11,7 +11,14 @@ Two calls of a model run other kernels on meta (and CPU) than on CUDA, with othe
             fused kernels have meta kernels that return what the CUDA kernels return (an output, an fp32
             logsumexp, RNG state) and autograd records their CUDA backward nodes.
 
+One op runs another kernel on fake CPU tensors (a simulated sharded rank's) than on CUDA:
+
+  LayerNorm native_layer_norm keeps mean and rstd in the accumulate type, float32 for 16-bit inputs, on CUDA
+            (aten/src/ATen/native/cuda/layer_norm_kernel.cu) and on meta; on CPU, and so in the fake kernel of a
+            CPU tensor (torch._refs.native_layer_norm), in the input's dtype: autograd saves them for backward.
+
 `CudaKernels`, active for a whole step (forward, a checkpoint's recomputation in backward, the optimizer step),
+gives fake tensors CUDA's LayerNorm (cuda_layer_norm, in place of the fake kernel torch registers),
 routes F.dropout to native_dropout on every device but CUDA (where at::dropout already does), and on simulated
 tensors (meta, fake) sends F.scaled_dot_product_attention to the kernel the setup's `attention` option names:
   sdpa-flash      aten._scaled_dot_product_flash_attention,
@@ -26,14 +33,18 @@ dropout) raises NotSimulated with the reason. `kernel_region(attention, device)`
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import torch.nn.functional as F
+from torch._prims_common import get_computation_dtype
+from torch._subclasses import fake_impls
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.autocast import active_emulation
 
+LAYER_NORM = torch.ops.aten.native_layer_norm.default
 SDPA_BACKENDS = {"sdpa-math": SDPBackend.MATH, "sdpa-flash": SDPBackend.FLASH_ATTENTION,
                  "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION}
 
@@ -61,11 +72,14 @@ class CudaKernels:
     def __enter__(self) -> "CudaKernels":
         self._originals = {"dropout": F.dropout, "scaled_dot_product_attention": F.scaled_dot_product_attention}
         F.dropout, F.scaled_dot_product_attention = self.dropout, self.sdpa
+        self._fake_layer_norm = fake_impls.op_implementations_dict[LAYER_NORM]
+        fake_impls.op_implementations_dict[LAYER_NORM] = functools.partial(cuda_layer_norm, self._fake_layer_norm)
         return self
 
     def __exit__(self, *exc) -> None:
         for name, function in self._originals.items():
             setattr(F, name, function)
+        fake_impls.op_implementations_dict[LAYER_NORM] = self._fake_layer_norm
 
     def dropout(self, x, p: float = 0.5, training: bool = True, inplace: bool = False):
         """at::dropout as CUDA runs it: native_dropout (a bool mask kept for backward) where its fused kernel
@@ -114,6 +128,14 @@ class CudaKernels:
                                                                       False, scale=scale)[0]
         return torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, None, True, dropout_p,
                                                                       is_causal, scale=scale)[0]
+
+
+def cuda_layer_norm(fake_kernel, fake_mode, func, *args, **kwargs):
+    """native_layer_norm of fake tensors as CUDA runs it: torch's fake kernel (`fake_kernel`), its mean and rstd in
+    the accumulate type (float32 for 16-bit inputs) whatever the tensors' device."""
+    out, mean, rstd = fake_kernel(fake_mode, func, *args, **kwargs)
+    accumulate = get_computation_dtype(args[0].dtype)
+    return out, mean.to(accumulate), rstd.to(accumulate)
 
 
 def cuda_choice(query, key, value, attn_mask) -> str:

@@ -1,13 +1,13 @@
 """analytic.published.korthikanti: Korthikanti et al. 2022's per-layer activation memory (Table 2) against the step
 measured on meta, on the block it describes (GPT-2's, with dropout, in bf16), on one device and on one rank of a
 tensor-parallel group of t with and without sequence parallelism (simulated on the fake process group). What the
-paper leaves out is named to the byte: each LayerNorm's mean and rstd (float32 on one device, 2 · 4·s·b bytes per
-norm, two norms; in bf16 where the rank is simulated on CPU tensors, whose kernel keeps them in the input's dtype),
-split on the sequence with sequence parallelism; with the fused kernels their float32 logsumexp (4·a·s·b, split
-over the heads; the efficient kernel pads s to a multiple of 32); with sequence parallelism the inputs of the
-attention's and the MLP's first linears, which torch's plan saves as all-gathered (2·s·b·h each, whole, where
-Megatron keeps them split, 2·s·b·h/t, and gathers them again in backward); with full recomputation and sequence
-parallelism each layer's input is kept split (2·s·b·h/t, where Table 2 says 2·s·b·h)."""
+paper leaves out is named to the byte: each LayerNorm's float32 mean and rstd (2 · 4·s·b bytes per norm, two norms;
+CUDA's kernel, which a simulated rank runs too: model.cuda_kernels), split on the sequence with sequence
+parallelism; with the fused kernels their float32 logsumexp (4·a·s·b, split over the heads; the efficient kernel
+pads s to a multiple of 32); with sequence parallelism the inputs of the attention's and the MLP's first linears,
+which torch's plan saves as all-gathered (2·s·b·h each, whole, where Megatron keeps them split, 2·s·b·h/t, and
+gathers them again in backward); with full recomputation and sequence parallelism each layer's input is kept split
+(2·s·b·h/t, where Table 2 says 2·s·b·h)."""
 import pytest
 
 from analytic.published import korthikanti
@@ -58,7 +58,7 @@ def test_per_layer_of_a_tensor_parallel_rank(attention, checkpointing, t, sequen
     if checkpointing == "full":
         left_out = 2 * s * b * h // sequence - 2 * s * b * h  # the layer's input kept split on the sequence
     else:
-        left_out = 2 * (2 * 2 * s * b) // sequence  # two LayerNorms' mean and rstd (bf16 on CPU tensors)
+        left_out = 2 * (2 * 4 * s * b) // sequence  # two LayerNorms' float32 mean and rstd
         if attention != "explicit":
             left_out += 4 * a * s * b // t  # the fused kernel's float32 logsumexp, of the rank's heads
         if sequence_parallel:

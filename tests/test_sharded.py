@@ -132,6 +132,22 @@ def test_exact_equals_the_simulated_rank(name, heads, head_pairs, vocab, context
 
 
 @needs_fsdp2
+def test_a_simulated_rank_keeps_a_16_bit_layer_norms_statistics_in_float32():
+    """GPT-2's LayerNorms in pure bf16: FSDP2 on one rank (fake CPU tensors) saves each norm's mean and rstd in
+    float32, as CUDA's kernel and one device on meta do (model.cuda_kernels.cuda_layer_norm; torch's fake kernel of
+    a CPU tensor keeps them in bf16): the same saved activations, norm by norm and per layer."""
+    spec = TINY.replace(arch="gpt2", dropout=0.1, dtype="bfloat16", num_layers=2, num_heads=2, batch_size=2)
+    one = measure(spec, "meta", count_flops=False).measured
+    rank = measure(spec.replace(shard="fsdp2", world_size=1), "meta", count_flops=False).measured
+    s, b, h, layers = spec.model.context_length, 2, spec.model.d_model, spec.model.num_layers
+    per_norm = 2 * s * b * h + 2 * 4 * s * b  # its bf16 input, its float32 mean and rstd
+    norms = {"norm1": layers * per_norm, "norm2": layers * per_norm, "final_norm": per_norm}
+    kept = [{norm: measured["saved_activations_by_component"][norm] for norm in norms} for measured in (one, rank)]
+    assert kept == [norms, norms]
+    assert rank["saved_activations_per_layer_bytes"] == one["saved_activations_per_layer_bytes"]
+
+
+@needs_fsdp2
 def test_a_simulated_rank_leaves_the_excepthook_as_it_found_it():
     """init_process_group wraps sys.excepthook ("[rank0]: " before every line of an error) and destroying the group
     does not unwrap it: a simulated rank puts it back, so a sweep of many ranks prints an error as it is."""

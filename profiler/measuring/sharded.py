@@ -14,7 +14,9 @@ runs on "dp"; DTensor's collectives (torch.distributed._functional_collectives) 
 Real runs (device "cpu" inside an initialised gloo process group, e.g. under torchrun, or
 profiler.measuring.ranks): the same model built on CPU, sharded the same way, trained on real tensors; each rank
 measures itself with the same tracker, so the simulation can be checked against it byte for byte
-(tests/test_sharded.py launches 2 and 4 processes, on 1-D meshes and on 1 x 2 and 2 x 2 ones).
+(tests/test_sharded.py launches 2 and 4 processes, on 1-D meshes and on 1 x 2 and 2 x 2 ones). The simulation runs
+CUDA's kernels where CPU's keep other tensors (model.cuda_kernels): a 16-bit LayerNorm's mean and rstd are float32
+in a simulated rank, as on a GPU, and of the input's dtype in a gloo rank's CPU kernel.
 
 Memory of a rank: its local tensors' storages (the tracker follows DTensor ops down to their local ops) and the
 storages FSDP2 frees and re-allocates by resizing (its gathered parameters), through the tracker's resize hook.
