@@ -159,7 +159,12 @@ class ShardedClass:
 
     @classmethod
     def parse(cls, name: str) -> "ShardedClass":
-        *layout_class, shard, reshard_after_forward, one_rank, micro_batched, zero_grad, tp, sp = json.loads(name)
+        """The class a name() names (ValueError for a name of other fields: another version's)."""
+        fields = json.loads(name)
+        expected = len(dataclasses.fields(LayoutClass)) + len(dataclasses.fields(cls)) - 1
+        if len(fields) != expected:
+            raise ValueError(f"{name} names no sharded class: {len(fields)} fields, not {expected}")
+        *layout_class, shard, reshard_after_forward, one_rank, micro_batched, zero_grad, tp, sp = fields
         return cls(LayoutClass(*layout_class), shard, reshard_after_forward, one_rank, micro_batched, zero_grad, tp, sp)
 
 

@@ -18,9 +18,10 @@ One op runs another kernel on fake CPU tensors (a simulated sharded rank's) than
             CPU tensor (torch._refs.native_layer_norm), in the input's dtype: autograd saves them for backward.
 
 `CudaKernels`, active for a whole step (forward, a checkpoint's recomputation in backward, the optimizer step),
-gives fake tensors CUDA's LayerNorm (cuda_layer_norm, in place of the fake kernel torch registers),
-routes F.dropout to native_dropout on every device but CUDA (where at::dropout already does), and on simulated
-tensors (meta, fake) sends F.scaled_dot_product_attention to the kernel the setup's `attention` option names:
+gives a simulated step's fake tensors CUDA's LayerNorm (cuda_layer_norm, in place of the fake kernel torch registers;
+not a real rank's, whose DTensors run that fake kernel to propagate shardings of CPU tensors), routes F.dropout to
+native_dropout on every device but CUDA (where at::dropout already does), and on simulated tensors (meta, fake)
+sends F.scaled_dot_product_attention to the kernel the setup's `attention` option names:
   sdpa-flash      aten._scaled_dot_product_flash_attention,
   sdpa-efficient  aten._scaled_dot_product_efficient_attention, each with key/value heads passed as they come
                   (grouped ones with enable_gqa: both CUDA kernels take them so), without an attn_mask;
@@ -28,7 +29,8 @@ tensors (meta, fake) sends F.scaled_dot_product_attention to the kernel the setu
   explicit        a model that calls SDPA anyway gets the kernel CUDA's priority order picks without cuDNN
                   (flash, then efficient, then math) on an sm80+ GPU.
 What cannot be simulated (a fused kernel that would pad the head size, a fused kernel given a mask, math with
-dropout) raises NotSimulated with the reason. `kernel_region(attention, device)` is the context a step runs in.
+dropout) raises NotSimulated with the reason. `kernel_region(attention, device, simulated)` is the context a step
+runs in.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch._prims_common import get_computation_dtype
 from torch._subclasses import fake_impls
-from torch._subclasses.fake_tensor import FakeTensor
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.autocast import active_emulation
@@ -59,27 +61,35 @@ def simulated(tensor) -> bool:
 
 
 class CudaKernels:
-    """CUDA's dropout everywhere, and on simulated tensors the SDPA kernel of `attention` (module docstring), for as
-    long as the context is entered: F.dropout and F.scaled_dot_product_attention are replaced in
-    torch.nn.functional by this object's methods, which models reach through that module at every call
-    (nn.Dropout, Hugging Face's attention functions, nanoGPT). A TorchFunctionMode would not do: autograd runs
-    backward, and with it a checkpoint's recomputation, without the function modes of the forward."""
+    """CUDA's dropout everywhere, on simulated tensors the SDPA kernel of `attention`, and in a simulated step CUDA's
+    LayerNorm (module docstring), for as long as the context is entered: F.dropout and F.scaled_dot_product_attention
+    are replaced in torch.nn.functional by this object's methods, which models reach through that module at every
+    call (nn.Dropout, Hugging Face's attention functions, nanoGPT). A TorchFunctionMode would not do: autograd runs
+    backward, and with it a checkpoint's recomputation, without the function modes of the forward. LayerNorm's fake
+    kernel is replaced in torch's table of them (torch._subclasses.fake_impls), and the results FakeTensorMode
+    cached for it are forgotten on entering and leaving: its dispatch cache keys an op and its arguments, not the
+    kernel that ran."""
 
-    def __init__(self, attention: str = "explicit"):
-        self.attention = attention
+    def __init__(self, attention: str = "explicit", simulated_step: bool = False):
+        self.attention, self.simulated_step = attention, simulated_step
         self._originals: dict = {}
 
     def __enter__(self) -> "CudaKernels":
+        self._fake_layer_norm = fake_impls.op_implementations_dict[LAYER_NORM]
         self._originals = {"dropout": F.dropout, "scaled_dot_product_attention": F.scaled_dot_product_attention}
         F.dropout, F.scaled_dot_product_attention = self.dropout, self.sdpa
-        self._fake_layer_norm = fake_impls.op_implementations_dict[LAYER_NORM]
-        fake_impls.op_implementations_dict[LAYER_NORM] = functools.partial(cuda_layer_norm, self._fake_layer_norm)
+        if self.simulated_step:
+            forget_cached(LAYER_NORM)
+            fake_impls.op_implementations_dict[LAYER_NORM] = functools.partial(cuda_layer_norm,
+                                                                               self._fake_layer_norm)
         return self
 
     def __exit__(self, *exc) -> None:
         for name, function in self._originals.items():
             setattr(F, name, function)
-        fake_impls.op_implementations_dict[LAYER_NORM] = self._fake_layer_norm
+        if self.simulated_step:
+            fake_impls.op_implementations_dict[LAYER_NORM] = self._fake_layer_norm
+            forget_cached(LAYER_NORM)
 
     def dropout(self, x, p: float = 0.5, training: bool = True, inplace: bool = False):
         """at::dropout as CUDA runs it: native_dropout (a bool mask kept for backward) where its fused kernel
@@ -130,6 +140,12 @@ class CudaKernels:
                                                                       is_causal, scale=scale)[0]
 
 
+def forget_cached(op) -> None:
+    """Drop FakeTensorMode's cached results of `op` (its dispatch cache is one for the process)."""
+    for key in [key for key in FakeTensorMode.cache if key.key[0] is op]:
+        del FakeTensorMode.cache[key]
+
+
 def cuda_layer_norm(fake_kernel, fake_mode, func, *args, **kwargs):
     """native_layer_norm of fake tensors as CUDA runs it: torch's fake kernel (`fake_kernel`), its mean and rstd in
     the accumulate type (float32 for 16-bit inputs) whatever the tensors' device."""
@@ -151,12 +167,13 @@ def cuda_choice(query, key, value, attn_mask) -> str:
     return "sdpa-math"
 
 
-def kernel_region(attention: str, device: torch.device | str):
+def kernel_region(attention: str, device: torch.device | str, simulated_step: bool = False):
     """The context a step runs in: on CUDA the SDPA backend `attention` names (sdpa_kernel, no fallback); elsewhere
-    that too, and CudaKernels (dropout as CUDA's; on meta and fake tensors SDPA routed to that kernel)."""
+    that too, and CudaKernels (dropout as CUDA's; on meta and fake tensors SDPA routed to that kernel; LayerNorm as
+    CUDA's where the step is simulated)."""
     stack = contextlib.ExitStack()
     if attention in SDPA_BACKENDS:
         stack.enter_context(sdpa_kernel(SDPA_BACKENDS[attention]))
     if torch.device(device).type != "cuda":
-        stack.enter_context(CudaKernels(attention))
+        stack.enter_context(CudaKernels(attention, simulated_step))
     return stack

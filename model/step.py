@@ -8,7 +8,7 @@ import torch
 from model.autocast import autocast_region
 from model import implementations
 from model.config import BUILTIN, ModelConfig
-from model.cuda_kernels import kernel_region
+from model.cuda_kernels import kernel_region, simulated
 from model.setup import Setup
 from model.spec import StepSpec
 from model.tensor_parallel import loss_region
@@ -73,7 +73,8 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
     copy), each loss divided by k (k = 1 included, as nanoGPT's loop does), gradients accumulating (autograd adds
     each micro-batch's gradient into .grad in place once it exists), then one AdamW step. zero_grad frees the
     gradients (setup.zero_grad 'none': set_to_none=True) or zeroes them in place ('zeros').
-    The step runs in model.cuda_kernels.kernel_region: the setup's SDPA kernel, and dropout as CUDA runs it; with
+    The step runs in model.cuda_kernels.kernel_region: the setup's SDPA kernel, dropout as CUDA runs it, and
+    LayerNorm too where the tokens have no data (a simulated step); with
     tensor parallelism in model.tensor_parallel.loss_region too (torch's loss_parallel over forward and backward).
     With setup.autocast, forward and loss run under torch.autocast, emulated with `autocast_policy`'s rules on
     meta (model.autocast), backward outside it.
@@ -84,7 +85,7 @@ def train_step(model: TransformerLM, adamw: torch.optim.Optimizer, tokens: torch
     """
     micro_batches = setup.micro_batches
     StepSpec(model.config, setup, len(tokens)).micro_batch_size  # a one-line error when the batch does not divide
-    with kernel_region(setup.attention, tokens.device), loss_region(setup):
+    with kernel_region(setup.attention, tokens.device, simulated(tokens)), loss_region(setup):
         for micro_tokens, micro_targets in zip(tokens.chunk(micro_batches), targets.chunk(micro_batches)):
             mark("forward")
             with autocast_region(setup, tokens.device, autocast_policy):

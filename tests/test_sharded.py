@@ -147,10 +147,40 @@ def test_a_simulated_rank_keeps_a_16_bit_layer_norms_statistics_in_float32():
     assert rank["saved_activations_per_layer_bytes"] == one["saved_activations_per_layer_bytes"]
 
 
+def test_cuda_layer_norm_holds_in_a_simulated_step_only_whatever_the_fake_cache_holds():
+    """model.cuda_kernels.CudaKernels on fake CPU tensors: a simulated step's bf16 LayerNorm keeps float32 mean and
+    rstd even where FakeTensorMode cached the CPU kernel's bf16 ones for the same arguments just before; a real
+    rank's step (whose DTensors propagate shardings on fake tensors) and what runs after either keep the CPU
+    kernel's; torch's table of fake kernels is as it was after each, an error inside included."""
+    from torch._subclasses import fake_impls
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from model.cuda_kernels import LAYER_NORM, CudaKernels
+
+    fake_kernel = fake_impls.op_implementations_dict[LAYER_NORM]
+
+    def statistics_dtypes():
+        x, weight = torch.empty(2, 3, 8, dtype=torch.bfloat16), torch.empty(8, dtype=torch.bfloat16)
+        return [t.dtype for t in torch.ops.aten.native_layer_norm(x, [8], weight, weight, 1e-5)[1:]]
+
+    with FakeTensorMode():
+        before = statistics_dtypes()
+        with CudaKernels(simulated_step=True):
+            simulated = statistics_dtypes()
+        with CudaKernels(simulated_step=False):
+            real = statistics_dtypes()
+        after = statistics_dtypes()
+        with pytest.raises(RuntimeError), CudaKernels(simulated_step=True):
+            raise RuntimeError("a step that fails")
+    assert simulated == [torch.float32] * 2
+    assert before == real == after == [torch.bfloat16] * 2
+    assert fake_impls.op_implementations_dict[LAYER_NORM] is fake_kernel
+
+
 @needs_fsdp2
 def test_a_simulated_rank_leaves_the_excepthook_as_it_found_it():
-    """init_process_group wraps sys.excepthook ("[rank0]: " before every line of an error) and destroying the group
-    does not unwrap it: a simulated rank puts it back, so a sweep of many ranks prints an error as it is."""
+    """init_process_group wraps sys.excepthook ("[rank0]: " before every line of an error, rank 0's) and destroying
+    the group does not unwrap it: a simulated rank puts it back, so a sweep of many ranks prints an error as it is."""
     import sys
 
     hook = sys.excepthook

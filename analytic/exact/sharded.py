@@ -33,8 +33,9 @@ row-wise layers (DF: W2; RD: out_proj, D × ⌈D/t⌉), D whole (the norms, the 
 (q's, k's and v's biases); l{k} = rows·cols·e such a part whole (the gradient a split layer computes before FSDP2
 reduces it). The activations are one device's symbols at a rank's widths ("x": D/t, H/t, F/t, K/t, ⌈V/t⌉) or on
 its part of the sequence ("y": T/t with sequence parallelism), with a few of a split step's own
-(split_symbol_values). At t = 1 each of these equals a symbol above (which, coming first, names the tensor), so a
-class without tensor parallelism keeps its programs; a class with it holds for every t > 1.
+(split_symbol_values). At t = 1 the shapes' symbols, l{k} and the "x" and "y" symbols equal symbols above (which,
+coming first, name such a tensor), and the split step's own are sizes no tensor of a step without tensor
+parallelism has: such a class keeps its programs. A class with tensor parallelism holds for every t > 1.
 Each window (start: what is live as the step begins besides buffers and inputs; forward; backward; optimizer,
 zero_grad included) is one program at L = 1 and, from L = 2 on, segments run once, L, L − 1 or L − 2 times.
 Domain: AdamW foreach, every layout class of one device (of a rank's heads H/t and G/t with tensor parallelism),
@@ -144,8 +145,8 @@ def split_symbol_values(spec: StepSpec, sizes: Sizes) -> dict[str, Any]:
     log-softmax of 16-bit logits), the position embedding's output in bf16 whatever e (t2 = T·D·2, yt2 its part
     of the sequence; autocast's), int64 ids and bool masks of the tokens (it = 8·B·T, bt = B·T, whole and
     sequence-split: yit, ybt) and of the positions (ip = 8·T, bp = T) (a split embedding's lookup), and an int64
-    0-dim tensor, c8 = 8. At t = 1 the "x" and "y" symbols equal their one-device ones (which, coming first in
-    ALL_SYMBOLS, name such a tensor)."""
+    0-dim tensor, c8 = 8; yr2 = B·(T/s)·2 is r2 on the rank's part of the sequence. At t = 1 the "x" and "y" symbols
+    equal their one-device ones (which, coming first in ALL_SYMBOLS, name such a tensor)."""
     setup, (B, T, D, H, F, V, e, K) = spec.setup, (sizes.B, sizes.T, sizes.D, sizes.H, sizes.F, sizes.V, sizes.e,
                                                     sizes.K)
     t = setup.tensor_parallel

@@ -96,6 +96,18 @@ def tables(document: dict | None) -> dict[str, dict]:
             "optimizers": {store.parse_key(name): data for name, data in document["optimizers"].items()}}
 
 
+def cached_sharded_classes(document: dict) -> dict:
+    """{class: programs} of a cached sharded document, less the names of another version's fields (those classes are
+    derived again, as programs another simulation revision cached are)."""
+    classes = {}
+    for name, programs in document.get("classes", {}).items():
+        try:
+            classes[ShardedClass.parse(name)] = programs
+        except ValueError:
+            continue
+    return classes
+
+
 @lru_cache(maxsize=None)
 def shipped() -> Programs:
     """The shipped programs (whatever torch is installed: for_torch says whether they hold on it)."""
@@ -117,7 +129,7 @@ def for_torch(version: str | None = None, derive: Derive | None = None, revision
     cached = {kind: document for kind, document in cached.items()
               if document and (revision is None or document.get("simulation_revision") == revision)}
     found = tables(cached.get("derived"))
-    found["sharded"] = {ShardedClass.parse(n): d for n, d in cached.get("sharded", {}).get("classes", {}).items()}
+    found["sharded"] = cached_sharded_classes(cached.get("sharded", {}))
     missing = (f"the exact model has no programs for this setup on torch {version}: the shipped ones (derived on "
                f"{shipped().derived_on}) hold on torch {', '.join(SHIPPED_MINORS)} only; derive them with `python "
                f"-m profiler derive`, or pass analytic.exact.derivation.on_demand.deriving_programs() (derives on "

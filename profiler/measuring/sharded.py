@@ -224,8 +224,8 @@ def fake_process_group(world_size: int, rank: int):
     they have seen, keyed by device meshes compared without their process groups: a later group's mesh of the same
     shape would get back a spec whose mesh names the groups of a destroyed one (tensor parallelism then fails on an
     unknown group name). They are cleared as each simulated group ends. init_process_group wraps sys.excepthook to
-    prefix "[rank0]: " to every line of an uncaught error, and destroy_process_group does not unwrap it: it is put
-    back, or a process that simulates many ranks would print that prefix once per group it made."""
+    prefix "[rank{r}]: " to every line of an uncaught error, and destroy_process_group does not unwrap it: it is put
+    back, or a process that simulates many ranks would print such a prefix once per group it made."""
     from torch.distributed.tensor.debug import _clear_sharding_prop_cache
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
@@ -236,9 +236,11 @@ def fake_process_group(world_size: int, rank: int):
     try:
         yield
     finally:
-        dist.destroy_process_group()
-        sys.excepthook = excepthook
-        _clear_sharding_prop_cache()
+        try:
+            dist.destroy_process_group()
+        finally:
+            sys.excepthook = excepthook
+            _clear_sharding_prop_cache()
 
 
 @contextmanager

@@ -166,7 +166,7 @@ def tensor_parallel_blocks(rows: list[dict[str, Any]]) -> list[render.Block]:
             render.Text("Each model, setup and world size measured at t = 1 and with its blocks split over t ranks "
                         "(torchtitan's plan, fully_shard on the data-parallel dimension), with and without sequence "
                         "parallelism: the rank's peak and the exact set's error on it (its programs derived from "
-                        "traces of small 2 x 3 and 6 x 4 meshes), its saved activations at the end of forward (per "
+                        "traces of small simulated ranks), its saved activations at the end of forward (per "
                         "layer and in all) and its model states; Korthikanti et al.'s Table 2 graded on the saved "
                         "activations per "
                         "layer and Megatron-LM's theoretical memory on the peak, where they describe the point "

@@ -29,8 +29,8 @@ from profiler.measuring.parallel import run_calls
 from profiler.measuring.sharded import ShardedRank
 
 # The meshes ("dp" ranks, "tp" ranks) of the two traced size sets, without and with tensor parallelism: no two
-# symbols coincide at both in any class (with tensor parallelism, a search of meshes of 2 to 7 or 9 "dp" ranks and
-# 2 to 4 "tp" ranks over all 512 layout classes, CHECKS included, found no other pair)
+# symbols coincide at both in any class (with tensor parallelism: the only such pair among meshes of 2, 3, 4, 5, 6,
+# 7 or 9 "dp" ranks by 2, 3 or 4 "tp" ranks, over the 448 classes of tests/test_tensor_parallel.py)
 MESHES = {False: ((3, 1), (7, 1)), True: ((2, 3), (6, 4))}
 # The check sets: meshes and sizes of analytic.exact.derivation.derive.CHECK_SET changed, where a shard's padded
 # rows would otherwise be one whatever the sizes
@@ -43,7 +43,7 @@ ALPHABET = SymbolAlphabet(ALL_SYMBOLS)  # any category any symbol, the first in 
 def rank_spec(key: ShardedClass, layers: int, size_set: dict, mesh: tuple[int, int],
               micro_batches: int = 2) -> StepSpec:
     """The step spec (at the rank's batch) of a sharded class at one size set on a mesh of (ranks, t) (t: tensor
-    parallelism, where the class has it; the size set's heads, key/value heads, d_ff and, with sequence
+    parallelism, where the class has it; the size set's heads, key/value heads, d_model, d_ff and, with sequence
     parallelism, context length are then a rank's, t times as many in the model)."""
     spec = traced_spec(key.layout_class, layers, size_set, micro_batches=micro_batches if key.micro_batched else 1)
     ranks, t = mesh[0], mesh[1] if key.tensor_parallel else 1
