@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from analytic.figures import with_model_states
-from analytic.units import parse_bytes
+from analytic.units import parse_bytes, relative_error
 from profiler.reports import plots, render
 from profiler.reports.matrix import setup_label
 from profiler.reports.tables import human_bytes, relative_cell
@@ -42,30 +42,36 @@ def rank_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         record = {"model": row["config"]["name"], "setup": _setup(row["config"]),
                   "ranks": row["config"]["world_size"], "batch per rank": row["batch_size"],
                   "rank": measured.get("rank", 0), "peak": measured["peak_bytes"], "phase": measured["peak_phase"],
-                  "exact peak error": _error(row.get("predicted", {}).get("exact", {}).get("peak_bytes"),
-                                             measured["peak_bytes"]),
+                  "exact peak error": _error(row, measured, "exact", "peak_bytes"),
                   "saved activations": at_peak["saved_activations"],
                   "FSDP2 buffers": sum(at_peak[name] for name in FSDP2_BUFFERS),
                   "model states": measured["model_states_bytes"]}
         for name in GRADED_SETS:
-            value = row.get("predicted", {}).get(name, {}).get("model_states_bytes")
-            record[f"{name} error"] = _error(value, measured["model_states_bytes"])
+            record[f"{name} error"] = _error(row, measured, name, "model_states_bytes")
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
-def _error(predicted, measured) -> float | None:
-    return None if predicted is None else predicted / measured - 1
+def _error(row: dict[str, Any], measured: dict[str, Any], name: str, key: str) -> float | None:
+    """The relative error of set `name` on the figure `key` of the row's measurement; None where it predicts none."""
+    predicted = row.get("predicted", {}).get(name, {}).get(key)
+    return None if predicted is None else relative_error(predicted, measured[key])
+
+
+def _shown(table: pd.DataFrame, byte_columns: tuple[str, ...], error_columns: list[str]) -> pd.DataFrame:
+    """The table with those columns' bytes in human units and those errors signed ("—" where there is none)."""
+    shown = table.copy()
+    for column in byte_columns:
+        shown[column] = shown[column].map(human_bytes)
+    for column in error_columns:
+        shown[column] = shown[column].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
+    return shown
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:
     """rank_table with bytes in human units and signed errors, for reports and the README."""
-    shown = table.copy()
-    for column in ("peak", "saved activations", "FSDP2 buffers", "model states"):
-        shown[column] = shown[column].map(human_bytes)
-    for column in ["exact peak error"] + [f"{name} error" for name in GRADED_SETS]:
-        shown[column] = shown[column].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
-    return shown
+    return _shown(table, ("peak", "saved activations", "FSDP2 buffers", "model states"),
+                  ["exact peak error"] + [f"{name} error" for name in GRADED_SETS])
 
 
 def ranks_needed(table: pd.DataFrame, budget_bytes: int) -> pd.DataFrame:
@@ -105,25 +111,20 @@ def tensor_parallel_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                   "batch per rank": row["batch_size"], "t": config.get("tensor_parallel", 1),
                   "sequence parallel": "yes" if config.get("sequence_parallel") else "no",
                   "peak": measured["peak_bytes"],
-                  "exact peak error": _error(row.get("predicted", {}).get("exact", {}).get("peak_bytes"),
-                                             measured["peak_bytes"]),
+                  "exact peak error": _error(row, measured, "exact", "peak_bytes"),
                   "saved activations per layer": measured["saved_activations_per_layer_bytes"],
                   "saved activations": measured["saved_activations_bytes"],
                   "model states": measured["model_states_bytes"]}
         for name, key in TP_GRADED.items():
-            record[f"{name} error"] = _error(row.get("predicted", {}).get(name, {}).get(key), measured[key])
+            record[f"{name} error"] = _error(row, measured, name, key)
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
 def displayed_tensor_parallel(table: pd.DataFrame) -> pd.DataFrame:
     """tensor_parallel_table with bytes in human units and signed errors."""
-    shown = table.copy()
-    for column in ("peak", "saved activations per layer", "saved activations", "model states"):
-        shown[column] = shown[column].map(human_bytes)
-    for column in ["exact peak error"] + [f"{name} error" for name in TP_GRADED]:
-        shown[column] = shown[column].map(lambda e: "—" if pd.isna(e) else relative_cell(e))
-    return shown
+    return _shown(table, ("peak", "saved activations per layer", "saved activations", "model states"),
+                  ["exact peak error"] + [f"{name} error" for name in TP_GRADED])
 
 
 def sharded_blocks(rows: list[dict[str, Any]], budget: str) -> list[render.Block]:
