@@ -45,15 +45,17 @@ def optimizer_key(arch: str, positional: str, grouped: bool, optimizer: str) -> 
     return (arch, positional, grouped, optimizer)
 
 
-def dtypes_class(attention: str, dtype: str, autocast: str = "none", arch: str = "reference") -> str:
+def dtypes_class(attention: str, dtype: str, autocast: str = "none", arch: str = "reference",
+                 loss_parallel: bool = False) -> str:
     """Which dtypes one derived program class covers: 'any', 'fp32', '16-bit' or 'amp-bf16' (float32 parameters,
-    bf16 autocast). The SDPA math path and llama's RMSNorm compute 16-bit inputs in fp32 (other programs than
-    fp32's), flash runs 16-bit dtypes only, every other program holds for any dtype."""
+    bf16 autocast). The SDPA math path, llama's RMSNorm and loss parallelism (tensor parallelism's cross-entropy of
+    split logits) compute 16-bit inputs in fp32 (other programs than fp32's), flash runs 16-bit dtypes only, every
+    other program holds for any dtype."""
     if autocast != "none":
         return f"amp-{'bf16' if autocast == 'bfloat16' else autocast}"
     if attention == "sdpa-flash":
         return "16-bit"
-    if attention == "sdpa-math" or arch == "llama":
+    if attention == "sdpa-math" or arch == "llama" or loss_parallel:
         return "fp32" if dtype == "float32" else "16-bit"
     return "any"
 
@@ -81,10 +83,10 @@ class LayoutClass:
 
     @classmethod
     def of(cls, arch: str, positional: str, attention: str, dtype: str, autocast: str, checkpointing: str,
-           dropout: bool, layout: tuple) -> "LayoutClass":
+           dropout: bool, layout: tuple, loss_parallel: bool = False) -> "LayoutClass":
         """The class of a setup's options (its dtype and autocast as the dtypes class) in one layout."""
-        return cls(arch, positional, attention, dtypes_class(attention, dtype, autocast, arch), checkpointing,
-                   bool(dropout), *(bool(x) for x in layout))
+        return cls(arch, positional, attention, dtypes_class(attention, dtype, autocast, arch, loss_parallel),
+                   checkpointing, bool(dropout), *(bool(x) for x in layout))
 
     @property
     def layout(self) -> tuple[bool, bool, bool, bool]:
@@ -143,9 +145,7 @@ class ShardedClass:
         heads = head_layout(config.num_heads // t, config.kv_heads // t)
         layout = (micro_batch == 1, *(bool(x) for x in heads))
         layout_class = LayoutClass.of(config.arch, config.positional, setup.attention, setup.dtype, setup.autocast,
-                                      setup.checkpointing, config.dropout > 0, layout)
-        if t > 1 and layout_class.dtypes == "any":
-            layout_class = dataclasses.replace(layout_class, dtypes="fp32" if setup.dtype == "float32" else "16-bit")
+                                      setup.checkpointing, config.dropout > 0, layout, loss_parallel=t > 1)
         one_rank = setup.shard == "fsdp2" and setup.world_size == t
         return cls(layout_class, setup.shard, setup.reshard_after_forward, one_rank, setup.micro_batches > 1,
                    setup.zero_grad, t > 1, setup.sequence_parallel)
