@@ -128,6 +128,7 @@ def test_the_implementations_report_gives_each_models_derived_per_layer_formula_
     assert evaluate(record["vs_ours"], sizes) == per_layer[theirs] - per_layer[ours]
 
 
+@pytest.mark.slow
 def test_multi_query_attention_is_a_layout_class_of_its_own(capsys, monkeypatch, tmp_path):
     """Hugging Face's Llama with one key/value head of four: derived in its own class (its k and v are a head wide),
     cached apart from the same options' other layouts, verified at held-out sizes, and the exact set's answer at an

@@ -190,7 +190,7 @@ def test_a_simulated_rank_leaves_the_excepthook_as_it_found_it():
 
 
 @needs_fsdp2
-@pytest.mark.parametrize("tensor_parallel", [False, True])
+@pytest.mark.parametrize("tensor_parallel", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_fresh_derivation_gives_the_shipped_programs(tensor_parallel):
     """One shipped class derived again here, FSDP2 in fp32 over several ranks and, with tensor parallelism, FSDP2's
     mixed precision with sequence parallelism (the rest: tools/derive_sharded_programs.py --check)."""
